@@ -1,0 +1,151 @@
+// The topology graph itself: building it, naming its kinds, and the structural checks every
+// topology must pass whatever it was loaded from.
+#include <basin/topology.h>
+
+#include <algorithm>
+#include <array>
+#include <queue>
+#include <utility>
+
+namespace basin::topo {
+
+InputError::InputError(std::string origin_, std::string path_, std::string expected_)
+    : std::runtime_error(origin_ + (path_.empty() ? "" : ": " + path_) + ": expected " + expected_),
+      origin(std::move(origin_)),
+      path(std::move(path_)),
+      expected(std::move(expected_)) {}
+
+namespace {
+constexpr std::array<std::pair<NodeKind, const char*>, 7> kNodeKinds{{
+    {NodeKind::gpu, "gpu"},
+    {NodeKind::cpu, "cpu"},
+    {NodeKind::host_bridge, "host_bridge"},
+    {NodeKind::pcie_switch, "pcie_switch"},
+    {NodeKind::nvswitch, "nvswitch"},
+    {NodeKind::nic, "nic"},
+    {NodeKind::net_switch, "net_switch"},
+}};
+constexpr std::array<std::pair<LinkKind, const char*>, 5> kLinkKinds{{
+    {LinkKind::nvlink, "nvlink"},
+    {LinkKind::pcie, "pcie"},
+    {LinkKind::cpu_interconnect, "cpu_interconnect"},
+    {LinkKind::ethernet, "ethernet"},
+    {LinkKind::infiniband, "infiniband"},
+}};
+}  // namespace
+
+const char* to_string(NodeKind kind) {
+  for (const auto& [k, s] : kNodeKinds)
+    if (k == kind) return s;
+  return "?";
+}
+const char* to_string(LinkKind kind) {
+  for (const auto& [k, s] : kLinkKinds)
+    if (k == kind) return s;
+  return "?";
+}
+std::optional<NodeKind> node_kind_from_string(std::string_view text) {
+  for (const auto& [k, s] : kNodeKinds)
+    if (text == s) return k;
+  return std::nullopt;
+}
+std::optional<LinkKind> link_kind_from_string(std::string_view text) {
+  for (const auto& [k, s] : kLinkKinds)
+    if (text == s) return k;
+  return std::nullopt;
+}
+
+Vertex add_node(Topology& topo, Node n) {
+  if (topo.by_id.count(n.id))
+    throw std::logic_error("add_node: duplicate node id '" + n.id + "'");
+  std::string id = n.id;
+  Vertex v = boost::add_vertex(std::move(n), topo.graph);
+  topo.by_id.emplace(std::move(id), v);
+  return v;
+}
+
+void add_link(Topology& topo, Vertex a, Vertex b, Link link, bool duplex) {
+  link.id = static_cast<int>(boost::num_edges(topo.graph));
+  boost::add_edge(a, b, link, topo.graph);
+  if (duplex) {
+    link.id += 1;
+    boost::add_edge(b, a, link, topo.graph);
+  }
+}
+
+std::optional<Vertex> find_node(const Topology& topo, std::string_view id) {
+  auto it = topo.by_id.find(std::string(id));
+  if (it == topo.by_id.end()) return std::nullopt;
+  return it->second;
+}
+
+const Node& node(const Topology& topo, Vertex v) { return topo.graph[v]; }
+
+int num_links(const Topology& topo) { return static_cast<int>(boost::num_edges(topo.graph)); }
+
+std::vector<Vertex> nodes_of_kind(const Topology& topo, NodeKind kind, int server) {
+  std::vector<Vertex> out;
+  for (Vertex v : boost::make_iterator_range(boost::vertices(topo.graph))) {
+    const Node& n = topo.graph[v];
+    if (n.kind == kind && (server < 0 || n.server == server)) out.push_back(v);
+  }
+  std::stable_sort(out.begin(), out.end(), [&](Vertex a, Vertex b) {
+    const Node& x = topo.graph[a];
+    const Node& y = topo.graph[b];
+    return std::pair(x.server, x.index) < std::pair(y.server, y.index);
+  });
+  return out;
+}
+
+std::vector<Vertex> gpus(const Topology& topo) { return nodes_of_kind(topo, NodeKind::gpu); }
+
+void validate(const Topology& topo, const std::string& origin) {
+  const Graph& g = topo.graph;
+  for (Edge e : boost::make_iterator_range(boost::edges(g))) {
+    const Link& l = g[e];
+    const std::string where = "/links (" + g[boost::source(e, g)].id + " -> " +
+                              g[boost::target(e, g)].id + ")";
+    if (!(l.bandwidth_GBps > 0))
+      throw InputError(origin, where + "/bandwidth_GBps",
+                       "a bandwidth above 0 GB/s, got " + std::to_string(l.bandwidth_GBps));
+    if (!(l.latency_us >= 0))
+      throw InputError(origin, where + "/latency_us",
+                       "a latency of 0 us or more, got " + std::to_string(l.latency_us));
+    if (boost::source(e, g) == boost::target(e, g))
+      throw InputError(origin, where, "a link between two different nodes");
+  }
+  // Every GPU must reach some other GPU: a breadth-first search from each GPU in turn would be
+  // quadratic on a cluster, so label connected components once and count GPUs in each.
+  auto all_gpus = gpus(topo);
+  if (all_gpus.size() < 2) return;
+  std::vector<int> component(boost::num_vertices(g), -1);
+  int components = 0;
+  for (Vertex start : boost::make_iterator_range(boost::vertices(g))) {
+    if (component[start] >= 0) continue;
+    std::queue<Vertex> frontier;
+    frontier.push(start);
+    component[start] = components;
+    while (!frontier.empty()) {
+      Vertex v = frontier.front();
+      frontier.pop();
+      auto visit = [&](Vertex w) {
+        if (component[w] < 0) {
+          component[w] = components;
+          frontier.push(w);
+        }
+      };
+      for (Edge e : boost::make_iterator_range(boost::out_edges(v, g))) visit(boost::target(e, g));
+      for (Edge e : boost::make_iterator_range(boost::in_edges(v, g))) visit(boost::source(e, g));
+    }
+    ++components;
+  }
+  std::vector<int> gpus_in(components, 0);
+  for (Vertex v : all_gpus) ++gpus_in[component[v]];
+  for (Vertex v : all_gpus)
+    if (gpus_in[component[v]] < 2)
+      throw InputError(origin, "/nodes (" + g[v].id + ")",
+                       "every GPU to reach at least one other GPU over links, but " + g[v].id +
+                           " reaches none");
+}
+
+}  // namespace basin::topo

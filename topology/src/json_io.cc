@@ -1,0 +1,330 @@
+// The basin.topology/1 and basin.cluster/1 JSON formats (docs/topology-format.md): a strict
+// reader whose every error names the file, the JSON pointer of the field and what was expected,
+// and a writer whose output loads back to the same graph. Files are written atomically.
+#include <basin/topology.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+namespace basin::topo {
+namespace {
+
+using nlohmann::json;
+
+// Reads fields of one JSON object, remembering where it is, so that errors point at the field.
+struct ObjectReader {
+  const json& obj;
+  std::string path;
+  const std::string& origin;
+
+  ObjectReader(const json& j, std::string p, const std::string& o, std::set<std::string> allowed)
+      : obj(j), path(std::move(p)), origin(o) {
+    if (!obj.is_object()) fail("", "an object, got " + std::string(obj.type_name()));
+    for (const auto& [key, value] : obj.items())
+      if (!allowed.count(key)) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        fail("/" + key, "no field '" + key + "' here (known fields: " + list + ")");
+      }
+  }
+  [[noreturn]] void fail(const std::string& field, const std::string& expected) const {
+    throw InputError(origin, path + field, expected);
+  }
+  bool has(const char* key) const { return obj.contains(key); }
+  const json& at(const char* key) const {
+    if (!obj.contains(key)) fail(std::string("/") + key, "a required field '" + key + "'");
+    return obj.at(key);
+  }
+  std::string str(const char* key, bool required = true, std::string fallback = "") const {
+    if (!required && !has(key)) return fallback;
+    const json& v = at(key);
+    if (!v.is_string()) fail(std::string("/") + key, "a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+  double number(const char* key, bool required, double fallback, double min, bool strict) const {
+    if (!required && !has(key)) return fallback;
+    const json& v = at(key);
+    if (!v.is_number()) fail(std::string("/") + key, "a number, got " + v.dump());
+    double x = v.get<double>();
+    if (strict ? !(x > min) : !(x >= min))
+      fail(std::string("/") + key, std::string("a number ") + (strict ? "above " : "of at least ") +
+                                       json(min).dump() + ", got " + v.dump());
+    return x;
+  }
+  int integer(const char* key, bool required, int fallback, int min) const {
+    if (!required && !has(key)) return fallback;
+    const json& v = at(key);
+    if (!v.is_number_integer() || v.get<long long>() < min)
+      fail(std::string("/") + key, "an integer of at least " + std::to_string(min) + ", got " +
+                                       v.dump());
+    return v.get<int>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = at(key);
+    if (!v.is_boolean()) fail(std::string("/") + key, "true or false, got " + v.dump());
+    return v.get<bool>();
+  }
+};
+
+std::string kinds_list(bool nodes) {
+  std::string out;
+  if (nodes) {
+    for (NodeKind k : {NodeKind::gpu, NodeKind::cpu, NodeKind::host_bridge, NodeKind::pcie_switch,
+                       NodeKind::nvswitch, NodeKind::nic, NodeKind::net_switch})
+      out += std::string(out.empty() ? "" : ", ") + to_string(k);
+  } else {
+    for (LinkKind k : {LinkKind::nvlink, LinkKind::pcie, LinkKind::cpu_interconnect,
+                       LinkKind::ethernet, LinkKind::infiniband})
+      out += std::string(out.empty() ? "" : ", ") + to_string(k);
+  }
+  return out;
+}
+
+LinkKind read_link_kind(const ObjectReader& r, const char* key) {
+  std::string text = r.str(key);
+  auto kind = link_kind_from_string(text);
+  if (!kind) r.fail(std::string("/") + key, "a link kind among " + kinds_list(false) + ", got '" + text + "'");
+  return *kind;
+}
+
+json node_to_json(const Node& n) {
+  json j = {{"id", n.id}, {"kind", to_string(n.kind)}};
+  if (!n.model.empty()) j["model"] = n.model;
+  if (!n.name.empty()) j["name"] = n.name;
+  j["server"] = n.server;
+  j["index"] = n.index;
+  if (n.numa >= 0) j["numa"] = n.numa;
+  if (n.memory_GB > 0) j["memory_GB"] = n.memory_GB;
+  if (n.cores > 0) j["cores"] = n.cores;
+  if (!n.pci_bus.empty()) j["pci_bus"] = n.pci_bus;
+  if (n.kind == NodeKind::nic) {
+    j["port_GBps"] = n.port_GBps;
+    j["port_kind"] = to_string(n.port_kind);
+  }
+  return j;
+}
+
+Node node_from_json(const json& j, const std::string& path, const std::string& origin) {
+  ObjectReader r(j, path, origin,
+                 {"id", "kind", "model", "name", "server", "index", "numa", "memory_GB", "cores",
+                  "pci_bus", "port_GBps", "port_kind"});
+  Node n;
+  n.id = r.str("id");
+  if (n.id.empty()) r.fail("/id", "a non-empty id");
+  std::string kind = r.str("kind");
+  auto k = node_kind_from_string(kind);
+  if (!k) r.fail("/kind", "a node kind among " + kinds_list(true) + ", got '" + kind + "'");
+  n.kind = *k;
+  n.model = r.str("model", false);
+  n.name = r.str("name", false);
+  n.server = r.integer("server", false, 0, -1);
+  n.index = r.integer("index", false, 0, 0);
+  n.numa = r.integer("numa", false, -1, -1);
+  n.memory_GB = r.number("memory_GB", false, 0, 0, false);
+  n.cores = r.integer("cores", false, 0, 0);
+  n.pci_bus = r.str("pci_bus", false);
+  if (n.kind == NodeKind::nic) {
+    n.port_GBps = r.number("port_GBps", true, 0, 0, true);
+    n.port_kind = read_link_kind(r, "port_kind");
+  } else if (r.has("port_GBps") || r.has("port_kind")) {
+    r.fail("/port_GBps", "port_GBps and port_kind only on nodes of kind nic");
+  }
+  return n;
+}
+
+json link_to_json(const Graph& g, Edge e, bool duplex) {
+  const Link& l = g[e];
+  json j = {{"from", g[boost::source(e, g)].id}, {"to", g[boost::target(e, g)].id},
+            {"kind", to_string(l.kind)}};
+  if (l.generation) j["generation"] = l.generation;
+  if (l.width) j["width"] = l.width;
+  if (l.count != 1) j["count"] = l.count;
+  j["bandwidth_GBps"] = l.bandwidth_GBps;
+  j["latency_us"] = l.latency_us;
+  if (!duplex) j["duplex"] = false;
+  return j;
+}
+
+bool same_numbers(const Link& a, const Link& b) {
+  return a.kind == b.kind && a.generation == b.generation && a.width == b.width &&
+         a.count == b.count && a.bandwidth_GBps == b.bandwidth_GBps && a.latency_us == b.latency_us;
+}
+
+json parse_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path, "", std::string("a readable file: ") + std::strerror(errno));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  try {
+    return json::parse(buffer.str());
+  } catch (const json::parse_error& e) {
+    throw InputError(path, "", std::string("well-formed JSON: ") + e.what());
+  }
+}
+
+Topology cluster_from_json(const json& doc, const std::string& origin) {
+  ObjectReader r(doc, "", origin, {"format", "name", "server", "count", "fabric"});
+  ClusterSpec spec;
+  spec.count = r.integer("count", true, 1, 1);
+  Topology server;
+  const json& s = r.at("server");
+  if (s.is_string()) {
+    std::string name = s.get<std::string>();
+    if (name.ends_with(".json")) {
+      std::filesystem::path p(name);
+      if (p.is_relative()) p = std::filesystem::path(origin).parent_path() / p;
+      server = load_topology_file(p.string());
+    } else {
+      try {
+        server = server_model(name);
+      } catch (const InputError& e) {
+        throw InputError(origin, "/server", e.expected);
+      }
+    }
+  } else {
+    server = from_json(s, origin + " (/server)");
+  }
+  if (r.has("fabric")) {
+    ObjectReader f(r.at("fabric"), "/fabric", origin,
+                   {"kind", "oversubscription", "leaf_servers", "spines"});
+    std::string kind = f.str("kind");
+    if (kind == "switch") spec.fabric.kind = FabricKind::single_switch;
+    else if (kind == "fat-tree") spec.fabric.kind = FabricKind::fat_tree;
+    else if (kind == "rail") spec.fabric.kind = FabricKind::rail;
+    else if (kind == "none") spec.fabric.kind = FabricKind::none;
+    else f.fail("/kind", "switch, fat-tree, rail or none, got '" + kind + "'");
+    spec.fabric.oversubscription = f.number("oversubscription", false, 1, 1, false);
+    spec.fabric.leaf_servers = f.integer("leaf_servers", false, 0, 1);
+    spec.fabric.spines = f.integer("spines", false, 2, 1);
+  }
+  Topology t = build_cluster(server, spec.count, spec.fabric);
+  if (r.has("name")) t.name = r.str("name");
+  validate(t, origin);
+  return t;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Topology& topo) {
+  const Graph& g = topo.graph;
+  json nodes = json::array();
+  for (Vertex v : boost::make_iterator_range(boost::vertices(g))) nodes.push_back(node_to_json(g[v]));
+  // Links in id order; a link and its reverse with the same numbers become one duplex entry.
+  std::vector<Edge> by_id(boost::num_edges(g));
+  for (Edge e : boost::make_iterator_range(boost::edges(g))) by_id.at(g[e].id) = e;
+  json links = json::array();
+  for (size_t i = 0; i < by_id.size(); ++i) {
+    Edge e = by_id[i];
+    bool duplex = false;
+    if (i + 1 < by_id.size()) {
+      Edge r = by_id[i + 1];
+      duplex = boost::source(r, g) == boost::target(e, g) &&
+               boost::target(r, g) == boost::source(e, g) && same_numbers(g[e], g[r]);
+    }
+    links.push_back(link_to_json(g, e, duplex));
+    if (duplex) ++i;
+  }
+  return json{{"format", kTopologyFormat}, {"name", topo.name}, {"servers", topo.servers},
+              {"fabric", topo.fabric},     {"nodes", nodes},    {"links", links}};
+}
+
+Topology from_json(const nlohmann::json& doc, const std::string& origin) {
+  if (!doc.is_object()) throw InputError(origin, "", "a JSON object at the top");
+  if (!doc.contains("format"))
+    throw InputError(origin, "/format", std::string("a field 'format' of \"") + kTopologyFormat +
+                                            "\" or \"" + kClusterFormat + "\"");
+  const json& format = doc.at("format");
+  if (format == kClusterFormat) return cluster_from_json(doc, origin);
+  if (format != kTopologyFormat)
+    throw InputError(origin, "/format", std::string("\"") + kTopologyFormat + "\" or \"" +
+                                            kClusterFormat + "\", got " + format.dump());
+  ObjectReader r(doc, "", origin, {"format", "name", "servers", "fabric", "nodes", "links"});
+  Topology t;
+  t.name = r.str("name", false);
+  t.servers = r.integer("servers", false, 1, 1);
+  t.fabric = r.str("fabric", false);
+  const json& nodes = r.at("nodes");
+  if (!nodes.is_array() || nodes.empty()) r.fail("/nodes", "a non-empty array of nodes");
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::string path = "/nodes/" + std::to_string(i);
+    Node n = node_from_json(nodes[i], path, origin);
+    if (t.by_id.count(n.id))
+      throw InputError(origin, path + "/id", "a unique node id, got '" + n.id + "' again");
+    add_node(t, std::move(n));
+  }
+  const json& links = r.at("links");
+  if (!links.is_array()) r.fail("/links", "an array of links");
+  for (size_t i = 0; i < links.size(); ++i) {
+    ObjectReader l(links[i], "/links/" + std::to_string(i), origin,
+                   {"from", "to", "kind", "generation", "width", "count", "bandwidth_GBps",
+                    "latency_us", "duplex"});
+    auto endpoint = [&](const char* key) {
+      std::string id = l.str(key);
+      auto v = find_node(t, id);
+      if (!v) l.fail(std::string("/") + key, "the id of a node listed in /nodes, got '" + id + "'");
+      return *v;
+    };
+    Vertex a = endpoint("from"), b = endpoint("to");
+    if (a == b) l.fail("/to", "a node other than 'from'");
+    Link link;
+    link.kind = read_link_kind(l, "kind");
+    link.generation = l.integer("generation", false, 0, 0);
+    link.width = l.integer("width", false, 0, 0);
+    link.count = l.integer("count", false, 1, 1);
+    link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);
+    link.latency_us = l.number("latency_us", true, 0, 0, false);
+    add_link(t, a, b, link, l.boolean("duplex", true));
+  }
+  validate(t, origin);
+  return t;
+}
+
+Topology load_topology_file(const std::string& path) { return from_json(parse_file(path), path); }
+
+void write_file_atomically(const std::string& path, const std::string& contents) {
+  std::filesystem::path target(path);
+  std::filesystem::path dir = target.parent_path().empty() ? "." : target.parent_path();
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  int fd = ::mkstemp(tmp.data());
+  if (fd < 0)
+    throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  int saved_errno = errno;
+  bool ok = done == contents.size() && ::fsync(fd) == 0;
+  if (!ok) saved_errno = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok) saved_errno = errno;
+    ::unlink(tmp.c_str());
+    throw InputError(path, "", std::string("a writable location: ") + std::strerror(saved_errno));
+  }
+  // mkstemp creates 0600; a saved topology is an ordinary document.
+  ::chmod(path.c_str(), 0644);
+}
+
+void save_topology_file(const Topology& topo, const std::string& path) {
+  write_file_atomically(path, to_json(topo).dump(2) + "\n");
+}
+
+Topology load_any(const std::string& spec_or_file) {
+  if (spec_or_file.ends_with(".json")) return load_topology_file(spec_or_file);
+  return build_cluster(parse_cluster_spec(spec_or_file));
+}
+
+}  // namespace basin::topo
