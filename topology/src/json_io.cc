@@ -41,7 +41,7 @@ struct ObjectReader {
   }
   bool has(const char* key) const { return obj.contains(key); }
   const json& at(const char* key) const {
-    if (!obj.contains(key)) fail(std::string("/") + key, "a required field '" + key + "'");
+    if (!obj.contains(key)) fail(std::string("/") + key, std::string("a required field '") + key + "'");
     return obj.at(key);
   }
   std::string str(const char* key, bool required = true, std::string fallback = "") const {

@@ -25,7 +25,7 @@ std::string describe_link(const Link& l) {
       s = "NVLink" + std::to_string(l.generation) + " x" + std::to_string(l.count);
       break;
     case LinkKind::pcie:
-      s = "PCIe" + (l.generation ? std::to_string(l.generation) : std::string("?")) +
+      s = "PCIe" + (l.generation ? std::to_string(l.generation) : std::string()) +
           (l.width ? " x" + std::to_string(l.width) : "");
       break;
     case LinkKind::cpu_interconnect: s = "CPU link x" + std::to_string(l.count); break;

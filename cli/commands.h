@@ -1,0 +1,12 @@
+// The verbs of the `basin` command line. Each verb registers its flags on a CLI11 subcommand
+// and runs from a typed options struct; main.cc maps errors to exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace basin::cli {
+
+// Registers `basin topo` and returns the function that runs it once flags are parsed.
+std::function<int()> add_topo_command(CLI::App& app);
+
+}  // namespace basin::cli

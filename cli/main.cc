@@ -1,0 +1,39 @@
+// basin: predict, plan and run data-parallel training on GPU clusters.
+//
+// Exit codes: 0 success, 1 failure while working, 2 bad input (flags, specs, files). Errors go to
+// stderr with the file, the field and what was expected.
+#include "commands.h"
+
+#include <basin/topology.h>
+
+#include <cstdio>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"basin: predict, plan and run data-parallel training on GPU clusters"};
+  app.set_version_flag("--version", "basin 0.1.0");
+  app.require_subcommand(1);
+  std::function<int()> run_topo = basin::cli::add_topo_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  try {
+    if (app.got_subcommand("topo")) return run_topo();
+  } catch (const basin::topo::InputError& e) {
+    std::cerr << "basin: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "basin: failed: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,121 @@
+// `basin topo`: show a server, a cluster or this machine as a tree, the GPU matrix, JSON or DOT;
+// answer route and bisection queries; dump what was found to a JSON file that loads back.
+#include "commands.h"
+
+#include <basin/topology.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+namespace basin::cli {
+namespace {
+
+struct TopoOptions {
+  std::string cluster = "bigbasin:32";
+  bool discover = false;
+  std::string hwloc_xml;
+  bool no_nvml = false;
+  std::string format = "tree";
+  int server = 0;
+  std::string dump;
+  std::vector<std::string> route;
+  bool bisection = false;
+  bool list_models = false;
+};
+
+std::string describe_route(const topo::Topology& t, const topo::Route& r, topo::Vertex a,
+                           topo::Vertex b) {
+  const auto& g = t.graph;
+  std::string out = g[a].id + " -> " + g[b].id + ": ";
+  if (!r.reachable) return out + "unreachable\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "%.4g GB/s bottleneck, %.3g us, %zu hop(s), class %s\n",
+                r.bandwidth_GBps, r.latency_us, r.links.size(),
+                topo::path_code(topo::path_class(t, a, b)).c_str());
+  out += line;
+  for (const auto& e : r.links) {
+    const topo::Link& l = g[e];
+    std::snprintf(line, sizeof line, "  %-18s -> %-18s %-16s %8.4g GB/s %6.3g us\n",
+                  g[boost::source(e, g)].id.c_str(), g[boost::target(e, g)].id.c_str(),
+                  topo::to_string(l.kind), l.bandwidth_GBps, l.latency_us);
+    out += line;
+  }
+  return out;
+}
+
+topo::Vertex require_node(const topo::Topology& t, const std::string& id) {
+  if (auto v = topo::find_node(t, id)) return *v;
+  throw topo::InputError("--route", "", "a node id of this topology (like gpu0 or s1/gpu3), but \"" +
+                                            id + "\" is not one");
+}
+
+int run(const TopoOptions& o, const CLI::App& cmd) {
+  if (o.list_models) {
+    for (const auto& name : topo::server_model_names())
+      std::printf("%-10s %s\n", name.c_str(), topo::server_model_description(name).c_str());
+    return 0;
+  }
+  topo::Topology t;
+  if (o.discover || !o.hwloc_xml.empty()) {
+    if (cmd.count("--cluster"))
+      throw topo::InputError("--cluster", "", "either --cluster or --discover/--hwloc-xml, not both");
+    topo::DiscoverReport found = topo::discover({.hwloc_xml = o.hwloc_xml, .use_nvml = !o.no_nvml});
+    for (const auto& n : found.notes) std::cerr << "basin topo: " << n << "\n";
+    t = std::move(found.topo);
+  } else {
+    t = topo::load_any(o.cluster);
+  }
+  if (!o.dump.empty()) {
+    topo::save_topology_file(t, o.dump);
+    std::cerr << "basin topo: wrote " << o.dump << "\n";
+  }
+  if (o.route.size() == 2) {
+    topo::Vertex a = require_node(t, o.route[0]), b = require_node(t, o.route[1]);
+    std::cout << describe_route(t, topo::route(t, a, b), a, b);
+    return 0;
+  }
+  if (o.bisection) {
+    std::printf("bisection bandwidth of %s: %.6g GB/s per direction\n", t.name.c_str(),
+                topo::bisection_bandwidth_GBps(t));
+    return 0;
+  }
+  if (o.server < 0 || o.server >= t.servers)
+    throw topo::InputError("--server", "", "a server index in [0, " + std::to_string(t.servers) +
+                                               "), but got " + std::to_string(o.server));
+  if (o.format == "tree") std::cout << topo::render_tree(t);
+  else if (o.format == "matrix") std::cout << topo::render_matrix(t, o.server);
+  else if (o.format == "json") std::cout << topo::to_json(t).dump(2) << "\n";
+  else if (o.format == "dot") std::cout << topo::render_dot(t);
+  else if (o.format == "summary") std::cout << topo::render_summary(t);
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_topo_command(CLI::App& app) {
+  auto options = std::make_shared<TopoOptions>();
+  CLI::App* cmd = app.add_subcommand("topo", "Show the topology of a server, a cluster or this machine");
+  cmd->add_option("--cluster", options->cluster,
+                  "Built-in spec MODEL[:COUNT][,fabric=switch|fat-tree[:R]|rail[:R]|none]"
+                  "[,leaf-servers=N][,spines=N], or a basin.topology/1 or basin.cluster/1 JSON file")
+      ->capture_default_str();
+  cmd->add_flag("--discover", options->discover, "Discover this machine (hwloc, NVML if present)");
+  cmd->add_option("--hwloc-xml", options->hwloc_xml,
+                  "Discover from an hwloc XML export (lstopo file.xml) instead of this machine");
+  cmd->add_flag("--no-nvml", options->no_nvml, "Do not load NVML during discovery");
+  cmd->add_option("--format", options->format, "Output: tree, matrix, json, dot or summary")
+      ->check(CLI::IsMember({"tree", "matrix", "json", "dot", "summary"}))
+      ->capture_default_str();
+  cmd->add_option("--server", options->server, "Server whose GPU matrix --format matrix prints")
+      ->capture_default_str();
+  cmd->add_option("--dump", options->dump, "Also write the topology to this JSON file");
+  cmd->add_option("--route", options->route, "Print the widest route between two nodes: A B")
+      ->expected(2);
+  cmd->add_flag("--bisection", options->bisection, "Print the bisection bandwidth");
+  cmd->add_flag("--list-models", options->list_models, "List the built-in server models");
+  return [options, cmd] { return run(*options, *cmd); };
+}
+
+}  // namespace basin::cli

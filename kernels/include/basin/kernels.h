@@ -1,0 +1,30 @@
+// basin kernels: the numeric building blocks basin runs itself, each as a CPU reference and,
+// where CUDA was found at build time, a GPU version that tests compare against the reference.
+#pragma once
+
+#include <cstddef>
+
+namespace basin::kernels {
+
+// SGD with momentum and weight decay, as in Goyal et al. 2017 (eq. 9, without momentum
+// correction, which the caller applies by rescaling `velocity` when the learning rate changes):
+//   v <- momentum * v + (g + weight_decay * w);   w <- w - lr * v
+struct SgdParams {
+  float lr = 0.1f;
+  float momentum = 0.9f;
+  float weight_decay = 1e-4f;
+};
+
+void sgd_momentum_step_cpu(float* weights, float* velocity, const float* grads, size_t n,
+                           const SgdParams& p);
+
+#ifdef BASIN_HAVE_CUDA
+// Device pointers; runs on `stream` (a cudaStream_t, passed as void* to keep CUDA headers out).
+void sgd_momentum_step_gpu(float* weights, float* velocity, const float* grads, size_t n,
+                           const SgdParams& p, void* stream = nullptr);
+
+// Number of CUDA devices usable by this process; 0 when there is no driver or no device.
+int cuda_device_count();
+#endif
+
+}  // namespace basin::kernels

@@ -1,0 +1,18 @@
+// Whether this process can use a GPU: lets tests and tools say "skipped: no GPU" instead of
+// failing on machines without a driver or device.
+#include <basin/kernels.h>
+
+#include <cuda_runtime.h>
+
+namespace basin::kernels {
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace basin::kernels
