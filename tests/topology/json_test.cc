@@ -1,1 +1,196 @@
+// The basin.topology/1 JSON format: round trips, and every kind of bad input gets an error naming
+// the file, the JSON path of the field and what was expected, with nothing written.
 #include "../catch.h"
+#include "helpers.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace basin::topo;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/basin-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// Loads `doc` from a file and returns the InputError it raises.
+InputError load_error(const TempDir& dir, const std::string& text) {
+  std::string path = dir.file("bad.json");
+  write(path, text);
+  try {
+    load_topology_file(path);
+  } catch (const InputError& e) {
+    return e;
+  }
+  FAIL("no error for: " << text);
+  throw;
+}
+
+json small_doc() {
+  return json::parse(R"({
+    "format": "basin.topology/1", "name": "two", "servers": 1,
+    "nodes": [ {"id": "gpu0", "kind": "gpu", "server": 0, "index": 0},
+               {"id": "gpu1", "kind": "gpu", "server": 0, "index": 1} ],
+    "links": [ {"from": "gpu0", "to": "gpu1", "kind": "nvlink", "generation": 2, "count": 2,
+                "bandwidth_GBps": 50, "latency_us": 0.6} ]
+  })");
+}
+
+bool same_graph(const Topology& a, const Topology& b) {
+  if (boost::num_vertices(a.graph) != boost::num_vertices(b.graph)) return false;
+  if (num_links(a) != num_links(b) || a.servers != b.servers || a.name != b.name) return false;
+  for (Vertex v : boost::make_iterator_range(boost::vertices(a.graph))) {
+    const Node& n = a.graph[v];
+    auto w = find_node(b, n.id);
+    if (!w) return false;
+    const Node& m = b.graph[*w];
+    if (n.kind != m.kind || n.model != m.model || n.name != m.name || n.server != m.server ||
+        n.index != m.index || n.numa != m.numa || n.memory_GB != m.memory_GB ||
+        n.port_GBps != m.port_GBps || n.pci_bus != m.pci_bus)
+      return false;
+    for (Edge e : boost::make_iterator_range(boost::out_edges(v, a.graph))) {
+      const Link& l = a.graph[e];
+      auto to = *find_node(b, a.graph[boost::target(e, a.graph)].id);
+      auto [f, found] = boost::edge(*w, to, b.graph);
+      if (!found) return false;
+      const Link& k = b.graph[f];
+      if (l.kind != k.kind || l.generation != k.generation || l.width != k.width ||
+          l.count != k.count || l.bandwidth_GBps != k.bandwidth_GBps ||
+          l.latency_us != k.latency_us)
+        return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("every built-in model and a cluster survive save and load unchanged", "[topology]") {
+  TempDir dir;
+  auto spec = GENERATE(std::string("bigbasin"), std::string("dgx1"), std::string("dgx-a100"),
+                       std::string("dgx-h100"), std::string("pcie8"),
+                       std::string("dgx1:4,fabric=fat-tree:2,leaf-servers=2"));
+  CAPTURE(spec);
+  Topology t = load_any(spec);
+  std::string path = dir.file("t.json");
+  save_topology_file(t, path);
+  Topology back = load_topology_file(path);
+  REQUIRE(same_graph(t, back));
+  REQUIRE(to_json(back) == to_json(t));
+  REQUIRE(load_any(path).servers == t.servers);
+}
+
+TEST_CASE("a minimal hand-written file loads with its numbers", "[topology]") {
+  Topology t = from_json(small_doc(), "mem");
+  REQUIRE(gpus(t).size() == 2);
+  REQUIRE(num_links(t) == 2);  // duplex by default
+  REQUIRE_THAT(route(t, gpus(t)[0], gpus(t)[1]).bandwidth_GBps, WithinRel(50.0, 1e-12));
+}
+
+TEST_CASE("bad topology files name the file and the field and what was expected", "[topology]") {
+  TempDir dir;
+  const std::string file = dir.file("bad.json");
+  struct Case {
+    const char* what;
+    std::function<void(json&)> spoil;
+    std::string path;     // JSON pointer the error must name
+    std::string mention;  // words the explanation must contain
+  };
+  std::vector<Case> cases = {
+      {"missing field", [](json& d) { d["links"][0].erase("bandwidth_GBps"); },
+       "/links/0/bandwidth_GBps", "required"},
+      {"unknown field", [](json& d) { d["nodes"][1]["colour"] = "red"; }, "/nodes/1/colour",
+       "known fields"},
+      {"zero bandwidth", [](json& d) { d["links"][0]["bandwidth_GBps"] = 0; },
+       "/links/0/bandwidth_GBps", "above 0"},
+      {"negative bandwidth", [](json& d) { d["links"][0]["bandwidth_GBps"] = -25; },
+       "/links/0/bandwidth_GBps", "above 0"},
+      {"bandwidth as text", [](json& d) { d["links"][0]["bandwidth_GBps"] = "fast"; },
+       "/links/0/bandwidth_GBps", "number"},
+      {"link to a missing node", [](json& d) { d["links"][0]["to"] = "gpu9"; }, "/links/0/to",
+       "gpu9"},
+      {"unknown node kind", [](json& d) { d["nodes"][0]["kind"] = "tpu"; }, "/nodes/0/kind",
+       "gpu"},
+      {"unknown link kind", [](json& d) { d["links"][0]["kind"] = "carrier-pigeon"; },
+       "/links/0/kind", "nvlink"},
+      {"duplicate id", [](json& d) { d["nodes"][1]["id"] = "gpu0"; }, "/nodes/1/id", "unique"},
+      {"wrong format", [](json& d) { d["format"] = "basin.topology/9"; }, "/format",
+       "basin.topology/1"},
+      {"isolated GPU",
+       [](json& d) {
+         d["nodes"].push_back({{"id", "gpu2"}, {"kind", "gpu"}, {"server", 0}, {"index", 2}});
+       },
+       "/nodes/2", "gpu2"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    json doc = small_doc();
+    c.spoil(doc);
+    InputError e = load_error(dir, doc.dump(2));
+    CAPTURE(e.what());
+    REQUIRE(e.origin == file);
+    REQUIRE(e.path == c.path);
+    REQUIRE(std::string(e.what()).find(file) != std::string::npos);
+    REQUIRE(e.expected.find(c.mention) != std::string::npos);
+  }
+}
+
+TEST_CASE("malformed JSON and missing files are input errors naming the file", "[topology]") {
+  TempDir dir;
+  InputError e = load_error(dir, R"({"format": "basin.topology/1", "nodes": [)");
+  REQUIRE(e.expected.find("well-formed JSON") != std::string::npos);
+  REQUIRE_THROWS_AS(load_topology_file(dir.file("nope.json")), InputError);
+  REQUIRE_THROWS_AS(load_any(dir.file("nope.json")), InputError);
+}
+
+TEST_CASE("saving over an unwritable path leaves nothing behind", "[topology]") {
+  TempDir dir;
+  Topology t = server_model("dgx1");
+  REQUIRE_THROWS_AS(save_topology_file(t, dir.file("no/such/dir/t.json")), InputError);
+  // A failed save of a good file keeps the old contents: write, then fail into a directory.
+  std::string path = dir.file("keep.json");
+  save_topology_file(t, path);
+  auto before = fs::file_size(path);
+  fs::create_directory(dir.file("adir"));
+  REQUIRE_THROWS(save_topology_file(t, dir.file("adir")));
+  REQUIRE(fs::file_size(path) == before);
+  for (const auto& entry : fs::directory_iterator(dir.path))  // no temporary files left
+    REQUIRE(entry.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("cluster files give a server by name or file with a count and a fabric", "[topology]") {
+  TempDir dir;
+  std::string server_file = dir.file("server.json");
+  save_topology_file(server_model("dgx-a100"), server_file);
+  std::string by_file = dir.file("c1.json");
+  write(by_file, json{{"format", "basin.cluster/1"}, {"server", server_file}, {"count", 4},
+                      {"fabric", {{"kind", "rail"}}}}.dump());
+  Topology t = load_any(by_file);
+  REQUIRE(t.servers == 4);
+  REQUIRE(gpus(t).size() == 32);
+  std::string by_name = dir.file("c2.json");
+  write(by_name, json{{"format", "basin.cluster/1"}, {"server", "bigbasin"}, {"count", 0}}.dump());
+  try {
+    load_any(by_name);
+    FAIL("count 0 accepted");
+  } catch (const InputError& e) {
+    REQUIRE(e.origin == by_name);
+    REQUIRE(e.path == "/count");
+  }
+}

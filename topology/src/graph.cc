@@ -143,7 +143,8 @@ void validate(const Topology& topo, const std::string& origin) {
   for (Vertex v : all_gpus) ++gpus_in[component[v]];
   for (Vertex v : all_gpus)
     if (gpus_in[component[v]] < 2)
-      throw InputError(origin, "/nodes (" + g[v].id + ")",
+      // Vertices are numbered in the order of the file's "nodes" array.
+      throw InputError(origin, "/nodes/" + std::to_string(v),
                        "every GPU to reach at least one other GPU over links, but " + g[v].id +
                            " reaches none");
 }

@@ -1,0 +1,92 @@
+// The `basin` command line end to end: exit codes, errors on stderr, nothing half-written.
+#include "../catch.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout and stderr merged
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(BASIN_EXE) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("basin topo with no flags shows 32 Big Basin servers", "[cli]") {
+  Result r = run("topo");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.out.find("32 servers, 256 GPUs") != std::string::npos);
+  REQUIRE(r.out.find("s1..s31: like s0") != std::string::npos);
+}
+
+TEST_CASE("every format prints something of its own", "[cli]") {
+  REQUIRE(run("topo --cluster dgx1 --format matrix").out.find("GPU0     X") != std::string::npos);
+  REQUIRE(run("topo --cluster dgx1 --format dot").out.find("graph \"dgx1\" {") != std::string::npos);
+  REQUIRE(run("topo --cluster dgx1 --format json").out.find("\"basin.topology/1\"") !=
+          std::string::npos);
+  REQUIRE(run("topo --cluster bigbasin:2 --route s0/gpu0 s1/gpu0").out.find("6.25 GB/s") !=
+          std::string::npos);
+  REQUIRE(run("topo --cluster bigbasin:32 --bisection").out.find("100 GB/s") != std::string::npos);
+}
+
+TEST_CASE("help exists for the program and the verb", "[cli]") {
+  Result top = run("--help");
+  REQUIRE(top.exit_code == 0);
+  REQUIRE(top.out.find("topo") != std::string::npos);
+  Result topo = run("topo --help");
+  REQUIRE(topo.exit_code == 0);
+  REQUIRE(topo.out.find("--cluster") != std::string::npos);
+  REQUIRE(topo.out.find("--discover") != std::string::npos);
+}
+
+TEST_CASE("bad input exits 2 with the reason on stderr", "[cli]") {
+  auto [args, words] = GENERATE(
+      std::pair{"topo --cluster nosuch:4", "nosuch"},
+      std::pair{"topo --no-such-flag", "no-such-flag"},
+      std::pair{"topo --format pdf", "pdf"},
+      std::pair{"topo --cluster /nonexistent/c.json", "/nonexistent/c.json"},
+      std::pair{"topo --cluster dgx1 --route gpu0 gpu99", "gpu99"},
+      std::pair{"topo --hwloc-xml /nonexistent/m.xml", "/nonexistent/m.xml"},
+      std::pair{"", "subcommand"});
+  CAPTURE(args);
+  Result r = run(args);
+  CAPTURE(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.out.find(words) != std::string::npos);
+}
+
+TEST_CASE("a bad input file writes no --dump output", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / "basin-cli-test";
+  fs::create_directories(dir);
+  fs::path bad = dir / "bad.json", dump = dir / "dump.json";
+  fs::remove(dump);
+  std::ofstream(bad) << R"({"format": "basin.topology/1", "nodes": [], "links": []})";
+  Result r = run("topo --cluster " + bad.string() + " --dump " + dump.string());
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.out.find("/nodes") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(dump));
+  // And a good one writes a file that loads back through the same command.
+  REQUIRE(run("topo --discover --dump " + dump.string()).exit_code == 0);
+  Result back = run("topo --cluster " + dump.string() + " --format summary");
+  REQUIRE(back.exit_code == 0);
+  fs::remove_all(dir);
+}
