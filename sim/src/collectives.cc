@@ -1,0 +1,131 @@
+// Allreduce algorithms as schedules of transfers between ranks, independent of any hardware.
+// Costs on a uniform network (alpha latency per message, beta seconds per byte, gamma seconds
+// per reduced byte; Thakur, Rabenseifner & Gropp 2005), which the tests check the engine against:
+//   ring               2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma
+//   halving-doubling   2 log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma      (p = 2^k)
+//   recursive doubling log2(p) (alpha + n beta + n gamma)                       (p = 2^k)
+// For p not a power of two, halving-doubling and recursive doubling first fold the extra
+// r = p - 2^floor(log2 p) ranks into partners (alpha + n beta + n gamma) and finally send them
+// the result (alpha + n beta).
+#include <basin/sim.h>
+
+#include <bit>
+
+namespace basin::sim {
+namespace {
+
+int floor_pow2(int p) { return static_cast<int>(std::bit_floor(static_cast<unsigned>(p))); }
+
+// Ranks that take part in the power-of-two core, and the fold/unfold steps around it.
+struct Fold {
+  std::vector<int> core;  // core index -> rank
+  Step before, after;
+};
+
+Fold fold_to_power_of_two(int p) {
+  Fold f;
+  const int extra = p - floor_pow2(p);
+  for (int i = 0; i < extra; ++i) {
+    // Even rank 2i hands its whole vector to 2i+1, which reduces it and stays in the core.
+    f.before.transfers.push_back({2 * i, 2 * i + 1, 1.0, true});
+    f.after.transfers.push_back({2 * i + 1, 2 * i, 1.0, false});
+    f.core.push_back(2 * i + 1);
+  }
+  for (int r = 2 * extra; r < p; ++r) f.core.push_back(r);
+  return f;
+}
+
+Schedule wrap(const std::string& name, int p, const Fold& fold, std::vector<Step> core_steps) {
+  Schedule s{name, p, {}};
+  if (!fold.before.transfers.empty()) s.steps.push_back(fold.before);
+  for (Step& step : core_steps) {
+    for (Transfer& t : step.transfers) t.src = fold.core[t.src], t.dst = fold.core[t.dst];
+    s.steps.push_back(std::move(step));
+  }
+  if (!fold.after.transfers.empty()) s.steps.push_back(fold.after);
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> algorithm_names() {
+  return {"ring", "halving-doubling", "recursive-doubling", "hierarchical"};
+}
+
+const char* to_string(Algorithm a) {
+  switch (a) {
+    case Algorithm::ring: return "ring";
+    case Algorithm::halving_doubling: return "halving-doubling";
+    case Algorithm::recursive_doubling: return "recursive-doubling";
+    case Algorithm::hierarchical: return "hierarchical";
+  }
+  return "?";
+}
+
+Algorithm algorithm_from_string(const std::string& name, const std::string& origin) {
+  for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::recursive_doubling,
+                      Algorithm::hierarchical})
+    if (name == to_string(a)) return a;
+  std::string known;
+  for (const auto& n : algorithm_names()) known += (known.empty() ? "" : ", ") + n;
+  throw topo::InputError(origin, "", "an allreduce algorithm among " + known + ", got '" + name + "'");
+}
+
+Schedule ring_allreduce(int p) {
+  Schedule s{"ring", p, {}};
+  if (p < 2) return s;
+  Step reduce_scatter{{}, p - 1}, allgather{{}, p - 1};
+  for (int r = 0; r < p; ++r) {
+    reduce_scatter.transfers.push_back({r, (r + 1) % p, 1.0 / p, true});
+    allgather.transfers.push_back({r, (r + 1) % p, 1.0 / p, false});
+  }
+  s.steps = {reduce_scatter, allgather};
+  return s;
+}
+
+Schedule halving_doubling_allreduce(int p) {
+  if (p < 2) return {"halving-doubling", p, {}};
+  Fold fold = fold_to_power_of_two(p);
+  const int q = static_cast<int>(fold.core.size());
+  std::vector<Step> halving, doubling;
+  // Reduce-scatter: the farthest partner first, each step halving the vector each rank owns.
+  double fraction = 0.5;
+  for (int distance = q / 2; distance >= 1; distance /= 2, fraction /= 2) {
+    Step step;
+    for (int r = 0; r < q; ++r) step.transfers.push_back({r, r ^ distance, fraction, true});
+    halving.push_back(step);
+  }
+  // Allgather: the same exchanges in reverse order, each step doubling what every rank holds.
+  for (auto it = halving.rbegin(); it != halving.rend(); ++it) {
+    Step step = *it;
+    for (Transfer& t : step.transfers) t.reduce = false;
+    doubling.push_back(step);
+  }
+  halving.insert(halving.end(), doubling.begin(), doubling.end());
+  return wrap("halving-doubling", p, fold, std::move(halving));
+}
+
+Schedule recursive_doubling_allreduce(int p) {
+  if (p < 2) return {"recursive-doubling", p, {}};
+  Fold fold = fold_to_power_of_two(p);
+  const int q = static_cast<int>(fold.core.size());
+  std::vector<Step> steps;
+  for (int distance = 1; distance < q; distance *= 2) {
+    Step step;
+    for (int r = 0; r < q; ++r) step.transfers.push_back({r, r ^ distance, 1.0, true});
+    steps.push_back(step);
+  }
+  return wrap("recursive-doubling", p, fold, std::move(steps));
+}
+
+Schedule allreduce_schedule(Algorithm a, int p) {
+  switch (a) {
+    case Algorithm::ring: return ring_allreduce(p);
+    case Algorithm::halving_doubling: return halving_doubling_allreduce(p);
+    case Algorithm::recursive_doubling: return recursive_doubling_allreduce(p);
+    case Algorithm::hierarchical: break;
+  }
+  throw std::logic_error("hierarchical allreduce has no flat schedule: use hierarchical_cost");
+}
+
+}  // namespace basin::sim

@@ -1,0 +1,136 @@
+// Flow-level network engine: concurrent transfers routed over the topology's directed links,
+// each link's bandwidth shared max-min fairly among the flows crossing it (progressive filling),
+// re-shared whenever a flow finishes. This is what makes contention visible: two flows on one
+// link each get half, a ring crossing an oversubscribed uplink slows to the uplink's share.
+#include <basin/sim.h>
+
+#include <algorithm>
+#include <limits>
+#include <unordered_map>
+
+namespace basin::sim {
+
+Network::Network(const topo::Topology& topo, NetworkParams params)
+    : topo_(&topo), params_(params), capacity_Bps_(topo::num_links(topo), 0) {
+  const auto& g = topo.graph;
+  for (topo::Edge e : boost::make_iterator_range(boost::edges(g)))
+    capacity_Bps_.at(g[e].id) = g[e].bandwidth_GBps * 1e9;
+}
+
+const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
+  auto key = std::pair(a, b);
+  if (auto it = routes_.find(key); it != routes_.end()) return it->second;
+  topo::Route r = topo::route(*topo_, a, b);
+  const auto& g = topo_->graph;
+  if (!r.reachable)
+    throw topo::InputError(topo_->name, "",
+                           "a route from " + g[a].id + " to " + g[b].id + ", but there is none");
+  RouteInfo info;
+  for (topo::Edge e : r.links) info.links.push_back(g[e].id);
+  info.latency_s = r.latency_us * 1e-6;
+  return routes_.emplace(key, std::move(info)).first->second;
+}
+
+double Network::transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs,
+                                const std::vector<double>& bytes) {
+  const size_t n = pairs.size();
+  std::vector<const RouteInfo*> routes(n);
+  for (size_t i = 0; i < n; ++i) routes[i] = &route(pairs[i].first, pairs[i].second);
+  // Compact link ids to the links these flows use.
+  std::unordered_map<int, int> local;
+  std::vector<double> capacity;
+  std::vector<std::vector<int>> flow_links(n);
+  for (size_t i = 0; i < n; ++i)
+    for (int id : routes[i]->links) {
+      auto [it, added] = local.emplace(id, static_cast<int>(capacity.size()));
+      if (added) capacity.push_back(capacity_Bps_[id]);
+      flow_links[i].push_back(it->second);
+    }
+  std::vector<double> remaining(bytes);
+  std::vector<bool> done(n, false);
+  for (size_t i = 0; i < n; ++i) done[i] = !(remaining[i] > 0);
+  std::vector<double> rate(n);
+  std::vector<std::vector<int>> link_flows(capacity.size());
+  for (size_t i = 0; i < n; ++i)
+    for (int l : flow_links[i]) link_flows[l].push_back(static_cast<int>(i));
+
+  double now = 0;
+  while (true) {
+    // Progressive filling: repeatedly saturate the link with the smallest fair share.
+    std::vector<double> left(capacity);
+    std::vector<int> unfrozen(capacity.size(), 0);
+    std::vector<bool> frozen(n);
+    size_t active = 0;
+    for (size_t i = 0; i < n; ++i) {
+      frozen[i] = done[i];
+      if (!done[i]) {
+        ++active;
+        for (int l : flow_links[i]) ++unfrozen[l];
+      }
+    }
+    if (active == 0) break;
+    size_t to_freeze = active;
+    while (to_freeze > 0) {
+      int bottleneck = -1;
+      double share = std::numeric_limits<double>::infinity();
+      for (size_t l = 0; l < capacity.size(); ++l)
+        if (unfrozen[l] > 0 && left[l] / unfrozen[l] < share) {
+          share = left[l] / unfrozen[l];
+          bottleneck = static_cast<int>(l);
+        }
+      for (int f : link_flows[bottleneck]) {
+        if (frozen[f]) continue;
+        frozen[f] = true;
+        --to_freeze;
+        rate[f] = share;
+        for (int l : flow_links[f]) {
+          left[l] -= share;
+          --unfrozen[l];
+        }
+      }
+    }
+    // Advance to the next completion.
+    double dt = std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < n; ++i)
+      if (!done[i]) dt = std::min(dt, remaining[i] / rate[i]);
+    now += dt;
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i]) continue;
+      remaining[i] -= rate[i] * dt;
+      if (remaining[i] <= bytes[i] * 1e-12) done[i] = true;
+    }
+  }
+  return now;
+}
+
+CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>& gpus) {
+  if (static_cast<int>(gpus.size()) != s.ranks)
+    throw std::invalid_argument("schedule for " + std::to_string(s.ranks) + " ranks run on " +
+                                std::to_string(gpus.size()) + " GPUs");
+  CollectiveCost total;
+  for (const Step& step : s.steps) {
+    if (step.transfers.empty()) continue;
+    std::vector<std::pair<topo::Vertex, topo::Vertex>> pairs;
+    std::vector<double> fractions;
+    std::unordered_map<int, double> reduced;  // receiving rank -> fraction reduced this step
+    double latency = 0;
+    for (const Transfer& t : step.transfers) {
+      pairs.emplace_back(gpus[t.src], gpus[t.dst]);
+      fractions.push_back(t.fraction);
+      latency = std::max(latency, route(gpus[t.src], gpus[t.dst]).latency_s);
+      if (t.reduce) reduced[t.dst] += t.fraction;
+    }
+    // Sizes are fractions of a 1-byte message: the makespan is seconds per byte of message.
+    double per_byte = transfer_time_s(pairs, fractions);
+    if (params_.reduce_GBps > 0) {
+      double most = 0;
+      for (auto [rank, fraction] : reduced) most = std::max(most, fraction);
+      per_byte += most / (params_.reduce_GBps * 1e9);
+    }
+    total.latency_s += step.repeat * (latency + params_.per_message_overhead_us * 1e-6);
+    total.seconds_per_byte += step.repeat * per_byte;
+  }
+  return total;
+}
+
+}  // namespace basin::sim
