@@ -8,5 +8,7 @@ namespace basin::cli {
 
 // Registers `basin topo` and returns the function that runs it once flags are parsed.
 std::function<int()> add_topo_command(CLI::App& app);
+// Registers `basin sim`.
+std::function<int()> add_sim_command(CLI::App& app);
 
 }  // namespace basin::cli

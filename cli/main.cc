@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "basin 0.1.0");
   app.require_subcommand(1);
   std::function<int()> run_topo = basin::cli::add_topo_command(app);
+  std::function<int()> run_sim = basin::cli::add_sim_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("topo")) return run_topo();
+    if (app.got_subcommand("sim")) return run_sim();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

@@ -1,0 +1,131 @@
+// `basin sim`: predicted iteration and epoch time of data-parallel training on a cluster, with
+// its breakdown, as text or JSON, and a Chrome trace of the simulated iteration.
+#include "commands.h"
+
+#include <basin/training.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+namespace basin::cli {
+namespace {
+
+struct SimOptions {
+  std::string cluster = "bigbasin:32";
+  int gpus = 0;  // 0: all of the cluster's
+  std::string model = "resnet50";
+  int batch_per_gpu = 32;
+  std::string algorithm = "hierarchical";
+  std::string inter = "halving-doubling";
+  double bucket_MB = 0;
+  std::string precision = "fp32";
+  std::string profile;
+  double overhead_us = 5;
+  double decode_rate = 150;
+  int cores_per_gpu = 0;
+  bool json = false;
+  std::string trace;
+};
+
+int run(const SimOptions& o) {
+  topo::Topology cluster = topo::load_any(o.cluster);
+  sim::TrainingConfig cfg;
+  try {
+    cfg.network = model::network_by_name(o.model);
+  } catch (const std::invalid_argument& e) {
+    throw topo::InputError("--model", "", e.what());
+  }
+  cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(topo::gpus(cluster).size());
+  cfg.batch_per_gpu = o.batch_per_gpu;
+  cfg.algorithm = sim::algorithm_from_string(o.algorithm);
+  cfg.inter = sim::algorithm_from_string(o.inter, "--inter");
+  cfg.bucket_MB = o.bucket_MB;
+  cfg.precision = sim::precision_from_string(o.precision);
+  cfg.network_params.per_message_overhead_us = o.overhead_us;
+  cfg.decode_images_per_s_per_core = o.decode_rate;
+  cfg.cores_per_gpu = o.cores_per_gpu;
+  auto all = topo::gpus(cluster);
+  if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
+  sim::DeviceProfile profile =
+      o.profile.empty()
+          ? sim::find_device_profile(sim::default_profiles_dir(), cluster.graph[all[0]].model)
+          : sim::load_device_profile(o.profile);
+  sim::Prediction p = sim::predict(cluster, profile, cfg);
+  const sim::IterationResult& r = p.result;
+  if (!o.trace.empty()) {
+    topo::write_file_atomically(o.trace, sim::chrome_trace(r));
+    std::cerr << "basin sim: wrote " << o.trace << " (open in https://ui.perfetto.dev)\n";
+  }
+  if (o.json) {
+    nlohmann::json j = {
+        {"format", "basin.sim_result/1"},
+        {"config",
+         {{"cluster", o.cluster}, {"gpus", cfg.gpus}, {"model", o.model},
+          {"batch_per_gpu", cfg.batch_per_gpu}, {"algorithm", o.algorithm}, {"inter", o.inter},
+          {"bucket_MB", o.bucket_MB}, {"precision", o.precision}, {"profile", profile.file},
+          {"per_message_overhead_us", o.overhead_us},
+          {"decode_images_per_s_per_core", o.decode_rate}}},
+        {"iteration_s", r.iteration_s},
+        {"epoch_s", r.epoch_s},
+        {"images_per_s", r.images_per_s},
+        {"scaling_efficiency", p.scaling_efficiency},
+        {"breakdown",
+         {{"compute_s", r.compute_s}, {"exposed_comm_s", r.exposed_comm_s},
+          {"data_stall_s", r.data_stall_s}, {"comm_total_s", r.comm_total_s}}},
+        {"buckets", r.buckets},
+        {"gradient_MB", r.gradient_MB},
+        {"compute_estimated", r.compute_estimated},
+        {"compute_basis", r.compute_basis}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%s on %d GPUs of %s, %d images/GPU (global batch %d), %s, %s",
+              o.model.c_str(), cfg.gpus, cluster.name.c_str(), cfg.batch_per_gpu,
+              cfg.batch_per_gpu * cfg.gpus, o.precision.c_str(), o.algorithm.c_str());
+  if (cfg.algorithm == sim::Algorithm::hierarchical) std::printf(" (inter: %s)", o.inter.c_str());
+  std::printf(", buckets: %s\n", o.bucket_MB > 0 ? (std::to_string(o.bucket_MB) + " MB").c_str()
+                                                   : "one per layer");
+  std::printf("compute: %s%s\n", r.compute_estimated ? "ESTIMATE, " : "", r.compute_basis.c_str());
+  std::printf("  iteration        %8.4f s\n", r.iteration_s);
+  std::printf("    compute        %8.4f s\n", r.compute_s);
+  std::printf("    exposed comm   %8.4f s  (of %.4f s of allreduce in %d buckets, %.1f MB)\n",
+              r.exposed_comm_s, r.comm_total_s, r.buckets, r.gradient_MB);
+  std::printf("    data stall     %8.4f s\n", r.data_stall_s);
+  std::printf("  images/s         %8.0f\n", r.images_per_s);
+  std::printf("  epoch            %8.1f s  (90 epochs: %.2f h)\n", r.epoch_s, 90 * r.epoch_s / 3600);
+  std::printf("  scaling efficiency vs one server: %.1f%%\n", 100 * p.scaling_efficiency);
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_sim_command(CLI::App& app) {
+  auto o = std::make_shared<SimOptions>();
+  CLI::App* cmd = app.add_subcommand("sim", "Predict iteration and epoch time of data-parallel training");
+  cmd->add_option("--cluster", o->cluster, "Cluster spec or topology/cluster JSON")->capture_default_str();
+  cmd->add_option("--gpus", o->gpus, "GPUs to use, in rank order (default: all)");
+  cmd->add_option("--model", o->model, "Network: resnet18, resnet34, resnet50, resnet101, resnet152")
+      ->capture_default_str();
+  cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();
+  cmd->add_option("--algorithm", o->algorithm,
+                  "Allreduce: ring, halving-doubling, recursive-doubling, hierarchical")
+      ->capture_default_str();
+  cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();
+  cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")
+      ->capture_default_str();
+  cmd->add_option("--precision", o->precision, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--profile", o->profile, "Device profile JSON (default: matched in profiles/devices)");
+  cmd->add_option("--overhead-us", o->overhead_us, "Per-message software overhead (us)")
+      ->capture_default_str();
+  cmd->add_option("--decode-rate", o->decode_rate,
+                  "JPEG decode+augment images/s per CPU core (assumed default)")
+      ->capture_default_str();
+  cmd->add_option("--cores-per-gpu", o->cores_per_gpu, "CPU cores feeding each GPU (default: server's share)");
+  cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->add_option("--trace", o->trace, "Write a Chrome trace of the iteration to this file");
+  return [o] { return run(*o); };
+}
+
+}  // namespace basin::cli

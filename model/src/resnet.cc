@@ -1,0 +1,148 @@
+// ResNet-18/34/50/101/152 as torchvision builds them (He et al. 2016; v1.5 bottlenecks with the
+// stride on the 3x3 conv), expanded into a flat layer list with shapes, parameters and FLOPs.
+#include <basin/model.h>
+
+#include <stdexcept>
+
+namespace basin::model {
+namespace {
+
+struct Builder {
+  Network net;
+  int c = 3, h = 0, w = 0;  // current activation shape
+
+  void push(Layer l) {
+    l.activation_bytes = 4.0 * l.out_channels * l.out_h * l.out_w;
+    net.layers.push_back(std::move(l));
+  }
+  void conv(const std::string& name, int out, int k, int stride, int pad) {
+    Layer l{name, LayerKind::conv, c, out, k, stride, pad, h, w};
+    l.out_h = (h + 2 * pad - k) / stride + 1;
+    l.out_w = (w + 2 * pad - k) / stride + 1;
+    l.params = 1LL * c * out * k * k;  // no bias: a batchnorm follows
+    l.forward_flops = 2.0 * c * k * k * out * l.out_h * l.out_w;
+    c = out, h = l.out_h, w = l.out_w;
+    push(l);
+  }
+  void elementwise(const std::string& name, LayerKind kind, long long params = 0) {
+    Layer l{name, kind, c, c, 0, 1, 0, h, w, h, w};
+    l.params = params;
+    l.forward_flops = 1.0 * c * h * w;
+    push(l);
+  }
+  void bn(const std::string& name) { elementwise(name, LayerKind::batchnorm, 2LL * c); }
+  void relu(const std::string& name) { elementwise(name, LayerKind::relu); }
+  void add(const std::string& name) { elementwise(name, LayerKind::add); }
+  void maxpool(const std::string& name, int k, int stride, int pad) {
+    Layer l{name, LayerKind::maxpool, c, c, k, stride, pad, h, w};
+    l.out_h = (h + 2 * pad - k) / stride + 1;
+    l.out_w = (w + 2 * pad - k) / stride + 1;
+    l.forward_flops = 1.0 * c * l.out_h * l.out_w * k * k;
+    h = l.out_h, w = l.out_w;
+    push(l);
+  }
+  void avgpool(const std::string& name) {
+    Layer l{name, LayerKind::avgpool, c, c, h, 1, 0, h, w, 1, 1};
+    l.forward_flops = 1.0 * c * h * w;
+    h = w = 1;
+    push(l);
+  }
+  void fc(const std::string& name, int out) {
+    Layer l{name, LayerKind::fc, c, out, 1, 1, 0, 1, 1, 1, 1};
+    l.params = 1LL * c * out + out;
+    l.forward_flops = 2.0 * c * out;
+    c = out;
+    push(l);
+  }
+
+  // torchvision BasicBlock (two 3x3) or Bottleneck (1x1, 3x3 with the stride, 1x1 x4).
+  void block(const std::string& p, int width, int stride, bool bottleneck) {
+    const int in = c, in_h = h, in_w = w;
+    const int out = bottleneck ? width * 4 : width;
+    if (bottleneck) {
+      conv(p + ".conv1", width, 1, 1, 0), bn(p + ".bn1"), relu(p + ".relu1");
+      conv(p + ".conv2", width, 3, stride, 1), bn(p + ".bn2"), relu(p + ".relu2");
+      conv(p + ".conv3", out, 1, 1, 0), bn(p + ".bn3");
+    } else {
+      conv(p + ".conv1", width, 3, stride, 1), bn(p + ".bn1"), relu(p + ".relu1");
+      conv(p + ".conv2", width, 3, 1, 1), bn(p + ".bn2");
+    }
+    if (stride != 1 || in != out) {  // projection shortcut on the block's input
+      const int main_c = c, main_h = h, main_w = w;
+      c = in, h = in_h, w = in_w;
+      conv(p + ".downsample.0", out, 1, stride, 0), bn(p + ".downsample.1");
+      c = main_c, h = main_h, w = main_w;
+    }
+    add(p + ".add"), relu(p + ".relu3");
+  }
+};
+
+}  // namespace
+
+const char* to_string(LayerKind k) {
+  switch (k) {
+    case LayerKind::conv: return "conv";
+    case LayerKind::batchnorm: return "batchnorm";
+    case LayerKind::relu: return "relu";
+    case LayerKind::maxpool: return "maxpool";
+    case LayerKind::avgpool: return "avgpool";
+    case LayerKind::fc: return "fc";
+    case LayerKind::add: return "add";
+  }
+  return "?";
+}
+
+long long Network::params() const {
+  long long n = 0;
+  for (const auto& l : layers) n += l.params;
+  return n;
+}
+
+double Network::forward_flops() const {
+  double f = 0;
+  for (const auto& l : layers) f += l.forward_flops;
+  return f;
+}
+
+Network resnet(int depth, int image_size, int classes) {
+  // Blocks per stage (He et al. 2016, table 1).
+  std::vector<int> blocks;
+  bool bottleneck = true;
+  switch (depth) {
+    case 18: blocks = {2, 2, 2, 2}, bottleneck = false; break;
+    case 34: blocks = {3, 4, 6, 3}, bottleneck = false; break;
+    case 50: blocks = {3, 4, 6, 3}; break;
+    case 101: blocks = {3, 4, 23, 3}; break;
+    case 152: blocks = {3, 8, 36, 3}; break;
+    default:
+      throw std::invalid_argument("ResNet depth must be 18, 34, 50, 101 or 152, got " +
+                                  std::to_string(depth));
+  }
+  Builder b;
+  b.net.name = "resnet" + std::to_string(depth);
+  b.net.image_size = image_size;
+  b.net.classes = classes;
+  b.h = b.w = image_size;
+  b.conv("conv1", 64, 7, 2, 3), b.bn("bn1"), b.relu("relu");
+  b.maxpool("maxpool", 3, 2, 1);
+  for (int stage = 0; stage < 4; ++stage)
+    for (int i = 0; i < blocks[stage]; ++i)
+      b.block("layer" + std::to_string(stage + 1) + "." + std::to_string(i), 64 << stage,
+              i == 0 && stage > 0 ? 2 : 1, bottleneck);
+  b.avgpool("avgpool");
+  b.fc("fc", classes);
+  return b.net;
+}
+
+std::vector<std::string> network_names() {
+  return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"};
+}
+
+Network network_by_name(std::string_view name) {
+  for (int depth : {18, 34, 50, 101, 152})
+    if (name == "resnet" + std::to_string(depth)) return resnet(depth);
+  throw std::invalid_argument("a network among resnet18, resnet34, resnet50, resnet101, "
+                              "resnet152, got '" + std::string(name) + "'");
+}
+
+}  // namespace basin::model

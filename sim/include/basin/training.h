@@ -1,0 +1,98 @@
+// basin training simulator: one data-parallel iteration of a network on a set of GPUs.
+//
+// Compute per layer comes from a device profile (profiles/devices/*.json): a roofline of the
+// device's peak FLOP/s and memory bandwidth, scaled so the whole network matches a measured
+// throughput where the profile has one, and labelled an estimate where it has none. Gradients
+// become ready layer by layer during backward, are grouped into buckets, and each bucket's
+// allreduce starts when it is full and the previous one is done (one communication stream),
+// overlapping the rest of backward. The input pipeline may bound the iteration.
+#pragma once
+
+#include <basin/model.h>
+#include <basin/sim.h>
+
+#include <string>
+#include <vector>
+
+namespace basin::sim {
+
+enum class Precision { fp32, fp16, bf16 };
+const char* to_string(Precision p);
+Precision precision_from_string(const std::string& text, const std::string& origin = "--precision");
+double bytes_per_value(Precision p);  // of activations and communicated gradients
+
+struct MeasuredThroughput {
+  std::string model;
+  Precision precision = Precision::fp32;
+  int batch_per_gpu = 0;
+  double images_per_s = 0;
+  std::string source;
+};
+
+struct DeviceProfile {
+  std::string file;                 // where it was loaded from
+  std::string device;
+  std::vector<std::string> match;   // substrings of GPU model names it applies to
+  double memory_GB = 0;
+  double memory_GBps = 0;
+  double peak_TFLOPS_fp32 = 0, peak_TFLOPS_fp16 = 0, peak_TFLOPS_bf16 = 0;
+  std::vector<MeasuredThroughput> measured;
+};
+
+DeviceProfile load_device_profile(const std::string& path);  // throws topo::InputError
+// The profile in `dir` whose `match` names the GPU model, or InputError listing what exists.
+DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu_model);
+std::string default_profiles_dir();  // $BASIN_PROFILES, else the source tree's profiles/devices
+
+struct TrainingConfig {
+  model::Network network;
+  int gpus = 8;
+  int batch_per_gpu = 32;
+  Algorithm algorithm = Algorithm::hierarchical;
+  Algorithm inter = Algorithm::halving_doubling;  // for hierarchical
+  double bucket_MB = 0;                           // 0: one allreduce per layer with weights
+  Precision precision = Precision::fp32;
+  NetworkParams network_params{.per_message_overhead_us = 5, .reduce_GBps = 0};
+  double decode_images_per_s_per_core = 400;  // JPEG decode + augment, one CPU core
+  int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
+  long long epoch_images = 1281167;           // ImageNet-1k training set
+};
+
+struct Span {
+  std::string name;
+  std::string lane;  // "compute" or "allreduce"
+  double start_s = 0, end_s = 0;
+};
+
+struct IterationResult {
+  double iteration_s = 0;
+  double compute_s = 0;         // forward + backward + optimizer
+  double exposed_comm_s = 0;    // communication not hidden behind backward
+  double data_stall_s = 0;      // waiting for the input pipeline
+  double comm_total_s = 0;      // all allreduces, hidden or not
+  double images_per_s = 0;
+  double epoch_s = 0;
+  int buckets = 0;
+  double gradient_MB = 0;
+  bool compute_estimated = false;  // no measured throughput matched: roofline estimate
+  std::string compute_basis;       // which measurement or estimate set the compute speed
+  std::vector<Span> spans;
+};
+
+// Throws topo::InputError for impossible requests (more GPUs than the cluster has, a batch that
+// does not fit the device's memory).
+IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
+                                   const TrainingConfig& config);
+
+struct Prediction {
+  IterationResult result;
+  IterationResult one_server;  // same config on one server's GPUs (scaling baseline)
+  double scaling_efficiency = 0;
+};
+Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
+                   const TrainingConfig& config);
+
+// Chrome trace (chrome://tracing, Perfetto) of the simulated iteration.
+std::string chrome_trace(const IterationResult& r);
+
+}  // namespace basin::sim

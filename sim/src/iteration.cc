@@ -1,0 +1,208 @@
+// One data-parallel training iteration, simulated (see basin/training.h): per-layer compute from
+// a calibrated roofline, gradient buckets allreduced on one communication stream behind backward,
+// the optimizer step, and the input pipeline as a possible bound.
+#include <basin/training.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace basin::sim {
+namespace {
+
+double peak_flops(const DeviceProfile& p, Precision prec) {
+  double tf = p.peak_TFLOPS_fp32;
+  if (prec == Precision::fp16 && p.peak_TFLOPS_fp16 > 0) tf = p.peak_TFLOPS_fp16;
+  if (prec == Precision::bf16) tf = p.peak_TFLOPS_bf16 > 0 ? p.peak_TFLOPS_bf16 : p.peak_TFLOPS_fp16 > 0 ? p.peak_TFLOPS_fp16 : tf;
+  return tf * 1e12;
+}
+
+// Roofline time of one layer: the larger of its FLOPs at `efficiency` of peak and its memory
+// traffic (read input, write output, read weights) at full bandwidth. Backward does the data and
+// the weight gradient (twice the forward FLOPs and traffic) for layers with weights, the data
+// gradient alone for the rest.
+struct LayerTimes {
+  double forward_s, backward_s;
+};
+
+LayerTimes layer_times(const model::Layer& l, int batch, Precision prec, const DeviceProfile& p,
+                       double efficiency) {
+  const double flops = l.forward_flops * batch;
+  const double bytes = 2 * l.activation_bytes * batch * bytes_per_value(prec) / 4 +
+                       static_cast<double>(l.params) * bytes_per_value(prec);
+  const double compute = flops / (peak_flops(p, prec) * efficiency);
+  const double memory = bytes / (p.memory_GBps * 1e9);
+  const double backward_factor = l.params > 0 ? 2 : 1;
+  return {std::max(compute, memory), backward_factor * std::max(compute, memory)};
+}
+
+// SGD with momentum touches each fp32 weight five times (read w, g, v; write w, v).
+double optimizer_s(const model::Network& n, const DeviceProfile& p) {
+  return static_cast<double>(n.params()) * 5 * 4 / (p.memory_GBps * 1e9);
+}
+
+double compute_s(const model::Network& n, int batch, Precision prec, const DeviceProfile& p,
+                 double efficiency) {
+  double t = optimizer_s(n, p);
+  for (const auto& l : n.layers) {
+    LayerTimes lt = layer_times(l, batch, prec, p, efficiency);
+    t += lt.forward_s + lt.backward_s;
+  }
+  return t;
+}
+
+struct Calibration {
+  double efficiency = 0.5;  // of peak FLOP/s, when nothing was measured
+  bool estimated = true;
+  std::string basis;
+};
+
+Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  for (const auto& m : p.measured) {
+    if (m.model != n.name || m.precision != prec) continue;
+    const double target = m.batch_per_gpu / m.images_per_s;
+    Calibration c{1.0, false, ""};
+    if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
+      double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
+      for (int i = 0; i < 100; ++i) {
+        double mid = std::sqrt(lo * hi);
+        (compute_s(n, m.batch_per_gpu, prec, p, mid) > target ? lo : hi) = mid;
+      }
+      c.efficiency = hi;
+    }
+    char text[256];
+    std::snprintf(text, sizeof text, "measured %.4g images/s at batch %d (%s): %.1f%% of peak",
+                  m.images_per_s, m.batch_per_gpu, m.source.c_str(), 100 * c.efficiency);
+    c.basis = text;
+    return c;
+  }
+  Calibration c;
+  char text[160];
+  std::snprintf(text, sizeof text, "roofline estimate at %.0f%% of %s peak (no measurement in %s)",
+                100 * c.efficiency, to_string(prec), p.file.c_str());
+  c.basis = text;
+  return c;
+}
+
+}  // namespace
+
+IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
+                                   const TrainingConfig& cfg) {
+  const auto all = topo::gpus(cluster);
+  if (cfg.gpus < 1 || cfg.gpus > static_cast<int>(all.size()))
+    throw topo::InputError("--gpus", "", "between 1 and the cluster's " +
+                                             std::to_string(all.size()) + " GPUs, got " +
+                                             std::to_string(cfg.gpus));
+  if (cfg.batch_per_gpu < 1)
+    throw topo::InputError("--batch-per-gpu", "", "a batch of at least 1");
+  const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
+  const model::Network& net = cfg.network;
+  const Precision prec = cfg.precision;
+
+  // Memory: fp32 weights, gradients and momentum (plus a half copy in mixed precision) and every
+  // layer's output kept for backward.
+  double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
+  double acts = 0;
+  for (const auto& l : net.layers) acts += l.activation_bytes * bytes_per_value(prec) / 4;
+  const double need_GB = (weights + acts * cfg.batch_per_gpu) / 1e9;
+  if (need_GB > profile.memory_GB)
+    throw topo::InputError("--batch-per-gpu", "",
+                           "a batch that fits in the " + std::to_string(int(profile.memory_GB)) +
+                               " GB of a " + profile.device + ", but batch " +
+                               std::to_string(cfg.batch_per_gpu) + " needs about " +
+                               std::to_string(int(std::ceil(need_GB))) + " GB");
+
+  Calibration cal = calibrate(net, prec, profile);
+  IterationResult r;
+  r.compute_estimated = cal.estimated;
+  r.compute_basis = cal.basis;
+
+  Network network(cluster, cfg.network_params);
+  CollectiveCost allreduce = allreduce_cost(network, gpus, cfg.algorithm, cfg.inter);
+
+  double t = 0;
+  for (const auto& l : net.layers) {
+    double d = layer_times(l, cfg.batch_per_gpu, prec, profile, cal.efficiency).forward_s;
+    r.spans.push_back({l.name, "compute", t, t + d});
+    t += d;
+  }
+  const double bucket_bytes = cfg.bucket_MB * 1e6;
+  double pending = 0, comm_free = t;
+  auto flush = [&](double ready) {
+    if (pending <= 0) return;
+    double start = std::max(ready, comm_free), d = allreduce.time_s(pending);
+    char name[64];
+    std::snprintf(name, sizeof name, "allreduce %d (%.3g MB)", r.buckets, pending / 1e6);
+    r.spans.push_back({name, "allreduce", start, start + d});
+    comm_free = start + d;
+    r.comm_total_s += d;
+    r.gradient_MB += pending / 1e6;
+    ++r.buckets;
+    pending = 0;
+  };
+  for (auto it = net.layers.rbegin(); it != net.layers.rend(); ++it) {
+    double d = layer_times(*it, cfg.batch_per_gpu, prec, profile, cal.efficiency).backward_s;
+    r.spans.push_back({it->name + " backward", "compute", t, t + d});
+    t += d;
+    if (it->params == 0) continue;
+    pending += static_cast<double>(it->params) * bytes_per_value(prec);
+    if (pending >= bucket_bytes) flush(t);
+  }
+  flush(t);
+  if (gpus.size() == 1) comm_free = t, r.comm_total_s = 0;
+  const double backward_end = t;
+  const double opt = optimizer_s(net, profile);
+  const double step_end = std::max(backward_end, comm_free) + opt;
+  r.spans.push_back({"optimizer", "compute", step_end - opt, step_end});
+  r.compute_s = backward_end + opt;
+  r.exposed_comm_s = step_end - r.compute_s;
+
+  // Input pipeline: decoding runs ahead on the CPU cores that serve this GPU.
+  int cores = cfg.cores_per_gpu;
+  if (cores <= 0) {
+    const auto& g = cluster.graph;
+    int server_cores = 0, server_gpus = 0;
+    for (auto v : topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server))
+      server_cores += g[v].cores;
+    for (auto v : all) server_gpus += g[v].server == g[gpus[0]].server;
+    cores = std::max(1, server_cores / std::max(1, server_gpus));
+  }
+  const double data_s = cfg.batch_per_gpu / (cfg.decode_images_per_s_per_core * cores);
+  r.iteration_s = std::max(step_end, data_s);
+  r.data_stall_s = r.iteration_s - step_end;
+  const double global_batch = static_cast<double>(cfg.batch_per_gpu) * cfg.gpus;
+  r.images_per_s = global_batch / r.iteration_s;
+  r.epoch_s = std::ceil(cfg.epoch_images / global_batch) * r.iteration_s;
+  return r;
+}
+
+Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
+                   const TrainingConfig& cfg) {
+  Prediction p;
+  p.result = simulate_iteration(cluster, profile, cfg);
+  const auto all = topo::gpus(cluster);
+  int per_server = 0;
+  for (auto v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;
+  TrainingConfig one = cfg;
+  one.gpus = std::min(cfg.gpus, per_server);
+  p.one_server = simulate_iteration(cluster, profile, one);
+  p.scaling_efficiency = p.result.images_per_s /
+                         (p.one_server.images_per_s * cfg.gpus / static_cast<double>(one.gpus));
+  return p;
+}
+
+std::string chrome_trace(const IterationResult& r) {
+  nlohmann::json events = nlohmann::json::array();
+  const char* lanes[] = {"compute", "allreduce"};
+  for (int tid = 0; tid < 2; ++tid)
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 0}, {"tid", tid},
+                      {"args", {{"name", lanes[tid]}}}});
+  for (const Span& s : r.spans)
+    events.push_back({{"name", s.name}, {"cat", s.lane}, {"ph", "X"}, {"pid", 0},
+                      {"tid", s.lane == "compute" ? 0 : 1}, {"ts", s.start_s * 1e6},
+                      {"dur", (s.end_s - s.start_s) * 1e6}});
+  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump(1) + "\n";
+}
+
+}  // namespace basin::sim

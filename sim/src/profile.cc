@@ -1,0 +1,119 @@
+// Device profiles (basin.device_profile/1, profiles/devices/*.json): datasheet peaks and measured
+// training throughputs, each with its source in the file's context block. Loading is strict, so a
+// typo in a profile is an error naming the file and the field, not a silently different number.
+#include <basin/training.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+namespace basin::sim {
+namespace {
+
+using nlohmann::json;
+
+const json& field(const json& obj, const std::string& key, const std::string& path,
+                  const std::string& file) {
+  if (!obj.is_object() || !obj.contains(key))
+    throw topo::InputError(file, path + "/" + key, "a required field '" + key + "'");
+  return obj.at(key);
+}
+
+double positive(const json& obj, const std::string& key, const std::string& path,
+                const std::string& file) {
+  const json& v = field(obj, key, path, file);
+  if (!v.is_number() || !(v.get<double>() > 0))
+    throw topo::InputError(file, path + "/" + key, "a number above 0, got " + v.dump());
+  return v.get<double>();
+}
+
+std::string text(const json& obj, const std::string& key, const std::string& path,
+                 const std::string& file) {
+  const json& v = field(obj, key, path, file);
+  if (!v.is_string()) throw topo::InputError(file, path + "/" + key, "a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+}  // namespace
+
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::fp16: return "fp16";
+    case Precision::bf16: return "bf16";
+  }
+  return "?";
+}
+
+Precision precision_from_string(const std::string& t, const std::string& origin) {
+  for (Precision p : {Precision::fp32, Precision::fp16, Precision::bf16})
+    if (t == to_string(p)) return p;
+  throw topo::InputError(origin, "", "fp32, fp16 or bf16, got '" + t + "'");
+}
+
+double bytes_per_value(Precision p) { return p == Precision::fp32 ? 4 : 2; }
+
+DeviceProfile load_device_profile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw topo::InputError(path, "", "a readable device profile file");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw topo::InputError(path, "", std::string("well-formed JSON: ") + e.what());
+  }
+  if (text(doc, "format", "", path) != "basin.device_profile/1")
+    throw topo::InputError(path, "/format", "\"basin.device_profile/1\"");
+  field(doc, "context", "", path);
+  DeviceProfile p;
+  p.file = path;
+  p.device = text(doc, "device", "", path);
+  for (const json& m : field(doc, "match", "", path)) p.match.push_back(m.get<std::string>());
+  p.memory_GB = positive(doc, "memory_GB", "", path);
+  p.memory_GBps = positive(doc, "memory_GBps", "", path);
+  const json& peaks = field(doc, "peak_TFLOPS", "", path);
+  p.peak_TFLOPS_fp32 = positive(peaks, "fp32", "/peak_TFLOPS", path);
+  p.peak_TFLOPS_fp16 = peaks.contains("fp16") ? positive(peaks, "fp16", "/peak_TFLOPS", path) : 0;
+  p.peak_TFLOPS_bf16 = peaks.contains("bf16") ? positive(peaks, "bf16", "/peak_TFLOPS", path) : 0;
+  const json& measured = field(doc, "measured", "", path);
+  for (size_t i = 0; i < measured.size(); ++i) {
+    const std::string at = "/measured/" + std::to_string(i);
+    const json& m = measured[i];
+    MeasuredThroughput t;
+    t.model = text(m, "model", at, path);
+    t.precision = precision_from_string(text(m, "precision", at, path), path + ": " + at);
+    t.batch_per_gpu = static_cast<int>(positive(m, "batch_per_gpu", at, path));
+    t.images_per_s = positive(m, "images_per_s", at, path);
+    t.source = text(m, "source", at, path);
+    p.measured.push_back(t);
+  }
+  return p;
+}
+
+std::string default_profiles_dir() {
+  if (const char* env = std::getenv("BASIN_PROFILES")) return env;
+  return BASIN_SOURCE_DIR "/profiles/devices";
+}
+
+DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu_model) {
+  namespace fs = std::filesystem;
+  std::string known;
+  if (!fs::is_directory(dir))
+    throw topo::InputError(dir, "", "a directory of device profiles (set BASIN_PROFILES)");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    DeviceProfile p = load_device_profile(f.string());
+    for (const auto& m : p.match)
+      if (gpu_model.find(m) != std::string::npos) return p;
+    known += (known.empty() ? "" : ", ") + p.device;
+  }
+  throw topo::InputError("--profile", "",
+                         "a device profile for GPU '" + gpu_model + "' in " + dir +
+                             " (have: " + known + "); give one with --profile FILE");
+}
+
+}  // namespace basin::sim

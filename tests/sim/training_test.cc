@@ -1,0 +1,76 @@
+// The iteration model: its parts add up, bad requests are input errors, and the roofline
+// calibration reproduces the measured throughput it was calibrated on.
+#include "../catch.h"
+
+#include <basin/training.h>
+
+#include <cmath>
+
+using namespace basin;
+using namespace basin::sim;
+
+namespace {
+DeviceProfile profile_for(const topo::Topology& t) {
+  return find_device_profile(default_profiles_dir(), t.graph[topo::gpus(t)[0]].model);
+}
+}  // namespace
+
+TEST_CASE("one GPU at the calibrated batch runs at the measured throughput", "[sim]") {
+  // P100 profile: 139.1 images/s at batch 32 (the measurement the roofline is scaled to); one
+  // GPU has no allreduce, and the default input pipeline is not the bound.
+  topo::Topology t = topo::load_any("bigbasin");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 32};
+  IterationResult r = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE_FALSE(r.compute_estimated);
+  REQUIRE_THAT(r.images_per_s, WithinRel(139.1, 1e-6));
+  REQUIRE(r.exposed_comm_s == 0);
+  REQUIRE(r.data_stall_s == 0);
+  REQUIRE_THAT(r.iteration_s, WithinRel(r.compute_s, 1e-12));
+  // One epoch: ceil(1,281,167 / 32) iterations.
+  REQUIRE_THAT(r.epoch_s, WithinRel(std::ceil(1281167.0 / 32) * r.iteration_s, 1e-12));
+}
+
+TEST_CASE("iteration time is compute plus exposed communication plus data stall", "[sim]") {
+  topo::Topology t = topo::load_any("bigbasin:8");
+  for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::hierarchical})
+    for (double bucket : {0.0, 25.0}) {
+      TrainingConfig cfg{.network = model::resnet(50), .gpus = 64, .batch_per_gpu = 32,
+                         .algorithm = a, .bucket_MB = bucket};
+      IterationResult r = simulate_iteration(t, profile_for(t), cfg);
+      CAPTURE(to_string(a), bucket);
+      REQUIRE_THAT(r.iteration_s, WithinRel(r.compute_s + r.exposed_comm_s + r.data_stall_s, 1e-9));
+      REQUIRE(r.exposed_comm_s >= 0);
+      REQUIRE(r.exposed_comm_s <= r.comm_total_s + 1e-12);
+      // Every weight's gradient is communicated once: 25,557,032 fp32 values.
+      REQUIRE_THAT(r.gradient_MB, WithinRel(25557032 * 4 / 1e6, 1e-9));
+    }
+}
+
+TEST_CASE("a slow input pipeline becomes the iteration time", "[sim]") {
+  topo::Topology t = topo::load_any("bigbasin");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 32,
+                     .decode_images_per_s_per_core = 10, .cores_per_gpu = 1};
+  IterationResult r = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE_THAT(r.iteration_s, WithinRel(32.0 / 10, 1e-12));  // 32 images at 10 images/s
+  REQUIRE(r.data_stall_s > 0);
+}
+
+TEST_CASE("impossible requests are input errors", "[sim]") {
+  topo::Topology t = topo::load_any("bigbasin:2");
+  DeviceProfile p = profile_for(t);
+  TrainingConfig too_many{.network = model::resnet(50), .gpus = 17};
+  REQUIRE_THROWS_AS(simulate_iteration(t, p, too_many), topo::InputError);
+  // 4096 images of ResNet-50 activations cannot fit in a 16 GB P100.
+  TrainingConfig too_big{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 4096};
+  REQUIRE_THROWS_AS(simulate_iteration(t, p, too_big), topo::InputError);
+  REQUIRE_THROWS_AS(find_device_profile(default_profiles_dir(), "Imaginary GPU 9000"),
+                    topo::InputError);
+}
+
+TEST_CASE("a GPU without a measured throughput is labelled an estimate", "[sim]") {
+  topo::Topology t = topo::load_any("dgx1");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 64};
+  IterationResult r = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE(r.compute_estimated);
+  REQUIRE(r.compute_basis.find("estimate") != std::string::npos);
+}
