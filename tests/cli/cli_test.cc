@@ -90,3 +90,26 @@ TEST_CASE("a bad input file writes no --dump output", "[cli]") {
   REQUIRE(back.exit_code == 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
+  Result r = run("sim --cluster bigbasin:2 --json");
+  REQUIRE(r.exit_code == 0);
+  for (const char* key : {"\"iteration_s\"", "\"epoch_s\"", "\"images_per_s\"",
+                          "\"scaling_efficiency\"", "\"exposed_comm_s\"", "\"data_stall_s\""}) {
+    CAPTURE(key);
+    REQUIRE(r.out.find(key) != std::string::npos);
+  }
+}
+
+TEST_CASE("basin sim rejects impossible requests with exit code 2", "[cli]") {
+  auto [args, words] = GENERATE(std::pair{"sim --cluster bigbasin:2 --gpus 17", "--gpus"},
+                                std::pair{"sim --cluster bigbasin --model vgg16", "vgg16"},
+                                std::pair{"sim --cluster bigbasin --algorithm telepathy", "telepathy"},
+                                std::pair{"sim --cluster bigbasin --batch-per-gpu 4096", "fits"},
+                                std::pair{"sim --cluster bigbasin --precision fp8", "fp8"});
+  CAPTURE(args);
+  Result r = run(args);
+  CAPTURE(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.out.find(words) != std::string::npos);
+}
