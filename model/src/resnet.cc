@@ -1,62 +1,77 @@
 // ResNet-18/34/50/101/152 as torchvision builds them (He et al. 2016; v1.5 bottlenecks with the
 // stride on the 3x3 conv), expanded into a flat layer list with shapes, parameters and FLOPs.
+//
+// Why a hand-written expansion rather than a file exported from PyTorch: the simulator must run
+// on machines without Python or PyTorch, and for any depth, image size and class count. The
+// tests hold the result against torchvision's published numbers and a per-layer dump of
+// torchvision's own ResNet-50 (tests/model/fixtures).
 #include <basin/model.h>
 
 #include <stdexcept>
+#include <utility>
 
 namespace basin::model {
 namespace {
 
+// Walks the network in forward order, tracking the activation shape, so each layer is described
+// by what it does (out channels, kernel, stride) and its input shape comes from the one before.
 struct Builder {
   Network net;
+  std::string stage;        // block of the layers pushed now, see Layer::stage
   int c = 3, h = 0, w = 0;  // current activation shape
 
   void push(Layer l) {
     l.activation_bytes = 4.0 * l.out_channels * l.out_h * l.out_w;
+    l.stage = stage;
     net.layers.push_back(std::move(l));
   }
+  static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
   void conv(const std::string& name, int out, int k, int stride, int pad) {
     Layer l{name, LayerKind::conv, c, out, k, stride, pad, h, w};
-    l.out_h = (h + 2 * pad - k) / stride + 1;
-    l.out_w = (w + 2 * pad - k) / stride + 1;
-    l.params = 1LL * c * out * k * k;  // no bias: a batchnorm follows
+    l.out_h = out_size(h, k, stride, pad);
+    l.out_w = out_size(w, k, stride, pad);
+    l.params = 1LL * c * out * k * k;  // no bias: the batchnorm after it would cancel one
     l.forward_flops = 2.0 * c * k * k * out * l.out_h * l.out_w;
     c = out, h = l.out_h, w = l.out_w;
-    push(l);
+    push(std::move(l));
   }
   void elementwise(const std::string& name, LayerKind kind, long long params = 0) {
     Layer l{name, kind, c, c, 0, 1, 0, h, w, h, w};
     l.params = params;
     l.forward_flops = 1.0 * c * h * w;
-    push(l);
+    push(std::move(l));
   }
   void bn(const std::string& name) { elementwise(name, LayerKind::batchnorm, 2LL * c); }
   void relu(const std::string& name) { elementwise(name, LayerKind::relu); }
   void add(const std::string& name) { elementwise(name, LayerKind::add); }
   void maxpool(const std::string& name, int k, int stride, int pad) {
     Layer l{name, LayerKind::maxpool, c, c, k, stride, pad, h, w};
-    l.out_h = (h + 2 * pad - k) / stride + 1;
-    l.out_w = (w + 2 * pad - k) / stride + 1;
+    l.out_h = out_size(h, k, stride, pad);
+    l.out_w = out_size(w, k, stride, pad);
     l.forward_flops = 1.0 * c * l.out_h * l.out_w * k * k;
     h = l.out_h, w = l.out_w;
-    push(l);
+    push(std::move(l));
   }
+  // torchvision's AdaptiveAvgPool2d((1, 1)): one window covering whatever layer4 left.
   void avgpool(const std::string& name) {
     Layer l{name, LayerKind::avgpool, c, c, h, 1, 0, h, w, 1, 1};
     l.forward_flops = 1.0 * c * h * w;
     h = w = 1;
-    push(l);
+    push(std::move(l));
   }
   void fc(const std::string& name, int out) {
     Layer l{name, LayerKind::fc, c, out, 1, 1, 0, 1, 1, 1, 1};
     l.params = 1LL * c * out + out;
     l.forward_flops = 2.0 * c * out;
     c = out;
-    push(l);
+    push(std::move(l));
   }
 
-  // torchvision BasicBlock (two 3x3) or Bottleneck (1x1, 3x3 with the stride, 1x1 x4).
+  // torchvision BasicBlock (two 3x3) or Bottleneck (1x1, 3x3 with the stride, 1x1 x4). The
+  // projection shortcut comes after the main path, where torchvision's forward() calls it.
   void block(const std::string& p, int width, int stride, bool bottleneck) {
+    stage = p;
     const int in = c, in_h = h, in_w = w;
     const int out = bottleneck ? width * 4 : width;
     if (bottleneck) {
@@ -67,12 +82,14 @@ struct Builder {
       conv(p + ".conv1", width, 3, stride, 1), bn(p + ".bn1"), relu(p + ".relu1");
       conv(p + ".conv2", width, 3, 1, 1), bn(p + ".bn2");
     }
-    if (stride != 1 || in != out) {  // projection shortcut on the block's input
+    if (stride != 1 || in != out) {  // the shortcut reads the block's input, not the main path's
       const int main_c = c, main_h = h, main_w = w;
       c = in, h = in_h, w = in_w;
       conv(p + ".downsample.0", out, 1, stride, 0), bn(p + ".downsample.1");
       c = main_c, h = main_h, w = main_w;
     }
+    // BasicBlock has only two ReLUs; naming the last one relu3 in both kinds keeps "the ReLU
+    // after the sum" findable without knowing the block kind.
     add(p + ".add"), relu(p + ".relu3");
   }
 };
@@ -104,6 +121,22 @@ double Network::forward_flops() const {
   return f;
 }
 
+double backward_flops(const Layer& layer) {
+  return (layer.has_params() ? 2.0 : 1.0) * layer.forward_flops;
+}
+
+double backward_flops(const Network& net) {
+  double f = 0;
+  for (const auto& l : net.layers) f += backward_flops(l);
+  return f;
+}
+
+const Layer* find_layer(const Network& net, std::string_view name) {
+  for (const auto& l : net.layers)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
 Network resnet(int depth, int image_size, int classes) {
   // Blocks per stage (He et al. 2016, table 1).
   std::vector<int> blocks;
@@ -118,20 +151,29 @@ Network resnet(int depth, int image_size, int classes) {
       throw std::invalid_argument("ResNet depth must be 18, 34, 50, 101 or 152, got " +
                                   std::to_string(depth));
   }
+  if (image_size < 1)
+    throw std::invalid_argument("image size must be at least 1 pixel, got " +
+                                std::to_string(image_size));
+  if (classes < 1)
+    throw std::invalid_argument("classes must be at least 1, got " + std::to_string(classes));
+
   Builder b;
   b.net.name = "resnet" + std::to_string(depth);
   b.net.image_size = image_size;
   b.net.classes = classes;
   b.h = b.w = image_size;
+  b.stage = "conv1";
   b.conv("conv1", 64, 7, 2, 3), b.bn("bn1"), b.relu("relu");
   b.maxpool("maxpool", 3, 2, 1);
+  // Stages double the width and halve the resolution; layer1 keeps the maxpool's resolution.
   for (int stage = 0; stage < 4; ++stage)
     for (int i = 0; i < blocks[stage]; ++i)
       b.block("layer" + std::to_string(stage + 1) + "." + std::to_string(i), 64 << stage,
               i == 0 && stage > 0 ? 2 : 1, bottleneck);
+  b.stage = "fc";
   b.avgpool("avgpool");
   b.fc("fc", classes);
-  return b.net;
+  return std::move(b.net);
 }
 
 std::vector<std::string> network_names() {
@@ -141,8 +183,9 @@ std::vector<std::string> network_names() {
 Network network_by_name(std::string_view name) {
   for (int depth : {18, 34, 50, 101, 152})
     if (name == "resnet" + std::to_string(depth)) return resnet(depth);
-  throw std::invalid_argument("a network among resnet18, resnet34, resnet50, resnet101, "
-                              "resnet152, got '" + std::string(name) + "'");
+  std::string known;
+  for (const auto& n : network_names()) known += (known.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown network '" + std::string(name) + "', known: " + known);
 }
 
 }  // namespace basin::model
