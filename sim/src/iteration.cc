@@ -150,7 +150,6 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     if (pending >= bucket_bytes) flush(t);
   }
   flush(t);
-  if (gpus.size() == 1) comm_free = t, r.comm_total_s = 0;
   const double backward_end = t;
   const double opt = optimizer_s(net, profile);
   const double step_end = std::max(backward_end, comm_free) + opt;
