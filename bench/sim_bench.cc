@@ -16,7 +16,7 @@ void BM_SimulateIteration(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(sim::simulate_iteration(t, p, cfg).iteration_s);
   state.counters["gpus"] = servers * 8;
 }
-BENCHMARK(BM_SimulateIteration)->Arg(4)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SimulateIteration)->Arg(4)->Arg(32)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -4,9 +4,10 @@
 //   ring               2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma
 //   halving-doubling   2 log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma      (p = 2^k)
 //   recursive doubling log2(p) (alpha + n beta + n gamma)                       (p = 2^k)
-// For p not a power of two, halving-doubling and recursive doubling first fold the extra
-// r = p - 2^floor(log2 p) ranks into partners (alpha + n beta + n gamma) and finally send them
-// the result (alpha + n beta).
+// For p not a power of two, recursive doubling first folds the extra r = p - 2^floor(log2 p)
+// ranks into partners (alpha + n beta + n gamma) and finally sends them the result (alpha + n
+// beta); halving-doubling uses Gloo's binary blocks instead. Tree, bcube and 2D-torus schedules
+// are in trees_and_grids.cc.
 #include <basin/sim.h>
 
 #include <bit>
@@ -49,7 +50,8 @@ Schedule wrap(const std::string& name, int p, const Fold& fold, std::vector<Step
 }  // namespace
 
 std::vector<std::string> algorithm_names() {
-  return {"ring", "halving-doubling", "recursive-doubling", "hierarchical"};
+  return {"ring", "halving-doubling", "recursive-doubling", "tree", "bcube", "2d-torus",
+          "hierarchical"};
 }
 
 const char* to_string(Algorithm a) {
@@ -57,6 +59,9 @@ const char* to_string(Algorithm a) {
     case Algorithm::ring: return "ring";
     case Algorithm::halving_doubling: return "halving-doubling";
     case Algorithm::recursive_doubling: return "recursive-doubling";
+    case Algorithm::tree: return "tree";
+    case Algorithm::bcube: return "bcube";
+    case Algorithm::torus_2d: return "2d-torus";
     case Algorithm::hierarchical: return "hierarchical";
   }
   return "?";
@@ -64,6 +69,7 @@ const char* to_string(Algorithm a) {
 
 Algorithm algorithm_from_string(const std::string& name, const std::string& origin) {
   for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::recursive_doubling,
+                      Algorithm::tree, Algorithm::bcube, Algorithm::torus_2d,
                       Algorithm::hierarchical})
     if (name == to_string(a)) return a;
   std::string known;
@@ -84,25 +90,54 @@ Schedule ring_allreduce(int p) {
 }
 
 Schedule halving_doubling_allreduce(int p) {
-  if (p < 2) return {"halving-doubling", p, {}};
-  Fold fold = fold_to_power_of_two(p);
-  const int q = static_cast<int>(fold.core.size());
-  std::vector<Step> halving, doubling;
-  // Reduce-scatter: the farthest partner first, each step halving the vector each rank owns.
-  double fraction = 0.5;
-  for (int distance = q / 2; distance >= 1; distance /= 2, fraction /= 2) {
+  Schedule s{"halving-doubling", p, {}};
+  if (p < 2) return s;
+  struct Block {
+    int offset, size;
+  };
+  std::vector<Block> blocks;  // p's binary digits, the largest block on the lowest ranks
+  for (int size = floor_pow2(p), offset = 0; size >= 1; size /= 2)
+    if (p & size) blocks.push_back({offset, size}), offset += size;
+
+  // Reduce-scatter inside every block at once; as in Gloo, the largest pieces go to the nearest
+  // ranks (distance 1 first), which keeps the heaviest step inside a server.
+  std::vector<Step> halving;
+  for (int distance = 1; distance < blocks.front().size; distance *= 2) {
     Step step;
-    for (int r = 0; r < q; ++r) step.transfers.push_back({r, r ^ distance, fraction, true});
+    for (const Block& b : blocks)
+      for (int r = 0; distance < b.size && r < b.size; ++r)
+        step.transfers.push_back({b.offset + r, b.offset + (r ^ distance), 0.5 / distance, true});
     halving.push_back(step);
   }
-  // Allgather: the same exchanges in reverse order, each step doubling what every rank holds.
+  s.steps = halving;
+  // Each block's ranks hold 1/size of the vector; the next larger block's ranks each take one
+  // 1/larger piece of it and reduce, from the smallest block up...
+  for (size_t k = blocks.size() - 1; k >= 1; --k) {
+    const Block small = blocks[k], large = blocks[k - 1];
+    const int ratio = large.size / small.size;
+    Step step;
+    for (int r = 0; r < small.size; ++r)
+      for (int j = 0; j < ratio; ++j)
+        step.transfers.push_back(
+            {small.offset + r, large.offset + r * ratio + j, 1.0 / large.size, true});
+    s.steps.push_back(step);
+  }
+  // ...and the results come back down, each larger rank returning its piece.
+  for (size_t k = 1; k < blocks.size(); ++k) {
+    const Block large = blocks[k - 1], small = blocks[k];
+    const int ratio = large.size / small.size;
+    Step step;
+    for (int r = 0; r < large.size; ++r)
+      step.transfers.push_back({large.offset + r, small.offset + r / ratio, 1.0 / large.size, false});
+    s.steps.push_back(step);
+  }
+  // Allgather: the reduce-scatter's exchanges in reverse order.
   for (auto it = halving.rbegin(); it != halving.rend(); ++it) {
     Step step = *it;
     for (Transfer& t : step.transfers) t.reduce = false;
-    doubling.push_back(step);
+    s.steps.push_back(step);
   }
-  halving.insert(halving.end(), doubling.begin(), doubling.end());
-  return wrap("halving-doubling", p, fold, std::move(halving));
+  return s;
 }
 
 Schedule recursive_doubling_allreduce(int p) {
@@ -123,6 +158,9 @@ Schedule allreduce_schedule(Algorithm a, int p) {
     case Algorithm::ring: return ring_allreduce(p);
     case Algorithm::halving_doubling: return halving_doubling_allreduce(p);
     case Algorithm::recursive_doubling: return recursive_doubling_allreduce(p);
+    case Algorithm::tree: return tree_allreduce(p);
+    case Algorithm::bcube: return bcube_allreduce(p);
+    case Algorithm::torus_2d: return torus_2d_allreduce(p, torus_2d_default_width(p));
     case Algorithm::hierarchical: break;
   }
   throw std::logic_error("hierarchical allreduce has no flat schedule: use hierarchical_cost");

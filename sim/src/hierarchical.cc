@@ -14,15 +14,20 @@ namespace {
 // Orders one server's GPUs as a path whose narrowest hop is as wide as possible, by trying
 // bandwidth thresholds from the widest down with a depth-first search (servers have <= 16 GPUs,
 // and on symmetric meshes the first threshold succeeds at once).
-std::vector<topo::Vertex> best_chain(const topo::Topology& t, std::vector<topo::Vertex> gpus) {
+std::vector<topo::Vertex> best_chain(Network& net, std::vector<topo::Vertex> gpus) {
   const size_t k = gpus.size();
   if (k <= 2) return gpus;
   std::vector<std::vector<double>> bw(k, std::vector<double>(k, 0));
   std::vector<double> levels;
+  std::vector<std::pair<topo::Vertex, topo::Vertex>> pairs;
+  for (topo::Vertex a : gpus)
+    for (topo::Vertex b : gpus)
+      if (a != b) pairs.emplace_back(a, b);
+  net.find_routes(pairs);
   for (size_t i = 0; i < k; ++i)
     for (size_t j = 0; j < k; ++j)
       if (i != j) {
-        bw[i][j] = topo::route(t, gpus[i], gpus[j]).bandwidth_GBps;
+        bw[i][j] = net.route_GBps(gpus[i], gpus[j]);
         levels.push_back(bw[i][j]);
       }
   std::sort(levels.rbegin(), levels.rend());
@@ -62,7 +67,7 @@ CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& 
   std::map<int, std::vector<topo::Vertex>> by_server;
   for (topo::Vertex v : gpus) by_server[g[v].server].push_back(v);
   std::vector<std::vector<topo::Vertex>> chains;
-  for (auto& [server, members] : by_server) chains.push_back(best_chain(net.topology(), members));
+  for (auto& [server, members] : by_server) chains.push_back(best_chain(net, members));
 
   // Phases 1 and 3: every server's chain at once, each hop carrying the whole vector.
   std::vector<topo::Vertex> all;
@@ -79,10 +84,11 @@ CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& 
   }
   CollectiveCost total;
   if (longest > 1) {
+    // Pipelined chains: one hop latency per GPU passed, the bandwidth term once per phase.
+    reduce_step.latency_hops = bcast_step.latency_hops = static_cast<int>(longest - 1);
     Schedule local{"chain", static_cast<int>(all.size()), {reduce_step, bcast_step}};
     CollectiveCost c = net.cost(local, all);
-    // A pipelined chain pays one hop latency per GPU it passes; cost() charged one per phase.
-    total.latency_s += c.latency_s * static_cast<double>(longest - 1);
+    total.latency_s += c.latency_s;
     total.seconds_per_byte += c.seconds_per_byte;
   }
   // Phase 2: the leaders (head of each chain) allreduce across servers.
@@ -103,6 +109,20 @@ CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpu
     if (inter == Algorithm::hierarchical)
       throw topo::InputError("--inter", "", "a flat inter-server algorithm, not hierarchical");
     return hierarchical_cost(net, gpus, inter);
+  }
+  if (a == Algorithm::torus_2d) {
+    // Rows are servers when every server brings the same number of GPUs (Mikami et al.: the
+    // horizontal rings stay inside a server); otherwise the squarest grid.
+    const auto& g = net.topology().graph;
+    std::map<int, int> per_server;
+    for (topo::Vertex v : gpus) ++per_server[g[v].server];
+    const int p = static_cast<int>(gpus.size());
+    int x = torus_2d_default_width(p);
+    const int first = per_server.begin()->second;
+    if (per_server.size() > 1 && std::all_of(per_server.begin(), per_server.end(),
+                                             [&](auto& kv) { return kv.second == first; }))
+      x = first;
+    return net.cost(torus_2d_allreduce(p, x), gpus);
   }
   return net.cost(allreduce_schedule(a, static_cast<int>(gpus.size())), gpus);
 }

@@ -17,20 +17,6 @@ Network::Network(const topo::Topology& topo, NetworkParams params)
     capacity_Bps_.at(g[e].id) = g[e].bandwidth_GBps * 1e9;
 }
 
-const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
-  auto key = std::pair(a, b);
-  if (auto it = routes_.find(key); it != routes_.end()) return it->second;
-  topo::Route r = topo::route(*topo_, a, b);
-  const auto& g = topo_->graph;
-  if (!r.reachable)
-    throw topo::InputError(topo_->name, "",
-                           "a route from " + g[a].id + " to " + g[b].id + ", but there is none");
-  RouteInfo info;
-  for (topo::Edge e : r.links) info.links.push_back(g[e].id);
-  info.latency_s = r.latency_us * 1e-6;
-  return routes_.emplace(key, std::move(info)).first->second;
-}
-
 double Network::transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs,
                                 const std::vector<double>& bytes) {
   const size_t n = pairs.size();
@@ -55,6 +41,7 @@ double Network::transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::
     for (int l : flow_links[i]) link_flows[l].push_back(static_cast<int>(i));
 
   double now = 0;
+  std::vector<int> bottlenecks;
   while (true) {
     // Progressive filling: repeatedly saturate the link with the smallest fair share.
     std::vector<double> left(capacity);
@@ -71,23 +58,27 @@ double Network::transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::
     if (active == 0) break;
     size_t to_freeze = active;
     while (to_freeze > 0) {
-      int bottleneck = -1;
+      // Every link whose fair share equals the smallest is a bottleneck now; freezing their
+      // flows together is exact (a link at share s keeps share s as flows at s leave it) and
+      // turns the symmetric steps of a collective into one round instead of one per link.
       double share = std::numeric_limits<double>::infinity();
       for (size_t l = 0; l < capacity.size(); ++l)
-        if (unfrozen[l] > 0 && left[l] / unfrozen[l] < share) {
-          share = left[l] / unfrozen[l];
-          bottleneck = static_cast<int>(l);
+        if (unfrozen[l] > 0) share = std::min(share, left[l] / unfrozen[l]);
+      bottlenecks.clear();
+      for (size_t l = 0; l < capacity.size(); ++l)
+        if (unfrozen[l] > 0 && left[l] / unfrozen[l] <= share * (1 + 1e-12))
+          bottlenecks.push_back(static_cast<int>(l));
+      for (int bottleneck : bottlenecks)
+        for (int f : link_flows[bottleneck]) {
+          if (frozen[f]) continue;
+          frozen[f] = true;
+          --to_freeze;
+          rate[f] = share;
+          for (int l : flow_links[f]) {
+            left[l] -= share;
+            --unfrozen[l];
+          }
         }
-      for (int f : link_flows[bottleneck]) {
-        if (frozen[f]) continue;
-        frozen[f] = true;
-        --to_freeze;
-        rate[f] = share;
-        for (int l : flow_links[f]) {
-          left[l] -= share;
-          --unfrozen[l];
-        }
-      }
     }
     // Advance to the next completion.
     double dt = std::numeric_limits<double>::infinity();
@@ -107,6 +98,10 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
   if (static_cast<int>(gpus.size()) != s.ranks)
     throw std::invalid_argument("schedule for " + std::to_string(s.ranks) + " ranks run on " +
                                 std::to_string(gpus.size()) + " GPUs");
+  std::vector<std::pair<topo::Vertex, topo::Vertex>> all_pairs;
+  for (const Step& step : s.steps)
+    for (const Transfer& t : step.transfers) all_pairs.emplace_back(gpus[t.src], gpus[t.dst]);
+  find_routes(all_pairs);
   CollectiveCost total;
   for (const Step& step : s.steps) {
     if (step.transfers.empty()) continue;
@@ -127,7 +122,8 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
       for (auto [rank, fraction] : reduced) most = std::max(most, fraction);
       per_byte += most / (params_.reduce_GBps * 1e9);
     }
-    total.latency_s += step.repeat * (latency + params_.per_message_overhead_us * 1e-6);
+    total.latency_s +=
+        step.repeat * step.latency_hops * (latency + params_.per_message_overhead_us * 1e-6);
     total.seconds_per_byte += step.repeat * per_byte;
   }
   return total;

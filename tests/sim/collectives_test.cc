@@ -4,7 +4,9 @@
 
 #include <basin/sim.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 using namespace basin;
 using namespace basin::sim;
@@ -29,12 +31,29 @@ topo::Topology full_mesh(int p, double GBps, double latency_us) {
   return t;
 }
 
+// p GPUs on one non-blocking switch, one full-duplex link each: every rank has a single port, the
+// model the classic single-ported alpha-beta analyses assume. Route latency = 2 hops.
+topo::Topology star(int p, double GBps, double hop_latency_us) {
+  topo::Topology t;
+  t.name = "star";
+  auto sw = topo::add_node(t, {.id = "switch", .kind = topo::NodeKind::nvswitch});
+  for (int i = 0; i < p; ++i) {
+    topo::Node n{.id = "gpu" + std::to_string(i), .kind = topo::NodeKind::gpu};
+    n.index = i;
+    topo::add_link(t, topo::add_node(t, n), sw,
+                   {.kind = topo::LinkKind::nvlink, .bandwidth_GBps = GBps,
+                    .latency_us = hop_latency_us});
+  }
+  return t;
+}
+
 struct AlphaBeta {
   double alpha, beta, gamma;  // s per message, s per byte sent, s per byte reduced
 };
 
 // Closed forms (Thakur et al. 2005, sec. 4; the fold for p != 2^k costs one full-vector
-// send-and-reduce before and one full-vector send after).
+// send-and-reduce before and one full-vector send after; Gloo's binary blocks for
+// halving-doubling at p != 2^k, as its allreduce_halving_doubling.h describes them).
 double closed_form(Algorithm a, int p, double n, AlphaBeta c) {
   if (p < 2) return 0;
   const int q = 1 << static_cast<int>(std::floor(std::log2(p)));
@@ -43,9 +62,18 @@ double closed_form(Algorithm a, int p, double n, AlphaBeta c) {
   switch (a) {
     case Algorithm::ring:
       return 2 * (p - 1) * c.alpha + 2.0 * (p - 1) / p * n * c.beta + double(p - 1) / p * n * c.gamma;
-    case Algorithm::halving_doubling:
-      return 2 * lg * c.alpha + 2.0 * (q - 1) / q * n * c.beta + double(q - 1) / q * n * c.gamma +
-             fold;
+    case Algorithm::halving_doubling: {
+      // Gloo's binary blocks: the largest block b0 sets the reduce-scatter and allgather; each
+      // hand-over between consecutive blocks b_{k-1} > b_k costs one message of n/b_{k-1} up
+      // (reduced) and one back down, every piece on its own link of the mesh.
+      double t = 2 * lg * c.alpha + 2.0 * (q - 1) / q * n * c.beta + double(q - 1) / q * n * c.gamma;
+      std::vector<int> blocks;
+      for (int b = q; b >= 1; b /= 2)
+        if (p & b) blocks.push_back(b);
+      for (size_t k = 1; k < blocks.size(); ++k)
+        t += 2 * c.alpha + 2 * n / blocks[k - 1] * c.beta + n / blocks[k - 1] * c.gamma;
+      return t;
+    }
     case Algorithm::recursive_doubling:
       return lg * (c.alpha + n * c.beta + n * c.gamma) + fold;
     default: return -1;
@@ -163,5 +191,99 @@ TEST_CASE("unknown algorithm names are input errors listing the known ones", "[s
   } catch (const topo::InputError& e) {
     REQUIRE(std::string(e.what()).find("halving-doubling") != std::string::npos);
     REQUIRE(std::string(e.what()).find("telepathy") != std::string::npos);
+  }
+}
+
+TEST_CASE("tree bcube and 2d-torus times equal their single-port closed forms within 1 percent",
+          "[sim]") {
+  // Closed forms for one full-duplex port per rank: double binary tree 2 h alpha + L n beta
+  // with L <= 2 the busiest port's load (Sanders, Speck & Traeff 2009: each inner rank moves n/2
+  // up and n/2 to each child in its tree plus n/2 up as a leaf of the other); bcube 2 k alpha + 2 (p-1)/p n beta (k digits, Gloo);
+  // 2D-torus 2 (x-1 + y-1) alpha + (2 (x-1)/x + 2 (y-1)/(x y)) n beta (Mikami et al. 2018).
+  const double GBps = 25, hop_us = 1, overhead_us = 3;
+  const double alpha = (2 * hop_us + overhead_us) * 1e-6, beta = 1 / (GBps * 1e9);
+  for (int p : {2, 3, 4, 6, 8, 9, 12, 16, 24, 27, 32, 48, 64}) {
+    topo::Topology t = star(p, GBps, hop_us);
+    Network net(t, {.per_message_overhead_us = overhead_us});
+    auto gpus = topo::gpus(t);
+    // Tree height from the parent rule alone: the longest walk to the root. Port load: a rank
+    // sends n/2 to its parent and to each child in each tree (and receives as much).
+    int h = 0;
+    std::vector<double> load(p, 0);
+    for (int which : {0, 1}) {
+      auto parent = binary_tree_parents(p, which);
+      for (int r = 0; r < p; ++r)
+        if (parent[r] >= 0) load[r] += 0.5, load[parent[r]] += 0.5;
+      std::set<int> roots;
+      for (int r = 0; r < p; ++r) {
+        int depth = 0, v = r;
+        for (; parent[v] >= 0 && depth <= p; v = parent[v]) ++depth;
+        REQUIRE(depth < p);  // no cycle
+        roots.insert(v);
+        h = std::max(h, depth);
+      }
+      REQUIRE(roots.size() == 1);  // one tree spanning every rank
+    }
+    const double L = *std::max_element(load.begin(), load.end());
+    REQUIRE(L <= 2.0);  // the two-tree bound: no rank inner in both trees
+    REQUIRE(h >= static_cast<int>(std::floor(std::log2(p))));
+    REQUIRE(h <= static_cast<int>(std::ceil(std::log2(p))) + 1);
+    const int k = static_cast<int>(bcube_digits(p, 4).size());
+    int product = 1;
+    for (int d : bcube_digits(p, 4)) product *= d;
+    REQUIRE(product == p);
+    const int x = torus_2d_default_width(p), y = p / x;
+    REQUIRE(x * y == p);
+    CollectiveCost tree = allreduce_cost(net, gpus, Algorithm::tree);
+    CollectiveCost bcube = allreduce_cost(net, gpus, Algorithm::bcube);
+    CollectiveCost torus = allreduce_cost(net, gpus, Algorithm::torus_2d);
+    for (double n : {1e3, 1e6, 1e9}) {
+      CAPTURE(p, n, h, k, x);
+      REQUIRE_THAT(tree.time_s(n), WithinRel(2 * h * alpha + L * n * beta, 0.01));
+      REQUIRE_THAT(bcube.time_s(n), WithinRel(2 * k * alpha + 2.0 * (p - 1) / p * n * beta, 0.01));
+      REQUIRE_THAT(torus.time_s(n),
+                   WithinRel(2 * (x - 1 + y - 1) * alpha +
+                                 (2.0 * (x - 1) / x + 2.0 * (y - 1) / (x * y)) * n * beta,
+                             0.01));
+    }
+  }
+}
+
+TEST_CASE("2d-torus rows follow servers and a tree beats a ring on latency at scale", "[sim]") {
+  // 8 Big Basin servers: the torus is 8 wide (one row per server). For tiny messages the tree's
+  // 2 log2(64) latency terms beat the ring's 2 * 63; for 100 MB the ring's 2(p-1)/p n beats the
+  // tree's 2 n over the single NIC.
+  topo::Topology t = topo::load_any("bigbasin:8");
+  Network net(t, {.per_message_overhead_us = 5});
+  auto gpus = topo::gpus(t);
+  CollectiveCost ring = allreduce_cost(net, gpus, Algorithm::ring);
+  CollectiveCost tree = allreduce_cost(net, gpus, Algorithm::tree);
+  REQUIRE(tree.time_s(1e3) < ring.time_s(1e3) / 3);
+  REQUIRE(ring.time_s(1e8) < tree.time_s(1e8));
+  Schedule s = torus_2d_allreduce(64, 8);
+  REQUIRE(s.steps.front().repeat == 7);
+  REQUIRE(s.steps.front().transfers[0].dst == 1);  // rank 0's row neighbour is in its server
+  REQUIRE_THROWS_AS(torus_2d_allreduce(64, 7), std::invalid_argument);
+}
+
+TEST_CASE("routes composed per server and fabric equal whole-graph widest routes", "[sim]") {
+  // The engine routes between servers in three pieces (source server, fabric, destination
+  // server); topo::route searches the whole graph. They must agree on the links, the width and
+  // the latency for every GPU pair of every built-in fabric.
+  for (const char* spec : {"bigbasin:3", "dgx1:2", "dgx-a100:3,fabric=rail", "dgx-h100:4,fabric=fat-tree:2,leaf-servers=2"}) {
+    topo::Topology t = topo::load_any(spec);
+    Network net(t);
+    const auto& g = t.graph;
+    auto gpus = topo::gpus(t);
+    for (topo::Vertex a : gpus)
+      for (topo::Vertex b : gpus) {
+        if (a == b) continue;
+        topo::Route whole = topo::route(t, a, b);
+        const auto& piecewise = net.route(a, b);
+        CAPTURE(spec, g[a].id, g[b].id);
+        REQUIRE(piecewise.bandwidth_GBps == whole.bandwidth_GBps);
+        REQUIRE_THAT(piecewise.latency_s, WithinRel(whole.latency_us * 1e-6, 1e-12));
+        REQUIRE(piecewise.links.size() == whole.links.size());
+      }
   }
 }

@@ -13,29 +13,27 @@
 #include <algorithm>
 #include <functional>
 #include <limits>
+#include <unordered_map>
 
 namespace basin::topo {
 namespace {
 
-// Which nodes may carry a route between `from` and `to`: no GPU forwards others' traffic, and a
-// route inside one server stays inside it.
+// Which links may carry a route from `from`: no GPU but the source forwards traffic (a GPU can
+// still be reached, only not passed through), and a route between two devices of one server
+// never enters the cluster fabric.
 struct TransitFilter {
   const Graph* g = nullptr;
-  Vertex from = 0, to = 0;
-  bool same_server = false;
-  bool operator()(Vertex v) const {
-    if (v == from || v == to) return true;
-    const Node& n = (*g)[v];
-    if (n.kind == NodeKind::gpu) return false;
-    if (same_server && n.kind == NodeKind::net_switch) return false;
+  Vertex from = 0;
+  bool inside_server = false;
+  double min_GBps = 0;  // the second pass keeps only links at least as wide as the route
+  bool operator()(Edge e) const {
+    const Graph& graph = *g;
+    if (graph[e].bandwidth_GBps < min_GBps) return false;
+    Vertex v = boost::source(e, graph);
+    if (v != from && graph[v].kind == NodeKind::gpu) return false;
+    if (inside_server && graph[boost::target(e, graph)].kind == NodeKind::net_switch) return false;
     return true;
   }
-};
-
-struct WideEnough {
-  const Graph* g = nullptr;
-  double min_GBps = 0;
-  bool operator()(Edge e) const { return (*g)[e].bandwidth_GBps >= min_GBps; }
 };
 
 // PCIe-tree links only, for classifying non-NVLink paths the way nvidia-smi does.
@@ -45,6 +43,13 @@ struct PcieOnly {
     LinkKind k = (*g)[e].kind;
     return k == LinkKind::pcie || k == LinkKind::cpu_interconnect;
   }
+};
+
+// Devices a PCIe path between two GPUs may pass: anything but another GPU.
+struct NoOtherGpu {
+  const Graph* g = nullptr;
+  Vertex a = 0, b = 0;
+  bool operator()(Vertex v) const { return v == a || v == b || (*g)[v].kind != NodeKind::gpu; }
 };
 
 bool same_server(const Graph& g, Vertex a, Vertex b) {
@@ -65,24 +70,18 @@ int nvlinks_between(const Graph& g, Vertex a, Vertex b) {
   return direct > 0 ? direct : via_switch;
 }
 
-}  // namespace
-
-Route route(const Topology& topo, Vertex from, Vertex to) {
-  const Graph& g = topo.graph;
-  Route r;
-  if (from == to) {
-    r.reachable = true;
-    r.bandwidth_GBps = std::numeric_limits<double>::infinity();
-    return r;
-  }
-  TransitFilter keep{&g, from, to, same_server(g, from, to)};
+// Widest routes to every destination of one kind (inside the source's server or not), then for
+// each distinct width the least-latency routes among links at least that wide.
+void fill_routes(const Graph& g, Vertex from, bool inside_server, const std::vector<Vertex>& to,
+                 const std::vector<size_t>& which, std::vector<Route>& out) {
   const size_t n = boost::num_vertices(g);
   auto index = boost::get(boost::vertex_index, g);
-
-  // Pass 1: widest path. Dijkstra with "distance" = bottleneck bandwidth, larger is better.
-  boost::filtered_graph<Graph, boost::keep_all, TransitFilter> transit(g, boost::keep_all{}, keep);
-  std::vector<double> width(n, 0.0);
   const double unbounded = std::numeric_limits<double>::infinity();
+
+  // Pass 1: Dijkstra with "distance" = bottleneck bandwidth, larger is better.
+  TransitFilter keep{&g, from, inside_server, 0};
+  boost::filtered_graph<Graph, TransitFilter> transit(g, keep);
+  std::vector<double> width(n, 0.0);
   boost::dijkstra_shortest_paths(
       transit, from,
       boost::weight_map(boost::get(&Link::bandwidth_GBps, g))
@@ -91,26 +90,108 @@ Route route(const Topology& topo, Vertex from, Vertex to) {
           .distance_combine([](double a, double b) { return std::min(a, b); })
           .distance_inf(0.0)
           .distance_zero(unbounded));
-  if (width[to] <= 0) return r;
 
-  // Pass 2: the least-latency route among links at least that wide.
-  WideEnough wide{&g, width[to]};
-  boost::filtered_graph<Graph, WideEnough, TransitFilter> candidates(g, wide, keep);
-  std::vector<double> latency(n, unbounded);
+  // Pass 2, once per distinct width: least latency over links at least that wide.
+  std::vector<double> levels;
+  for (size_t i : which)
+    if (width[to[i]] > 0) levels.push_back(width[to[i]]);
+  std::sort(levels.begin(), levels.end());
+  levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
+  std::vector<double> latency(n);
   std::vector<Edge> via(n);
-  boost::dijkstra_shortest_paths(
-      candidates, from,
-      boost::weight_map(boost::get(&Link::latency_us, g))
-          .distance_map(boost::make_iterator_property_map(latency.begin(), index))
-          .visitor(boost::make_dijkstra_visitor(boost::record_edge_predecessors(
-              boost::make_iterator_property_map(via.begin(), index), boost::on_edge_relaxed()))));
-  if (latency[to] == unbounded) return r;  // cannot happen: pass 1 found a route
-  for (Vertex v = to; v != from; v = boost::source(via[v], g)) r.links.push_back(via[v]);
-  std::reverse(r.links.begin(), r.links.end());
-  r.bandwidth_GBps = width[to];
-  r.latency_us = latency[to];
-  r.reachable = true;
-  return r;
+  for (double level : levels) {
+    boost::filtered_graph<Graph, TransitFilter> wide(g, TransitFilter{&g, from, inside_server, level});
+    std::fill(latency.begin(), latency.end(), unbounded);
+    boost::dijkstra_shortest_paths(
+        wide, from,
+        boost::weight_map(boost::get(&Link::latency_us, g))
+            .distance_map(boost::make_iterator_property_map(latency.begin(), index))
+            .visitor(boost::make_dijkstra_visitor(boost::record_edge_predecessors(
+                boost::make_iterator_property_map(via.begin(), index), boost::on_edge_relaxed()))));
+    for (size_t i : which) {
+      Vertex dst = to[i];
+      if (width[dst] != level || latency[dst] == unbounded) continue;
+      Route& r = out[i];
+      for (Vertex v = dst; v != from; v = boost::source(via[v], g)) r.links.push_back(via[v]);
+      std::reverse(r.links.begin(), r.links.end());
+      r.bandwidth_GBps = level;
+      r.latency_us = latency[dst];
+      r.reachable = true;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Route> routes_from(const Topology& topo, Vertex from, const std::vector<Vertex>& to) {
+  const Graph& g = topo.graph;
+  std::vector<Route> out(to.size());
+  std::vector<size_t> inside, outside;
+  for (size_t i = 0; i < to.size(); ++i) {
+    if (to[i] == from) {
+      out[i].reachable = true;
+      out[i].bandwidth_GBps = std::numeric_limits<double>::infinity();
+    } else {
+      (same_server(g, from, to[i]) ? inside : outside).push_back(i);
+    }
+  }
+  if (!inside.empty()) fill_routes(g, from, true, to, inside, out);
+  if (!outside.empty()) fill_routes(g, from, false, to, outside, out);
+  return out;
+}
+
+Route route(const Topology& topo, Vertex from, Vertex to) {
+  return std::move(routes_from(topo, from, {to}).front());
+}
+
+namespace {
+
+template <class Keep>
+ServerView view_of(const Topology& topo, const std::string& name, Keep keep) {
+  const Graph& g = topo.graph;
+  ServerView view;
+  view.topo.name = name;
+  std::unordered_map<Vertex, Vertex> local;
+  for (Vertex v : boost::make_iterator_range(boost::vertices(g))) {
+    if (!keep(v)) continue;
+    local.emplace(v, add_node(view.topo, g[v]));
+    view.to_cluster.push_back(v);
+  }
+  // Links keep the ids they have in the whole cluster, so routes found here name cluster links.
+  for (Vertex v : view.to_cluster)
+    for (Edge e : boost::make_iterator_range(boost::out_edges(v, g)))
+      if (auto it = local.find(boost::target(e, g)); it != local.end())
+        boost::add_edge(local.at(v), it->second, g[e], view.topo.graph);
+  return view;
+}
+
+bool leaves_server(const Graph& g, Vertex v) {
+  for (Edge e : boost::make_iterator_range(boost::out_edges(v, g)))
+    if (g[boost::target(e, g)].server != g[v].server) return true;
+  return false;
+}
+
+}  // namespace
+
+ServerView server_view(const Topology& topo, int server) {
+  const Graph& g = topo.graph;
+  return view_of(topo, topo.name + " server " + std::to_string(server), [&](Vertex v) {
+    return g[v].server == server && g[v].kind != NodeKind::net_switch;
+  });
+}
+
+std::vector<Vertex> server_boundary(const Topology& topo, int server) {
+  const Graph& g = topo.graph;
+  std::vector<Vertex> out;
+  for (Vertex v : boost::make_iterator_range(boost::vertices(g)))
+    if (g[v].server == server && leaves_server(g, v)) out.push_back(v);
+  return out;
+}
+
+ServerView fabric_view(const Topology& topo) {
+  const Graph& g = topo.graph;
+  return view_of(topo, topo.name + " fabric",
+                 [&](Vertex v) { return g[v].server < 0 || leaves_server(g, v); });
 }
 
 PathInfo path_class(const Topology& topo, Vertex a, Vertex b) {
@@ -120,8 +201,7 @@ PathInfo path_class(const Topology& topo, Vertex a, Vertex b) {
   if (int links = nvlinks_between(g, a, b); links > 0) return {PathClass::nvlink, links};
 
   // Fewest-hop path through the PCIe tree and the CPU interconnect.
-  TransitFilter keep{&g, a, b, true};
-  boost::filtered_graph<Graph, PcieOnly, TransitFilter> pcie(g, PcieOnly{&g}, keep);
+  boost::filtered_graph<Graph, PcieOnly, NoOtherGpu> pcie(g, PcieOnly{&g}, NoOtherGpu{&g, a, b});
   std::vector<Vertex> parent(boost::num_vertices(g), boost::graph_traits<Graph>::null_vertex());
   parent[a] = a;
   auto index = boost::get(boost::vertex_index, g);

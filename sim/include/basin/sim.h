@@ -10,7 +10,9 @@
 
 #include <basin/topology.h>
 
+#include <cstdint>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +38,10 @@ struct Transfer {
 struct Step {
   std::vector<Transfer> transfers;
   int repeat = 1;
+  // A pipelined step (a tree's or a chain's chunks flowing through several ranks at once) pays
+  // its route latency and per-message overhead once per hop of the pipeline's depth, and its
+  // bandwidth term once: the steady state in which every link of the pipeline is busy.
+  int latency_hops = 1;
 };
 
 struct Schedule {
@@ -44,7 +50,7 @@ struct Schedule {
   std::vector<Step> steps;
 };
 
-enum class Algorithm { ring, halving_doubling, recursive_doubling, hierarchical };
+enum class Algorithm { ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical };
 
 std::vector<std::string> algorithm_names();  // as accepted by --algorithm
 // Throws topo::InputError naming `origin` for an unknown name.
@@ -55,13 +61,35 @@ const char* to_string(Algorithm a);
 //  ring:               reduce-scatter then allgather around a ring: 2(p-1) steps of n/p.
 //  halving_doubling:   Rabenseifner: reduce-scatter by recursive halving, allgather by
 //                      recursive doubling, 2 log2(p) steps, 2(p-1)/p n bytes per rank. For p not
-//                      a power of two, the first 2r ranks (r = p - 2^floor(log2 p)) pair up
-//                      before (odd reduces its even partner's vector) and after (sends it back).
-//  recursive_doubling: log2(p) steps exchanging the whole vector (same pre/post for non-powers).
+//                      a power of two, Gloo's binary blocks: ranks split into power-of-two blocks
+//                      (p's binary digits, largest first), each block reduce-scatters inside
+//                      itself, the blocks' partial results flow from the smallest block up to the
+//                      largest and the results back down, then each block allgathers.
+//  recursive_doubling: log2(p) steps exchanging the whole vector; for p not a power of two the
+//                      extra r = p - 2^floor(log2 p) ranks first fold into partners and are sent
+//                      the result at the end (Thakur et al. 2005).
+//  tree:               NCCL's double binary tree: two binary trees, each reducing half of the
+//                      vector up to its root and broadcasting it down, pipelined in chunks, the
+//                      second tree placed so that the first's inner ranks are its leaves.
+//  bcube:              Gloo's bcube, generalised to mixed radix: p = d1 * d2 * ... (digits at
+//                      most `base`); reduce-scatter along each digit in turn among the d_i ranks
+//                      that differ only in that digit, then allgather in reverse.
+//  torus_2d:           ranks as an x by p/x grid (rank = row * x + column): reduce-scatter along
+//                      the rows, allreduce each 1/x piece down the columns, allgather along the
+//                      rows; each phase a ring (Mikami et al. 2018, Ying et al. 2018).
 Schedule ring_allreduce(int p);
 Schedule halving_doubling_allreduce(int p);
 Schedule recursive_doubling_allreduce(int p);
-Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms only
+Schedule tree_allreduce(int p);
+Schedule bcube_allreduce(int p, int base = 4);
+Schedule torus_2d_allreduce(int p, int x);
+// The digits bcube uses for p ranks: p's prime factors merged greedily while a digit stays <= base.
+std::vector<int> bcube_digits(int p, int base);
+// The grid width torus_2d uses when not told: the divisor of p closest to sqrt(p), not below it.
+int torus_2d_default_width(int p);
+// parent[r] in NCCL's binary tree over p ranks (-1 for the root), tree 0 or 1 of the pair.
+std::vector<int> binary_tree_parents(int p, int which);
+Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d uses the default width
 
 // ---------------------------------------------------------------------------------------------
 // Network engine
@@ -90,18 +118,41 @@ class Network {
   // max-min fair sharing and re-sharing as flows finish (no latency).
   double transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs,
                          const std::vector<double>& bytes);
+  // Finds every missing route among `pairs` at once: one search per source for the pairs that
+  // cross servers, and searches on the server's own small graph for pairs inside one server.
+  void find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs);
+  struct RouteInfo {
+    std::vector<int> links;  // dense link ids, source to destination
+    double latency_s = 0;
+    double bandwidth_GBps = 0;  // the narrowest link; 0 when there is no route
+  };
+  // The route a transfer from a to b takes (found once, then cached); throws topo::InputError
+  // when there is none.
+  const RouteInfo& route(topo::Vertex a, topo::Vertex b);
+  // Bottleneck bandwidth of the route from a to b, in GB/s (cached like every route).
+  double route_GBps(topo::Vertex a, topo::Vertex b);
   const topo::Topology& topology() const { return *topo_; }
 
  private:
-  struct RouteInfo {
-    std::vector<int> links;  // dense link ids
-    double latency_s = 0;
+  struct View {
+    topo::ServerView view;
+    std::vector<topo::Vertex> boundary;  // cluster vertices where routes leave the server
   };
-  const RouteInfo& route(topo::Vertex a, topo::Vertex b);
+  View& server(int index);
+  View& fabric();
+  // Routes from a to each of `to`, all found on one view (a server's or the fabric's).
+  void find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to);
+  void store(topo::Vertex a, topo::Vertex b, const topo::Graph& graph, const topo::Route& r);
+  static std::uint64_t key(topo::Vertex a, topo::Vertex b) {
+    return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint64_t>(b);
+  }
   const topo::Topology* topo_;
   NetworkParams params_;
   std::vector<double> capacity_Bps_;  // by link id
-  std::map<std::pair<topo::Vertex, topo::Vertex>, RouteInfo> routes_;
+  std::unordered_map<std::uint64_t, RouteInfo> routes_;
+  std::map<int, View> views_;             // by server; the fabric under -1
+  std::vector<topo::Vertex> in_view_;     // cluster vertex -> its vertex in its server's view
+  std::vector<topo::Vertex> in_fabric_;   // cluster vertex -> its vertex in the fabric view
 };
 
 // Hierarchical 3-phase allreduce of Goyal et al. 2017: reduce inside each server to a leader,

@@ -177,6 +177,26 @@ struct Route {
 // other than the endpoints never forward traffic, and a route between two devices of the same
 // server never leaves the server.
 Route route(const Topology& topo, Vertex from, Vertex to);
+// result[i] == route(topo, from, to[i]), found with one widest-path search plus one least-latency
+// search per distinct width among the destinations (a handful of link speeds), instead of two
+// searches per destination.
+std::vector<Route> routes_from(const Topology& topo, Vertex from, const std::vector<Vertex>& to);
+
+// One server's devices and the links among them as a topology of its own. Its links keep the ids
+// they have in the whole cluster (so routes found here name cluster links), and to_cluster maps
+// its vertices back. Routes inside a server never leave it, so they can be found on this small
+// graph in time that does not grow with the cluster.
+struct ServerView {
+  Topology topo;
+  std::vector<Vertex> to_cluster;  // view vertex -> cluster vertex
+};
+ServerView server_view(const Topology& topo, int server);
+// The devices of a server with a link leaving it (its NICs, as a rule): every route to another
+// server starts at one of them.
+std::vector<Vertex> server_boundary(const Topology& topo, int server);
+// What joins the servers: every node outside all servers (the fabric's switches) and every
+// server's boundary devices, with the links among them; ids kept as in server_view.
+ServerView fabric_view(const Topology& topo);
 
 // nvidia-smi topo -m classes, best to worst.
 enum class PathClass {

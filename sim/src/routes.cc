@@ -1,0 +1,132 @@
+// Routes for the network engine, found in pieces so that routing a cluster costs time linear in
+// its size. A route inside a server is searched on that server's own small graph. A route between
+// servers is composed: source to one of its server's boundary devices (its NICs), across the
+// fabric (switches and boundary devices only), and from a boundary device of the destination's
+// server to the destination, taking the widest combination and, among the widest, the one of
+// least latency. Searching the whole cluster graph for every pair instead made routing 4,096
+// GPUs take seconds. What this gives up: a route that enters a third server and leaves it again
+// (a server used as a router), which topo::route would allow and no real fabric does; tests
+// check the composed routes against topo::route on the built-in clusters.
+#include <basin/sim.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace basin::sim {
+
+Network::View& Network::server(int index) {
+  if (auto it = views_.find(index); it != views_.end()) return it->second;
+  View v{topo::server_view(*topo_, index), topo::server_boundary(*topo_, index)};
+  in_view_.resize(boost::num_vertices(topo_->graph));
+  for (size_t i = 0; i < v.view.to_cluster.size(); ++i) in_view_[v.view.to_cluster[i]] = i;
+  return views_.emplace(index, std::move(v)).first->second;
+}
+
+Network::View& Network::fabric() {
+  if (auto it = views_.find(-1); it != views_.end()) return it->second;
+  View v{topo::fabric_view(*topo_), {}};
+  in_fabric_.resize(boost::num_vertices(topo_->graph));
+  for (size_t i = 0; i < v.view.to_cluster.size(); ++i) in_fabric_[v.view.to_cluster[i]] = i;
+  return views_.emplace(-1, std::move(v)).first->second;
+}
+
+void Network::store(topo::Vertex a, topo::Vertex b, const topo::Graph& graph,
+                    const topo::Route& r) {
+  // An unreachable piece is kept (width 0): another boundary device may still connect.
+  RouteInfo info;
+  for (topo::Edge e : r.links) info.links.push_back(graph[e].id);
+  info.latency_s = r.latency_us * 1e-6;
+  info.bandwidth_GBps = r.bandwidth_GBps;
+  routes_.emplace(key(a, b), std::move(info));
+}
+
+void Network::find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to) {
+  const bool is_fabric = &v == &fabric();
+  const std::vector<topo::Vertex>& local = is_fabric ? in_fabric_ : in_view_;
+  std::vector<topo::Vertex> missing, targets;
+  for (topo::Vertex b : to)
+    if (!routes_.count(key(a, b)) &&
+        std::find(missing.begin(), missing.end(), b) == missing.end()) {
+      missing.push_back(b);
+      targets.push_back(local[b]);
+    }
+  if (missing.empty()) return;
+  auto found = topo::routes_from(v.view.topo, local[a], targets);
+  for (size_t i = 0; i < missing.size(); ++i) store(a, missing[i], v.view.topo.graph, found[i]);
+}
+
+void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs) {
+  const auto& g = topo_->graph;
+  std::map<topo::Vertex, std::vector<topo::Vertex>> inside, across;  // source -> destinations
+  for (auto [a, b] : pairs) {
+    if (routes_.count(key(a, b))) continue;
+    int sa = g[a].server, sb = g[b].server;
+    if (sa >= 0 && sa == sb) inside[a].push_back(b);
+    else across[a].push_back(b);
+  }
+  for (auto& [a, destinations] : inside) find_in_view(server(g[a].server), a, destinations);
+  if (across.empty()) return;
+
+  for (auto& [a, destinations] : across) {
+    if (g[a].server < 0)
+      throw std::logic_error("route from " + g[a].id + ", which belongs to no server");
+    // The three segments, each searched once per source on its own view.
+    View& from = server(g[a].server);
+    find_in_view(from, a, from.boundary);
+    std::map<int, std::vector<topo::Vertex>> by_server;
+    for (topo::Vertex b : destinations) by_server[g[b].server].push_back(b);
+    std::vector<topo::Vertex> exits;
+    for (auto& [s, members] : by_server) {
+      if (s < 0) throw std::logic_error("route to " + g[members[0]].id + ", in no server");
+      View& to = server(s);
+      exits.insert(exits.end(), to.boundary.begin(), to.boundary.end());
+      for (topo::Vertex y : to.boundary) find_in_view(to, y, members);
+    }
+    for (topo::Vertex x : from.boundary) find_in_view(fabric(), x, exits);
+
+    // Compose: the widest (source -> x -> y -> destination), then the least latency.
+    for (topo::Vertex b : destinations) {
+      const RouteInfo* best[3] = {nullptr, nullptr, nullptr};
+      double best_width = 0, best_latency = std::numeric_limits<double>::infinity();
+      for (topo::Vertex x : from.boundary)
+        for (topo::Vertex y : server(g[b].server).boundary) {
+          const RouteInfo* parts[3] = {&routes_.at(key(a, x)), &routes_.at(key(x, y)),
+                                       &routes_.at(key(y, b))};
+          double width = std::min({parts[0]->bandwidth_GBps, parts[1]->bandwidth_GBps,
+                                   parts[2]->bandwidth_GBps});
+          double latency = parts[0]->latency_s + parts[1]->latency_s + parts[2]->latency_s;
+          if (width > best_width || (width == best_width && latency < best_latency)) {
+            best_width = width, best_latency = latency;
+            std::copy(parts, parts + 3, best);
+          }
+        }
+      RouteInfo info;
+      if (best_width <= 0) {  // no route; route() reports it if a schedule needs it
+        routes_.emplace(key(a, b), std::move(info));
+        continue;
+      }
+      info = RouteInfo{{}, best_latency, best_width};
+      for (const RouteInfo* part : best)
+        info.links.insert(info.links.end(), part->links.begin(), part->links.end());
+      routes_.emplace(key(a, b), std::move(info));
+    }
+  }
+}
+
+const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
+  auto it = routes_.find(key(a, b));
+  if (it == routes_.end()) {
+    find_routes({{a, b}});
+    it = routes_.find(key(a, b));
+  }
+  if (!(it->second.bandwidth_GBps > 0)) {
+    const auto& g = topo_->graph;
+    throw topo::InputError(topo_->name, "",
+                           "a route from " + g[a].id + " to " + g[b].id + ", but there is none");
+  }
+  return it->second;
+}
+
+double Network::route_GBps(topo::Vertex a, topo::Vertex b) { return route(a, b).bandwidth_GBps; }
+
+}  // namespace basin::sim
