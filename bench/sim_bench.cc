@@ -1,5 +1,6 @@
 // Micro-benchmarks of the simulator: one simulated ResNet-50 iteration (hierarchical allreduce,
-// one bucket per layer, contention on) on growing Big Basin clusters, network set-up included.
+// one bucket per layer, contention on) on growing Big Basin clusters, network set-up included;
+// and each allreduce algorithm on 4,096 GPUs.
 #include <basin/training.h>
 
 #include <benchmark/benchmark.h>
@@ -17,6 +18,22 @@ void BM_SimulateIteration(benchmark::State& state) {
   state.counters["gpus"] = servers * 8;
 }
 BENCHMARK(BM_SimulateIteration)->Arg(4)->Arg(32)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
+
+// One collective's cost on 4,096 H100s (512 DGX H100 on a 2:1 fat tree), routing included: the
+// flat algorithms put every GPU on the fabric, the worst case for the engine.
+void BM_Allreduce4096(benchmark::State& state) {
+  using namespace basin;
+  static const topo::Topology t = topo::load_any("dgx-h100:512,fabric=fat-tree:2");
+  const auto a = static_cast<sim::Algorithm>(state.range(0));
+  for (auto _ : state) {
+    sim::Network net(t, {.per_message_overhead_us = 5});
+    benchmark::DoNotOptimize(sim::allreduce_cost(net, topo::gpus(t), a).seconds_per_byte);
+  }
+  state.SetLabel(sim::to_string(a));
+}
+BENCHMARK(BM_Allreduce4096)
+    ->DenseRange(0, static_cast<int>(basin::sim::Algorithm::hierarchical))
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -87,18 +87,13 @@ CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& 
     // Pipelined chains: one hop latency per GPU passed, the bandwidth term once per phase.
     reduce_step.latency_hops = bcast_step.latency_hops = static_cast<int>(longest - 1);
     Schedule local{"chain", static_cast<int>(all.size()), {reduce_step, bcast_step}};
-    CollectiveCost c = net.cost(local, all);
-    total.latency_s += c.latency_s;
-    total.seconds_per_byte += c.seconds_per_byte;
+    total.add(net.cost(local, all));
   }
   // Phase 2: the leaders (head of each chain) allreduce across servers.
   if (chains.size() > 1) {
     std::vector<topo::Vertex> leaders;
     for (const auto& chain : chains) leaders.push_back(chain.front());
-    CollectiveCost c =
-        net.cost(allreduce_schedule(inter, static_cast<int>(leaders.size())), leaders);
-    total.latency_s += c.latency_s;
-    total.seconds_per_byte += c.seconds_per_byte;
+    total.add(net.cost(allreduce_schedule(inter, static_cast<int>(leaders.size())), leaders));
   }
   return total;
 }

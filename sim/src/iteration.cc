@@ -121,6 +121,8 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   Network network(cluster, cfg.network_params);
   CollectiveCost allreduce = allreduce_cost(network, gpus, cfg.algorithm, cfg.inter);
 
+  const std::map<std::string, double> busiest = busiest_links(cluster, allreduce);
+
   double t = 0;
   for (const auto& l : net.layers) {
     double d = layer_times(l, cfg.batch_per_gpu, prec, profile, cal.efficiency).forward_s;
@@ -135,6 +137,10 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     char name[64];
     std::snprintf(name, sizeof name, "allreduce %d (%.3g MB)", r.buckets, pending / 1e6);
     r.spans.push_back({name, "allreduce", start, start + d});
+    Counter busy{start, link_utilization(busiest, allreduce, pending)}, idle{start + d, {}};
+    for (auto& [kind, u] : busy.values) idle.values[kind] = 0;
+    r.link_utilization.push_back(std::move(busy));
+    r.link_utilization.push_back(std::move(idle));
     comm_free = start + d;
     r.comm_total_s += d;
     r.gradient_MB += pending / 1e6;
@@ -201,6 +207,13 @@ std::string chrome_trace(const IterationResult& r) {
     events.push_back({{"name", s.name}, {"cat", s.lane}, {"ph", "X"}, {"pid", 0},
                       {"tid", s.lane == "compute" ? 0 : 1}, {"ts", s.start_s * 1e6},
                       {"dur", (s.end_s - s.start_s) * 1e6}});
+  // Counters: Perfetto draws each as a track, the busiest link of each kind in percent.
+  for (const Counter& c : r.link_utilization) {
+    nlohmann::json args = nlohmann::json::object();
+    for (const auto& [kind, u] : c.values) args[kind] = 100 * u;
+    events.push_back({{"name", "busiest link utilization %"}, {"ph", "C"}, {"pid", 0},
+                      {"ts", c.time_s * 1e6}, {"args", args}});
+  }
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump(1) + "\n";
 }
 

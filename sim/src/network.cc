@@ -122,11 +122,41 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
       for (auto [rank, fraction] : reduced) most = std::max(most, fraction);
       per_byte += most / (params_.reduce_GBps * 1e9);
     }
+    for (const Transfer& t : step.transfers)
+      for (int id : route(gpus[t.src], gpus[t.dst]).links)
+        total.busy_s_per_byte[id] += step.repeat * t.fraction / capacity_Bps_[id];
     total.latency_s +=
         step.repeat * step.latency_hops * (latency + params_.per_message_overhead_us * 1e-6);
     total.seconds_per_byte += step.repeat * per_byte;
   }
   return total;
+}
+
+void CollectiveCost::add(const CollectiveCost& phase) {
+  latency_s += phase.latency_s;
+  seconds_per_byte += phase.seconds_per_byte;
+  for (auto [id, busy] : phase.busy_s_per_byte) busy_s_per_byte[id] += busy;
+}
+
+std::map<std::string, double> busiest_links(const topo::Topology& topo, const CollectiveCost& cost) {
+  std::vector<const char*> kind_of(topo::num_links(topo));
+  for (topo::Edge e : boost::make_iterator_range(boost::edges(topo.graph)))
+    kind_of[topo.graph[e].id] = topo::to_string(topo.graph[e].kind);
+  std::map<std::string, double> busiest;
+  for (auto [id, busy] : cost.busy_s_per_byte) {
+    double& b = busiest[kind_of[id]];
+    b = std::max(b, busy);
+  }
+  return busiest;
+}
+
+std::map<std::string, double> link_utilization(const std::map<std::string, double>& busiest,
+                                               const CollectiveCost& cost, double bytes) {
+  std::map<std::string, double> out;
+  const double duration = cost.time_s(bytes);
+  for (const auto& [kind, busy] : busiest)
+    out[kind] = duration > 0 ? std::min(1.0, busy * bytes / duration) : 0.0;
+  return out;
 }
 
 }  // namespace basin::sim

@@ -287,3 +287,20 @@ TEST_CASE("routes composed per server and fabric equal whole-graph widest routes
       }
   }
 }
+
+TEST_CASE("a bandwidth-bound ring keeps its bottleneck link busy all the time", "[sim]") {
+  // 16 GPUs on 2 Big Basin servers: the ring crosses each NIC's 6.25 GB/s port, the narrowest
+  // link on it, in every one of its steps. For 1 GB the latency is negligible, so that port is
+  // busy (nearly) the whole collective while each NVLink, at 20 GB/s, idles most of it.
+  topo::Topology t = topo::load_any("bigbasin:2");
+  Network net(t, {.per_message_overhead_us = 5});
+  CollectiveCost ring = allreduce_cost(net, topo::gpus(t), Algorithm::ring);
+  auto busiest = busiest_links(t, ring);
+  auto u = link_utilization(busiest, ring, 1e9);
+  REQUIRE(u.count("ethernet") == 1);
+  REQUIRE(u.at("ethernet") > 0.99);
+  REQUIRE(u.at("ethernet") <= 1.0);
+  REQUIRE(u.at("nvlink") < 0.5);
+  // Small messages are latency-bound: the port is mostly idle.
+  REQUIRE(link_utilization(busiest, ring, 1e3).at("ethernet") < 0.1);
+}

@@ -4,6 +4,8 @@
 
 #include <basin/training.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 
 using namespace basin;
@@ -73,4 +75,29 @@ TEST_CASE("a GPU without a measured throughput is labelled an estimate", "[sim]"
   IterationResult r = simulate_iteration(t, profile_for(t), cfg);
   REQUIRE(r.compute_estimated);
   REQUIRE(r.compute_basis.find("estimate") != std::string::npos);
+}
+
+TEST_CASE("the trace has a span per bucket and link utilization counters", "[sim]") {
+  topo::Topology t = topo::load_any("bigbasin:2");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 16, .batch_per_gpu = 32,
+                     .bucket_MB = 25};
+  IterationResult r = simulate_iteration(t, profile_for(t), cfg);
+  auto trace = nlohmann::json::parse(chrome_trace(r));
+  int allreduce_spans = 0, counters = 0;
+  for (const auto& e : trace.at("traceEvents")) {
+    if (e.value("cat", "") == "allreduce") ++allreduce_spans;
+    if (e.at("ph") == "C") {
+      ++counters;
+      for (const auto& [kind, pct] : e.at("args").items()) {
+        REQUIRE(pct.get<double>() >= 0);
+        REQUIRE(pct.get<double>() <= 100);
+      }
+    }
+  }
+  // 25 MB buckets over ResNet-50's 102.2 MB of fp32 gradients: ceil(102.2 / 25) = 5 at most
+  // (a bucket closes once it reaches 25 MB), at least 4.
+  REQUIRE(allreduce_spans == r.buckets);
+  REQUIRE(r.buckets >= 4);
+  REQUIRE(r.buckets <= 5);
+  REQUIRE(counters == 2 * r.buckets);  // on at each allreduce's start, off at its end
 }

@@ -105,8 +105,19 @@ struct NetworkParams {
 struct CollectiveCost {
   double latency_s = 0;
   double seconds_per_byte = 0;
+  // For each link the collective uses (by dense link id): seconds it is busy per byte of message,
+  // for the link-utilization counters of the trace.
+  std::unordered_map<int, double> busy_s_per_byte;
   double time_s(double bytes) const { return bytes > 0 ? latency_s + bytes * seconds_per_byte : 0; }
+  void add(const CollectiveCost& phase);  // a phase that runs after this one
 };
+
+// For each link kind ("nvlink", "pcie", "ethernet", ...), the seconds per message byte that its
+// busiest link is busy.
+std::map<std::string, double> busiest_links(const topo::Topology& topo, const CollectiveCost& cost);
+// The utilization (0..1) of those links while a collective of `bytes` runs.
+std::map<std::string, double> link_utilization(const std::map<std::string, double>& busiest,
+                                               const CollectiveCost& cost, double bytes);
 
 // Flows routed over the topology's directed links. Routes are computed once per GPU pair.
 class Network {

@@ -11,6 +11,7 @@
 #include <basin/model.h>
 #include <basin/sim.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,12 @@ struct Span {
   double start_s = 0, end_s = 0;
 };
 
+// A Chrome-trace counter sample: from time_s on, each named series has its value.
+struct Counter {
+  double time_s = 0;
+  std::map<std::string, double> values;
+};
+
 struct IterationResult {
   double iteration_s = 0;
   double compute_s = 0;         // forward + backward + optimizer
@@ -77,6 +84,7 @@ struct IterationResult {
   bool compute_estimated = false;  // no measured throughput matched: roofline estimate
   std::string compute_basis;       // which measurement or estimate set the compute speed
   std::vector<Span> spans;
+  std::vector<Counter> link_utilization;  // busiest link of each kind, 0..1, over time
 };
 
 // Throws topo::InputError for impossible requests (more GPUs than the cluster has, a batch that
