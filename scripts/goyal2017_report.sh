@@ -35,3 +35,22 @@ print("Not modelled yet: Gloo's device-to-host copies of every gradient over PCI
 print("phase, TCP stack cost beyond the per-message overhead, and compute slowed by concurrent")
 print("communication. These are the next calibration targets (profiles/ link measurements).")
 PY
+
+# Every algorithm on the same 256 GPUs: iteration time and how much communication is exposed.
+{
+  echo
+  echo "## Every allreduce algorithm on 32 Big Basin servers (256 GPUs)"
+  echo
+  echo "| algorithm | iteration (s) | exposed communication (s) | all allreduces (s) |"
+  echo "|---|---|---|---|"
+  for spec in "ring" "halving-doubling" "recursive-doubling" "tree" "bcube" "2d-torus" \
+              "hierarchical --inter halving-doubling" "hierarchical --inter ring" \
+              "hierarchical --inter tree"; do
+    # shellcheck disable=SC2086
+    "$basin" sim --json --cluster bigbasin:32 --gpus 256 --algorithm $spec | python3 -c '
+import json, sys
+d = json.load(sys.stdin); b = d["breakdown"]
+it, ex, tot = d["iteration_s"], b["exposed_comm_s"], b["comm_total_s"]
+print(f"| {sys.argv[1]} | {it:.4f} | {ex:.4f} | {tot:.4f} |")' "$spec"
+  done
+} >> reports/goyal2017.md
