@@ -10,5 +10,7 @@ namespace basin::cli {
 std::function<int()> add_topo_command(CLI::App& app);
 // Registers `basin sim`.
 std::function<int()> add_sim_command(CLI::App& app);
+// Registers `basin select`.
+std::function<int()> add_select_command(CLI::App& app);
 
 }  // namespace basin::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::function<int()> run_topo = basin::cli::add_topo_command(app);
   std::function<int()> run_sim = basin::cli::add_sim_command(app);
+  std::function<int()> run_select = basin::cli::add_select_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("topo")) return run_topo();
     if (app.got_subcommand("sim")) return run_sim();
+    if (app.got_subcommand("select")) return run_select();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

@@ -1,0 +1,162 @@
+// `basin select`: the fastest allreduce for every message size on a given set of GPUs, with the
+// times of all candidates so the margin is visible. basin's own schedules are timed by the
+// network engine alone. NCCL's ring and tree are timed per protocol the way NCCL's own tuner
+// reasons: the engine's bandwidth term (which sees the topology and contention) scaled by the
+// protocol's efficiency, and NCCL's published latency constants (what LL, LL128 and Simple
+// cost per step), so the choice lines up with the cells of NCCL's cost table that the tuner
+// plugin sets.
+#include <basin/plan.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace basin::plan {
+namespace {
+
+// NCCL 2.28 src/graph/tuning.cc, ncclTunerConstantsDefaults: microseconds, indexed by
+// [algorithm: tree, ring][protocol: LL, LL128, Simple].
+constexpr double kBaseLatency_us[2][3] = {{6.8, 14.0, 8.4}, {6.6, 14.0, 8.4}};
+constexpr double kNvlinkLatency_us[2][3] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}};
+constexpr double kPciLatency_us[2][3] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}};
+constexpr double kNetLatency_us[2][3] = {{5.0, 8.5, 14.0}, {2.7, 4.0, 14.0}};
+
+int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
+int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
+
+// Fraction of the link bandwidth each protocol delivers (tuning.cc: LL sends a flag with every
+// 4-byte word, LL128 one 8-byte flag per 128-byte line; the tree's LL is slower still).
+double protocol_efficiency(sim::Algorithm a, Protocol p, int nodes) {
+  const bool tree = a == sim::Algorithm::tree;
+  switch (p) {
+    case Protocol::ll: return tree ? 1 / 3.8 : 0.5;
+    case Protocol::ll128: return tree ? (nodes == 1 ? 7.0 / 9.0 : 120.0 / 128.0) : 0.92;
+    case Protocol::simple: return tree ? 0.92 : 1.0;
+    case Protocol::none: return 1.0;
+  }
+  return 1.0;
+}
+
+}  // namespace
+
+const char* to_string(Protocol p) {
+  switch (p) {
+    case Protocol::none: return "";
+    case Protocol::ll: return "LL";
+    case Protocol::ll128: return "LL128";
+    case Protocol::simple: return "Simple";
+  }
+  return "?";
+}
+
+std::string Choice::name() const {
+  if (algorithm == sim::Algorithm::hierarchical)
+    return std::string("hierarchical(") + sim::to_string(inter) + ")";
+  std::string n = sim::to_string(algorithm);
+  if (protocol != Protocol::none) n = "nccl-" + n + "/" + to_string(protocol);
+  return n;
+}
+
+std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int per_server) {
+  const auto all = topo::gpus(topo);
+  if (all.empty()) throw topo::InputError(topo.name, "", "a topology with GPUs");
+  if (ranks <= 0) ranks = static_cast<int>(all.size());
+  std::vector<topo::Vertex> out;
+  std::map<int, int> taken;
+  for (topo::Vertex v : all) {
+    if (static_cast<int>(out.size()) == ranks) break;
+    int& n = taken[topo.graph[v].server];
+    if (per_server > 0 && n >= per_server) continue;
+    ++n;
+    out.push_back(v);
+  }
+  if (static_cast<int>(out.size()) < ranks)
+    throw topo::InputError("--ranks", "",
+                           "at most " + std::to_string(out.size()) + " ranks on " + topo.name +
+                               (per_server > 0 ? " with " + std::to_string(per_server) +
+                                                     " per server"
+                                               : std::string()) +
+                               ", got " + std::to_string(ranks));
+  return out;
+}
+
+double algbw_GBps(double bytes, double time_s) { return time_s > 0 ? bytes / time_s / 1e9 : 0; }
+double busbw_GBps(double bytes, double time_s, int ranks) {
+  return ranks > 1 ? algbw_GBps(bytes, time_s) * 2.0 * (ranks - 1) / ranks : 0;
+}
+
+sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
+                              sim::Algorithm algorithm, Protocol protocol) {
+  if (protocol == Protocol::none ||
+      (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree))
+    throw std::invalid_argument("nccl_cost: NCCL's ring or tree with a protocol");
+  const auto& g = net.topology().graph;
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(g[v].server);
+  const int ranks = static_cast<int>(gpus.size()), nodes = static_cast<int>(servers.size());
+  const int ppn = ranks / nodes;
+  // Intra-server hardware: NVLink when the first two GPUs of a server are NVLink peers.
+  bool nvlink = ranks > 1 && g[gpus[0]].server == g[gpus[1]].server &&
+                topo::path_class(net.topology(), gpus[0], gpus[1]).cls == topo::PathClass::nvlink;
+  const int a = algo_index(algorithm), p = proto_index(protocol);
+  const double intra = nvlink ? kNvlinkLatency_us[a][p] : kPciLatency_us[a][p];
+  const double inter = ppn == 1 ? kNetLatency_us[0][p] : kNetLatency_us[a][p];
+  double latency_us = kBaseLatency_us[a][p];
+  if (algorithm == sim::Algorithm::ring) {
+    const int steps = 2 * (ranks - 1), inter_steps = nodes == 1 ? 0 : 2 * (nodes - 1);
+    latency_us += (steps - inter_steps) * intra + inter_steps * inter;
+  } else {
+    latency_us += 2 * ((ppn - 1) * intra + std::floor(std::log2(nodes)) * inter);
+  }
+  sim::CollectiveCost c = net.cost(sim::allreduce_schedule(algorithm, ranks), gpus);
+  c.latency_s = latency_us * 1e-6;
+  c.seconds_per_byte /= protocol_efficiency(algorithm, protocol, nodes);
+  return c;
+}
+
+Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
+  if (!(o.min_bytes > 0) || !(o.max_bytes >= o.min_bytes))
+    throw topo::InputError("--min-bytes/--max-bytes", "",
+                           "0 < min <= max, got " + std::to_string(o.min_bytes) + " and " +
+                               std::to_string(o.max_bytes));
+  Selection s;
+  s.cluster = topo.name;
+  const std::vector<topo::Vertex> gpus = pick_gpus(topo, o.ranks, o.per_server);
+  s.ranks = static_cast<int>(gpus.size());
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(topo.graph[v].server);
+  s.servers = static_cast<int>(servers.size());
+
+  s.candidates = o.candidates;
+  if (s.candidates.empty()) {
+    using A = sim::Algorithm;
+    for (A a : {A::ring, A::halving_doubling, A::recursive_doubling, A::tree, A::bcube,
+                A::torus_2d})
+      s.candidates.push_back({a});
+    if (s.servers > 1) s.candidates.push_back({A::hierarchical});
+    if (o.nccl)
+      for (A a : {A::ring, A::tree})
+        for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
+          s.candidates.push_back({a, p});
+  }
+  sim::Network net(topo, o.network);
+  std::vector<sim::CollectiveCost> costs;
+  for (const Choice& c : s.candidates)
+    costs.push_back(c.is_nccl() ? nccl_cost(net, gpus, c.algorithm, c.protocol)
+                                : sim::allreduce_cost(net, gpus, c.algorithm, c.inter));
+
+  for (double bytes = o.min_bytes; bytes <= o.max_bytes * (1 + 1e-12); bytes *= 2) {
+    SizeRow row{bytes, {}, 0};
+    for (const auto& c : costs) row.time_s.push_back(c.time_s(bytes));
+    row.best = static_cast<int>(std::min_element(row.time_s.begin(), row.time_s.end()) -
+                                row.time_s.begin());
+    if (!s.rows.empty() && s.rows.back().best != row.best)
+      s.crossovers.push_back({bytes, s.candidates[s.rows.back().best].name(),
+                              s.candidates[row.best].name()});
+    s.rows.push_back(std::move(row));
+  }
+  return s;
+}
+
+}  // namespace basin::plan

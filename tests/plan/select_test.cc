@@ -1,0 +1,110 @@
+// `select`: the per-size choice against the alpha-beta closed forms and Goyal et al.'s finding
+// that halving-doubling beats ring between servers.
+#include "../catch.h"
+
+#include <basin/plan.h>
+
+#include <cmath>
+
+using namespace basin;
+using namespace basin::plan;
+using sim::Algorithm;
+
+namespace {
+
+// p GPUs on one switch, one full-duplex link each: alpha = 2 hops + overhead, beta = 1/GBps.
+topo::Topology star(int p, double GBps, double hop_latency_us) {
+  topo::Topology t;
+  t.name = "star";
+  auto sw = topo::add_node(t, {.id = "switch", .kind = topo::NodeKind::nvswitch});
+  for (int i = 0; i < p; ++i) {
+    topo::Node n{.id = "gpu" + std::to_string(i), .kind = topo::NodeKind::gpu};
+    n.index = i;
+    topo::add_link(t, topo::add_node(t, n), sw,
+                   {.kind = topo::LinkKind::nvlink, .bandwidth_GBps = GBps,
+                    .latency_us = hop_latency_us});
+  }
+  return t;
+}
+
+// Recursive doubling (log p (alpha + n beta)) beats halving-doubling (2 log p alpha +
+// 2 (p-1)/p n beta) below n* = log p alpha / (beta (log p - 2 (p-1)/p)).
+double rd_hd_crossover(int p, double alpha_s, double GBps) {
+  const double lg = std::log2(p), beta = 1 / (GBps * 1e9);
+  return lg * alpha_s / (beta * (lg - 2.0 * (p - 1) / p));
+}
+
+double crossover_bytes(const topo::Topology& t, double overhead_us) {
+  SelectOptions o;
+  o.candidates = {{Algorithm::recursive_doubling}, {Algorithm::halving_doubling}};
+  o.network.per_message_overhead_us = overhead_us;
+  Selection s = select_allreduce(t, o);
+  REQUIRE(s.crossovers.size() == 1);
+  REQUIRE(s.crossovers[0].from == "recursive-doubling");
+  REQUIRE(s.crossovers[0].to == "halving-doubling");
+  return s.crossovers[0].bytes;
+}
+
+}  // namespace
+
+TEST_CASE("select crossovers sit where the alpha-beta model puts them and move with it", "[plan]") {
+  // The ladder doubles, so the first size at which halving-doubling wins is in [n*, 2 n*).
+  const int p = 32;
+  const double hop_us = 1;
+  for (double GBps : {10.0, 20.0})
+    for (double overhead_us : {3.0, 8.0}) {
+      const double n_star = rd_hd_crossover(p, (2 * hop_us + overhead_us) * 1e-6, GBps);
+      const double c = crossover_bytes(star(p, GBps, hop_us), overhead_us);
+      CAPTURE(GBps, overhead_us, n_star, c);
+      REQUIRE(c >= n_star);
+      REQUIRE(c < 2 * n_star);
+    }
+  // Direction: more latency or more bandwidth moves the crossover to larger messages.
+  REQUIRE(crossover_bytes(star(p, 10, hop_us), 20) > crossover_bytes(star(p, 10, hop_us), 3));
+  REQUIRE(crossover_bytes(star(p, 40, hop_us), 3) > crossover_bytes(star(p, 10, hop_us), 3));
+}
+
+TEST_CASE("on 32 Big Basin servers halving-doubling beats ring until they converge", "[plan]") {
+  // One leader per server, as in the inter-server phase of Goyal et al. Latency-bound, the
+  // ratio is the step counts' 2 (p-1) / (2 log2 p) = 6.2; bandwidth-bound both move
+  // 2 (p-1)/p n over the 6.25 GB/s NIC and converge.
+  topo::Topology t = topo::load_any("bigbasin:32");
+  SelectOptions o;
+  o.ranks = 32;
+  o.per_server = 1;
+  o.candidates = {{Algorithm::ring}, {Algorithm::halving_doubling}};
+  Selection s = select_allreduce(t, o);
+  REQUIRE(s.servers == 32);
+  const auto& tiny = s.rows.front();
+  REQUIRE_THAT(tiny.time_s[0] / tiny.time_s[1], WithinRel(62.0 / 10.0, 0.01));
+  for (const auto& r : s.rows) {
+    CAPTURE(r.bytes);
+    REQUIRE(r.time_s[1] <= r.time_s[0]);              // halving-doubling never loses
+    if (r.bytes <= 4e6) REQUIRE(r.time_s[0] / r.time_s[1] > 1.5);  // up to ~1M floats: clearly
+  }
+  const auto& huge = s.rows.back();
+  REQUIRE(huge.bytes == 8.0 * (1ull << 30));
+  REQUIRE(huge.time_s[0] / huge.time_s[1] < 1.01);
+  REQUIRE_THAT(busbw_GBps(huge.bytes, huge.time_s[1], 32), WithinRel(6.25, 0.01));
+  // With every candidate, small messages go to a latency-optimal (log-step) algorithm.
+  SelectOptions all = o;
+  all.candidates.clear();
+  all.nccl = true;
+  Selection a = select_allreduce(t, all);
+  std::string small = a.candidates[a.rows.front().best].name();
+  CAPTURE(small);
+  REQUIRE(small != "ring");
+  REQUIRE(small != "nccl-ring/LL");
+  REQUIRE(small != "nccl-ring/Simple");
+}
+
+TEST_CASE("select rejects more ranks than the cluster has", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:2");
+  SelectOptions o;
+  o.ranks = 3;
+  o.per_server = 1;
+  REQUIRE_THROWS_AS(select_allreduce(t, o), topo::InputError);
+  o.ranks = 16;
+  o.per_server = 0;
+  REQUIRE_NOTHROW(select_allreduce(t, o));
+}
