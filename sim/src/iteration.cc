@@ -87,8 +87,30 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
 
 }  // namespace
 
+double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision prec) {
+  // fp32 weights, gradients and momentum (plus a half copy in mixed precision) and every layer's
+  // output kept for backward.
+  double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
+  double acts = 0;
+  for (const auto& l : net.layers) acts += l.activation_bytes * bytes_per_value(prec) / 4;
+  return (weights + acts * batch_per_gpu) / 1e9;
+}
+
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
                                    const TrainingConfig& cfg) {
+  const auto all = topo::gpus(cluster);
+  if (cfg.gpus < 1 || cfg.gpus > static_cast<int>(all.size()))
+    throw topo::InputError("--gpus", "", "between 1 and the cluster's " +
+                                             std::to_string(all.size()) + " GPUs, got " +
+                                             std::to_string(cfg.gpus));
+  const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
+  Network network(cluster, cfg.network_params);
+  return simulate_iteration(cluster, profile, cfg,
+                            allreduce_cost(network, gpus, cfg.algorithm, cfg.inter));
+}
+
+IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
+                                   const TrainingConfig& cfg, const CollectiveCost& allreduce) {
   const auto all = topo::gpus(cluster);
   if (cfg.gpus < 1 || cfg.gpus > static_cast<int>(all.size()))
     throw topo::InputError("--gpus", "", "between 1 and the cluster's " +
@@ -100,12 +122,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   const model::Network& net = cfg.network;
   const Precision prec = cfg.precision;
 
-  // Memory: fp32 weights, gradients and momentum (plus a half copy in mixed precision) and every
-  // layer's output kept for backward.
-  double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
-  double acts = 0;
-  for (const auto& l : net.layers) acts += l.activation_bytes * bytes_per_value(prec) / 4;
-  const double need_GB = (weights + acts * cfg.batch_per_gpu) / 1e9;
+  const double need_GB = memory_needed_GB(net, cfg.batch_per_gpu, prec);
   if (need_GB > profile.memory_GB)
     throw topo::InputError("--batch-per-gpu", "",
                            "a batch that fits in the " + std::to_string(int(profile.memory_GB)) +
@@ -117,9 +134,6 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   IterationResult r;
   r.compute_estimated = cal.estimated;
   r.compute_basis = cal.basis;
-
-  Network network(cluster, cfg.network_params);
-  CollectiveCost allreduce = allreduce_cost(network, gpus, cfg.algorithm, cfg.inter);
 
   const std::map<std::string, double> busiest = busiest_links(cluster, allreduce);
 
@@ -152,7 +166,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     r.spans.push_back({it->name + " backward", "compute", t, t + d});
     t += d;
     if (it->params == 0) continue;
-    pending += static_cast<double>(it->params) * bytes_per_value(prec);
+    pending += static_cast<double>(it->params) * bytes_per_value(cfg.wire_precision.value_or(prec));
     if (pending >= bucket_bytes) flush(t);
   }
   flush(t);

@@ -12,6 +12,7 @@
 #include <basin/sim.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,7 @@ struct TrainingConfig {
   Algorithm inter = Algorithm::halving_doubling;  // for hierarchical
   double bucket_MB = 0;                           // 0: one allreduce per layer with weights
   Precision precision = Precision::fp32;
+  std::optional<Precision> wire_precision;  // of the communicated gradients; unset: precision
   NetworkParams network_params{.per_message_overhead_us = 5, .reduce_GBps = 0};
   double decode_images_per_s_per_core = 400;  // JPEG decode + augment, one CPU core
   int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
@@ -91,6 +93,13 @@ struct IterationResult {
 // does not fit the device's memory).
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
                                    const TrainingConfig& config);
+// The same with the allreduce's cost already known (it depends only on the GPUs and the
+// algorithm), which is what makes sweeping batch, bucket and precision cheap.
+IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
+                                   const TrainingConfig& config, const CollectiveCost& allreduce);
+// Device memory one GPU needs: weights, gradients and optimizer state, plus every layer's
+// activations for the batch, in GB.
+double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision precision);
 
 struct Prediction {
   IterationResult result;
