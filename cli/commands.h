@@ -12,5 +12,7 @@ std::function<int()> add_topo_command(CLI::App& app);
 std::function<int()> add_sim_command(CLI::App& app);
 // Registers `basin select`.
 std::function<int()> add_select_command(CLI::App& app);
+// Registers `basin plan`.
+std::function<int()> add_plan_command(CLI::App& app);
 
 }  // namespace basin::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_topo = basin::cli::add_topo_command(app);
   std::function<int()> run_sim = basin::cli::add_sim_command(app);
   std::function<int()> run_select = basin::cli::add_select_command(app);
+  std::function<int()> run_plan = basin::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("topo")) return run_topo();
     if (app.got_subcommand("sim")) return run_sim();
     if (app.got_subcommand("select")) return run_select();
+    if (app.got_subcommand("plan")) return run_plan();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

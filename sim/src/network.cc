@@ -109,7 +109,14 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
     std::vector<double> fractions;
     std::unordered_map<int, double> reduced;  // receiving rank -> fraction reduced this step
     double latency = 0;
+    // Messages leaving one server in the same step go through that host's network stack one
+    // after another; messages inside a server (NVLink, PCIe peer copies) do not queue there.
+    std::unordered_map<int, int> leaving;
+    int queued = 1;
+    const auto& g = topo_->graph;
     for (const Transfer& t : step.transfers) {
+      const int from = g[gpus[t.src]].server;
+      if (from != g[gpus[t.dst]].server) queued = std::max(queued, ++leaving[from]);
       pairs.emplace_back(gpus[t.src], gpus[t.dst]);
       fractions.push_back(t.fraction);
       latency = std::max(latency, route(gpus[t.src], gpus[t.dst]).latency_s);
@@ -125,8 +132,8 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
     for (const Transfer& t : step.transfers)
       for (int id : route(gpus[t.src], gpus[t.dst]).links)
         total.busy_s_per_byte[id] += step.repeat * t.fraction / capacity_Bps_[id];
-    total.latency_s +=
-        step.repeat * step.latency_hops * (latency + params_.per_message_overhead_us * 1e-6);
+    total.latency_s += step.repeat * step.latency_hops *
+                       (latency + queued * params_.per_message_overhead_us * 1e-6);
     total.seconds_per_byte += step.repeat * per_byte;
   }
   return total;

@@ -5,6 +5,9 @@
 
 #include <basin/sim.h>
 #include <basin/topology.h>
+#include <basin/training.h>
+
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
@@ -68,5 +71,79 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& opti
 // plus hardware latency per step, intra-server NVLink/PCI and inter-server NET).
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol);
+
+// ---------------------------------------------------------------------------------------------
+// Training plans
+// ---------------------------------------------------------------------------------------------
+
+// Top-1 error added by a global minibatch, from Goyal et al. 2017 (table 2 / fig. 1: no loss up
+// to 8k, then +1.2, +4.0 and +10.4 points at 16k, 32k and 64k), interpolated linearly in
+// log2(batch) between those points. Beyond 64k there is no published figure: returns NaN.
+double accuracy_penalty_points(long long global_batch);
+
+enum class Objective { time, cost, throughput_per_dollar };
+Objective objective_from_string(const std::string& text);  // throws topo::InputError
+
+struct PrecisionChoice {
+  sim::Precision compute = sim::Precision::fp32;
+  sim::Precision wire = sim::Precision::fp32;
+  std::string name() const;  // "fp32", "fp16", "fp32/wire-fp16"
+};
+
+struct PlanOptions {
+  std::string cluster_spec;  // as given, for the plan file and the command line
+  std::string model = "resnet50";
+  long long dataset_images = 1281167;  // ImageNet-1k train
+  int epochs = 90;
+  std::vector<int> gpu_counts;        // empty: 1, 2, 4, then whole servers doubling, and all
+  std::vector<int> batches_per_gpu = {16, 32, 64, 128};
+  std::vector<Choice> algorithms;     // empty: every flat one, and hierarchical over each
+  std::vector<double> buckets_MB = {0, 1, 4, 25};
+  std::vector<PrecisionChoice> precisions;  // empty: fp32, fp32/wire-fp16, fp16, bf16
+  double tolerated_loss_points = 0;   // top-1 points the large minibatch may cost
+  int max_global_batch = 0;           // 0: no limit beyond the accuracy one
+  double price_per_gpu_hour = 0;      // 0: costs in GPU-hours
+  Objective objective = Objective::time;
+  double deadline_h = 0, budget = 0;  // 0: none
+  sim::NetworkParams network{.per_message_overhead_us = 5, .reduce_GBps = 0};
+  double decode_images_per_s_per_core = 150;
+};
+
+struct PlanRow {
+  int gpus = 0, batch_per_gpu = 0;
+  long long global_batch = 0;
+  Choice algorithm;
+  double bucket_MB = 0;
+  PrecisionChoice precision;
+  // Prediction
+  double iteration_s = 0, epoch_s = 0, images_per_s = 0, compute_s = 0, exposed_comm_s = 0,
+         data_stall_s = 0, scaling_efficiency = 0, time_to_train_h = 0, gpu_hours = 0, cost = 0;
+  double accuracy_penalty = 0;  // top-1 points
+  std::string rejected;         // why it cannot be used; empty when it can
+  std::string lost;             // for usable rows other than the best: why not chosen
+  std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
+};
+
+struct PlanResult {
+  std::string cluster, model, device;
+  std::vector<PlanRow> rows;      // usable, best first (by the objective)
+  std::vector<PlanRow> rejected;  // with the reason
+  std::vector<int> pareto;        // indices into rows: time against cost, fastest first
+  int evaluated = 0;
+  double search_s = 0;
+  bool cost_in_gpu_hours = true;
+};
+
+PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& profile,
+                     const PlanOptions& options);
+
+// The best row as a `basin.plan/1` document (docs/plan-format.md) and the command that runs it.
+nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const PlanOptions& o);
+std::string train_command(const std::string& plan_path);
+
+// Why plan `a` beats or loses to plan `b`, resource by resource (compute, exposed
+// communication, input pipeline per iteration), for the what-if comparison.
+std::string explain_difference(const PlanRow& a, const std::string& a_name, const PlanRow& b,
+                               const std::string& b_name);
 
 }  // namespace basin::plan

@@ -96,7 +96,10 @@ Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d u
 // ---------------------------------------------------------------------------------------------
 
 struct NetworkParams {
-  double per_message_overhead_us = 0;  // software cost added once per transfer of a step
+  // Software cost of sending one message, paid once per step; the messages a step sends from one
+  // server to others queue in that host's network stack, so a step pays it once per message
+  // leaving its busiest server (8 GPUs of a server each talking to another server pay 8x).
+  double per_message_overhead_us = 0;
   double reduce_GBps = 0;              // rate of the receiver's reduction (0: free)
 };
 

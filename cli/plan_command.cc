@@ -1,0 +1,194 @@
+// `basin plan`: the fastest (or cheapest) way to train a model on a cluster, as a ranked table,
+// the Pareto front of time against cost, a `basin.plan/1` file and the command that runs it;
+// with --compare (or a changed part), the same question on a second cluster side by side.
+#include "commands.h"
+
+#include <basin/plan.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+namespace basin::cli {
+namespace {
+
+struct PlanCliOptions {
+  plan::PlanOptions plan;
+  std::string cluster = "bigbasin:32";
+  std::vector<std::string> algorithms, precisions;
+  std::string objective = "time";
+  std::string profile;
+  std::string out = "plan.json";
+  int top = 12;
+  bool json = false;
+  std::string compare;          // a second cluster
+  double compare_nic_GBps = 0;  // ... or this one with every network port at this rate
+  std::string compare_profile;  // ... or with another GPU profile
+};
+
+plan::Choice parse_choice(const std::string& text) {
+  plan::Choice c;
+  std::string name = text;
+  if (name.rfind("nccl-", 0) == 0) {
+    auto slash = name.find('/');
+    if (slash == std::string::npos)
+      throw topo::InputError("--algorithms", "", "nccl-ring/PROTO or nccl-tree/PROTO, got '" + text + "'");
+    std::string proto = name.substr(slash + 1);
+    c.protocol = proto == "LL" ? plan::Protocol::ll : proto == "LL128" ? plan::Protocol::ll128
+                 : proto == "Simple" ? plan::Protocol::simple : plan::Protocol::none;
+    if (c.protocol == plan::Protocol::none)
+      throw topo::InputError("--algorithms", "", "protocol LL, LL128 or Simple, got '" + proto + "'");
+    name = name.substr(5, slash - 5);
+    c.algorithm = sim::algorithm_from_string(name, "--algorithms");
+    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree)
+      throw topo::InputError("--algorithms", "", "NCCL's ring or tree, got '" + text + "'");
+    return c;
+  }
+  if (auto colon = name.find(':'); colon != std::string::npos) {
+    c.inter = sim::algorithm_from_string(name.substr(colon + 1), "--algorithms");
+    name = name.substr(0, colon);
+  }
+  c.algorithm = sim::algorithm_from_string(name, "--algorithms");
+  return c;
+}
+
+plan::PrecisionChoice parse_precision(const std::string& text) {
+  plan::PrecisionChoice p;
+  auto slash = text.find("/wire-");
+  p.compute = sim::precision_from_string(text.substr(0, slash), "--precisions");
+  p.wire = slash == std::string::npos ? p.compute
+                                      : sim::precision_from_string(text.substr(slash + 6), "--precisions");
+  return p;
+}
+
+sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path) {
+  if (!path.empty()) return sim::load_device_profile(path);
+  auto gpus = topo::gpus(t);
+  if (gpus.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
+  return sim::find_device_profile(sim::default_profiles_dir(), t.graph[gpus[0]].model);
+}
+
+void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
+  const char* cost_unit = r.cost_in_gpu_hours ? "GPU-h" : "cost";
+  std::printf("%4s %5s %5s %6s  %-31s %6s %-16s %8s %7s %8s %5s %7s %9s %5s  %s\n", "rank", "GPUs",
+              "b/GPU", "global", "allreduce", "bucket", "precision", "iter s", "epoch s", "img/s",
+              "eff", "train h", cost_unit, "+top1", "why not first");
+  for (size_t i = 0; i < r.rows.size() && static_cast<int>(i) < o.top; ++i) {
+    const auto& x = r.rows[i];
+    std::printf("%4zu %5d %5d %6lld  %-31s %6.3g %-16s %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
+                i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
+                x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
+                x.precision.name().c_str(), x.iteration_s, x.epoch_s, x.images_per_s,
+                100 * x.scaling_efficiency, x.time_to_train_h, x.cost, x.accuracy_penalty,
+                i == 0 ? "best" : x.lost.c_str());
+  }
+  std::printf("\nPareto front (time to train against %s):\n", cost_unit);
+  for (int i : r.pareto) {
+    const auto& x = r.rows[i];
+    std::printf("  %7.2f h  %9.1f %s  %4d GPUs x %d, %s, %s\n", x.time_to_train_h, x.cost, cost_unit,
+                x.gpus, x.batch_per_gpu, x.gpus == 1 ? "-" : x.algorithm.name().c_str(),
+                x.precision.name().c_str());
+  }
+  std::map<std::string, int> reasons;
+  for (const auto& x : r.rejected) reasons[x.rejected.substr(0, x.rejected.find(' ', 14))]++;
+  std::printf("\n%d configurations simulated in %.2f s; %zu usable, %zu rejected", r.evaluated,
+              r.search_s, r.rows.size(), r.rejected.size());
+  if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
+  std::printf("\n");
+}
+
+int run(PlanCliOptions o) {
+  topo::Topology cluster = topo::load_any(o.cluster);
+  o.plan.cluster_spec = o.cluster;
+  for (const auto& a : o.algorithms) o.plan.algorithms.push_back(parse_choice(a));
+  for (const auto& p : o.precisions) o.plan.precisions.push_back(parse_precision(p));
+  o.plan.objective = plan::objective_from_string(o.objective);
+  sim::DeviceProfile profile = profile_for(cluster, o.profile);
+  plan::PlanResult result = plan::make_plan(cluster, profile, o.plan);
+  const plan::PlanRow& best = result.rows.front();
+  nlohmann::json doc = plan::plan_document(result, best, o.plan);
+  if (!o.out.empty()) topo::write_file_atomically(o.out, doc.dump(2) + "\n");
+
+  std::optional<plan::PlanResult> other;
+  std::string other_name;
+  if (!o.compare.empty() || o.compare_nic_GBps > 0 || !o.compare_profile.empty()) {
+    other_name = o.compare.empty() ? o.cluster : o.compare;
+    topo::Topology second = topo::load_any(other_name);
+    if (o.compare_nic_GBps > 0) {
+      for (auto e : boost::make_iterator_range(boost::edges(second.graph))) {
+        auto& link = second.graph[e];
+        if (link.kind == topo::LinkKind::ethernet || link.kind == topo::LinkKind::infiniband)
+          link.bandwidth_GBps = o.compare_nic_GBps * link.count;
+      }
+      other_name += " with " + std::to_string(o.compare_nic_GBps).substr(0, 5) + " GB/s network ports";
+    }
+    if (!o.compare_profile.empty()) other_name += " with " + o.compare_profile;
+    plan::PlanOptions p2 = o.plan;
+    p2.cluster_spec = o.compare.empty() ? o.cluster : o.compare;
+    other = plan::make_plan(second, profile_for(second, o.compare_profile.empty() && o.compare.empty()
+                                                            ? o.profile : o.compare_profile),
+                            p2);
+  }
+
+  if (o.json) {
+    nlohmann::json out = {{"format", "basin.plan_result/1"}, {"best", doc},
+                          {"evaluated", result.evaluated}, {"search_s", result.search_s},
+                          {"usable", result.rows.size()}, {"rejected", result.rejected.size()}};
+    nlohmann::json pareto = nlohmann::json::array();
+    for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
+    out["pareto"] = pareto;
+    if (other) out["compare"] = {{"cluster", other_name},
+                                 {"best", plan::plan_document(*other, other->rows.front(), o.plan)}};
+    std::cout << out.dump(1) << "\n";
+    return 0;
+  }
+  std::printf("%s on %s (%s), %d epochs of %lld images, objective: %s\n\n", o.plan.model.c_str(),
+              o.cluster.c_str(), result.device.c_str(), o.plan.epochs, o.plan.dataset_images,
+              o.objective.c_str());
+  print_table(result, o);
+  if (!o.out.empty())
+    std::printf("\nbest plan written to %s; run it with:\n  %s\n", o.out.c_str(),
+                plan::train_command(o.out).c_str());
+  if (other) {
+    std::printf("\n--- what if: %s ---\n", other_name.c_str());
+    print_table(*other, o);
+    std::printf("\n%s", plan::explain_difference(best, o.cluster, other->rows.front(), other_name).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_plan_command(CLI::App& app) {
+  auto o = std::make_shared<PlanCliOptions>();
+  CLI::App* cmd = app.add_subcommand("plan", "Search GPUs x batch x allreduce x bucket x precision for the best training plan");
+  cmd->add_option("--cluster", o->cluster, "Cluster spec or topology/cluster JSON")->capture_default_str();
+  cmd->add_option("--model", o->plan.model, "Network: resnet18 .. resnet152")->capture_default_str();
+  cmd->add_option("--dataset-images", o->plan.dataset_images, "Training images per epoch")->capture_default_str();
+  cmd->add_option("--epochs", o->plan.epochs, "Epochs to train")->capture_default_str();
+  cmd->add_option("--gpus", o->plan.gpu_counts, "GPU counts to try (default: 1, 2, 4, whole servers doubling, all)");
+  cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str();
+  cmd->add_option("--algorithms", o->algorithms,
+                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ... (default: all basin's)");
+  cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")->capture_default_str();
+  cmd->add_option("--precisions", o->precisions, "fp32, fp16, bf16, or COMPUTE/wire-WIRE (default: fp32, fp32/wire-fp16, fp16, bf16)");
+  cmd->add_option("--tolerated-loss", o->plan.tolerated_loss_points,
+                  "Top-1 points the large minibatch may cost (Goyal et al.: 0 up to 8k)")->capture_default_str();
+  cmd->add_option("--max-global-batch", o->plan.max_global_batch, "Hard limit on the global batch");
+  cmd->add_option("--price-per-gpu-hour", o->plan.price_per_gpu_hour, "Price of one GPU-hour (default: cost in GPU-hours)");
+  cmd->add_option("--objective", o->objective, "time, cost or throughput-per-dollar")->capture_default_str();
+  cmd->add_option("--deadline-h", o->plan.deadline_h, "Reject plans that take longer (hours)");
+  cmd->add_option("--budget", o->plan.budget, "Reject plans that cost more");
+  cmd->add_option("--overhead-us", o->plan.network.per_message_overhead_us, "Per-message software overhead (us)")->capture_default_str();
+  cmd->add_option("--decode-rate", o->plan.decode_images_per_s_per_core, "JPEG decode+augment images/s per CPU core")->capture_default_str();
+  cmd->add_option("--profile", o->profile, "Device profile JSON (default: matched in profiles/devices)");
+  cmd->add_option("--out", o->out, "Write the best plan here (basin.plan/1)")->capture_default_str();
+  cmd->add_option("--top", o->top, "Rows of the table to print")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->add_option("--compare", o->compare, "What if: the same search on this cluster, side by side");
+  cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps, "What if: every network port at this rate (GB/s)");
+  cmd->add_option("--compare-profile", o->compare_profile, "What if: another GPU profile");
+  return [o] { return run(*o); };
+}
+
+}  // namespace basin::cli

@@ -1,0 +1,258 @@
+// `basin plan`: search GPU count x per-GPU batch x allreduce x bucket size x precision for the
+// fastest (or cheapest) way to train a model on a cluster, within device memory and the
+// accuracy limit of large minibatches. Every candidate is one simulated iteration; what makes
+// thousands of them cheap is that an allreduce's cost depends only on the GPUs and the
+// algorithm, so it is solved once per pair and reused for every batch, bucket and precision.
+#include <basin/plan.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace basin::plan {
+namespace {
+
+std::string percent(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.0f%%", 100 * x);
+  return buf;
+}
+
+std::vector<int> default_gpu_counts(const topo::Topology& t) {
+  const auto all = topo::gpus(t);
+  std::map<int, int> per_server;
+  for (auto v : all) ++per_server[t.graph[v].server];
+  const int first = per_server.begin()->second, total = static_cast<int>(all.size());
+  std::set<int> counts;
+  for (int n = 1; n < first; n *= 2) counts.insert(n);
+  for (int n = first; n < total; n *= 2) counts.insert(n);
+  counts.insert(total);
+  return {counts.begin(), counts.end()};
+}
+
+std::vector<Choice> default_algorithms() {
+  using A = sim::Algorithm;
+  std::vector<Choice> out;
+  for (A a : {A::ring, A::halving_doubling, A::recursive_doubling, A::tree, A::bcube, A::torus_2d})
+    out.push_back({a});
+  for (A inter : {A::halving_doubling, A::ring, A::tree})
+    out.push_back({A::hierarchical, Protocol::none, inter});
+  return out;
+}
+
+double objective_value(const PlanRow& r, Objective o) {
+  switch (o) {
+    case Objective::time: return r.time_to_train_h;
+    case Objective::cost: return r.cost;
+    case Objective::throughput_per_dollar: return -r.images_per_s / std::max(r.cost, 1e-300);
+  }
+  return 0;
+}
+
+}  // namespace
+
+double accuracy_penalty_points(long long global_batch) {
+  // (log2 batch, added top-1 error in points): Goyal et al. 2017.
+  static const std::pair<double, double> published[] = {
+      {13, 0.0}, {14, 1.2}, {15, 4.0}, {16, 10.4}};
+  const double x = std::log2(static_cast<double>(global_batch));
+  if (x <= 13) return 0;
+  for (size_t i = 1; i < std::size(published); ++i)
+    if (x <= published[i].first) {
+      auto [x0, y0] = published[i - 1];
+      auto [x1, y1] = published[i];
+      return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+    }
+  return std::nan("");
+}
+
+Objective objective_from_string(const std::string& text) {
+  if (text == "time") return Objective::time;
+  if (text == "cost") return Objective::cost;
+  if (text == "throughput-per-dollar") return Objective::throughput_per_dollar;
+  throw topo::InputError("--objective", "", "time, cost or throughput-per-dollar, got '" + text + "'");
+}
+
+std::string PrecisionChoice::name() const {
+  std::string n = sim::to_string(compute);
+  if (wire != compute) n += std::string("/wire-") + sim::to_string(wire);
+  return n;
+}
+
+std::string PlanRow::bottleneck() const {
+  const double stall = data_stall_s, comm = exposed_comm_s;
+  if (stall >= comm && stall > 0.05 * iteration_s) return "input pipeline";
+  if (comm > 0.05 * iteration_s) return "communication";
+  return "compute";
+}
+
+PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& profile,
+                     const PlanOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  PlanResult result;
+  result.cluster = cluster.name;
+  result.model = o.model;
+  result.device = profile.device;
+  result.cost_in_gpu_hours = !(o.price_per_gpu_hour > 0);
+  if (o.epochs < 1) throw topo::InputError("--epochs", "", "at least 1 epoch");
+  if (o.dataset_images < 1) throw topo::InputError("--dataset-images", "", "at least 1 image");
+  if (o.tolerated_loss_points < 0)
+    throw topo::InputError("--tolerated-loss", "", "a non-negative number of top-1 points");
+  model::Network net;
+  try {
+    net = model::network_by_name(o.model);
+  } catch (const std::invalid_argument& e) {
+    throw topo::InputError("--model", "", e.what());
+  }
+  const std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster) : o.gpu_counts;
+  const std::vector<Choice> algorithms = o.algorithms.empty() ? default_algorithms() : o.algorithms;
+  std::vector<PrecisionChoice> precisions = o.precisions;
+  if (precisions.empty()) {
+    using P = sim::Precision;
+    precisions = {{P::fp32, P::fp32}, {P::fp32, P::fp16}, {P::fp16, P::fp16}};
+    if (profile.peak_TFLOPS_bf16 > 0) precisions.push_back({P::bf16, P::bf16});
+  }
+  const int total = static_cast<int>(topo::gpus(cluster).size());
+  for (int n : counts)
+    if (n < 1 || n > total)
+      throw topo::InputError("--gpus", "", "GPU counts between 1 and the cluster's " +
+                                               std::to_string(total) + ", got " + std::to_string(n));
+
+  sim::Network network(cluster, o.network);
+  std::map<std::pair<int, std::string>, double> one_gpu_rate;  // (batch, precision) -> images/s
+  auto base_config = [&](int gpus, int batch, const PrecisionChoice& p) {
+    sim::TrainingConfig cfg;
+    cfg.network = net;
+    cfg.gpus = gpus;
+    cfg.batch_per_gpu = batch;
+    cfg.precision = p.compute;
+    cfg.wire_precision = p.wire;
+    cfg.network_params = o.network;
+    cfg.decode_images_per_s_per_core = o.decode_images_per_s_per_core;
+    cfg.epoch_images = o.dataset_images;
+    return cfg;
+  };
+
+  for (int count : counts) {
+    const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
+    std::set<int> servers;
+    for (auto v : gpus) servers.insert(cluster.graph[v].server);
+    for (const Choice& choice : algorithms) {
+      if (count == 1 && &choice != &algorithms.front()) break;  // nothing to reduce
+      if (choice.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) continue;
+      const sim::CollectiveCost cost =
+          choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
+                           : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
+      for (int batch : o.batches_per_gpu) {
+        PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
+        row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
+        if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
+            (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {
+          if (&choice == &algorithms.front()) {
+            row.rejected = "global batch " + std::to_string(row.global_batch) +
+                           (std::isnan(row.accuracy_penalty)
+                                ? " is beyond the published accuracy data (64k)"
+                                : " costs +" + std::to_string(row.accuracy_penalty).substr(0, 4) +
+                                      " top-1 points (tolerated: " +
+                                      std::to_string(o.tolerated_loss_points).substr(0, 4) + ")");
+            if (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)
+              row.rejected = "global batch " + std::to_string(row.global_batch) + " over the limit " +
+                             std::to_string(o.max_global_batch);
+            result.rejected.push_back(row);
+          }
+          continue;
+        }
+        for (const PrecisionChoice& p : precisions) {
+          row.precision = p;
+          const double need = sim::memory_needed_GB(net, batch, p.compute);
+          if (need > profile.memory_GB) {
+            if (&choice == &algorithms.front()) {
+              char why[160];
+              std::snprintf(why, sizeof why, "batch %d in %s needs about %.1f GB of the %s's %.0f GB",
+                            batch, p.name().c_str(), need, profile.device.c_str(), profile.memory_GB);
+              row.rejected = why;
+              result.rejected.push_back(row);
+            }
+            continue;
+          }
+          auto key = std::pair(batch, p.name());
+          if (!one_gpu_rate.count(key))
+            one_gpu_rate[key] =
+                sim::simulate_iteration(cluster, profile, base_config(1, batch, p), {}).images_per_s;
+          for (double bucket : o.buckets_MB) {
+            if (count == 1 && bucket != o.buckets_MB.front()) break;
+            sim::TrainingConfig cfg = base_config(count, batch, p);
+            cfg.algorithm = choice.algorithm;
+            cfg.inter = choice.inter;
+            cfg.bucket_MB = bucket;
+            sim::IterationResult r = sim::simulate_iteration(cluster, profile, cfg, cost);
+            ++result.evaluated;
+            PlanRow done = row;
+            done.bucket_MB = bucket;
+            done.iteration_s = r.iteration_s;
+            done.epoch_s = r.epoch_s;
+            done.images_per_s = r.images_per_s;
+            done.compute_s = r.compute_s;
+            done.exposed_comm_s = r.exposed_comm_s;
+            done.data_stall_s = r.data_stall_s;
+            done.scaling_efficiency = r.images_per_s / (one_gpu_rate[key] * count);
+            done.time_to_train_h = o.epochs * r.epoch_s / 3600;
+            done.gpu_hours = done.time_to_train_h * count;
+            done.cost = result.cost_in_gpu_hours ? done.gpu_hours : done.gpu_hours * o.price_per_gpu_hour;
+            if (o.deadline_h > 0 && done.time_to_train_h > o.deadline_h)
+              done.rejected = "misses the deadline: " + std::to_string(done.time_to_train_h).substr(0, 5) + " h";
+            else if (o.budget > 0 && done.cost > o.budget)
+              done.rejected = "over budget: " + std::to_string(done.cost).substr(0, 7);
+            (done.rejected.empty() ? result.rows : result.rejected).push_back(done);
+          }
+        }
+      }
+    }
+  }
+  if (result.rows.empty()) {
+    std::string reasons;
+    std::set<std::string> seen;
+    for (const auto& r : result.rejected)
+      if (seen.insert(r.rejected.substr(0, 24)).second && seen.size() <= 4) reasons += "\n  " + r.rejected;
+    throw topo::InputError("basin plan", "", "at least one configuration that fits, but every one "
+                                             "of the " + std::to_string(result.rejected.size()) +
+                                             " was rejected, e.g.:" + reasons);
+  }
+  std::stable_sort(result.rows.begin(), result.rows.end(), [&](const PlanRow& a, const PlanRow& b) {
+    double x = objective_value(a, o.objective), y = objective_value(b, o.objective);
+    if (x != y) return x < y;
+    return a.cost < b.cost;
+  });
+  const PlanRow& best = result.rows.front();
+  for (size_t i = 1; i < result.rows.size(); ++i) {
+    PlanRow& r = result.rows[i];
+    const double delta = o.objective == Objective::time ? r.time_to_train_h / best.time_to_train_h - 1
+                         : o.objective == Objective::cost
+                             ? r.cost / best.cost - 1
+                             : (best.images_per_s / best.cost) / (r.images_per_s / r.cost) - 1;
+    r.lost = percent(delta) + (o.objective == Objective::time ? " time to train"
+                               : o.objective == Objective::cost ? " cost"
+                                                                : " cost per image") +
+             "; bound by " + r.bottleneck();
+  }
+  // Pareto front of time against cost: fastest first, each next one strictly cheaper.
+  std::vector<int> order(result.rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    const auto &x = result.rows[a], &y = result.rows[b];
+    return x.time_to_train_h != y.time_to_train_h ? x.time_to_train_h < y.time_to_train_h : x.cost < y.cost;
+  });
+  double cheapest = std::numeric_limits<double>::infinity();
+  for (int i : order)
+    if (result.rows[i].cost < cheapest) {
+      cheapest = result.rows[i].cost;
+      result.pareto.push_back(i);
+    }
+  result.search_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace basin::plan

@@ -1,0 +1,138 @@
+// `plan`: Goyal et al.'s setting picks what the paper ran, the accuracy limit holds however many
+// GPUs there are, the Pareto front is a true front, and the plan file carries the paper's
+// learning-rate rule.
+#include "../catch.h"
+
+#include <basin/plan.h>
+
+#include <cmath>
+
+using namespace basin;
+using namespace basin::plan;
+using sim::Algorithm;
+using sim::Precision;
+
+namespace {
+sim::DeviceProfile profile_for(const topo::Topology& t) {
+  return sim::find_device_profile(sim::default_profiles_dir(), t.graph[topo::gpus(t)[0]].model);
+}
+}  // namespace
+
+TEST_CASE("accuracy penalty passes through Goyal et al.'s published points", "[plan]") {
+  REQUIRE(accuracy_penalty_points(256) == 0);
+  REQUIRE(accuracy_penalty_points(8192) == 0);
+  REQUIRE_THAT(accuracy_penalty_points(16384), WithinAbs(1.2, 1e-12));
+  REQUIRE_THAT(accuracy_penalty_points(32768), WithinAbs(4.0, 1e-12));
+  REQUIRE_THAT(accuracy_penalty_points(65536), WithinAbs(10.4, 1e-12));
+  const double mid = accuracy_penalty_points(11585);  // ~2^13.5
+  REQUIRE(mid > 0.5);
+  REQUIRE(mid < 0.7);
+  REQUIRE(std::isnan(accuracy_penalty_points(131072)));
+}
+
+TEST_CASE("Goyal's setting plans 8k with hierarchical halving-doubling in about an hour", "[plan]") {
+  // bigbasin:32, ResNet-50, fp32: the paper ran 256 GPUs x 32 = 8k with a 3-phase allreduce and
+  // recursive halving-doubling between servers, 90 epochs in about one hour.
+  topo::Topology t = topo::load_any("bigbasin:32");
+  PlanOptions o;
+  o.precisions = {{Precision::fp32, Precision::fp32}};
+  PlanResult r = make_plan(t, profile_for(t), o);
+  const PlanRow& best = r.rows.front();
+  CAPTURE(best.gpus, best.batch_per_gpu, best.algorithm.name(), best.time_to_train_h);
+  REQUIRE(best.global_batch <= 8192);
+  REQUIRE(best.algorithm.algorithm == Algorithm::hierarchical);
+  REQUIRE(best.algorithm.inter == Algorithm::halving_doubling);
+  REQUIRE(best.time_to_train_h > 0.75);
+  REQUIRE(best.time_to_train_h < 1.25);
+  // Every usable row respects memory and the accuracy limit; batch 128 in fp32 does not fit
+  // a 16 GB P100 (about 19.5 GB of activations and state) and is listed with the reason.
+  for (const auto& row : r.rows) {
+    REQUIRE(row.global_batch <= 8192);
+    REQUIRE(!(row.batch_per_gpu == 128));
+  }
+  bool memory_reason = false;
+  for (const auto& row : r.rejected)
+    memory_reason |= row.batch_per_gpu == 128 && row.rejected.find("GB") != std::string::npos;
+  REQUIRE(memory_reason);
+}
+
+TEST_CASE("forbidding accuracy loss keeps the global batch at 8k however many GPUs", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:128");  // 1,024 GPUs
+  PlanOptions o;
+  o.precisions = {{Precision::fp32, Precision::fp32}};
+  o.algorithms = {{Algorithm::hierarchical}};
+  o.buckets_MB = {0};
+  PlanResult strict = make_plan(t, profile_for(t), o);
+  for (const auto& row : strict.rows) REQUIRE(row.global_batch <= 8192);
+  // Tolerating 1.2 points admits 16k, which is faster with more GPUs.
+  o.tolerated_loss_points = 1.2;
+  PlanResult loose = make_plan(t, profile_for(t), o);
+  REQUIRE(loose.rows.front().global_batch == 16384);
+  REQUIRE(loose.rows.front().time_to_train_h < strict.rows.front().time_to_train_h);
+}
+
+TEST_CASE("the Pareto front of time against cost is a true front", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:8");
+  PlanOptions o;
+  o.price_per_gpu_hour = 2.5;
+  PlanResult r = make_plan(t, profile_for(t), o);
+  REQUIRE(!r.cost_in_gpu_hours);
+  REQUIRE(r.pareto.size() >= 2);
+  for (size_t k = 1; k < r.pareto.size(); ++k) {
+    REQUIRE(r.rows[r.pareto[k]].time_to_train_h >= r.rows[r.pareto[k - 1]].time_to_train_h);
+    REQUIRE(r.rows[r.pareto[k]].cost < r.rows[r.pareto[k - 1]].cost);
+  }
+  for (int i : r.pareto)
+    for (const auto& other : r.rows) {
+      const auto& p = r.rows[i];
+      bool dominates = other.time_to_train_h < p.time_to_train_h && other.cost < p.cost;
+      REQUIRE_FALSE(dominates);
+    }
+  // Cost of a row: GPUs x hours x price.
+  const auto& b = r.rows.front();
+  REQUIRE_THAT(b.cost, WithinRel(b.gpus * b.time_to_train_h * 2.5, 1e-12));
+  // Objective cost: nothing cheaper than the first row.
+  o.objective = Objective::cost;
+  PlanResult c = make_plan(t, profile_for(t), o);
+  for (const auto& row : c.rows) REQUIRE(row.cost >= c.rows.front().cost);
+  // A deadline shorter than the fastest plan leaves nothing: an input error naming the reasons.
+  o.objective = Objective::time;
+  o.deadline_h = 0.01;
+  REQUIRE_THROWS_AS(make_plan(t, profile_for(t), o), topo::InputError);
+}
+
+TEST_CASE("the plan file carries the linear scaling rule and the prediction", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:4");
+  PlanOptions o;
+  o.cluster_spec = "bigbasin:4";
+  o.precisions = {{Precision::fp32, Precision::fp32}};
+  PlanResult r = make_plan(t, profile_for(t), o);
+  const PlanRow& best = r.rows.front();
+  nlohmann::json doc = plan_document(r, best, o);
+  REQUIRE(doc.at("format") == "basin.plan/1");
+  REQUIRE(doc.at("cluster") == "bigbasin:4");
+  REQUIRE(doc.at("world_size") == best.gpus);
+  REQUIRE(doc.at("global_batch") == best.global_batch);
+  // Goyal et al.: lr = 0.1 x kn / 256, 5 warmup epochs, x0.1 at 30, 60, 80.
+  REQUIRE_THAT(doc.at("lr_schedule").at("lr").get<double>(),
+               WithinRel(0.1 * static_cast<double>(best.global_batch) / 256, 1e-12));
+  REQUIRE(doc.at("lr_schedule").at("warmup_epochs") == 5);
+  REQUIRE(doc.at("lr_schedule").at("milestones") == nlohmann::json({30, 60, 80}));
+  REQUIRE_THAT(doc.at("prediction").at("time_to_train_h").get<double>(),
+               WithinRel(best.time_to_train_h, 1e-12));
+  REQUIRE(train_command("p.json").find("basin train --plan p.json") == 0);
+}
+
+TEST_CASE("plan inputs that cannot work are input errors", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:2");
+  PlanOptions o;
+  o.batches_per_gpu = {4096};  // never fits a 16 GB P100
+  REQUIRE_THROWS_AS(make_plan(t, profile_for(t), o), topo::InputError);
+  o = {};
+  o.gpu_counts = {17};
+  REQUIRE_THROWS_AS(make_plan(t, profile_for(t), o), topo::InputError);
+  o = {};
+  o.model = "vgg16";
+  REQUIRE_THROWS_AS(make_plan(t, profile_for(t), o), topo::InputError);
+  REQUIRE_THROWS_AS(objective_from_string("speed"), topo::InputError);
+}
