@@ -71,7 +71,13 @@ TEST_CASE("bad input to any verb exits 2 with the reason on stderr", "[cli]") {
       std::pair{"sim --cluster bigbasin --model vgg16", "vgg16"},
       std::pair{"sim --cluster bigbasin --algorithm telepathy", "telepathy"},
       std::pair{"sim --cluster bigbasin --batch-per-gpu 4096", "fits"},
-      std::pair{"sim --cluster bigbasin --precision fp8", "fp8"});
+      std::pair{"sim --cluster bigbasin --precision fp8", "fp8"},
+      std::pair{"select --cluster bigbasin:2 --ranks 3 --per-server 1", "--ranks"},
+      std::pair{"select --cluster bigbasin:2 --min-bytes 0", "min"},
+      std::pair{"plan --cluster bigbasin:2 --objective speed --out /dev/null", "speed"},
+      std::pair{"plan --cluster bigbasin:2 --batches 4096 --out /dev/null", "rejected"},
+      std::pair{"plan --cluster bigbasin:2 --algorithms nccl-ring/LL256 --out /dev/null", "LL256"},
+      std::pair{"plan --cluster bigbasin:2 --precisions fp32/wire-fp4 --out /dev/null", "fp4"});
   CAPTURE(args);
   Result r = run(args);
   CAPTURE(r.out);
@@ -104,4 +110,37 @@ TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
     CAPTURE(key);
     REQUIRE(r.out.find(key) != std::string::npos);
   }
+}
+
+TEST_CASE("basin plan writes the best plan and no file when nothing fits", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / "basin-plan-test";
+  fs::create_directories(dir);
+  fs::path plan = dir / "plan.json";
+  fs::remove(plan);
+  Result bad = run("plan --cluster bigbasin:2 --batches 4096 --out " + plan.string());
+  REQUIRE(bad.exit_code == 2);
+  REQUIRE_FALSE(fs::exists(plan));
+  Result good = run("plan --cluster bigbasin:2 --precisions fp32 --out " + plan.string());
+  CAPTURE(good.out);
+  REQUIRE(good.exit_code == 0);
+  REQUIRE(good.out.find("Pareto front") != std::string::npos);
+  REQUIRE(good.out.find("basin train --plan " + plan.string()) != std::string::npos);
+  std::ifstream in(plan);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(text.find("\"basin.plan/1\"") != std::string::npos);
+  // What-if with faster network ports names both and says what bounds each.
+  Result what_if =
+      run("plan --cluster bigbasin:2 --precisions fp32 --out '' --compare-nic-GBps 50");
+  REQUIRE(what_if.exit_code == 0);
+  REQUIRE(what_if.out.find("what if") != std::string::npos);
+  REQUIRE(what_if.out.find("bound by") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[cli]") {
+  Result r = run("select --cluster bigbasin:4 --ranks 4 --per-server 1");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.out.find("8 B") != std::string::npos);
+  REQUIRE(r.out.find("8 GB") != std::string::npos);
+  REQUIRE(r.out.find("crossovers:") != std::string::npos);
 }
