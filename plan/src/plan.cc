@@ -223,7 +223,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   std::stable_sort(result.rows.begin(), result.rows.end(), [&](const PlanRow& a, const PlanRow& b) {
     double x = objective_value(a, o.objective), y = objective_value(b, o.objective);
     if (x != y) return x < y;
-    return a.cost < b.cost;
+    return o.objective == Objective::time ? a.cost < b.cost : a.time_to_train_h < b.time_to_train_h;
   });
   const PlanRow& best = result.rows.front();
   for (size_t i = 1; i < result.rows.size(); ++i) {
