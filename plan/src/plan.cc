@@ -46,7 +46,7 @@ double objective_value(const PlanRow& r, Objective o) {
   switch (o) {
     case Objective::time: return r.time_to_train_h;
     case Objective::cost: return r.cost;
-    case Objective::throughput_per_dollar: return -r.images_per_s / std::max(r.cost, 1e-300);
+    case Objective::throughput_per_dollar: return r.cost / r.images_per_s;  // cost per image rate
   }
   return 0;
 }
@@ -220,8 +220,13 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                                              "of the " + std::to_string(result.rejected.size()) +
                                              " was rejected, e.g.:" + reasons);
   }
+  // Plans within 0.5% on the objective count as equal (the model is not that precise); among
+  // them the faster one wins (the cheaper one when the objective is time).
+  auto band = [&](const PlanRow& r) {
+    return std::floor(std::log(objective_value(r, o.objective)) / std::log(1.005));
+  };
   std::stable_sort(result.rows.begin(), result.rows.end(), [&](const PlanRow& a, const PlanRow& b) {
-    double x = objective_value(a, o.objective), y = objective_value(b, o.objective);
+    double x = band(a), y = band(b);
     if (x != y) return x < y;
     return o.objective == Objective::time ? a.cost < b.cost : a.time_to_train_h < b.time_to_train_h;
   });
