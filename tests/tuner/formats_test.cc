@@ -1,14 +1,14 @@
 // The tuner's two rules formats: basin.selection/1 JSON and NCCL's nccl_tuner.conf CSV. Expected
 // rules are read off the text by hand (NCCL's column order: collective_type, min_bytes,
 // max_bytes, algorithm, protocol, channels, nNodes, nRanks, numPipeOps, regBuff).
-#include "../catch.h"
-
 #include <basin/tuner.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
+
+#include "../catch.h"
 
 using namespace basin::tuner;
 namespace fs = std::filesystem;
@@ -64,25 +64,56 @@ std::string slurp(const fs::path& p) {
 Selection varied_selection() {
   Selection s;
   s.source = "basin select --cluster dgx-h100:4 (test)";
-  s.rules.push_back({.collective = Collective::allreduce, .min_bytes = 0, .max_bytes = 65535,
-                     .algorithm = Algorithm::tree, .protocol = Protocol::ll, .channels = 2});
-  s.rules.push_back({.collective = Collective::allreduce, .min_bytes = 65536,
-                     .max_bytes = UINT64_MAX, .algorithm = Algorithm::ring,
-                     .protocol = Protocol::simple, .min_nodes = 4, .max_nodes = 4,
-                     .min_ranks = 32, .max_ranks = 32, .pipe_ops = 1, .reg_buff = 0});
-  s.rules.push_back({.collective = Collective::allgather, .min_bytes = 1, .max_bytes = 1 << 20,
-                     .algorithm = Algorithm::pat, .protocol = Protocol::ll128, .channels = 16,
+  s.rules.push_back({.collective = Collective::allreduce,
+                     .min_bytes = 0,
+                     .max_bytes = 65535,
+                     .algorithm = Algorithm::tree,
+                     .protocol = Protocol::ll,
+                     .channels = 2});
+  s.rules.push_back({.collective = Collective::allreduce,
+                     .min_bytes = 65536,
+                     .max_bytes = UINT64_MAX,
+                     .algorithm = Algorithm::ring,
+                     .protocol = Protocol::simple,
+                     .min_nodes = 4,
+                     .max_nodes = 4,
+                     .min_ranks = 32,
+                     .max_ranks = 32,
+                     .pipe_ops = 1,
+                     .reg_buff = 0});
+  s.rules.push_back({.collective = Collective::allgather,
+                     .min_bytes = 1,
+                     .max_bytes = 1 << 20,
+                     .algorithm = Algorithm::pat,
+                     .protocol = Protocol::ll128,
+                     .channels = 16,
                      .reg_buff = 1});
-  s.rules.push_back({.collective = Collective::reducescatter, .min_bytes = 4096,
-                     .max_bytes = 4096, .algorithm = Algorithm::nvls_tree,
-                     .protocol = Protocol::simple, .min_ranks = 8, .max_ranks = 8, .pipe_ops = 4});
-  s.rules.push_back({.collective = Collective::broadcast, .min_bytes = 0, .max_bytes = 100,
-                     .algorithm = Algorithm::collnet_direct, .protocol = Protocol::ll});
-  s.rules.push_back({.collective = Collective::reduce, .min_bytes = 7, .max_bytes = 9,
-                     .algorithm = Algorithm::collnet_chain, .protocol = Protocol::ll128});
-  s.rules.push_back({.collective = Collective::allreduce, .min_bytes = 0, .max_bytes = 1,
-                     .algorithm = Algorithm::nvls, .protocol = Protocol::simple, .channels = 32,
-                     .min_nodes = 2, .max_nodes = 2});
+  s.rules.push_back({.collective = Collective::reducescatter,
+                     .min_bytes = 4096,
+                     .max_bytes = 4096,
+                     .algorithm = Algorithm::nvls_tree,
+                     .protocol = Protocol::simple,
+                     .min_ranks = 8,
+                     .max_ranks = 8,
+                     .pipe_ops = 4});
+  s.rules.push_back({.collective = Collective::broadcast,
+                     .min_bytes = 0,
+                     .max_bytes = 100,
+                     .algorithm = Algorithm::collnet_direct,
+                     .protocol = Protocol::ll});
+  s.rules.push_back({.collective = Collective::reduce,
+                     .min_bytes = 7,
+                     .max_bytes = 9,
+                     .algorithm = Algorithm::collnet_chain,
+                     .protocol = Protocol::ll128});
+  s.rules.push_back({.collective = Collective::allreduce,
+                     .min_bytes = 0,
+                     .max_bytes = 1,
+                     .algorithm = Algorithm::nvls,
+                     .protocol = Protocol::simple,
+                     .channels = 32,
+                     .min_nodes = 2,
+                     .max_nodes = 2});
   return s;
 }
 
@@ -188,8 +219,7 @@ TEST_CASE("A bad CSV line names the file the line and the field", "[tuner]") {
                "node count");
   expect_error(csv("allreduce,0,100,ring,simple,-1,-1,-1,-1,2"), "line 3, field 10 (regBuff)",
                "-1 (any), 0 or 1");
-  expect_error(csv("allreduce,0,100,ring,simple,-1,-1,"), "line 3, field 8 (nRanks)",
-               "found ''");
+  expect_error(csv("allreduce,0,100,ring,simple,-1,-1,"), "line 3, field 8 (nRanks)", "found ''");
   expect_error(csv("allreduce,0,100,ring,simple,-1,-1"), "line 3", "8 to 10 comma-separated");
   expect_error(csv("allreduce,0,100,ring,simple,-1,-1,-1,-1,-1,-1"), "line 3", "found 11");
 }
@@ -257,28 +287,44 @@ TEST_CASE("A bad JSON selection names the file and the JSON pointer of the field
                        "algorithm": "ring", "protocol": "simple", "reg_buff": 2})"),
                "/rows/0/reg_buff", "0 (unregistered buffers) or 1");
   expect_error(doc("[1]"), "/rows/0", "an object");
-  expect_error([] { parse_selection_json(R"({"format": "basin.selection/2", "rows": []})",
-                                         "rules.txt"); },
-               "/format", "\"basin.selection/1\", but found \"basin.selection/2\"");
+  expect_error(
+      [] { parse_selection_json(R"({"format": "basin.selection/2", "rows": []})", "rules.txt"); },
+      "/format", "\"basin.selection/1\", but found \"basin.selection/2\"");
   expect_error([] { parse_selection_json(R"({"format": "basin.selection/1"})", "rules.txt"); },
                "/rows", "an array");
-  expect_error([] { parse_selection_json("{\"format\": \"basin.selection/1\",\n \"rows\": [}",
-                                         "rules.txt"); },
-               "", "valid JSON (parse error at line 2");
+  expect_error(
+      [] {
+        parse_selection_json("{\"format\": \"basin.selection/1\",\n \"rows\": [}", "rules.txt");
+      },
+      "", "valid JSON (parse error at line 2");
 }
 
 TEST_CASE("The first matching rule wins and byte bounds are inclusive", "[tuner]") {
   std::vector<Rule> rules = {
-      {.collective = Collective::allreduce, .min_bytes = 100, .max_bytes = 200,
+      {.collective = Collective::allreduce,
+       .min_bytes = 100,
+       .max_bytes = 200,
        .algorithm = Algorithm::tree},
-      {.collective = Collective::allreduce, .min_bytes = 0, .max_bytes = 1000,
-       .algorithm = Algorithm::ring, .min_nodes = 2, .max_nodes = 3},
-      {.collective = Collective::allreduce, .min_bytes = 0, .max_bytes = 1000,
-       .algorithm = Algorithm::pat, .pipe_ops = 2, .reg_buff = 1},
+      {.collective = Collective::allreduce,
+       .min_bytes = 0,
+       .max_bytes = 1000,
+       .algorithm = Algorithm::ring,
+       .min_nodes = 2,
+       .max_nodes = 3},
+      {.collective = Collective::allreduce,
+       .min_bytes = 0,
+       .max_bytes = 1000,
+       .algorithm = Algorithm::pat,
+       .pipe_ops = 2,
+       .reg_buff = 1},
   };
   auto q = [](std::uint64_t bytes, int nodes, int pipe_ops = 1, int reg_buff = 0) {
-    return Query{.collective = Collective::allreduce, .bytes = bytes, .nodes = nodes,
-                 .ranks = 8 * nodes, .pipe_ops = pipe_ops, .reg_buff = reg_buff};
+    return Query{.collective = Collective::allreduce,
+                 .bytes = bytes,
+                 .nodes = nodes,
+                 .ranks = 8 * nodes,
+                 .pipe_ops = pipe_ops,
+                 .reg_buff = reg_buff};
   };
   CHECK(find_rule(rules, q(100, 2)) == 0);
   CHECK(find_rule(rules, q(200, 2)) == 0);
@@ -320,7 +366,6 @@ TEST_CASE("Unreadable and unwritable rules files are errors naming the path", "[
   CHECK(contains(not_there, "No such file"));
   CHECK(contains(error_of([&] { load_rules_file(dir.path.string()); }), "Is a directory"));
   const std::string nowhere = (dir.path / "no-such-dir" / "out.json").string();
-  CHECK(error_of([&] { save_selection_json(varied_selection(), nowhere); }).rfind(nowhere, 0) ==
-        0);
+  CHECK(error_of([&] { save_selection_json(varied_selection(), nowhere); }).rfind(nowhere, 0) == 0);
   CHECK_FALSE(fs::exists(nowhere));
 }

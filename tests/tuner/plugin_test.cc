@@ -3,10 +3,6 @@
 // float**, unusable cells at -1), finalize. Which cell NCCL would then pick is worked out the way
 // NCCL 2.28 does it (enqueue.cc, topoGetAlgoInfo: the smallest non-negative cost, first in
 // algorithm-major order on ties), independently of the plugin.
-#include "../catch.h"
-
-#include "nccl_tuner_abi.h"
-
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -16,6 +12,9 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "../catch.h"
+#include "nccl_tuner_abi.h"
 
 namespace fs = std::filesystem;
 
@@ -87,8 +86,10 @@ struct Comm {
   }
   ~Comm() { CHECK(tuner->finalize(context) == ncclSuccess); }
   static void set_or_unset(const char* var, const char* value) {
-    if (value) ::setenv(var, value, 1);
-    else ::unsetenv(var);
+    if (value)
+      ::setenv(var, value, 1);
+    else
+      ::unsetenv(var);
   }
 };
 
@@ -185,8 +186,7 @@ TEST_CASE("Without rules NCCL's cheapest cell is tree LL", "[plugin]") {
   CHECK(nccl_pick(CostTable{}) == Pick{TREE, LL});
 }
 
-TEST_CASE("The plugin makes NCCL pick the selected cell for each size and collective",
-          "[plugin]") {
+TEST_CASE("The plugin makes NCCL pick the selected cell for each size and collective", "[plugin]") {
   Plugin plugin;
   TempDir dir;
   g_log.clear();
@@ -247,8 +247,10 @@ TEST_CASE("A rule whose cell NCCL marked unusable leaves the table alone and say
   CHECK(logged("rule 4 (reduce 0 to 1048576 bytes) asks for nvls/simple but NCCL cannot use it"));
 }
 
-TEST_CASE("NCCL's example CSV named by NCCL_TUNER_CONFIG_FILE is applied with its node rank "
-          "pipe and buffer columns", "[plugin]") {
+TEST_CASE(
+    "NCCL's example CSV named by NCCL_TUNER_CONFIG_FILE is applied with its node rank "
+    "pipe and buffer columns",
+    "[plugin]") {
   Plugin plugin;
   TempDir dir;
   const std::string conf = dir.write("tuner.conf",
@@ -424,6 +426,7 @@ TEST_CASE("ncclTunerPlugin_v6 is exported exactly when configured for NCCL 2.30 
     CHECK(v6 == nullptr);
   }
   // Nothing of the rules library leaks out of the plugin.
-  CHECK(::dlsym(plugin.handle, "_ZN5basin5tuner9find_ruleERKSt6vectorINS0_4RuleESaIS2_EERKNS0_5QueryE") ==
+  CHECK(::dlsym(plugin.handle,
+                "_ZN5basin5tuner9find_ruleERKSt6vectorINS0_4RuleESaIS2_EERKNS0_5QueryE") ==
         nullptr);
 }

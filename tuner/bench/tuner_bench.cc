@@ -3,9 +3,6 @@
 // slowest case). The peer is the same call on a communicator without rules, timed in the same
 // run; the counter `x_no_rules` is the ratio. Also: parsing a rules file of N rows.
 #include <basin/tuner.h>
-
-#include "nccl_tuner_abi.h"
-
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 
@@ -13,6 +10,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
+
+#include "nccl_tuner_abi.h"
 
 namespace {
 
@@ -43,8 +42,10 @@ struct Plugin {
   }
   ~Plugin() { ::dlclose(handle); }
   void* context(const char* file) const {
-    if (file) ::setenv("BASIN_TUNER_FILE", file, 1);
-    else ::setenv("BASIN_TUNER_FILE", "/nonexistent/basin-bench", 1);
+    if (file)
+      ::setenv("BASIN_TUNER_FILE", file, 1);
+    else
+      ::setenv("BASIN_TUNER_FILE", "/nonexistent/basin-bench", 1);
     void* ctx = nullptr;
     v5->init(&ctx, 1, 8, 1, quiet_logger, nullptr, nullptr);
     ::unsetenv("BASIN_TUNER_FILE");

@@ -2,7 +2,6 @@
 // full disk or a crash never leaves NCCL a half-written rules file. (topology/ has the same
 // helper; the tuner keeps its own because the plugin must not pull in topology's libraries.)
 #include <basin/tuner.h>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

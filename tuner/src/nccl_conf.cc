@@ -77,7 +77,8 @@ Rule read_line(LineReader& r) {
     rule.min_nodes = rule.max_nodes = nodes;
   if (int ranks = r.number(7, 1, "-1 (any) or a rank count, 1 or more"); ranks != kAny)
     rule.min_ranks = rule.max_ranks = ranks;
-  if (r.fields.size() > 8) rule.pipe_ops = r.number(8, 1, "-1 (any) or an operation count, 1 or more");
+  if (r.fields.size() > 8)
+    rule.pipe_ops = r.number(8, 1, "-1 (any) or an operation count, 1 or more");
   if (r.fields.size() > 9) rule.reg_buff = r.number(9, 0, "-1 (any), 0 or 1");
   if (rule.reg_buff > 1) r.fail(9, "-1 (any), 0 or 1");
   return rule;
@@ -122,7 +123,8 @@ std::vector<Rule> parse_nccl_conf(std::string_view text, const std::string& orig
       throw InputError(origin, "line " + std::to_string(line_number),
                        "8 to 10 comma-separated fields (collective_type,min_bytes,max_bytes,"
                        "algorithm,protocol,channels,nNodes,nRanks[,numPipeOps[,regBuff]]), but "
-                       "found " + std::to_string(r.fields.size()));
+                       "found " +
+                           std::to_string(r.fields.size()));
     rules.push_back(read_line(r));
   }
   return rules;
@@ -132,7 +134,8 @@ std::string format_nccl_conf(const std::vector<Rule>& rules) {
   std::string out =
       "# nccl_tuner.conf written by basin: the first matching line wins; -1 means NCCL's choice\n"
       "# (channels) or any (nNodes, nRanks, numPipeOps, regBuff).\n#";
-  for (std::size_t c = 0; c < kColumns.size(); ++c) out += (c ? "," : " ") + std::string(kColumns[c]);
+  for (std::size_t c = 0; c < kColumns.size(); ++c)
+    out += (c ? "," : " ") + std::string(kColumns[c]);
   out += "\n";
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& r = rules[i];

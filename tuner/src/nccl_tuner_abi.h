@@ -81,8 +81,8 @@ typedef ncclResult_t (*ncclTunerInit_v5_fn)(void** context, uint64_t commId, siz
                                             ncclTunerConstants_v5_t* constants);
 typedef ncclResult_t (*ncclTunerGetCollInfo_v5_fn)(void* context, ncclFunc_t collType,
                                                    size_t nBytes, int numPipeOps,
-                                                   float** collCostTable, int numAlgo,
-                                                   int numProto, int regBuff, int* nChannels);
+                                                   float** collCostTable, int numAlgo, int numProto,
+                                                   int regBuff, int* nChannels);
 typedef ncclResult_t (*ncclTunerFinalize_v5_fn)(void* context);
 typedef ncclResult_t (*ncclTunerGetChunkSize_v6_fn)(void* context, ncclFunc_t collType,
                                                     size_t nBytes, int algo, int proto,

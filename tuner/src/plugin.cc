@@ -8,14 +8,14 @@
 // NCCL's own model decides everything. No C++ exception crosses into NCCL, and all state lives
 // in the per-communicator context.
 #include <basin/tuner.h>
-
-#include "nccl_tuner_abi.h"
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <sys/stat.h>
+
+#include "nccl_tuner_abi.h"
 
 #define BASIN_TUNER_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -35,7 +35,9 @@ void log_line(ncclDebugLogger_t log, ncclDebugLogLevel level, int line, const st
   if (log) log(level, NCCL_TUNING, __FILE__, line, "%s", text.c_str());
 }
 
-int to_int(size_t n) { return n > static_cast<size_t>(kNoLimit) ? kNoLimit : static_cast<int>(n); }
+int to_int(size_t n) {
+  return n > static_cast<size_t>(kNoLimit) ? kNoLimit : static_cast<int>(n);
+}
 
 bool exists(const char* path) {
   struct stat st;
@@ -62,7 +64,8 @@ void load_rules(Context& ctx) {
   if (!source) {
     log_line(ctx.log, NCCL_LOG_INFO, __LINE__,
              "basin tuner: no rules (BASIN_TUNER_FILE and NCCL_TUNER_CONFIG_FILE unset, no "
-             "./nccl_tuner.conf)" + defer);
+             "./nccl_tuner.conf)" +
+                 defer);
     return;
   }
   const std::string named_by =

@@ -43,7 +43,9 @@ std::string join(const std::array<const char*, N>& names) {
   return out;
 }
 
-bool in_range(int value, int lo, int hi) { return value >= lo && value <= hi; }
+bool in_range(int value, int lo, int hi) {
+  return value >= lo && value <= hi;
+}
 
 }  // namespace
 
@@ -53,9 +55,15 @@ InputError::InputError(std::string origin_, std::string where_, std::string expe
       where(std::move(where_)),
       expected(std::move(expected_)) {}
 
-const char* to_string(Collective c) { return kCollectives.at(static_cast<std::size_t>(c)); }
-const char* to_string(Algorithm a) { return kAlgorithms.at(static_cast<std::size_t>(a)); }
-const char* to_string(Protocol p) { return kProtocols.at(static_cast<std::size_t>(p)); }
+const char* to_string(Collective c) {
+  return kCollectives.at(static_cast<std::size_t>(c));
+}
+const char* to_string(Algorithm a) {
+  return kAlgorithms.at(static_cast<std::size_t>(a));
+}
+const char* to_string(Protocol p) {
+  return kProtocols.at(static_cast<std::size_t>(p));
+}
 
 std::optional<Collective> collective_from_string(std::string_view name) {
   return lookup<Collective>(kCollectives, name);
@@ -67,9 +75,15 @@ std::optional<Protocol> protocol_from_string(std::string_view name) {
   return lookup<Protocol>(kProtocols, name);
 }
 
-std::string known_names(Collective) { return join(kCollectives); }
-std::string known_names(Algorithm) { return join(kAlgorithms); }
-std::string known_names(Protocol) { return join(kProtocols); }
+std::string known_names(Collective) {
+  return join(kCollectives);
+}
+std::string known_names(Algorithm) {
+  return join(kAlgorithms);
+}
+std::string known_names(Protocol) {
+  return join(kProtocols);
+}
 
 bool matches(const Rule& rule, const Query& query) {
   return rule.collective == query.collective && query.bytes >= rule.min_bytes &&

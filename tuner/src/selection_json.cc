@@ -4,7 +4,6 @@
 #include <basin/tuner.h>
 
 #include <nlohmann/json.hpp>
-
 #include <set>
 
 namespace basin::tuner {
@@ -69,14 +68,15 @@ struct RowReader {
 Rule read_row(const json& row, const std::string& origin, std::size_t index) {
   RowReader r{row, origin, "/rows/" + std::to_string(index)};
   if (!row.is_object()) throw InputError(origin, r.base, "an object, but found " + shown(row));
-  static const std::set<std::string> known = {
-      "collective", "min_bytes", "max_bytes", "algorithm", "protocol", "channels", "min_nodes",
-      "max_nodes",  "min_ranks", "max_ranks", "pipe_ops",  "reg_buff"};
+  static const std::set<std::string> known = {"collective", "min_bytes", "max_bytes", "algorithm",
+                                              "protocol",   "channels",  "min_nodes", "max_nodes",
+                                              "min_ranks",  "max_ranks", "pipe_ops",  "reg_buff"};
   for (const auto& [key, value] : row.items())
     if (!known.count(key))
-      r.fail(key, "no such field (a row has collective, min_bytes, max_bytes, algorithm, "
-                  "protocol, channels, min_nodes, max_nodes, min_ranks, max_ranks, pipe_ops, "
-                  "reg_buff)");
+      r.fail(key,
+             "no such field (a row has collective, min_bytes, max_bytes, algorithm, "
+             "protocol, channels, min_nodes, max_nodes, min_ranks, max_ranks, pipe_ops, "
+             "reg_buff)");
 
   Rule rule;
   rule.collective = r.name<Collective>("collective", collective_from_string);
@@ -131,8 +131,7 @@ Selection parse_selection_json(std::string_view text, const std::string& origin)
     selection.source = source->get<std::string>();
   }
   auto rows = doc.find("rows");
-  if (rows == doc.end() || !rows->is_array())
-    throw InputError(origin, "/rows", "an array of rows");
+  if (rows == doc.end() || !rows->is_array()) throw InputError(origin, "/rows", "an array of rows");
   for (std::size_t i = 0; i < rows->size(); ++i)
     selection.rules.push_back(read_row((*rows)[i], origin, i));
   return selection;

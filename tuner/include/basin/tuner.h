@@ -20,14 +20,20 @@ namespace basin::tuner {
 // an empty `where`.
 struct InputError : std::runtime_error {
   InputError(std::string origin, std::string where, std::string expected);
-  std::string origin;    // file name, or whatever the caller named the text
+  std::string origin;  // file name, or whatever the caller named the text
   std::string where;
   std::string expected;  // what was expected, and what was found
 };
 
 // Values are NCCL's own numbering (ncclFunc_t, NCCL_ALGO_*, NCCL_PROTO_*), so a rule indexes
 // NCCL's cost table directly. Names are the ones NCCL's example tuner reads.
-enum class Collective { broadcast = 0, reduce = 1, allgather = 2, reducescatter = 3, allreduce = 4 };
+enum class Collective {
+  broadcast = 0,
+  reduce = 1,
+  allgather = 2,
+  reducescatter = 3,
+  allreduce = 4
+};
 enum class Algorithm { tree = 0, ring, collnet_direct, collnet_chain, nvls, nvls_tree, pat };
 enum class Protocol { ll = 0, ll128 = 1, simple = 2 };
 
