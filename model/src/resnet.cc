@@ -19,10 +19,13 @@ struct Builder {
   Network net;
   std::string stage;        // block of the layers pushed now, see Layer::stage
   int c = 3, h = 0, w = 0;  // current activation shape
+  int producer = -1;        // index of the layer that made it, -1 for the input image
 
   void push(Layer l) {
     l.activation_bytes = 4.0 * l.out_channels * l.out_h * l.out_w;
     l.stage = stage;
+    if (l.inputs.empty()) l.inputs = {producer};
+    producer = static_cast<int>(net.layers.size());
     net.layers.push_back(std::move(l));
   }
   static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
@@ -44,7 +47,12 @@ struct Builder {
   }
   void bn(const std::string& name) { elementwise(name, LayerKind::batchnorm, 2LL * c); }
   void relu(const std::string& name) { elementwise(name, LayerKind::relu); }
-  void add(const std::string& name) { elementwise(name, LayerKind::add); }
+  void add(const std::string& name, int main_path, int shortcut) {
+    Layer l{name, LayerKind::add, c, c, 0, 1, 0, h, w, h, w};
+    l.forward_flops = 1.0 * c * h * w;
+    l.inputs = {main_path, shortcut};
+    push(std::move(l));
+  }
   void maxpool(const std::string& name, int k, int stride, int pad) {
     Layer l{name, LayerKind::maxpool, c, c, k, stride, pad, h, w};
     l.out_h = out_size(h, k, stride, pad);
@@ -72,7 +80,7 @@ struct Builder {
   // projection shortcut comes after the main path, where torchvision's forward() calls it.
   void block(const std::string& p, int width, int stride, bool bottleneck) {
     stage = p;
-    const int in = c, in_h = h, in_w = w;
+    const int in = c, in_h = h, in_w = w, block_input = producer;
     const int out = bottleneck ? width * 4 : width;
     if (bottleneck) {
       conv(p + ".conv1", width, 1, 1, 0), bn(p + ".bn1"), relu(p + ".relu1");
@@ -82,15 +90,18 @@ struct Builder {
       conv(p + ".conv1", width, 3, stride, 1), bn(p + ".bn1"), relu(p + ".relu1");
       conv(p + ".conv2", width, 3, 1, 1), bn(p + ".bn2");
     }
+    const int main_path = producer;
+    int shortcut = block_input;
     if (stride != 1 || in != out) {  // the shortcut reads the block's input, not the main path's
       const int main_c = c, main_h = h, main_w = w;
-      c = in, h = in_h, w = in_w;
+      c = in, h = in_h, w = in_w, producer = block_input;
       conv(p + ".downsample.0", out, 1, stride, 0), bn(p + ".downsample.1");
+      shortcut = producer;
       c = main_c, h = main_h, w = main_w;
     }
     // BasicBlock has only two ReLUs; naming the last one relu3 in both kinds keeps "the ReLU
     // after the sum" findable without knowing the block kind.
-    add(p + ".add"), relu(p + ".relu3");
+    add(p + ".add", main_path, shortcut), relu(p + ".relu3");
   }
 };
 
@@ -137,44 +148,63 @@ const Layer* find_layer(const Network& net, std::string_view name) {
   return nullptr;
 }
 
-Network resnet(int depth, int image_size, int classes) {
-  // Blocks per stage (He et al. 2016, table 1).
-  std::vector<int> blocks;
-  bool bottleneck = true;
-  switch (depth) {
-    case 18: blocks = {2, 2, 2, 2}, bottleneck = false; break;
-    case 34: blocks = {3, 4, 6, 3}, bottleneck = false; break;
-    case 50: blocks = {3, 4, 6, 3}; break;
-    case 101: blocks = {3, 4, 23, 3}; break;
-    case 152: blocks = {3, 8, 36, 3}; break;
-    default:
-      throw std::invalid_argument("ResNet depth must be 18, 34, 50, 101 or 152, got " +
-                                  std::to_string(depth));
-  }
+namespace {
+
+Network build(const ResNetShape& shape, std::string name) {
+  const int image_size = shape.image_size, classes = shape.classes;
   if (image_size < 1)
     throw std::invalid_argument("image size must be at least 1 pixel, got " +
                                 std::to_string(image_size));
   if (classes < 1)
     throw std::invalid_argument("classes must be at least 1, got " + std::to_string(classes));
 
+  if (shape.blocks.empty() || shape.blocks.size() > 4)
+    throw std::invalid_argument("a ResNet has 1 to 4 stages, got " +
+                                std::to_string(shape.blocks.size()));
+  for (int n : shape.blocks)
+    if (n < 1) throw std::invalid_argument("every ResNet stage needs a block, got " + std::to_string(n));
+  if (shape.width < 1)
+    throw std::invalid_argument("ResNet width must be at least 1, got " + std::to_string(shape.width));
+
+  const int width = shape.width;
   Builder b;
-  b.net.name = "resnet" + std::to_string(depth);
+  b.net.name = std::move(name);
   b.net.image_size = image_size;
   b.net.classes = classes;
   b.h = b.w = image_size;
   b.stage = "conv1";
-  b.conv("conv1", 64, 7, 2, 3), b.bn("bn1"), b.relu("relu");
+  b.conv("conv1", width, 7, 2, 3), b.bn("bn1"), b.relu("relu");
   b.maxpool("maxpool", 3, 2, 1);
   // Stages double the width and halve the resolution; layer1 keeps the maxpool's resolution.
-  for (int stage = 0; stage < 4; ++stage)
-    for (int i = 0; i < blocks[stage]; ++i)
-      b.block("layer" + std::to_string(stage + 1) + "." + std::to_string(i), 64 << stage,
-              i == 0 && stage > 0 ? 2 : 1, bottleneck);
+  for (int stage = 0; stage < static_cast<int>(shape.blocks.size()); ++stage)
+    for (int i = 0; i < shape.blocks[stage]; ++i)
+      b.block("layer" + std::to_string(stage + 1) + "." + std::to_string(i), width << stage,
+              i == 0 && stage > 0 ? 2 : 1, shape.bottleneck);
   b.stage = "fc";
   b.avgpool("avgpool");
   b.fc("fc", classes);
   return std::move(b.net);
 }
+
+}  // namespace
+
+Network resnet(int depth, int image_size, int classes) {
+  // Blocks per stage (He et al. 2016, table 1).
+  ResNetShape shape{.image_size = image_size, .classes = classes};
+  switch (depth) {
+    case 18: shape.blocks = {2, 2, 2, 2}, shape.bottleneck = false; break;
+    case 34: shape.blocks = {3, 4, 6, 3}, shape.bottleneck = false; break;
+    case 50: shape.blocks = {3, 4, 6, 3}, shape.bottleneck = true; break;
+    case 101: shape.blocks = {3, 4, 23, 3}, shape.bottleneck = true; break;
+    case 152: shape.blocks = {3, 8, 36, 3}, shape.bottleneck = true; break;
+    default:
+      throw std::invalid_argument("ResNet depth must be 18, 34, 50, 101 or 152, got " +
+                                  std::to_string(depth));
+  }
+  return build(shape, "resnet" + std::to_string(depth));
+}
+
+Network resnet(const ResNetShape& shape) { return build(shape, "resnet-custom"); }
 
 std::vector<std::string> network_names() {
   return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"};

@@ -209,3 +209,46 @@ TEST_CASE("networks are found by name and unknown ones are rejected with the cho
   REQUIRE_THROWS_AS(resnet(50, 0), std::invalid_argument);
   REQUIRE_THROWS_AS(resnet(50, 224, 0), std::invalid_argument);
 }
+
+TEST_CASE("ResNet layers name the layers they read", "[model]") {
+  const Network n = resnet(50);
+  auto index = [&](const std::string& name) {
+    return static_cast<int>(&layer(n, name) - n.layers.data());
+  };
+  CHECK(layer(n, "conv1").inputs == std::vector<int>{-1});
+  CHECK(layer(n, "bn1").inputs == std::vector<int>{index("conv1")});
+  // A projection block: both the main path and the shortcut read the block's input.
+  CHECK(layer(n, "layer2.0.conv1").inputs == std::vector<int>{index("layer1.2.relu3")});
+  CHECK(layer(n, "layer2.0.downsample.0").inputs == std::vector<int>{index("layer1.2.relu3")});
+  CHECK(layer(n, "layer2.0.add").inputs ==
+        std::vector<int>{index("layer2.0.bn3"), index("layer2.0.downsample.1")});
+  // An identity block: the shortcut is the block's input itself.
+  CHECK(layer(n, "layer2.1.add").inputs ==
+        std::vector<int>{index("layer2.1.bn3"), index("layer2.0.relu3")});
+  CHECK(layer(n, "layer2.1.relu3").inputs == std::vector<int>{index("layer2.1.add")});
+  CHECK(layer(n, "fc").inputs == std::vector<int>{index("avgpool")});
+  // Every input comes from an earlier layer, so the list is a topological order.
+  for (int i = 0; i < static_cast<int>(n.layers.size()); ++i) {
+    CAPTURE(n.layers[i].name);
+    REQUIRE(n.layers[i].inputs.size() == (n.layers[i].kind == LayerKind::add ? 2u : 1u));
+    for (int in : n.layers[i].inputs) CHECK((in >= -1 && in < i));
+  }
+}
+
+TEST_CASE("A custom ResNet shape scales widths and stages", "[model]") {
+  // Two basic-block stages of width 8 on 32x32 images: stem 32->16->8, layer2 halves to 4.
+  const Network n = resnet(ResNetShape{.blocks = {1, 2}, .bottleneck = false, .width = 8,
+                                       .image_size = 32, .classes = 10});
+  CHECK(n.name == "resnet-custom");
+  CHECK(layer(n, "layer2.1.conv2").out_channels == 16);
+  CHECK(layer(n, "layer2.1.conv2").out_h == 4);
+  CHECK(find_layer(n, "layer3.0.conv1") == nullptr);
+  // conv1 3*8*49, bn 2*8; layer1.0: 2 convs 8*8*9 + 2 bn; layer2.0: 8*16*9 + 16*16*9 + ds 8*16
+  // + 3 bn of 16; layer2.1: 2 * 16*16*9 + 2 bn; fc 16*10 + 10.
+  const long long expected = 3 * 8 * 49 + 16 + 2 * (8 * 8 * 9 + 16) + 8 * 16 * 9 + 16 * 16 * 9 +
+                             8 * 16 + 3 * 32 + 2 * (16 * 16 * 9 + 32) + 16 * 10 + 10;
+  CHECK(n.params() == expected);
+  CHECK(!invalid_argument_of([] { resnet(ResNetShape{.blocks = {}}); }).empty());
+  CHECK(!invalid_argument_of([] { resnet(ResNetShape{.blocks = {1, 0}}); }).empty());
+  CHECK(!invalid_argument_of([] { resnet(ResNetShape{.width = 0}); }).empty());
+}

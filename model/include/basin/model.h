@@ -59,6 +59,11 @@ struct Layer {
   // maxpool) is "conv1" and the head (avgpool, fc) is "fc", the names He et al.'s table 1 and
   // torchvision give those parts. Lets the executor and reports group layers by block.
   std::string stage;
+  // Indices (into Network::layers) of the layers whose outputs this layer reads, -1 for the
+  // network's input image. One entry for every layer but `add`, which has two: the main path's
+  // last batchnorm first, then the shortcut (the block's input or its downsample batchnorm).
+  // Lets the executor build the residual graph without parsing names.
+  std::vector<int> inputs;
 };
 
 struct Network {
@@ -80,6 +85,19 @@ const Layer* find_layer(const Network& net, std::string_view name);
 // an image_size or classes under 1. Any image_size from 1 up gives valid shapes (torchvision's
 // adaptive average pool takes whatever layer4 leaves, 7x7 at 224).
 Network resnet(int depth, int image_size = 224, int classes = 1000);
+
+// A ResNet of any shape, for tests and experiments: `blocks` per stage (1 to 4 stages), basic
+// blocks or bottlenecks, the stem's and first stage's width `width` (64 in torchvision; each
+// stage doubles it). Named "resnet-custom". Throws std::invalid_argument for an empty or
+// over-long `blocks`, a stage with no block, or a width, image size or class count under 1.
+struct ResNetShape {
+  std::vector<int> blocks = {2, 2, 2, 2};
+  bool bottleneck = false;
+  int width = 64;
+  int image_size = 224;
+  int classes = 1000;
+};
+Network resnet(const ResNetShape& shape);
 std::vector<std::string> network_names();  // "resnet18" .. "resnet152"
 Network network_by_name(std::string_view name);  // throws std::invalid_argument listing names
 

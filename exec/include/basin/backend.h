@@ -1,0 +1,126 @@
+// basin exec backend: the operations a training step needs, behind one small interface.
+//
+// The executor's layers (exec.h) describe *what* to compute; a backend decides *how* and where:
+// the CPU backend runs oneDNN, a GPU backend will run cuDNN/cuBLAS and basin's own kernels. The
+// interface is an abstract class with one virtual per operation, each taking a plain descriptor
+// struct and the layer's index `op`, which a backend uses as the key of whatever it keeps between
+// calls (compiled primitives, weights reordered in forward for backward, saved batch statistics,
+// max-pool workspaces). Same `op` with the same descriptor means "the same layer again".
+//
+// Activations are backend-owned Tensors in the backend's own memory layout (oneDNN's blocked
+// nChw8c on AVX2, for example); write_nchw/read_nchw move data across that boundary. Parameters
+// and their gradients are plain host-layout arrays (conv OIHW, fc [out][in], per-channel vectors)
+// inside the executor's flat buffers, so a gradient bucket is a view into one array; the backend
+// reorders weights internally when its kernels want another layout.
+//
+// Gradients: every backward overwrites its outputs (dx, dw, ...) except where a flag says
+// "accumulate"; the executor sums the gradients of a tensor read by two layers (a residual
+// block's input) with `add`.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace basin::exec {
+
+// Logical shape of an fp32 activation, NCHW; a 2-D tensor (the logits) has h = w = 1.
+struct TensorDesc {
+  int n = 0, c = 0, h = 1, w = 1;
+  long long elements() const { return 1LL * n * c * h * w; }
+  bool operator==(const TensorDesc&) const = default;
+};
+
+// Where a tensor's memory lives is the backend's choice; `plain` asks for row-major NCHW, which
+// the network's input and its logits use so the data pipeline and the loss read them directly.
+enum class Layout { native, plain };
+
+struct Tensor {
+  TensorDesc desc;
+  Layout layout = Layout::native;
+  int format = 0;              // the backend's own code for the layout it picked
+  std::shared_ptr<float> data;  // freed with the backend's deleter
+  long long capacity = 0;      // floats allocated (blocked layouts pad channels)
+  float* ptr() const { return data.get(); }
+};
+
+struct ConvDesc {
+  TensorDesc in, out;
+  int kernel = 1, stride = 1, padding = 0;  // square windows; no bias, no groups (as ResNet)
+};
+struct BatchNormDesc {
+  TensorDesc io;
+  float epsilon = 1e-5f;  // torchvision's default
+};
+enum class PoolKind { max, average };
+struct PoolDesc {
+  PoolKind kind = PoolKind::max;
+  TensorDesc in, out;
+  int kernel = 1, stride = 1, padding = 0;  // average pooling excludes padding
+};
+struct FcDesc {
+  TensorDesc in, out;  // in: N x C x H x W flattened to N x (C*H*W); out: N x out x 1 x 1
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
+  virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
+  virtual void read_nchw(const Tensor& src, float* dst) = 0;
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;  // same desc and layout
+
+  // y = conv(x, w), w in OIHW.
+  virtual void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
+                            Tensor& y) = 0;
+  // dx (skipped when null: the stem needs none) and dw from dy; x and w as in forward.
+  virtual void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
+                             const Tensor& dy, Tensor* dx, float* dw) = 0;
+
+  // Training: normalise with the batch's statistics, saved under `op` for backward, and written
+  // (biased variance, as used) to batch_mean/batch_var so the caller can update running stats.
+  // Eval: normalise with running_mean/running_var. gamma, beta, means and variances: C floats.
+  virtual void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x,
+                                          const float* gamma, const float* beta, Tensor& y,
+                                          float* batch_mean, float* batch_var) = 0;
+  virtual void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x,
+                                      const float* gamma, const float* beta,
+                                      const float* running_mean, const float* running_var,
+                                      Tensor& y) = 0;
+  // Backward of the last training forward of `op`: dx, dgamma, dbeta.
+  virtual void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
+                                  const float* gamma, const Tensor& dy, Tensor& dx,
+                                  float* dgamma, float* dbeta) = 0;
+
+  virtual void relu_forward(int op, const Tensor& x, Tensor& y) = 0;
+  // dx = dy where the forward's output y was positive; dx may be dy itself.
+  virtual void relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
+
+  virtual void pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) = 0;
+  virtual void pool_backward(int op, const PoolDesc& d, const Tensor& dy, Tensor& dx) = 0;
+
+  // y = x W^T + b with W [out][in] row-major (torch.nn.Linear), b [out].
+  virtual void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w,
+                          const float* b, Tensor& y) = 0;
+  virtual void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w,
+                           const Tensor& dy, Tensor& dx, float* dw, float* db) = 0;
+
+  // y = a + b (y may alias a or b).
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+
+  // Softmax cross-entropy of plain N x K logits against class labels (N ints in [0, K)):
+  // returns sum_i -log softmax(logits_i)[label_i] / divisor and writes its gradient,
+  // (softmax - onehot) / divisor, to dlogits. The divisor is the global batch when ranks
+  // split a batch, so summed gradients equal the single-process gradient.
+  virtual double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
+                                       Tensor& dlogits) = 0;
+};
+
+#if BASIN_HAVE_DNNL
+// The oneDNN backend; threads <= 0 keeps OpenMP's default (one per core).
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+#endif
+
+}  // namespace basin::exec

@@ -1,0 +1,297 @@
+// A ResNet as executable layers: the flat parameter, gradient and buffer arrays, and one
+// training step's forward, loss and backward over the model's explicit residual graph
+// (model::Layer::inputs).
+//
+// Memory: every layer's output is kept from forward to backward (backward of conv, batchnorm and
+// fc reads their inputs; ReLU reads its output). Gradients of activations live only while
+// needed: a tensor is taken from a pool of released ones when a layer first produces it and
+// returned when its consumer's backward is done, so the live gradients are a few blocks' worth
+// instead of the whole network's.
+#include <basin/exec.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+namespace basin::exec {
+
+using model::LayerKind;
+
+struct Net::Node {
+  LayerKind kind = LayerKind::conv;
+  TensorDesc out;
+  Tensor y;
+  ConvDesc conv;
+  BatchNormDesc bn;
+  PoolDesc pool;
+  FcDesc fc;
+  long long weight = -1, bias = -1;       // offsets into params_/grads_
+  long long mean = -1, variance = -1;     // offsets into buffers_
+  int consumers = 0;                      // layers reading y
+};
+
+Net::Net(model::Network network, Backend& backend, int batch)
+    : network_(std::move(network)), backend_(&backend), batch_(batch) {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  const auto& layers = network_.layers;
+  const int n = static_cast<int>(layers.size());
+  nodes_.resize(n);
+  auto out_desc = [&](const model::Layer& l) {
+    return TensorDesc{batch, l.out_channels, l.out_h, l.out_w};
+  };
+  auto in_desc = [&](const model::Layer& l) {
+    return TensorDesc{batch, l.in_channels, l.in_h, l.in_w};
+  };
+  const TensorDesc image{batch, 3, network_.image_size, network_.image_size};
+
+  for (int i = 0; i < n; ++i) {
+    const model::Layer& l = layers[i];
+    Node& node = nodes_[i];
+    node.kind = l.kind;
+    node.out = out_desc(l);
+    if (l.inputs.empty() || (l.kind == LayerKind::add) != (l.inputs.size() == 2))
+      throw std::invalid_argument("layer " + l.name + " has " + std::to_string(l.inputs.size()) +
+                                  " inputs, expected " + (l.kind == LayerKind::add ? "2" : "1"));
+    for (int in : l.inputs) {
+      if (in < -1 || in >= i)
+        throw std::invalid_argument("layer " + l.name + " reads layer " + std::to_string(in) +
+                                    ", which does not come before it");
+      const TensorDesc src = in < 0 ? image : nodes_[in].out;
+      if (!(src == in_desc(l)))
+        throw std::invalid_argument("layer " + l.name + " expects a different input shape");
+      if (in >= 0) ++nodes_[in].consumers;
+    }
+    switch (l.kind) {
+      case LayerKind::conv:
+        node.conv = {in_desc(l), node.out, l.kernel, l.stride, l.padding};
+        break;
+      case LayerKind::batchnorm: node.bn = {node.out}; break;
+      case LayerKind::maxpool:
+        node.pool = {PoolKind::max, in_desc(l), node.out, l.kernel, l.stride, l.padding};
+        break;
+      case LayerKind::avgpool:
+        if (l.in_h != l.in_w) throw std::invalid_argument("avgpool needs a square input");
+        node.pool = {PoolKind::average, in_desc(l), node.out, l.in_h, 1, 0};
+        break;
+      case LayerKind::fc: node.fc = {in_desc(l), node.out}; break;
+      case LayerKind::relu:
+      case LayerKind::add: break;
+    }
+    // The logits are read on the host by the loss, so they use the plain layout.
+    node.y = backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
+  }
+  if (n == 0 || layers.back().kind != LayerKind::fc)
+    throw std::invalid_argument("network " + network_.name + " must end with an fc layer");
+  input_ = backend.alloc(image, Layout::plain);
+
+  // Parameters in backward order: the last layer's first.
+  std::vector<bool> last_bn(n, false);
+  for (const auto& l : layers)
+    if (l.kind == LayerKind::add) last_bn[l.inputs[0]] = layers[l.inputs[0]].kind == LayerKind::batchnorm;
+  long long offset = 0, buffer_offset = 0;
+  int step = 0;
+  for (int i = n - 1; i >= 0; --i, ++step) {
+    const model::Layer& l = layers[i];
+    Node& node = nodes_[i];
+    auto add_param = [&](const char* suffix, long long count, bool no_decay) {
+      param_info_.push_back({l.name + suffix, i, offset, count, step, no_decay,
+                             l.kind == LayerKind::batchnorm && last_bn[i] &&
+                                 std::string(suffix) == ".weight"});
+      offset += count;
+      return offset - count;
+    };
+    auto add_buffer = [&](const char* suffix, long long count) {
+      buffer_info_.push_back({l.name + suffix, i, buffer_offset, count});
+      buffer_offset += count;
+      return buffer_offset - count;
+    };
+    switch (l.kind) {
+      case LayerKind::conv: node.weight = add_param(".weight", l.params, false); break;
+      case LayerKind::batchnorm:
+        node.weight = add_param(".weight", l.out_channels, true);
+        node.bias = add_param(".bias", l.out_channels, true);
+        node.mean = add_buffer(".running_mean", l.out_channels);
+        node.variance = add_buffer(".running_var", l.out_channels);
+        break;
+      case LayerKind::fc:
+        node.weight = add_param(".weight", 1LL * l.in_channels * l.in_h * l.in_w * l.out_channels, false);
+        node.bias = add_param(".bias", l.out_channels, true);
+        break;
+      default: break;
+    }
+  }
+  if (offset != network_.params())
+    throw std::logic_error("parameter layout disagrees with the model's count");
+  params_.assign(offset, 0.f);
+  grads_.assign(offset, 0.f);
+  buffers_.assign(buffer_offset, 0.f);
+  grad_of_.resize(n);
+}
+
+Net::~Net() = default;
+
+const ParamInfo& Net::param(const std::string& name) const {
+  for (const auto& p : param_info_)
+    if (p.name == name) return p;
+  throw std::out_of_range("no parameter " + name + " in " + network_.name);
+}
+
+void Net::forward(const float* images, Mode mode) {
+  backend_->write_nchw(images, input_);
+  const auto& layers = network_.layers;
+  float* p = params_.data();
+  for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
+    Node& node = nodes_[i];
+    const auto& inputs = layers[i].inputs;
+    const Tensor& x = inputs[0] < 0 ? input_ : nodes_[inputs[0]].y;
+    switch (node.kind) {
+      case LayerKind::conv: backend_->conv_forward(i, node.conv, x, p + node.weight, node.y); break;
+      case LayerKind::batchnorm: {
+        float* mean = buffers_.data() + node.mean;
+        float* var = buffers_.data() + node.variance;
+        if (mode == Mode::eval) {
+          backend_->batchnorm_forward_eval(i, node.bn, x, p + node.weight, p + node.bias, mean,
+                                           var, node.y);
+          break;
+        }
+        const int c = node.out.c;
+        std::vector<float> batch_mean(c), batch_var(c);
+        backend_->batchnorm_forward_training(i, node.bn, x, p + node.weight, p + node.bias, node.y,
+                                             batch_mean.data(), batch_var.data());
+        // torch.nn.BatchNorm2d: running stats take the unbiased variance of the batch.
+        const double count = 1.0 * node.out.n * node.out.h * node.out.w;
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        const float m = bn_momentum;
+        for (int k = 0; k < c; ++k) {
+          mean[k] = (1 - m) * mean[k] + m * batch_mean[k];
+          var[k] = (1 - m) * var[k] + m * static_cast<float>(batch_var[k] * unbias);
+        }
+        break;
+      }
+      case LayerKind::relu: backend_->relu_forward(i, x, node.y); break;
+      case LayerKind::maxpool:
+      case LayerKind::avgpool: backend_->pool_forward(i, node.pool, x, node.y); break;
+      case LayerKind::fc:
+        backend_->fc_forward(i, node.fc, x, p + node.weight, p + node.bias, node.y);
+        break;
+      case LayerKind::add: backend_->add(x, nodes_[inputs[1]].y, node.y); break;
+    }
+  }
+  trained_forward_ = mode == Mode::training;
+  have_loss_ = false;
+}
+
+std::vector<float> Net::logits() const {
+  std::vector<float> out(nodes_.back().out.elements());
+  backend_->read_nchw(nodes_.back().y, out.data());
+  return out;
+}
+
+double Net::loss(const int* labels, double divisor) {
+  Node& last = nodes_.back();
+  for (auto& g : grad_of_) give_back(g);
+  grad_of_.back() = take_grad(last.out, Layout::plain);
+  const double l = backend_->softmax_cross_entropy(last.y, labels, divisor, grad_of_.back());
+  have_loss_ = true;
+  return l;
+}
+
+Tensor Net::take_grad(const TensorDesc& desc, Layout layout) {
+  for (auto it = spare_grads_.begin(); it != spare_grads_.end(); ++it)
+    if (it->desc == desc && it->layout == layout) {
+      Tensor t = std::move(*it);
+      spare_grads_.erase(it);
+      return t;
+    }
+  return backend_->alloc(desc, layout);
+}
+
+// Released only when no other layer's gradient aliases the memory.
+void Net::give_back(Tensor& t) {
+  if (t.data && t.data.use_count() == 1) spare_grads_.push_back(std::move(t));
+  t = Tensor{};
+}
+
+// Adds a gradient contribution to a tensor read by more than one layer (a block's input).
+void Net::accumulate(int producer, const Tensor& part) {
+  Tensor& g = grad_of_[producer];
+  if (!g.data) {
+    g = take_grad(part.desc, part.layout);
+    backend_->copy(part, g);
+  } else {
+    backend_->add(g, part, g);
+  }
+}
+
+void Net::backward(const std::function<void(int step, long long ready)>& on_ready) {
+  if (!have_loss_) throw std::logic_error("backward() needs loss() after a forward");
+  if (!trained_forward_)
+    throw std::logic_error("backward() needs a training-mode forward (batch statistics)");
+  const auto& layers = network_.layers;
+  const float* p = params_.data();
+  float* g = grads_.data();
+  const int n = static_cast<int>(nodes_.size());
+  for (int i = n - 1, step = 0; i >= 0; --i, ++step) {
+    Node& node = nodes_[i];
+    const auto& inputs = layers[i].inputs;
+    Tensor dy = std::move(grad_of_[i]);
+    grad_of_[i] = Tensor{};
+    if (!dy.data) throw std::logic_error("no gradient reached layer " + layers[i].name);
+    const int in = inputs[0];
+    const Tensor& x = in < 0 ? input_ : nodes_[in].y;
+    // The gradient of this layer's input goes straight into the producer's gradient when this
+    // layer is its only reader, else into a scratch tensor that is then summed in.
+    const bool direct = in >= 0 && nodes_[in].consumers == 1;
+    Tensor dx;
+    // ReLU's backward runs in place when nothing else holds its output gradient; add passes
+    // dy itself on.
+    const bool in_place = (node.kind == LayerKind::relu && dy.data.use_count() == 1) ||
+                          node.kind == LayerKind::add;
+    if (in >= 0) dx = in_place ? dy : take_grad(x.desc, x.layout);
+    switch (node.kind) {
+      case LayerKind::conv:
+        backend_->conv_backward(i, node.conv, x, p + node.weight, dy, in < 0 ? nullptr : &dx,
+                                g + node.weight);
+        break;
+      case LayerKind::batchnorm:
+        backend_->batchnorm_backward(i, node.bn, x, p + node.weight, dy, dx, g + node.weight,
+                                     g + node.bias);
+        break;
+      case LayerKind::relu: backend_->relu_backward(i, node.y, dy, dx); break;
+      case LayerKind::maxpool:
+      case LayerKind::avgpool: backend_->pool_backward(i, node.pool, dy, dx); break;
+      case LayerKind::fc:
+        backend_->fc_backward(i, node.fc, x, p + node.weight, dy, dx, g + node.weight,
+                              g + node.bias);
+        break;
+      case LayerKind::add: {
+        // Both inputs receive dy unchanged. A gradient tensor may be shared by several layers
+        // only while none of them is summed into (each has one reader), so a shortcut that is
+        // also read elsewhere (an identity shortcut: the block's input) gets a sum instead.
+        const int shortcut = inputs[1];
+        if (nodes_[shortcut].consumers == 1 && !grad_of_[shortcut].data)
+          grad_of_[shortcut] = dy;
+        else
+          accumulate(shortcut, dy);
+        break;
+      }
+    }
+    if (in >= 0) {
+      if (direct && !grad_of_[in].data) {
+        grad_of_[in] = std::move(dx);
+      } else {
+        accumulate(in, dx);
+        give_back(dx);
+      }
+    }
+    give_back(dy);
+    if (on_ready && node.weight >= 0) {
+      const long long ready = node.bias >= 0 ? node.bias + layers[i].out_channels
+                                             : node.weight + layers[i].params;
+      on_ready(step, ready);
+    }
+  }
+  have_loss_ = false;
+}
+
+}  // namespace basin::exec
