@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../catch.h"
@@ -42,6 +44,7 @@ struct LogLine {
   std::string text;
 };
 std::vector<LogLine> g_log;
+std::mutex g_log_mutex;  // NCCL may log from several threads
 
 void fake_logger(ncclDebugLogLevel level, unsigned long /*flags*/, const char* /*file*/,
                  int /*line*/, const char* fmt, ...) {
@@ -50,6 +53,7 @@ void fake_logger(ncclDebugLogLevel level, unsigned long /*flags*/, const char* /
   va_start(args, fmt);
   std::vsnprintf(buffer, sizeof buffer, fmt, args);
   va_end(args);
+  std::lock_guard<std::mutex> lock(g_log_mutex);
   g_log.push_back({level, buffer});
 }
 
@@ -429,4 +433,57 @@ TEST_CASE("ncclTunerPlugin_v6 is exported exactly when configured for NCCL 2.30 
   CHECK(::dlsym(plugin.handle,
                 "_ZN5basin5tuner9find_ruleERKSt6vectorINS0_4RuleESaIS2_EERKNS0_5QueryE") ==
         nullptr);
+}
+
+TEST_CASE("Contexts answer calls from several threads at once and report an unusable rule once",
+          "[plugin]") {
+  Plugin plugin;
+  TempDir dir;
+  const std::string json = dir.write("selection.json", kSelection);
+  const std::string conf = dir.write("tuner.conf", "allreduce,0,65535,ring,ll,-1,-1,-1\n");
+  g_log.clear();
+  Comm a(plugin, 8, 1, json.c_str());
+  Comm b(plugin, 8, 1, nullptr, conf.c_str());
+  constexpr int kThreads = 4, kCalls = 2000;
+  std::vector<int> wrong(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const Comm& comm = (i + t) % 2 ? a : b;
+        Outcome o;
+        comm.tuner->getCollInfo(comm.context, ncclFuncAllReduce, 4096, 1,
+                                o.table.as_nccl_passes_it(), kAlgos, kProtos, 0, &o.channels);
+        const Pick expected = &comm == &a ? Pick{TREE, LL} : Pick{RING, LL};
+        wrong[static_cast<size_t>(t)] += !(o.pick() == expected);
+        // The unusable NVLS rule of `a`, hit by every thread.
+        CostTable reduce;
+        int channels = 0;
+        a.tuner->getCollInfo(a.context, ncclFuncReduce, 8, 1, reduce.as_nccl_passes_it(), kAlgos,
+                             kProtos, 0, &channels);
+        wrong[static_cast<size_t>(t)] += !(reduce == CostTable{});
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) CHECK(wrong[static_cast<size_t>(t)] == 0);
+  // Two init lines and one report of the unusable rule, however many threads hit it.
+  CHECK(g_log.size() == 3);
+}
+
+TEST_CASE("A plugin given no logger still loads and applies rules", "[plugin]") {
+  Plugin plugin;
+  TempDir dir;
+  ::setenv("BASIN_TUNER_FILE", dir.write("selection.json", kSelection).c_str(), 1);
+  void* context = nullptr;
+  REQUIRE(plugin.v5->init(&context, 7, 8, 1, nullptr, nullptr, nullptr) == ncclSuccess);
+  ::unsetenv("BASIN_TUNER_FILE");
+  REQUIRE(context != nullptr);
+  Outcome o;
+  CHECK(plugin.v5->getCollInfo(context, ncclFuncAllGather, 4096, 1, o.table.as_nccl_passes_it(),
+                               kAlgos, kProtos, 0, &o.channels) == ncclSuccess);
+  CHECK(o.pick() == Pick{PAT, LL128});
+  // The unusable-rule report with no logger to send it to.
+  CHECK(plugin.v5->getCollInfo(context, ncclFuncReduce, 8, 1, o.table.as_nccl_passes_it(), kAlgos,
+                               kProtos, 0, &o.channels) == ncclSuccess);
+  CHECK(plugin.v5->finalize(context) == ncclSuccess);
 }
