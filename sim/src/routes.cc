@@ -55,6 +55,111 @@ void Network::find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vert
   for (size_t i = 0; i < missing.size(); ++i) store(a, missing[i], v.view.topo.graph, found[i]);
 }
 
+Network::Switches& Network::switches() {
+  if (switches_) return *switches_;
+  switches_ = std::make_unique<Switches>();
+  Switches& sw = *switches_;
+  sw.view = topo::switch_view(*topo_);
+  std::unordered_map<topo::Vertex, topo::Vertex> local;
+  for (size_t i = 0; i < sw.view.to_cluster.size(); ++i) local[sw.view.to_cluster[i]] = i;
+  const auto& g = topo_->graph;
+  // Every boundary device must hang off exactly one switch by one link each way.
+  View& f = fabric();
+  for (topo::Vertex v : f.view.to_cluster) {
+    if (g[v].server < 0) continue;  // a switch
+    Attachment at;
+    int ups = 0, downs = 0;
+    for (topo::Edge e : boost::make_iterator_range(boost::out_edges(v, g))) {
+      topo::Vertex w = boost::target(e, g);
+      if (g[w].server == g[v].server) continue;
+      if (g[w].server >= 0 || !local.count(w)) return sw.attach.clear(), sw;
+      ++ups;
+      at.sw = local.at(w), at.up_id = g[e].id, at.up_GBps = g[e].bandwidth_GBps;
+      at.up_us = g[e].latency_us;
+    }
+    for (topo::Edge e : boost::make_iterator_range(boost::in_edges(v, g))) {
+      topo::Vertex w = boost::source(e, g);
+      if (g[w].server == g[v].server) continue;
+      if (!local.count(w) || local.at(w) != at.sw) return sw.attach.clear(), sw;
+      ++downs;
+      at.down_id = g[e].id, at.down_GBps = g[e].bandwidth_GBps, at.down_us = g[e].latency_us;
+    }
+    if (ups != 1 || downs != 1) return sw.attach.clear(), sw;
+    sw.attach.emplace(v, at);
+  }
+  return sw;
+}
+
+// Source -> boundary x -> x's switch ~> y's switch -> boundary y -> destination, over every
+// (x, y): the fabric piece is exactly the widest-then-least-latency route between x and y when
+// both hang off one switch each, since every route between them starts and ends with those
+// links; the switch-to-switch part is searched on the switches alone, once per source switch
+// and width.
+bool Network::compose_across(topo::Vertex a, topo::Vertex b) {
+  Switches& sw = switches();
+  if (sw.attach.empty()) return false;
+  const auto& g = topo_->graph;
+  const View& from = server(g[a].server);
+  const View& to = server(g[b].server);
+  const double unbounded = std::numeric_limits<double>::infinity();
+  struct Best {
+    double width = 0, latency_us = std::numeric_limits<double>::infinity();
+    topo::Vertex x = 0, y = 0;
+  } best;
+  // Look every piece up once; the double loop below only does arithmetic.
+  struct End {
+    topo::Vertex device;
+    const RouteInfo* inside;
+    const Attachment* link;
+  };
+  std::vector<End> ends;
+  for (topo::Vertex y : to.boundary) ends.push_back({y, &routes_.at(key(y, b)), &sw.attach.at(y)});
+  for (topo::Vertex x : from.boundary) {
+    const RouteInfo& ax = routes_.at(key(a, x));
+    const Attachment& up = sw.attach.at(x);
+    auto& widest = sw.widest[up.sw];
+    if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
+    for (const End& end : ends) {
+      const RouteInfo& yb = *end.inside;
+      const Attachment& down = *end.link;
+      const double across = up.sw == down.sw ? unbounded : widest[down.sw];
+      const double piece = std::min({up.up_GBps, across, down.down_GBps});
+      const double width = std::min({ax.bandwidth_GBps, piece, yb.bandwidth_GBps});
+      if (!(width > 0) || width < best.width) continue;
+      const double ends_us = (ax.latency_s + yb.latency_s) * 1e6 + up.up_us + down.down_us;
+      if (width == best.width && ends_us >= best.latency_us) continue;  // cannot win
+      double middle = 0;
+      if (up.sw != down.sw) {
+        auto it = sw.trees.find({up.sw, piece});
+        if (it == sw.trees.end())
+          it = sw.trees.emplace(std::pair(up.sw, piece),
+                                topo::least_latency_from(sw.view.topo, up.sw, piece)).first;
+        middle = it->second.latency_us[down.sw];
+      }
+      const double latency = ends_us + middle;
+      if (width > best.width || latency < best.latency_us) best = {width, latency, x, end.device};
+    }
+  }
+  RouteInfo info;
+  if (best.width > 0) {
+    const Attachment &up = sw.attach.at(best.x), &down = sw.attach.at(best.y);
+    const RouteInfo &ax = routes_.at(key(a, best.x)), &yb = routes_.at(key(best.y, b));
+    info.links = ax.links;
+    info.links.push_back(up.up_id);
+    if (up.sw != down.sw) {
+      const double piece = std::min({up.up_GBps, sw.widest[up.sw][down.sw], down.down_GBps});
+      topo::Route middle = sw.trees.at({up.sw, piece}).route_to(sw.view.topo.graph, down.sw);
+      for (topo::Edge e : middle.links) info.links.push_back(sw.view.topo.graph[e].id);
+    }
+    info.links.push_back(down.down_id);
+    info.links.insert(info.links.end(), yb.links.begin(), yb.links.end());
+    info.latency_s = best.latency_us * 1e-6;
+    info.bandwidth_GBps = best.width;
+  }
+  routes_.emplace(key(a, b), std::move(info));
+  return true;
+}
+
 void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs) {
   const auto& g = topo_->graph;
   std::map<topo::Vertex, std::vector<topo::Vertex>> inside, across;  // source -> destinations
@@ -82,6 +187,9 @@ void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex
       exits.insert(exits.end(), to.boundary.begin(), to.boundary.end());
       for (topo::Vertex y : to.boundary) find_in_view(to, y, members);
     }
+    bool composed = true;
+    for (topo::Vertex b : destinations) composed = composed && compose_across(a, b);
+    if (composed) continue;
     for (topo::Vertex x : from.boundary) find_in_view(fabric(), x, exits);
 
     // Compose: the widest (source -> x -> y -> destination), then the least latency.

@@ -70,58 +70,79 @@ int nvlinks_between(const Graph& g, Vertex a, Vertex b) {
   return direct > 0 ? direct : via_switch;
 }
 
+std::vector<double> widest(const Graph& g, Vertex from, bool inside_server) {
+  // Dijkstra with "distance" = bottleneck bandwidth, larger is better.
+  boost::filtered_graph<Graph, TransitFilter> transit(g, TransitFilter{&g, from, inside_server, 0});
+  std::vector<double> width(boost::num_vertices(g), 0.0);
+  boost::dijkstra_shortest_paths(
+      transit, from,
+      boost::weight_map(boost::get(&Link::bandwidth_GBps, g))
+          .distance_map(boost::make_iterator_property_map(width.begin(), boost::get(boost::vertex_index, g)))
+          .distance_compare(std::greater<double>())
+          .distance_combine([](double a, double b) { return std::min(a, b); })
+          .distance_inf(0.0)
+          .distance_zero(std::numeric_limits<double>::infinity()));
+  return width;
+}
+
+LatencyTree least_latency(const Graph& g, Vertex from, bool inside_server, double min_GBps) {
+  boost::filtered_graph<Graph, TransitFilter> wide(g, TransitFilter{&g, from, inside_server, min_GBps});
+  const size_t n = boost::num_vertices(g);
+  auto index = boost::get(boost::vertex_index, g);
+  LatencyTree tree{from, std::vector<double>(n, std::numeric_limits<double>::infinity()),
+                   std::vector<Edge>(n)};
+  boost::dijkstra_shortest_paths(
+      wide, from,
+      boost::weight_map(boost::get(&Link::latency_us, g))
+          .distance_map(boost::make_iterator_property_map(tree.latency_us.begin(), index))
+          .visitor(boost::make_dijkstra_visitor(boost::record_edge_predecessors(
+              boost::make_iterator_property_map(tree.via.begin(), index), boost::on_edge_relaxed()))));
+  return tree;
+}
+
 // Widest routes to every destination of one kind (inside the source's server or not), then for
 // each distinct width the least-latency routes among links at least that wide.
 void fill_routes(const Graph& g, Vertex from, bool inside_server, const std::vector<Vertex>& to,
                  const std::vector<size_t>& which, std::vector<Route>& out) {
-  const size_t n = boost::num_vertices(g);
-  auto index = boost::get(boost::vertex_index, g);
-  const double unbounded = std::numeric_limits<double>::infinity();
-
-  // Pass 1: Dijkstra with "distance" = bottleneck bandwidth, larger is better.
-  TransitFilter keep{&g, from, inside_server, 0};
-  boost::filtered_graph<Graph, TransitFilter> transit(g, keep);
-  std::vector<double> width(n, 0.0);
-  boost::dijkstra_shortest_paths(
-      transit, from,
-      boost::weight_map(boost::get(&Link::bandwidth_GBps, g))
-          .distance_map(boost::make_iterator_property_map(width.begin(), index))
-          .distance_compare(std::greater<double>())
-          .distance_combine([](double a, double b) { return std::min(a, b); })
-          .distance_inf(0.0)
-          .distance_zero(unbounded));
-
-  // Pass 2, once per distinct width: least latency over links at least that wide.
+  const std::vector<double> width = widest(g, from, inside_server);
   std::vector<double> levels;
   for (size_t i : which)
     if (width[to[i]] > 0) levels.push_back(width[to[i]]);
   std::sort(levels.begin(), levels.end());
   levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
-  std::vector<double> latency(n);
-  std::vector<Edge> via(n);
   for (double level : levels) {
-    boost::filtered_graph<Graph, TransitFilter> wide(g, TransitFilter{&g, from, inside_server, level});
-    std::fill(latency.begin(), latency.end(), unbounded);
-    boost::dijkstra_shortest_paths(
-        wide, from,
-        boost::weight_map(boost::get(&Link::latency_us, g))
-            .distance_map(boost::make_iterator_property_map(latency.begin(), index))
-            .visitor(boost::make_dijkstra_visitor(boost::record_edge_predecessors(
-                boost::make_iterator_property_map(via.begin(), index), boost::on_edge_relaxed()))));
+    const LatencyTree tree = least_latency(g, from, inside_server, level);
     for (size_t i : which) {
       Vertex dst = to[i];
-      if (width[dst] != level || latency[dst] == unbounded) continue;
-      Route& r = out[i];
-      for (Vertex v = dst; v != from; v = boost::source(via[v], g)) r.links.push_back(via[v]);
-      std::reverse(r.links.begin(), r.links.end());
-      r.bandwidth_GBps = level;
-      r.latency_us = latency[dst];
-      r.reachable = true;
+      if (width[dst] != level || !tree.reaches(dst)) continue;
+      out[i] = tree.route_to(g, dst);
+      out[i].bandwidth_GBps = level;
     }
   }
 }
 
 }  // namespace
+
+bool LatencyTree::reaches(Vertex v) const {
+  return v == from || latency_us[v] != std::numeric_limits<double>::infinity();
+}
+
+Route LatencyTree::route_to(const Graph& g, Vertex to) const {
+  Route r;
+  for (Vertex v = to; v != from; v = boost::source(via[v], g)) r.links.push_back(via[v]);
+  std::reverse(r.links.begin(), r.links.end());
+  r.latency_us = to == from ? 0 : latency_us[to];
+  r.reachable = true;
+  return r;
+}
+
+std::vector<double> widest_from(const Topology& topo, Vertex from) {
+  return widest(topo.graph, from, false);
+}
+
+LatencyTree least_latency_from(const Topology& topo, Vertex from, double min_GBps) {
+  return least_latency(topo.graph, from, false, min_GBps);
+}
 
 std::vector<Route> routes_from(const Topology& topo, Vertex from, const std::vector<Vertex>& to) {
   const Graph& g = topo.graph;
@@ -186,6 +207,11 @@ std::vector<Vertex> server_boundary(const Topology& topo, int server) {
   for (Vertex v : boost::make_iterator_range(boost::vertices(g)))
     if (g[v].server == server && leaves_server(g, v)) out.push_back(v);
   return out;
+}
+
+ServerView switch_view(const Topology& topo) {
+  const Graph& g = topo.graph;
+  return view_of(topo, topo.name + " switches", [&](Vertex v) { return g[v].server < 0; });
 }
 
 ServerView fabric_view(const Topology& topo) {

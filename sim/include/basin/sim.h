@@ -154,6 +154,22 @@ class Network {
   };
   View& server(int index);
   View& fabric();
+  // The fabric seen from its switches, for composing NIC-to-NIC routes without searching the
+  // whole fabric once per NIC (see routes.cc). Empty `attach` when a boundary device does not
+  // hang off exactly one switch, and then whole-fabric searches are used.
+  struct Attachment {
+    topo::Vertex sw = 0;  // in the switch view
+    int up_id = -1, down_id = -1;
+    double up_GBps = 0, down_GBps = 0, up_us = 0, down_us = 0;
+  };
+  struct Switches {
+    topo::ServerView view;
+    std::unordered_map<topo::Vertex, Attachment> attach;  // by cluster vertex of a boundary device
+    std::map<topo::Vertex, std::vector<double>> widest;   // by source switch (view vertex)
+    std::map<std::pair<topo::Vertex, double>, topo::LatencyTree> trees;  // (source, level)
+  };
+  Switches& switches();
+  bool compose_across(topo::Vertex a, topo::Vertex b);
   // Routes from a to each of `to`, all found on one view (a server's or the fabric's).
   void find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to);
   void store(topo::Vertex a, topo::Vertex b, const topo::Graph& graph, const topo::Route& r);
@@ -167,6 +183,7 @@ class Network {
   std::map<int, View> views_;             // by server; the fabric under -1
   std::vector<topo::Vertex> in_view_;     // cluster vertex -> its vertex in its server's view
   std::vector<topo::Vertex> in_fabric_;   // cluster vertex -> its vertex in the fabric view
+  std::unique_ptr<Switches> switches_;
 };
 
 // Hierarchical 3-phase allreduce of Goyal et al. 2017: reduce inside each server to a leader,

@@ -182,6 +182,19 @@ Route route(const Topology& topo, Vertex from, Vertex to);
 // searches per destination.
 std::vector<Route> routes_from(const Topology& topo, Vertex from, const std::vector<Vertex>& to);
 
+// The two passes of route(), from one source to every vertex, for callers that compose routes
+// from pieces: the widest bottleneck to each vertex (0: unreachable), and the least-latency
+// routes over links at least min_GBps wide. Same transit rule (no GPU but the source forwards).
+std::vector<double> widest_from(const Topology& topo, Vertex from);
+struct LatencyTree {
+  Vertex from = 0;
+  std::vector<double> latency_us;  // by vertex; infinity when unreachable
+  std::vector<Edge> via;           // the link each vertex is reached by
+  bool reaches(Vertex v) const;
+  Route route_to(const Graph& g, Vertex to) const;  // links and latency (width left 0)
+};
+LatencyTree least_latency_from(const Topology& topo, Vertex from, double min_GBps);
+
 // One server's devices and the links among them as a topology of its own. Its links keep the ids
 // they have in the whole cluster (so routes found here name cluster links), and to_cluster maps
 // its vertices back. Routes inside a server never leave it, so they can be found on this small
@@ -197,6 +210,8 @@ std::vector<Vertex> server_boundary(const Topology& topo, int server);
 // What joins the servers: every node outside all servers (the fabric's switches) and every
 // server's boundary devices, with the links among them; ids kept as in server_view.
 ServerView fabric_view(const Topology& topo);
+// Only the nodes outside all servers (the fabric's switches) and the links among them.
+ServerView switch_view(const Topology& topo);
 
 // nvidia-smi topo -m classes, best to worst.
 enum class PathClass {
