@@ -4,6 +4,7 @@
 // stderr with the file, the field and what was expected.
 #include "commands.h"
 
+#include <basin/data.h>
 #include <basin/topology.h>
 
 #include <cstdio>
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_sim = basin::cli::add_sim_command(app);
   std::function<int()> run_select = basin::cli::add_select_command(app);
   std::function<int()> run_plan = basin::cli::add_plan_command(app);
+  std::function<int()> run_data = basin::cli::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -34,7 +36,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("sim")) return run_sim();
     if (app.got_subcommand("select")) return run_select();
     if (app.got_subcommand("plan")) return run_plan();
+    if (app.got_subcommand("data")) return run_data();
   } catch (const basin::topo::InputError& e) {
+    std::cerr << "basin: error: " << e.what() << "\n";
+    return 2;
+  } catch (const basin::data::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {

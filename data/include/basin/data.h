@@ -1,0 +1,279 @@
+// basin data: the ImageNet-layout JPEG input pipeline.
+//
+// This is the one public header of the data layer. The executor feeds its trainers through it:
+// an ImageNet folder tree (root/train/<class>/*.JPEG, root/val/<class>/*.JPEG) is scanned into
+// samples, each sample is decoded with libjpeg-turbo (DCT-scaled where the crop allows) and
+// augmented the way torchvision's reference recipe does (RandomResizedCrop + flip for training,
+// resize + center crop for validation), and a multi-threaded loader hands out batches whose
+// content depends only on (seed, epoch, position), never on the number of threads. It also
+// writes small synthetic datasets in the same layout for tests and demos. It depends on no other
+// basin layer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace basin::data {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+// Bad input (a folder, a flag): names where it came from, the field and what was expected.
+// The command line maps it to exit code 2, as it does the topology layer's InputError.
+struct InputError : std::runtime_error {
+  InputError(std::string origin, std::string field, std::string expected);
+  std::string origin;    // a path, or a flag such as "--classes"
+  std::string field;     // what inside it ("train/", "class directories"), or ""
+  std::string expected;  // what was expected, and what was found
+};
+
+// A file that is not a decodable JPEG. The loader skips such files; direct callers see this.
+struct DecodeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The ImageNet folder layout
+// ---------------------------------------------------------------------------------------------
+
+struct Sample {
+  std::string path;
+  int label = 0;  // index into ImageFolder::classes
+};
+
+// One split: class names sorted byte-wise (torchvision's ImageFolder order), so the label of a
+// class is the same in train/ and val/ and the same as PyTorch's.
+struct ImageFolder {
+  std::filesystem::path dir;
+  std::vector<std::string> classes;
+  std::vector<Sample> samples;  // sorted by class, then by file name
+};
+
+struct ImageNetLayout {
+  std::filesystem::path root;
+  ImageFolder train, val;
+};
+
+// .JPEG, .jpg, .jpeg in any letter case.
+bool is_jpeg_name(std::string_view filename);
+// Scans one split. Throws InputError for a missing directory or one without class directories.
+ImageFolder scan_image_folder(const std::filesystem::path& dir);
+// Scans root/train and root/val and checks that val has exactly train's classes.
+ImageNetLayout open_imagenet(const std::filesystem::path& root);
+
+// ---------------------------------------------------------------------------------------------
+// JPEG (libjpeg-turbo's TurboJPEG API)
+// ---------------------------------------------------------------------------------------------
+
+// 8-bit RGB, rows top to bottom, pixels interleaved (HWC).
+struct Image {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> rgb;
+};
+
+struct JpegHeader {
+  int width = 0, height = 0;
+};
+
+// Throws DecodeError when the bytes do not start a JPEG.
+JpegHeader read_jpeg_header(std::span<const std::uint8_t> jpeg);
+// The smallest DCT scaling factor M/8 (M in 1..8) at which a crop of crop_w x crop_h source
+// pixels still spans at least out_w x out_h pixels: M = ceil(8 * max(out_w/crop_w,
+// out_h/crop_h)), clamped to 1..8. Returns M.
+int scale_eighths_for(double crop_w, double crop_h, int out_w, int out_h);
+// Size of a width x height image decoded at M/8 (libjpeg rounds up).
+int scaled_size(int size, int eighths);
+// Decodes at M/8 of full size. Grayscale and CMYK files come out as RGB. A truncated file is an
+// error (as Pillow treats it); libjpeg's other warnings (extraneous bytes) are not. `fast`:
+// TurboJPEG's fast integer IDCT and plain (non-fancy) chroma upsampling.
+Image decode_jpeg(std::span<const std::uint8_t> jpeg, int eighths = 8, bool fast = false);
+// 4:2:0 chroma subsampling, the way nearly all ImageNet photographs are stored.
+std::vector<std::uint8_t> encode_jpeg(const Image& image, int quality = 90);
+// The whole file; throws DecodeError naming it when it cannot be read.
+std::vector<std::uint8_t> read_file(const std::string& path);
+
+// ---------------------------------------------------------------------------------------------
+// Random numbers: one stream per sample, a pure function of (seed, epoch, position)
+// ---------------------------------------------------------------------------------------------
+
+// SplitMix64 (Steele, Lea, Flood 2014). Written out rather than taken from <random> so that the
+// same seed gives the same augmentations with every standard library.
+struct Rng {
+  std::uint64_t state = 0;
+  std::uint64_t next();
+  double uniform();                          // [0, 1)
+  double uniform(double lo, double hi);      // [lo, hi)
+  std::int64_t integer(std::int64_t n);      // 0 .. n-1, n > 0
+};
+Rng sample_rng(std::uint64_t seed, std::int64_t epoch, std::int64_t position);
+
+// ---------------------------------------------------------------------------------------------
+// Transforms
+// ---------------------------------------------------------------------------------------------
+
+// A region of the source image in source pixels; fractional where a resize maps it there.
+struct CropBox {
+  double x = 0, y = 0, width = 0, height = 0;
+};
+
+// torchvision.transforms.RandomResizedCrop + RandomHorizontalFlip.
+struct TrainAugment {
+  int output = 224;
+  double min_scale = 0.08, max_scale = 1.0;             // of the image area
+  double min_ratio = 3.0 / 4.0, max_ratio = 4.0 / 3.0;  // width / height, drawn log-uniform
+  double flip_probability = 0.5;
+};
+
+// torchvision.transforms.Resize(resize) + CenterCrop(crop).
+struct ValTransform {
+  int resize = 256;  // the shorter side
+  int crop = 224;
+};
+
+struct Normalization {  // ImageNet's, on [0, 1] pixel values
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+};
+
+struct Transform {
+  enum class Kind { train, val } kind = Kind::train;
+  TrainAugment train;
+  ValTransform val;
+  Normalization normalization;
+  // TurboJPEG's fast integer IDCT and non-fancy chroma upsampling: faster, slightly less exact.
+  bool fast_decode = false;
+  int output_size() const { return kind == Kind::train ? train.output : val.crop; }
+};
+
+// torchvision's algorithm: 10 attempts at a random area and log-uniform aspect ratio, integer
+// sizes rounded, then the center crop at the nearest allowed ratio. Integer box.
+CropBox random_resized_crop(int width, int height, const TrainAugment& a, Rng& rng);
+// The source region that Resize(resize) then CenterCrop(crop) shows, with torchvision's rounding.
+CropBox resize_center_crop(int width, int height, const ValTransform& v);
+
+// Bilinear resampling (pixel centres at +0.5, edges clamped: OpenCV's INTER_LINEAR, PyTorch's
+// align_corners=False without antialiasing) of `crop` (in `image`'s pixels) to out_w x out_h,
+// mirrored left-right when `flip`, normalized, written as float CHW to `out`.
+void resample_normalize(const Image& image, const CropBox& crop, int out_w, int out_h, bool flip,
+                        const Normalization& n, float* out);
+// Bilinear resampling to 8-bit RGB (tests and the benchmark's reference path).
+Image resample(const Image& image, const CropBox& crop, int out_w, int out_h);
+
+// What one sample's transform did, for tests and statistics.
+struct SampleTrace {
+  int width = 0, height = 0;  // of the source
+  CropBox crop;               // in source pixels
+  bool flipped = false;
+  int eighths = 8;            // DCT scaling used
+};
+
+// Decodes one JPEG and applies `t` with `rng`: output_size^2 x 3 floats, CHW, into `out`.
+// Throws DecodeError for a file that is not a decodable JPEG.
+SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                        float* out);
+
+// ---------------------------------------------------------------------------------------------
+// The loader
+// ---------------------------------------------------------------------------------------------
+
+// Where a rank is in its stream of samples: the epoch and the next sample of its shard. Saved
+// with a checkpoint and passed back to resume exactly.
+struct Position {
+  std::int64_t epoch = 0;
+  std::int64_t next_sample = 0;
+  bool operator==(const Position&) const = default;
+};
+
+struct LoaderConfig {
+  Transform transform;
+  int batch_size = 32;
+  int threads = 4;
+  int prefetch_batches = 0;  // ready batches kept ahead; 0: twice the threads
+  std::uint64_t seed = 0;
+  bool shuffle = true;       // a fresh permutation every epoch (false: file order)
+  int rank = 0, world_size = 1;
+  bool drop_last = false;    // drop an epoch's last, short batch
+  // Called once per unreadable file, from a worker thread; default: a line on stderr.
+  std::function<void(const std::string& message)> warn;
+};
+
+struct Batch {
+  std::int64_t epoch = 0;
+  std::int64_t first_sample = 0;  // position in the shard of the first image
+  int size = 0, channels = 3, height = 0, width = 0;
+  std::vector<float> pixels;            // size x channels x height x width
+  std::vector<int> labels;
+  std::vector<std::int64_t> samples;    // index into the sample list, per image
+};
+
+struct LoaderStats {
+  std::int64_t batches = 0, images = 0;
+  double wait_seconds = 0;                  // next() blocked waiting for a batch
+  std::int64_t substitutions = 0;           // slots filled from a later sample
+  std::vector<std::string> skipped_files;   // each unreadable file once, in discovery order
+};
+
+// The permutation of an epoch (identity without shuffle) and a rank's share of it: positions
+// rank, rank + world, rank + 2 world, ... so shards are disjoint, cover the epoch and differ in
+// size by at most one.
+std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch,
+                                      bool shuffle);
+std::int64_t shard_size(std::int64_t n, int rank, int world_size);
+
+// N worker threads build whole batches ahead of the consumer into a bounded window. A corrupt,
+// unreadable or non-JPEG file is reported once through `warn`, counted, and its slot is filled
+// by the next readable sample of the shard (wrapping), transformed with the slot's own random
+// stream, so batches stay full and their content does not depend on thread timing.
+class Loader {
+ public:
+  Loader(std::vector<Sample> samples, LoaderConfig config, Position start = {});
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  Batch next();                 // blocks until the next batch is ready
+  Position position() const;    // just after the last batch next() returned
+  LoaderStats stats() const;
+  std::int64_t shard_size() const;
+  std::int64_t batches_per_epoch() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic datasets
+// ---------------------------------------------------------------------------------------------
+
+// Each class is one combination of a hue (8), a shape or stripe orientation (8) and a fill
+// (solid or checkered): up to 128 classes. Every image jitters position, size, rotation and
+// colour and adds a random background and noise, so the task is learnable but not trivial.
+constexpr int kMaxSynthClasses = 128;
+
+struct SynthConfig {
+  int classes = 10;
+  int train_per_class = 100, val_per_class = 20;
+  int width = 64, height = 64;
+  std::uint64_t seed = 0;
+  int quality = 90;
+};
+
+std::string synth_class_name(int label);  // "c007_blue_triangle_solid": sorts in label order
+Image render_synth_image(int label, int width, int height, std::uint64_t image_seed);
+// Writes out/train/<class>/*.JPEG and out/val/<class>/*.JPEG through a temporary sibling
+// directory renamed into place at the end: no partial dataset on failure. Refuses an existing
+// non-empty `out` unless `force`. `progress(done, total)` is called after each image.
+void write_synth_dataset(const std::filesystem::path& out, const SynthConfig& config, bool force,
+                         const std::function<void(int done, int total)>& progress = {});
+
+}  // namespace basin::data
