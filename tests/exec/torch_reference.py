@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""torchvision's ResNet on weights written by basin, as the reference for basin's executor.
+
+Reads DIR/state/<key>.npy (basin's save_state), DIR/input.npy (N,3,H,W) and DIR/labels.npy,
+builds torchvision.models.<arch>(num_classes=K), and writes to DIR/torch/:
+  eval_logits.npy    forward in eval mode (running statistics)
+  train_logits.npy   forward in training mode (batch statistics)
+  after.<buffer>.npy running mean and variance after that training forward
+  grad.<param>.npy   gradients of cross_entropy(train_logits, labels, sum) / divisor
+  grad64.<param>.npy the same gradients computed in float64 (stored as float32): the reference
+                     for gradients, since ResNet-50's fp32 gradients in training mode differ
+                     from the exact ones by up to a few percent in torch itself
+Used by tests/exec/torch_test.cc; needs Debian's python3-torch and python3-torchvision.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torchvision
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--arch", required=True)
+    ap.add_argument("--classes", type=int, required=True)
+    ap.add_argument("--divisor", type=float, required=True)
+    a = ap.parse_args()
+
+    torch.set_num_threads(1)
+    model = getattr(torchvision.models, a.arch)(num_classes=a.classes)
+    exact = getattr(torchvision.models, a.arch)(num_classes=a.classes)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = value
+            continue
+        arr = np.load(os.path.join(a.dir, "state", key + ".npy"))
+        if tuple(arr.shape) != tuple(value.shape):
+            sys.exit(f"{key}: basin wrote shape {arr.shape}, torchvision has {tuple(value.shape)}")
+        state[key] = torch.from_numpy(arr)
+    model.load_state_dict(state)
+    exact.load_state_dict(state)
+    exact.double()
+
+    x = torch.from_numpy(np.load(os.path.join(a.dir, "input.npy")))
+    labels = torch.from_numpy(np.load(os.path.join(a.dir, "labels.npy"))).long()
+    out = os.path.join(a.dir, "torch")
+    os.makedirs(out, exist_ok=True)
+
+    model.eval()
+    with torch.no_grad():
+        np.save(os.path.join(out, "eval_logits.npy"), model(x).numpy())
+
+    model.train()
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum") / a.divisor
+    loss.backward()
+    np.save(os.path.join(out, "train_logits.npy"), logits.detach().numpy())
+    for key, value in model.state_dict().items():
+        if "running" in key:
+            np.save(os.path.join(out, "after." + key + ".npy"), value.numpy())
+    for name, p in model.named_parameters():
+        np.save(os.path.join(out, "grad." + name + ".npy"), p.grad.numpy())
+
+    exact.train()
+    loss = torch.nn.functional.cross_entropy(exact(x.double()), labels, reduction="sum") / a.divisor
+    loss.backward()
+    for name, p in exact.named_parameters():
+        np.save(os.path.join(out, "grad64." + name + ".npy"), p.grad.numpy().astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()
