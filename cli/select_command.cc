@@ -17,6 +17,8 @@ struct SelectCliOptions {
   std::string cluster = "bigbasin:32";
   plan::SelectOptions select;
   bool json = false;
+  std::string selection_file;  // basin.selection/1 for the tuner plugin
+  std::string nccl_conf_file;  // the same rules as nccl_tuner.conf CSV
 };
 
 std::string human_bytes(double b) {
@@ -30,7 +32,21 @@ std::string human_bytes(double b) {
 
 int run(SelectCliOptions o) {
   topo::Topology t = topo::load_any(o.cluster);
+  if (!o.selection_file.empty() || !o.nccl_conf_file.empty()) o.select.nccl = true;
   plan::Selection s = plan::select_allreduce(t, o.select);
+  if (!o.selection_file.empty() || !o.nccl_conf_file.empty()) {
+    tuner::Selection rules = plan::nccl_rules(s);
+    try {
+      if (!o.selection_file.empty()) tuner::save_selection_json(rules, o.selection_file);
+      if (!o.nccl_conf_file.empty()) tuner::save_nccl_conf(rules.rules, o.nccl_conf_file);
+    } catch (const tuner::InputError& e) {
+      throw topo::InputError(e.origin, e.where, e.expected);
+    }
+    std::cerr << "basin select: wrote " << rules.rules.size() << " NCCL rules"
+              << (o.selection_file.empty() ? "" : " to " + o.selection_file)
+              << (o.nccl_conf_file.empty() ? "" : " and " + o.nccl_conf_file)
+              << " (NCCL_TUNER_PLUGIN=libnccl-tuner-basin.so BASIN_TUNER_FILE=...)\n";
+  }
   if (o.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : s.rows) {
@@ -90,6 +106,9 @@ std::function<int()> add_select_command(CLI::App& app) {
   cmd->add_option("--min-bytes", o->select.min_bytes, "Smallest message")->capture_default_str();
   cmd->add_option("--max-bytes", o->select.max_bytes, "Largest message")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->add_option("--selection", o->selection_file,
+                  "Write the NCCL choice per size as basin.selection/1 for the tuner plugin");
+  cmd->add_option("--nccl-conf", o->nccl_conf_file, "Write the same rules as nccl_tuner.conf CSV");
   return [o] { return run(*o); };
 }
 

@@ -159,4 +159,41 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
   return s;
 }
 
+tuner::Selection nccl_rules(const Selection& s) {
+  tuner::Selection out;
+  out.source = "basin select on " + s.cluster + ", " + std::to_string(s.ranks) + " ranks over " +
+               std::to_string(s.servers) + " servers";
+  std::vector<int> nccl;
+  for (size_t i = 0; i < s.candidates.size(); ++i)
+    if (s.candidates[i].is_nccl()) nccl.push_back(static_cast<int>(i));
+  if (nccl.empty())
+    throw topo::InputError("--nccl", "", "NCCL's algorithms among the candidates to write NCCL rules");
+  for (size_t r = 0; r < s.rows.size(); ++r) {
+    const SizeRow& row = s.rows[r];
+    int best = nccl.front();
+    for (int i : nccl)
+      if (row.time_s[i] < row.time_s[best]) best = i;
+    const Choice& c = s.candidates[best];
+    tuner::Rule rule;
+    rule.collective = tuner::Collective::allreduce;
+    rule.algorithm = c.algorithm == sim::Algorithm::tree ? tuner::Algorithm::tree : tuner::Algorithm::ring;
+    rule.protocol = c.protocol == Protocol::ll      ? tuner::Protocol::ll
+                    : c.protocol == Protocol::ll128 ? tuner::Protocol::ll128
+                                                    : tuner::Protocol::simple;
+    rule.min_nodes = rule.max_nodes = s.servers;
+    rule.min_ranks = rule.max_ranks = s.ranks;
+    const auto bytes = static_cast<std::uint64_t>(row.bytes);
+    if (!out.rules.empty() && out.rules.back().algorithm == rule.algorithm &&
+        out.rules.back().protocol == rule.protocol) {
+      out.rules.back().max_bytes = bytes;
+    } else {
+      rule.min_bytes = out.rules.empty() ? 0 : out.rules.back().max_bytes + 1;
+      rule.max_bytes = bytes;
+      out.rules.push_back(rule);
+    }
+  }
+  if (!out.rules.empty()) out.rules.back().max_bytes = UINT64_MAX;
+  return out;
+}
+
 }  // namespace basin::plan

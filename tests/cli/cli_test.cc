@@ -1,6 +1,8 @@
 // The `basin` command line end to end: exit codes, errors on stderr, nothing half-written.
 #include "../catch.h"
 
+#include <basin/tuner.h>
+
 #include <sys/wait.h>
 
 #include <array>
@@ -74,6 +76,7 @@ TEST_CASE("bad input to any verb exits 2 with the reason on stderr", "[cli]") {
       std::pair{"sim --cluster bigbasin --precision fp8", "fp8"},
       std::pair{"select --cluster bigbasin:2 --ranks 3 --per-server 1", "--ranks"},
       std::pair{"select --cluster bigbasin:2 --min-bytes 0", "min"},
+      std::pair{"select --cluster bigbasin:2 --selection /nonexistent/dir/s.json", "/nonexistent/dir"},
       std::pair{"plan --cluster bigbasin:2 --objective speed --out /dev/null", "speed"},
       std::pair{"plan --cluster bigbasin:2 --batches 4096 --out /dev/null", "rejected"},
       std::pair{"plan --cluster bigbasin:2 --algorithms nccl-ring/LL256 --out /dev/null", "LL256"},
@@ -143,4 +146,16 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   REQUIRE(r.out.find("8 B") != std::string::npos);
   REQUIRE(r.out.find("8 GB") != std::string::npos);
   REQUIRE(r.out.find("crossovers:") != std::string::npos);
+  // The NCCL rules for the tuner plugin, in both formats, load back through its parser.
+  fs::path dir = fs::temp_directory_path() / "basin-select-test";
+  fs::create_directories(dir);
+  Result w = run("select --cluster bigbasin:4 --selection " + (dir / "s.json").string() +
+                 " --nccl-conf " + (dir / "s.conf").string());
+  CAPTURE(w.out);
+  REQUIRE(w.exit_code == 0);
+  auto json = basin::tuner::load_rules_file((dir / "s.json").string());
+  auto conf = basin::tuner::load_rules_file((dir / "s.conf").string());
+  REQUIRE(!json.rules.empty());
+  REQUIRE(json.rules == conf.rules);
+  fs::remove_all(dir);
 }

@@ -108,3 +108,46 @@ TEST_CASE("select rejects more ranks than the cluster has", "[plan]") {
   o.per_server = 0;
   REQUIRE_NOTHROW(select_allreduce(t, o));
 }
+
+TEST_CASE("NCCL rules from a selection cover every size with the fastest NCCL choice", "[plan]") {
+  topo::Topology t = topo::load_any("bigbasin:4");
+  SelectOptions o;
+  o.nccl = true;
+  Selection s = select_allreduce(t, o);
+  tuner::Selection rules = nccl_rules(s);
+  REQUIRE(!rules.rules.empty());
+  REQUIRE(rules.rules.front().min_bytes == 0);
+  REQUIRE(rules.rules.back().max_bytes == UINT64_MAX);
+  for (size_t i = 1; i < rules.rules.size(); ++i) {
+    REQUIRE(rules.rules[i].min_bytes == rules.rules[i - 1].max_bytes + 1);
+    // Merged: neighbours differ.
+    REQUIRE((rules.rules[i].algorithm != rules.rules[i - 1].algorithm ||
+             rules.rules[i].protocol != rules.rules[i - 1].protocol));
+  }
+  for (const auto& row : s.rows) {
+    tuner::Query q{tuner::Collective::allreduce, static_cast<std::uint64_t>(row.bytes), 4, 32};
+    int k = tuner::find_rule(rules.rules, q);
+    REQUIRE(k >= 0);
+    // The rule's choice is the fastest NCCL candidate at this size.
+    double fastest = 1e30, chosen = -1;
+    for (size_t i = 0; i < s.candidates.size(); ++i) {
+      const Choice& c = s.candidates[i];
+      if (!c.is_nccl()) continue;
+      fastest = std::min(fastest, row.time_s[i]);
+      const bool same_algo = (c.algorithm == Algorithm::tree) ==
+                             (rules.rules[k].algorithm == tuner::Algorithm::tree);
+      const tuner::Protocol p = rules.rules[k].protocol;
+      const bool same_proto = (c.protocol == Protocol::ll && p == tuner::Protocol::ll) ||
+                              (c.protocol == Protocol::ll128 && p == tuner::Protocol::ll128) ||
+                              (c.protocol == Protocol::simple && p == tuner::Protocol::simple);
+      if (same_algo && same_proto) chosen = row.time_s[i];
+    }
+    CAPTURE(row.bytes);
+    REQUIRE(chosen == fastest);
+  }
+  // Only for this communicator: another node count matches nothing.
+  REQUIRE(tuner::find_rule(rules.rules, {tuner::Collective::allreduce, 1024, 8, 64}) == -1);
+  // Round trip through both formats.
+  REQUIRE(tuner::parse_selection_json(tuner::format_selection_json(rules), "x") == rules);
+  REQUIRE(tuner::parse_nccl_conf(tuner::format_nccl_conf(rules.rules), "x") == rules.rules);
+}

@@ -6,6 +6,7 @@
 #include <basin/sim.h>
 #include <basin/topology.h>
 #include <basin/training.h>
+#include <basin/tuner.h>
 
 #include <nlohmann/json.hpp>
 
@@ -65,6 +66,13 @@ double busbw_GBps(double bytes, double time_s, int ranks);
 
 // Time of one allreduce of `bytes` for each candidate on the given GPUs.
 Selection select_allreduce(const topo::Topology& topo, const SelectOptions& options);
+
+// NCCL's rules from a selection: for every size the fastest of the NCCL candidates (ring and tree
+// under each protocol, which the selection must include), consecutive sizes with the same choice
+// merged into one byte range (the first from 0, the last to no limit), for exactly this
+// communicator's node and rank counts. What `basin select --selection/--nccl-conf` writes and
+// the tuner plugin reads.
+tuner::Selection nccl_rules(const Selection& selection);
 
 // The NCCL-protocol model: engine bandwidth (topology, contention) scaled by the protocol's
 // efficiency, latency from NCCL's tuning constants (src/graph/tuning.cc, NCCL 2.28: base latency
