@@ -92,6 +92,8 @@ int scale_eighths_for(double crop_w, double crop_h, int out_w, int out_h) {
   return std::clamp(m, 1, 8);
 }
 
+int fastest_eighths(int smallest_eighths) { return smallest_eighths <= 4 ? std::max(smallest_eighths, 1) : 8; }
+
 int scaled_size(int size, int eighths) { return (size * eighths + 7) / 8; }
 
 void decode_into(std::span<const std::uint8_t> jpeg, int eighths, bool fast, Image& out) {

@@ -111,7 +111,7 @@ struct Loader::State {
 
   // One slot: the shard's sample at `slot`, or the next readable one after it (wrapping).
   void fill_slot(const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t slot,
-                 float* out, int& label, std::int64_t& sample_index, std::int64_t& substitutions) {
+                 float* out, int& label, std::int64_t& sample_index, int& substitutions) {
     const std::int64_t world = config.world_size, rank = config.rank;
     const std::int64_t global = rank + slot * world;
     thread_local std::vector<std::uint8_t> bytes;
@@ -149,12 +149,9 @@ struct Loader::State {
     b.pixels.resize(per_image * b.size);
     b.labels.resize(b.size);
     b.samples.resize(b.size);
-    std::int64_t substitutions = 0;
     for (int i = 0; i < b.size; ++i)
       fill_slot(*order, s.epoch, s.first + i, b.pixels.data() + per_image * i, b.labels[i],
-                b.samples[i], substitutions);
-    std::lock_guard lock(mutex);
-    stats.substitutions += substitutions;
+                b.samples[i], b.substituted);
     return b;
   }
 
@@ -237,6 +234,7 @@ Batch Loader::next() {
   ++s.consumed;
   ++s.stats.batches;
   s.stats.images += b.size;
+  s.stats.substitutions += b.substituted;
   s.position = s.normalized(b.epoch, b.first_sample + b.size);
   lock.unlock();
   s.space.notify_all();

@@ -110,31 +110,48 @@ Taps taps(double start, double extent, int n, int size) {
   return t;
 }
 
-// Resamples into `emit(channel, y, x, value)` with value on the 0..255 scale. Vertical pass into
-// a float row covering the crop's columns, then the horizontal pass from that row.
-template <class Emit>
-void resample_rows(const Image& image, const CropBox& crop, int out_w, int out_h, Emit emit) {
+// The crop's source columns, the vertical pass's float row over them, and per output column the
+// offsets of its two taps into that row.
+struct Plan {
+  Taps ys;
+  int x_first = 0, span = 0;
+  std::vector<int> left, right;  // offsets (in floats) into the row
+  std::vector<float> wx;
+};
+
+Plan plan_for(const Image& image, const CropBox& crop, int out_w, int out_h) {
   if (image.width <= 0 || image.height <= 0 || out_w <= 0 || out_h <= 0)
     throw std::invalid_argument("resample: empty image or output");
+  Plan p;
   Taps xs = taps(crop.x, crop.width, out_w, image.width);
-  Taps ys = taps(crop.y, crop.height, out_h, image.height);
-  const int x_first = *std::min_element(xs.lo.begin(), xs.lo.end());
-  const int x_last = *std::max_element(xs.hi.begin(), xs.hi.end());
-  const int span = x_last - x_first + 1;
-  thread_local std::vector<float> row;
-  row.resize(static_cast<size_t>(span) * 3);
+  p.ys = taps(crop.y, crop.height, out_h, image.height);
+  p.x_first = *std::min_element(xs.lo.begin(), xs.lo.end());
+  p.span = *std::max_element(xs.hi.begin(), xs.hi.end()) - p.x_first + 1;
+  p.left.resize(out_w);
+  p.right.resize(out_w);
+  for (int x = 0; x < out_w; ++x) {
+    p.left[x] = (xs.lo[x] - p.x_first) * 3;
+    p.right[x] = (xs.hi[x] - p.x_first) * 3;
+  }
+  p.wx = std::move(xs.w);
+  return p;
+}
+
+// Separable bilinear: for each output row, blend its two source rows over the crop's columns
+// into `row` (0..255 floats), then hand the row to `store(y, row)` for the horizontal pass.
+template <class Store>
+void resample_rows(const Image& image, const Plan& p, int out_h, std::vector<float>& row, Store store) {
+  row.resize(static_cast<size_t>(p.span) * 3);
+  float* r = row.data();
+  const int n = p.span * 3;
   const size_t stride = static_cast<size_t>(image.width) * 3;
+  const std::uint8_t* base = image.rgb.data() + static_cast<size_t>(p.x_first) * 3;
   for (int y = 0; y < out_h; ++y) {
-    const std::uint8_t* r0 = image.rgb.data() + ys.lo[y] * stride + x_first * 3;
-    const std::uint8_t* r1 = image.rgb.data() + ys.hi[y] * stride + x_first * 3;
-    const float wy = ys.w[y];
-    for (int k = 0; k < span * 3; ++k) row[k] = r0[k] + (static_cast<float>(r1[k]) - r0[k]) * wy;
-    for (int x = 0; x < out_w; ++x) {
-      const float* a = row.data() + (xs.lo[x] - x_first) * 3;
-      const float* b = row.data() + (xs.hi[x] - x_first) * 3;
-      const float wx = xs.w[x];
-      for (int c = 0; c < 3; ++c) emit(c, y, x, a[c] + (b[c] - a[c]) * wx);
-    }
+    const std::uint8_t* r0 = base + p.ys.lo[y] * stride;
+    const std::uint8_t* r1 = base + p.ys.hi[y] * stride;
+    const float wy = p.ys.w[y], w0 = 1 - wy;
+    for (int k = 0; k < n; ++k) r[k] = w0 * r0[k] + wy * r1[k];
+    store(y, r);
   }
 }
 
@@ -142,23 +159,48 @@ void resample_rows(const Image& image, const CropBox& crop, int out_w, int out_h
 
 void resample_normalize(const Image& image, const CropBox& crop, int out_w, int out_h, bool flip,
                         const Normalization& n, float* out) {
+  const Plan p = plan_for(image, crop, out_w, out_h);
   float scale[3], offset[3];
   for (int c = 0; c < 3; ++c) {
     scale[c] = 1.0f / (255.0f * n.std[c]);
     offset[c] = -n.mean[c] / n.std[c];
   }
   const size_t plane = static_cast<size_t>(out_w) * out_h;
-  resample_rows(image, crop, out_w, out_h, [&](int c, int y, int x, float v) {
-    int column = flip ? out_w - 1 - x : x;
-    out[c * plane + static_cast<size_t>(y) * out_w + column] = v * scale[c] + offset[c];
+  const int* left = p.left.data();
+  const int* right = p.right.data();
+  const float* wx = p.wx.data();
+  thread_local std::vector<float> row;
+  resample_rows(image, p, out_h, row, [&](int y, const float* r) {
+    for (int c = 0; c < 3; ++c) {
+      float* dst = out + c * plane + static_cast<size_t>(y) * out_w;
+      const float* rc = r + c;
+      const float sc = scale[c], of = offset[c];
+      if (flip) {
+        for (int x = 0; x < out_w; ++x) {
+          float a = rc[left[x]], b = rc[right[x]];
+          dst[out_w - 1 - x] = (a + (b - a) * wx[x]) * sc + of;
+        }
+      } else {
+        for (int x = 0; x < out_w; ++x) {
+          float a = rc[left[x]], b = rc[right[x]];
+          dst[x] = (a + (b - a) * wx[x]) * sc + of;
+        }
+      }
+    }
   });
 }
 
 Image resample(const Image& image, const CropBox& crop, int out_w, int out_h) {
+  const Plan p = plan_for(image, crop, out_w, out_h);
   Image out{out_w, out_h, std::vector<std::uint8_t>(static_cast<size_t>(out_w) * out_h * 3)};
-  resample_rows(image, crop, out_w, out_h, [&](int c, int y, int x, float v) {
-    out.rgb[(static_cast<size_t>(y) * out_w + x) * 3 + c] =
-        static_cast<std::uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+  std::vector<float> row;
+  resample_rows(image, p, out_h, row, [&](int y, const float* r) {
+    std::uint8_t* dst = out.rgb.data() + static_cast<size_t>(y) * out_w * 3;
+    for (int x = 0; x < out_w; ++x)
+      for (int c = 0; c < 3; ++c) {
+        float a = r[p.left[x] + c], b = r[p.right[x] + c];
+        dst[x * 3 + c] = static_cast<std::uint8_t>(std::clamp(std::lround(a + (b - a) * p.wx[x]), 0L, 255L));
+      }
   });
   return out;
 }
@@ -176,7 +218,11 @@ SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, 
   } else {
     trace.crop = resize_center_crop(header.width, header.height, t.val);
   }
-  trace.eighths = scale_eighths_for(trace.crop.width, trace.crop.height, size, size);
+  trace.eighths = 8;
+  if (t.scaling != DctScaling::off) {
+    trace.eighths = scale_eighths_for(trace.crop.width, trace.crop.height, size, size);
+    if (t.scaling == DctScaling::fastest) trace.eighths = fastest_eighths(trace.eighths);
+  }
   thread_local Image decoded;
   decode_into(jpeg, trace.eighths, t.fast_decode, decoded);
   // The DCT scaling shrinks every 8-pixel block to M pixels over the same area, so source

@@ -149,3 +149,30 @@ TEST_CASE("bytes that are not a decodable JPEG are refused", "[data][jpeg]") {
     REQUIRE(decode_jpeg(good).width == 64);
   }
 }
+
+TEST_CASE("the pipeline decodes at the scale its rule names", "[data][jpeg]") {
+  // `fastest` keeps 1/8..4/8 and decodes 5/8..7/8 at full size (libjpeg-turbo's C-only IDCTs).
+  const std::array<int, 9> fastest{0, 1, 2, 3, 4, 8, 8, 8, 8};
+  for (int m = 1; m <= 8; ++m) CHECK(fastest_eighths(m) == fastest[m]);
+  // Validation crops: 224 of Resize(256) is 224/256 of the shorter side in source pixels.
+  // 500 x 375: 8 * 224 / 328.125 = 5.46 -> 6/8; 1000 x 750: 8 * 224 / 656.25 = 2.73 -> 3/8.
+  struct Case {
+    int w, h;
+    DctScaling scaling;
+    int eighths;
+  };
+  for (const Case& c : {Case{500, 375, DctScaling::smallest, 6}, Case{500, 375, DctScaling::fastest, 8},
+                        Case{500, 375, DctScaling::off, 8}, Case{1000, 750, DctScaling::smallest, 3},
+                        Case{1000, 750, DctScaling::fastest, 3}, Case{1000, 750, DctScaling::off, 8}}) {
+    CAPTURE(c.w, c.eighths);
+    Transform t;
+    t.kind = Transform::Kind::val;
+    t.scaling = c.scaling;
+    std::vector<float> out(3 * 224 * 224);
+    Rng rng{0};
+    SampleTrace trace = load_sample(encode_jpeg(flat_image(c.w, c.h, 90, 90, 90)), t, rng, out.data());
+    REQUIRE(trace.eighths == c.eighths);
+    // Whatever the scale, a flat grey comes out as that grey, normalized.
+    REQUIRE_THAT(out[0], WithinAbs((90 / 255.0 - 0.485) / 0.229, 3 / 255.0 / 0.229));
+  }
+}

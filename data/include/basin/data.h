@@ -144,6 +144,13 @@ struct Normalization {  // ImageNet's, on [0, 1] pixel values
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
 };
 
+// How load_sample picks the DCT scale. `smallest`: scale_eighths_for's M. `fastest` (default):
+// the same, except that 5/8, 6/8 and 7/8 become 8/8: libjpeg-turbo 2.1 runs those inverse DCTs
+// in plain C, slower than its SIMD full-size path (measured in reports/data-pipeline-*.md).
+// `off`: always full size (the benchmark's comparison).
+enum class DctScaling { off, smallest, fastest };
+int fastest_eighths(int smallest_eighths);  // 1..4 stay, 5..8 become 8
+
 struct Transform {
   enum class Kind { train, val } kind = Kind::train;
   TrainAugment train;
@@ -151,6 +158,7 @@ struct Transform {
   Normalization normalization;
   // TurboJPEG's fast integer IDCT and non-fancy chroma upsampling: faster, slightly less exact.
   bool fast_decode = false;
+  DctScaling scaling = DctScaling::fastest;
   int output_size() const { return kind == Kind::train ? train.output : val.crop; }
 };
 
@@ -213,13 +221,16 @@ struct Batch {
   std::vector<float> pixels;            // size x channels x height x width
   std::vector<int> labels;
   std::vector<std::int64_t> samples;    // index into the sample list, per image
+  int substituted = 0;                  // slots filled from a later sample (unreadable files)
 };
 
 struct LoaderStats {
   std::int64_t batches = 0, images = 0;
   double wait_seconds = 0;                  // next() blocked waiting for a batch
-  std::int64_t substitutions = 0;           // slots filled from a later sample
-  std::vector<std::string> skipped_files;   // each unreadable file once, in discovery order
+  std::int64_t substitutions = 0;           // in the batches returned so far
+  // Each unreadable file once, in discovery order; workers run ahead, so this can name files of
+  // batches not yet returned.
+  std::vector<std::string> skipped_files;
 };
 
 // The permutation of an epoch (identity without shuffle) and a rank's share of it: positions

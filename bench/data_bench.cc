@@ -1,0 +1,168 @@
+// Micro-benchmarks of the JPEG input pipeline on ImageNet-like files (500 x 375 and 1000 x 750,
+// 4:2:0, quality 90), one core, in CPU time: a plain full-size TurboJPEG decode of the same
+// files is the peer, measured first in the same run, and every pipeline figure carries its ratio
+// to it (`vs_full_decode`) and the cores it needs per 1,000 images/s. Decoding alone at each
+// DCT scale, and the threaded loader over files, complete the picture.
+#include <basin/data.h>
+
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+using namespace basin::data;
+
+struct Size {
+  int width, height;
+};
+// ImageNet's typical photograph, and one twice as large each way (ImageNet has many).
+constexpr std::array<Size, 2> kSizes{{{500, 375}, {1000, 750}}};
+constexpr int kImages = 32;
+
+// Synthetic photographs: shapes on tinted gradients with sensor-like noise, so that entropy
+// decoding has photograph-like work (about 2 bits per pixel at quality 90).
+const std::vector<std::vector<std::uint8_t>>& files(int size_index) {
+  static std::array<std::vector<std::vector<std::uint8_t>>, kSizes.size()> jpegs;
+  auto& out = jpegs[size_index];
+  if (out.empty()) {
+    const Size s = kSizes[size_index];
+    for (int i = 0; i < kImages; ++i)
+      out.push_back(encode_jpeg(render_synth_image(i % 16, s.width, s.height, sample_rng(7, size_index, i).next()), 90));
+  }
+  return out;
+}
+
+double mean_file_kB(int size_index) {
+  double sum = 0;
+  for (const auto& f : files(size_index)) sum += f.size();
+  return sum / kImages / 1000;
+}
+
+// This thread's CPU time: the machine is shared, and a single-threaded figure per core should
+// not count the time other processes held the core.
+double thread_cpu_s() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+// Images per CPU-second of the plain full-size decode (accurate IDCT, fancy upsampling), by
+// image size, measured in this run before the pipeline benchmarks.
+std::array<double, kSizes.size()> g_full_decode_rate{};
+
+void report(benchmark::State& state, int size_index, std::int64_t images, double seconds) {
+  double rate = images / seconds;
+  state.SetItemsProcessed(images);
+  state.counters["img_per_cpu_s"] = rate;
+  state.counters["cores_per_1k_img_s"] = 1000 / rate;
+  if (g_full_decode_rate[size_index] > 0) state.counters["vs_full_decode"] = rate / g_full_decode_rate[size_index];
+}
+
+std::string size_label(int size_index) {
+  return std::to_string(kSizes[size_index].width) + "x" + std::to_string(kSizes[size_index].height);
+}
+
+// Arguments: size index; fast IDCT + upsampling.
+void BM_FullDecode(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0));
+  const bool fast = state.range(1) != 0;
+  const auto& jpegs = files(size);
+  std::int64_t n = 0;
+  double t0 = thread_cpu_s();
+  for (auto _ : state) {
+    Image img = decode_jpeg(jpegs[n % kImages], 8, fast);
+    benchmark::DoNotOptimize(img.rgb.data());
+    ++n;
+  }
+  double seconds = thread_cpu_s() - t0;
+  if (!fast) g_full_decode_rate[size] = n / seconds;
+  report(state, size, n, seconds);
+  state.counters["file_kB"] = mean_file_kB(size);
+  state.SetLabel(size_label(size) + (fast ? " full size, fast IDCT + upsampling" : " full size (the peer)"));
+}
+BENCHMARK(BM_FullDecode)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
+// Decoding alone at each DCT scale M/8: what the `fastest` rule is built on.
+void BM_DecodeAtScale(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0)), eighths = static_cast<int>(state.range(1));
+  const auto& jpegs = files(size);
+  std::int64_t n = 0;
+  double t0 = thread_cpu_s();
+  for (auto _ : state) {
+    Image img = decode_jpeg(jpegs[n % kImages], eighths);
+    benchmark::DoNotOptimize(img.rgb.data());
+    ++n;
+  }
+  report(state, size, n, thread_cpu_s() - t0);
+  state.SetLabel(size_label(size) + " at " + std::to_string(eighths) + "/8");
+}
+BENCHMARK(BM_DecodeAtScale)->ArgsProduct({{0, 1}, {1, 2, 3, 4, 5, 6, 7, 8}})->Unit(benchmark::kMicrosecond);
+
+// The whole per-sample pipeline to 224 x 224 float CHW. Arguments: size index; 0 train / 1 val;
+// DCT scaling (0 off, 1 smallest, 2 fastest); fast decode.
+void BM_Pipeline(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0));
+  Transform t;
+  t.kind = state.range(1) == 0 ? Transform::Kind::train : Transform::Kind::val;
+  t.scaling = static_cast<DctScaling>(state.range(2));
+  t.fast_decode = state.range(3) != 0;
+  const auto& jpegs = files(size);
+  std::vector<float> out(3 * 224 * 224);
+  std::int64_t n = 0, eighths = 0;
+  double t0 = thread_cpu_s();
+  for (auto _ : state) {
+    Rng rng = sample_rng(1, 0, n);
+    eighths += load_sample(jpegs[n % kImages], t, rng, out.data()).eighths;
+    benchmark::DoNotOptimize(out.data());
+    ++n;
+  }
+  report(state, size, n, thread_cpu_s() - t0);
+  state.counters["mean_M_of_8"] = static_cast<double>(eighths) / n;
+  const char* scaling[] = {"full-size decode", "smallest M/8", "fastest M/8"};
+  state.SetLabel(size_label(size) + (t.kind == Transform::Kind::train ? " train" : " val") + ", " +
+                 scaling[state.range(2)] + (t.fast_decode ? ", fast" : ""));
+}
+BENCHMARK(BM_Pipeline)
+    ->ArgsProduct({{0, 1}, {0, 1}, {0, 1, 2}, {0}})
+    ->ArgsProduct({{0, 1}, {0, 1}, {2}, {1}})
+    ->Unit(benchmark::kMicrosecond);
+
+// The loader over 500 x 375 files on disk (page cache), batches of 32, N threads: wall-clock
+// images/s, which on a shared machine also counts other processes' use of the cores.
+void BM_Loader(benchmark::State& state) {
+  static const std::vector<Sample> samples = [] {
+    auto dir = std::filesystem::temp_directory_path() / ("basin-data-bench-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::vector<Sample> s;
+    for (int i = 0; i < kImages; ++i) {
+      auto path = dir / (std::to_string(i) + ".JPEG");
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char*>(files(0)[i].data()), static_cast<std::streamsize>(files(0)[i].size()));
+      s.push_back({path.string(), i % 16});
+    }
+    return s;
+  }();
+  LoaderConfig c;
+  c.batch_size = 32;
+  c.threads = static_cast<int>(state.range(0));
+  Loader loader(samples, c);
+  std::int64_t n = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) n += loader.next().size;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state.SetItemsProcessed(n);
+  state.counters["img_per_s"] = n / seconds;
+  state.counters["wait_s"] = loader.stats().wait_seconds;
+}
+BENCHMARK(BM_Loader)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
