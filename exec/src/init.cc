@@ -25,7 +25,8 @@ void Net::init(const InitOptions& options) {
       }
       case model::LayerKind::batchnorm: {
         const bool gamma = p.name.ends_with(".weight");
-        const float value = gamma && !(options.zero_init_residual && p.last_bn_of_block) ? 1.f : 0.f;
+        const float value =
+            gamma && !(options.zero_init_residual && p.last_bn_of_block) ? 1.f : 0.f;
         std::fill(w, w + p.count, value);
         break;
       }
@@ -38,7 +39,8 @@ void Net::init(const InitOptions& options) {
         for (long long k = 0; k < p.count; ++k) w[k] = uniform(rng);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   for (const BufferInfo& b : buffer_info_) {

@@ -3,10 +3,11 @@
 // (model::Layer::inputs).
 //
 // Memory: every layer's output is kept from forward to backward (backward of conv, batchnorm and
-// fc reads their inputs; ReLU reads its output). Gradients of activations live only while
-// needed: a tensor is taken from a pool of released ones when a layer first produces it and
-// returned when its consumer's backward is done, so the live gradients are a few blocks' worth
-// instead of the whole network's.
+// fc reads their inputs; ReLU reads its output), except where a ReLU or a sum overwrites an
+// input nothing else needs. Gradients of activations live only while needed: a tensor is taken
+// from a pool of released ones when a layer first produces it and returned when its reader's
+// backward is done, so the live gradients are a few blocks' worth instead of the whole
+// network's.
 #include <basin/exec.h>
 
 #include <algorithm>
@@ -25,14 +26,15 @@ struct Net::Node {
   BatchNormDesc bn;
   PoolDesc pool;
   FcDesc fc;
-  long long weight = -1, bias = -1;       // offsets into params_/grads_
-  long long mean = -1, variance = -1;     // offsets into buffers_
-  int consumers = 0;                      // layers reading y
+  long long weight = -1, bias = -1;    // offsets into params_/grads_
+  long long mean = -1, variance = -1;  // offsets into buffers_
+  int consumers = 0;                   // layers reading y
 };
 
 Net::Net(model::Network network, Backend& backend, int batch)
     : network_(std::move(network)), backend_(&backend), batch_(batch) {
-  if (batch < 1) throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  if (batch < 1)
+    throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
   const auto& layers = network_.layers;
   const int n = static_cast<int>(layers.size());
   nodes_.resize(n);
@@ -65,7 +67,9 @@ Net::Net(model::Network network, Backend& backend, int batch)
       case LayerKind::conv:
         node.conv = {in_desc(l), node.out, l.kernel, l.stride, l.padding};
         break;
-      case LayerKind::batchnorm: node.bn = {node.out}; break;
+      case LayerKind::batchnorm:
+        node.bn = {node.out};
+        break;
       case LayerKind::maxpool:
         node.pool = {PoolKind::max, in_desc(l), node.out, l.kernel, l.stride, l.padding};
         break;
@@ -73,12 +77,30 @@ Net::Net(model::Network network, Backend& backend, int batch)
         if (l.in_h != l.in_w) throw std::invalid_argument("avgpool needs a square input");
         node.pool = {PoolKind::average, in_desc(l), node.out, l.in_h, 1, 0};
         break;
-      case LayerKind::fc: node.fc = {in_desc(l), node.out}; break;
+      case LayerKind::fc:
+        node.fc = {in_desc(l), node.out};
+        break;
       case LayerKind::relu:
-      case LayerKind::add: break;
+      case LayerKind::add:
+        break;
     }
+  }
+  for (int i = 0; i < n; ++i) {
+    const model::Layer& l = layers[i];
+    Node& node = nodes_[i];
+    // In place where the input is read by nothing else, then or in backward: a ReLU over a
+    // batchnorm's or a sum's output, a sum over its main path's batchnorm output (batchnorm's
+    // backward reads its input, a sum's reads nothing). ResNet-50 keeps 6 tensors per block
+    // instead of 10.
+    const int src = l.inputs[0];
+    const LayerKind src_kind = src >= 0 ? nodes_[src].kind : LayerKind::conv;
+    const bool in_place = src >= 0 && nodes_[src].consumers == 1 &&
+                          ((l.kind == LayerKind::relu &&
+                            (src_kind == LayerKind::batchnorm || src_kind == LayerKind::add)) ||
+                           (l.kind == LayerKind::add && src_kind == LayerKind::batchnorm));
     // The logits are read on the host by the loss, so they use the plain layout.
-    node.y = backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
+    node.y = in_place ? nodes_[src].y
+                      : backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
   }
   if (n == 0 || layers.back().kind != LayerKind::fc)
     throw std::invalid_argument("network " + network_.name + " must end with an fc layer");
@@ -87,16 +109,17 @@ Net::Net(model::Network network, Backend& backend, int batch)
   // Parameters in backward order: the last layer's first.
   std::vector<bool> last_bn(n, false);
   for (const auto& l : layers)
-    if (l.kind == LayerKind::add) last_bn[l.inputs[0]] = layers[l.inputs[0]].kind == LayerKind::batchnorm;
+    if (l.kind == LayerKind::add)
+      last_bn[l.inputs[0]] = layers[l.inputs[0]].kind == LayerKind::batchnorm;
   long long offset = 0, buffer_offset = 0;
   int step = 0;
   for (int i = n - 1; i >= 0; --i, ++step) {
     const model::Layer& l = layers[i];
     Node& node = nodes_[i];
     auto add_param = [&](const char* suffix, long long count, bool no_decay) {
-      param_info_.push_back({l.name + suffix, i, offset, count, step, no_decay,
-                             l.kind == LayerKind::batchnorm && last_bn[i] &&
-                                 std::string(suffix) == ".weight"});
+      param_info_.push_back(
+          {l.name + suffix, i, offset, count, step, no_decay,
+           l.kind == LayerKind::batchnorm && last_bn[i] && std::string(suffix) == ".weight"});
       offset += count;
       return offset - count;
     };
@@ -106,7 +129,9 @@ Net::Net(model::Network network, Backend& backend, int batch)
       return buffer_offset - count;
     };
     switch (l.kind) {
-      case LayerKind::conv: node.weight = add_param(".weight", l.params, false); break;
+      case LayerKind::conv:
+        node.weight = add_param(".weight", l.params, false);
+        break;
       case LayerKind::batchnorm:
         node.weight = add_param(".weight", l.out_channels, true);
         node.bias = add_param(".bias", l.out_channels, true);
@@ -114,10 +139,12 @@ Net::Net(model::Network network, Backend& backend, int batch)
         node.variance = add_buffer(".running_var", l.out_channels);
         break;
       case LayerKind::fc:
-        node.weight = add_param(".weight", 1LL * l.in_channels * l.in_h * l.in_w * l.out_channels, false);
+        node.weight =
+            add_param(".weight", 1LL * l.in_channels * l.in_h * l.in_w * l.out_channels, false);
         node.bias = add_param(".bias", l.out_channels, true);
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (offset != network_.params())
@@ -145,13 +172,15 @@ void Net::forward(const float* images, Mode mode) {
     const auto& inputs = layers[i].inputs;
     const Tensor& x = inputs[0] < 0 ? input_ : nodes_[inputs[0]].y;
     switch (node.kind) {
-      case LayerKind::conv: backend_->conv_forward(i, node.conv, x, p + node.weight, node.y); break;
+      case LayerKind::conv:
+        backend_->conv_forward(i, node.conv, x, p + node.weight, node.y);
+        break;
       case LayerKind::batchnorm: {
         float* mean = buffers_.data() + node.mean;
         float* var = buffers_.data() + node.variance;
         if (mode == Mode::eval) {
-          backend_->batchnorm_forward_eval(i, node.bn, x, p + node.weight, p + node.bias, mean,
-                                           var, node.y);
+          backend_->batchnorm_forward_eval(i, node.bn, x, p + node.weight, p + node.bias, mean, var,
+                                           node.y);
           break;
         }
         const int c = node.out.c;
@@ -168,13 +197,19 @@ void Net::forward(const float* images, Mode mode) {
         }
         break;
       }
-      case LayerKind::relu: backend_->relu_forward(i, x, node.y); break;
+      case LayerKind::relu:
+        backend_->relu_forward(i, x, node.y);
+        break;
       case LayerKind::maxpool:
-      case LayerKind::avgpool: backend_->pool_forward(i, node.pool, x, node.y); break;
+      case LayerKind::avgpool:
+        backend_->pool_forward(i, node.pool, x, node.y);
+        break;
       case LayerKind::fc:
         backend_->fc_forward(i, node.fc, x, p + node.weight, p + node.bias, node.y);
         break;
-      case LayerKind::add: backend_->add(x, nodes_[inputs[1]].y, node.y); break;
+      case LayerKind::add:
+        backend_->add(x, nodes_[inputs[1]].y, node.y);
+        break;
     }
   }
   trained_forward_ = mode == Mode::training;
@@ -245,8 +280,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
     Tensor dx;
     // ReLU's backward runs in place when nothing else holds its output gradient; add passes
     // dy itself on.
-    const bool in_place = (node.kind == LayerKind::relu && dy.data.use_count() == 1) ||
-                          node.kind == LayerKind::add;
+    const bool in_place =
+        (node.kind == LayerKind::relu && dy.data.use_count() == 1) || node.kind == LayerKind::add;
     if (in >= 0) dx = in_place ? dy : take_grad(x.desc, x.layout);
     switch (node.kind) {
       case LayerKind::conv:
@@ -257,9 +292,13 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
         backend_->batchnorm_backward(i, node.bn, x, p + node.weight, dy, dx, g + node.weight,
                                      g + node.bias);
         break;
-      case LayerKind::relu: backend_->relu_backward(i, node.y, dy, dx); break;
+      case LayerKind::relu:
+        backend_->relu_backward(i, node.y, dy, dx);
+        break;
       case LayerKind::maxpool:
-      case LayerKind::avgpool: backend_->pool_backward(i, node.pool, dy, dx); break;
+      case LayerKind::avgpool:
+        backend_->pool_backward(i, node.pool, dy, dx);
+        break;
       case LayerKind::fc:
         backend_->fc_backward(i, node.fc, x, p + node.weight, dy, dx, g + node.weight,
                               g + node.bias);
@@ -286,8 +325,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
     }
     give_back(dy);
     if (on_ready && node.weight >= 0) {
-      const long long ready = node.bias >= 0 ? node.bias + layers[i].out_channels
-                                             : node.weight + layers[i].params;
+      const long long ready =
+          node.bias >= 0 ? node.bias + layers[i].out_channels : node.weight + layers[i].params;
       on_ready(step, ready);
     }
   }

@@ -34,7 +34,8 @@ void write_npy(const std::filesystem::path& path, std::span<const float> data,
   if (product(shape) != static_cast<long long>(data.size()))
     throw std::invalid_argument(path.string() + ": shape " + shape_text(shape) + " does not hold " +
                                 std::to_string(data.size()) + " values");
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
+  std::string header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
   // The header, with magic and lengths, is padded with spaces to a multiple of 64 bytes and
   // ends in a newline (NEP 1).
   const size_t unpadded = 6 + 2 + 2 + header.size() + 1;
@@ -65,7 +66,8 @@ std::vector<float> read_npy(const std::filesystem::path& path, std::vector<long 
   in.read(magic, 6).read(version, 2).read(len_le, 2);
   if (!in || std::memcmp(magic, kMagic, 6) != 0 || version[0] != 1)
     throw std::runtime_error(path.string() + ": not a version 1 .npy file");
-  const size_t len = static_cast<unsigned char>(len_le[0]) | static_cast<unsigned char>(len_le[1]) << 8;
+  const size_t len = static_cast<unsigned char>(len_le[0]) | static_cast<unsigned char>(len_le[1])
+                                                                 << 8;
   std::string header(len, '\0');
   in.read(header.data(), static_cast<std::streamsize>(len));
   auto field = [&](const std::string& key) {
@@ -86,7 +88,8 @@ std::vector<float> read_npy(const std::filesystem::path& path, std::vector<long 
   std::vector<long long> s;
   for (size_t pos = 0; pos < dims.size();) {
     const size_t comma = dims.find(',', pos);
-    const std::string item = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const std::string item =
+        dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     if (item.find_first_not_of(' ') != std::string::npos) s.push_back(std::stoll(item));
     if (comma == std::string::npos) break;
     pos = comma + 1;
@@ -95,7 +98,8 @@ std::vector<float> read_npy(const std::filesystem::path& path, std::vector<long 
   in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size() * 4));
   if (!in)
     throw std::runtime_error(path.string() + ": shape " + shape_text(s) + " needs " +
-                             std::to_string(data.size() * 4) + " bytes of data, the file is shorter");
+                             std::to_string(data.size() * 4) +
+                             " bytes of data, the file is shorter");
   if (shape != nullptr) *shape = std::move(s);
   return data;
 }
@@ -103,8 +107,10 @@ std::vector<float> read_npy(const std::filesystem::path& path, std::vector<long 
 std::vector<long long> tensor_shape(const model::Network& network, const ParamInfo& p) {
   const model::Layer& l = network.layers.at(p.layer);
   if (p.name.ends_with(".weight")) {
-    if (l.kind == model::LayerKind::conv) return {l.out_channels, l.in_channels, l.kernel, l.kernel};
-    if (l.kind == model::LayerKind::fc) return {l.out_channels, 1LL * l.in_channels * l.in_h * l.in_w};
+    if (l.kind == model::LayerKind::conv)
+      return {l.out_channels, l.in_channels, l.kernel, l.kernel};
+    if (l.kind == model::LayerKind::fc)
+      return {l.out_channels, 1LL * l.in_channels * l.in_h * l.in_w};
   }
   return {p.count};
 }

@@ -4,14 +4,14 @@
 //
 // Tolerances: relative error over the sampled entries under 1e-2 and every entry within 3% of
 // the largest gradient seen; h = 1e-2 on inputs of unit scale (see gradcheck.h for why).
-#include "../catch.h"
-#include "gradcheck.h"
-
 #include <basin/backend.h>
 
 #include <cmath>
 #include <memory>
 #include <random>
+
+#include "../catch.h"
+#include "gradcheck.h"
 
 #if BASIN_HAVE_DNNL
 
@@ -57,15 +57,15 @@ struct ConvCase {
 }  // namespace
 
 TEST_CASE("Conv backward matches finite differences of its forward", "[exec]") {
-  const ConvCase cc = GENERATE(ConvCase{2, 8, 9, 16, 3, 2, 1},   // blocked, strided, padded
-                               ConvCase{2, 16, 6, 8, 1, 1, 0},   // 1x1, blocked
-                               ConvCase{2, 3, 15, 8, 7, 2, 3},   // the stem: plain RGB input
-                               ConvCase{2, 4, 5, 4, 3, 1, 1});   // plain in and out
+  const ConvCase cc = GENERATE(ConvCase{2, 8, 9, 16, 3, 2, 1},  // blocked, strided, padded
+                               ConvCase{2, 16, 6, 8, 1, 1, 0},  // 1x1, blocked
+                               ConvCase{2, 3, 15, 8, 7, 2, 3},  // the stem: plain RGB input
+                               ConvCase{2, 4, 5, 4, 3, 1, 1});  // plain in and out
   CAPTURE(cc.c, cc.h, cc.k_out, cc.kernel, cc.stride);
   std::mt19937 rng(7);
   const int out_h = (cc.h + 2 * cc.padding - cc.kernel) / cc.stride + 1;
-  ConvDesc d{{cc.n, cc.c, cc.h, cc.h}, {cc.n, cc.k_out, out_h, out_h}, cc.kernel, cc.stride,
-             cc.padding};
+  ConvDesc d{
+      {cc.n, cc.c, cc.h, cc.h}, {cc.n, cc.k_out, out_h, out_h}, cc.kernel, cc.stride, cc.padding};
   Backend& b = cpu();
   Tensor x = b.alloc(d.in), y = b.alloc(d.out), dy = b.alloc(d.out), dx = b.alloc(d.in);
   std::vector<float> xv = randn(d.in.elements(), rng);

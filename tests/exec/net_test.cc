@@ -2,9 +2,6 @@
 // and tensor lists, initialization against its closed-form distributions, the gradient of the
 // whole small ResNet against central differences of the loss, the batch divisor, and a few
 // SGD steps that must lower the loss.
-#include "../catch.h"
-#include "gradcheck.h"
-
 #include <basin/exec.h>
 
 #include <algorithm>
@@ -12,6 +9,9 @@
 #include <map>
 #include <memory>
 #include <random>
+
+#include "../catch.h"
+#include "gradcheck.h"
 
 #if BASIN_HAVE_DNNL
 
@@ -28,8 +28,8 @@ Backend& cpu() {
 // Two stages of basic blocks, 8 and 16 channels, on 16x16 images: every kind of layer,
 // a projection shortcut and an identity one, small enough for thousands of forwards.
 model::Network tiny() {
-  return model::resnet(model::ResNetShape{.blocks = {1, 1}, .bottleneck = false, .width = 8,
-                                          .image_size = 16, .classes = 5});
+  return model::resnet(model::ResNetShape{
+      .blocks = {1, 1}, .bottleneck = false, .width = 8, .image_size = 16, .classes = 5});
 }
 
 struct Batch {
@@ -55,8 +55,8 @@ double mean_of(std::span<const float> v) {
 TEST_CASE("Executor parameter counts equal torchvision's", "[exec]") {
   // torchvision.models documentation: ResNet-50 25,557,032 and ResNet-18 11,689,512 parameters;
   // state_dict: 161 and 62 parameter tensors (convs, batchnorm gamma and beta, fc weight and bias).
-  auto [depth, params, tensors, blocks] = GENERATE(std::tuple{50, 25557032LL, 161, 16},
-                                                   std::tuple{18, 11689512LL, 62, 8});
+  auto [depth, params, tensors, blocks] =
+      GENERATE(std::tuple{50, 25557032LL, 161, 16}, std::tuple{18, 11689512LL, 62, 8});
   CAPTURE(depth);
   Net net(model::resnet(depth, 32), cpu(), 1);
   CHECK(static_cast<long long>(net.params().size()) == params);
@@ -80,7 +80,8 @@ TEST_CASE("Executor parameter counts equal torchvision's", "[exec]") {
   }
   // No weight decay on batchnorm (2 tensors per conv) or the fc bias; the last batchnorm of
   // each residual block starts at zero: one gamma per block.
-  const auto no_decay = std::count_if(info.begin(), info.end(), [](auto& p) { return p.no_weight_decay; });
+  const auto no_decay =
+      std::count_if(info.begin(), info.end(), [](auto& p) { return p.no_weight_decay; });
   const int convs = (tensors - 2) / 3;
   CHECK(no_decay == 2 * convs + 1);
   std::vector<std::string> zero;
@@ -138,7 +139,8 @@ TEST_CASE("Small ResNet gradients match central differences of the loss", "[exec
   // Batchnorm gammas and betas away from 1 and 0, so no term of their gradient vanishes.
   for (const auto& p : net.param_info())
     if (p.no_weight_decay)
-      for (long long k = 0; k < p.count; ++k) net.params()[p.offset + k] += 0.3f * test::randn(1, rng)[0];
+      for (long long k = 0; k < p.count; ++k)
+        net.params()[p.offset + k] += 0.3f * test::randn(1, rng)[0];
   const Batch data = random_batch(net.network(), batch, rng);
   auto loss = [&] {
     net.forward(data.images.data(), Mode::training);
@@ -157,8 +159,9 @@ TEST_CASE("Small ResNet gradients match central differences of the loss", "[exec
   for (const auto& p : net.param_info()) {
     std::vector<long long> idx(p.count);
     for (long long k = 0; k < p.count; ++k) idx[k] = p.offset + k;
-    std::partial_sort(idx.begin(), idx.begin() + std::min<long long>(3, p.count), idx.end(),
-                      [&](long long a, long long b) { return std::abs(grads[a]) > std::abs(grads[b]); });
+    std::partial_sort(
+        idx.begin(), idx.begin() + std::min<long long>(3, p.count), idx.end(),
+        [&](long long a, long long b) { return std::abs(grads[a]) > std::abs(grads[b]); });
     for (int s = 0; s < std::min<long long>(3, p.count); ++s) {
       const long long k = idx[s];
       bool agree = false;

@@ -1,13 +1,13 @@
 // Parameter and buffer files (.npy, one per state_dict key): bytes NumPy's format description
 // (NEP 1) prescribes, a round trip through a second network, and errors that name the file.
-#include "../catch.h"
-
 #include <basin/exec.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+
+#include "../catch.h"
 
 #if BASIN_HAVE_DNNL
 
@@ -33,7 +33,8 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 model::Network tiny() {
-  return model::resnet(model::ResNetShape{.blocks = {1}, .width = 8, .image_size = 16, .classes = 3});
+  return model::resnet(
+      model::ResNetShape{.blocks = {1}, .width = 8, .image_size = 16, .classes = 3});
 }
 
 }  // namespace
@@ -84,7 +85,8 @@ TEST_CASE("Saved state loads into another network and bad files are named", "[ex
   CHECK(wrong.find("expected (3,8)") != std::string::npos);
   // A missing file and a truncated one.
   std::filesystem::remove(dir / "fc.weight.npy");
-  CHECK(error_of([&] { load_state(b, dir); }).find("fc.weight.npy: cannot open") != std::string::npos);
+  CHECK(error_of([&] { load_state(b, dir); }).find("fc.weight.npy: cannot open") !=
+        std::string::npos);
   {
     std::ofstream out(dir / "fc.weight.npy", std::ios::binary);
     out << "\x93NUMPY";

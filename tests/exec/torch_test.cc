@@ -15,8 +15,6 @@
 // batchnorm sums in fp32 where torch sums in double, by ~3e-2 in norm. So ResNet-50 gradients
 // must be within 1e-1 in norm per tensor, which any real mistake (a wrong layout, a missing
 // term, a swapped gradient) exceeds by far; the finite-difference tests check the details.
-#include "../catch.h"
-
 #include <basin/exec.h>
 
 #include <cmath>
@@ -24,6 +22,8 @@
 #include <filesystem>
 #include <memory>
 #include <random>
+
+#include "../catch.h"
 
 #if BASIN_HAVE_DNNL && BASIN_EXEC_HAVE_TORCH
 
@@ -74,7 +74,8 @@ void compare_with_torchvision(int depth, int image, int batch) {
   for (int i = 0; i < batch; ++i) labels[i] = (7 * i + 3) % classes;
   const double divisor = 2.0 * batch;  // as if another rank held the other half
 
-  const auto dir = std::filesystem::temp_directory_path() / ("basin-exec-torch-" + net.network().name);
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("basin-exec-torch-" + net.network().name);
   std::filesystem::remove_all(dir);
   save_state(net, dir / "state");
   write_npy(dir / "input.npy", images, {batch, 3, image, image});
@@ -84,7 +85,9 @@ void compare_with_torchvision(int depth, int image, int batch) {
                           std::to_string(classes) + " --divisor " + std::to_string(divisor);
   INFO(cmd);
   REQUIRE(std::system(cmd.c_str()) == 0);
-  auto torch = [&](const std::string& name) { return read_npy(dir / "torch" / (name + ".npy"), nullptr); };
+  auto torch = [&](const std::string& name) {
+    return read_npy(dir / "torch" / (name + ".npy"), nullptr);
+  };
 
   net.forward(images.data(), Mode::eval);
   CHECK(relative_max_error(net.logits(), torch("eval_logits")) < 1e-4);
@@ -104,8 +107,10 @@ void compare_with_torchvision(int depth, int image, int batch) {
     CAPTURE(p.name);
     const auto ours = std::as_const(net).grads().subspan(p.offset, p.count);
     const std::vector<float> exact = torch("grad64." + p.name), fp32 = torch("grad." + p.name);
-    const double e = well_conditioned ? relative_max_error(ours, exact) : relative_norm_error(ours, exact);
-    const double t = well_conditioned ? relative_max_error(fp32, exact) : relative_norm_error(fp32, exact);
+    const double e =
+        well_conditioned ? relative_max_error(ours, exact) : relative_norm_error(ours, exact);
+    const double t =
+        well_conditioned ? relative_max_error(fp32, exact) : relative_norm_error(fp32, exact);
     worst = std::max(worst, e), torch_worst = std::max(torch_worst, t);
     CHECK(e < (well_conditioned ? 1e-3 : 1e-1));
   }

@@ -38,9 +38,9 @@ enum class Layout { native, plain };
 struct Tensor {
   TensorDesc desc;
   Layout layout = Layout::native;
-  int format = 0;              // the backend's own code for the layout it picked
+  int format = 0;               // the backend's own code for the layout it picked
   std::shared_ptr<float> data;  // freed with the backend's deleter
-  long long capacity = 0;      // floats allocated (blocked layouts pad channels)
+  long long capacity = 0;       // floats allocated (blocked layouts pad channels)
   float* ptr() const { return data.get(); }
 };
 
@@ -91,8 +91,8 @@ class Backend {
                                       Tensor& y) = 0;
   // Backward of the last training forward of `op`: dx, dgamma, dbeta.
   virtual void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
-                                  const float* gamma, const Tensor& dy, Tensor& dx,
-                                  float* dgamma, float* dbeta) = 0;
+                                  const float* gamma, const Tensor& dy, Tensor& dx, float* dgamma,
+                                  float* dbeta) = 0;
 
   virtual void relu_forward(int op, const Tensor& x, Tensor& y) = 0;
   // dx = dy where the forward's output y was positive; dx may be dy itself.
@@ -102,8 +102,8 @@ class Backend {
   virtual void pool_backward(int op, const PoolDesc& d, const Tensor& dy, Tensor& dx) = 0;
 
   // y = x W^T + b with W [out][in] row-major (torch.nn.Linear), b [out].
-  virtual void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w,
-                          const float* b, Tensor& y) = 0;
+  virtual void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w, const float* b,
+                          Tensor& y) = 0;
   virtual void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w,
                            const Tensor& dy, Tensor& dx, float* dw, float* db) = 0;
 

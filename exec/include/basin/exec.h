@@ -31,13 +31,13 @@ namespace basin::exec {
 enum class Mode { training, eval };
 
 struct ParamInfo {
-  std::string name;         // "layer1.0.conv1.weight", "bn1.bias", "fc.weight"
-  int layer = 0;            // index into model::Network::layers
-  long long offset = 0;     // into Net::params() and Net::grads(), in floats
+  std::string name;      // "layer1.0.conv1.weight", "bn1.bias", "fc.weight"
+  int layer = 0;         // index into model::Network::layers
+  long long offset = 0;  // into Net::params() and Net::grads(), in floats
   long long count = 0;
-  int backward_step = 0;    // 0 for the first layer whose backward runs (the fc), 1 next, ...
-  bool no_weight_decay = false;    // batchnorm gamma and beta, and biases (Goyal et al.)
-  bool last_bn_of_block = false;   // the gamma that starts at 0 (zero_init_residual)
+  int backward_step = 0;          // 0 for the first layer whose backward runs (the fc), 1 next, ...
+  bool no_weight_decay = false;   // batchnorm gamma and beta, and biases (Goyal et al.)
+  bool last_bn_of_block = false;  // the gamma that starts at 0 (zero_init_residual)
 };
 
 struct BufferInfo {
@@ -109,8 +109,8 @@ class Net {
   std::vector<ParamInfo> param_info_;
   std::vector<BufferInfo> buffer_info_;
   Tensor input_;
-  std::vector<Tensor> grad_of_;     // per layer: gradient of its output during backward
-  std::vector<Tensor> spare_grads_; // released gradient tensors, reused by shape
+  std::vector<Tensor> grad_of_;      // per layer: gradient of its output during backward
+  std::vector<Tensor> spare_grads_;  // released gradient tensors, reused by shape
   bool have_loss_ = false, trained_forward_ = false;
 };
 

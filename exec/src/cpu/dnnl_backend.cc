@@ -110,8 +110,8 @@ void DnnlBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   run(p, {{DNNL_ARG_SRC_0, mem(a)}, {DNNL_ARG_SRC_1, mem(b)}, {DNNL_ARG_DST, mem(y)}});
 }
 
-double DnnlBackend::softmax_cross_entropy(const Tensor& logits, const int* labels,
-                                          double divisor, Tensor& dlogits) {
+double DnnlBackend::softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
+                                          Tensor& dlogits) {
   if (static_cast<tag>(logits.format) != tag::nchw || static_cast<tag>(dlogits.format) != tag::nchw)
     throw std::invalid_argument("softmax cross-entropy needs plain-layout logits");
   if (!(divisor > 0)) throw std::invalid_argument("loss divisor must be positive");

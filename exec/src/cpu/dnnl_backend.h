@@ -12,7 +12,6 @@
 #include <basin/backend.h>
 
 #include <dnnl.hpp>
-
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -85,15 +84,14 @@ class DnnlBackend final : public Backend {
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
 
-  void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
-                    Tensor& y) override;
-  void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
-                     const Tensor& dy, Tensor* dx, float* dw) override;
+  void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override;
+  void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy,
+                     Tensor* dx, float* dw) override;
   void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x,
                                   const float* gamma, const float* beta, Tensor& y,
                                   float* batch_mean, float* batch_var) override;
-  void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x,
-                              const float* gamma, const float* beta, const float* running_mean,
+  void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
+                              const float* beta, const float* running_mean,
                               const float* running_var, Tensor& y) override;
   void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
                           const Tensor& dy, Tensor& dx, float* dgamma, float* dbeta) override;

@@ -6,9 +6,9 @@
 // that kernel wants another blocking), and the weight gradient is reordered back into the plain
 // gradient buffer. Those reorders touch each weight a few times per step, against the hundreds
 // of multiply-adds per weight that the convolution itself does.
-#include "dnnl_backend.h"
-
 #include <stdexcept>
+
+#include "dnnl_backend.h"
 
 namespace basin::exec::cpu {
 namespace {
@@ -41,8 +41,8 @@ ConvState& DnnlBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, c
   dnnl::convolution_forward::desc fd(prop_kind::forward_training, algorithm::convolution_direct,
                                      x_md, any(w_dims), y_md, strides, pad, pad);
   s.fwd_pd = dnnl::convolution_forward::primitive_desc(fd, engine_);
-  dnnl::convolution_backward_data::desc bdd(algorithm::convolution_direct, x_md, any(w_dims),
-                                            y_md, strides, pad, pad);
+  dnnl::convolution_backward_data::desc bdd(algorithm::convolution_direct, x_md, any(w_dims), y_md,
+                                            strides, pad, pad);
   s.bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(bdd, engine_, s.fwd_pd);
   dnnl::convolution_backward_weights::desc bwd(algorithm::convolution_direct, x_md, any(w_dims),
                                                y_md, strides, pad, pad);
@@ -65,9 +65,8 @@ ConvState& DnnlBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, c
 void DnnlBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
                                Tensor& y) {
   ConvState& s = conv_state(op, d, x, y);
-  memory user_w = mem(memory::desc({d.out.c, d.in.c, d.kernel, d.kernel}, memory::data_type::f32,
-                                   tag::oihw),
-                      w);
+  memory user_w = mem(
+      memory::desc({d.out.c, d.in.c, d.kernel, d.kernel}, memory::data_type::f32, tag::oihw), w);
   memory weights = user_w;
   if (s.to_w_fwd) {
     run(s.to_w_fwd, {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, s.w_fwd}});

@@ -1,10 +1,10 @@
 // The oneDNN backend's layers without weights to reorder: batch normalization (training with
 // batch statistics, eval with running statistics), ReLU and pooling (max, and the global average
 // in front of the fc). All run on the activations' blocked layout.
-#include "dnnl_backend.h"
-
 #include <algorithm>
 #include <stdexcept>
+
+#include "dnnl_backend.h"
 
 namespace basin::exec::cpu {
 namespace {
@@ -110,8 +110,8 @@ void DnnlBackend::relu_backward(int op, const Tensor& y, const Tensor& dy, Tenso
   auto it = relus_.find(op);
   if (it == relus_.end() || !(it->second.desc == y.desc))
     throw std::logic_error("relu backward of layer " + std::to_string(op) + " before its forward");
-  run(it->second.bwd, {{DNNL_ARG_DST, mem(y)}, {DNNL_ARG_DIFF_DST, mem(dy)},
-                       {DNNL_ARG_DIFF_SRC, mem(dx)}});
+  run(it->second.bwd,
+      {{DNNL_ARG_DST, mem(y)}, {DNNL_ARG_DIFF_DST, mem(dy)}, {DNNL_ARG_DIFF_SRC, mem(dx)}});
 }
 
 PoolState& DnnlBackend::pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y) {

@@ -1,0 +1,128 @@
+// Benchmarks of the executor's CPU backend: one ResNet-50 training step (forward, loss,
+// backward) at 224x224 in images per second, and in the same run the same step in PyTorch
+// (torchvision's resnet50 under /usr/bin/python3, same batch and thread count), with the ratio
+// basin / PyTorch. Figures go to reports/exec-cpu-<date>.md.
+//
+// Each benchmark takes one warm-up step first (allocation, oneDNN primitive creation, the
+// equivalent first call in PyTorch), then times steps one by one; counters: images_per_s and,
+// on the PyTorch line, ratio = basin images/s over PyTorch images/s.
+#include <basin/exec.h>
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+
+namespace {
+
+using Key = std::pair<int, int>;  // batch, threads
+std::map<Key, double>& basin_images_per_s() {
+  static std::map<Key, double> m;
+  return m;
+}
+
+#if BASIN_HAVE_DNNL
+void BM_BasinResNet50Step(benchmark::State& state) {
+  using namespace basin;
+  const int batch = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
+  auto backend = exec::make_cpu_backend(threads);
+  exec::Net net(model::resnet(50), *backend, batch);
+  net.init({.seed = 1});
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  std::vector<float> images(1LL * batch * 3 * 224 * 224);
+  for (auto& x : images) x = normal(rng);
+  std::vector<int> labels(batch);
+  for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % 1000);
+  auto step = [&] {
+    net.forward(images.data(), exec::Mode::training);
+    benchmark::DoNotOptimize(net.loss(labels.data(), batch));
+    net.backward();
+  };
+  step();
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(s);
+    seconds += s;
+  }
+  const double ips = batch * state.iterations() / seconds;
+  basin_images_per_s()[{batch, threads}] = ips;
+  state.counters["images_per_s"] = ips;
+  state.SetLabel(backend->name());
+}
+#endif
+
+void BM_PyTorchResNet50Step(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
+  const int steps = static_cast<int>(state.max_iterations);
+  const std::string cmd = "/usr/bin/python3 " BASIN_EXEC_TORCH_STEP_SCRIPT " resnet50 " +
+                          std::to_string(batch) + " 224 " + std::to_string(threads) + " " +
+                          std::to_string(steps) + " 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (pclose(p) != 0) out = "failed: " + out;
+  }
+  // {"seconds": [s1, s2, ...], "images_per_s": x, ...}: one timed step per benchmark iteration.
+  const size_t open = out.find("\"seconds\": ["), rate = out.find("\"images_per_s\": ");
+  if (out.rfind("failed", 0) == 0 || open == std::string::npos || rate == std::string::npos) {
+    state.SkipWithError(("PyTorch peer did not run (needs python3-torch python3-torchvision): " +
+                         out.substr(0, 200))
+                            .c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const char* s = out.c_str() + open + 12;
+  for (auto _ : state) {
+    char* end = nullptr;
+    state.SetIterationTime(std::strtod(s, &end));
+    s = end + 1;
+  }
+  const double ips = std::strtod(out.c_str() + rate + 16, nullptr);
+  state.counters["images_per_s"] = ips;
+  const auto it = basin_images_per_s().find({batch, threads});
+  if (it != basin_images_per_s().end()) state.counters["ratio"] = it->second / ips;
+  const size_t version = out.find("\"torch\": \"");
+  if (version != std::string::npos)
+    state.SetLabel("torch " + out.substr(version + 10, out.find('"', version + 10) - version - 10));
+}
+
+// Batch 16 on 2 threads and on 1: the per-GPU batch of Goyal et al. (32) halved to keep a
+// step within seconds on a two-core machine. Each basin line is followed by its PyTorch line,
+// so the two are measured minutes apart at most and the PyTorch line can show the ratio.
+#if BASIN_HAVE_DNNL
+BENCHMARK(BM_BasinResNet50Step)
+    ->Args({16, 2})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+#endif
+BENCHMARK(BM_PyTorchResNet50Step)
+    ->Args({16, 2})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+#if BASIN_HAVE_DNNL
+BENCHMARK(BM_BasinResNet50Step)
+    ->Args({16, 1})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+#endif
+BENCHMARK(BM_PyTorchResNet50Step)
+    ->Args({16, 1})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+BENCHMARK_MAIN();
