@@ -20,8 +20,9 @@ using namespace basin::exec;
 
 namespace {
 
+// One thread: these shapes are too small to share, and a busy machine makes threads wait.
 Backend& cpu() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(0);
+  static std::unique_ptr<Backend> b = make_cpu_backend(1);
   return *b;
 }
 

@@ -55,7 +55,7 @@ double relative_max_error(std::span<const float> ours, std::span<const float> th
 void compare_with_torchvision(int depth, int image, int batch) {
   const bool well_conditioned = depth < 50;
   const int classes = 10;
-  auto backend = make_cpu_backend(0);
+  auto backend = make_cpu_backend(1);
   Net net(model::resnet(depth, image, classes), *backend, batch);
   net.init({.seed = 17, .zero_init_residual = false});
   std::mt19937 rng(depth);
