@@ -19,9 +19,13 @@ Network::Network(const topo::Topology& topo, NetworkParams params)
 
 double Network::transfer_time_s(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs,
                                 const std::vector<double>& bytes) {
-  const size_t n = pairs.size();
-  std::vector<const RouteInfo*> routes(n);
-  for (size_t i = 0; i < n; ++i) routes[i] = &route(pairs[i].first, pairs[i].second);
+  std::vector<const RouteInfo*> routes(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) routes[i] = &route(pairs[i].first, pairs[i].second);
+  return solve(routes, bytes);
+}
+
+double Network::solve(const std::vector<const RouteInfo*>& routes, const std::vector<double>& bytes) {
+  const size_t n = routes.size();
   // Compact link ids to the links these flows use.
   std::unordered_map<int, int> local;
   std::vector<double> capacity;
@@ -105,7 +109,7 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
   CollectiveCost total;
   for (const Step& step : s.steps) {
     if (step.transfers.empty()) continue;
-    std::vector<std::pair<topo::Vertex, topo::Vertex>> pairs;
+    std::vector<const RouteInfo*> routes;
     std::vector<double> fractions;
     std::unordered_map<int, double> reduced;  // receiving rank -> fraction reduced this step
     double latency = 0;
@@ -117,21 +121,21 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
     for (const Transfer& t : step.transfers) {
       const int from = g[gpus[t.src]].server;
       if (from != g[gpus[t.dst]].server) queued = std::max(queued, ++leaving[from]);
-      pairs.emplace_back(gpus[t.src], gpus[t.dst]);
+      routes.push_back(&route(gpus[t.src], gpus[t.dst]));
       fractions.push_back(t.fraction);
-      latency = std::max(latency, route(gpus[t.src], gpus[t.dst]).latency_s);
+      latency = std::max(latency, routes.back()->latency_s);
       if (t.reduce) reduced[t.dst] += t.fraction;
     }
     // Sizes are fractions of a 1-byte message: the makespan is seconds per byte of message.
-    double per_byte = transfer_time_s(pairs, fractions);
+    double per_byte = solve(routes, fractions);
     if (params_.reduce_GBps > 0) {
       double most = 0;
       for (auto [rank, fraction] : reduced) most = std::max(most, fraction);
       per_byte += most / (params_.reduce_GBps * 1e9);
     }
-    for (const Transfer& t : step.transfers)
-      for (int id : route(gpus[t.src], gpus[t.dst]).links)
-        total.busy_s_per_byte[id] += step.repeat * t.fraction / capacity_Bps_[id];
+    for (size_t i = 0; i < routes.size(); ++i)
+      for (int id : routes[i]->links)
+        total.busy_s_per_byte[id] += step.repeat * fractions[i] / capacity_Bps_[id];
     total.latency_s += step.repeat * step.latency_hops *
                        (latency + queued * params_.per_message_overhead_us * 1e-6);
     total.seconds_per_byte += step.repeat * per_byte;

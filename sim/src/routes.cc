@@ -106,17 +106,21 @@ bool Network::compose_across(topo::Vertex a, topo::Vertex b) {
     double width = 0, latency_us = std::numeric_limits<double>::infinity();
     topo::Vertex x = 0, y = 0;
   } best;
-  // Look every piece up once; the double loop below only does arithmetic.
-  struct End {
-    topo::Vertex device;
-    const RouteInfo* inside;
-    const Attachment* link;
+  // Every piece is looked up once per GPU; the double loop below only does arithmetic.
+  auto sides = [&](std::unordered_map<topo::Vertex, std::vector<End>>& cache, topo::Vertex gpu,
+                   const View& v, bool outbound) -> const std::vector<End>& {
+    auto [it, added] = cache.try_emplace(gpu);
+    if (added)
+      for (topo::Vertex d : v.boundary)
+        it->second.push_back(
+            {d, &routes_.at(outbound ? key(gpu, d) : key(d, gpu)), &sw.attach.at(d)});
+    return it->second;
   };
-  std::vector<End> ends;
-  for (topo::Vertex y : to.boundary) ends.push_back({y, &routes_.at(key(y, b)), &sw.attach.at(y)});
-  for (topo::Vertex x : from.boundary) {
-    const RouteInfo& ax = routes_.at(key(a, x));
-    const Attachment& up = sw.attach.at(x);
+  const std::vector<End>& ends = sides(sw.ends, b, to, false);
+  for (const End& start : sides(sw.starts, a, from, true)) {
+    const topo::Vertex x = start.device;
+    const RouteInfo& ax = *start.inside;
+    const Attachment& up = *start.link;
     auto& widest = sw.widest[up.sw];
     if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
     for (const End& end : ends) {

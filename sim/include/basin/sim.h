@@ -154,6 +154,8 @@ class Network {
   };
   View& server(int index);
   View& fabric();
+  // Max-min fair makespan of flows of the given sizes along the given routes.
+  double solve(const std::vector<const RouteInfo*>& routes, const std::vector<double>& bytes);
   // The fabric seen from its switches, for composing NIC-to-NIC routes without searching the
   // whole fabric once per NIC (see routes.cc). Empty `attach` when a boundary device does not
   // hang off exactly one switch, and then whole-fabric searches are used.
@@ -162,8 +164,16 @@ class Network {
     int up_id = -1, down_id = -1;
     double up_GBps = 0, down_GBps = 0, up_us = 0, down_us = 0;
   };
+  // One side of a composed route: a boundary device, the route between it and a GPU of its
+  // server, and how it hangs off its switch (cached per GPU so composing does no lookups).
+  struct End {
+    topo::Vertex device;
+    const RouteInfo* inside;
+    const Attachment* link;
+  };
   struct Switches {
     topo::ServerView view;
+    std::unordered_map<topo::Vertex, std::vector<End>> starts, ends;  // by GPU
     std::unordered_map<topo::Vertex, Attachment> attach;  // by cluster vertex of a boundary device
     std::map<topo::Vertex, std::vector<double>> widest;   // by source switch (view vertex)
     std::map<std::pair<topo::Vertex, double>, topo::LatencyTree> trees;  // (source, level)
