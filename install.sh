@@ -21,6 +21,7 @@ packages=(
   libgloo-dev                               # CPU collectives
   libturbojpeg0-dev                         # JPEG decoding
   libdnnl-dev                               # oneDNN: CPU deep-learning ops
+  valgrind                                  # leak check of the NCCL tuner plugin (tests)
 )
 
 missing=()
