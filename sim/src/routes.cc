@@ -95,9 +95,8 @@ Network::Switches& Network::switches() {
 // both hang off one switch each, since every route between them starts and ends with those
 // links; the switch-to-switch part is searched on the switches alone, once per source switch
 // and width.
-bool Network::compose_across(topo::Vertex a, topo::Vertex b) {
+void Network::compose_across(topo::Vertex a, topo::Vertex b) {
   Switches& sw = switches();
-  if (sw.attach.empty()) return false;
   const auto& g = topo_->graph;
   const View& from = server(g[a].server);
   const View& to = server(g[b].server);
@@ -161,7 +160,6 @@ bool Network::compose_across(topo::Vertex a, topo::Vertex b) {
     info.bandwidth_GBps = best.width;
   }
   routes_.emplace(key(a, b), std::move(info));
-  return true;
 }
 
 void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs) {
@@ -176,24 +174,33 @@ void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex
   for (auto& [a, destinations] : inside) find_in_view(server(g[a].server), a, destinations);
   if (across.empty()) return;
 
+  // The pieces inside servers, each searched once per GPU however many pairs need it: every
+  // source to its server's boundary devices, every boundary device to each destination.
+  std::map<int, std::vector<topo::Vertex>> entries;  // destination server -> new destinations
   for (auto& [a, destinations] : across) {
     if (g[a].server < 0)
       throw std::logic_error("route from " + g[a].id + ", which belongs to no server");
-    // The three segments, each searched once per source on its own view.
-    View& from = server(g[a].server);
-    find_in_view(from, a, from.boundary);
-    std::map<int, std::vector<topo::Vertex>> by_server;
-    for (topo::Vertex b : destinations) by_server[g[b].server].push_back(b);
-    std::vector<topo::Vertex> exits;
-    for (auto& [s, members] : by_server) {
-      if (s < 0) throw std::logic_error("route to " + g[members[0]].id + ", in no server");
-      View& to = server(s);
-      exits.insert(exits.end(), to.boundary.begin(), to.boundary.end());
-      for (topo::Vertex y : to.boundary) find_in_view(to, y, members);
+    if (exits_done_.insert(a).second) find_in_view(server(g[a].server), a, server(g[a].server).boundary);
+    for (topo::Vertex b : destinations) {
+      if (g[b].server < 0) throw std::logic_error("route to " + g[b].id + ", in no server");
+      if (entries_done_.insert(b).second) entries[g[b].server].push_back(b);
     }
-    bool composed = true;
-    for (topo::Vertex b : destinations) composed = composed && compose_across(a, b);
-    if (composed) continue;
+  }
+  for (auto& [s, members] : entries)
+    for (topo::Vertex y : server(s).boundary) find_in_view(server(s), y, members);
+
+  if (!switches().attach.empty()) {
+    for (auto& [a, destinations] : across)
+      for (topo::Vertex b : destinations) compose_across(a, b);
+    return;
+  }
+  for (auto& [a, destinations] : across) {
+    View& from = server(g[a].server);
+    std::vector<topo::Vertex> exits;
+    for (topo::Vertex b : destinations) {
+      const auto& boundary = server(g[b].server).boundary;
+      exits.insert(exits.end(), boundary.begin(), boundary.end());
+    }
     for (topo::Vertex x : from.boundary) find_in_view(fabric(), x, exits);
 
     // Compose: the widest (source -> x -> y -> destination), then the least latency.

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -179,7 +180,8 @@ class Network {
     std::map<std::pair<topo::Vertex, double>, topo::LatencyTree> trees;  // (source, level)
   };
   Switches& switches();
-  bool compose_across(topo::Vertex a, topo::Vertex b);
+  void compose_across(topo::Vertex a, topo::Vertex b);  // needs switches().attach
+  std::unordered_set<topo::Vertex> exits_done_, entries_done_;  // inside pieces already found
   // Routes from a to each of `to`, all found on one view (a server's or the fabric's).
   void find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to);
   void store(topo::Vertex a, topo::Vertex b, const topo::Graph& graph, const topo::Route& r);
