@@ -119,7 +119,8 @@ class Backend {
 };
 
 #if BASIN_HAVE_DNNL
-// The oneDNN backend; threads <= 0 keeps OpenMP's default (one per core).
+// The oneDNN backend. `threads` sets OpenMP's thread count, which is process-wide (oneDNN on
+// Debian runs on OpenMP); threads <= 0 keeps OpenMP's default (one per core).
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 #endif
 
