@@ -29,6 +29,7 @@ struct Net::Node {
   long long weight = -1, bias = -1;    // offsets into params_/grads_
   long long mean = -1, variance = -1;  // offsets into buffers_
   int consumers = 0;                   // layers reading y
+  bool fused = false;  // a ReLU done by the batchnorm before it (BatchNormDesc::fused_relu)
 };
 
 Net::Net(model::Network network, Backend& backend, int batch)
@@ -98,6 +99,9 @@ Net::Net(model::Network network, Backend& backend, int batch)
                           ((l.kind == LayerKind::relu &&
                             (src_kind == LayerKind::batchnorm || src_kind == LayerKind::add)) ||
                            (l.kind == LayerKind::add && src_kind == LayerKind::batchnorm));
+    // A ReLU over a batchnorm's output is done by the batchnorm, in the same pass.
+    if (in_place && l.kind == LayerKind::relu && src_kind == LayerKind::batchnorm)
+      node.fused = nodes_[src].bn.fused_relu = true;
     // The logits are read on the host by the loss, so they use the plain layout.
     node.y = in_place ? nodes_[src].y
                       : backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
@@ -198,7 +202,7 @@ void Net::forward(const float* images, Mode mode) {
         break;
       }
       case LayerKind::relu:
-        backend_->relu_forward(i, x, node.y);
+        if (!node.fused) backend_->relu_forward(i, x, node.y);
         break;
       case LayerKind::maxpool:
       case LayerKind::avgpool:
@@ -281,7 +285,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
     // ReLU's backward runs in place when nothing else holds its output gradient; add passes
     // dy itself on.
     const bool in_place =
-        (node.kind == LayerKind::relu && dy.data.use_count() == 1) || node.kind == LayerKind::add;
+        (node.kind == LayerKind::relu && (dy.data.use_count() == 1 || node.fused)) ||
+        node.kind == LayerKind::add;
     if (in >= 0) dx = in_place ? dy : take_grad(x.desc, x.layout);
     switch (node.kind) {
       case LayerKind::conv:
@@ -292,8 +297,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
         backend_->batchnorm_backward(i, node.bn, x, p + node.weight, dy, dx, g + node.weight,
                                      g + node.bias);
         break;
-      case LayerKind::relu:
-        backend_->relu_backward(i, node.y, dy, dx);
+      case LayerKind::relu:  // a fused one passes dy on; its batchnorm applies the mask
+        if (!node.fused) backend_->relu_backward(i, node.y, dy, dx);
         break;
       case LayerKind::maxpool:
       case LayerKind::avgpool:

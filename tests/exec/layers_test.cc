@@ -132,6 +132,42 @@ TEST_CASE("Batchnorm training backward matches finite differences for input gamm
   }
 }
 
+TEST_CASE("Batchnorm with a fused ReLU equals batchnorm then ReLU", "[exec]") {
+  const int c = GENERATE(8, 4);
+  CAPTURE(c);
+  std::mt19937 rng(29);
+  BatchNormDesc plain{{3, c, 4, 4}}, fused = plain;
+  fused.fused_relu = true;
+  Backend& b = cpu();
+  const TensorDesc d = plain.io;
+  Tensor x = b.alloc(d), y = b.alloc(d), z = b.alloc(d), yf = b.alloc(d), dy = b.alloc(d),
+         dz = b.alloc(d), dx = b.alloc(d), dxf = b.alloc(d);
+  const std::vector<float> xv = randn(d.elements(), rng), gamma = randn(c, rng),
+                           beta = randn(c, rng), r = randn(d.elements(), rng);
+  std::vector<float> mean(c), var(c);
+  b.write_nchw(xv.data(), x);
+  // Unfused: batchnorm, ReLU, and backward through both.
+  b.batchnorm_forward_training(30, plain, x, gamma.data(), beta.data(), y, mean.data(), var.data());
+  b.relu_forward(31, y, z);
+  b.write_nchw(r.data(), dz);
+  b.relu_backward(31, z, dz, dy);
+  std::vector<float> dgamma(c), dbeta(c), dgamma_f(c), dbeta_f(c);
+  b.batchnorm_backward(30, plain, x, gamma.data(), dy, dx, dgamma.data(), dbeta.data());
+  // Fused: one layer, fed the gradient of the ReLU's output.
+  b.batchnorm_forward_training(32, fused, x, gamma.data(), beta.data(), yf, mean.data(),
+                               var.data());
+  b.batchnorm_backward(32, fused, x, gamma.data(), dz, dxf, dgamma_f.data(), dbeta_f.data());
+  const std::vector<float> zv = read(z), yfv = read(yf), dxv = read(dx), dxfv = read(dxf);
+  for (size_t i = 0; i < zv.size(); ++i) {
+    CHECK_THAT(yfv[i], WithinAbs(zv[i], 1e-6));
+    CHECK_THAT(dxfv[i], WithinAbs(dxv[i], 1e-5));
+  }
+  for (int k = 0; k < c; ++k) {
+    CHECK_THAT(dgamma_f[k], WithinAbs(dgamma[k], 1e-5));
+    CHECK_THAT(dbeta_f[k], WithinAbs(dbeta[k], 1e-5));
+  }
+}
+
 TEST_CASE("Batchnorm eval normalises with the running statistics", "[exec]") {
   std::mt19937 rng(3);
   const int c = 8;

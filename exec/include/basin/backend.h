@@ -51,6 +51,9 @@ struct ConvDesc {
 struct BatchNormDesc {
   TensorDesc io;
   float epsilon = 1e-5f;  // torchvision's default
+  // y = max(0, batchnorm(x)): the ReLU after it done in the same pass, and backward takes the
+  // gradient of that output. Saves one pass over the activation each way.
+  bool fused_relu = false;
 };
 enum class PoolKind { max, average };
 struct PoolDesc {

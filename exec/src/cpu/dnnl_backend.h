@@ -56,6 +56,7 @@ struct BatchNormState {
   dnnl::batch_normalization_backward bwd;
   std::vector<float> mean, variance;  // of the last training forward, for backward
   std::vector<float> zeros;           // a shift for backward, which oneDNN requires
+  memory workspace;                   // fused ReLU: where the output was positive
 };
 
 struct ReluState {

@@ -1,6 +1,7 @@
 // The oneDNN backend's layers without weights to reorder: batch normalization (training with
-// batch statistics, eval with running statistics), ReLU and pooling (max, and the global average
-// in front of the fc). All run on the activations' blocked layout.
+// batch statistics, eval with running statistics, optionally with the following ReLU fused
+// in), ReLU and pooling (max, and the global average in front of the fc). All run on the
+// activations' blocked layout.
 #include <algorithm>
 #include <stdexcept>
 
@@ -20,21 +21,23 @@ const auto scale_shift = normalization_flags::use_scale | normalization_flags::u
 BatchNormState& DnnlBackend::bn_state(int op, const BatchNormDesc& d, const Tensor& x) {
   auto it = bns_.find(op);
   if (it != bns_.end() && it->second.desc.io == d.io && it->second.desc.epsilon == d.epsilon &&
-      it->second.format == x.format)
+      it->second.desc.fused_relu == d.fused_relu && it->second.format == x.format)
     return it->second;
   if (!(x.desc == d.io)) throw std::invalid_argument("batchnorm tensor does not match its layer");
   BatchNormState s;
   s.desc = d;
   s.format = x.format;
   const memory::desc x_md = md(x);
+  const auto flags = d.fused_relu ? scale_shift | normalization_flags::fuse_norm_relu : scale_shift;
   s.train_pd = dnnl::batch_normalization_forward::primitive_desc(
-      {prop_kind::forward_training, x_md, d.epsilon, scale_shift}, engine_);
+      {prop_kind::forward_training, x_md, d.epsilon, flags}, engine_);
   s.eval_pd = dnnl::batch_normalization_forward::primitive_desc(
       {prop_kind::forward_inference, x_md, d.epsilon,
-       scale_shift | normalization_flags::use_global_stats},
+       flags | normalization_flags::use_global_stats},
       engine_);
   s.bwd_pd = dnnl::batch_normalization_backward::primitive_desc(
-      {prop_kind::backward, x_md, x_md, d.epsilon, scale_shift}, engine_, s.train_pd);
+      {prop_kind::backward, x_md, x_md, d.epsilon, flags}, engine_, s.train_pd);
+  if (d.fused_relu) s.workspace = memory(s.train_pd.workspace_desc(), engine_);
   s.train = dnnl::batch_normalization_forward(s.train_pd);
   s.eval = dnnl::batch_normalization_forward(s.eval_pd);
   s.bwd = dnnl::batch_normalization_backward(s.bwd_pd);
@@ -49,12 +52,14 @@ void DnnlBackend::batchnorm_forward_training(int op, const BatchNormDesc& d, con
                                              float* batch_mean, float* batch_var) {
   BatchNormState& s = bn_state(op, d, x);
   const memory::desc stat_md = s.train_pd.mean_desc();
-  run(s.train, {{DNNL_ARG_SRC, mem(x)},
-                {DNNL_ARG_DST, mem(y)},
-                {DNNL_ARG_SCALE, mem(stat_md, gamma)},
-                {DNNL_ARG_SHIFT, mem(stat_md, beta)},
-                {DNNL_ARG_MEAN, mem(stat_md, s.mean.data())},
-                {DNNL_ARG_VARIANCE, mem(stat_md, s.variance.data())}});
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(x)},
+                                          {DNNL_ARG_DST, mem(y)},
+                                          {DNNL_ARG_SCALE, mem(stat_md, gamma)},
+                                          {DNNL_ARG_SHIFT, mem(stat_md, beta)},
+                                          {DNNL_ARG_MEAN, mem(stat_md, s.mean.data())},
+                                          {DNNL_ARG_VARIANCE, mem(stat_md, s.variance.data())}};
+  if (s.workspace) args.emplace(DNNL_ARG_WORKSPACE, s.workspace);
+  run(s.train, args);
   std::copy(s.mean.begin(), s.mean.end(), batch_mean);
   std::copy(s.variance.begin(), s.variance.end(), batch_var);
 }
@@ -78,16 +83,19 @@ void DnnlBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tenso
                                      float* dgamma, float* dbeta) {
   BatchNormState& s = bn_state(op, d, x);
   const memory::desc stat_md = s.train_pd.mean_desc();
-  run(s.bwd, {{DNNL_ARG_SRC, mem(x)},
-              {DNNL_ARG_MEAN, mem(stat_md, s.mean.data())},
-              {DNNL_ARG_VARIANCE, mem(stat_md, s.variance.data())},
-              {DNNL_ARG_DIFF_DST, mem(dy)},
-              {DNNL_ARG_SCALE, mem(stat_md, gamma)},
-              // oneDNN 2.6 asks for the shift in backward too, though no gradient depends on it.
-              {DNNL_ARG_SHIFT, mem(stat_md, s.zeros.data())},
-              {DNNL_ARG_DIFF_SRC, mem(dx)},
-              {DNNL_ARG_DIFF_SCALE, mem(stat_md, dgamma)},
-              {DNNL_ARG_DIFF_SHIFT, mem(stat_md, dbeta)}});
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, mem(x)},
+      {DNNL_ARG_MEAN, mem(stat_md, s.mean.data())},
+      {DNNL_ARG_VARIANCE, mem(stat_md, s.variance.data())},
+      {DNNL_ARG_DIFF_DST, mem(dy)},
+      {DNNL_ARG_SCALE, mem(stat_md, gamma)},
+      // oneDNN 2.6 asks for the shift in backward too, though no gradient depends on it.
+      {DNNL_ARG_SHIFT, mem(stat_md, s.zeros.data())},
+      {DNNL_ARG_DIFF_SRC, mem(dx)},
+      {DNNL_ARG_DIFF_SCALE, mem(stat_md, dgamma)},
+      {DNNL_ARG_DIFF_SHIFT, mem(stat_md, dbeta)}};
+  if (s.workspace) args.emplace(DNNL_ARG_WORKSPACE, s.workspace);
+  run(s.bwd, args);
 }
 
 void DnnlBackend::relu_forward(int op, const Tensor& x, Tensor& y) {
