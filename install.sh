@@ -22,6 +22,7 @@ packages=(
   libturbojpeg0-dev                         # JPEG decoding
   libdnnl-dev                               # oneDNN: CPU deep-learning ops
   valgrind                                  # leak check of the NCCL tuner plugin (tests)
+  python3-torch python3-torchvision         # reference outputs for the executor's tests
 )
 
 missing=()
