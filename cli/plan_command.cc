@@ -89,8 +89,6 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
                 x.gpus, x.batch_per_gpu, x.gpus == 1 ? "-" : x.algorithm.name().c_str(),
                 x.precision.name().c_str());
   }
-  std::map<std::string, int> reasons;
-  for (const auto& x : r.rejected) reasons[x.rejected.substr(0, x.rejected.find(' ', 14))]++;
   std::printf("\n%d configurations simulated in %.2f s; %zu usable, %zu rejected", r.evaluated,
               r.search_s, r.rows.size(), r.rejected.size());
   if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
@@ -120,7 +118,9 @@ int run(PlanCliOptions o) {
         if (link.kind == topo::LinkKind::ethernet || link.kind == topo::LinkKind::infiniband)
           link.bandwidth_GBps = o.compare_nic_GBps * link.count;
       }
-      other_name += " with " + std::to_string(o.compare_nic_GBps).substr(0, 5) + " GB/s network ports";
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%g", o.compare_nic_GBps);
+      other_name += std::string(" with ") + rate + " GB/s network ports";
     }
     if (!o.compare_profile.empty()) other_name += " with " + o.compare_profile;
     plan::PlanOptions p2 = o.plan;

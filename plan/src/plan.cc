@@ -8,17 +8,19 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 
 namespace basin::plan {
 namespace {
 
-std::string percent(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%+.0f%%", 100 * x);
+std::string format(const char* spec, double x) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, spec, x);
   return buf;
 }
+std::string percent(double x) { return format("%+.0f%%", 100 * x); }
 
 std::vector<int> default_gpu_counts(const topo::Topology& t) {
   const auto all = topo::gpus(t);
@@ -154,9 +156,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             row.rejected = "global batch " + std::to_string(row.global_batch) +
                            (std::isnan(row.accuracy_penalty)
                                 ? " is beyond the published accuracy data (64k)"
-                                : " costs +" + std::to_string(row.accuracy_penalty).substr(0, 4) +
+                                : " costs +" + format("%.2g", row.accuracy_penalty) +
                                       " top-1 points (tolerated: " +
-                                      std::to_string(o.tolerated_loss_points).substr(0, 4) + ")");
+                                      format("%.2g", o.tolerated_loss_points) + ")");
             if (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)
               row.rejected = "global batch " + std::to_string(row.global_batch) + " over the limit " +
                              std::to_string(o.max_global_batch);
@@ -202,9 +204,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             done.gpu_hours = done.time_to_train_h * count;
             done.cost = result.cost_in_gpu_hours ? done.gpu_hours : done.gpu_hours * o.price_per_gpu_hour;
             if (o.deadline_h > 0 && done.time_to_train_h > o.deadline_h)
-              done.rejected = "misses the deadline: " + std::to_string(done.time_to_train_h).substr(0, 5) + " h";
+              done.rejected = "misses the deadline: " + format("%.3g", done.time_to_train_h) + " h";
             else if (o.budget > 0 && done.cost > o.budget)
-              done.rejected = "over budget: " + std::to_string(done.cost).substr(0, 7);
+              done.rejected = "over budget: " + format("%.6g", done.cost);
             (done.rejected.empty() ? result.rows : result.rejected).push_back(done);
           }
         }

@@ -131,13 +131,16 @@ Schedule halving_doubling_allreduce(int p) {
       step.transfers.push_back({large.offset + r, small.offset + r / ratio, 1.0 / large.size, false});
     s.steps.push_back(step);
   }
-  // Allgather: the reduce-scatter's exchanges in reverse order.
-  for (auto it = halving.rbegin(); it != halving.rend(); ++it) {
+  append_mirrored_allgather(s, halving);
+  return s;
+}
+
+void append_mirrored_allgather(Schedule& s, const std::vector<Step>& reduce_scatter) {
+  for (auto it = reduce_scatter.rbegin(); it != reduce_scatter.rend(); ++it) {
     Step step = *it;
     for (Transfer& t : step.transfers) t.reduce = false;
-    s.steps.push_back(step);
+    s.steps.push_back(std::move(step));
   }
-  return s;
 }
 
 Schedule recursive_doubling_allreduce(int p) {

@@ -96,11 +96,7 @@ Schedule bcube_allreduce(int p, int base) {
     stride *= d;
   }
   s.steps = scatter;
-  for (auto it = scatter.rbegin(); it != scatter.rend(); ++it) {
-    Step step = *it;
-    for (Transfer& t : step.transfers) t.reduce = false;
-    s.steps.push_back(step);
-  }
+  append_mirrored_allgather(s, scatter);
   return s;
 }
 

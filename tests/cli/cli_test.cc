@@ -1,37 +1,17 @@
 // The `basin` command line end to end: exit codes, errors on stderr, nothing half-written.
 #include "../catch.h"
+#include "../run_basin.h"
 
 #include <basin/tuner.h>
 
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 namespace fs = std::filesystem;
 
-namespace {
-
-struct Result {
-  int exit_code;
-  std::string out;  // stdout and stderr merged
-};
-
-Result run(const std::string& args) {
-  std::string cmd = std::string(BASIN_EXE) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-}  // namespace
+using basin::test::Result;
+using basin::test::run;
 
 TEST_CASE("basin topo with no flags shows 32 Big Basin servers", "[cli]") {
   Result r = run("topo");

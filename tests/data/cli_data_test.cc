@@ -1,36 +1,15 @@
 // `basin data` end to end: synth writes a dataset that loads, refuses to overwrite, is
 // reproducible; bad input exits 2 with the reason.
 #include "../catch.h"
+#include "../run_basin.h"
 #include "data_test_util.h"
-
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 
 namespace fs = std::filesystem;
 using namespace basin::data;
 using basin::data::test::ScratchDir;
 
-namespace {
-
-struct Result {
-  int exit_code;
-  std::string out;  // stdout and stderr merged
-};
-
-Result run(const std::string& args) {
-  std::string cmd = std::string(BASIN_EXE) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-}  // namespace
+using basin::test::Result;
+using basin::test::run;
 
 TEST_CASE("basin data synth writes a dataset that basin data load reads", "[data][cli]") {
   ScratchDir dir("cli");

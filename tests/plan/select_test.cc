@@ -1,31 +1,18 @@
 // `select`: the per-size choice against the alpha-beta closed forms and Goyal et al.'s finding
 // that halving-doubling beats ring between servers.
 #include "../catch.h"
+#include "../sim/uniform_topologies.h"
 
 #include <basin/plan.h>
 
 #include <cmath>
 
 using namespace basin;
+using basin::test::star;
 using namespace basin::plan;
 using sim::Algorithm;
 
 namespace {
-
-// p GPUs on one switch, one full-duplex link each: alpha = 2 hops + overhead, beta = 1/GBps.
-topo::Topology star(int p, double GBps, double hop_latency_us) {
-  topo::Topology t;
-  t.name = "star";
-  auto sw = topo::add_node(t, {.id = "switch", .kind = topo::NodeKind::nvswitch});
-  for (int i = 0; i < p; ++i) {
-    topo::Node n{.id = "gpu" + std::to_string(i), .kind = topo::NodeKind::gpu};
-    n.index = i;
-    topo::add_link(t, topo::add_node(t, n), sw,
-                   {.kind = topo::LinkKind::nvlink, .bandwidth_GBps = GBps,
-                    .latency_us = hop_latency_us});
-  }
-  return t;
-}
 
 // Recursive doubling (log p (alpha + n beta)) beats halving-doubling (2 log p alpha +
 // 2 (p-1)/p n beta) below n* = log p alpha / (beta (log p - 2 (p-1)/p)).

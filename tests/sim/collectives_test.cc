@@ -1,6 +1,7 @@
 // Allreduce schedules timed by the network engine against the closed-form alpha-beta-gamma costs
 // of Thakur, Rabenseifner & Gropp (2005), and contention against hand-computed shares.
 #include "../catch.h"
+#include "uniform_topologies.h"
 
 #include <basin/sim.h>
 
@@ -9,43 +10,11 @@
 #include <set>
 
 using namespace basin;
+using basin::test::full_mesh;
+using basin::test::star;
 using namespace basin::sim;
 
 namespace {
-
-// p GPUs, every ordered pair joined by its own link: no contention, uniform alpha and beta.
-topo::Topology full_mesh(int p, double GBps, double latency_us) {
-  topo::Topology t;
-  t.name = "mesh";
-  std::vector<topo::Vertex> v;
-  for (int i = 0; i < p; ++i) {
-    topo::Node n{.id = "gpu" + std::to_string(i), .kind = topo::NodeKind::gpu};
-    n.index = i;
-    v.push_back(topo::add_node(t, n));
-  }
-  for (int i = 0; i < p; ++i)
-    for (int j = i + 1; j < p; ++j)
-      topo::add_link(t, v[i], v[j],
-                     {.kind = topo::LinkKind::nvlink, .bandwidth_GBps = GBps,
-                      .latency_us = latency_us});
-  return t;
-}
-
-// p GPUs on one non-blocking switch, one full-duplex link each: every rank has a single port, the
-// model the classic single-ported alpha-beta analyses assume. Route latency = 2 hops.
-topo::Topology star(int p, double GBps, double hop_latency_us) {
-  topo::Topology t;
-  t.name = "star";
-  auto sw = topo::add_node(t, {.id = "switch", .kind = topo::NodeKind::nvswitch});
-  for (int i = 0; i < p; ++i) {
-    topo::Node n{.id = "gpu" + std::to_string(i), .kind = topo::NodeKind::gpu};
-    n.index = i;
-    topo::add_link(t, topo::add_node(t, n), sw,
-                   {.kind = topo::LinkKind::nvlink, .bandwidth_GBps = GBps,
-                    .latency_us = hop_latency_us});
-  }
-  return t;
-}
 
 struct AlphaBeta {
   double alpha, beta, gamma;  // s per message, s per byte sent, s per byte reduced

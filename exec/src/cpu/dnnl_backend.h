@@ -125,6 +125,10 @@ class DnnlBackend final : public Backend {
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
+  // Weights and weight gradients in the layouts a conv's or fc's primitives chose, and the
+  // reorders from and to the executor's plain OIHW buffers (dnnl_conv_fc.cc).
+  template <class State>
+  void prepare_weights(State& s, const memory::dims& plain_oihw);
 
   dnnl::engine engine_;
   dnnl::stream stream_;

@@ -27,6 +27,18 @@ memory::desc any(const memory::dims& d) {
 
 }  // namespace
 
+template <class State>
+void DnnlBackend::prepare_weights(State& s, const memory::dims& plain_oihw) {
+  const memory plain(memory::desc(plain_oihw, memory::data_type::f32, tag::oihw), engine_,
+                     DNNL_MEMORY_NONE);
+  s.w_fwd = memory(s.fwd_pd.weights_desc(), engine_);
+  s.w_bwd = memory(s.bwd_data_pd.weights_desc(), engine_);
+  s.dw = memory(s.bwd_weights_pd.diff_weights_desc(), engine_);
+  s.to_w_fwd = reorder_if_needed(plain, s.w_fwd);
+  s.to_w_bwd = reorder_if_needed(plain, s.w_bwd);
+  s.from_dw = reorder_if_needed(s.dw, plain);
+}
+
 ConvState& DnnlBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y) {
   auto it = convs_.find(op);
   if (it != convs_.end() && same(it->second.desc, d)) return it->second;
@@ -51,14 +63,7 @@ ConvState& DnnlBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, c
   s.bwd_data = dnnl::convolution_backward_data(s.bwd_data_pd);
   s.bwd_weights = dnnl::convolution_backward_weights(s.bwd_weights_pd);
 
-  const memory::desc plain(w_dims, memory::data_type::f32, tag::oihw);
-  const memory plain_mem(plain, engine_, DNNL_MEMORY_NONE);
-  s.w_fwd = memory(s.fwd_pd.weights_desc(), engine_);
-  s.w_bwd = memory(s.bwd_data_pd.weights_desc(), engine_);
-  s.dw = memory(s.bwd_weights_pd.diff_weights_desc(), engine_);
-  s.to_w_fwd = reorder_if_needed(plain_mem, s.w_fwd);
-  s.to_w_bwd = reorder_if_needed(plain_mem, s.w_bwd);
-  s.from_dw = reorder_if_needed(s.dw, plain_mem);
+  prepare_weights(s, w_dims);
   return convs_.insert_or_assign(op, std::move(s)).first->second;
 }
 
@@ -122,14 +127,7 @@ FcState& DnnlBackend::fc_state(int op, const FcDesc& d, const Tensor& x, const T
   s.bwd_weights = dnnl::inner_product_backward_weights(s.bwd_weights_pd);
 
   // [out][in] row-major is OIHW of the flattened input, whatever its H and W.
-  const memory plain_mem(memory::desc(w_dims, memory::data_type::f32, tag::oihw), engine_,
-                         DNNL_MEMORY_NONE);
-  s.w_fwd = memory(s.fwd_pd.weights_desc(), engine_);
-  s.w_bwd = memory(s.bwd_data_pd.weights_desc(), engine_);
-  s.dw = memory(s.bwd_weights_pd.diff_weights_desc(), engine_);
-  s.to_w_fwd = reorder_if_needed(plain_mem, s.w_fwd);
-  s.to_w_bwd = reorder_if_needed(plain_mem, s.w_bwd);
-  s.from_dw = reorder_if_needed(s.dw, plain_mem);
+  prepare_weights(s, w_dims);
   return fcs_.insert_or_assign(op, std::move(s)).first->second;
 }
 

@@ -91,6 +91,9 @@ int torus_2d_default_width(int p);
 // parent[r] in NCCL's binary tree over p ranks (-1 for the root), tree 0 or 1 of the pair.
 std::vector<int> binary_tree_parents(int p, int which);
 Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d uses the default width
+// Appends the allgather that undoes a reduce-scatter: its steps in reverse order, sending the
+// same pieces back without reducing (halving-doubling, bcube).
+void append_mirrored_allgather(Schedule& s, const std::vector<Step>& reduce_scatter);
 
 // ---------------------------------------------------------------------------------------------
 // Network engine
