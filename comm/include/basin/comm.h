@@ -1,0 +1,146 @@
+// basin::comm: data-parallel gradient communication between CPU ranks over Gloo's TCP transport.
+//
+// The one public header of the comm layer. It names no Gloo type, so code that includes it builds
+// whether or not Gloo was found (BASIN_HAVE_GLOO); without Gloo, connect() throws CommError.
+// The layer depends on no other basin layer: exec's trainer hands it (offset, count) buckets of
+// its flat gradient array and it sums them across ranks, as Caffe2 did on Gloo (Goyal et al. 2017).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace basin::comm {
+
+// Any failure of the layer: bad configuration, a rendezvous that never completed, a peer that died
+// or hung. what() names this rank, the operation and, when Gloo's error tells, the peer.
+struct CommError : std::runtime_error {
+  CommError(const std::string& message, int rank = -1, int peer = -1, bool timed_out = false)
+      : std::runtime_error(message), rank(rank), peer(peer), timed_out(timed_out) {}
+  int rank;        // the rank that raised it (-1 before a rank is known)
+  int peer;        // the rank that stopped answering, when known, else -1
+  bool timed_out;  // Gloo's context timeout (or the rendezvous timeout) expired
+};
+
+// ---- rendezvous -------------------------------------------------------------------------------
+
+enum class StoreKind { file, redis, in_process };
+
+// A key-value store shared by the threads of one process (Gloo's HashStore), for tests.
+struct InProcessStore;
+std::shared_ptr<InProcessStore> make_in_process_store();
+
+struct RendezvousConfig {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  StoreKind store = StoreKind::file;
+  std::string file_dir;                        // StoreKind::file: a directory every rank can see
+  std::string redis_host;                      // StoreKind::redis
+  int redis_port = 6379;
+  std::shared_ptr<InProcessStore> in_process;  // StoreKind::in_process
+  // Keys are namespaced by this id, so two runs sharing one Redis (or one directory) cannot mix.
+  std::string run_id = "basin";
+  // Where this rank listens: a network interface name (eth0) wins over an address or host name.
+  std::string interface;
+  std::string address = "127.0.0.1";
+  // Rendezvous deadline and Gloo's context timeout for every later send and receive.
+  std::chrono::milliseconds timeout{30000};
+};
+
+// Fills the config from torchrun's variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT and basin's: BASIN_RENDEZVOUS_DIR (file store) or BASIN_REDIS (host:port, or
+// "master" for MASTER_ADDR:MASTER_PORT), GLOO_SOCKET_IFNAME, BASIN_BIND_ADDR, BASIN_TIMEOUT_S,
+// BASIN_RUN_ID. Throws CommError naming the variable and what was expected.
+using Getenv = std::function<const char*(const char*)>;
+RendezvousConfig rendezvous_from_env();
+RendezvousConfig rendezvous_from_env(const Getenv& getenv);
+
+// ---- allreduce --------------------------------------------------------------------------------
+
+// Gloo's own allreduce classes.
+enum class Algorithm { ring, ring_chunked, halving_doubling, bcube };
+// What travels on the wire and is reduced: fp16 halves the bytes and rounds each partial sum to
+// IEEE half (11 significant bits; values beyond 65504 become infinite).
+enum class WirePrecision { fp32, fp16 };
+
+struct AllreduceOptions {
+  Algorithm algorithm = Algorithm::ring_chunked;
+  WirePrecision precision = WirePrecision::fp32;
+  float scale = 1.0f;  // the sum is multiplied by this (1/world_size for a mean); fp16 pre-scales
+  int bcube_base = 2;  // bcube's group size: the world size must be a power of it
+};
+
+const char* name(Algorithm algorithm);
+const char* name(WirePrecision precision);
+Algorithm parse_algorithm(const std::string& text);  // "ring", "ring_chunked", ...; throws CommError
+
+// Empty when Gloo's `algorithm` can run on `world_size` ranks, else why not and what to use.
+std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base = 2);
+
+// IEEE half conversions used by the fp16 wire (round to nearest even; exposed for tests).
+std::uint16_t float_to_half(float value);
+float half_to_float(std::uint16_t bits);
+
+// A connected full mesh of world_size ranks. Not thread-safe: one thread at a time (the
+// BucketReducer's thread while it has work) may run collectives on it.
+class Communicator {
+ public:
+  ~Communicator();
+  int rank() const;
+  int world_size() const;
+  int local_rank() const;
+  std::chrono::milliseconds timeout() const;
+
+  // Sums `data` across all ranks in place (every rank passes the same count and options).
+  // Gloo's algorithm objects are built once per (buffer, count, options) and reused.
+  void allreduce(std::span<float> data, const AllreduceOptions& options = {});
+  // Every rank waits for all others (a tiny allreduce; used by tests and benchmarks).
+  void barrier();
+  // How many Gloo algorithm objects are cached (tests check that repeated buckets reuse them).
+  std::size_t cached_algorithms() const;
+
+  struct Impl;
+  explicit Communicator(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Rendezvous and connect the full mesh over Gloo's TCP transport. A rank that cannot complete the
+// rendezvous within config.timeout gets a CommError naming the store (directory or host:port) and
+// the ranks that never appeared.
+std::unique_ptr<Communicator> connect(const RendezvousConfig& config);
+
+// ---- bucketed, overlapped gradient reduction ---------------------------------------------------
+
+struct BucketTiming {
+  long long offset = 0, count = 0;
+  std::chrono::steady_clock::time_point submitted, start, end;  // steady clock
+};
+
+// Allreduces (offset, count) buckets of one flat gradient array on its own thread, in the order
+// submitted, while the caller goes on computing. wait() blocks until every submitted bucket is
+// reduced and returns their timings; an error on the thread is rethrown there as a CommError
+// naming the rank, the bucket and the operation. After an error the reducer accepts no more work.
+class BucketReducer {
+ public:
+  BucketReducer(Communicator& comm, std::span<float> gradients, AllreduceOptions options = {});
+  ~BucketReducer();
+  BucketReducer(const BucketReducer&) = delete;
+  BucketReducer& operator=(const BucketReducer&) = delete;
+
+  void submit(long long offset, long long count);
+  std::vector<BucketTiming> wait();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace basin::comm

@@ -1,0 +1,88 @@
+// Which of Gloo's allreduce algorithms can run on how many ranks, their names, and the IEEE half
+// conversions of the fp16 wire. Kept apart from the Gloo calls so that a build without Gloo can
+// still validate a plan's algorithm choice and tests can check the rules without a network.
+#include <basin/comm.h>
+
+#include <bit>
+#include <cstring>
+
+namespace basin::comm {
+
+const char* name(Algorithm algorithm) {
+  switch (algorithm) {
+    case Algorithm::ring: return "ring";
+    case Algorithm::ring_chunked: return "ring_chunked";
+    case Algorithm::halving_doubling: return "halving_doubling";
+    case Algorithm::bcube: return "bcube";
+  }
+  return "?";
+}
+
+const char* name(WirePrecision precision) { return precision == WirePrecision::fp16 ? "fp16" : "fp32"; }
+
+Algorithm parse_algorithm(const std::string& text) {
+  for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube})
+    if (text == name(a)) return a;
+  throw CommError("allreduce algorithm \"" + text + "\": expected ring, ring_chunked, halving_doubling or bcube");
+}
+
+std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base) {
+  if (world_size < 1) return "world size " + std::to_string(world_size) + ": expected at least 1 rank";
+  if (algorithm != Algorithm::bcube) return {};  // ring, chunked ring and halving-doubling (binary blocks): any p
+  if (bcube_base < 2) return "bcube_base " + std::to_string(bcube_base) + ": expected at least 2";
+  // Gloo's AllreduceBcube groups ranks by `base` at every step, a hypercube of p = base^k. Its
+  // comment allows any p divisible by the base, but its constructor checks nothing, so basin
+  // allows only the hypercube case rather than risk a silently wrong sum.
+  long long power = 1;
+  while (power < world_size) power *= bcube_base;
+  if (power == world_size) return {};
+  return "bcube with base " + std::to_string(bcube_base) + " needs the world size to be a power of " +
+         std::to_string(bcube_base) + " (1, " + std::to_string(bcube_base) + ", " +
+         std::to_string(bcube_base * bcube_base) + ", ...); world size " + std::to_string(world_size) +
+         " is not: use ring_chunked or halving_doubling, or a bcube_base whose power it is";
+}
+
+// Round-to-nearest-even float -> binary16, with overflow to infinity and gradual underflow.
+std::uint16_t float_to_half(float value) {
+  const std::uint32_t f = std::bit_cast<std::uint32_t>(value);
+  const std::uint32_t sign = (f >> 16) & 0x8000u;
+  const std::uint32_t abs = f & 0x7fffffffu;
+  if (abs >= 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
+  if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds past 65504
+  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);
+    const std::uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - static_cast<int>(abs >> 23);  // value / 2^-24 = mantissa * 2^(E - 126)
+    std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = ((abs - 0x38000000u) >> 13);  // rebias exponent 127 -> 15
+  const std::uint32_t rest = abs & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+float half_to_float(std::uint16_t bits) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(bits & 0x8000u) << 16;
+  std::uint32_t exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
+  std::uint32_t f;
+  if (exponent == 0x1f) {
+    f = sign | 0x7f800000u | (mantissa << 13);
+  } else if (exponent != 0) {
+    f = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    f = sign;
+  } else {  // subnormal: normalize
+    exponent = 113;
+    while (!(mantissa & 0x400u)) {
+      mantissa <<= 1;
+      --exponent;
+    }
+    f = sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13);
+  }
+  return std::bit_cast<float>(f);
+}
+
+}  // namespace basin::comm

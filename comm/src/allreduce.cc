@@ -1,0 +1,168 @@
+// Allreduce (sum) over Gloo's own algorithm classes, fp32 or fp16 on the wire, with the algorithm
+// objects cached per (buffer, count, options) as Caffe2 did: constructing one registers send and
+// receive buffers with every pair it uses, which costs more than a small bucket's transfer.
+//
+// Cases Gloo does not handle well are handled here without talking to Gloo: a count of 0 (every
+// rank passes the same count, so nobody waits) and a world of 1 rank. Gloo's classes take the
+// count as int and its ring the byte count as int, so larger buckets are refused with a message.
+#include "gloo_impl.h"
+
+#include <gloo/allreduce_bcube.h>
+#include <gloo/allreduce_halving_doubling.h>
+#include <gloo/allreduce_ring.h>
+#include <gloo/allreduce_ring_chunked.h>
+
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+namespace basin::comm {
+namespace {
+
+// The fp16 wire's reduction: each partial sum is formed in float and rounded once to half, which
+// is what bounds the error (see comm/README.md). Gloo's default float16 sum does the same through
+// its own conversions, one function call per element and direction.
+void half_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) x[i].x = float_to_half(half_to_float(x[i].x) + half_to_float(y[i].x));
+}
+const gloo::ReductionFunction<gloo::float16> half_sum_function(gloo::SUM, &half_sum);
+
+template <class T>
+std::unique_ptr<gloo::Algorithm> make_algorithm(Algorithm algorithm, const std::shared_ptr<gloo::Context>& context,
+                                                T* data, int count, const gloo::ReductionFunction<T>* fn) {
+  const std::vector<T*> ptrs{data};
+  switch (algorithm) {
+    case Algorithm::ring: return std::make_unique<gloo::AllreduceRing<T>>(context, ptrs, count, fn);
+    case Algorithm::ring_chunked: return std::make_unique<gloo::AllreduceRingChunked<T>>(context, ptrs, count, fn);
+    case Algorithm::halving_doubling:
+      return std::make_unique<gloo::AllreduceHalvingDoubling<T>>(context, ptrs, count, fn);
+    case Algorithm::bcube: return std::make_unique<gloo::AllreduceBcube<T>>(context, ptrs, count, fn);
+  }
+  throw CommError("unknown allreduce algorithm " + std::to_string(static_cast<int>(algorithm)));
+}
+
+// Cached algorithms past this many are dropped all at once. Every rank sees the same sequence of
+// calls, so every rank drops at the same call and the pairs' slot numbers stay in step.
+constexpr std::size_t max_cached = 1024;
+
+}  // namespace
+
+Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Communicator::~Communicator() = default;
+int Communicator::rank() const { return impl_->config.rank; }
+int Communicator::world_size() const { return impl_->config.world_size; }
+int Communicator::local_rank() const { return impl_->config.local_rank; }
+std::chrono::milliseconds Communicator::timeout() const { return impl_->config.timeout; }
+std::size_t Communicator::cached_algorithms() const { return impl_->cache.size(); }
+
+void Communicator::allreduce(std::span<float> data, const AllreduceOptions& options) {
+  Impl& m = *impl_;
+  const int rank = m.config.rank, world = m.config.world_size;
+  const std::string operation = std::string("allreduce ") + name(options.algorithm) + " " + name(options.precision) +
+                                " of " + std::to_string(data.size()) + " floats";
+  auto refuse = [&](const std::string& why) {
+    throw CommError("rank " + std::to_string(rank) + ": " + operation + ": " + why, rank);
+  };
+  m.ensure_usable();
+  if (const auto why = unsupported_reason(options.algorithm, world, options.bcube_base); !why.empty()) refuse(why);
+  if (!std::isfinite(options.scale)) refuse("scale " + std::to_string(options.scale) + ": expected a finite number");
+  // Gloo's AllreduceRing keeps count * sizeof(T) in an int.
+  if (data.size() > static_cast<std::size_t>(INT_MAX) / sizeof(float))
+    refuse("count exceeds Gloo's limit of " + std::to_string(INT_MAX / sizeof(float)) + " floats: split it into buckets");
+  if (data.empty()) return;
+  if (!data.data()) refuse("data is null with a non-zero count");
+
+  if (world == 1) {
+    if (options.scale != 1.0f)
+      for (float& x : data) x *= options.scale;
+    return;
+  }
+
+  const CacheKey key{data.data(), data.size(), static_cast<int>(options.algorithm), static_cast<int>(options.precision),
+                     options.algorithm == Algorithm::bcube ? options.bcube_base : 0};
+  auto it = m.cache.find(key);
+  if (it == m.cache.end()) {
+    if (m.cache.size() >= max_cached) m.cache.clear();
+    CachedAllreduce entry;
+    const int count = static_cast<int>(data.size());
+    m.context->base = options.bcube_base;  // AllreduceBcube reads its group size from the context
+    if (options.precision == WirePrecision::fp16) {
+      entry.staging.resize(data.size());
+      entry.algorithm = BASIN_GLOO_CALL(m, "building " + operation,
+                                        make_algorithm(options.algorithm, m.context, entry.staging.data(), count,
+                                                       &half_sum_function));
+    } else {
+      entry.algorithm = BASIN_GLOO_CALL(
+          m, "building " + operation,
+          make_algorithm(options.algorithm, m.context, data.data(), count, gloo::ReductionFunction<float>::sum));
+    }
+    it = m.cache.emplace(key, std::move(entry)).first;
+  }
+
+  CachedAllreduce& entry = it->second;
+  if (options.precision == WirePrecision::fp16) {
+    // Scale before rounding to half, so a mean (scale 1/p) keeps large sums inside half's range.
+    for (std::size_t i = 0; i < data.size(); ++i) entry.staging[i].x = float_to_half(data[i] * options.scale);
+    BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = half_to_float(entry.staging[i].x);
+  } else {
+    BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
+    if (options.scale != 1.0f)
+      for (float& x : data) x *= options.scale;
+  }
+}
+
+void Communicator::barrier() {
+  impl_->barrier_value[0] = 0;
+  allreduce(impl_->barrier_value, {.algorithm = Algorithm::ring});
+}
+
+Communicator::Impl::~Impl() {
+  // Algorithms unregister their buffers from the pairs, so they go before the context.
+  try {
+    cache.clear();
+  } catch (...) {
+    // gloo::Algorithm's destructor is noexcept(false); a failing teardown must not terminate.
+  }
+}
+
+void Communicator::Impl::ensure_usable() const {
+  if (!broken.empty())
+    throw CommError("rank " + std::to_string(config.rank) +
+                        ": the communicator is unusable after an earlier failure: " + broken,
+                    config.rank);
+}
+
+int peer_in_message(const std::vector<std::string>& peer_addresses, const std::string& message) {
+  for (std::size_t r = 0; r < peer_addresses.size(); ++r) {
+    const std::string& address = peer_addresses[r];
+    if (address.empty()) continue;
+    for (auto at = message.find(address); at != std::string::npos; at = message.find(address, at + 1)) {
+      const std::size_t after = at + address.size();
+      // "[127.0.0.1]:4000" must not match inside "[127.0.0.1]:40001".
+      if (after >= message.size() || !std::isdigit(static_cast<unsigned char>(message[after])))
+        return static_cast<int>(r);
+    }
+  }
+  return -1;
+}
+
+CommError Communicator::Impl::failure(const char* file, int line, const std::string& operation,
+                                       const std::string& gloo_message) {
+  const int peer = peer_in_message(peer_addresses, gloo_message);
+  const bool timed_out = gloo_message.find("imed out") != std::string::npos ||
+                         gloo_message.find("timeout") != std::string::npos;
+  std::string where = file;
+  if (const auto at = where.rfind("comm/src/"); at != std::string::npos) where = where.substr(at);
+  std::string message = "rank " + std::to_string(config.rank) + ": " + operation + " failed (" + where + ":" +
+                        std::to_string(line) + ")";
+  if (peer >= 0) message += ": rank " + std::to_string(peer) + " (" + peer_addresses[peer] + ") stopped answering";
+  else if (timed_out)
+    message += ": no answer within Gloo's timeout of " + std::to_string(config.timeout.count()) +
+               " ms (Gloo's message does not say which rank is silent)";
+  message += "; Gloo said: " + gloo_message;
+  if (broken.empty()) broken = message;
+  return CommError(message, config.rank, peer, timed_out);
+}
+
+}  // namespace basin::comm

@@ -1,0 +1,70 @@
+// Internal to comm/: the Gloo state behind a Communicator and the wrapper every Gloo call goes
+// through. Gloo reports failures as gloo::Exception / gloo::IoException whose text may name a
+// peer's address but never its rank; the wrapper turns them into CommError with this rank, the
+// operation, file:line of the call, Gloo's own message and the peer's rank when the address in
+// the message is one of ours.
+#pragma once
+
+#include <basin/comm.h>
+
+#include <gloo/algorithm.h>
+#include <gloo/common/error.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/transport/device.h>
+#include <gloo/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace basin::comm {
+
+// One cached Gloo algorithm: built for one (buffer, count, options) and run again for every later
+// allreduce of the same bucket, as Caffe2 did (construction registers buffers with the pairs).
+struct CachedAllreduce {
+  std::vector<gloo::float16> staging;  // the fp16 wire's buffer; empty for fp32
+  std::unique_ptr<gloo::Algorithm> algorithm;
+};
+
+using CacheKey = std::tuple<const float*, std::size_t, int /*algorithm*/, int /*precision*/, int /*base*/>;
+
+struct Communicator::Impl {
+  RendezvousConfig config;
+  std::shared_ptr<gloo::transport::Device> device;
+  std::shared_ptr<gloo::rendezvous::Context> context;
+  std::vector<std::string> peer_addresses;  // by rank, as Gloo prints them ("[127.0.0.1]:41234")
+  std::map<CacheKey, CachedAllreduce> cache;
+  std::string broken;                      // the first Gloo failure; the mesh is unusable after it
+  std::vector<float> barrier_value = std::vector<float>(1);
+
+  ~Impl();
+  // Throws the recorded failure again: after a Gloo error the pairs are closed or out of step.
+  void ensure_usable() const;
+  // Builds the CommError for a Gloo failure during `operation` (and records it as `broken`).
+  CommError failure(const char* file, int line, const std::string& operation, const std::string& gloo_message);
+};
+
+// Runs `call`, turning anything Gloo throws into a CommError with context.
+template <class Call>
+decltype(auto) gloo_call(Communicator::Impl& impl, const char* file, int line, const std::string& operation, Call&& call) {
+  try {
+    return call();
+  } catch (const CommError&) {
+    throw;
+  } catch (const gloo::IoException& e) {
+    throw impl.failure(file, line, operation, std::string("gloo::IoException: ") + e.what());
+  } catch (const gloo::Exception& e) {
+    throw impl.failure(file, line, operation, std::string("gloo::Exception: ") + e.what());
+  } catch (const std::exception& e) {
+    throw impl.failure(file, line, operation, e.what());
+  }
+}
+
+#define BASIN_GLOO_CALL(impl, operation, ...) ::basin::comm::gloo_call(impl, __FILE__, __LINE__, operation, [&] { return __VA_ARGS__; })
+
+// The rank whose address appears in Gloo's message, or -1.
+int peer_in_message(const std::vector<std::string>& peer_addresses, const std::string& message);
+
+}  // namespace basin::comm

@@ -1,0 +1,140 @@
+// Allreduce on meshes of 1 to 8 ranks (threads, in-process store): every algorithm Gloo allows
+// for that world size, counts 0, 1, 257 (one past ring_chunked's 256-float minimum chunk), 1000
+// and 4099 (no multiple of any chunking: 2p chunks of 256), fp32 exactly and fp16 within its
+// stated bound; the combinations Gloo cannot do throw; repeated buckets reuse Gloo's objects.
+#include "comm_test_util.h"
+
+#include <cmath>
+
+#include "../catch.h"
+
+#if BASIN_HAVE_GLOO
+
+using namespace basin::comm;
+using namespace basin::comm::test;
+
+namespace {
+
+constexpr Algorithm all_algorithms[] = {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling,
+                                        Algorithm::bcube};
+constexpr long long counts[] = {0, 1, 257, 1000, 4099};
+
+// What one rank found wrong, as text (empty when every element matched).
+std::string check_sum(const std::vector<float>& got, int world, const std::string& what) {
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] != expected_sum(world, static_cast<long long>(i)))
+      return what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
+             std::to_string(expected_sum(world, static_cast<long long>(i)));
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("comm allreduce: every algorithm on 1 to 8 ranks sums exactly", "[comm]") {
+  for (int world = 1; world <= 8; ++world) {
+    auto comms = connect_threads(world);
+    std::vector<std::string> mismatches(static_cast<std::size_t>(world));
+    const auto errors = on_threads(world, [&](int r) {
+      Communicator& comm = *comms[static_cast<std::size_t>(r)];
+      for (Algorithm algorithm : all_algorithms) {
+        if (!unsupported_reason(algorithm, world).empty()) continue;
+        for (WirePrecision precision : {WirePrecision::fp32, WirePrecision::fp16})
+          for (long long count : counts) {
+            auto data = rank_vector(r, count);
+            comm.allreduce(data, {.algorithm = algorithm, .precision = precision});
+            // The sums are integers up to 7 * 36 = 252, exact in half as well as in float.
+            const auto bad = check_sum(data, world,
+                                       std::string(name(algorithm)) + " " + name(precision) + " count " +
+                                           std::to_string(count));
+            if (!bad.empty() && mismatches[static_cast<std::size_t>(r)].empty())
+              mismatches[static_cast<std::size_t>(r)] = bad;
+          }
+      }
+    });
+    INFO("world size " << world);
+    CHECK(join_errors(errors) == "");
+    CHECK(join_errors(mismatches) == "");
+  }
+}
+
+TEST_CASE("comm allreduce: bcube where the world size is not a power of its base throws", "[comm]") {
+  auto comms = connect_threads(3);
+  std::vector<float> data(10, 1.0f);
+  // Checked before any communication, so one rank alone sees the error and nobody waits.
+  CHECK_THROWS_WITH(comms[0]->allreduce(data, {.algorithm = Algorithm::bcube}),
+                    Catch::Matchers::Contains("rank 0") && Catch::Matchers::Contains("power of 2") &&
+                        Catch::Matchers::Contains("world size 3"));
+  CHECK_THROWS_WITH(BucketReducer(*comms[1], data, {.algorithm = Algorithm::bcube, .bcube_base = 2}),
+                    Catch::Matchers::Contains("power of 2"));
+  // With base 3 the same three ranks can run bcube.
+  std::vector<std::vector<float>> results(3);
+  const auto errors = on_threads(3, [&](int r) {
+    results[static_cast<std::size_t>(r)] = rank_vector(r, 1000);
+    comms[static_cast<std::size_t>(r)]->allreduce(results[static_cast<std::size_t>(r)],
+                                                   {.algorithm = Algorithm::bcube, .bcube_base = 3});
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (const auto& got : results) CHECK(check_sum(got, 3, "bcube base 3") == "");
+}
+
+TEST_CASE("comm allreduce: fp16 of non-integers stays within p * 2^-11 of the sum", "[comm]") {
+  // Rank r holds (r + 1) * (1 + (i % 13) / 13): every value and partial sum is positive, so each
+  // of the p roundings to half (one per rank's input and one per partial sum; the allgather only
+  // copies) errs by at most 2^-11 of the final sum S. Bound: p * 2^-11 * S.
+  const int world = 5;
+  auto comms = connect_threads(world);
+  const long long count = 3001;
+  auto value = [](int r, long long i) { return static_cast<float>((r + 1) * (1.0 + (i % 13) / 13.0)); };
+  std::vector<std::vector<float>> results(world);
+  for (Algorithm algorithm : {Algorithm::ring_chunked, Algorithm::halving_doubling}) {
+    const auto errors = on_threads(world, [&](int r) {
+      auto& data = results[static_cast<std::size_t>(r)];
+      data.resize(count);
+      for (long long i = 0; i < count; ++i) data[static_cast<std::size_t>(i)] = value(r, i);
+      comms[static_cast<std::size_t>(r)]->allreduce(data, {.algorithm = algorithm, .precision = WirePrecision::fp16});
+    });
+    REQUIRE(join_errors(errors) == "");
+    double worst = 0;
+    for (long long i = 0; i < count; ++i) {
+      const double exact = (1.0 + (i % 13) / 13.0) * world * (world + 1) / 2;
+      for (const auto& got : results)
+        worst = std::max(worst, std::abs(got[static_cast<std::size_t>(i)] - exact) / exact);
+    }
+    INFO(name(algorithm) << " worst relative error " << worst);
+    CHECK(worst <= world * 0x1p-11);
+    CHECK(worst > 0);  // the values are not all representable: half really was on the wire
+    // Every rank ends with the same bits.
+    for (const auto& got : results) CHECK(got == results[0]);
+  }
+}
+
+TEST_CASE("comm allreduce: scale multiplies the sum and repeated buckets reuse Gloo's objects", "[comm]") {
+  const int world = 4;
+  auto comms = connect_threads(world);
+  std::vector<std::vector<float>> buffers(world);
+  std::vector<std::size_t> cached(world);
+  const auto errors = on_threads(world, [&](int r) {
+    auto& data = buffers[static_cast<std::size_t>(r)];
+    data = rank_vector(r, 500);
+    Communicator& comm = *comms[static_cast<std::size_t>(r)];
+    for (int round = 0; round < 3; ++round) {
+      const auto fresh = rank_vector(r, 500);
+      data.assign(fresh.begin(), fresh.end());  // same size and capacity: the same buffer address
+      comm.allreduce(data, {.scale = 1.0f / world});
+    }
+    auto half = std::span<float>(data).subspan(0, 250);
+    for (int round = 0; round < 2; ++round) comm.allreduce(half, {.algorithm = Algorithm::ring, .scale = 1.0f / world});
+    cached[static_cast<std::size_t>(r)] = comm.cached_algorithms();
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (int r = 0; r < world; ++r) {
+    CHECK(cached[static_cast<std::size_t>(r)] == 2);  // (buffer, 500, ring_chunked) and (buffer, 250, ring)
+    const auto& got = buffers[static_cast<std::size_t>(r)];
+    // First 250: the mean, then the mean of equal means again.
+    CHECK(got[0] == expected_sum(world, 0) / world);
+    CHECK(got[6] == expected_sum(world, 6) / world);
+    CHECK(got[499] == expected_sum(world, 499) / world);
+  }
+}
+
+#endif

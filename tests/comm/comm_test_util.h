@@ -1,0 +1,160 @@
+// Helpers for the comm tests: meshes of ranks on threads (one in-process store) or on forked
+// processes (a file store in a temporary directory), and the closed-form test vectors.
+//
+// Catch2's assertions are not thread-safe, so rank threads only record what they saw (an error
+// text, numbers) and the test thread asserts afterwards. Forked ranks check their own results and
+// report through the exit status; they _exit() so the child never runs Catch's teardown.
+#pragma once
+
+#include <basin/comm.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace basin::comm::test {
+
+using std::chrono::milliseconds;
+
+// Rank r's element i: (r + 1) * (i % 7 + 1). Across p ranks the sum is (i % 7 + 1) * p(p+1)/2.
+inline float rank_value(int rank, long long i) { return static_cast<float>((rank + 1) * (i % 7 + 1)); }
+inline float expected_sum(int world, long long i) { return static_cast<float>((i % 7 + 1) * world * (world + 1) / 2); }
+
+inline std::vector<float> rank_vector(int rank, long long count, long long first_index = 0) {
+  std::vector<float> v(static_cast<std::size_t>(count));
+  for (long long i = 0; i < count; ++i) v[static_cast<std::size_t>(i)] = rank_value(rank, first_index + i);
+  return v;
+}
+
+// A fresh directory under the system's temp dir, removed with the object.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char pattern[] = "/tmp/basin-comm-test-XXXXXX";
+    path = mkdtemp(pattern);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// A run id no earlier test used, so keys never collide inside a shared store.
+inline std::string unique_run_id(const std::string& what) {
+  static std::atomic<int> counter{0};
+  return what + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+inline RendezvousConfig thread_config(int rank, int world, const std::shared_ptr<InProcessStore>& store,
+                                      const std::string& run_id, milliseconds timeout) {
+  RendezvousConfig c;
+  c.rank = rank;
+  c.world_size = world;
+  c.local_rank = rank;
+  c.store = StoreKind::in_process;
+  c.in_process = store;
+  c.run_id = run_id;
+  c.timeout = timeout;
+  return c;
+}
+
+// Runs fn(rank) on `world` threads at once; returns each rank's exception text ("" when none).
+inline std::vector<std::string> on_threads(int world, const std::function<void(int)>& fn) {
+  std::vector<std::string> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+        if (errors[static_cast<std::size_t>(r)].empty()) errors[static_cast<std::size_t>(r)] = "(empty message)";
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// Connects `world` ranks on threads through one in-process store.
+inline std::vector<std::unique_ptr<Communicator>> connect_threads(int world, milliseconds timeout = milliseconds(10000)) {
+  auto store = make_in_process_store();
+  const std::string run_id = unique_run_id("threads");
+  std::vector<std::unique_ptr<Communicator>> comms(static_cast<std::size_t>(world));
+  const auto errors = on_threads(world, [&](int r) {
+    comms[static_cast<std::size_t>(r)] = connect(thread_config(r, world, store, run_id, timeout));
+  });
+  for (const auto& e : errors)
+    if (!e.empty()) throw std::runtime_error("connecting the test mesh: " + e);
+  return comms;
+}
+
+inline std::string join_errors(const std::vector<std::string>& errors) {
+  std::string all;
+  for (std::size_t r = 0; r < errors.size(); ++r)
+    if (!errors[r].empty()) all += "[rank " + std::to_string(r) + "] " + errors[r] + "\n";
+  return all;
+}
+
+// Forks one child per rank in `ranks`; each runs fn(rank) and _exit()s with its return value
+// (an exception becomes 99 with the message on stderr).
+inline std::vector<pid_t> fork_ranks(const std::vector<int>& ranks, const std::function<int(int)>& fn) {
+  std::vector<pid_t> pids;
+  std::fflush(nullptr);
+  for (int r : ranks) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      int code = 98;
+      try {
+        code = fn(r);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "forked rank %d: %s\n", r, e.what());
+        code = 99;
+      }
+      std::fflush(nullptr);
+      _exit(code);
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+// Waits for the children; one still running at the deadline is killed and reported as -9.
+inline std::vector<int> wait_children(const std::vector<pid_t>& pids, milliseconds deadline_after) {
+  std::vector<int> codes(pids.size(), -1);
+  const auto deadline = std::chrono::steady_clock::now() + deadline_after;
+  std::size_t left = pids.size();
+  while (left > 0) {
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+      if (codes[i] != -1) continue;
+      int status = 0;
+      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        --left;
+      }
+    }
+    if (left == 0) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      for (std::size_t i = 0; i < pids.size(); ++i)
+        if (codes[i] == -1) {
+          kill(pids[i], SIGKILL);
+          waitpid(pids[i], nullptr, 0);
+          codes[i] = -9;
+        }
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return codes;
+}
+
+}  // namespace basin::comm::test

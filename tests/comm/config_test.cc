@@ -1,0 +1,144 @@
+// The parts of comm that need no network and no Gloo: the environment variables (torchrun's and
+// basin's) and their errors, which algorithm runs on which world size, and the IEEE half
+// conversions of the fp16 wire against known bit patterns.
+#include <basin/comm.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "../catch.h"
+
+using namespace basin::comm;
+
+namespace {
+
+Getenv env(std::map<std::string, std::string> vars) {
+  auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(vars));
+  return [shared](const char* name) -> const char* {
+    auto it = shared->find(name);
+    return it == shared->end() ? nullptr : it->second.c_str();
+  };
+}
+
+std::string error_of(const Getenv& getenv) {
+  try {
+    rendezvous_from_env(getenv);
+  } catch (const CommError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("comm env: torchrun variables and a file store", "[comm]") {
+  const auto c = rendezvous_from_env(env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
+                                          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"},
+                                          {"BASIN_RENDEZVOUS_DIR", "/shared/rdzv"}, {"BASIN_TIMEOUT_S", "2.5"},
+                                          {"BASIN_RUN_ID", "job42"}}));
+  CHECK(c.rank == 3);
+  CHECK(c.world_size == 8);
+  CHECK(c.local_rank == 1);
+  CHECK(c.store == StoreKind::file);
+  CHECK(c.file_dir == "/shared/rdzv");
+  CHECK(c.timeout == std::chrono::milliseconds(2500));
+  CHECK(c.run_id == "job42");
+  CHECK(c.address == "127.0.0.1");  // loopback master: listen on loopback
+}
+
+TEST_CASE("comm env: redis host and port or the master's", "[comm]") {
+  auto c = rendezvous_from_env(env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"BASIN_REDIS", "redis.example:6380"}}));
+  CHECK(c.store == StoreKind::redis);
+  CHECK(c.redis_host == "redis.example");
+  CHECK(c.redis_port == 6380);
+  c = rendezvous_from_env(env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"BASIN_REDIS", "master"},
+                               {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "7000"}, {"GLOO_SOCKET_IFNAME", "eth1"}}));
+  CHECK(c.redis_host == "10.0.0.7");
+  CHECK(c.redis_port == 7000);
+  CHECK(c.interface == "eth1");
+}
+
+TEST_CASE("comm env: bad values name the variable and what was expected", "[comm]") {
+  using Catch::Matchers::Contains;
+  const std::map<std::string, std::string> ok{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"BASIN_RENDEZVOUS_DIR", "/tmp/x"}};
+  auto with = [&](std::string key, std::string value) {
+    auto vars = ok;
+    vars[key] = value;
+    return env(vars);
+  };
+  auto without = [&](std::string key) {
+    auto vars = ok;
+    vars.erase(key);
+    return env(vars);
+  };
+  CHECK_THAT(error_of(with("WORLD_SIZE", "0")), Contains("WORLD_SIZE=\"0\"") && Contains("integer >= 1"));
+  CHECK_THAT(error_of(with("WORLD_SIZE", "two")), Contains("WORLD_SIZE=\"two\""));
+  CHECK_THAT(error_of(with("RANK", "2")), Contains("RANK=\"2\"") && Contains("[0, 1]"));
+  CHECK_THAT(error_of(with("RANK", "-1")), Contains("RANK=\"-1\""));
+  CHECK_THAT(error_of(with("RANK", "1x")), Contains("RANK=\"1x\""));
+  CHECK_THAT(error_of(with("LOCAL_RANK", "5")), Contains("LOCAL_RANK=\"5\""));
+  CHECK_THAT(error_of(with("MASTER_PORT", "70000")), Contains("MASTER_PORT=\"70000\"") && Contains("[1, 65535]"));
+  CHECK_THAT(error_of(with("BASIN_TIMEOUT_S", "-3")), Contains("BASIN_TIMEOUT_S=\"-3\"") && Contains("seconds"));
+  CHECK_THAT(error_of(with("BASIN_REDIS", "nohost")), Contains("BASIN_REDIS") && Contains("both set"));
+  CHECK_THAT(error_of(without("RANK")), Contains("RANK is not set"));
+  CHECK_THAT(error_of(without("WORLD_SIZE")), Contains("WORLD_SIZE is not set"));
+  CHECK_THAT(error_of(without("BASIN_RENDEZVOUS_DIR")), Contains("BASIN_RENDEZVOUS_DIR") && Contains("BASIN_REDIS"));
+  auto redis = [&](std::string value) {
+    auto vars = ok;
+    vars.erase("BASIN_RENDEZVOUS_DIR");
+    vars["BASIN_REDIS"] = value;
+    return env(vars);
+  };
+  CHECK_THAT(error_of(redis("host:0")), Contains("BASIN_REDIS=\"host:0\"") && Contains("port in [1, 65535]"));
+  CHECK_THAT(error_of(redis("host")), Contains("BASIN_REDIS=\"host\"") && Contains("host:port"));
+  CHECK_THAT(error_of(redis("master")), Contains("MASTER_ADDR and MASTER_PORT"));
+}
+
+TEST_CASE("comm algorithms: which world sizes Gloo's algorithms accept", "[comm]") {
+  for (int p = 1; p <= 8; ++p) {
+    CHECK(unsupported_reason(Algorithm::ring, p).empty());
+    CHECK(unsupported_reason(Algorithm::ring_chunked, p).empty());
+    CHECK(unsupported_reason(Algorithm::halving_doubling, p).empty());
+    const bool power_of_two = (p & (p - 1)) == 0;
+    CHECK(unsupported_reason(Algorithm::bcube, p, 2).empty() == power_of_two);
+  }
+  CHECK(unsupported_reason(Algorithm::bcube, 3, 3).empty());
+  CHECK(unsupported_reason(Algorithm::bcube, 9, 3).empty());
+  CHECK(!unsupported_reason(Algorithm::bcube, 6, 3).empty());
+  CHECK_THAT(unsupported_reason(Algorithm::bcube, 6, 2), Catch::Matchers::Contains("power of 2"));
+  CHECK(!unsupported_reason(Algorithm::bcube, 4, 1).empty());
+  CHECK(!unsupported_reason(Algorithm::ring, 0).empty());
+  CHECK(parse_algorithm("halving_doubling") == Algorithm::halving_doubling);
+  CHECK_THROWS_WITH(parse_algorithm("tree"), Catch::Matchers::Contains("expected ring, ring_chunked"));
+}
+
+TEST_CASE("comm fp16: conversions match IEEE binary16 bit patterns", "[comm]") {
+  CHECK(float_to_half(0.0f) == 0x0000);
+  CHECK(float_to_half(-0.0f) == 0x8000);
+  CHECK(float_to_half(1.0f) == 0x3c00);
+  CHECK(float_to_half(-2.0f) == 0xc000);
+  CHECK(float_to_half(65504.0f) == 0x7bff);                 // largest half
+  CHECK(float_to_half(65519.0f) == 0x7bff);                 // below the halfway point to 65536
+  CHECK(float_to_half(65520.0f) == 0x7c00);                 // halfway rounds to even: infinity
+  CHECK(float_to_half(1.0f + 1.0f / 2048) == 0x3c00);       // halfway between 1 and 1+2^-10: even
+  CHECK(float_to_half(1.0f + 3.0f / 2048) == 0x3c02);       // halfway, rounds up to even
+  CHECK(float_to_half(0x1p-24f) == 0x0001);                 // smallest subnormal
+  CHECK(float_to_half(0x1p-25f) == 0x0000);                 // halfway to it: even (zero)
+  CHECK(float_to_half(0x1.8p-24f) == 0x0002);               // 1.5 * 2^-24 rounds to 2 * 2^-24
+  CHECK(float_to_half(0x1p-14f) == 0x0400);                 // smallest normal
+  CHECK(float_to_half(0x1.ffcp-15f) == 0x0400);             // subnormal halfway: up into the normals
+  CHECK(half_to_float(0x3555) == 0x1.554p-2f);              // nearest half to 1/3
+  CHECK(half_to_float(0x0001) == 0x1p-24f);
+  CHECK(half_to_float(0x03ff) == 0x1.ff8p-15f);
+  CHECK(half_to_float(0x7c00) == std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(half_to_float(0x7e00)));
+  // Every finite half survives the round trip.
+  int mismatches = 0;
+  for (int bits = 0; bits < 0x10000; ++bits) {
+    if ((bits & 0x7c00) == 0x7c00) continue;
+    if (float_to_half(half_to_float(static_cast<std::uint16_t>(bits))) != bits) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+}

@@ -1,0 +1,120 @@
+// Faults: a rank that hangs (a thread that stops participating) and a rank that dies (a forked
+// child that _exit()s mid-run). The others must fail within Gloo's timeout (1 s here, so each
+// test takes a few seconds) with an error naming this rank, what it was doing and, when Gloo's
+// message names an address, the rank that stopped answering.
+#include "comm_test_util.h"
+
+#include "../catch.h"
+
+#if BASIN_HAVE_GLOO
+
+using namespace basin::comm;
+using namespace basin::comm::test;
+using Catch::Matchers::Contains;
+
+TEST_CASE("comm faults: a hung rank makes the reducer of the others fail within the timeout", "[comm]") {
+  const int world = 3, hung = 2;
+  const auto timeout = milliseconds(1000);
+  auto comms = connect_threads(world, timeout);
+  struct Seen {
+    std::string message;
+    bool timed_out = false;
+    int peer = -1;
+    double seconds = 0;
+  };
+  std::vector<Seen> seen(world);
+  std::atomic<int> failed{0};
+  const auto errors = on_threads(world, [&](int r) {
+    std::vector<float> g = rank_vector(r, 5000);
+    BucketReducer reducer(*comms[static_cast<std::size_t>(r)], g);
+    reducer.submit(0, 5000);  // one healthy iteration first
+    reducer.wait();
+    if (r == hung) {
+      // Stops participating until the others have given up, then leaves quietly.
+      while (failed.load() < world - 1) std::this_thread::sleep_for(milliseconds(10));
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    reducer.submit(0, 2000);
+    reducer.submit(2000, 3000);
+    try {
+      reducer.wait();
+    } catch (const CommError& e) {
+      auto& s = seen[static_cast<std::size_t>(r)];
+      s.message = e.what();
+      s.timed_out = e.timed_out;
+      s.peer = e.peer;
+      s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    ++failed;
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (int r = 0; r < world; ++r) {
+    if (r == hung) continue;
+    const auto& s = seen[static_cast<std::size_t>(r)];
+    INFO("rank " << r << ": " << s.message);
+    CHECK_THAT(s.message, Contains("rank " + std::to_string(r) + ":") && Contains("bucket (offset 0, count 2000)") &&
+                              Contains("allreduce ring_chunked fp32 of 2000 floats") && Contains("Gloo said"));
+    CHECK((s.timed_out || s.peer >= 0));
+    CHECK(s.seconds < 8.0);  // Gloo's 1 s timeout, with room for a loaded machine
+  }
+}
+
+TEST_CASE("comm faults: a rank that dies is named by the ranks still running", "[comm]") {
+  // The test process is rank 0; ranks 1 and 2 are forked before it opens any socket. Rank 2
+  // leaves after the first allreduce. Rank 1 reports through its exit status: 0 when its own
+  // failure came within the timeout and named rank 2 or a timeout.
+  TempDir dir;
+  const int world = 3;
+  const auto timeout = milliseconds(1000);
+  auto config = [&](int r) {
+    RendezvousConfig c;
+    c.rank = r;
+    c.world_size = world;
+    c.file_dir = dir.path.string();
+    c.timeout = timeout;
+    return c;
+  };
+  const auto pids = fork_ranks({1, 2}, [&](int r) {
+    auto comm = connect(config(r));
+    auto data = rank_vector(r, 4000);
+    comm->allreduce(data);
+    if (r == 2) {
+      std::this_thread::sleep_for(milliseconds(200));  // let the others finish the first allreduce
+      _exit(0);                                        // dies: sockets close, nothing is flushed
+    }
+    try {
+      for (int i = 0; i < 3; ++i) comm->allreduce(data);
+    } catch (const CommError& e) {
+      std::fprintf(stderr, "rank 1 saw: %s\n", e.what());
+      return e.peer == 2 || e.timed_out ? 0 : 2;
+    }
+    return 1;  // no error at all
+  });
+  auto comm = connect(config(0));
+  auto data = rank_vector(0, 4000);
+  comm->allreduce(data);
+  CHECK(data[3] == expected_sum(world, 3));
+  std::string message;
+  int peer = -1;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    for (int i = 0; i < 3; ++i) comm->allreduce(data);
+  } catch (const CommError& e) {
+    message = e.what();
+    peer = e.peer;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(message);
+  CHECK_THAT(message, Contains("rank 0:") && Contains("allreduce ring_chunked fp32 of 4000 floats"));
+  // Rank 0's ring receives from rank 2, its left neighbour: Gloo reports the closed connection
+  // with rank 2's address, which the communicator turns back into the rank.
+  CHECK(peer == 2);
+  CHECK_THAT(message, Contains("rank 2 ("));
+  CHECK(seconds < 8.0);
+  // The communicator refuses further work and says why.
+  CHECK_THROWS_WITH(comm->allreduce(data), Contains("unusable after an earlier failure"));
+  CHECK(wait_children(pids, milliseconds(10000)) == std::vector<int>{0, 0});
+}
+
+#endif

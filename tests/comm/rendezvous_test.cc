@@ -1,0 +1,159 @@
+// Rendezvous: through a FileStore in a temporary directory with threads and with forked
+// processes, a rendezvous some ranks never reach (the error names the directory and the absent
+// ranks), and through a redis-server the test starts itself on a free loopback port.
+#include "comm_test_util.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "../catch.h"
+
+#if BASIN_HAVE_GLOO
+
+using namespace basin::comm;
+using namespace basin::comm::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+RendezvousConfig file_config(int rank, int world, const std::string& dir, milliseconds timeout) {
+  RendezvousConfig c;
+  c.rank = rank;
+  c.world_size = world;
+  c.store = StoreKind::file;
+  c.file_dir = dir;
+  c.timeout = timeout;
+  return c;
+}
+
+// One rank's whole job in the process tests: connect, two allreduces, check; exit status 0 = ok.
+int rank_job(const RendezvousConfig& config) {
+  auto comm = connect(config);
+  for (Algorithm algorithm : {Algorithm::ring_chunked, Algorithm::halving_doubling}) {
+    auto data = rank_vector(config.rank, 1000);
+    comm->allreduce(data, {.algorithm = algorithm});
+    for (long long i = 0; i < 1000; ++i)
+      if (data[static_cast<std::size_t>(i)] != expected_sum(config.world_size, i)) return 1;
+  }
+  return 0;
+}
+
+int free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("comm rendezvous: file store with threads", "[comm]") {
+  TempDir dir;
+  const int world = 4;
+  std::vector<int> codes(world, -1);
+  const auto errors = on_threads(world, [&](int r) {
+    codes[static_cast<std::size_t>(r)] = rank_job(file_config(r, world, (dir.path / "rdzv").string(), milliseconds(10000)));
+  });
+  CHECK(join_errors(errors) == "");
+  CHECK(codes == std::vector<int>(world, 0));
+}
+
+TEST_CASE("comm rendezvous: file store with forked processes", "[comm]") {
+  TempDir dir;
+  const int world = 3;
+  const auto pids = fork_ranks({0, 1, 2}, [&](int r) {
+    return rank_job(file_config(r, world, dir.path.string(), milliseconds(10000)));
+  });
+  CHECK(wait_children(pids, milliseconds(20000)) == std::vector<int>(world, 0));
+}
+
+TEST_CASE("comm rendezvous: ranks that never appear are named with the directory", "[comm]") {
+  TempDir dir;
+  const int world = 4;
+  std::vector<std::string> messages(2);
+  std::vector<int> timed_out(2, 0);
+  on_threads(2, [&](int i) {
+    const int rank = i == 0 ? 0 : 2;  // ranks 1 and 3 never start
+    try {
+      connect(file_config(rank, world, dir.path.string(), milliseconds(500)));
+    } catch (const CommError& e) {
+      messages[static_cast<std::size_t>(i)] = e.what();
+      timed_out[static_cast<std::size_t>(i)] = e.timed_out;
+    }
+  });
+  for (std::size_t i = 0; i < 2; ++i) {
+    CHECK_THAT(messages[i], Contains(dir.path.string()) && Contains("ranks that never appeared: 1, 3") &&
+                                Contains("500 ms") && Contains(i == 0 ? "rank 0" : "rank 2"));
+    CHECK(timed_out[i] == 1);
+  }
+}
+
+TEST_CASE("comm rendezvous: bad config fields are named", "[comm]") {
+  RendezvousConfig c;
+  c.world_size = 2;
+  c.rank = 2;
+  CHECK_THROWS_WITH(connect(c), Contains("rank 2") && Contains("[0, 1]"));
+  c.rank = 0;
+  c.file_dir = "";
+  CHECK_THROWS_WITH(connect(c), Contains("file_dir is empty"));
+  c.store = StoreKind::in_process;
+  CHECK_THROWS_WITH(connect(c), Contains("in_process is null"));
+}
+
+#if BASIN_COMM_HAVE_REDIS
+TEST_CASE("comm rendezvous: an unreachable redis-server is named by host and port", "[comm]") {
+  RendezvousConfig c;
+  c.world_size = 2;
+  c.store = StoreKind::redis;
+  c.redis_host = "127.0.0.1";
+  c.redis_port = free_loopback_port();  // nothing listens there
+  CHECK_THROWS_WITH(connect(c), Contains("redis-server 127.0.0.1:" + std::to_string(c.redis_port)));
+}
+#endif
+
+#ifdef BASIN_COMM_REDIS_SERVER
+TEST_CASE("comm rendezvous: redis store with threads", "[comm]") {
+  const int port = free_loopback_port();
+  const auto server = fork_ranks({0}, [&](int) {
+    const std::string p = std::to_string(port);
+    std::freopen("/dev/null", "w", stdout);  // its start-up banner is not test output
+    execl(BASIN_COMM_REDIS_SERVER, "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
+          "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+    return 97;  // exec failed
+  });
+  const int world = 3;
+  std::vector<int> codes(world, -1);
+  const std::string run_id = unique_run_id("redis");
+  const auto errors = on_threads(world, [&](int r) {
+    RendezvousConfig c;
+    c.rank = r;
+    c.world_size = world;
+    c.store = StoreKind::redis;
+    c.redis_host = "127.0.0.1";
+    c.redis_port = port;
+    c.run_id = run_id;
+    c.timeout = milliseconds(10000);
+    // The server needs a moment to listen: retry the connection (not the rendezvous) briefly.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        codes[static_cast<std::size_t>(r)] = rank_job(c);
+        return;
+      } catch (const CommError& e) {
+        if (attempt == 50 || std::string(e.what()).find("cannot open") == std::string::npos) throw;
+        std::this_thread::sleep_for(milliseconds(100));
+      }
+    }
+  });
+  kill(server[0], SIGTERM);
+  wait_children(server, milliseconds(5000));
+  CHECK(join_errors(errors) == "");
+  CHECK(codes == std::vector<int>(world, 0));
+}
+#endif
+
+#endif
