@@ -2,6 +2,8 @@
 // GPUs of each server into one leader GPU, allreduce among the leaders across the network, and
 // broadcast back inside each server. Inside a server both phases are pipelined chains (as NCCL's
 // reduce and broadcast run), ordered so consecutive GPUs are linked as well as possible.
+#include "hierarchical_parts.h"
+
 #include <basin/sim.h>
 
 #include <algorithm>
@@ -61,65 +63,82 @@ std::vector<topo::Vertex> best_chain(Network& net, std::vector<topo::Vertex> gpu
 
 }  // namespace
 
-CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& gpus,
-                                 Algorithm inter) {
+std::vector<std::vector<topo::Vertex>> server_chains(Network& net,
+                                                     const std::vector<topo::Vertex>& gpus) {
   const auto& g = net.topology().graph;
   std::map<int, std::vector<topo::Vertex>> by_server;
   for (topo::Vertex v : gpus) by_server[g[v].server].push_back(v);
   std::vector<std::vector<topo::Vertex>> chains;
   for (auto& [server, members] : by_server) chains.push_back(best_chain(net, members));
+  return chains;
+}
 
-  // Phases 1 and 3: every server's chain at once, each hop carrying the whole vector.
+CollectiveCost chain_phase(Network& net, const std::vector<std::vector<topo::Vertex>>& chains,
+                           bool reduce) {
+  // Every server's chain at once, each hop carrying the whole vector: toward the head (the
+  // leader) when reducing, away from it when broadcasting.
   std::vector<topo::Vertex> all;
-  Step reduce_step, bcast_step;
+  Step step;
   size_t longest = 0;
   for (const auto& chain : chains) {
     int base = static_cast<int>(all.size());
     all.insert(all.end(), chain.begin(), chain.end());
     longest = std::max(longest, chain.size());
-    for (int i = static_cast<int>(chain.size()) - 1; i > 0; --i) {
-      reduce_step.transfers.push_back({base + i, base + i - 1, 1.0, true});
-      bcast_step.transfers.push_back({base + i - 1, base + i, 1.0, false});
-    }
+    for (int i = static_cast<int>(chain.size()) - 1; i > 0; --i)
+      step.transfers.push_back(reduce ? Transfer{base + i, base + i - 1, 1.0, true}
+                                      : Transfer{base + i - 1, base + i, 1.0, false});
   }
-  CollectiveCost total;
-  if (longest > 1) {
-    // Pipelined chains: one hop latency per GPU passed, the bandwidth term once per phase.
-    reduce_step.latency_hops = bcast_step.latency_hops = static_cast<int>(longest - 1);
-    Schedule local{"chain", static_cast<int>(all.size()), {reduce_step, bcast_step}};
-    total.add(net.cost(local, all));
-  }
-  // Phase 2: the leaders (head of each chain) allreduce across servers.
+  if (longest <= 1) return {};
+  // Pipelined chains: one hop latency per GPU passed, the bandwidth term once per phase.
+  step.latency_hops = static_cast<int>(longest - 1);
+  return net.cost(Schedule{"chain", static_cast<int>(all.size()), {step}}, all);
+}
+
+CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                                 Algorithm inter, const HostStaging& staging) {
+  auto chains = server_chains(net, gpus);
+  if (chains.size() > 1 && stages_through_host(net.topology(), staging))
+    return staged_hierarchical_cost(net, gpus, inter, staging);
+  // Phases 1 and 3 over the servers' own links; phase 2: the leaders (head of each chain)
+  // allreduce across servers, GPU to GPU.
+  CollectiveCost total = named(chain_phase(net, chains, true), kTermLocal);
+  total.add(named(chain_phase(net, chains, false), kTermLocal));
   if (chains.size() > 1) {
     std::vector<topo::Vertex> leaders;
     for (const auto& chain : chains) leaders.push_back(chain.front());
-    total.add(net.cost(allreduce_schedule(inter, static_cast<int>(leaders.size())), leaders));
+    total.add(named(net.cost(allreduce_schedule(inter, static_cast<int>(leaders.size())), leaders),
+                    kTermNetwork));
   }
   return total;
 }
 
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
-                              Algorithm inter) {
+                              Algorithm inter, const HostStaging& staging) {
   if (a == Algorithm::hierarchical) {
     if (inter == Algorithm::hierarchical)
       throw topo::InputError("--inter", "", "a flat inter-server algorithm, not hierarchical");
-    return hierarchical_cost(net, gpus, inter);
+    return hierarchical_cost(net, gpus, inter, staging);
   }
+  const auto& g = net.topology().graph;
+  std::map<int, int> per_server;
+  for (topo::Vertex v : gpus) ++per_server[g[v].server];
+  const int p = static_cast<int>(gpus.size());
+  Schedule s;
   if (a == Algorithm::torus_2d) {
     // Rows are servers when every server brings the same number of GPUs (Mikami et al.: the
     // horizontal rings stay inside a server); otherwise the squarest grid.
-    const auto& g = net.topology().graph;
-    std::map<int, int> per_server;
-    for (topo::Vertex v : gpus) ++per_server[g[v].server];
-    const int p = static_cast<int>(gpus.size());
     int x = torus_2d_default_width(p);
     const int first = per_server.begin()->second;
     if (per_server.size() > 1 && std::all_of(per_server.begin(), per_server.end(),
                                              [&](auto& kv) { return kv.second == first; }))
       x = first;
-    return net.cost(torus_2d_allreduce(p, x), gpus);
+    s = torus_2d_allreduce(p, x);
+  } else {
+    s = allreduce_schedule(a, p);
   }
-  return net.cost(allreduce_schedule(a, static_cast<int>(gpus.size())), gpus);
+  if (per_server.size() > 1 && stages_through_host(net.topology(), staging))
+    return staged_flat_cost(net, gpus, s, staging);
+  return net.cost(s, gpus);
 }
 
 }  // namespace basin::sim

@@ -143,10 +143,37 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
   return total;
 }
 
+// Composes one size class at a time: `small` variants are built separately (staging.cc).
 void CollectiveCost::add(const CollectiveCost& phase) {
   latency_s += phase.latency_s;
   seconds_per_byte += phase.seconds_per_byte;
   for (auto [id, busy] : phase.busy_s_per_byte) busy_s_per_byte[id] += busy;
+  for (const CostTerm& t : phase.terms) {
+    auto it = std::find_if(terms.begin(), terms.end(), [&](auto& u) { return u.name == t.name; });
+    if (it == terms.end()) {
+      terms.push_back(t);
+    } else {
+      it->latency_s += t.latency_s;
+      it->seconds_per_byte += t.seconds_per_byte;
+    }
+  }
+}
+
+CollectiveCost CollectiveCost::without(const std::string& term) const {
+  CollectiveCost c = *this;
+  auto it = std::find_if(c.terms.begin(), c.terms.end(), [&](auto& u) { return u.name == term; });
+  if (it != c.terms.end()) {
+    c.latency_s -= it->latency_s;
+    c.seconds_per_byte -= it->seconds_per_byte;
+    c.terms.erase(it);
+  }
+  if (small) c.small = std::make_shared<const CollectiveCost>(small->without(term));
+  return c;
+}
+
+CollectiveCost named(CollectiveCost c, const std::string& name) {
+  c.terms = {{name, c.latency_s, c.seconds_per_byte}};
+  return c;
 }
 
 std::map<std::string, double> busiest_links(const topo::Topology& topo, const CollectiveCost& cost) {

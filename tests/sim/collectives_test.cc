@@ -143,10 +143,12 @@ TEST_CASE("hierarchical allreduce on Big Basin is NVLink chains plus the leaders
   // Phase 1 and 3: a chain through all 8 GPUs of a server exists over NVLink (the cube mesh has
   // a Hamiltonian path), so each moves n bytes at 20 GB/s. Phase 2: halving-doubling among 4
   // leaders over 50 Gb/s: 2 (4-1)/4 n / 6.25 GB/s.
+  // GPU to GPU across servers (no host staging: the form for RDMA NICs), asked for explicitly.
   topo::Topology t = topo::load_any("bigbasin:4");
   Network net(t);
   CollectiveCost c = allreduce_cost(net, topo::gpus(t), Algorithm::hierarchical,
-                                    Algorithm::halving_doubling);
+                                    Algorithm::halving_doubling,
+                                    {.mode = HostStaging::Mode::off});
   double expect = 2 * (1 / 20e9) + 2.0 * 3 / 4 / 6.25e9;
   REQUIRE_THAT(c.seconds_per_byte, WithinRel(expect, 1e-9));
   REQUIRE(c.latency_s > 0);
@@ -262,8 +264,11 @@ TEST_CASE("a bandwidth-bound ring keeps its bottleneck link busy all the time", 
   // link on it, in every one of its steps. For 1 GB the latency is negligible, so that port is
   // busy (nearly) the whole collective while each NVLink, at 20 GB/s, idles most of it.
   topo::Topology t = topo::load_any("bigbasin:2");
+  // The network phase alone (GPU to GPU, as over RDMA): Gloo's host copies would idle the port.
   Network net(t, {.per_message_overhead_us = 5});
-  CollectiveCost ring = allreduce_cost(net, topo::gpus(t), Algorithm::ring);
+  CollectiveCost ring = allreduce_cost(net, topo::gpus(t), Algorithm::ring,
+                                       Algorithm::halving_doubling,
+                                       {.mode = HostStaging::Mode::off});
   auto busiest = busiest_links(t, ring);
   auto u = link_utilization(busiest, ring, 1e9);
   REQUIRE(u.count("ethernet") == 1);
@@ -272,4 +277,53 @@ TEST_CASE("a bandwidth-bound ring keeps its bottleneck link busy all the time", 
   REQUIRE(u.at("nvlink") < 0.5);
   // Small messages are latency-bound: the port is mostly idle.
   REQUIRE(link_utilization(busiest, ring, 1e3).at("ethernet") < 0.1);
+}
+
+TEST_CASE("host-staged hierarchical allreduce on Big Basin adds the PCIe copies and the CPU sums",
+          "[sim]") {
+  // Gloo over TCP, 256 KiB and more: NVLink chain reduce and broadcast (n at 20 GB/s each), a
+  // device-to-host and a host-to-device copy of n between GPU 0 and socket 0 over PCIe Gen3 x16
+  // (8 GT/s x 128/130 x 16 lanes / 8 = 15.754 GB/s), halving-doubling between the 4 hosts over
+  // 50 Gb/s (2 (4-1)/4 n / 6.25 GB/s), and on one core the sums of the reduce-scatter (n/2 + n/4
+  // at 2/3 of the copy rate) and the copies of the allgather (n/4 + n/2 at the copy rate).
+  const double pcie = 8.0 * 128 / 130 * 16 / 8 * 1e9, copy = 6e9, sum = 4e9;
+  topo::Topology t = topo::load_any("bigbasin:4");
+  Network net(t);
+  HostStaging staging{.mode = HostStaging::Mode::on, .core_copy_GBps = 6};
+  CollectiveCost c = allreduce_cost(net, topo::gpus(t), Algorithm::hierarchical,
+                                    Algorithm::halving_doubling, staging);
+  const double large = 2 / 20e9 + 2 / pcie + 1.5 / 6.25e9 + 0.75 / sum + 0.75 / copy;
+  REQUIRE_THAT(c.seconds_per_byte, WithinRel(large, 1e-9));
+  // Under 256 KiB all 8 GPUs copy to socket 0 at once: two GPUs share each switch's x16 uplink
+  // (the QPI link, 38.4 GB/s, carries four at 9.6 GB/s each and is not the bound), then 7 sums
+  // of n on the CPU, the same network phase, and 8 copies back.
+  REQUIRE(c.small != nullptr);
+  const double small = 2 * (2 / pcie) + 7 / sum + 1.5 / 6.25e9 + 0.75 / sum + 0.75 / copy;
+  REQUIRE_THAT(c.small->seconds_per_byte, WithinRel(small, 1e-9));
+  REQUIRE(c.small_below_bytes == 256 * 1024);
+  REQUIRE_THAT(c.time_s(100e3), WithinRel(c.small->latency_s + 100e3 * small, 1e-9));
+  REQUIRE_THAT(c.time_s(1e6), WithinRel(c.latency_s + 1e6 * large, 1e-9));
+  // The terms are the phases and add up to the whole.
+  double terms = 0;
+  for (const CostTerm& term : c.terms) terms += term.seconds_per_byte;
+  REQUIRE_THAT(terms, WithinRel(large, 1e-9));
+  REQUIRE_THAT(c.without("host reduction").seconds_per_byte,
+               WithinRel(large - 0.75 / sum - 0.75 / copy, 1e-9));
+}
+
+TEST_CASE("host staging is automatic over Ethernet and absent over InfiniBand", "[sim]") {
+  auto has_staging = [](const CollectiveCost& c) {
+    return std::any_of(c.terms.begin(), c.terms.end(),
+                       [](const CostTerm& t) { return t.name == "pcie host staging"; });
+  };
+  topo::Topology bb = topo::load_any("bigbasin:2"), dgx = topo::load_any("dgx1:2");
+  Network nb(bb), nd(dgx);
+  REQUIRE(stages_through_host(bb, {}));
+  REQUIRE_FALSE(stages_through_host(dgx, {}));
+  REQUIRE(has_staging(allreduce_cost(nb, topo::gpus(bb), Algorithm::hierarchical)));
+  REQUIRE_FALSE(has_staging(allreduce_cost(nd, topo::gpus(dgx), Algorithm::hierarchical)));
+  // One server has no inter-server phase, so nothing to stage.
+  auto one = topo::gpus(bb);
+  one.resize(8);
+  REQUIRE_FALSE(has_staging(allreduce_cost(nb, one, Algorithm::hierarchical)));
 }

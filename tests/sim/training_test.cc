@@ -101,3 +101,27 @@ TEST_CASE("the trace has a span per bucket and link utilization counters", "[sim
   REQUIRE(r.buckets <= 5);
   REQUIRE(counters == 2 * r.buckets);  // on at each allreduce's start, off at its end
 }
+
+TEST_CASE("the allreduce terms add up to the communication and each one's removal is priced",
+          "[sim]") {
+  // 64 GPUs on 8 Big Basin servers: the host-staged hierarchical allreduce. Every bucket's time is
+  // the sum of its terms, so the terms summed over the buckets are all the communication; and an
+  // iteration without a term can be no slower than with it.
+  topo::Topology t = topo::load_any("bigbasin:8");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 64, .batch_per_gpu = 32};
+  Prediction p = predict(t, profile_for(t), cfg);
+  const IterationResult& r = p.result;
+  REQUIRE(r.comm_terms.size() == 4);
+  double sum = 0;
+  for (const auto& [name, term] : r.comm_terms) {
+    sum += term.total_s;
+    REQUIRE(term.total_s > 0);
+    REQUIRE(term.iteration_s_without <= r.iteration_s * (1 + 1e-12));
+    REQUIRE(term.iteration_s_without >= r.compute_s * (1 - 1e-12));
+  }
+  REQUIRE_THAT(sum, WithinRel(r.comm_total_s, 1e-9));
+  // The trace carries the same breakdown for scripts.
+  auto j = nlohmann::json::parse(chrome_trace(r));
+  REQUIRE_THAT(j["basin"]["comm_terms"]["network"]["total_s"].get<double>(),
+               WithinRel(r.comm_terms.at("network").total_s, 1e-12));
+}

@@ -109,15 +109,41 @@ struct NetworkParams {
 
 // Time of a collective of n bytes: latency_s + n * seconds_per_byte (exact for one schedule:
 // every flow's size scales with n, so every completion time does).
+// A named part of a collective's time ("network", "pcie staging", ...), affine like the whole.
+struct CostTerm {
+  std::string name;
+  double latency_s = 0;
+  double seconds_per_byte = 0;
+  double time_s(double bytes) const { return bytes > 0 ? latency_s + bytes * seconds_per_byte : 0; }
+};
+
 struct CollectiveCost {
   double latency_s = 0;
   double seconds_per_byte = 0;
   // For each link the collective uses (by dense link id): seconds it is busy per byte of message,
   // for the link-utilization counters of the trace.
   std::unordered_map<int, double> busy_s_per_byte;
-  double time_s(double bytes) const { return bytes > 0 ? latency_s + bytes * seconds_per_byte : 0; }
+  // The phases the time is made of, summing to latency_s and seconds_per_byte; empty when the
+  // collective is one undivided network phase.
+  std::vector<CostTerm> terms;
+  // Messages under `small_below_bytes` take another schedule (Gloo reduces buffers under 256 KiB
+  // on the host instead of with NCCL); null when one schedule serves every size.
+  std::shared_ptr<const CollectiveCost> small;
+  double small_below_bytes = 0;
+  // The cost that applies to a message of this size (this one or `small`).
+  const CollectiveCost& for_bytes(double bytes) const {
+    return small && bytes < small_below_bytes ? *small : *this;
+  }
+  double time_s(double bytes) const {
+    const CollectiveCost& c = for_bytes(bytes);
+    return bytes > 0 ? c.latency_s + bytes * c.seconds_per_byte : 0;
+  }
   void add(const CollectiveCost& phase);  // a phase that runs after this one
+  // The same cost with every term of that name taken out (what the time would be without it).
+  CollectiveCost without(const std::string& term) const;
 };
+// `c` as one term of the given name, for composing phases with CollectiveCost::add.
+CollectiveCost named(CollectiveCost c, const std::string& name);
 
 // For each link kind ("nvlink", "pcie", "ethernet", ...), the seconds per message byte that its
 // busiest link is busy.
@@ -201,12 +227,50 @@ class Network {
   std::unique_ptr<Switches> switches_;
 };
 
+// How the hierarchical allreduce moves gradients between servers. Gloo's CUDA allreduce over TCP
+// (what Goyal et al. ran: Caffe2's Gloo ops take CudaHostWorkspace unless the transport is
+// ibverbs) stages every buffer through pinned host memory: NCCL reduce onto GPU 0, a device-to-
+// host copy, the inter-server algorithm on host buffers with the reductions on the CPU, a host-to-
+// device copy and an NCCL broadcast; buffers under 256 KiB skip NCCL and copy every GPU's buffer
+// to the host instead (gloo/cuda_allreduce_halving_doubling.cc and cuda_collectives_host.h at
+// commit 44cf94b, Sept. 2017; Goyal et al. sec. 4.1 states the same threshold). See staging.cc.
+struct HostStaging {
+  enum class Mode { automatic, on, off };
+  // automatic: staged when the servers' NICs are Ethernet (TCP sockets: a NIC without RDMA cannot
+  // move GPU memory, so the data must pass through host memory).
+  Mode mode = Mode::automatic;
+  // gloo/algorithm.cc kOnDeviceThreshold (2017): 256 KiB.
+  double device_reduce_min_bytes = 256 * 1024;
+  // One CPU core's copy rate out of DRAM, bytes copied per second. Gloo reduces and copies host
+  // buffers on the one thread that runs the algorithm (a plain loop, gloo/math.h sum). Published
+  // single-thread memcpy on the Broadwell generation of Big Basin's Xeon E5 v4 head node: a 25 MB
+  // memcpy in 4.5 ms on Broadwell-E, 5.6 GB/s (stackoverflow.com/questions/39260020); dual-socket
+  // Xeon E5-2650 v2 / E5-2670: 6.2 / 5.9 GB/s (CacheBench, community.intel.com thread 978734).
+  double core_copy_GBps = 5.6;
+  // A sum x += y moves three streams (read x, read y, write x) where a copy moves two, at the same
+  // single-core memory throughput: bytes of x reduced per second.
+  double core_reduce_GBps() const { return core_copy_GBps * 2.0 / 3.0; }
+};
+
+// Whether `staging` stages through host memory on this topology (resolves `automatic`).
+bool stages_through_host(const topo::Topology& topo, const HostStaging& staging);
+
 // Hierarchical 3-phase allreduce of Goyal et al. 2017: reduce inside each server to a leader,
 // allreduce among leaders with `inter`, broadcast inside each server. gpus must be grouped by
-// server (rank order).
+// server (rank order). Staged through host memory when `staging` says so (staging.cc).
 CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& gpus,
-                                 Algorithm inter);
+                                 Algorithm inter, const HostStaging& staging = {});
+// Gloo's host-staged form of it, whatever the NICs (staging.cc).
+CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                                        Algorithm inter, const HostStaging& staging);
+// A flat schedule run Gloo's way over TCP: each GPU's buffer copied to its server's host memory,
+// the schedule between the ranks (network phase routed GPU to GPU, which crosses the same PCIe
+// and NIC links), its sums and copies on the CPU, and the copies back.
+CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                                const Schedule& s, const HostStaging& staging);
+// Any algorithm; staged through host memory where `staging` says so and the GPUs span servers.
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
-                              Algorithm inter = Algorithm::halving_doubling);
+                              Algorithm inter = Algorithm::halving_doubling,
+                              const HostStaging& staging = {});
 
 }  // namespace basin::sim

@@ -29,6 +29,11 @@ struct MeasuredThroughput {
   int batch_per_gpu = 0;
   double images_per_s = 0;
   std::string source;
+  // Optional: the measured backprop time of one iteration at that batch (0: unknown, and the
+  // roofline's own split between forward and backward stands). Only backprop can hide the
+  // allreduces, so this sets how much of the iteration communication can overlap.
+  double backward_s = 0;
+  std::string backward_source;
 };
 
 struct DeviceProfile {
@@ -56,6 +61,7 @@ struct TrainingConfig {
   Precision precision = Precision::fp32;
   std::optional<Precision> wire_precision;  // of the communicated gradients; unset: precision
   NetworkParams network_params{.per_message_overhead_us = 5, .reduce_GBps = 0};
+  HostStaging host_staging;  // hierarchical over TCP: Gloo's copies through host memory
   double decode_images_per_s_per_core = 400;  // JPEG decode + augment, one CPU core
   int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
   long long epoch_images = 1281167;           // ImageNet-1k training set
@@ -87,6 +93,14 @@ struct IterationResult {
   std::string compute_basis;       // which measurement or estimate set the compute speed
   std::vector<Span> spans;
   std::vector<Counter> link_utilization;  // busiest link of each kind, 0..1, over time
+  // What the allreduces' time is made of (CollectiveCost::terms), summed over the buckets, and
+  // (filled by predict) the iteration time the same run would take without that term: the
+  // difference is the term's contribution to the iteration.
+  struct CommTerm {
+    double total_s = 0;
+    double iteration_s_without = 0;
+  };
+  std::map<std::string, CommTerm> comm_terms;
 };
 
 // Throws topo::InputError for impossible requests (more GPUs than the cluster has, a batch that
