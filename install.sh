@@ -19,6 +19,7 @@ packages=(
   catch2                                    # tests
   libbenchmark-dev                          # micro-benchmarks
   libgloo-dev                               # CPU collectives
+  redis-server                              # comm tests: a Redis rendezvous on a loopback port
   libturbojpeg0-dev                         # JPEG decoding
   libdnnl-dev                               # oneDNN: CPU deep-learning ops
   valgrind                                  # leak check of the NCCL tuner plugin (tests)

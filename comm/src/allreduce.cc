@@ -100,6 +100,17 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
   }
 
   CachedAllreduce& entry = it->second;
+  // Gloo's AllreduceBcube is not safe to run twice: a fast peer's next run can write into a
+  // receive buffer this rank is still reducing from (intermittently wrong sums in our tests).
+  // A fresh object takes fresh slots, so bcube is rebuilt for every call instead of cached.
+  struct DropBcube {
+    Impl& m;
+    decltype(it) at;
+    bool drop;
+    ~DropBcube() {
+      if (drop) m.cache.erase(at);
+    }
+  } drop_bcube{m, it, options.algorithm == Algorithm::bcube};
   if (options.precision == WirePrecision::fp16) {
     // Scale before rounding to half, so a mean (scale 1/p) keeps large sums inside half's range.
     for (std::size_t i = 0; i < data.size(); ++i) entry.staging[i].x = float_to_half(data[i] * options.scale);
