@@ -1,0 +1,38 @@
+#!/bin/sh
+# ctest cluster_emulated_allreduce: builds the emulated cluster (4 namespaces, 1 Gbit/s links),
+# times Gloo's ring and ring-chunked allreduces of 1, 4 and 16 MB in it, and fails when the
+# simulator's prediction for any of them is off by more than 25% (basin_emulated_compare exits 1).
+# Halving-doubling is not judged yet: on this shared 2-core machine it measured 2-36% slower than
+# predicted from run to run (median of 7) for a reason not yet found, so a bound on it would be a
+# coin toss, not a test; reports/emulated-cluster-2026-11-23.md shows its rows. Skipped (77) where it
+# cannot run: not root, or no network namespaces (a container without CAP_SYS_ADMIN).
+# The namespaces are always torn down, whatever fails.
+# Usage: cluster_test.sh SOURCE_DIR PROBE COMPARE TOPOLOGY.json
+set -eu
+src=$1 probe=$2 compare=$3 topology=$4
+cluster=$src/scripts/emulated_cluster.sh
+
+if [ "$(id -u)" != 0 ]; then echo "skipped: needs root and ip netns (not root)"; exit 77; fi
+if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
+  echo "skipped: needs root and ip netns (iproute2's ip and tc not found)"; exit 77
+fi
+probe_ns=basin-cluster-test-probe-$$
+if ! ip netns add "$probe_ns" 2>/dev/null; then echo "skipped: needs root and ip netns (ip netns add failed)"; exit 77; fi
+ip netns del "$probe_ns"
+
+work=$(mktemp -d /tmp/basin-cluster-test.XXXXXX)
+cleanup() { sh "$cluster" down >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+sh "$cluster" up --hosts 4 --rate 1gbit
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+sh "$src/scripts/emulated_cluster_run.sh" "$probe" "$work/measured.jsonl" \
+  --sizes 1048576,4194304,16777216 --algorithms ring,ring_chunked --warmup 1 --reps 7
+"$probe" --cpu-rates > "$work/cpu.json"
+cat "$work/cpu.json"
+"$compare" --topology "$topology" --measured "$work/measured.jsonl" --cpu-rates "$work/cpu.json" \
+  --check-min-bytes 1048576 --tolerance 0.25 --markdown "$work/table.md" > /dev/null && status=0 || status=$?
+cat "$work/table.md"
+echo "not judged: halving_doubling (unexplained 2-36% run-to-run excess over the prediction; see the report)"
+exit $status
