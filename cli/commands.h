@@ -16,5 +16,7 @@ std::function<int()> add_select_command(CLI::App& app);
 std::function<int()> add_plan_command(CLI::App& app);
 // Registers `basin data` (synth, load).
 std::function<int()> add_data_command(CLI::App& app);
+// Registers `basin train`.
+std::function<int()> add_train_command(CLI::App& app);
 
 }  // namespace basin::cli

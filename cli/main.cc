@@ -1,6 +1,7 @@
 // basin: predict, plan and run data-parallel training on GPU clusters.
 //
-// Exit codes: 0 success, 1 failure while working, 2 bad input (flags, specs, files). Errors go to
+// Exit codes: 0 success, 1 failure while working, 2 bad input (flags, specs, files), 3 training
+// diverged (NaN or infinite loss). Errors go to
 // stderr with the file, the field and what was expected.
 #include "commands.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_select = basin::cli::add_select_command(app);
   std::function<int()> run_plan = basin::cli::add_plan_command(app);
   std::function<int()> run_data = basin::cli::add_data_command(app);
+  std::function<int()> run_train = basin::cli::add_train_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("select")) return run_select();
     if (app.got_subcommand("plan")) return run_plan();
     if (app.got_subcommand("data")) return run_data();
+    if (app.got_subcommand("train")) return run_train();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

@@ -7,3 +7,10 @@
 #endif
 using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
+// A string matcher by the name each major version gives it.
+#include <string>
+#ifdef BASIN_CATCH2_V3
+inline auto HasText(const std::string& text) { return Catch::Matchers::ContainsSubstring(text); }
+#else
+inline auto HasText(const std::string& text) { return Catch::Matchers::Contains(text); }
+#endif

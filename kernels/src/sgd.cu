@@ -10,9 +10,10 @@ __global__ void sgd_momentum_kernel(float* __restrict__ w, float* __restrict__ v
                                     const float* __restrict__ g, size_t n, SgdParams p) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
        i += size_t(gridDim.x) * blockDim.x) {
-    float vi = p.momentum * v[i] + (g[i] + p.weight_decay * w[i]);
+    const float d = g[i] + p.weight_decay * w[i];
+    const float vi = p.momentum * v[i] + d;
     v[i] = vi;
-    w[i] -= p.lr * vi;
+    w[i] -= p.lr * (p.nesterov ? d + p.momentum * vi : vi);
   }
 }
 

@@ -7,8 +7,9 @@ namespace basin::kernels {
 void sgd_momentum_step_cpu(float* weights, float* velocity, const float* grads, size_t n,
                            const SgdParams& p) {
   for (size_t i = 0; i < n; ++i) {
-    velocity[i] = p.momentum * velocity[i] + (grads[i] + p.weight_decay * weights[i]);
-    weights[i] -= p.lr * velocity[i];
+    const float d = grads[i] + p.weight_decay * weights[i];
+    velocity[i] = p.momentum * velocity[i] + d;
+    weights[i] -= p.lr * (p.nesterov ? d + p.momentum * velocity[i] : velocity[i]);
   }
 }
 

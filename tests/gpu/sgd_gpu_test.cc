@@ -11,12 +11,13 @@ namespace bk = basin::kernels;
 
 TEST_CASE("GPU SGD momentum step matches the CPU reference to 1e-6 relative", "[kernels][gpu]") {
   const size_t n = GENERATE(size_t{0}, size_t{1}, size_t{1000}, size_t{1} << 22);
-  CAPTURE(n);
+  const bool nesterov = GENERATE(false, true);
+  CAPTURE(n, nesterov);
   std::mt19937 rng(42);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<float> w(n), v(n), g(n);
   for (size_t i = 0; i < n; ++i) w[i] = normal(rng), v[i] = normal(rng), g[i] = normal(rng);
-  bk::SgdParams p{.lr = 0.4f, .momentum = 0.9f, .weight_decay = 1e-4f};
+  bk::SgdParams p{.lr = 0.4f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = nesterov};
 
   float *dw = nullptr, *dv = nullptr, *dg = nullptr;
   const size_t bytes = n * sizeof(float);

@@ -32,3 +32,20 @@ TEST_CASE("SGD weight decay alone shrinks weights by (1 - lr * wd) on the first 
   REQUIRE_THAT(w[1], WithinRel(-2.0 * (1 - 0.1 * 0.01), 1e-6));
   REQUIRE_THAT(w[2], WithinRel(0.5 * (1 - 0.1 * 0.01), 1e-6));
 }
+
+TEST_CASE("Nesterov SGD with constant gradient follows its closed form",
+          "[kernels]") {
+  // Nesterov in torch's form: w_t = w_{t-1} - lr (g + m v_t), with v_t = g (1 - m^t) / (1 - m)
+  // for a constant gradient from v_0 = 0. So each step moves w by lr g (1 + m (1 - m^t)/(1 - m)).
+  const double m = 0.9, lr = 0.05, g = -0.25, w0 = 1.0;
+  float w = static_cast<float>(w0), v = 0, grad = static_cast<float>(g);
+  bk::SgdParams p{.lr = float(lr), .momentum = float(m), .weight_decay = 0, .nesterov = true};
+  double w_expect = w0;
+  for (int t = 1; t <= 15; ++t) {
+    bk::sgd_momentum_step_cpu(&w, &v, &grad, 1, p);
+    w_expect -= lr * g * (1 + m * (1 - std::pow(m, t)) / (1 - m));
+    CAPTURE(t);
+    REQUIRE_THAT(v, WithinRel(g * (1 - std::pow(m, t)) / (1 - m), 1e-5));
+    REQUIRE_THAT(w, WithinRel(w_expect, 1e-5));
+  }
+}

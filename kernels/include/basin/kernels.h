@@ -6,13 +6,18 @@
 
 namespace basin::kernels {
 
-// SGD with momentum and weight decay, as in Goyal et al. 2017 (eq. 9, without momentum
-// correction, which the caller applies by rescaling `velocity` when the learning rate changes):
-//   v <- momentum * v + (g + weight_decay * w);   w <- w - lr * v
+// SGD with momentum and weight decay in PyTorch's form (torch.optim.SGD, dampening 0):
+//   d <- g + weight_decay * w;   v <- momentum * v + d;
+//   w <- w - lr * v                    (heavy ball), or
+//   w <- w - lr * (d + momentum * v)   (Nesterov, Sutskever et al. 2013 as torch writes it).
+// The learning rate multiplies the velocity at use, not when it is accumulated, so a change of
+// lr needs no "momentum correction": this is Goyal et al. 2017's eq. 10 form, which they show
+// equals eq. 9 with the correction applied.
 struct SgdParams {
   float lr = 0.1f;
   float momentum = 0.9f;
   float weight_decay = 1e-4f;
+  bool nesterov = false;
 };
 
 void sgd_momentum_step_cpu(float* weights, float* velocity, const float* grads, size_t n,

@@ -1,0 +1,217 @@
+// `basin train`: runs training for real, from flags or from a basin.plan/1 file (what `basin plan`
+// writes), with flags overriding the plan's fields. The loop itself is exec::train(); this file
+// maps the plan and the flags onto its config and the outcome onto exit codes (2 bad input,
+// 3 the loss diverged).
+#include "commands.h"
+
+#include <basin/train.h>
+#include <basin/topology.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <iostream>
+
+namespace basin::cli {
+namespace {
+
+struct TrainOptions {
+  exec::TrainConfig config;
+  std::string data, out = "basin-run", plan, decay = "step", blocks, precision = "fp32";
+  int threads = 0;
+  bool no_zero_init = false, no_validate = false, quiet = false;
+};
+
+std::vector<int> parse_ints(const std::string& text, const std::string& flag) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    try {
+      size_t used = 0;
+      const std::string part = text.substr(at, comma - at);
+      out.push_back(std::stoi(part, &used));
+      if (used != part.size()) throw std::invalid_argument(part);
+    } catch (const std::exception&) {
+      throw topo::InputError(flag, "", "comma-separated integers, got '" + text + "'");
+    }
+    at = comma + 1;
+  }
+  return out;
+}
+
+// Fills the config from a plan file; flags the user gave (`given`) win over the plan.
+void apply_plan(const std::string& path, TrainOptions& o,
+                const std::function<bool(const char*)>& given) {
+  std::ifstream in(path);
+  if (!in) throw topo::InputError(path, "", "a readable basin.plan/1 file");
+  nlohmann::json plan;
+  try {
+    plan = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw topo::InputError(path, "", std::string("JSON: ") + e.what());
+  }
+  auto field = [&](const char* pointer) -> const nlohmann::json& {
+    const nlohmann::json::json_pointer ptr(pointer);
+    if (!plan.contains(ptr)) throw topo::InputError(path, pointer, "a value, found none");
+    return plan.at(ptr);
+  };
+  auto number = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_number()) throw topo::InputError(path, pointer, "a number, got " + v.dump());
+    return v.get<double>();
+  };
+  auto boolean = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_boolean()) throw topo::InputError(path, pointer, "true or false, got " + v.dump());
+    return v.get<bool>();
+  };
+  auto text = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_string()) throw topo::InputError(path, pointer, "a string, got " + v.dump());
+    return v.get<std::string>();
+  };
+  if (field("/format") != "basin.plan/1")
+    throw topo::InputError(path, "/format", "\"basin.plan/1\", got " + field("/format").dump());
+  auto& c = o.config;
+  auto& s = c.schedule;
+  if (!given("--model")) c.model = text("/model");
+  if (!given("--batch")) c.batch = static_cast<int>(number("/batch_per_device"));
+  if (!given("--world-size")) c.world_size = static_cast<int>(number("/world_size"));
+  if (!given("--epochs")) c.epochs = number("/epochs");
+  if (!given("--precision")) o.precision = text("/precision/compute");
+  if (!given("--lr")) s.base_lr = number("/lr_schedule/base_lr");
+  if (!given("--base-batch")) s.base_batch = static_cast<int>(number("/lr_schedule/base_batch"));
+  if (!given("--warmup-epochs")) s.warmup_epochs = number("/lr_schedule/warmup_epochs");
+  if (!given("--warmup-start-lr")) s.warmup_start_lr = number("/lr_schedule/warmup_start_lr");
+  if (!given("--decay")) o.decay = text("/lr_schedule/decay");
+  if (!given("--gamma")) s.gamma = number("/lr_schedule/gamma");
+  if (!given("--milestones")) {
+    const auto& m = field("/lr_schedule/milestones");
+    if (!m.is_array()) throw topo::InputError(path, "/lr_schedule/milestones", "an array of epochs");
+    s.milestones.clear();
+    for (const auto& e : m) {
+      if (!e.is_number()) throw topo::InputError(path, "/lr_schedule/milestones", "numbers, got " + e.dump());
+      s.milestones.push_back(e.get<double>());
+    }
+  }
+  if (!given("--momentum")) c.sgd.momentum = number("/lr_schedule/momentum");
+  if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
+  if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
+  if (!given("--decay-bn-and-bias"))
+    c.sgd.decay_bn_and_bias = boolean("/lr_schedule/weight_decay_on_bn_and_bias");
+  if (!given("--no-zero-init-residual"))
+    o.no_zero_init = !boolean("/lr_schedule/zero_init_last_bn_gamma");
+  if (c.world_size != 1)
+    throw topo::InputError(path, "/world_size",
+                           "1: this trainer runs one process, the plan asks for " +
+                               std::to_string(c.world_size) +
+                               " ranks. Pass --world-size 1 to run the plan's per-device batch and "
+                               "recipe on one process (the learning rate then follows the linear "
+                               "scaling rule for that global batch)");
+  if (o.precision != "fp32")
+    throw topo::InputError(path, "/precision/compute",
+                           "fp32: the CPU backend trains in fp32, the plan asks for " + o.precision +
+                               " (pass --precision fp32 to run it in fp32)");
+}
+
+int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
+  if (!o.plan.empty()) apply_plan(o.plan, o, given);
+  auto& c = o.config;
+  c.data = o.data;
+  c.out = o.out;
+  if (o.precision != "fp32")
+    throw topo::InputError("--precision", "", "fp32 (the CPU backend), got '" + o.precision + "'");
+  if (o.decay == "step") c.schedule.decay = exec::LrSchedule::Decay::step;
+  else if (o.decay == "cosine") c.schedule.decay = exec::LrSchedule::Decay::cosine;
+  else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
+                              "step or cosine, got '" + o.decay + "'");
+  if (!o.blocks.empty()) {
+    c.shape.blocks = parse_ints(o.blocks, "--blocks");
+    c.model = "resnet-custom";
+  }
+  c.zero_init_residual = !o.no_zero_init;
+  c.validate = !o.no_validate;
+#if BASIN_HAVE_DNNL
+  auto backend = exec::make_cpu_backend(o.threads);
+  auto say = [&](const std::string& line) {
+    if (!o.quiet) std::cerr << line << "\n";
+  };
+  try {
+    const exec::TrainSummary s = exec::train(c, *backend, say);
+    nlohmann::json out = {{"steps", s.steps}, {"total_steps", s.total_steps},
+                          {"finished", s.finished}, {"skipped_files", s.skipped_files},
+                          {"seconds", s.seconds}, {"out", c.out.string()}};
+    if (!s.epochs.empty() && std::isfinite(s.epochs.back().top1))
+      out["top1"] = s.epochs.back().top1, out["top5"] = s.epochs.back().top5;
+    std::cout << out.dump(1) << "\n";
+    return 0;
+  } catch (const exec::Diverged& e) {
+    std::cerr << "basin: training diverged: " << e.what() << "\n";
+    return 3;
+  } catch (const exec::CheckpointError& e) {
+    std::cerr << "basin: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "basin: error: " << e.what() << "\n";
+    return 2;
+  }
+#else
+  throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
+#endif
+}
+
+}  // namespace
+
+std::function<int()> add_train_command(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto& c = o->config;
+  auto* cmd = app.add_subcommand("train", "Train a ResNet for real on an ImageNet-layout JPEG dataset");
+  cmd->add_option("--data", o->data, "dataset root holding train/<class>/*.JPEG and val/<class>/")->required();
+  cmd->add_option("--out", o->out, "run directory: log.jsonl, trace.json, checkpoint.basin, weights/, summary.json")
+      ->capture_default_str();
+  cmd->add_option("--plan", o->plan, "a basin.plan/1 file (from basin plan); flags override its fields");
+  cmd->add_option("--model", c.model, "resnet18, resnet34, resnet50, resnet101, resnet152")->capture_default_str();
+  cmd->add_option("--blocks", o->blocks, "a custom ResNet: blocks per stage, e.g. 1,1,1,1");
+  cmd->add_option("--width", c.shape.width, "custom ResNet: width of the stem and first stage")->capture_default_str();
+  cmd->add_flag("--bottleneck", c.shape.bottleneck, "custom ResNet: bottleneck blocks");
+  cmd->add_option("--image-size", c.shape.image_size, "training crop and validation crop, pixels")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "images per step per rank")->capture_default_str();
+  cmd->add_option("--world-size", c.world_size, "ranks (one process today)")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "epochs (fractions allowed)")->capture_default_str();
+  cmd->add_option("--precision", o->precision, "compute precision (fp32 on the CPU)")->capture_default_str();
+  cmd->add_option("--lr", c.schedule.base_lr, "learning rate for --base-batch images (linear scaling)")->capture_default_str();
+  cmd->add_option("--base-batch", c.schedule.base_batch, "batch the base lr is given for")->capture_default_str();
+  cmd->add_option("--warmup-epochs", c.schedule.warmup_epochs, "gradual linear warmup length")->capture_default_str();
+  cmd->add_option("--warmup-start-lr", c.schedule.warmup_start_lr, "warmup's first lr (default: --lr)");
+  cmd->add_option("--decay", o->decay, "step or cosine")->capture_default_str();
+  cmd->add_option("--milestones", c.schedule.milestones, "step decay epochs")->delimiter(',');
+  cmd->add_option("--gamma", c.schedule.gamma, "step decay factor")->capture_default_str();
+  cmd->add_option("--momentum", c.sgd.momentum)->capture_default_str();
+  cmd->add_flag("--nesterov", c.sgd.nesterov, "Nesterov momentum");
+  cmd->add_option("--weight-decay", c.sgd.weight_decay)->capture_default_str();
+  cmd->add_flag("--decay-bn-and-bias", c.sgd.decay_bn_and_bias, "apply weight decay to batch norm and biases too");
+  cmd->add_flag("--no-zero-init-residual", o->no_zero_init, "start each block's last BN gamma at 1, not 0");
+  cmd->add_option("--min-scale", c.augment.min_scale, "RandomResizedCrop's smallest area fraction")->capture_default_str();
+  cmd->add_option("--val-resize", c.val_resize,
+                  "validation: shorter side resized to this before the center crop (default: "
+                  "image size x 8/7, ImageNet's 256 for 224)");
+  cmd->add_option("--flip-probability", c.augment.flip_probability, "horizontal flips in training")
+      ->capture_default_str();
+  cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--loader-threads", c.loader_threads, "JPEG decode threads")->capture_default_str();
+  cmd->add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0: each epoch end)")->capture_default_str();
+  cmd->add_option("--stop-after", c.stop_after, "stop after this many steps, with a checkpoint (resume later)");
+  cmd->add_option("--trace-step", c.trace_step, "the step measured into trace.json")->capture_default_str();
+  cmd->add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");
+  cmd->add_flag("--no-validate", o->no_validate, "skip the per-epoch validation");
+  cmd->add_flag("--quiet", o->quiet, "no progress lines");
+  return [o, cmd] {
+    return run_train(*o, [cmd](const char* flag) { return cmd->count(flag) > 0; });
+  };
+}
+
+}  // namespace basin::cli

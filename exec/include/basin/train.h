@@ -1,0 +1,154 @@
+// basin exec training: the large-minibatch SGD recipe of Goyal et al. 2017 around a Net, fed by
+// the data layer's loader, with logs, a measured trace, validation, checkpoints and exact resume.
+//
+// The pieces are free functions a data-parallel trainer reuses as they are: the learning-rate
+// schedule is a pure function of (epoch, global batch), the SGD step walks the flat parameter
+// array tensor by tensor (so weight decay can skip batch norm and biases), and a checkpoint is
+// one self-checking file. train() strings them together for one process; ranks and GPUs come in
+// through the Backend and, later, a gradient communicator.
+#pragma once
+
+#include <basin/data.h>
+#include <basin/exec.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace basin::exec {
+
+// ---------------------------------------------------------------------------------------------
+// Learning rate (Goyal et al. 2017, sections 2.1 and 2.2)
+// ---------------------------------------------------------------------------------------------
+
+struct LrSchedule {
+  double base_lr = 0.1;  // for base_batch images; the linear scaling rule gives the rest
+  int base_batch = 256;
+  // Gradual warmup: linear, per step, from warmup_start_lr to the scaled lr over warmup_epochs.
+  // A negative start means base_lr (the paper starts at 0.1 and climbs to 0.1 kn/256).
+  double warmup_epochs = 5;
+  double warmup_start_lr = -1;
+  enum class Decay { step, cosine } decay = Decay::step;
+  std::vector<double> milestones = {30, 60, 80};  // epochs where step decay multiplies by gamma
+  double gamma = 0.1;
+};
+
+// base_lr * global_batch / base_batch.
+double scaled_lr(const LrSchedule& s, long long global_batch);
+// The rate at a fractional epoch (step / steps per epoch). Cosine decays from the end of warmup
+// to 0 at total_epochs (Loshchilov and Hutter 2017, without restarts).
+double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
+                     double total_epochs);
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+// ---------------------------------------------------------------------------------------------
+
+struct SgdConfig {
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 1e-4;
+  bool decay_bn_and_bias = false;  // Goyal et al. leave batch norm's gamma/beta and biases alone
+};
+
+// One step over net.params() with net.grads(); `velocity` has the parameters' layout. Uses the
+// kernels layer's CPU step per tensor so the GPU kernel and this share one definition.
+void sgd_step(Net& net, std::span<float> velocity, const SgdConfig& sgd, double lr);
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+// ---------------------------------------------------------------------------------------------
+
+// Where a run is: everything besides the tensors that an exact resume needs. The data order and
+// every augmentation are pure functions of (seed, epoch, position), so the loader's position is
+// the whole of the data pipeline's state.
+struct RunState {
+  long long step = 0;                  // optimizer steps done
+  data::Position position;             // the loader's, after the last batch trained on
+  std::string recipe;                  // canonical JSON of what defines the run (see train())
+};
+
+// One file: a magic line, a JSON header (format basin.checkpoint/1, the state, tensor sizes), then
+// parameters, buffers and momentum as little-endian float32, then a 64-bit FNV-1a checksum of
+// everything before it. Written to a temporary sibling, fsync'ed, renamed over `path`, and the
+// directory fsync'ed: a crash leaves the old checkpoint or the new one, never a torn file.
+void write_checkpoint(const std::filesystem::path& path, const Net& net,
+                      std::span<const float> velocity, const RunState& state);
+// Reads a checkpoint into `net` and `velocity`. Throws CheckpointError naming the file and what
+// is wrong (bad magic, truncated, checksum mismatch, tensor sizes of another network).
+RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<float> velocity);
+
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Training
+// ---------------------------------------------------------------------------------------------
+
+struct TrainConfig {
+  std::filesystem::path data;  // ImageNet layout: data/train/<class>/*.JPEG, data/val/...
+  std::filesystem::path out;   // the run directory (created): see train()
+  std::string model = "resnet18";  // a name of model::network_names(), or "resnet-custom"
+  model::ResNetShape shape;        // used for "resnet-custom"; image_size is used for every model
+  int batch = 32;                  // per rank
+  int world_size = 1;              // the global batch is batch * world_size
+  double epochs = 90;              // fractional epochs train that share of the last epoch
+  LrSchedule schedule;
+  SgdConfig sgd;
+  bool zero_init_residual = true;
+  std::uint64_t seed = 0;
+  data::TrainAugment augment;  // output size is taken from shape.image_size
+  int val_resize = 0;          // validation: shorter side before the center crop of image_size;
+                               // 0: image_size * 8 / 7 (ImageNet's 256 for 224)
+  int loader_threads = 2;
+  long long checkpoint_every = 0;  // steps; 0: at the end of every epoch only
+  long long stop_after = -1;       // stop (after a checkpoint) once this many steps are done
+  long long trace_step = 2;        // the step whose measured timeline goes to trace.json
+  bool resume = false;             // continue from out/checkpoint.basin
+  bool validate = true;            // top-1/top-5 on val/ after every epoch
+  double progress_every_s = 2;     // progress lines at most this often (and at epoch ends)
+};
+
+struct EpochSummary {
+  long long epoch = 0;  // 0-based
+  double train_loss = 0;   // mean over the epoch's steps run in this process
+  double val_loss = 0, top1 = 0, top5 = 0;  // fractions; NaN when not validated
+  double images_per_s = 0;
+};
+
+struct TrainSummary {
+  long long steps = 0, total_steps = 0;
+  bool finished = false;      // all epochs done (false: stopped by stop_after)
+  std::vector<EpochSummary> epochs;
+  std::int64_t skipped_files = 0;
+  double seconds = 0;
+};
+
+// The loss went NaN or infinite: the run stopped before applying that step; out/checkpoint.basin
+// (if any) is the last good state.
+struct Diverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Trains on `backend`. Writes into config.out:
+//   log.jsonl         one line per step (step, epoch, loss, lr, images/s, compute and data-wait
+//                     seconds) and one per validation; on resume, lines after the checkpoint's
+//                     step are dropped so the log reads as one uninterrupted run
+//   trace.json        Chrome trace of step `trace_step`, in the simulator's format
+//   checkpoint.basin  the latest checkpoint
+//   weights/          the final parameters and buffers as torchvision-named .npy files
+//   summary.json      final accuracies, steps, time
+// `progress` receives human-readable lines. Throws data::InputError for a bad dataset,
+// std::invalid_argument for a bad config (naming the field), Diverged, CheckpointError.
+TrainSummary train(const TrainConfig& config, Backend& backend,
+                   const std::function<void(const std::string&)>& progress = {});
+
+// The network a config describes (classes from the dataset).
+model::Network network_for(const TrainConfig& config, int classes);
+
+}  // namespace basin::exec

@@ -1,0 +1,165 @@
+// Checkpoint files: the whole training state in one self-checking file, written atomically.
+//
+// One file rather than a directory of tensors because a rename can replace one file atomically;
+// a checksum because a checkpoint that silently loads half-written weights is worse than none.
+// The torchvision-readable .npy export (state_io.cc) is for people; this is for resuming.
+#include <basin/train.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace basin::exec {
+namespace {
+
+constexpr char kMagic[] = "BASIN-CHECKPOINT\n";
+constexpr size_t kMagicSize = sizeof(kMagic) - 1;
+
+std::uint64_t fnv1a(const unsigned char* p, size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+[[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
+  throw CheckpointError("checkpoint " + path.string() + ": " + what);
+}
+
+void append(std::vector<unsigned char>& out, const void* data, size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  out.insert(out.end(), p, p + bytes);
+}
+
+void write_all(int fd, const unsigned char* p, size_t n, const std::filesystem::path& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) fail(path, std::string("write failed: ") + std::strerror(errno));
+    p += w, n -= static_cast<size_t>(w);
+  }
+}
+
+nlohmann::json tensor_list(const Net& net) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const ParamInfo& p : net.param_info()) list.push_back({p.name, p.count});
+  return list;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::filesystem::path& path, const Net& net,
+                      std::span<const float> velocity, const RunState& state) {
+  static_assert(std::endian::native == std::endian::little, "checkpoints are little-endian");
+  if (velocity.size() != net.params().size())
+    fail(path, "momentum has " + std::to_string(velocity.size()) + " floats, parameters " +
+                   std::to_string(net.params().size()));
+  nlohmann::json header = {
+      {"format", "basin.checkpoint/1"},
+      {"model", net.network().name},
+      {"step", state.step},
+      {"position", {{"epoch", state.position.epoch}, {"next_sample", state.position.next_sample}}},
+      {"recipe", state.recipe},
+      {"params", net.params().size()},
+      {"buffers", net.buffers().size()},
+      {"tensors", tensor_list(net)}};
+  const std::string text = header.dump();
+  std::vector<unsigned char> bytes;
+  bytes.reserve(kMagicSize + 8 + text.size() +
+                4 * (2 * net.params().size() + net.buffers().size()) + 8);
+  append(bytes, kMagic, kMagicSize);
+  const std::uint64_t header_size = text.size();
+  append(bytes, &header_size, 8);
+  append(bytes, text.data(), text.size());
+  append(bytes, net.params().data(), net.params().size_bytes());
+  append(bytes, net.buffers().data(), net.buffers().size_bytes());
+  append(bytes, velocity.data(), velocity.size_bytes());
+  const std::uint64_t sum = fnv1a(bytes.data(), bytes.size());
+  append(bytes, &sum, 8);
+
+  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
+  try {
+    write_all(fd, bytes.data(), bytes.size(), tmp);
+    if (::fsync(fd) != 0) fail(tmp, std::string("fsync failed: ") + std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    std::filesystem::remove(tmp);
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::filesystem::remove(tmp);
+    fail(path, std::string("rename failed: ") + std::strerror(errno));
+  }
+  // The rename itself is durable only once the directory is.
+  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<float> velocity) {
+  if (velocity.size() != net.params().size())
+    fail(path, "momentum buffer has " + std::to_string(velocity.size()) + " floats, parameters " +
+                   std::to_string(net.params().size()));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open");
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  if (bytes.size() < kMagicSize + 16 || std::memcmp(bytes.data(), kMagic, kMagicSize) != 0)
+    fail(path, "not a basin checkpoint (expected it to start with 'BASIN-CHECKPOINT')");
+  std::uint64_t stored = 0, header_size = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  if (fnv1a(bytes.data(), bytes.size() - 8) != stored)
+    fail(path, "checksum mismatch: the file is truncated or damaged");
+  std::memcpy(&header_size, bytes.data() + kMagicSize, 8);
+  const size_t header_at = kMagicSize + 8;
+  if (header_size > bytes.size() - header_at - 8) fail(path, "header runs past the end");
+  nlohmann::json h;
+  try {
+    h = nlohmann::json::parse(bytes.begin() + static_cast<long>(header_at),
+                              bytes.begin() + static_cast<long>(header_at + header_size));
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("header is not JSON: ") + e.what());
+  }
+  RunState state;
+  try {
+    if (h.at("format") != "basin.checkpoint/1")
+      fail(path, "format: expected basin.checkpoint/1, got " + h.at("format").dump());
+    const auto params = h.at("params").get<size_t>(), buffers = h.at("buffers").get<size_t>();
+    if (params != net.params().size() || buffers != net.buffers().size() ||
+        h.at("tensors") != tensor_list(net))
+      fail(path, "holds " + h.at("model").get<std::string>() + " with " + std::to_string(params) +
+                     " parameters; this run builds " + net.network().name + " with " +
+                     std::to_string(net.params().size()) + " (tensor lists differ)");
+    const size_t expected = header_at + header_size + 4 * (2 * params + buffers) + 8;
+    if (bytes.size() != expected)
+      fail(path, "size " + std::to_string(bytes.size()) + " bytes, expected " +
+                     std::to_string(expected));
+    state.step = h.at("step").get<long long>();
+    state.position.epoch = h.at("position").at("epoch").get<std::int64_t>();
+    state.position.next_sample = h.at("position").at("next_sample").get<std::int64_t>();
+    state.recipe = h.at("recipe").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("header field missing or of the wrong type: ") + e.what());
+  }
+  const unsigned char* p = bytes.data() + header_at + header_size;
+  std::memcpy(net.params().data(), p, net.params().size_bytes());
+  p += net.params().size_bytes();
+  std::memcpy(net.buffers().data(), p, net.buffers().size_bytes());
+  p += net.buffers().size_bytes();
+  std::memcpy(velocity.data(), p, velocity.size_bytes());
+  return state;
+}
+
+}  // namespace basin::exec

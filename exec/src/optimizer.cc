@@ -1,0 +1,52 @@
+// The optimizer of the large-minibatch recipe: the learning-rate schedule (linear scaling rule,
+// gradual warmup, step or cosine decay) and the SGD step over the flat parameter array.
+//
+// The schedule is a pure function of the fractional epoch so that a resumed run, or a rank that
+// joins late, computes exactly the rate an uninterrupted run would.
+#include <basin/kernels.h>
+#include <basin/train.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+namespace basin::exec {
+
+double scaled_lr(const LrSchedule& s, long long global_batch) {
+  return s.base_lr * static_cast<double>(global_batch) / s.base_batch;
+}
+
+double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
+                     double total_epochs) {
+  const double peak = scaled_lr(s, global_batch);
+  if (epoch < s.warmup_epochs) {
+    const double start = s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr;
+    return start + (peak - start) * epoch / s.warmup_epochs;
+  }
+  if (s.decay == LrSchedule::Decay::cosine) {
+    const double span = total_epochs - s.warmup_epochs;
+    if (span <= 0) return peak;
+    const double t = std::clamp((epoch - s.warmup_epochs) / span, 0.0, 1.0);
+    return peak * 0.5 * (1 + std::cos(std::numbers::pi * t));
+  }
+  double lr = peak;
+  for (double m : s.milestones)
+    if (epoch >= m) lr *= s.gamma;
+  return lr;
+}
+
+void sgd_step(Net& net, std::span<float> velocity, const SgdConfig& sgd, double lr) {
+  auto params = net.params();
+  auto grads = net.grads();
+  for (const ParamInfo& p : net.param_info()) {
+    const bool decay = sgd.decay_bn_and_bias || !p.no_weight_decay;
+    const kernels::SgdParams step{.lr = static_cast<float>(lr),
+                                  .momentum = static_cast<float>(sgd.momentum),
+                                  .weight_decay = decay ? static_cast<float>(sgd.weight_decay) : 0.f,
+                                  .nesterov = sgd.nesterov};
+    kernels::sgd_momentum_step_cpu(params.data() + p.offset, velocity.data() + p.offset,
+                                   grads.data() + p.offset, static_cast<size_t>(p.count), step);
+  }
+}
+
+}  // namespace basin::exec

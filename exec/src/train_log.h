@@ -1,0 +1,47 @@
+// What a training run writes for people and tools besides its checkpoint: the per-step JSONL log,
+// the Chrome trace of one measured step, and the progress line. Internal to exec.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace basin::exec::detail {
+
+using Clock = std::chrono::steady_clock;
+double seconds_between(Clock::time_point a, Clock::time_point b);
+
+// One measured interval of a step, on a lane of the trace ("compute", "allreduce", "data").
+struct MeasuredSpan {
+  std::string name, lane;
+  double start_s = 0, end_s = 0;  // from the start of the step
+};
+
+// Chrome trace events in the layout basin sim --trace writes (pid 0; tid 0 compute, 1 allreduce,
+// plus tid 2 for waiting on data), so a predicted and a measured step open side by side.
+std::string measured_trace(const std::vector<MeasuredSpan>& spans, const nlohmann::json& about);
+
+// log.jsonl, one JSON object per line, flushed per line so a killed run keeps what it logged.
+class JsonlLog {
+ public:
+  // Opens `path` for appending. With keep_steps_below >= 0, first rewrites the file without the
+  // lines whose "step" is at or after it (the steps a resumed run will redo).
+  JsonlLog(const std::filesystem::path& path, long long keep_steps_below);
+  ~JsonlLog();
+  JsonlLog(const JsonlLog&) = delete;
+  JsonlLog& operator=(const JsonlLog&) = delete;
+  void write(const nlohmann::json& record);
+
+ private:
+  std::filesystem::path path_;
+  std::FILE* file_ = nullptr;
+};
+
+// "1:02:03", "4:05", "0:07".
+std::string clock_text(double seconds);
+
+}  // namespace basin::exec::detail
