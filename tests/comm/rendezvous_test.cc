@@ -117,15 +117,54 @@ TEST_CASE("comm rendezvous: an unreachable redis-server is named by host and por
 #endif
 
 #ifdef BASIN_COMM_REDIS_SERVER
+// True once a redis-server answers PING on 127.0.0.1:port.
+static bool redis_answers(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const char ping[] = "PING\r\n";
+    char reply[8] = {};
+    ok = write(fd, ping, sizeof ping - 1) == static_cast<ssize_t>(sizeof ping - 1) && read(fd, reply, 5) == 5 &&
+         std::string(reply, 5) == "+PONG";
+  }
+  close(fd);
+  return ok;
+}
+
+// Starts a redis-server on a free loopback port and returns (pid, port) once it answers PING.
+// The ranks must not start before that: free_loopback_port() closes its probe socket, and until
+// redis-server binds, that port is free for anyone's bind(0), including the Gloo listeners the
+// ranks create on every connection attempt. A rank's listener that took the port made redis-server
+// exit ("Address already in use") and the other ranks' RedisStore talk to that rank's Gloo
+// listener instead, which is how rank 1's halving-doubling failed about once in six runs.
+static std::pair<pid_t, int> start_redis() {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const int port = free_loopback_port();
+    const pid_t pid = fork_ranks({0}, [&](int) {
+      const std::string p = std::to_string(port);
+      std::freopen("/dev/null", "w", stdout);  // its start-up banner is not test output
+      execl(BASIN_COMM_REDIS_SERVER, "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+      return 97;  // exec failed
+    })[0];
+    for (int i = 0; i < 500; ++i) {
+      if (redis_answers(port)) return {pid, port};
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) break;  // it exited: the port was taken, try another
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  throw std::runtime_error("redis-server never answered PING on a free loopback port (5 ports tried)");
+}
+
 TEST_CASE("comm rendezvous: redis store with threads", "[comm]") {
-  const int port = free_loopback_port();
-  const auto server = fork_ranks({0}, [&](int) {
-    const std::string p = std::to_string(port);
-    std::freopen("/dev/null", "w", stdout);  // its start-up banner is not test output
-    execl(BASIN_COMM_REDIS_SERVER, "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
-          "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
-    return 97;  // exec failed
-  });
+  const auto [server, port] = start_redis();
   const int world = 3;
   std::vector<int> codes(world, -1);
   const std::string run_id = unique_run_id("redis");
@@ -138,19 +177,10 @@ TEST_CASE("comm rendezvous: redis store with threads", "[comm]") {
     c.redis_port = port;
     c.run_id = run_id;
     c.timeout = milliseconds(10000);
-    // The server needs a moment to listen: retry the connection (not the rendezvous) briefly.
-    for (int attempt = 0;; ++attempt) {
-      try {
-        codes[static_cast<std::size_t>(r)] = rank_job(c);
-        return;
-      } catch (const CommError& e) {
-        if (attempt == 50 || std::string(e.what()).find("cannot open") == std::string::npos) throw;
-        std::this_thread::sleep_for(milliseconds(100));
-      }
-    }
+    codes[static_cast<std::size_t>(r)] = rank_job(c);
   });
-  kill(server[0], SIGTERM);
-  wait_children(server, milliseconds(5000));
+  kill(server, SIGTERM);
+  wait_children({server}, milliseconds(5000));
   CHECK(join_errors(errors) == "");
   CHECK(codes == std::vector<int>(world, 0));
 }
