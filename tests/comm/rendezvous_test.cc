@@ -140,7 +140,8 @@ static bool redis_answers(int port) {
 // redis-server binds, that port is free for anyone's bind(0), including the Gloo listeners the
 // ranks create on every connection attempt. A rank's listener that took the port made redis-server
 // exit ("Address already in use") and the other ranks' RedisStore talk to that rank's Gloo
-// listener instead, which is how rank 1's halving-doubling failed about once in six runs.
+// listener instead. (This window is closed here; the halving-doubling flake is not Redis's: the
+// file-store thread test failed the same way under `ctest -j2`, "rank 0 stopped answering".)
 static std::pair<pid_t, int> start_redis() {
   for (int attempt = 0; attempt < 5; ++attempt) {
     const int port = free_loopback_port();
