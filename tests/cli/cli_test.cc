@@ -4,6 +4,8 @@
 
 #include <basin/tuner.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -93,6 +95,54 @@ TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
     CAPTURE(key);
     REQUIRE(r.out.find(key) != std::string::npos);
   }
+}
+
+// Expected relations come from the staging model's definition (sim.h, HostStaging): staging adds
+// PCIe copies and CPU work to every allreduce between servers and removes none, and Big Basin's
+// NICs are Ethernet, so "auto" stages there.
+TEST_CASE("basin sim --host-staging off is no slower than on and has no host terms", "[cli]") {
+  auto sim = [](const std::string& mode) {
+    Result r = run("sim --cluster bigbasin:32 --gpus 256 --json --host-staging " + mode);
+    CAPTURE(mode, r.out);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  const nlohmann::json on = sim("on"), off = sim("off"), automatic = sim("auto");
+  REQUIRE(off["iteration_s"].get<double>() <= on["iteration_s"].get<double>());
+  REQUIRE(on["staged_through_host"] == true);
+  REQUIRE(off["staged_through_host"] == false);
+  REQUIRE(automatic["staged_through_host"] == true);
+  REQUIRE(automatic["iteration_s"] == on["iteration_s"]);
+  for (const char* host_term : {"pcie host staging", "host reduction"}) {
+    CAPTURE(host_term);
+    REQUIRE(on["comm_terms"].contains(host_term));
+    REQUIRE(on["comm_terms"][host_term]["total_s"].get<double>() > 0);
+    // The iteration cannot get longer by removing work.
+    REQUIRE(on["comm_terms"][host_term]["contribution_s"].get<double>() >= 0);
+    if (off["comm_terms"].contains(host_term))
+      REQUIRE(off["comm_terms"][host_term]["total_s"].get<double>() == 0);
+  }
+  // Both runs move the same gradients between servers, staged or not.
+  REQUIRE(on["comm_terms"]["network"]["total_s"].get<double>() > 0);
+  REQUIRE(off["comm_terms"]["network"]["total_s"].get<double>() > 0);
+}
+
+TEST_CASE("basin sim shows the allreduce terms in its text output", "[cli]") {
+  Result r = run("sim --cluster bigbasin:32 --gpus 256 --host-staging on");
+  CAPTURE(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.out.find("host staging: on") != std::string::npos);
+  REQUIRE(r.out.find("pcie host staging") != std::string::npos);
+  REQUIRE(r.out.find("host reduction") != std::string::npos);
+}
+
+TEST_CASE("basin sim --host-staging rejects other values with exit 2", "[cli]") {
+  Result r = run("sim --cluster bigbasin:2 --host-staging sometimes");
+  CAPTURE(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.out.find("--host-staging") != std::string::npos);
+  REQUIRE(r.out.find("auto, on or off") != std::string::npos);
+  REQUIRE(r.out.find("sometimes") != std::string::npos);
 }
 
 TEST_CASE("basin plan writes the best plan and no file when nothing fits", "[cli]") {
