@@ -48,7 +48,21 @@ constexpr std::size_t max_cached = 1024;
 }  // namespace
 
 Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Communicator::~Communicator() = default;
+// Gloo's tcp Buffer::waitRecv checks the pair for an exception before it looks at completed
+// receives, so a rank that returns from its last collective and closes its pairs while a peer has
+// not yet consumed its final message makes that peer fail with "Connection closed by peer" although
+// the data arrived (halving-doubling ends on notifications nobody waits to see sent). A barrier on a
+// healthy mesh keeps every rank's pairs open until every rank has finished its collectives. Each
+// Gloo wait is bounded by the timeout, a dead peer fails it at once, and any failure is swallowed:
+// the work is done and a destructor must not throw.
+Communicator::~Communicator() {
+  if (!impl_ || !impl_->farewell || !impl_->broken.empty()) return;
+  try {
+    if (impl_->farewell) impl_->farewell->run();
+  } catch (...) {
+    // A peer that left first or died: nothing of ours is lost, so teardown goes on.
+  }
+}
 int Communicator::rank() const { return impl_->config.rank; }
 int Communicator::world_size() const { return impl_->config.world_size; }
 int Communicator::local_rank() const { return impl_->config.local_rank; }
@@ -128,9 +142,15 @@ void Communicator::barrier() {
   allreduce(impl_->barrier_value, {.algorithm = Algorithm::ring});
 }
 
+void Communicator::Impl::prepare_farewell() {
+  farewell = BASIN_GLOO_CALL(*this, "building the teardown barrier",
+                             std::make_unique<gloo::AllreduceRing<float>>(context, std::vector<float*>{farewell_value.data()}, 1));
+}
+
 Communicator::Impl::~Impl() {
   // Algorithms unregister their buffers from the pairs, so they go before the context.
   try {
+    farewell.reset();
     cache.clear();
   } catch (...) {
     // gloo::Algorithm's destructor is noexcept(false); a failing teardown must not terminate.

@@ -38,10 +38,16 @@ struct Communicator::Impl {
   std::map<CacheKey, CachedAllreduce> cache;
   std::string broken;                      // the first Gloo failure; the mesh is unusable after it
   std::vector<float> barrier_value = std::vector<float>(1);
+  // The destructor's barrier, built at connect before any collective so that its slots are its own:
+  // data a peer sent for a collective this rank never ran cannot land in it.
+  std::vector<float> farewell_value = std::vector<float>(1);
+  std::unique_ptr<gloo::Algorithm> farewell;
 
   ~Impl();
   // Throws the recorded failure again: after a Gloo error the pairs are closed or out of step.
   void ensure_usable() const;
+  // Builds `farewell` (connect calls it right after the mesh is up, on every rank alike).
+  void prepare_farewell();
   // Builds the CommError for a Gloo failure during `operation` (and records it as `broken`).
   CommError failure(const char* file, int line, const std::string& operation, const std::string& gloo_message);
 };

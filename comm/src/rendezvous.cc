@@ -196,6 +196,7 @@ std::unique_ptr<Communicator> connect(const RendezvousConfig& config) {
         // Only for naming peers in later errors; a failure here leaves the rank unnamed.
       }
     }
+    impl->prepare_farewell();
   } else {
     // One rank talks to nobody; a context still exists so the algorithms see world size 1.
     impl->context = std::make_shared<gloo::rendezvous::Context>(0, 1);

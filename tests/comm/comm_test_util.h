@@ -85,8 +85,26 @@ inline std::vector<std::string> on_threads(int world, const std::function<void(i
   return errors;
 }
 
+// The communicators of a mesh of threads. They are destroyed on one thread each, all at once:
+// a Communicator's destructor waits (a barrier, up to the timeout) for every rank to finish, so
+// destroying them one after another on a single thread would wait out the timeout.
+class ThreadMesh {
+ public:
+  explicit ThreadMesh(std::vector<std::unique_ptr<Communicator>> comms) : comms_(std::move(comms)) {}
+  ThreadMesh(ThreadMesh&&) = default;
+  ~ThreadMesh() {
+    const int world = static_cast<int>(comms_.size());
+    on_threads(world, [&](int r) { comms_[static_cast<std::size_t>(r)].reset(); });
+  }
+  std::unique_ptr<Communicator>& operator[](std::size_t r) { return comms_[r]; }
+  std::size_t size() const { return comms_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<Communicator>> comms_;
+};
+
 // Connects `world` ranks on threads through one in-process store.
-inline std::vector<std::unique_ptr<Communicator>> connect_threads(int world, milliseconds timeout = milliseconds(10000)) {
+inline ThreadMesh connect_threads(int world, milliseconds timeout = milliseconds(10000)) {
   auto store = make_in_process_store();
   const std::string run_id = unique_run_id("threads");
   std::vector<std::unique_ptr<Communicator>> comms(static_cast<std::size_t>(world));
@@ -95,7 +113,7 @@ inline std::vector<std::unique_ptr<Communicator>> connect_threads(int world, mil
   });
   for (const auto& e : errors)
     if (!e.empty()) throw std::runtime_error("connecting the test mesh: " + e);
-  return comms;
+  return ThreadMesh(std::move(comms));
 }
 
 inline std::string join_errors(const std::vector<std::string>& errors) {
