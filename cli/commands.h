@@ -17,6 +17,6 @@ std::function<int()> add_plan_command(CLI::App& app);
 // Registers `basin data` (synth, load).
 std::function<int()> add_data_command(CLI::App& app);
 // Registers `basin train`.
-std::function<int()> add_train_command(CLI::App& app);
+std::function<int()> add_train_command(CLI::App& app, int argc, char** argv);  // argv: for --nproc
 
 }  // namespace basin::cli

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_select = basin::cli::add_select_command(app);
   std::function<int()> run_plan = basin::cli::add_plan_command(app);
   std::function<int()> run_data = basin::cli::add_data_command(app);
-  std::function<int()> run_train = basin::cli::add_train_command(app);
+  std::function<int()> run_train = basin::cli::add_train_command(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

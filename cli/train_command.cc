@@ -4,12 +4,24 @@
 // 3 the loss diverged).
 #include "commands.h"
 
-#include <basin/train.h>
+#include <basin/comm.h>
 #include <basin/topology.h>
+#include <basin/train.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
@@ -19,9 +31,21 @@ namespace {
 struct TrainOptions {
   exec::TrainConfig config;
   std::string data, out = "basin-run", plan, decay = "step", blocks, precision = "fp32";
-  int threads = 0;
-  bool no_zero_init = false, no_validate = false, quiet = false;
+  std::string algorithm = "ring_chunked", wire = "fp32";
+  int threads = 0, nproc = 1;
+  double comm_timeout_s = 300;
+  bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
 };
+
+// The plan's allreduce onto Gloo's algorithms for CPU ranks: the hierarchical plan's
+// inter-server algorithm (one rank per host here), and NCCL's names to Gloo's nearest.
+std::string gloo_algorithm(const std::string& plan_algorithm, const std::string& inter) {
+  const std::string a = plan_algorithm == "hierarchical" ? inter : plan_algorithm;
+  if (a == "halving-doubling") return "halving_doubling";
+  if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
+  if (a == "bcube") return "bcube";
+  return "halving_doubling";  // recursive doubling: halving-doubling is its bandwidth-optimal kin
+}
 
 std::vector<int> parse_ints(const std::string& text, const std::string& flag) {
   std::vector<int> out;
@@ -40,6 +64,20 @@ std::vector<int> parse_ints(const std::string& text, const std::string& flag) {
     at = comma + 1;
   }
   return out;
+}
+
+// WORLD_SIZE when this process is a rank that a launcher (basin's --nproc, torchrun, a batch
+// system) started, else 1.
+int ranks_from_env() {
+  const char* w = std::getenv("WORLD_SIZE");
+  if (!w || !*w) return 1;
+  try {
+    size_t used = 0;
+    const int n = std::stoi(w, &used);
+    if (used == std::strlen(w) && n >= 1) return n;
+  } catch (const std::exception&) {
+  }
+  throw topo::InputError("WORLD_SIZE", "", std::string("a rank count of 1 or more, got '") + w + "'");
 }
 
 // Fills the config from a plan file; flags the user gave (`given`) win over the plan.
@@ -100,26 +138,105 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--momentum")) c.sgd.momentum = number("/lr_schedule/momentum");
   if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
   if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
+  if (!given("--algorithm"))
+    o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
+                                 plan.contains("/allreduce/inter"_json_pointer)
+                                     ? text("/allreduce/inter") : std::string());
+  if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
+  if (!given("--wire")) o.wire = text("/precision/wire");
   if (!given("--decay-bn-and-bias"))
     c.sgd.decay_bn_and_bias = boolean("/lr_schedule/weight_decay_on_bn_and_bias");
   if (!given("--no-zero-init-residual"))
     o.no_zero_init = !boolean("/lr_schedule/zero_init_last_bn_gamma");
-  if (c.world_size != 1)
+  const int ranks = std::max(o.nproc, ranks_from_env());
+  if (c.world_size != ranks)
     throw topo::InputError(path, "/world_size",
-                           "1: this trainer runs one process, the plan asks for " +
-                               std::to_string(c.world_size) +
-                               " ranks. Pass --world-size 1 to run the plan's per-device batch and "
-                               "recipe on one process (the learning rate then follows the linear "
-                               "scaling rule for that global batch)");
+                           std::to_string(ranks) + " (the ranks started: --nproc or WORLD_SIZE), "
+                           "the plan asks for " + std::to_string(c.world_size) +
+                               ". Pass --world-size " + std::to_string(ranks) +
+                               " to run the plan's per-device batch and recipe on these ranks (the "
+                               "learning rate then follows the linear scaling rule for that "
+                               "global batch)");
   if (o.precision != "fp32")
     throw topo::InputError(path, "/precision/compute",
                            "fp32: the CPU backend trains in fp32, the plan asks for " + o.precision +
                                " (pass --precision fp32 to run it in fp32)");
 }
 
-int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
+extern "C" char** environ;
+
+// `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
+// directory (as torchrun starts ranks). Waits for all; if one fails, the others are stopped
+// (they would otherwise wait out the communication timeout) and the first failure's code is
+// returned, with every rank's fate printed.
+int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
+  const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
+  std::filesystem::create_directories(rendezvous);
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--nproc") { ++i; continue; }
+    if (a.starts_with("--nproc=")) continue;
+    args.push_back(a);
+  }
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string kv = *e;
+      if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
+          kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
+        continue;
+      env.push_back(kv);
+    }
+    env.push_back("RANK=" + std::to_string(r));
+    env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("WORLD_SIZE=" + std::to_string(nproc));
+    env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
+    env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
+    std::vector<char*> cargs, cenv;
+    for (auto& a : args) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, cargs.data(), cenv.data()) != 0)
+      throw std::runtime_error("--nproc: cannot start rank " + std::to_string(r) + ": " +
+                               std::strerror(errno));
+    pids.push_back(pid);
+  }
+  int first_failure = 0;
+  std::vector<int> codes(nproc, -1);
+  for (int left = nproc; left > 0; --left) {
+    int status = 0;
+    const pid_t pid = ::wait(&status);
+    if (pid < 0) break;
+    const int r = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
+    if (r >= nproc) { ++left; continue; }
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    codes[r] = code;
+    if (code != 0 && first_failure == 0) {
+      first_failure = code;
+      std::cerr << "basin: rank " << r << " "
+                << (WIFEXITED(status) ? "exited with code " + std::to_string(code)
+                                      : std::string("was killed by signal ") + strsignal(WTERMSIG(status)))
+                << "; stopping the other ranks\n";
+      for (int q = 0; q < nproc; ++q)
+        if (codes[q] < 0) ::kill(pids[q], SIGTERM);
+    }
+  }
+  std::filesystem::remove_all(rendezvous);
+  return first_failure;
+}
+
+int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,
+              char** argv) {
   if (!o.plan.empty()) apply_plan(o.plan, o, given);
   auto& c = o.config;
+  if (o.nproc < 1) throw topo::InputError("--nproc", "", "1 or more ranks, got " + std::to_string(o.nproc));
+  if (o.nproc > 1 && std::getenv("WORLD_SIZE"))
+    throw topo::InputError("--nproc", "", "no WORLD_SIZE in the environment (this process is "
+                           "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
   c.data = o.data;
   c.out = o.out;
   if (o.precision != "fp32")
@@ -134,6 +251,36 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
   }
   c.zero_init_residual = !o.no_zero_init;
   c.validate = !o.no_validate;
+  c.overlap = !o.no_overlap;
+  try {
+    c.allreduce.algorithm = comm::parse_algorithm(o.algorithm);
+  } catch (const comm::CommError& e) {
+    throw topo::InputError(o.plan.empty() || given("--algorithm") ? "--algorithm" : o.plan,
+                           o.plan.empty() || given("--algorithm") ? "" : "/allreduce/algorithm", e.what());
+  }
+  if (o.wire == "fp32") c.allreduce.precision = comm::WirePrecision::fp32;
+  else if (o.wire == "fp16") c.allreduce.precision = comm::WirePrecision::fp16;
+  else throw topo::InputError(o.plan.empty() || given("--wire") ? "--wire" : o.plan,
+                              o.plan.empty() || given("--wire") ? "" : "/precision/wire",
+                              "fp32 or fp16, got '" + o.wire + "'");
+  if (o.nproc > 1) {
+    if (!given("--world-size") && o.plan.empty()) c.world_size = o.nproc;
+    if (c.world_size != o.nproc)
+      throw topo::InputError("--world-size", "", std::to_string(o.nproc) + " (--nproc), got " +
+                             std::to_string(c.world_size));
+    return launch_ranks(o.nproc, o.out, argc, argv);
+  }
+  // A rank started by --nproc, torchrun or a batch system: meet the others.
+  std::unique_ptr<comm::Communicator> mesh;
+  const int env_ranks = ranks_from_env();
+  if (std::getenv("RANK") || env_ranks > 1) {
+    comm::RendezvousConfig rc = comm::rendezvous_from_env();
+    if (!std::getenv("BASIN_TIMEOUT_S"))
+      rc.timeout = std::chrono::milliseconds(static_cast<long long>(o.comm_timeout_s * 1000));
+    if (!given("--world-size") && o.plan.empty()) c.world_size = rc.world_size;
+    mesh = comm::connect(rc);
+    c.comm = mesh.get();
+  }
 #if BASIN_HAVE_DNNL
   auto backend = exec::make_cpu_backend(o.threads);
   auto say = [&](const std::string& line) {
@@ -146,7 +293,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
                           {"seconds", s.seconds}, {"out", c.out.string()}};
     if (!s.epochs.empty() && std::isfinite(s.epochs.back().top1))
       out["top1"] = s.epochs.back().top1, out["top5"] = s.epochs.back().top5;
-    std::cout << out.dump(1) << "\n";
+    if (!c.comm || c.comm->rank() == 0) std::cout << out.dump(1) << "\n";
     return 0;
   } catch (const exec::Diverged& e) {
     std::cerr << "basin: training diverged: " << e.what() << "\n";
@@ -157,6 +304,9 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;
+  } catch (const comm::CommError& e) {
+    std::cerr << "basin: communication failed: " << e.what() << "\n";
+    return 1;
   }
 #else
   throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
@@ -165,7 +315,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given) {
 
 }  // namespace
 
-std::function<int()> add_train_command(CLI::App& app) {
+std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   auto o = std::make_shared<TrainOptions>();
   auto& c = o->config;
   auto* cmd = app.add_subcommand("train", "Train a ResNet for real on an ImageNet-layout JPEG dataset");
@@ -179,7 +329,19 @@ std::function<int()> add_train_command(CLI::App& app) {
   cmd->add_flag("--bottleneck", c.shape.bottleneck, "custom ResNet: bottleneck blocks");
   cmd->add_option("--image-size", c.shape.image_size, "training crop and validation crop, pixels")->capture_default_str();
   cmd->add_option("--batch", c.batch, "images per step per rank")->capture_default_str();
-  cmd->add_option("--world-size", c.world_size, "ranks (one process today)")->capture_default_str();
+  cmd->add_option("--world-size", c.world_size, "ranks (set by --nproc or WORLD_SIZE; a plan's must match)")
+      ->capture_default_str();
+  cmd->add_option("--nproc", o->nproc, "start this many local ranks (one process each, Gloo over loopback)")
+      ->capture_default_str();
+  cmd->add_option("--micro-batches", c.micro_batches, "gradient accumulation: micro-batches per step")
+      ->capture_default_str();
+  cmd->add_option("--algorithm", o->algorithm, "Gloo allreduce: ring, ring_chunked, halving_doubling, bcube")
+      ->capture_default_str();
+  cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
+  cmd->add_option("--wire", o->wire, "allreduce precision: fp32 or fp16")->capture_default_str();
+  cmd->add_flag("--no-overlap", o->no_overlap, "allreduce after backward instead of during it");
+  cmd->add_option("--comm-timeout-s", o->comm_timeout_s, "a rank silent this long is an error")
+      ->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "epochs (fractions allowed)")->capture_default_str();
   cmd->add_option("--precision", o->precision, "compute precision (fp32 on the CPU)")->capture_default_str();
   cmd->add_option("--lr", c.schedule.base_lr, "learning rate for --base-batch images (linear scaling)")->capture_default_str();
@@ -209,8 +371,8 @@ std::function<int()> add_train_command(CLI::App& app) {
   cmd->add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");
   cmd->add_flag("--no-validate", o->no_validate, "skip the per-epoch validation");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
-  return [o, cmd] {
-    return run_train(*o, [cmd](const char* flag) { return cmd->count(flag) > 0; });
+  return [o, cmd, argc, argv] {
+    return run_train(*o, [cmd](const char* flag) { return cmd->count(flag) > 0; }, argc, argv);
   };
 }
 

@@ -191,6 +191,11 @@ CommError Communicator::Impl::failure(const char* file, int line, const std::str
   else if (timed_out)
     message += ": no answer within Gloo's timeout of " + std::to_string(config.timeout.count()) +
                " ms (Gloo's message does not say which rank is silent)";
+  else
+    // Gloo names the peer of an accepted connection by the port that peer connected from,
+    // which no rank published: the peer is known only as an address.
+    message += ": a peer closed its connection (Gloo names it by the port it connected from, "
+               "which does not identify the rank)";
   message += "; Gloo said: " + gloo_message;
   if (broken.empty()) broken = message;
   return CommError(message, config.rank, peer, timed_out);

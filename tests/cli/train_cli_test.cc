@@ -97,3 +97,34 @@ TEST_CASE("basin train names bad flags and plan fields", "[cli][train]") {
   // Nothing was started: no run directory with partial output.
   REQUIRE_FALSE(fs::exists(w.path("run") + "/log.jsonl"));
 }
+
+TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm", "[cli][train]") {
+  Workspace w;
+  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
+              "--val-per-class 4 --size 64 --quiet").exit_code == 0);
+  const std::string args = "train --data " + w.path("data") + " --blocks 1,1,1 --width 8 "
+                           "--image-size 48 --batch 8 --epochs 1 --threads 1 --loader-threads 1 "
+                           "--comm-timeout-s 60 --nproc 2 --out ";
+  Result two = run(args + w.path("run") + " --algorithm halving_doubling --bucket-mb 0.01");
+  if (two.out.find("built without oneDNN") != std::string::npos) {
+    WARN("skipped: " << two.out);
+    return;
+  }
+  INFO(two.out);
+  REQUIRE(two.exit_code == 0);
+  // 64 images in shards of 32 per rank: 4 steps of 2 x 8 images, one summary (rank 0's).
+  REQUIRE(two.out.find("\"steps\": 4") != std::string::npos);
+  REQUIRE(two.out.find("\"steps\"") == two.out.rfind("\"steps\""));
+  REQUIRE(two.out.find("2 ranks") != std::string::npos);
+  std::ifstream log(w.path("run") + "/log.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(log, line)) steps += line.find("\"comm_wait_s\"") != std::string::npos;
+  REQUIRE(steps == 4);
+  for (const auto& e : fs::directory_iterator(w.path("run")))
+    REQUIRE(e.path().filename().string().find(".rendezvous") == std::string::npos);
+
+  Result bad = run(args + w.path("bad") + " --algorithm tree");
+  REQUIRE(bad.exit_code == 2);
+  REQUIRE(bad.out.find("--algorithm") != std::string::npos);
+}

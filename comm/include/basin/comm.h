@@ -98,7 +98,10 @@ class Communicator {
   std::chrono::milliseconds timeout() const;
 
   // Sums `data` across all ranks in place (every rank passes the same count and options).
-  // Gloo's algorithm objects are built once per (buffer, count, options) and reused.
+  // Gloo's algorithm objects are built once per (buffer, count, options) and reused, so every
+  // rank must pass buffers with the same history: a long-lived buffer per purpose. A fresh
+  // vector whose address happens to repeat an earlier one on some ranks only would have them
+  // run different collectives and hang.
   void allreduce(std::span<float> data, const AllreduceOptions& options = {});
   // Every rank waits for all others (a tiny allreduce; used by tests and benchmarks).
   void barrier();

@@ -8,6 +8,7 @@
 // through the Backend and, later, a gradient communicator.
 #pragma once
 
+#include <basin/comm.h>
 #include <basin/data.h>
 #include <basin/exec.h>
 
@@ -95,8 +96,21 @@ struct TrainConfig {
   std::filesystem::path out;   // the run directory (created): see train()
   std::string model = "resnet18";  // a name of model::network_names(), or "resnet-custom"
   model::ResNetShape shape;        // used for "resnet-custom"; image_size is used for every model
-  int batch = 32;                  // per rank
-  int world_size = 1;              // the global batch is batch * world_size
+  int batch = 32;                  // per rank and micro-batch
+  int world_size = 1;              // must equal comm's world size when comm is set
+  // Gradient accumulation: each step sums the gradients of `micro_batches` batches, which are
+  // exactly the batches that many more ranks would train on (rank r's micro-batch j is virtual
+  // rank r * micro_batches + j of the data shards), batch norm statistics per micro-batch as per
+  // rank. So one process with k micro-batches and k ranks with one compute the same step.
+  int micro_batches = 1;
+  // Data parallel: the ranks' communicator (null: one process). Gradients are summed across
+  // ranks in buckets of bucket_mb (0: one per layer with parameters, as Goyal et al.), started
+  // while backward goes on (overlap) or all after it. Rank 0 writes every file; all ranks read
+  // the checkpoint on resume, so `out` must be a directory they share.
+  comm::Communicator* comm = nullptr;
+  comm::AllreduceOptions allreduce;
+  double bucket_mb = 0;
+  bool overlap = true;
   double epochs = 90;              // fractional epochs train that share of the last epoch
   LrSchedule schedule;
   SgdConfig sgd;
@@ -135,9 +149,12 @@ struct Diverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Trains on `backend`. Writes into config.out:
-//   log.jsonl         one line per step (step, epoch, loss, lr, images/s, compute and data-wait
-//                     seconds) and one per validation; on resume, lines after the checkpoint's
+// The global batch: batch * micro_batches * ranks.
+long long global_batch(const TrainConfig& config);
+
+// Trains on `backend`. Writes into config.out (rank 0 only):
+//   log.jsonl         one line per step (step, epoch, loss, lr, images/s, compute, data-wait and
+//                     exposed-communication seconds) and one per validation; on resume, lines after the checkpoint's
 //                     step are dropped so the log reads as one uninterrupted run
 //   trace.json        Chrome trace of step `trace_step`, in the simulator's format
 //   checkpoint.basin  the latest checkpoint

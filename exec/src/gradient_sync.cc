@@ -1,0 +1,141 @@
+// The gradient path between backward and the optimizer (see train_parts.h): micro-batch
+// accumulation in one process, bucketed allreduce across ranks overlapped with backward, and
+// validation sharded across ranks.
+//
+// Buckets follow Net's promise that finished gradients are a prefix of the flat array: a bucket
+// is the stretch between the last submitted offset and the newly finished prefix, submitted once
+// it holds bucket_mb (or, with bucket_mb 0, after every layer with parameters, as Goyal et al.
+// allreduced each layer's gradient as soon as backprop produced it).
+#include "train_parts.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace basin::exec::detail {
+
+GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), config_(config) {
+  bucket_floats_ = static_cast<long long>(std::llround(config.bucket_mb * 1e6 / sizeof(float)));
+  if (config.micro_batches > 1) accumulated_.assign(net.grads().size(), 0.f);
+  if (config.comm && config.comm->world_size() > 1)
+    reducer_ = std::make_unique<comm::BucketReducer>(*config.comm, net.grads(), config.allreduce);
+}
+
+GradientSync::~GradientSync() = default;
+
+void GradientSync::backward(int micro, int micros, const std::function<void(int)>& on_layer) {
+  const long long total = static_cast<long long>(net_.grads().size());
+  const bool last = micro == micros - 1;
+  // Only the last micro-batch's backward can overlap communication: before it, the sums are
+  // not final.
+  const bool stream = reducer_ && last && config_.overlap;
+  submitted_ = summed_ = 0;
+  net_.backward([&](int step, long long ready) {
+    if (on_layer) on_layer(step);
+    if (!stream) return;
+    if (micros > 1) {  // finish this stretch of the sum before it travels
+      auto g = net_.grads();
+      for (long long i = summed_; i < ready; ++i) g[i] += accumulated_[i];
+      summed_ = ready;
+    }
+    if (ready - submitted_ >= std::max(1LL, bucket_floats_)) {
+      reducer_->submit(submitted_, ready - submitted_);
+      submitted_ = ready;
+    }
+  });
+  auto g = net_.grads();
+  if (micros > 1 && !last) {
+    if (micro == 0) std::copy(g.begin(), g.end(), accumulated_.begin());
+    else for (long long i = 0; i < total; ++i) accumulated_[i] += g[i];
+    return;
+  }
+  if (micros > 1 && !stream)
+    for (long long i = 0; i < total; ++i) g[i] += accumulated_[i];
+  if (micros > 1 && stream)  // the stretch after the last layer's report, if any
+    for (long long i = summed_; i < total; ++i) g[i] += accumulated_[i];
+  if (!reducer_) return;
+  if (!stream) {
+    // Without overlap: the same buckets, all after backward.
+    for (long long at = 0; at < total;) {
+      long long n = bucket_floats_ > 0 ? std::min(bucket_floats_, total - at) : total - at;
+      if (bucket_floats_ == 0)  // one per layer: the tensors of each backward step
+        for (const ParamInfo& p : net_.param_info())
+          if (p.offset == at) {
+            n = 0;
+            for (const ParamInfo& q : net_.param_info())
+              if (q.backward_step == p.backward_step) n += q.count;
+            break;
+          }
+      reducer_->submit(at, n);
+      at += n;
+    }
+  } else if (submitted_ < total) {
+    reducer_->submit(submitted_, total - submitted_);
+  }
+}
+
+double GradientSync::wait(Clock::time_point t0, std::vector<MeasuredSpan>* spans) {
+  if (!reducer_) return 0;
+  const auto before = Clock::now();
+  const std::vector<comm::BucketTiming> timings = reducer_->wait();
+  const double blocked = seconds_between(before, Clock::now());
+  if (spans)
+    for (const comm::BucketTiming& b : timings)
+      spans->push_back({"allreduce " + std::to_string(b.count * 4) + " B at " +
+                            std::to_string(b.offset * 4),
+                        "allreduce", seconds_between(t0, b.start), seconds_between(t0, b.end)});
+  return blocked;
+}
+
+void GradientSync::sum(std::vector<float>& values) {
+  if (!config_.comm || config_.comm->world_size() == 1) return;
+  if (values.size() > scalars_.size())
+    throw std::logic_error("GradientSync::sum: at most 4 values");
+  std::fill(scalars_.begin(), scalars_.end(), 0.f);
+  std::copy(values.begin(), values.end(), scalars_.begin());
+  config_.comm->allreduce(scalars_, {.algorithm = comm::Algorithm::ring_chunked});
+  std::copy(scalars_.begin(), scalars_.begin() + static_cast<long>(values.size()), values.begin());
+}
+
+Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data::Transform& t,
+                  int threads, std::uint64_t seed, GradientSync& sync) {
+  comm::Communicator* comm = sync.comm();
+  const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->world_size() : 1;
+  data::LoaderConfig lc{.transform = t, .batch_size = net.batch(), .threads = threads,
+                        .seed = seed, .shuffle = false, .rank = rank, .world_size = ranks};
+  const int classes = net.network().classes, k = std::min(5, classes);
+  const size_t per_image = 3ull * t.output_size() * t.output_size();
+  std::vector<float> input(per_image * net.batch());
+  // loss, top-1 hits, top-k hits, images: summed over ranks as floats (exact for counts < 2^24).
+  std::vector<float> totals(4, 0.f);
+  if (data::shard_size(static_cast<std::int64_t>(samples.size()), rank, ranks) > 0) {
+    data::Loader loader(samples, lc);
+    for (std::int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+      const data::Batch batch = loader.next();
+      std::fill(input.begin(), input.end(), 0.f);
+      std::copy(batch.pixels.begin(), batch.pixels.end(), input.begin());
+      net.forward(input.data(), Mode::eval);
+      const std::vector<float> logits = net.logits();
+      for (int i = 0; i < batch.size; ++i) {
+        const float* row = logits.data() + static_cast<size_t>(i) * classes;
+        const int label = batch.labels[i];
+        const float top = *std::max_element(row, row + classes);
+        double sum = 0;
+        int above = 0;  // classes scoring strictly higher than the label (ties favour the label)
+        for (int j = 0; j < classes; ++j) {
+          sum += std::exp(double(row[j]) - top);
+          above += row[j] > row[label];
+        }
+        totals[0] += static_cast<float>(std::log(sum) - (double(row[label]) - top));
+        totals[1] += above == 0;
+        totals[2] += above < k;
+        totals[3] += 1;
+      }
+    }
+  }
+  sync.sum(totals);
+  if (totals[3] == 0) return {};
+  return {totals[0] / totals[3], totals[1] / totals[3], totals[2] / totals[3]};
+}
+
+}  // namespace basin::exec::detail

@@ -1,0 +1,62 @@
+// The pieces of train() that are not the loop itself: checking and fingerprinting a config,
+// validation, and the gradient path between backward and the optimizer. Internal to exec.
+#pragma once
+
+#include <basin/train.h>
+
+#include "train_log.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+
+namespace basin::exec::detail {
+
+// Throws std::invalid_argument naming the field and what was expected.
+void check_config(const TrainConfig& config);
+// What defines the sequence of steps; a resumed run must agree on all of it.
+nlohmann::json recipe_of(const TrainConfig& config, const model::Network& net, size_t train_images);
+// Throws std::invalid_argument naming the first field that differs.
+void check_same_recipe(const std::string& saved, const nlohmann::json& wanted,
+                       const std::filesystem::path& checkpoint);
+
+struct Accuracy {
+  double loss = 0, top1 = 0, top5 = 0;
+};
+
+// From backward to the optimizer: sums micro-batch gradients in one process, and across ranks
+// allreduces buckets of the flat gradient array, starting each as soon as backward has finished
+// it (overlap) or after backward.
+class GradientSync {
+ public:
+  GradientSync(Net& net, const TrainConfig& config);
+  ~GradientSync();
+  // Runs backward for micro-batch `micro` of `micros`, then communicates what is due.
+  // `on_layer` is called after each layer's backward (for the trace).
+  void backward(int micro, int micros, const std::function<void(int step)>& on_layer);
+  // Blocks until every bucket is reduced; returns the seconds spent blocked (exposed
+  // communication) and appends one span per bucket, relative to `t0`, to `spans` if given.
+  double wait(Clock::time_point t0, std::vector<MeasuredSpan>* spans);
+  // The sum over ranks of up to 4 numbers (losses, counts); identity with one rank. Always
+  // through the same buffer: the comm layer caches Gloo's algorithm per buffer address, and a
+  // fresh vector could reuse an old address on one rank and not on another, making the ranks
+  // disagree on which collective runs.
+  void sum(std::vector<float>& values);
+  comm::Communicator* comm() const { return config_.comm; }
+
+ private:
+  Net& net_;
+  const TrainConfig& config_;
+  long long bucket_floats_ = 0, submitted_ = 0, summed_ = 0;
+  std::vector<float> accumulated_;
+  std::vector<float> scalars_ = std::vector<float>(4);
+  std::unique_ptr<comm::BucketReducer> reducer_;
+};
+
+// Eval-mode pass over a split, sharded across the ranks (when there are several) and summed
+// through `sync`: mean cross-entropy, top-1 and top-k (k = min(5, classes)).
+Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data::Transform& t,
+                  int threads, std::uint64_t seed, GradientSync& sync);
+
+}  // namespace basin::exec::detail
