@@ -3,8 +3,8 @@
 // with the flag, file and field named.
 #include "../catch.h"
 #include "../run_basin.h"
+#include "../temp_dir.h"
 
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,13 +17,8 @@ using basin::test::run;
 namespace {
 
 struct Workspace {
-  fs::path dir = fs::temp_directory_path() / ("basin-train-cli-" + std::to_string(::getpid()));
-  Workspace() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Workspace() { fs::remove_all(dir); }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
+  basin::test::TempDir dir{"train-cli"};
+  std::string path(const std::string& name) const { return dir / name; }
 };
 
 }  // namespace

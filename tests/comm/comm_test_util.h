@@ -8,6 +8,8 @@
 
 #include <basin/comm.h>
 
+#include "../temp_dir.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,17 +39,7 @@ inline std::vector<float> rank_vector(int rank, long long count, long long first
 }
 
 // A fresh directory under the system's temp dir, removed with the object.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char pattern[] = "/tmp/basin-comm-test-XXXXXX";
-    path = mkdtemp(pattern);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using TempDir = basin::test::TempDir;
 
 // A run id no earlier test used, so keys never collide inside a shared store.
 inline std::string unique_run_id(const std::string& what) {

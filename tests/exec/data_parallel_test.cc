@@ -5,13 +5,13 @@
 // every Gloo algorithm, bucket sizes and with overlap off.
 #include <basin/train.h>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <memory>
 #include <thread>
 
 #include "../catch.h"
+#include "../temp_dir.h"
 
 #if BASIN_HAVE_DNNL && BASIN_HAVE_GLOO
 
@@ -21,19 +21,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("basin-dp-test-" + std::to_string(::getpid()));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+// A synthetic dataset in a fresh directory and the run every test varies: 1,000 images would
+// be more than 3 steps need, 400 keep it quick.
+struct Setup {
+  test::TempDir dir{"data-parallel"};
+  TrainConfig c;
+  Setup();
 };
 
-TrainConfig base(const fs::path& data, const fs::path& out) {
-  TrainConfig c;
-  c.data = data;
-  c.out = out;
+Setup::Setup() {
+  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 40,
+                                                .val_per_class = 2, .seed = 3},
+                            false);
+  c.data = dir.path / "data";
+  c.out = dir.path / "one";
   c.model = "resnet-custom";
   c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 8, .image_size = 48};
   c.batch = 4;
@@ -43,7 +44,6 @@ TrainConfig base(const fs::path& data, const fs::path& out) {
   c.loader_threads = 1;
   c.schedule = {.base_lr = 0.2, .base_batch = 16, .warmup_epochs = 0};
   c.progress_every_s = 1e9;
-  return c;
 }
 
 // Runs `ranks` threads of train() with `micro` micro-batches each; returns rank 0's weights
@@ -96,11 +96,9 @@ double difference(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 TEST_CASE("Ranks and micro-batches of one global batch reach the same weights", "[exec][train][comm]") {
-  TempDir dir;
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 40,
-                                                .val_per_class = 2, .seed = 3},
-                            false);
-  const TrainConfig c = base(dir.path / "data", dir.path / "one");
+  const Setup setup;
+  const TrainConfig& c = setup.c;
+  const auto& dir = setup.dir;
   const std::vector<float> one = run(c, 1, 4);  // global batch 16 as 4 micro-batches
 
   // Float reordering is ~1e-7 relative per addition, carried through three steps: 1e-5 of the
@@ -125,11 +123,9 @@ TEST_CASE("Ranks and micro-batches of one global batch reach the same weights", 
 }
 
 TEST_CASE("The comparison can fail: batch norm over the whole batch is another step", "[exec][train][comm]") {
-  TempDir dir;
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 40,
-                                                .val_per_class = 2, .seed = 3},
-                            false);
-  const TrainConfig c = base(dir.path / "data", dir.path / "one");
+  const Setup setup;
+  const TrainConfig& c = setup.c;
+  const auto& dir = setup.dir;
   const std::vector<float> micro = run(c, 1, 4);
   TrainConfig whole = c;  // one batch of 16: the same images, statistics over all 16
   whole.out = dir.path / "whole";
@@ -140,11 +136,9 @@ TEST_CASE("The comparison can fail: batch norm over the whole batch is another s
 }
 
 TEST_CASE("bcube on two ranks reaches the single-process weights", "[exec][train][comm]") {
-  TempDir dir;
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 40,
-                                                .val_per_class = 2, .seed = 3},
-                            false);
-  const TrainConfig c = base(dir.path / "data", dir.path / "one");
+  const Setup setup;
+  const TrainConfig& c = setup.c;
+  const auto& dir = setup.dir;
   const std::vector<float> one = run(c, 1, 2);
   TrainConfig two = c;
   two.out = dir.path / "bcube";

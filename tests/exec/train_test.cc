@@ -6,13 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
 #include <memory>
 
 #include "../catch.h"
+#include "../temp_dir.h"
 
 using namespace basin;
 using namespace basin::exec;
@@ -20,16 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A directory removed at the end of the test case.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("basin-train-" + name + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
