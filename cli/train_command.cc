@@ -30,7 +30,7 @@ namespace {
 
 struct TrainOptions {
   exec::TrainConfig config;
-  std::string data, out = "basin-run", plan, decay = "step", blocks, precision = "fp32";
+  std::string data, out = "basin-run", plan, decay = "step", precision = "fp32";
   std::string algorithm = "ring_chunked", wire = "fp32";
   int threads = 0, nproc = 1;
   double comm_timeout_s = 300;
@@ -45,25 +45,6 @@ std::string gloo_algorithm(const std::string& plan_algorithm, const std::string&
   if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
   if (a == "bcube") return "bcube";
   return "halving_doubling";  // recursive doubling: halving-doubling is its bandwidth-optimal kin
-}
-
-std::vector<int> parse_ints(const std::string& text, const std::string& flag) {
-  std::vector<int> out;
-  size_t at = 0;
-  while (at <= text.size()) {
-    size_t comma = text.find(',', at);
-    if (comma == std::string::npos) comma = text.size();
-    try {
-      size_t used = 0;
-      const std::string part = text.substr(at, comma - at);
-      out.push_back(std::stoi(part, &used));
-      if (used != part.size()) throw std::invalid_argument(part);
-    } catch (const std::exception&) {
-      throw topo::InputError(flag, "", "comma-separated integers, got '" + text + "'");
-    }
-    at = comma + 1;
-  }
-  return out;
 }
 
 // WORLD_SIZE when this process is a rank that a launcher (basin's --nproc, torchrun, a batch
@@ -245,10 +226,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   else if (o.decay == "cosine") c.schedule.decay = exec::LrSchedule::Decay::cosine;
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
                               "step or cosine, got '" + o.decay + "'");
-  if (!o.blocks.empty()) {
-    c.shape.blocks = parse_ints(o.blocks, "--blocks");
-    c.model = "resnet-custom";
-  }
+  if (given("--blocks")) c.model = "resnet-custom";
   c.zero_init_residual = !o.no_zero_init;
   c.validate = !o.no_validate;
   c.overlap = !o.no_overlap;
@@ -324,7 +302,8 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
       ->capture_default_str();
   cmd->add_option("--plan", o->plan, "a basin.plan/1 file (from basin plan); flags override its fields");
   cmd->add_option("--model", c.model, "resnet18, resnet34, resnet50, resnet101, resnet152")->capture_default_str();
-  cmd->add_option("--blocks", o->blocks, "a custom ResNet: blocks per stage, e.g. 1,1,1,1");
+  cmd->add_option("--blocks", c.shape.blocks, "a custom ResNet: blocks per stage, e.g. 1,1,1,1")
+      ->delimiter(',');
   cmd->add_option("--width", c.shape.width, "custom ResNet: width of the stem and first stage")->capture_default_str();
   cmd->add_flag("--bottleneck", c.shape.bottleneck, "custom ResNet: bottleneck blocks");
   cmd->add_option("--image-size", c.shape.image_size, "training crop and validation crop, pixels")->capture_default_str();

@@ -1,17 +1,15 @@
 // Checkpoint files: the whole training state in one self-checking file, written atomically.
 //
-// One file rather than a directory of tensors because a rename can replace one file atomically;
+// One file rather than a directory of tensors because a rename can replace one file atomically
+// (topology's write_file_atomically: temporary file, fsync, rename, directory fsync);
 // a checksum because a checkpoint that silently loads half-written weights is worse than none.
 // The torchvision-readable .npy export (state_io.cc) is for people; this is for resuming.
+#include <basin/topology.h>
 #include <basin/train.h>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -22,7 +20,8 @@ namespace {
 constexpr char kMagic[] = "BASIN-CHECKPOINT\n";
 constexpr size_t kMagicSize = sizeof(kMagic) - 1;
 
-std::uint64_t fnv1a(const unsigned char* p, size_t n) {
+std::uint64_t fnv1a(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
   std::uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
@@ -32,18 +31,8 @@ std::uint64_t fnv1a(const unsigned char* p, size_t n) {
   throw CheckpointError("checkpoint " + path.string() + ": " + what);
 }
 
-void append(std::vector<unsigned char>& out, const void* data, size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  out.insert(out.end(), p, p + bytes);
-}
-
-void write_all(int fd, const unsigned char* p, size_t n, const std::filesystem::path& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) fail(path, std::string("write failed: ") + std::strerror(errno));
-    p += w, n -= static_cast<size_t>(w);
-  }
+void append(std::string& out, const void* data, size_t bytes) {
+  out.append(static_cast<const char*>(data), bytes);
 }
 
 nlohmann::json tensor_list(const Net& net) {
@@ -70,7 +59,7 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
       {"buffers", net.buffers().size()},
       {"tensors", tensor_list(net)}};
   const std::string text = header.dump();
-  std::vector<unsigned char> bytes;
+  std::string bytes;
   bytes.reserve(kMagicSize + 8 + text.size() +
                 4 * (2 * net.params().size() + net.buffers().size()) + 8);
   append(bytes, kMagic, kMagicSize);
@@ -83,28 +72,10 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
   const std::uint64_t sum = fnv1a(bytes.data(), bytes.size());
   append(bytes, &sum, 8);
 
-  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
   try {
-    write_all(fd, bytes.data(), bytes.size(), tmp);
-    if (::fsync(fd) != 0) fail(tmp, std::string("fsync failed: ") + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    std::filesystem::remove(tmp);
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::filesystem::remove(tmp);
-    fail(path, std::string("rename failed: ") + std::strerror(errno));
-  }
-  // The rename itself is durable only once the directory is.
-  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+    topo::write_file_atomically(path.string(), bytes);
+  } catch (const topo::InputError& e) {
+    fail(path, e.what());
   }
 }
 

@@ -54,20 +54,20 @@ void GradientSync::backward(int micro, int micros, const std::function<void(int)
   if (micros > 1 && stream)  // the stretch after the last layer's report, if any
     for (long long i = summed_; i < total; ++i) g[i] += accumulated_[i];
   if (!reducer_) return;
-  if (!stream) {
+  if (!stream && bucket_floats_ > 0) {
     // Without overlap: the same buckets, all after backward.
-    for (long long at = 0; at < total;) {
-      long long n = bucket_floats_ > 0 ? std::min(bucket_floats_, total - at) : total - at;
-      if (bucket_floats_ == 0)  // one per layer: the tensors of each backward step
-        for (const ParamInfo& p : net_.param_info())
-          if (p.offset == at) {
-            n = 0;
-            for (const ParamInfo& q : net_.param_info())
-              if (q.backward_step == p.backward_step) n += q.count;
-            break;
-          }
-      reducer_->submit(at, n);
-      at += n;
+    for (long long at = 0; at < total; at += bucket_floats_)
+      reducer_->submit(at, std::min(bucket_floats_, total - at));
+  } else if (!stream) {
+    // One per layer: the tensors of a backward step sit next to each other in buffer order.
+    const auto& params = net_.param_info();
+    for (size_t i = 0; i < params.size();) {
+      long long count = 0;
+      size_t j = i;
+      for (; j < params.size() && params[j].backward_step == params[i].backward_step; ++j)
+        count += params[j].count;
+      reducer_->submit(params[i].offset, count);
+      i = j;
     }
   } else if (submitted_ < total) {
     reducer_->submit(submitted_, total - submitted_);

@@ -98,11 +98,11 @@ model::Network network_for(const TrainConfig& config, int classes) {
     shape.classes = classes;
     return model::resnet(shape);
   }
-  for (int depth : {18, 34, 50, 101, 152})
-    if (config.model == "resnet" + std::to_string(depth))
-      return model::resnet(depth, config.shape.image_size, classes);
-  throw std::invalid_argument("model: expected one of resnet18, resnet34, resnet50, resnet101, "
-                              "resnet152 or resnet-custom, got '" + config.model + "'");
+  try {
+    return model::network_by_name(config.model, config.shape.image_size, classes);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("model: ") + e.what() + ", or resnet-custom");
+  }
 }
 
 }  // namespace basin::exec

@@ -210,9 +210,9 @@ std::vector<std::string> network_names() {
   return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"};
 }
 
-Network network_by_name(std::string_view name) {
+Network network_by_name(std::string_view name, int image_size, int classes) {
   for (int depth : {18, 34, 50, 101, 152})
-    if (name == "resnet" + std::to_string(depth)) return resnet(depth);
+    if (name == "resnet" + std::to_string(depth)) return resnet(depth, image_size, classes);
   std::string known;
   for (const auto& n : network_names()) known += (known.empty() ? "" : ", ") + n;
   throw std::invalid_argument("unknown network '" + std::string(name) + "', known: " + known);

@@ -316,6 +316,11 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   }
   // mkstemp creates 0600; a saved topology is an ordinary document.
   ::chmod(path.c_str(), 0644);
+  // The rename itself survives a crash only once the directory is on disk (checkpoints rely on it).
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 void save_topology_file(const Topology& topo, const std::string& path) {

@@ -99,6 +99,7 @@ struct ResNetShape {
 };
 Network resnet(const ResNetShape& shape);
 std::vector<std::string> network_names();  // "resnet18" .. "resnet152"
-Network network_by_name(std::string_view name);  // throws std::invalid_argument listing names
+// throws std::invalid_argument listing the names
+Network network_by_name(std::string_view name, int image_size = 224, int classes = 1000);
 
 }  // namespace basin::model
