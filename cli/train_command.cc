@@ -3,6 +3,7 @@
 // maps the plan and the flags onto its config and the outcome onto exit codes (2 bad input,
 // 3 the loss diverged).
 #include "commands.h"
+#include "rank_launcher.h"
 
 #include <basin/comm.h>
 #include <basin/topology.h>
@@ -14,13 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -142,72 +138,6 @@ void apply_plan(const std::string& path, TrainOptions& o,
     throw topo::InputError(path, "/precision/compute",
                            "fp32: the CPU backend trains in fp32, the plan asks for " + o.precision +
                                " (pass --precision fp32 to run it in fp32)");
-}
-
-extern "C" char** environ;
-
-// `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
-// directory (as torchrun starts ranks). Waits for all; if one fails, the others are stopped
-// (they would otherwise wait out the communication timeout) and the first failure's code is
-// returned, with every rank's fate printed.
-int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
-  const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
-  std::filesystem::create_directories(rendezvous);
-  std::vector<std::string> args;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--nproc") { ++i; continue; }
-    if (a.starts_with("--nproc=")) continue;
-    args.push_back(a);
-  }
-  std::vector<pid_t> pids;
-  for (int r = 0; r < nproc; ++r) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      const std::string kv = *e;
-      if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
-          kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
-        continue;
-      env.push_back(kv);
-    }
-    env.push_back("RANK=" + std::to_string(r));
-    env.push_back("LOCAL_RANK=" + std::to_string(r));
-    env.push_back("WORLD_SIZE=" + std::to_string(nproc));
-    env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
-    env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
-    std::vector<char*> cargs, cenv;
-    for (auto& a : args) cargs.push_back(a.data());
-    cargs.push_back(nullptr);
-    for (auto& e : env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    pid_t pid = 0;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, cargs.data(), cenv.data()) != 0)
-      throw std::runtime_error("--nproc: cannot start rank " + std::to_string(r) + ": " +
-                               std::strerror(errno));
-    pids.push_back(pid);
-  }
-  int first_failure = 0;
-  std::vector<int> codes(nproc, -1);
-  for (int left = nproc; left > 0; --left) {
-    int status = 0;
-    const pid_t pid = ::wait(&status);
-    if (pid < 0) break;
-    const int r = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
-    if (r >= nproc) { ++left; continue; }
-    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    codes[r] = code;
-    if (code != 0 && first_failure == 0) {
-      first_failure = code;
-      std::cerr << "basin: rank " << r << " "
-                << (WIFEXITED(status) ? "exited with code " + std::to_string(code)
-                                      : std::string("was killed by signal ") + strsignal(WTERMSIG(status)))
-                << "; stopping the other ranks\n";
-      for (int q = 0; q < nproc; ++q)
-        if (codes[q] < 0) ::kill(pids[q], SIGTERM);
-    }
-  }
-  std::filesystem::remove_all(rendezvous);
-  return first_failure;
 }
 
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,

@@ -180,24 +180,35 @@ int peer_in_message(const std::vector<std::string>& peer_addresses, const std::s
 
 CommError Communicator::Impl::failure(const char* file, int line, const std::string& operation,
                                        const std::string& gloo_message) {
-  const int peer = peer_in_message(peer_addresses, gloo_message);
+  const bool first = broken.empty();
+  const RollCall call = first ? roll_call(operation) : RollCall{};
+  int peer = call.silent.size() == 1 ? call.silent.front() : -1;
+  const int named = peer_in_message(peer_addresses, gloo_message);
   const bool timed_out = gloo_message.find("imed out") != std::string::npos ||
                          gloo_message.find("timeout") != std::string::npos;
   std::string where = file;
   if (const auto at = where.rfind("comm/src/"); at != std::string::npos) where = where.substr(at);
   std::string message = "rank " + std::to_string(config.rank) + ": " + operation + " failed (" + where + ":" +
                         std::to_string(line) + ")";
-  if (peer >= 0) message += ": rank " + std::to_string(peer) + " (" + peer_addresses[peer] + ") stopped answering";
-  else if (timed_out)
-    message += ": no answer within Gloo's timeout of " + std::to_string(config.timeout.count()) +
-               " ms (Gloo's message does not say which rank is silent)";
-  else
-    // Gloo names the peer of an accepted connection by the port that peer connected from,
-    // which no rank published: the peer is known only as an address.
-    message += ": a peer closed its connection (Gloo names it by the port it connected from, "
-               "which does not identify the rank)";
+  if (!call.silent.empty()) {
+    message += ":" + call.text.substr(1);  // the roll call is what names the rank at fault
+  } else {
+    if (named >= 0) {
+      peer = named;
+      message += ": rank " + std::to_string(named) + " (" + peer_addresses[named] + ") stopped answering";
+    } else if (timed_out) {
+      message += ": no answer within Gloo's timeout of " + std::to_string(config.timeout.count()) +
+                 " ms (Gloo's message does not say which rank is silent)";
+    } else {
+      // Gloo names the peer of an accepted connection by the port that peer connected from,
+      // which no rank published: the peer is known only as an address.
+      message += ": a peer closed its connection (Gloo names it by the port it connected from, "
+                 "which does not identify the rank)";
+    }
+    message += call.text;
+  }
   message += "; Gloo said: " + gloo_message;
-  if (broken.empty()) broken = message;
+  if (first) broken = message;
   return CommError(message, config.rank, peer, timed_out);
 }
 

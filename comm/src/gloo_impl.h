@@ -13,6 +13,7 @@
 #include <gloo/transport/device.h>
 #include <gloo/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,20 @@ struct CachedAllreduce {
   std::unique_ptr<gloo::Algorithm> algorithm;
 };
 
+// The rendezvous store, kept after connect for the roll call that follows a failure (roll_call.cc).
+struct RendezvousStore {
+  std::shared_ptr<gloo::rendezvous::Store> store;
+  std::function<bool(const std::string&)> has;  // a non-blocking key check
+  std::string where;  // for messages: "file store /shared/rdzv", "redis-server host:port"
+};
+
+// Who answered the roll call after a failure, and the sentence saying so.
+struct RollCall {
+  std::vector<int> silent;    // ranks that never answered: hung, stopped, dead or cut off
+  std::vector<int> answered;  // ranks that failed too (the others' failure reached them)
+  std::string text;           // "; roll call ...": empty when there was nobody to call
+};
+
 using CacheKey = std::tuple<const float*, std::size_t, int /*algorithm*/, int /*precision*/, int /*base*/>;
 
 struct Communicator::Impl {
@@ -35,6 +50,7 @@ struct Communicator::Impl {
   std::shared_ptr<gloo::transport::Device> device;
   std::shared_ptr<gloo::rendezvous::Context> context;
   std::vector<std::string> peer_addresses;  // by rank, as Gloo prints them ("[127.0.0.1]:41234")
+  RendezvousStore store;                    // empty for a world of one
   std::map<CacheKey, CachedAllreduce> cache;
   std::string broken;                      // the first Gloo failure; the mesh is unusable after it
   std::vector<float> barrier_value = std::vector<float>(1);
@@ -48,6 +64,11 @@ struct Communicator::Impl {
   void ensure_usable() const;
   // Builds `farewell` (connect calls it right after the mesh is up, on every rank alike).
   void prepare_farewell();
+  // After this rank's first failure: closes its connections, so that peers blocked on it fail at
+  // once instead of at their timeout, announces itself in the store and waits (a quarter of the
+  // timeout, 0.5 s to 5 s) for the other ranks to do the same. The ranks that never answer are
+  // the ones that hung, stopped or died; the ones that answer failed because of them.
+  RollCall roll_call(const std::string& operation);
   // Builds the CommError for a Gloo failure during `operation` (and records it as `broken`).
   CommError failure(const char* file, int line, const std::string& operation, const std::string& gloo_message);
 };

@@ -60,12 +60,6 @@ struct MeshContext : gloo::rendezvous::Context {
   }
 };
 
-struct OpenStore {
-  std::shared_ptr<gloo::rendezvous::Store> store;
-  std::function<bool(const std::string&)> has;
-  std::string where;  // for messages: "file store /shared/rdzv", "redis-server host:port"
-};
-
 std::string rank_prefix(const RendezvousConfig& c) { return "rank " + std::to_string(c.rank) + ": "; }
 
 void validate(const RendezvousConfig& c) {
@@ -85,8 +79,8 @@ void validate(const RendezvousConfig& c) {
     bad("store is in_process but in_process is null: expected make_in_process_store()'s store");
 }
 
-OpenStore open_store(const RendezvousConfig& c) {
-  OpenStore s;
+RendezvousStore open_store(const RendezvousConfig& c) {
+  RendezvousStore s;
   try {
     if (c.store == StoreKind::file) {
       s.where = "file store " + c.file_dir;
@@ -124,7 +118,7 @@ OpenStore open_store(const RendezvousConfig& c) {
 }
 
 // Announces this rank and waits until every rank has, or throws naming the absent ones.
-void join(const RendezvousConfig& c, OpenStore& s) {
+void join(const RendezvousConfig& c, RendezvousStore& s) {
   auto key = [&](int r) { return c.run_id + "/joined/" + std::to_string(r); };
   try {
     s.store->set(key(c.rank), std::vector<char>{'1'});
@@ -177,7 +171,8 @@ std::unique_ptr<Communicator> connect(const RendezvousConfig& config) {
                         "): " + e.what(), c.rank);
   }
   if (c.world_size > 1) {
-    OpenStore store = open_store(c);
+    impl->store = open_store(c);
+    RendezvousStore& store = impl->store;
     join(c, store);
     auto context = std::make_shared<MeshContext>(c.rank, c.world_size);
     impl->context = context;

@@ -14,6 +14,15 @@
 
 namespace basin::exec::detail {
 
+template <class F>
+decltype(auto) GradientSync::saying(const char* doing, F&& f) {
+  try {
+    return f();
+  } catch (const comm::CommError& e) {
+    throw comm::CommError(place_ + ", " + doing + ": " + e.what(), e.rank, e.peer, e.timed_out);
+  }
+}
+
 GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), config_(config) {
   bucket_floats_ = static_cast<long long>(std::llround(config.bucket_mb * 1e6 / sizeof(float)));
   if (config.micro_batches > 1) accumulated_.assign(net.grads().size(), 0.f);
@@ -24,6 +33,10 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
 GradientSync::~GradientSync() = default;
 
 void GradientSync::backward(int micro, int micros, const std::function<void(int)>& on_layer) {
+  saying("in backward", [&] { backward_and_submit(micro, micros, on_layer); });
+}
+
+void GradientSync::backward_and_submit(int micro, int micros, const std::function<void(int)>& on_layer) {
   const long long total = static_cast<long long>(net_.grads().size());
   const bool last = micro == micros - 1;
   // Only the last micro-batch's backward can overlap communication: before it, the sums are
@@ -77,7 +90,7 @@ void GradientSync::backward(int micro, int micros, const std::function<void(int)
 double GradientSync::wait(Clock::time_point t0, std::vector<MeasuredSpan>* spans) {
   if (!reducer_) return 0;
   const auto before = Clock::now();
-  const std::vector<comm::BucketTiming> timings = reducer_->wait();
+  const std::vector<comm::BucketTiming> timings = saying("waiting for the gradient allreduce", [&] { return reducer_->wait(); });
   const double blocked = seconds_between(before, Clock::now());
   if (spans)
     for (const comm::BucketTiming& b : timings)
@@ -87,13 +100,13 @@ double GradientSync::wait(Clock::time_point t0, std::vector<MeasuredSpan>* spans
   return blocked;
 }
 
-void GradientSync::sum(std::vector<float>& values) {
+void GradientSync::sum(std::vector<float>& values, const char* what) {
   if (!config_.comm || config_.comm->world_size() == 1) return;
   if (values.size() > scalars_.size())
     throw std::logic_error("GradientSync::sum: at most 4 values");
   std::fill(scalars_.begin(), scalars_.end(), 0.f);
   std::copy(values.begin(), values.end(), scalars_.begin());
-  config_.comm->allreduce(scalars_, {.algorithm = comm::Algorithm::ring_chunked});
+  saying(what, [&] { config_.comm->allreduce(scalars_, {.algorithm = comm::Algorithm::ring_chunked}); });
   std::copy(scalars_.begin(), scalars_.begin() + static_cast<long>(values.size()), values.begin());
 }
 
@@ -133,7 +146,7 @@ Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data
       }
     }
   }
-  sync.sum(totals);
+  sync.sum(totals, "summing the validation results");
   if (totals[3] == 0) return {};
   return {totals[0] / totals[3], totals[1] / totals[3], totals[2] / totals[3]};
 }

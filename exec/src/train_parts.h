@@ -42,10 +42,18 @@ class GradientSync {
   // through the same buffer: the comm layer caches Gloo's algorithm per buffer address, and a
   // fresh vector could reuse an old address on one rank and not on another, making the ranks
   // disagree on which collective runs.
-  void sum(std::vector<float>& values);
+  void sum(std::vector<float>& values, const char* what = "summing the loss");
   comm::Communicator* comm() const { return config_.comm; }
+  // Where the training loop is, for communication errors: "step 12 (epoch 2)".
+  void set_place(std::string place) { place_ = std::move(place); }
 
  private:
+  void backward_and_submit(int micro, int micros, const std::function<void(int step)>& on_layer);
+  // Runs `f`, adding the loop's place and `doing` to a communication error's message.
+  template <class F>
+  decltype(auto) saying(const char* doing, F&& f);
+
+  std::string place_ = "before the first step";
   Net& net_;
   const TrainConfig& config_;
   long long bucket_floats_ = 0, submitted_ = 0, summed_ = 0;

@@ -151,6 +151,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       if (tracing) spans.push_back({name, lane, seconds_between(t0, a), seconds_between(t0, b)});
     };
     const double epoch_f = double(step) / per_epoch;
+    sync.set_place("step " + std::to_string(step) + " (epoch " + std::to_string(step / per_epoch + 1) + ")");
     const double lr = learning_rate(config.schedule, batch_all, epoch_f, config.epochs);
     double wait_s = 0, local_loss = 0;
     int step_images = 0;

@@ -1,9 +1,11 @@
 #!/bin/bash
-# A rank killed mid-run: `basin train --nproc 2` must end within the communication timeout, name
-# the rank and how it died, keep the checkpoint already written, and continue with --resume to the
-# same final step count. Usage: train_fault_test.sh BASIN_EXE
+# A rank that dies (kill) or hangs (hang: SIGSTOP, so it holds its sockets open and never answers)
+# mid-run: `basin train --nproc 2` must end within the communication timeout (plus the roll call
+# for a hang), name the rank and what happened to it, keep the checkpoint already written, and
+# continue with --resume to the same final step count. Usage: train_fault_test.sh BASIN_EXE kill|hang
 set -u
 basin=$1
+mode=${2:-kill}
 work=$(mktemp -d /tmp/basin-train-fault.XXXXXX)
 # Processes whose command line names this run (no procps on a bare system: read /proc).
 run_pids() {
@@ -31,7 +33,7 @@ if grep -q "built without oneDNN" "$work/out.txt"; then
   echo "skipped: built without oneDNN (libdnnl-dev)"
   exit 77
 fi
-# Wait for a checkpoint, then kill rank 1 (the child whose environment says RANK=1).
+# Wait for a checkpoint, then kill or stop rank 1 (the child whose environment says RANK=1).
 for _ in $(seq 1 300); do
   [ -f "$work/run/checkpoint.basin" ] && break
   sleep 0.1
@@ -43,13 +45,23 @@ for pid in $(children_of $launcher); do
 done
 [ -n "$victim" ] || fail "rank 1 not found among the launcher's children"
 killed_at=$(date +%s%N)
-kill -9 "$victim"
+if [ "$mode" = hang ]; then kill -STOP "$victim"; else kill -9 "$victim"; fi
 wait $launcher
 code=$?
 took_ms=$(( ($(date +%s%N) - killed_at) / 1000000 ))
-[ $code -ne 0 ] || fail "the launcher exited 0 after a rank was killed"
-grep -q "rank 1 was killed by signal" "$work/out.txt" || fail "the rank and its death are not named"
-echo "launcher exited $code ${took_ms} ms after the kill"
+[ $code -ne 0 ] || fail "the launcher exited 0 after rank 1 was hit ($mode)"
+if [ "$mode" = hang ]; then
+  # Rank 0 gives up after the 5 s timeout and a roll call of 1.25 s, and names rank 1 and where
+  # the loop was; the launcher adds that rank 1's process was stopped.
+  grep -q "rank 1 did not answer the roll call" "$work/out.txt" || fail "the hung rank is not named"
+  grep -Eq "step [0-9]+ \(epoch [0-9]+\), (in backward|waiting for the gradient allreduce|summing the loss)" \
+    "$work/out.txt" || fail "the error does not say where the training loop was"
+  grep -q "rank 1 (pid $victim) was stopped" "$work/out.txt" || fail "the launcher does not say rank 1 was stopped"
+  [ "$took_ms" -ge 5000 ] || fail "stopped after ${took_ms} ms, before the 5 s timeout could expire"
+else
+  grep -q "rank 1 was killed by signal" "$work/out.txt" || fail "the rank and its death are not named"
+fi
+echo "launcher exited $code ${took_ms} ms after rank 1 was hit ($mode)"
 [ "$took_ms" -lt 15000 ] || fail "took ${took_ms} ms to stop (timeout 5 s)"
 [ -z "$(run_pids)" ] || fail "ranks still running"
 ls "$work/run" | grep -q "^\.rendezvous" && fail "rendezvous directory left behind"
@@ -61,4 +73,4 @@ grep -q '"finished": true' "$work/out.txt" || fail "resumed run did not finish"
 steps=$(grep -c '"comm_wait_s"' "$work/run/log.jsonl")
 # 128 images over 2 ranks of batch 8: 8 steps an epoch, 40 epochs.
 [ "$steps" -eq 320 ] || fail "log has $steps steps, expected 320 (each step once)"
-echo "passed: killed rank named, stopped in ${took_ms} ms, resumed to step 320"
+echo "passed ($mode): rank 1 named, stopped in ${took_ms} ms, resumed to step 320"

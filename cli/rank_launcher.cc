@@ -1,0 +1,131 @@
+// `basin train --nproc N`: starts N local ranks of this program, the way torchrun does, and
+// watches them. Kept apart from the train verb because it is process management, not training:
+// environment for each rank, the file-store rendezvous under the run directory, and what to do
+// when one rank fails (name it and how it ended, say which others were stopped or stuck, stop
+// them, and return the first failure's exit code).
+#include "rank_launcher.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+extern "C" char** environ;
+
+namespace basin::cli {
+namespace {
+
+// What a rank still running was doing when another failed, from /proc/<pid>/stat's state letter:
+// "stopped" or "traced" explains a hang that no error message can; running and sleeping ranks
+// say nothing (they are the ones waiting on the others).
+std::string process_state(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return "";
+  const auto close = line.rfind(')');  // the command name may contain spaces and parentheses
+  if (close == std::string::npos || close + 2 >= line.size()) return "";
+  switch (line[close + 2]) {
+    case 'T': return "stopped (process state T: a SIGSTOP, or a terminal's suspend)";
+    case 't': return "stopped by a debugger (process state t)";
+    case 'D': return "in an uninterruptible wait (process state D: disk or network file system)";
+    case 'Z': return "already dead (process state Z)";
+    default: return "";
+  }
+}
+
+}  // namespace
+
+// `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
+// directory (as torchrun starts ranks). Waits for all; if one fails, the others are stopped
+// (they would otherwise wait out the communication timeout) and the first failure's code is
+// returned, with every rank's fate printed.
+int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
+  const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
+  std::filesystem::create_directories(rendezvous);
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--nproc") { ++i; continue; }
+    if (a.starts_with("--nproc=")) continue;
+    args.push_back(a);
+  }
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string kv = *e;
+      if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
+          kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
+        continue;
+      env.push_back(kv);
+    }
+    env.push_back("RANK=" + std::to_string(r));
+    env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("WORLD_SIZE=" + std::to_string(nproc));
+    env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
+    env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
+    std::vector<char*> cargs, cenv;
+    for (auto& a : args) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, cargs.data(), cenv.data()) != 0)
+      throw std::runtime_error("--nproc: cannot start rank " + std::to_string(r) + ": " +
+                               std::strerror(errno));
+    pids.push_back(pid);
+  }
+  int first_failure = 0;
+  std::vector<int> codes(nproc, -1);
+  // After the first failure the others get SIGTERM (and SIGCONT, which a stopped rank needs to
+  // act on it); whatever is left after the grace period is killed.
+  auto kill_at = std::chrono::steady_clock::time_point::max();
+  for (int left = nproc; left > 0;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid < 0) break;
+    if (pid == 0) {
+      if (std::chrono::steady_clock::now() >= kill_at) {
+        for (int q = 0; q < nproc; ++q)
+          if (codes[q] < 0) ::kill(pids[q], SIGKILL);
+        kill_at = std::chrono::steady_clock::time_point::max();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    const int r = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
+    if (r >= nproc) continue;
+    --left;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    codes[r] = code;
+    if (code != 0 && first_failure == 0) {
+      first_failure = code;
+      std::cerr << "basin: rank " << r << " "
+                << (WIFEXITED(status) ? "exited with code " + std::to_string(code)
+                                      : std::string("was killed by signal ") + strsignal(WTERMSIG(status)))
+                << "; stopping the other ranks\n";
+      for (int q = 0; q < nproc; ++q) {
+        if (codes[q] >= 0) continue;
+        if (const std::string state = process_state(pids[q]); !state.empty())
+          std::cerr << "basin: rank " << q << " (pid " << pids[q] << ") was " << state << "\n";
+        ::kill(pids[q], SIGTERM);
+        ::kill(pids[q], SIGCONT);
+      }
+      kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    }
+  }
+  std::filesystem::remove_all(rendezvous);
+  return first_failure;
+}
+
+}  // namespace basin::cli

@@ -1,0 +1,12 @@
+// Starts local ranks of `basin train` (--nproc) and reports how they ended (rank_launcher.cc).
+#pragma once
+
+#include <string>
+
+namespace basin::cli {
+
+// Runs this program again `nproc` times (argv without --nproc) as ranks 0..nproc-1 meeting in a
+// file store under `out`; returns 0, or the exit code of the first rank that failed.
+int launch_ranks(int nproc, const std::string& out, int argc, char** argv);
+
+}  // namespace basin::cli
