@@ -3,9 +3,11 @@
 // maps the plan and the flags onto its config and the outcome onto exit codes (2 bad input,
 // 3 the loss diverged).
 #include "commands.h"
+#include "plan_auto.h"
 #include "rank_launcher.h"
 
 #include <basin/comm.h>
+#include <basin/data.h>
 #include <basin/topology.h>
 #include <basin/train.h>
 
@@ -28,6 +30,7 @@ struct TrainOptions {
   exec::TrainConfig config;
   std::string data, out = "basin-run", plan, decay = "step", precision = "fp32";
   std::string algorithm = "ring_chunked", wire = "fp32";
+  std::string hwloc_xml;
   int threads = 0, nproc = 1;
   double comm_timeout_s = 300;
   bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
@@ -140,8 +143,53 @@ void apply_plan(const std::string& path, TrainOptions& o,
                                " (pass --precision fp32 to run it in fp32)");
 }
 
+// `--plan auto`: plans for this machine, then runs that plan file as if it had been given; ranks
+// started by --nproc get the file's path (and the plan's thread count) instead of "auto", so they
+// all run the one plan the launcher wrote.
+std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::function<bool(const char*)>& given,
+                                               int argc, char** argv) {
+  AutoPlanRequest r;
+  r.out = o.out;
+  r.model = given("--blocks") ? std::string("resnet-custom") : o.config.model;
+  r.batch_per_device = o.config.batch;
+  r.epochs = o.config.epochs;
+  r.dataset_images = static_cast<long long>(data::open_imagenet(o.data).train.samples.size());
+  r.hwloc_xml = o.hwloc_xml;
+  r.use_nvml = o.hwloc_xml.empty();  // an export describes another machine: not this one's driver
+  r.ranks = given("--nproc") ? o.nproc : 0;
+  const AutoPlan p = make_auto_plan(r);
+  if (!o.quiet) std::cerr << "basin: --plan auto: " << p.summary << "\n";
+  if (p.needs_gpus)
+    throw topo::InputError("--plan auto", "",
+                           "a machine this build can train on: its plan needs GPUs and this build's trainer runs on "
+                           "CPUs (the GPU backend is not part of it yet). The plan is in " + p.plan_path +
+                           "; `basin sim` and `basin plan --cluster " + (o.out + "/topology.json") +
+                           "` explain it");
+  o.plan = p.plan_path;
+  if (!given("--nproc")) o.nproc = p.ranks;
+  if (!given("--threads")) o.threads = p.threads_per_rank;
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--plan=auto") args.push_back("--plan=" + p.plan_path);
+    else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(p.plan_path);
+    else args.push_back(a);
+  }
+  if (!given("--threads")) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  return args;
+}
+
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,
               char** argv) {
+  std::vector<std::string> auto_args;
+  std::vector<char*> auto_argv;
+  if (o.plan == "auto") {
+    auto_args = plan_for_this_machine(o, given, argc, argv);
+    for (auto& a : auto_args) auto_argv.push_back(a.data());
+    auto_argv.push_back(nullptr);
+    argc = static_cast<int>(auto_args.size());
+    argv = auto_argv.data();
+  }
   if (!o.plan.empty()) apply_plan(o.plan, o, given);
   auto& c = o.config;
   if (o.nproc < 1) throw topo::InputError("--nproc", "", "1 or more ranks, got " + std::to_string(o.nproc));
@@ -230,7 +278,10 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--data", o->data, "dataset root holding train/<class>/*.JPEG and val/<class>/")->required();
   cmd->add_option("--out", o->out, "run directory: log.jsonl, trace.json, checkpoint.basin, weights/, summary.json")
       ->capture_default_str();
-  cmd->add_option("--plan", o->plan, "a basin.plan/1 file (from basin plan); flags override its fields");
+  cmd->add_option("--plan", o->plan,
+                  "a basin.plan/1 file (from basin plan), or auto: plan for this machine and run that; flags "
+                  "override the plan's fields");
+  cmd->add_option("--hwloc-xml", o->hwloc_xml, "with --plan auto: discover from this hwloc XML export instead");
   cmd->add_option("--model", c.model, "resnet18, resnet34, resnet50, resnet101, resnet152")->capture_default_str();
   cmd->add_option("--blocks", c.shape.blocks, "a custom ResNet: blocks per stage, e.g. 1,1,1,1")
       ->delimiter(',');

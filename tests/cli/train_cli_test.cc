@@ -123,3 +123,48 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   REQUIRE(bad.exit_code == 2);
   REQUIRE(bad.out.find("--algorithm") != std::string::npos);
 }
+
+TEST_CASE("basin train --plan auto plans for the machine it finds and runs the plan", "[cli][train]") {
+  Workspace w;
+  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
+              "--val-per-class 2 --size 64 --quiet").exit_code == 0);
+  const std::string fixtures = BASIN_FIXTURES;
+  // Two NUMA nodes of one core and no GPU (hwloc's synthetic "numa:2 core:1 pu:1"): one rank per
+  // node with one thread each, 2 x 8 images a step over 64 images, 4 steps.
+  Result cpu = run("train --plan auto --hwloc-xml " + fixtures + "/hwloc-synthetic-2numa.xml --data " +
+                   w.path("data") + " --blocks 1,1,1 --width 8 --image-size 48 --batch 8 --epochs 1 "
+                   "--loader-threads 1 --comm-timeout-s 60 --out " + w.path("cpu"));
+  if (cpu.out.find("built without oneDNN") != std::string::npos) {
+    WARN("skipped: " << cpu.out);
+    return;
+  }
+  INFO(cpu.out);
+  REQUIRE(cpu.exit_code == 0);
+  REQUIRE(cpu.out.find("2 CPU rank(s) x 8 images, 1 thread(s) each") != std::string::npos);
+  REQUIRE(cpu.out.find("2 ranks") != std::string::npos);
+  REQUIRE(cpu.out.find("\"steps\": 4") != std::string::npos);
+  std::ifstream plan_file(w.path("cpu") + "/plan.json");
+  std::string plan((std::istreambuf_iterator<char>(plan_file)), std::istreambuf_iterator<char>());
+  REQUIRE(plan.find("\"world_size\": 2") != std::string::npos);
+  REQUIRE(plan.find("\"threads_per_rank\": 1") != std::string::npos);
+  REQUIRE(fs::exists(w.path("cpu") + "/topology.json"));
+
+  // The DGX-2 export: 16 V100s. The planner's plan is written (at most the 16 GPUs, a global batch
+  // within Goyal et al.'s 8k), and the run stops with exit 2 because it needs GPUs.
+  Result gpu = run("train --plan auto --hwloc-xml " + fixtures + "/hwloc-nvidia-dgx2.xml --data " +
+                   w.path("data") + " --model resnet50 --epochs 1 --out " + w.path("gpu"));
+  INFO(gpu.out);
+  REQUIRE(gpu.exit_code == 2);
+  REQUIRE(gpu.out.find("16 GPU(s) (Tesla V100") != std::string::npos);
+  REQUIRE(gpu.out.find(w.path("gpu") + "/plan.json") != std::string::npos);
+  std::ifstream gpu_file(w.path("gpu") + "/plan.json");
+  const auto doc = std::string((std::istreambuf_iterator<char>(gpu_file)), std::istreambuf_iterator<char>());
+  const auto at = doc.find("\"world_size\": ");
+  REQUIRE(at != std::string::npos);
+  const int ranks = std::stoi(doc.substr(at + 14));
+  CHECK(ranks >= 1);
+  CHECK(ranks <= 16);
+  const auto gb = doc.find("\"global_batch\": ");
+  REQUIRE(gb != std::string::npos);
+  CHECK(std::stol(doc.substr(gb + 16)) <= 8192);
+}
