@@ -144,6 +144,12 @@ up() {
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip addr add "10.77.0.$((i + 1))/24" dev eth0
     ip netns exec "$ns" ip link set eth0 up
+    # Linux restarts slow start on a connection idle for more than one RTO (RFC 2861's congestion
+    # window validation). Halving-doubling talks to a different peer at each step, so every
+    # connection sits idle between its steps and would restart from a small window each time;
+    # the rings keep theirs busy. Clusters that run collectives over TCP turn this off, and the
+    # simulator models links, not TCP's window, so the emulated hosts do too.
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_slow_start_after_idle=0
     shape eth0 "$ns"
     shape "bec-v$i"
     i=$((i + 1))

@@ -35,7 +35,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "- Load average (1, 5, 15 min) before the run: $load_before; after: $load_after. The machine is shared with other builds, so 4 ranks had less than 2 cores."
   echo "- Cluster: 4 network namespaces on a bridge, each link shaped to 1 Gbit/s each way with tbf (burst 128 KiB, latency 20 ms); one rank per namespace, FileStore rendezvous, Gloo TCP transport, fp32."
   echo "- Measured: median of 5 repetitions after 2 warm-ups; each repetition is the slowest rank's time between barriers."
-  echo "- This core: $(cat "$work/cpu.json") (gloo::sum and memcpy on 64 MB buffers, one thread)."
+  echo "- This core: $(cat "$work/cpu.json") (the comm layer's float sum, comm::add_into, and memcpy on 64 MB buffers, one thread)."
   echo "- Predicted: basin's network engine on tests/cluster/emulated-4x1gbit.json with ranks on the CPU nodes, Ethernet derated to TCP's payload share (1448/1514), plus Gloo's CPU work between steps at the measured rates shared by 4 ranks on $(nproc) cores (tests/cluster/emulated_compare.cc)."
   echo "- Error = (predicted - measured) / measured. Judged (the ctest's 25% bound) for 1 MB and more: **$verdict** ($(cat "$work/compare.err" | sed 's/^basin_emulated_compare: //'))."
   echo
@@ -51,7 +51,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   of the simulator's ring, which is Gloo's `AllreduceRingChunked`; (3) Gloo's CPU work between
   network steps (ring: a sum and an outbox copy per round; halving-doubling: a sum per
   reduce-scatter piece, a copy per allgather piece; ring-chunked: hidden behind its second chunk
-  in flight) at this core's measured `gloo::sum`/memcpy rate, halved because 4 ranks share 2
+  in flight) at this core's measured float-sum (`comm::add_into`)/memcpy rate, halved because 4 ranks share 2
   cores. No PCIe staging: the ranks are CPU processes.
 - **Below 256 KB the measurement is dominated by what is not modelled**: each step's wake-ups
   of 4 ranks on 2 loaded cores (the measured 4 KB times, 0.6-7 ms, are scheduler latencies, not

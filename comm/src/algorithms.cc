@@ -1,5 +1,5 @@
-// Which of Gloo's allreduce algorithms can run on how many ranks, their names, and the IEEE half
-// conversions of the fp16 wire. Kept apart from the Gloo calls so that a build without Gloo can
+// Which of Gloo's allreduce algorithms can run on how many ranks, their names, the fp32 sum and
+// the IEEE half conversions of the fp16 wire. Kept apart from the Gloo calls so that a build without Gloo can
 // still validate a plan's algorithm choice and tests can check the rules without a network.
 #include <basin/comm.h>
 
@@ -47,6 +47,16 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
          std::to_string(bcube_base) + " (1, " + std::to_string(bcube_base) + ", " +
          std::to_string(bcube_base * bcube_base) + ", ...); world size " + std::to_string(world_size) +
          " is not: use ring_chunked or halving_doubling, or a bcube_base whose power it is";
+}
+
+// Gloo's own sum (gloo/math.h) is a loop over possibly aliasing pointers with an int index, which
+// GCC 12 leaves scalar, and Debian builds libgloo without its AVX paths; torch's bundled Gloo
+// vectorizes. The buffers Gloo passes never overlap, so `restrict` holds; function
+// multiversioning picks AVX2 where the CPU has it without requiring it at build time, and the
+// file is compiled at -O3, where GCC vectorizes such loops.
+__attribute__((target_clones("avx2", "default"))) void add_into(float* __restrict x, const float* __restrict y,
+                                                                 std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 // Round-to-nearest-even float -> binary16, with overflow to infinity and gradual underflow.

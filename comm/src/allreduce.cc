@@ -27,14 +27,8 @@ void half_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
 }
 const gloo::ReductionFunction<gloo::float16> half_sum_function(gloo::SUM, &half_sum);
 
-// The fp32 sum. Gloo's own (gloo/math.h) is a loop over possibly aliasing pointers with an int
-// index, which GCC leaves scalar, and Debian builds libgloo without its AVX paths; torch's bundled
-// Gloo vectorizes. The two buffers Gloo passes are never the same memory, so `restrict` holds,
-// and function multiversioning picks AVX2 where the CPU has it without requiring it at build time.
-__attribute__((target_clones("avx2", "default"))) void float_sum(float* __restrict x, const float* __restrict y,
-                                                                  std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) x[i] += y[i];
-}
+// The fp32 sum: basin's vectorized add_into (algorithms.cc) in place of Gloo's scalar loop.
+void float_sum(float* x, const float* y, std::size_t n) { add_into(x, y, n); }
 const gloo::ReductionFunction<float> float_sum_function(gloo::SUM, &float_sum);
 
 template <class T>

@@ -17,8 +17,9 @@
 //  - Gloo's CPU work between network steps on the calling thread: ring reduces the whole buffer
 //    and copies it to its outbox every round; halving-doubling reduces each received piece in
 //    the reduce-scatter and copies each into place in the allgather (host_work in sim/src/
-//    staging.cc prices the same for GPU staging). Rates: gloo::sum and memcpy measured on this
-//    machine (basin_allreduce_probe --cpu-rates), shared when ranks outnumber cores, since all
+//    staging.cc prices the same for GPU staging). Rates: the float sum the comm layer hands
+//    Gloo (comm::add_into) and memcpy measured on this machine (basin_allreduce_probe
+//    --cpu-rates), shared when ranks outnumber cores, since all
 //    ranks run the same phase at once. RingChunked keeps two chunks in flight, so a chunk's sum
 //    overlaps the next chunk's transfer: each step costs the larger of the two.
 #include <basin/sim.h>

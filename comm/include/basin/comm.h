@@ -83,6 +83,11 @@ Algorithm parse_algorithm(const std::string& text);  // "ring", "ring_chunked", 
 // Empty when Gloo's `algorithm` can run on `world_size` ranks, else why not and what to use.
 std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base = 2);
 
+// The fp32 reduction every allreduce runs between network steps (x[i] += y[i]; x and y do not
+// overlap): AVX2 where the CPU has it. Exposed so that the emulated-cluster probe and benchmarks
+// measure the rate the collectives actually reduce at.
+void add_into(float* x, const float* y, std::size_t n);
+
 // IEEE half conversions used by the fp16 wire (round to nearest even; exposed for tests).
 std::uint16_t float_to_half(float value);
 float half_to_float(std::uint16_t bits);
