@@ -66,9 +66,11 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
   const std::uint64_t header_size = text.size();
   append(bytes, &header_size, 8);
   append(bytes, text.data(), text.size());
-  append(bytes, net.params().data(), net.params().size_bytes());
-  append(bytes, net.buffers().data(), net.buffers().size_bytes());
-  append(bytes, velocity.data(), velocity.size_bytes());
+  // Host copies: the arrays may be in device memory (a GPU backend).
+  for (std::span<const float> flat : {net.params(), net.buffers(), velocity}) {
+    const std::vector<float> host = net.to_host(flat);
+    append(bytes, host.data(), host.size() * sizeof(float));
+  }
   const std::uint64_t sum = fnv1a(bytes.data(), bytes.size());
   append(bytes, &sum, 8);
 
@@ -125,11 +127,12 @@ RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<
     fail(path, std::string("header field missing or of the wrong type: ") + e.what());
   }
   const unsigned char* p = bytes.data() + header_at + header_size;
-  std::memcpy(net.params().data(), p, net.params().size_bytes());
-  p += net.params().size_bytes();
-  std::memcpy(net.buffers().data(), p, net.buffers().size_bytes());
-  p += net.buffers().size_bytes();
-  std::memcpy(velocity.data(), p, velocity.size_bytes());
+  for (std::span<float> flat : {net.params(), net.buffers(), velocity}) {
+    std::vector<float> host(flat.size());
+    std::memcpy(host.data(), p, flat.size_bytes());
+    net.from_host(host, flat);
+    p += flat.size_bytes();
+  }
   return state;
 }
 

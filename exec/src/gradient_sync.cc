@@ -24,6 +24,12 @@ decltype(auto) GradientSync::saying(const char* doing, F&& f) {
 }
 
 GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), config_(config) {
+  // Micro-batch sums and Gloo's allreduce read the gradients on the host.
+  if (net.backend().on_device() &&
+      (config.micro_batches > 1 || (config.comm && config.comm->world_size() > 1)))
+    throw std::invalid_argument(
+        "micro_batches and ranks: a GPU backend trains one micro-batch in one process for now "
+        "(gradient accumulation and allreduce of device memory are not implemented yet)");
   bucket_floats_ = static_cast<long long>(std::llround(config.bucket_mb * 1e6 / sizeof(float)));
   if (config.micro_batches > 1) accumulated_.assign(net.grads().size(), 0.f);
   if (config.comm && config.comm->world_size() > 1)

@@ -6,15 +6,18 @@
 
 #include <cmath>
 #include <random>
+#include <vector>
 
 namespace basin::exec {
 
 void Net::init(const InitOptions& options) {
   std::mt19937_64 rng(options.seed);
   const auto& layers = network_.layers;
+  // Drawn on the host, then written into the backend's arrays (device memory on a GPU).
+  std::vector<float> host_params(param_count_), host_buffers(buffer_count_);
   for (const ParamInfo& p : param_info_) {
     const model::Layer& l = layers[p.layer];
-    float* w = params_.data() + p.offset;
+    float* w = host_params.data() + p.offset;
     switch (l.kind) {
       case model::LayerKind::conv: {
         // kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out).
@@ -45,9 +48,11 @@ void Net::init(const InitOptions& options) {
   }
   for (const BufferInfo& b : buffer_info_) {
     const bool variance = b.name.ends_with(".running_var");
-    std::fill(buffers_.begin() + b.offset, buffers_.begin() + b.offset + b.count,
+    std::fill(host_buffers.begin() + b.offset, host_buffers.begin() + b.offset + b.count,
               variance ? 1.f : 0.f);
   }
+  from_host(host_params, params());
+  from_host(host_buffers, buffers());
 }
 
 }  // namespace basin::exec

@@ -153,10 +153,29 @@ Net::Net(model::Network network, Backend& backend, int batch)
   }
   if (offset != network_.params())
     throw std::logic_error("parameter layout disagrees with the model's count");
-  params_.assign(offset, 0.f);
-  grads_.assign(offset, 0.f);
-  buffers_.assign(buffer_offset, 0.f);
+  param_count_ = offset;
+  buffer_count_ = buffer_offset;
+  params_ = backend.alloc_flat(offset);
+  grads_ = backend.alloc_flat(offset);
+  buffers_ = backend.alloc_flat(buffer_offset);
+  int max_channels = 1;
+  for (const auto& l : layers)
+    if (l.kind == LayerKind::batchnorm) max_channels = std::max(max_channels, l.out_channels);
+  bn_stats_ = backend.alloc_flat(2LL * max_channels);
   grad_of_.resize(n);
+}
+
+std::vector<float> Net::to_host(std::span<const float> flat) const {
+  std::vector<float> host(flat.size());
+  backend_->flat_to_host(flat.data(), host.data(), static_cast<long long>(flat.size()));
+  return host;
+}
+
+void Net::from_host(std::span<const float> host, std::span<float> flat) {
+  if (host.size() != flat.size())
+    throw std::invalid_argument("from_host: " + std::to_string(host.size()) + " floats into " +
+                                std::to_string(flat.size()));
+  backend_->flat_from_host(host.data(), flat.data(), static_cast<long long>(flat.size()));
 }
 
 Net::~Net() = default;
@@ -170,7 +189,7 @@ const ParamInfo& Net::param(const std::string& name) const {
 void Net::forward(const float* images, Mode mode) {
   backend_->write_nchw(images, input_);
   const auto& layers = network_.layers;
-  float* p = params_.data();
+  float* p = params_.get();
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
     Node& node = nodes_[i];
     const auto& inputs = layers[i].inputs;
@@ -180,25 +199,21 @@ void Net::forward(const float* images, Mode mode) {
         backend_->conv_forward(i, node.conv, x, p + node.weight, node.y);
         break;
       case LayerKind::batchnorm: {
-        float* mean = buffers_.data() + node.mean;
-        float* var = buffers_.data() + node.variance;
+        float* mean = buffers_.get() + node.mean;
+        float* var = buffers_.get() + node.variance;
         if (mode == Mode::eval) {
           backend_->batchnorm_forward_eval(i, node.bn, x, p + node.weight, p + node.bias, mean, var,
                                            node.y);
           break;
         }
         const int c = node.out.c;
-        std::vector<float> batch_mean(c), batch_var(c);
+        float* batch_mean = bn_stats_.get();
+        float* batch_var = bn_stats_.get() + c;
         backend_->batchnorm_forward_training(i, node.bn, x, p + node.weight, p + node.bias, node.y,
-                                             batch_mean.data(), batch_var.data());
+                                             batch_mean, batch_var);
         // torch.nn.BatchNorm2d: running stats take the unbiased variance of the batch.
         const double count = 1.0 * node.out.n * node.out.h * node.out.w;
-        const double unbias = count > 1 ? count / (count - 1) : 1.0;
-        const float m = bn_momentum;
-        for (int k = 0; k < c; ++k) {
-          mean[k] = (1 - m) * mean[k] + m * batch_mean[k];
-          var[k] = (1 - m) * var[k] + m * static_cast<float>(batch_var[k] * unbias);
-        }
+        backend_->update_running_stats(c, count, bn_momentum, batch_mean, batch_var, mean, var);
         break;
       }
       case LayerKind::relu:
@@ -267,8 +282,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
   if (!trained_forward_)
     throw std::logic_error("backward() needs a training-mode forward (batch statistics)");
   const auto& layers = network_.layers;
-  const float* p = params_.data();
-  float* g = grads_.data();
+  const float* p = params_.get();
+  float* g = grads_.get();
   const int n = static_cast<int>(nodes_.size());
   for (int i = n - 1, step = 0; i >= 0; --i, ++step) {
     Node& node = nodes_[i];

@@ -38,6 +38,24 @@ double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
 void sgd_step(Net& net, std::span<float> velocity, const SgdConfig& sgd, double lr) {
   auto params = net.params();
   auto grads = net.grads();
+  if (net.backend().on_device()) {
+    // Device arrays: the backend's one-pass flat step, skipping decay by ranges.
+    FlatSgdStep step{.lr = static_cast<float>(lr),
+                     .momentum = static_cast<float>(sgd.momentum),
+                     .weight_decay = static_cast<float>(sgd.weight_decay),
+                     .nesterov = sgd.nesterov};
+    if (!sgd.decay_bn_and_bias)
+      for (const ParamInfo& p : net.param_info())
+        if (p.no_weight_decay) {
+          if (!step.no_decay.empty() && step.no_decay.back().second == p.offset)
+            step.no_decay.back().second += p.count;  // neighbours merge (bn weight and bias)
+          else
+            step.no_decay.emplace_back(p.offset, p.offset + p.count);
+        }
+    net.backend().sgd_step(params.data(), velocity.data(), grads.data(),
+                           static_cast<long long>(params.size()), step);
+    return;
+  }
   for (const ParamInfo& p : net.param_info()) {
     const bool decay = sgd.decay_bn_and_bias || !p.no_weight_decay;
     const kernels::SgdParams step{.lr = static_cast<float>(lr),

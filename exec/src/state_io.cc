@@ -117,11 +117,12 @@ std::vector<long long> tensor_shape(const model::Network& network, const ParamIn
 
 void save_state(const Net& net, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
+  const std::vector<float> params = net.to_host(net.params()), buffers = net.to_host(net.buffers());
   for (const ParamInfo& p : net.param_info())
-    write_npy(dir / (p.name + ".npy"), net.params().subspan(p.offset, p.count),
+    write_npy(dir / (p.name + ".npy"), std::span(params).subspan(p.offset, p.count),
               tensor_shape(net.network(), p));
   for (const BufferInfo& b : net.buffer_info())
-    write_npy(dir / (b.name + ".npy"), net.buffers().subspan(b.offset, b.count), {b.count});
+    write_npy(dir / (b.name + ".npy"), std::span(buffers).subspan(b.offset, b.count), {b.count});
 }
 
 void load_state(Net& net, const std::filesystem::path& dir) {
@@ -134,10 +135,14 @@ void load_state(Net& net, const std::filesystem::path& dir) {
                                shape_text(expected) + " for " + name);
     std::copy(data.begin(), data.end(), to.begin());
   };
+  // Read into host copies, written into the backend's arrays once everything has loaded.
+  std::vector<float> params = net.to_host(net.params()), buffers = net.to_host(net.buffers());
   for (const ParamInfo& p : net.param_info())
-    load(p.name, tensor_shape(net.network(), p), net.params().subspan(p.offset, p.count));
+    load(p.name, tensor_shape(net.network(), p), std::span(params).subspan(p.offset, p.count));
   for (const BufferInfo& b : net.buffer_info())
-    load(b.name, {b.count}, net.buffers().subspan(b.offset, b.count));
+    load(b.name, {b.count}, std::span(buffers).subspan(b.offset, b.count));
+  net.from_host(params, net.params());
+  net.from_host(buffers, net.buffers());
 }
 
 }  // namespace basin::exec

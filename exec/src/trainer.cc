@@ -39,7 +39,10 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const data::ImageNetLayout layout = data::open_imagenet(config.data);
   Net net(network_for(config, static_cast<int>(layout.train.classes.size())), backend,
           config.batch);
-  std::vector<float> velocity(net.params().size(), 0.f);
+  // Momentum sits beside the parameters, in the backend's memory.
+  const std::shared_ptr<float> velocity_memory =
+      backend.alloc_flat(static_cast<long long>(net.params().size()));
+  const std::span<float> velocity(velocity_memory.get(), net.params().size());
   const nlohmann::json recipe = detail::recipe_of(config, net.network(), layout.train.samples.size());
 
   if (lead) std::filesystem::create_directories(config.out);

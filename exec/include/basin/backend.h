@@ -16,11 +16,19 @@
 // Gradients: every backward overwrites its outputs (dx, dw, ...) except where a flag says
 // "accumulate"; the executor sums the gradients of a tensor read by two layers (a residual
 // block's input) with `add`.
+//
+// Where parameters live: the executor's flat arrays (parameters, gradients, momentum, batch norm
+// running statistics) are allocated by the backend with alloc_flat, so they sit where the
+// backend's kernels read them: host memory for the CPU backend, device memory for a GPU one
+// (on_device()). Every `float*` parameter, gradient and statistics pointer below points into
+// such memory. Host code reads and writes those arrays only through flat_to_host/flat_from_host.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace basin::exec {
 
@@ -65,10 +73,37 @@ struct FcDesc {
   TensorDesc in, out;  // in: N x C x H x W flattened to N x (C*H*W); out: N x out x 1 x 1
 };
 
+// One SGD step over a whole flat parameter array (torch.optim.SGD's form, see kernels.h).
+struct FlatSgdStep {
+  float lr = 0, momentum = 0, weight_decay = 0;
+  bool nesterov = false;
+  // [begin, end) element ranges stepped without weight decay (batch norm and biases), sorted and
+  // non-overlapping; the same list every step of a run, so a device backend uploads it once.
+  std::vector<std::pair<long long, long long>> no_decay;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+
+  // ----- Flat arrays (parameters, gradients, momentum, statistics); defaults are host memory.
+  // True when alloc_flat and alloc return device memory that the host must not dereference.
+  virtual bool on_device() const { return false; }
+  // n zero-filled floats, freed when the last owner lets go.
+  virtual std::shared_ptr<float> alloc_flat(long long n);
+  virtual void flat_to_host(const float* flat, float* host, long long n);
+  virtual void flat_from_host(const float* host, float* flat, long long n);
+  // torch.nn.BatchNorm2d's running statistics from one training forward's batch statistics
+  // (what batchnorm_forward_training wrote): mean <- (1 - momentum) mean + momentum batch_mean,
+  // var <- (1 - momentum) var + momentum batch_var * count / (count - 1) (unbiased; count is the
+  // N*H*W values per channel, and 1 leaves the variance uncorrected). All pointers flat memory.
+  virtual void update_running_stats(int channels, double count, float momentum,
+                                    const float* batch_mean, const float* batch_var,
+                                    float* running_mean, float* running_var);
+  // The SGD step over n floats of flat memory. The default runs the kernels' CPU step.
+  virtual void sgd_step(float* weights, float* velocity, const float* grads, long long n,
+                        const FlatSgdStep& step);
 
   virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
@@ -125,6 +160,23 @@ class Backend {
 // The oneDNN backend. `threads` sets OpenMP's thread count, which is process-wide (oneDNN on
 // Debian runs on OpenMP); threads <= 0 keeps OpenMP's default (one per core).
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+#endif
+
+#if BASIN_HAVE_CUDNN
+// The GPU backend: cuDNN convolutions, batch norm and pooling and cuBLAS GEMMs on NHWC fp32
+// activations, one CUDA stream, parameters in device memory (exec/src/gpu/).
+struct GpuOptions {
+  int device = 0;
+  // TF32 tensor-core math for fp32 convolutions and GEMMs: faster on A100/H100, but with a
+  // 10-bit mantissa, so results differ from the CPU's by ~1e-3. Off: plain fp32 FMA math.
+  bool tf32 = false;
+  // Only deterministic convolution algorithms (no atomics in backward filter): identical runs
+  // give identical weights, as exact resume wants. Off: the fastest algorithm that fits.
+  bool deterministic = false;
+  // The most workspace any one convolution algorithm may use.
+  std::size_t workspace_bytes = std::size_t{256} << 20;
+};
+std::unique_ptr<Backend> make_gpu_backend(const GpuOptions& options = {});
 #endif
 
 }  // namespace basin::exec

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -66,12 +67,20 @@ class Net {
   int batch() const { return batch_; }
   Backend& backend() const { return *backend_; }
 
-  std::span<float> params() { return params_; }
-  std::span<float> grads() { return grads_; }
-  std::span<float> buffers() { return buffers_; }
-  std::span<const float> params() const { return params_; }
-  std::span<const float> grads() const { return grads_; }
-  std::span<const float> buffers() const { return buffers_; }
+  // The flat arrays live in the backend's memory (Backend::alloc_flat): host memory on the CPU,
+  // device memory with a GPU backend, where only to_host/from_host may touch them from the host.
+  std::span<float> params() { return {params_.get(), size_t(param_count_)}; }
+  std::span<float> grads() { return {grads_.get(), size_t(param_count_)}; }
+  std::span<float> buffers() { return {buffers_.get(), size_t(buffer_count_)}; }
+  std::span<const float> params() const { return {params_.get(), size_t(param_count_)}; }
+  std::span<const float> grads() const { return {grads_.get(), size_t(param_count_)}; }
+  std::span<const float> buffers() const { return {buffers_.get(), size_t(buffer_count_)}; }
+  // A host copy of (part of) a flat array in the backend's memory — params(), grads(),
+  // buffers() or a momentum array from backend().alloc_flat — and the way back. Files
+  // (checkpoints, .npy) and logs go through these, the one place where a GPU backend's arrays
+  // cross to the host; on the CPU they are plain copies.
+  std::vector<float> to_host(std::span<const float> flat) const;
+  void from_host(std::span<const float> host, std::span<float> flat);
   const std::vector<ParamInfo>& param_info() const { return param_info_; }
   const std::vector<BufferInfo>& buffer_info() const { return buffer_info_; }
   const ParamInfo& param(const std::string& name) const;  // throws std::out_of_range
@@ -105,7 +114,9 @@ class Net {
   Backend* backend_;
   int batch_;
   std::vector<Node> nodes_;
-  std::vector<float> params_, grads_, buffers_;
+  std::shared_ptr<float> params_, grads_, buffers_;  // from backend_->alloc_flat
+  long long param_count_ = 0, buffer_count_ = 0;
+  std::shared_ptr<float> bn_stats_;  // one batch norm's batch mean and variance, 2 x max channels
   std::vector<ParamInfo> param_info_;
   std::vector<BufferInfo> buffer_info_;
   Tensor input_;

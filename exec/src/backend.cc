@@ -1,0 +1,56 @@
+// The Backend interface's host-memory defaults for the flat arrays (backend.h): what every
+// CPU backend shares, and what a device backend overrides. Running statistics keep exactly the
+// arithmetic Net used before the arrays moved behind the backend, so CPU runs are unchanged.
+#include <basin/backend.h>
+#include <basin/kernels.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace basin::exec {
+
+std::shared_ptr<float> Backend::alloc_flat(long long n) {
+  if (n < 0) throw std::invalid_argument("flat array size must not be negative");
+  // One float at least, so an empty network still has a valid pointer.
+  const size_t bytes = (static_cast<size_t>(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return std::shared_ptr<float>(p, [](float* q) { std::free(q); });
+}
+
+void Backend::flat_to_host(const float* flat, float* host, long long n) {
+  if (n > 0 && flat != host) std::memcpy(host, flat, sizeof(float) * static_cast<size_t>(n));
+}
+
+void Backend::flat_from_host(const float* host, float* flat, long long n) {
+  if (n > 0 && flat != host) std::memcpy(flat, host, sizeof(float) * static_cast<size_t>(n));
+}
+
+void Backend::update_running_stats(int channels, double count, float momentum,
+                                   const float* batch_mean, const float* batch_var,
+                                   float* running_mean, float* running_var) {
+  const double unbias = count > 1 ? count / (count - 1) : 1.0;
+  const float m = momentum;
+  for (int k = 0; k < channels; ++k) {
+    running_mean[k] = (1 - m) * running_mean[k] + m * batch_mean[k];
+    running_var[k] = (1 - m) * running_var[k] + m * static_cast<float>(batch_var[k] * unbias);
+  }
+}
+
+void Backend::sgd_step(float* weights, float* velocity, const float* grads, long long n,
+                       const FlatSgdStep& step) {
+  std::vector<kernels::FlatRange> ranges;
+  ranges.reserve(step.no_decay.size());
+  for (const auto& [begin, end] : step.no_decay)
+    ranges.push_back({static_cast<size_t>(begin), static_cast<size_t>(end)});
+  kernels::check_flat_ranges(ranges.data(), ranges.size(), static_cast<size_t>(n));
+  const kernels::SgdParams p{.lr = step.lr, .momentum = step.momentum,
+                             .weight_decay = step.weight_decay, .nesterov = step.nesterov};
+  kernels::sgd_flat_step_cpu(weights, velocity, grads, static_cast<size_t>(n), p, ranges.data(),
+                             ranges.size());
+}
+
+}  // namespace basin::exec

@@ -1,0 +1,266 @@
+// The GPU backend: device, stream and handles, tensors and their host boundary, the elementwise
+// layers (ReLU, residual add), the loss, and the flat arrays with their optimizer step and
+// running statistics. Convolution and fc are in gpu_conv_fc.cc, batch norm and pooling in
+// gpu_norm_pool.cc.
+//
+// Basin's own kernels (kernels/) do what cuDNN has no single call for: ReLU's backward from the
+// saved output, the softmax cross-entropy and the flat SGD step with no-decay ranges.
+#include <basin/kernels.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "gpu_backend.h"
+
+namespace basin::exec::gpu {
+namespace {
+
+const float kOne = 1.f, kZero = 0.f;
+
+std::string shape_text(const TensorDesc& d) {
+  return std::to_string(d.n) + "x" + std::to_string(d.c) + "x" + std::to_string(d.h) + "x" +
+         std::to_string(d.w);
+}
+
+TensorDescriptor descriptor(const TensorDesc& d, cudnnTensorFormat_t format) {
+  TensorDescriptor t;
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(t, format, CUDNN_DATA_FLOAT, d.n, d.c, d.h, d.w));
+  return t;
+}
+
+// NHWC and NCHW order the same memory alike when there is one channel or one pixel.
+bool layouts_agree(const TensorDesc& d) { return d.c == 1 || d.h * d.w == 1; }
+
+size_t bytes_of(const TensorDesc& d) { return sizeof(float) * static_cast<size_t>(d.elements()); }
+
+}  // namespace
+
+TensorDescriptor nhwc_descriptor(const TensorDesc& d) { return descriptor(d, CUDNN_TENSOR_NHWC); }
+TensorDescriptor nchw_descriptor(const TensorDesc& d) { return descriptor(d, CUDNN_TENSOR_NCHW); }
+
+DeviceMemory::DeviceMemory(size_t bytes) : bytes_(bytes) {
+  CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)));
+}
+
+CudnnBackend::CudnnBackend(const GpuOptions& options) : options_(options) {
+  CUDA_CHECK(cudaSetDevice(options.device));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+  device_name_ = prop.name;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  stream_owner_.reset(stream_);
+  CUDNN_CHECK(cudnnCreate(&cudnn_));
+  cudnn_owner_.reset(cudnn_);
+  CUBLAS_CHECK(cublasCreate(&cublas_));
+  cublas_owner_.reset(cublas_);
+  CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  // Plain fp32 GEMMs unless TF32 is asked for (CUBLAS_DEFAULT_MATH never uses TF32 for Sgemm).
+  CUBLAS_CHECK(cublasSetMathMode(cublas_, options.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                       : CUBLAS_DEFAULT_MATH));
+  CUDNN_CHECK(cudnnSetActivationDescriptor(relu_, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN,
+                                           0.0));
+}
+
+std::string CudnnBackend::name() const {
+  const size_t v = cudnnGetVersion();
+  int cublas_version = 0;
+  cublasGetVersion(cublas_, &cublas_version);
+  return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+         std::to_string(v % 100) + " + cuBLAS " + std::to_string(cublas_version) + " on " +
+         device_name_ + " (NHWC fp32, TF32 " + (options_.tf32 ? "on" : "off") +
+         (options_.deterministic ? ", deterministic)" : ")");
+}
+
+// ----- Flat arrays -----------------------------------------------------------------------------
+
+std::shared_ptr<float> CudnnBackend::alloc_flat(long long n) {
+  if (n < 0) throw std::invalid_argument("flat array size must not be negative");
+  const size_t bytes = sizeof(float) * static_cast<size_t>(std::max(n, 1LL));
+  float* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, bytes));
+  std::shared_ptr<float> owned(p, [](float* q) { cudaFree(q); });
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+  return owned;
+}
+
+void CudnnBackend::flat_to_host(const float* flat, float* host, long long n) {
+  if (n <= 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(host, flat, sizeof(float) * static_cast<size_t>(n),
+                             cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudnnBackend::flat_from_host(const float* host, float* flat, long long n) {
+  if (n <= 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(flat, host, sizeof(float) * static_cast<size_t>(n),
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may free `host` on return
+}
+
+void CudnnBackend::update_running_stats(int channels, double count, float momentum,
+                                        const float* batch_mean, const float* batch_var,
+                                        float* running_mean, float* running_var) {
+  // cudnnAddTensor: C = alpha A + beta C, which is the momentum update itself.
+  const TensorDescriptor stats = nchw_descriptor({1, channels, 1, 1});
+  const float keep = 1 - momentum;
+  const float take_var = static_cast<float>(momentum * (count > 1 ? count / (count - 1) : 1.0));
+  CUDNN_CHECK(cudnnAddTensor(cudnn_, &momentum, stats, batch_mean, &keep, stats, running_mean));
+  CUDNN_CHECK(cudnnAddTensor(cudnn_, &take_var, stats, batch_var, &keep, stats, running_var));
+}
+
+void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads, long long n,
+                            const FlatSgdStep& step) {
+  if (step.no_decay != no_decay_uploaded_ || !no_decay_.bytes()) {
+    std::vector<kernels::FlatRange> ranges;
+    for (const auto& [begin, end] : step.no_decay)
+      ranges.push_back({static_cast<size_t>(begin), static_cast<size_t>(end)});
+    kernels::check_flat_ranges(ranges.data(), ranges.size(), static_cast<size_t>(n));
+    no_decay_ = DeviceMemory(sizeof(kernels::FlatRange) * ranges.size());
+    if (!ranges.empty())
+      CUDA_CHECK(cudaMemcpyAsync(no_decay_.as<void>(), ranges.data(), no_decay_.bytes(),
+                                 cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // `ranges` dies here
+    no_decay_uploaded_ = step.no_decay;
+  }
+  const kernels::SgdParams p{.lr = step.lr, .momentum = step.momentum,
+                             .weight_decay = step.weight_decay, .nesterov = step.nesterov};
+  kernels::sgd_flat_step_gpu(weights, velocity, grads, static_cast<size_t>(n), p,
+                             no_decay_.as<kernels::FlatRange>(), step.no_decay.size(), stream_);
+}
+
+// ----- Tensors -----------------------------------------------------------------------------------
+
+Tensor CudnnBackend::alloc(const TensorDesc& desc, Layout layout) {
+  if (desc.n < 1 || desc.c < 1 || desc.h < 1 || desc.w < 1)
+    throw std::invalid_argument("tensor shape must be positive, got " + shape_text(desc));
+  Tensor t{desc, layout, kNhwc};
+  t.capacity = desc.elements();
+  float* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, bytes_of(desc)));
+  t.data = std::shared_ptr<float>(p, [](float* q) { cudaFree(q); });
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes_of(desc), stream_));
+  return t;
+}
+
+float* CudnnBackend::scratch(int slot, size_t floats) {
+  DeviceMemory& m = scratch_[slot];
+  if (m.bytes() < floats * sizeof(float)) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    m = DeviceMemory();
+    m = DeviceMemory(floats * sizeof(float));
+  }
+  return m.as<float>();
+}
+
+void* CudnnBackend::workspace() {
+  if (!workspace_.bytes()) workspace_ = DeviceMemory(options_.workspace_bytes);
+  return workspace_.as<void>();
+}
+
+void CudnnBackend::transform(const TensorDescriptor& from_desc, const float* from,
+                             const TensorDescriptor& to_desc, float* to) {
+  CUDNN_CHECK(cudnnTransformTensor(cudnn_, &kOne, from_desc, from, &kZero, to_desc, to));
+}
+
+void CudnnBackend::write_nchw(const float* src, Tensor& dst) {
+  const TensorDesc& d = dst.desc;
+  if (layouts_agree(d)) {
+    // Pageable host memory: the call returns once `src` is staged, so the caller may reuse it.
+    CUDA_CHECK(cudaMemcpyAsync(dst.ptr(), src, bytes_of(d), cudaMemcpyHostToDevice, stream_));
+    return;
+  }
+  float* staged = scratch(0, static_cast<size_t>(d.elements()));
+  CUDA_CHECK(cudaMemcpyAsync(staged, src, bytes_of(d), cudaMemcpyHostToDevice, stream_));
+  transform(nchw_descriptor(d), staged, nhwc_descriptor(d), dst.ptr());
+}
+
+void CudnnBackend::read_nchw(const Tensor& src, float* dst) {
+  const TensorDesc& d = src.desc;
+  const float* from = src.ptr();
+  if (!layouts_agree(d)) {
+    float* staged = scratch(0, static_cast<size_t>(d.elements()));
+    transform(nhwc_descriptor(d), src.ptr(), nchw_descriptor(d), staged);
+    from = staged;
+  }
+  CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes_of(d), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudnnBackend::copy(const Tensor& src, Tensor& dst) {
+  if (!(src.desc == dst.desc) || src.format != dst.format)
+    throw std::invalid_argument("copy between tensors of different shapes or layouts");
+  CUDA_CHECK(cudaMemcpyAsync(dst.ptr(), src.ptr(), bytes_of(src.desc), cudaMemcpyDeviceToDevice,
+                             stream_));
+}
+
+// ----- Elementwise layers and the loss ------------------------------------------------------------
+
+void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
+  if (!(a.desc == b.desc) || !(a.desc == y.desc))
+    throw std::invalid_argument("add of tensors of different shapes");
+  // cudnnAddTensor accumulates into its output (C = A + C), so y starts as one of the inputs.
+  const TensorDescriptor t = nhwc_descriptor(y.desc);
+  const Tensor* other = &b;
+  if (y.ptr() == b.ptr()) {
+    other = &a;
+  } else if (y.ptr() != a.ptr()) {
+    copy(a, y);
+  }
+  CUDNN_CHECK(cudnnAddTensor(cudnn_, &kOne, t, other->ptr(), &kOne, t, y.ptr()));
+}
+
+void CudnnBackend::relu_forward(int /*op*/, const Tensor& x, Tensor& y) {
+  const TensorDescriptor t = nhwc_descriptor(x.desc);
+  CUDNN_CHECK(cudnnActivationForward(cudnn_, relu_, &kOne, t, x.ptr(), &kZero, t, y.ptr()));
+}
+
+void CudnnBackend::relu_backward(int /*op*/, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  // dx = y > 0 ? dy : 0 from the saved output; elementwise, so dx may be dy.
+  kernels::residual_add_relu_backward_gpu(y.ptr(), dy.ptr(), dx.ptr(),
+                                          static_cast<size_t>(y.desc.elements()),
+                                          kernels::Precision::fp32, stream_);
+}
+
+double CudnnBackend::softmax_cross_entropy(const Tensor& logits, const int* labels,
+                                           double divisor, Tensor& dlogits) {
+  if (logits.desc.h * logits.desc.w != 1 || !(logits.desc == dlogits.desc))
+    throw std::invalid_argument("softmax cross-entropy needs N x K x 1 x 1 logits");
+  if (!(divisor > 0)) throw std::invalid_argument("loss divisor must be positive");
+  const int n = logits.desc.n, k = logits.desc.c;
+  // The kernels make a bad label's loss NaN; the CPU backend throws, and so does this one.
+  for (int i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= k)
+      throw std::invalid_argument("label " + std::to_string(labels[i]) + " of image " +
+                                  std::to_string(i) + " is outside [0, " + std::to_string(k) + ")");
+  static_assert(sizeof(int) == sizeof(std::int32_t));
+  if (labels_.bytes() < sizeof(int) * n) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    labels_ = DeviceMemory(sizeof(int) * n);
+    row_loss_ = DeviceMemory(sizeof(float) * n);
+  }
+  if (!mean_loss_.bytes()) mean_loss_ = DeviceMemory(sizeof(float));
+  CUDA_CHECK(cudaMemcpyAsync(labels_.as<void>(), labels, sizeof(int) * n, cudaMemcpyHostToDevice,
+                             stream_));
+  const auto normalizer = static_cast<float>(divisor);
+  kernels::softmax_xent_forward_gpu(logits.ptr(), labels_.as<std::int32_t>(), n, k, normalizer,
+                                    row_loss_.as<float>(), mean_loss_.as<float>(), stream_);
+  kernels::softmax_xent_backward_gpu(logits.ptr(), labels_.as<std::int32_t>(), n, k, normalizer,
+                                     dlogits.ptr(), stream_);
+  float loss = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.as<void>(), sizeof(float), cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return loss;
+}
+
+}  // namespace basin::exec::gpu
+
+namespace basin::exec {
+
+std::unique_ptr<Backend> make_gpu_backend(const GpuOptions& options) {
+  return std::make_unique<gpu::CudnnBackend>(options);
+}
+
+}  // namespace basin::exec

@@ -1,0 +1,231 @@
+// The GPU backend's state, shared by its three source files: device memory, streams and
+// library handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
+// (gpu_backend.cc), convolution and fully connected (gpu_conv_fc.cc), batch norm and pooling
+// (gpu_norm_pool.cc).
+//
+// Layout: every activation is NHWC fp32 in device memory (Tensor::format kNhwc), the layout
+// cuDNN's tensor-core convolutions want; a `plain` request is NHWC too, which is NCHW for the
+// logits (H = W = 1), and write_nchw/read_nchw transpose on the device for the image. Each
+// layer (`op`) keeps its descriptors in a state struct built on first use and rebuilt only when
+// the layer's descriptor changes; convolution algorithms are chosen once per shape (algos_).
+// Everything runs on one stream, in order; the host waits only where it reads a result (the
+// loss, read_nchw, flat_to_host).
+#pragma once
+
+#include <basin/backend.h>
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "gpu_check.h"
+
+namespace basin::exec::gpu {
+
+constexpr int kNhwc = 1;  // Tensor::format of every tensor this backend allocates
+
+// cudaMalloc'ed bytes, freed by the destructor; move-only.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  explicit DeviceMemory(size_t bytes);
+  DeviceMemory(DeviceMemory&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceMemory& operator=(DeviceMemory&& other) noexcept {
+    std::swap(ptr_, other.ptr_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  ~DeviceMemory() { cudaFree(ptr_); }  // a destructor cannot throw; a failure here is moot
+  template <class T = float>
+  T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// The stream and the library handles, each destroyed with its owner (handles before the stream
+// they run on: members are destroyed in reverse order).
+struct StreamDeleter {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+struct CudnnDeleter {
+  void operator()(cudnnHandle_t h) const { cudnnDestroy(h); }
+};
+struct CublasDeleter {
+  void operator()(cublasHandle_t h) const { cublasDestroy(h); }
+};
+using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDeleter>;
+using CudnnHandle = std::unique_ptr<std::remove_pointer_t<cudnnHandle_t>, CudnnDeleter>;
+using CublasHandle = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, CublasDeleter>;
+
+// A cuDNN descriptor created with its owner and destroyed with it; converts to the raw handle.
+template <class T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
+class Descriptor {
+ public:
+  Descriptor() { CUDNN_CHECK(Create(&d_)); }
+  Descriptor(Descriptor&& other) noexcept : d_(std::exchange(other.d_, nullptr)) {}
+  Descriptor& operator=(Descriptor&& other) noexcept {
+    std::swap(d_, other.d_);
+    return *this;
+  }
+  ~Descriptor() {
+    if (d_) Destroy(d_);
+  }
+  operator T() const { return d_; }
+
+ private:
+  T d_ = nullptr;
+};
+using TensorDescriptor = Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor,
+                                    cudnnDestroyTensorDescriptor>;
+using FilterDescriptor = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor,
+                                    cudnnDestroyFilterDescriptor>;
+using ConvolutionDescriptor =
+    Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+               cudnnDestroyConvolutionDescriptor>;
+using PoolingDescriptor = Descriptor<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor,
+                                     cudnnDestroyPoolingDescriptor>;
+using ActivationDescriptor =
+    Descriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor,
+               cudnnDestroyActivationDescriptor>;
+
+// fp32 4-D descriptors of a shape in NHWC (activations, OHWI weights) and NCHW (OIHW weights,
+// the image as the host writes it, a per-channel vector as 1 x C x 1 x 1).
+TensorDescriptor nhwc_descriptor(const TensorDesc& d);
+TensorDescriptor nchw_descriptor(const TensorDesc& d);
+
+// The algorithms cuDNN's search picked for one convolution shape, per direction, found the
+// first time that direction runs (backward data never runs for the stem).
+struct ConvAlgorithms {
+  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
+};
+
+struct ConvState {
+  ConvDesc desc;
+  TensorDescriptor x, y;
+  FilterDescriptor w;                // KRSC (cuDNN's NHWC filter format)
+  ConvolutionDescriptor conv;
+  TensorDescriptor w_oihw, w_ohwi;   // the weights as 4-D tensors, for the layout transform
+  DeviceMemory w_ohwi_data, dw_ohwi_data;  // empty for 1x1 kernels, where OIHW is OHWI
+  ConvAlgorithms* algorithms = nullptr;    // in CudnnBackend::algorithms_, shared by shape
+};
+
+struct FcState {
+  FcDesc desc;
+  TensorDescriptor y, bias;          // N x out x 1 x 1 and 1 x out x 1 x 1
+  TensorDescriptor in_nhwc, in_nchw;  // the input, when H x W > 1 (torch flattens NCHW)
+};
+
+struct BatchNormState {
+  BatchNormDesc desc;
+  TensorDescriptor x;      // x, y, dy and dx alike
+  TensorDescriptor stats;  // gamma, beta, means, variances: 1 x C x 1 x 1
+  cudnnBatchNormMode_t train_mode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+  DeviceMemory saved_mean, saved_inv_std;  // of the last training forward, for backward
+  Tensor output;  // that forward's y: with a fused ReLU, backward masks dy where y was 0
+};
+
+struct PoolState {
+  PoolDesc desc;
+  TensorDescriptor x, y;
+  PoolingDescriptor pool;
+  Tensor input, output;  // of the last forward: cuDNN's max-pool backward rereads both
+};
+
+class CudnnBackend final : public Backend {
+ public:
+  explicit CudnnBackend(const GpuOptions& options);
+  std::string name() const override;
+
+  bool on_device() const override { return true; }
+  std::shared_ptr<float> alloc_flat(long long n) override;
+  void flat_to_host(const float* flat, float* host, long long n) override;
+  void flat_from_host(const float* host, float* flat, long long n) override;
+  void update_running_stats(int channels, double count, float momentum, const float* batch_mean,
+                            const float* batch_var, float* running_mean,
+                            float* running_var) override;
+  void sgd_step(float* weights, float* velocity, const float* grads, long long n,
+                const FlatSgdStep& step) override;
+
+  Tensor alloc(const TensorDesc& desc, Layout layout) override;
+  void write_nchw(const float* src, Tensor& dst) override;
+  void read_nchw(const Tensor& src, float* dst) override;
+  void copy(const Tensor& src, Tensor& dst) override;
+
+  void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override;
+  void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy,
+                     Tensor* dx, float* dw) override;
+  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x,
+                                  const float* gamma, const float* beta, Tensor& y,
+                                  float* batch_mean, float* batch_var) override;
+  void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
+                              const float* beta, const float* running_mean,
+                              const float* running_var, Tensor& y) override;
+  void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
+                          const Tensor& dy, Tensor& dx, float* dgamma, float* dbeta) override;
+  void relu_forward(int op, const Tensor& x, Tensor& y) override;
+  void relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) override;
+  void pool_backward(int op, const PoolDesc& d, const Tensor& dy, Tensor& dx) override;
+  void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w, const float* b,
+                  Tensor& y) override;
+  void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w, const Tensor& dy,
+                   Tensor& dx, float* dw, float* db) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
+                               Tensor& dlogits) override;
+
+ private:
+  // Device scratch of at least `floats` floats; two independent slots, so one operation can
+  // hold two. Contents live until the next call for the same slot.
+  float* scratch(int slot, size_t floats);
+  // Copies between two descriptions of the same shape (layout changes), on the stream.
+  void transform(const TensorDescriptor& from_desc, const float* from,
+                 const TensorDescriptor& to_desc, float* to);
+  void* workspace();  // options_.workspace_bytes, allocated at the first convolution
+
+  ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
+  // The weights in the layout the convolution reads (OHWI), converted from OIHW if needed.
+  const float* conv_weights(ConvState& s, const float* w_oihw);
+  void find_forward(ConvState& s, const float* x, const float* w, float* y);
+  void find_backward_data(ConvState& s, const float* w, const float* dy, float* dx);
+  void find_backward_filter(ConvState& s, const float* x, const float* dy, float* dw);
+  FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
+  BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);
+  PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
+
+  GpuOptions options_;
+  Stream stream_owner_;
+  CudnnHandle cudnn_owner_;
+  CublasHandle cublas_owner_;
+  cudaStream_t stream_ = nullptr;  // the owners' raw handles, for the many calls that take them
+  cudnnHandle_t cudnn_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  std::string device_name_;
+  DeviceMemory workspace_;
+  DeviceMemory scratch_[2];
+  DeviceMemory labels_, row_loss_, mean_loss_;
+  DeviceMemory no_decay_;  // the SGD step's ranges as kernels::FlatRange, uploaded once
+  std::vector<std::pair<long long, long long>> no_decay_uploaded_;
+  ActivationDescriptor relu_;
+  std::map<std::string, ConvAlgorithms> algorithms_;  // by convolution shape
+  std::unordered_map<int, ConvState> convs_;
+  std::unordered_map<int, FcState> fcs_;
+  std::unordered_map<int, BatchNormState> bns_;
+  std::unordered_map<int, PoolState> pools_;
+};
+
+}  // namespace basin::exec::gpu
