@@ -1,0 +1,240 @@
+// The GPU backend's layers, one by one, against the oneDNN CPU backend on the same random
+// inputs, on awkward shapes (batch 3, odd channel counts, stride 2, the 7x7 stem, 1x1 convs,
+// spatial fc input). Each comparison states its bound as a max-relative error (error over the
+// reference tensor's largest entry): fp32 on both sides, differing only in summation order and
+// algorithm (cuDNN may pick Winograd or FFT), so 1e-4 for sums over hundreds of terms and 1e-5
+// or exact where little or nothing is summed. TF32 is off (GpuOptions default).
+#include "../catch.h"
+#include "backend_util.h"
+
+#include <basin/backend.h>
+
+#include <functional>
+#include <random>
+#include <vector>
+
+#if BASIN_HAVE_DNNL
+
+using namespace basin::exec;
+using namespace basin::exec::gpu_test;
+
+namespace {
+
+Backend& cpu() {
+  static std::unique_ptr<Backend> b = make_cpu_backend(0);
+  return *b;
+}
+Backend& gpu() {
+  static std::unique_ptr<Backend> b = make_gpu_backend();
+  return *b;
+}
+
+// What a layer test returns: named host arrays, compared name by name.
+using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
+
+void compare(const Outputs& g, const Outputs& c, double bound) {
+  REQUIRE(g.size() == c.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    CAPTURE(g[i].first, bound);
+    const double e = relative_max_error(g[i].second, c[i].second);
+    CAPTURE(e);
+    CHECK(e <= bound);
+  }
+}
+
+struct ConvCase {
+  const char* what;
+  TensorDesc in;
+  int out_c, kernel, stride, padding;
+};
+
+Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int oh = (k.in.h + 2 * k.padding - k.kernel) / k.stride + 1;
+  const int ow = (k.in.w + 2 * k.padding - k.kernel) / k.stride + 1;
+  const ConvDesc d{k.in, {k.in.n, k.out_c, oh, ow}, k.kernel, k.stride, k.padding};
+  const auto x_host = random_normal(k.in.elements(), rng);
+  const auto w_host = random_normal(1LL * k.out_c * k.in.c * k.kernel * k.kernel, rng, 0.3f);
+  const auto dy_host = random_normal(d.out.elements(), rng);
+  Tensor x = tensor(b, k.in, x_host), y = b.alloc(d.out);
+  Flat w = upload(b, w_host), dw = zeros(b, w.n);
+  b.conv_forward(0, d, x, w.get(), y);
+  Tensor dy = tensor(b, d.out, dy_host), dx = b.alloc(k.in);
+  b.conv_backward(0, d, x, w.get(), dy, with_dx ? &dx : nullptr, dw.get());
+  Outputs out = {{"y", read(b, y)}, {"dw", download(b, dw)}};
+  if (with_dx) out.push_back({"dx", read(b, dx)});
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("GPU convolution forward and backward match the CPU backend", "[exec][gpu][conv]") {
+  const ConvCase k = GENERATE(
+      ConvCase{"3x3 stride 1", {3, 5, 13, 11}, 7, 3, 1, 1},
+      ConvCase{"3x3 stride 2", {3, 6, 13, 13}, 9, 3, 2, 1},
+      ConvCase{"7x7 stem stride 2", {3, 3, 29, 29}, 8, 7, 2, 3},
+      ConvCase{"1x1", {3, 12, 9, 7}, 5, 1, 1, 0},
+      ConvCase{"1x1 stride 2 (downsample)", {3, 6, 9, 9}, 10, 1, 2, 0},
+      ConvCase{"3x3 wide", {2, 64, 14, 14}, 64, 3, 1, 1});
+  const bool with_dx = GENERATE(true, false);  // the stem computes no dx
+  CAPTURE(k.what, with_dx);
+  // Bound 1e-4: sums of up to 576 products in fp32 (and Winograd/FFT where cuDNN picks them).
+  compare(run_conv(gpu(), k, with_dx, 5), run_conv(cpu(), k, with_dx, 5), 1e-4);
+  // Twice on the GPU: the second run reuses the cached algorithms and converted-weight buffers.
+  compare(run_conv(gpu(), k, with_dx, 6), run_conv(cpu(), k, with_dx, 6), 1e-4);
+}
+
+TEST_CASE("GPU batch norm matches the CPU backend in training and eval", "[exec][gpu][bn]") {
+  const TensorDesc io = GENERATE(TensorDesc{3, 5, 7, 9}, TensorDesc{3, 64, 8, 8},
+                                 TensorDesc{2, 3, 1, 1});
+  const bool fused_relu = GENERATE(false, true);
+  CAPTURE(io.n, io.c, io.h, io.w, fused_relu);
+  const BatchNormDesc d{io, 1e-5f, fused_relu};
+  auto run = [&](Backend& b) {
+    std::mt19937 rng(11);
+    const auto x_host = random_normal(io.elements(), rng, 2.f);
+    const auto gamma_host = random_normal(io.c, rng), beta_host = random_normal(io.c, rng);
+    const auto dy_host = random_normal(io.elements(), rng);
+    std::vector<float> mean_host(io.c), var_host(io.c);
+    for (int k = 0; k < io.c; ++k) mean_host[k] = 0.1f * k, var_host[k] = 0.5f + 0.2f * k;
+    Tensor x = tensor(b, io, x_host), y = b.alloc(io), ye = b.alloc(io), dx = b.alloc(io);
+    Tensor dy = tensor(b, io, dy_host);
+    Flat gamma = upload(b, gamma_host), beta = upload(b, beta_host);
+    Flat batch_mean = zeros(b, io.c), batch_var = zeros(b, io.c);
+    Flat running_mean = upload(b, mean_host), running_var = upload(b, var_host);
+    Flat dgamma = zeros(b, io.c), dbeta = zeros(b, io.c);
+    b.batchnorm_forward_eval(0, d, x, gamma.get(), beta.get(), running_mean.get(),
+                             running_var.get(), ye);
+    b.batchnorm_forward_training(0, d, x, gamma.get(), beta.get(), y, batch_mean.get(),
+                                 batch_var.get());
+    b.update_running_stats(io.c, 1.0 * io.n * io.h * io.w, 0.1f, batch_mean.get(),
+                           batch_var.get(), running_mean.get(), running_var.get());
+    b.batchnorm_backward(0, d, x, gamma.get(), dy, dx, dgamma.get(), dbeta.get());
+    return Outputs{{"eval y", read(b, ye)},
+                   {"training y", read(b, y)},
+                   {"batch mean", download(b, batch_mean)},
+                   {"batch variance (biased)", download(b, batch_var)},
+                   {"running mean", download(b, running_mean)},
+                   {"running variance", download(b, running_var)},
+                   {"dx", read(b, dx)},
+                   {"dgamma", download(b, dgamma)},
+                   {"dbeta", download(b, dbeta)}};
+  };
+  // Bound 1e-4: per-channel sums over N*H*W values (up to 192) in fp32, and backward's
+  // difference of two such sums.
+  compare(run(gpu()), run(cpu()), 1e-4);
+}
+
+TEST_CASE("GPU pooling matches the CPU backend", "[exec][gpu][pool]") {
+  struct Case {
+    const char* what;
+    PoolDesc d;
+  };
+  const Case k = GENERATE(
+      Case{"max 3x3 stride 2 pad 1 (the stem's)", {PoolKind::max, {3, 6, 11, 11}, {3, 6, 6, 6}, 3, 2, 1}},
+      Case{"max 3x3 stride 2 pad 1 even input", {PoolKind::max, {3, 5, 12, 12}, {3, 5, 6, 6}, 3, 2, 1}},
+      Case{"global average 5x5", {PoolKind::average, {3, 7, 5, 5}, {3, 7, 1, 1}, 5, 1, 0}});
+  CAPTURE(k.what);
+  auto run = [&](Backend& b) {
+    std::mt19937 rng(3);
+    Tensor x = tensor(b, k.d.in, random_normal(k.d.in.elements(), rng)), y = b.alloc(k.d.out);
+    Tensor dy = tensor(b, k.d.out, random_normal(k.d.out.elements(), rng)), dx = b.alloc(k.d.in);
+    b.pool_forward(0, k.d, x, y);
+    b.pool_backward(0, k.d, dy, dx);
+    return Outputs{{"y", read(b, y)}, {"dx", read(b, dx)}};
+  };
+  // Bound 1e-5: a maximum is exact; an average sums 25 values.
+  compare(run(gpu()), run(cpu()), 1e-5);
+}
+
+TEST_CASE("GPU fully connected matches the CPU backend", "[exec][gpu][fc]") {
+  const TensorDesc in = GENERATE(TensorDesc{3, 10, 1, 1}, TensorDesc{3, 4, 3, 2});
+  CAPTURE(in.n, in.c, in.h, in.w);
+  const FcDesc d{in, {in.n, 7, 1, 1}};
+  auto run = [&](Backend& b) {
+    std::mt19937 rng(8);
+    const long long fan_in = 1LL * in.c * in.h * in.w;
+    Tensor x = tensor(b, in, random_normal(in.elements(), rng));
+    Tensor y = b.alloc(d.out, Layout::plain), dx = b.alloc(in);
+    Flat w = upload(b, random_normal(7 * fan_in, rng)), bias = upload(b, random_normal(7, rng));
+    Flat dw = zeros(b, w.n), db = zeros(b, 7);
+    Tensor dy = tensor(b, d.out, random_normal(d.out.elements(), rng), Layout::plain);
+    b.fc_forward(0, d, x, w.get(), bias.get(), y);
+    b.fc_backward(0, d, x, w.get(), dy, dx, dw.get(), db.get());
+    return Outputs{{"y", read(b, y)}, {"dx", read(b, dx)}, {"dw", download(b, dw)},
+                   {"db", download(b, db)}};
+  };
+  // Bound 1e-5: dot products of at most 24 terms.
+  compare(run(gpu()), run(cpu()), 1e-5);
+}
+
+TEST_CASE("GPU ReLU add copy and tensor boundaries match the CPU backend",
+          "[exec][gpu][elementwise]") {
+  const TensorDesc d{3, 5, 7, 3};
+  auto run = [&](Backend& b) {
+    std::mt19937 rng(21);
+    const auto a_host = random_normal(d.elements(), rng), b_host = random_normal(d.elements(), rng);
+    Tensor a = tensor(b, d, a_host), c = tensor(b, d, b_host), y = b.alloc(d), r = b.alloc(d);
+    Outputs out = {{"round trip", read(b, a)}};
+    b.add(a, c, y);
+    out.push_back({"a + b", read(b, y)});
+    Tensor a2 = b.alloc(d);
+    b.copy(a, a2);
+    b.add(a2, c, a2);  // in place into the first input
+    out.push_back({"a += b", read(b, a2)});
+    b.copy(a, a2);
+    b.add(c, a2, a2);  // in place into the second input
+    out.push_back({"b + a into a", read(b, a2)});
+    b.relu_forward(0, a, r);
+    out.push_back({"relu", read(b, r)});
+    Tensor g = tensor(b, d, b_host);
+    b.relu_backward(0, r, g, g);  // in place, as the executor runs it
+    out.push_back({"relu backward", read(b, g)});
+    return out;
+  };
+  // Exact up to one rounding of the sum (the same IEEE add on both).
+  compare(run(gpu()), run(cpu()), 1e-7);
+}
+
+TEST_CASE("GPU softmax cross-entropy matches the CPU backend", "[exec][gpu][loss]") {
+  const TensorDesc d{5, 11, 1, 1};
+  auto run = [&](Backend& b, double* loss) {
+    std::mt19937 rng(2);
+    Tensor logits = tensor(b, d, random_normal(d.elements(), rng, 3.f), Layout::plain);
+    Tensor dlogits = b.alloc(d, Layout::plain);
+    const std::vector<int> labels = {0, 10, 3, 3, 7};
+    *loss = b.softmax_cross_entropy(logits, labels.data(), 12.0, dlogits);
+    return Outputs{{"dlogits", read(b, dlogits)}};
+  };
+  double gpu_loss = 0, cpu_loss = 0;
+  // Bound 1e-5: fp32 softmax on the GPU against the CPU's double sums.
+  compare(run(gpu(), &gpu_loss), run(cpu(), &cpu_loss), 1e-5);
+  CHECK_THAT(gpu_loss, WithinRel(cpu_loss, 1e-5));
+  Tensor logits = gpu().alloc(d, Layout::plain), dl = gpu().alloc(d, Layout::plain);
+  const std::vector<int> bad = {0, 11, 0, 0, 0};
+  CHECK_THROWS_AS(gpu().softmax_cross_entropy(logits, bad.data(), 1.0, dl), std::invalid_argument);
+}
+
+TEST_CASE("GPU flat SGD step matches the CPU step with no-decay ranges", "[exec][gpu][sgd]") {
+  const long long n = 1000;
+  std::mt19937 rng(4);
+  const auto w = random_normal(n, rng), v = random_normal(n, rng), g = random_normal(n, rng);
+  const FlatSgdStep step{.lr = 0.3f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true,
+                         .no_decay = {{0, 10}, {10, 17}, {500, 999}}};
+  auto run = [&](Backend& b) {
+    Flat fw = upload(b, w), fv = upload(b, v), fg = upload(b, g);
+    b.sgd_step(fw.get(), fv.get(), fg.get(), n, step);
+    b.sgd_step(fw.get(), fv.get(), fg.get(), n, step);
+    return Outputs{{"weights", download(b, fw)}, {"velocity", download(b, fv)}};
+  };
+  // The same few fp32 operations per element (the GPU may contract them into FMAs).
+  compare(run(gpu()), run(cpu()), 1e-6);
+}
+
+#else
+
+TEST_CASE("GPU backend comparisons against the CPU need oneDNN", "[exec][gpu]") {
+  WARN("skipped: built without oneDNN, so there is no CPU backend to compare the GPU with");
+}
+
+#endif
