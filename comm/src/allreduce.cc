@@ -201,7 +201,8 @@ CommError Communicator::Impl::failure(const char* file, int line, const std::str
       peer = named;
       message += ": rank " + std::to_string(named) + " (" + peer_addresses[named] + ") stopped answering";
     } else if (timed_out) {
-      message += ": no answer within Gloo's timeout of " + std::to_string(config.timeout.count()) +
+      const auto waited = config.timeout - roll_call_window(config.timeout);
+      message += ": no answer within Gloo's timeout of " + std::to_string(waited.count()) +
                  " ms (Gloo's message does not say which rank is silent)";
     } else {
       // Gloo names the peer of an accepted connection by the port that peer connected from,

@@ -65,9 +65,9 @@ struct Communicator::Impl {
   // Builds `farewell` (connect calls it right after the mesh is up, on every rank alike).
   void prepare_farewell();
   // After this rank's first failure: closes its connections, so that peers blocked on it fail at
-  // once instead of at their timeout, announces itself in the store and waits (a quarter of the
-  // timeout, 0.5 s to 5 s) for the other ranks to do the same. The ranks that never answer are
-  // the ones that hung, stopped or died; the ones that answer failed because of them.
+  // once instead of at their timeout, announces itself in the store and waits (roll_call_window)
+  // for the other ranks to do the same. The ranks that never answer are the ones that hung,
+  // stopped or died; the ones that answer failed because of them.
   RollCall roll_call(const std::string& operation);
   // Builds the CommError for a Gloo failure during `operation` (and records it as `broken`).
   CommError failure(const char* file, int line, const std::string& operation, const std::string& gloo_message);
@@ -90,6 +90,10 @@ decltype(auto) gloo_call(Communicator::Impl& impl, const char* file, int line, c
 }
 
 #define BASIN_GLOO_CALL(impl, operation, ...) ::basin::comm::gloo_call(impl, __FILE__, __LINE__, operation, [&] { return __VA_ARGS__; })
+
+// How long the roll call waits: a fifth of the communication timeout, 0.1 s to 5 s. Gloo's own
+// timeout is the rest, so a silent rank stops the others within the timeout the user chose.
+std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout);
 
 // The rank whose address appears in Gloo's message, or -1.
 int peer_in_message(const std::vector<std::string>& peer_addresses, const std::string& message);

@@ -176,7 +176,9 @@ std::unique_ptr<Communicator> connect(const RendezvousConfig& config) {
     join(c, store);
     auto context = std::make_shared<MeshContext>(c.rank, c.world_size);
     impl->context = context;
-    impl->context->setTimeout(c.timeout);
+    // Every wait leaves room for the roll call inside the user's timeout. Gloo's pairs copy the
+    // timeout when connectFullMesh creates them, so it is set before.
+    impl->context->setTimeout(c.timeout - roll_call_window(c.timeout));
     gloo::rendezvous::PrefixStore prefixed(c.run_id, *store.store);
     RecordingStore recording(prefixed);
     BASIN_GLOO_CALL(*impl, "connecting the full mesh through the " + store.where + " from " + bind,

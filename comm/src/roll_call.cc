@@ -26,12 +26,16 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
+std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout) {
+  return std::clamp<std::chrono::milliseconds>(timeout / 5, std::chrono::milliseconds(100),
+                                               std::chrono::milliseconds(5000));
+}
+
 RollCall Communicator::Impl::roll_call(const std::string& operation) {
   RollCall call;
   const int world = config.world_size, me = config.rank;
   if (world < 2 || !store.store) return call;
-  const auto window = std::clamp<std::chrono::milliseconds>(config.timeout / 4, std::chrono::milliseconds(500),
-                                                            std::chrono::milliseconds(5000));
+  const auto window = roll_call_window(config.timeout);
   auto key = [&](int r) { return config.run_id + "/rollcall/" + std::to_string(r); };
   try {
     if (context) context->closeConnections();

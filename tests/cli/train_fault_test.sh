@@ -1,7 +1,7 @@
 #!/bin/bash
 # A rank that dies (kill) or hangs (hang: SIGSTOP, so it holds its sockets open and never answers)
-# mid-run: `basin train --nproc 2` must end within the communication timeout (plus the roll call
-# for a hang), name the rank and what happened to it, keep the checkpoint already written, and
+# mid-run: `basin train --nproc 2` must end within the communication timeout (Gloo's wait and the
+# roll call that follows it fit inside it), name the rank and what happened to it, keep the checkpoint already written, and
 # continue with --resume to the same final step count. Usage: train_fault_test.sh BASIN_EXE kill|hang
 set -u
 basin=$1
@@ -51,18 +51,19 @@ code=$?
 took_ms=$(( ($(date +%s%N) - killed_at) / 1000000 ))
 [ $code -ne 0 ] || fail "the launcher exited 0 after rank 1 was hit ($mode)"
 if [ "$mode" = hang ]; then
-  # Rank 0 gives up after the 5 s timeout and a roll call of 1.25 s, and names rank 1 and where
-  # the loop was; the launcher adds that rank 1's process was stopped.
+  # Rank 0 gives up after Gloo's 4 s and a roll call of 1 s (the 5 s timeout), and names rank 1
+  # and where the loop was; the launcher adds that rank 1's process was stopped.
   grep -q "rank 1 did not answer the roll call" "$work/out.txt" || fail "the hung rank is not named"
   grep -Eq "step [0-9]+ \(epoch [0-9]+\), (in backward|waiting for the gradient allreduce|summing the loss)" \
     "$work/out.txt" || fail "the error does not say where the training loop was"
   grep -q "rank 1 (pid $victim) was stopped" "$work/out.txt" || fail "the launcher does not say rank 1 was stopped"
-  [ "$took_ms" -ge 5000 ] || fail "stopped after ${took_ms} ms, before the 5 s timeout could expire"
+  [ "$took_ms" -ge 4000 ] || fail "stopped after ${took_ms} ms, before Gloo's 4 s wait could expire"
 else
   grep -q "rank 1 was killed by signal" "$work/out.txt" || fail "the rank and its death are not named"
 fi
 echo "launcher exited $code ${took_ms} ms after rank 1 was hit ($mode)"
-[ "$took_ms" -lt 15000 ] || fail "took ${took_ms} ms to stop (timeout 5 s)"
+# The 5 s timeout, with room for a loaded machine (rank 0 may be mid-step when rank 1 is hit).
+[ "$took_ms" -lt 8000 ] || fail "took ${took_ms} ms to stop (timeout 5 s)"
 [ -z "$(run_pids)" ] || fail "ranks still running"
 ls "$work/run" | grep -q "^\.rendezvous" && fail "rendezvous directory left behind"
 
