@@ -112,7 +112,7 @@ void CudnnBackend::update_running_stats(int channels, double count, float moment
 
 void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads, long long n,
                             const FlatSgdStep& step) {
-  if (step.no_decay != no_decay_uploaded_ || !no_decay_.bytes()) {
+  if (!no_decay_ready_ || step.no_decay != no_decay_uploaded_) {
     std::vector<kernels::FlatRange> ranges;
     for (const auto& [begin, end] : step.no_decay)
       ranges.push_back({static_cast<size_t>(begin), static_cast<size_t>(end)});
@@ -123,6 +123,7 @@ void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads,
                                  cudaMemcpyHostToDevice, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // `ranges` dies here
     no_decay_uploaded_ = step.no_decay;
+    no_decay_ready_ = true;
   }
   const kernels::SgdParams p{.lr = step.lr, .momentum = step.momentum,
                              .weight_decay = step.weight_decay, .nesterov = step.nesterov};

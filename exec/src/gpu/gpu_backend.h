@@ -220,6 +220,7 @@ class CudnnBackend final : public Backend {
   DeviceMemory labels_, row_loss_, mean_loss_;
   DeviceMemory no_decay_;  // the SGD step's ranges as kernels::FlatRange, uploaded once
   std::vector<std::pair<long long, long long>> no_decay_uploaded_;
+  bool no_decay_ready_ = false;
   ActivationDescriptor relu_;
   std::map<std::string, ConvAlgorithms> algorithms_;  // by convolution shape
   std::unordered_map<int, ConvState> convs_;
