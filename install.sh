@@ -20,7 +20,8 @@ packages=(
   libbenchmark-dev                          # micro-benchmarks
   libgloo-dev                               # CPU collectives
   redis-server                              # comm tests: a Redis rendezvous on a loopback port
-  libturbojpeg0-dev                         # JPEG decoding
+  libturbojpeg0-dev                         # JPEG decoding (TurboJPEG API)
+  libjpeg62-turbo-dev                       # JPEG region decoding (the same library's libjpeg API)
   libdnnl-dev                               # oneDNN: CPU deep-learning ops
   valgrind                                  # leak check of the NCCL tuner plugin (tests)
   python3-torch python3-torchvision         # reference outputs for the executor's tests

@@ -1,8 +1,10 @@
 // Micro-benchmarks of the JPEG input pipeline on ImageNet-like files (500 x 375 and 1000 x 750,
-// 4:2:0, quality 90), one core, in CPU time: a plain full-size TurboJPEG decode of the same
-// file, timed in the same iteration, is the peer; every figure carries its ratio to it
-// (`vs_full_decode`) and the cores it needs per 1,000 images/s. Decoding alone at each DCT
-// scale, and the threaded loader over files, complete the picture.
+// 4:2:0, quality 90, and 470 x 390 at real ImageNet's bit rate), one core, in CPU time: a plain
+// full-size TurboJPEG decode of the same file, timed in the same iteration, is the peer; every
+// figure carries its ratio to it (`vs_full_decode`) and the cores it needs per 1,000 images/s.
+// The pipeline runs with whole-image and region decoding; decoding alone at each DCT scale,
+// region decoding alone, resampling alone, and the threaded loader over files complete the
+// picture.
 #include <basin/data.h>
 
 #include <benchmark/benchmark.h>
@@ -11,6 +13,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -20,10 +23,13 @@ namespace {
 using namespace basin::data;
 
 struct Size {
-  int width, height;
+  int width, height, quality;
 };
-// ImageNet's typical photograph, and one twice as large each way (ImageNet has many).
-constexpr std::array<Size, 2> kSizes{{{500, 375}, {1000, 750}}};
+// ImageNet's typical photograph, one twice as large each way (ImageNet has many), and one with
+// real ImageNet's bit rate: its train files average about 110 kB at about 470 x 390 (4.8
+// bits/pixel), twice the entropy-coded data per pixel of the synthetic content at quality 90;
+// quality 97 brings the same content there (110 kB on average).
+constexpr std::array<Size, 3> kSizes{{{500, 375, 90}, {1000, 750, 90}, {470, 390, 97}}};
 constexpr int kImages = 32;
 
 // Synthetic photographs: shapes on tinted gradients with sensor-like noise, so that entropy
@@ -34,7 +40,8 @@ const std::vector<std::vector<std::uint8_t>>& files(int size_index) {
   if (out.empty()) {
     const Size s = kSizes[size_index];
     for (int i = 0; i < kImages; ++i)
-      out.push_back(encode_jpeg(render_synth_image(i % 16, s.width, s.height, sample_rng(7, size_index, i).next()), 90));
+      out.push_back(encode_jpeg(render_synth_image(i % 16, s.width, s.height, sample_rng(7, size_index, i).next()),
+                                s.quality));
   }
   return out;
 }
@@ -86,7 +93,8 @@ Timing interleaved(benchmark::State& state, int size_index, Subject subject) {
 }
 
 std::string size_label(int size_index) {
-  return std::to_string(kSizes[size_index].width) + "x" + std::to_string(kSizes[size_index].height);
+  const Size s = kSizes[size_index];
+  return std::to_string(s.width) + "x" + std::to_string(s.height) + (s.quality != 90 ? " q" + std::to_string(s.quality) : "");
 }
 
 // Decoding alone at each DCT scale M/8, plain or fast (fast IDCT + plain upsampling): what the
@@ -102,18 +110,19 @@ void BM_DecodeAtScale(benchmark::State& state) {
   state.SetLabel(size_label(size) + " at " + std::to_string(eighths) + "/8" + (fast ? ", fast" : ""));
 }
 BENCHMARK(BM_DecodeAtScale)
-    ->ArgsProduct({{0, 1}, {1, 2, 3, 4, 5, 6, 7, 8}, {0}})
-    ->ArgsProduct({{0, 1}, {8}, {1}})
+    ->ArgsProduct({{0, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8}, {0}})
+    ->ArgsProduct({{0, 1, 2}, {8}, {1}})
     ->Unit(benchmark::kMicrosecond);
 
 // The whole per-sample pipeline to 224 x 224 float CHW. Arguments: size index; 0 train / 1 val;
-// DCT scaling (0 off, 1 smallest, 2 fastest); fast decode.
+// DCT scaling (0 off, 1 smallest, 2 fastest); fast decode; region decode.
 void BM_Pipeline(benchmark::State& state) {
   const int size = static_cast<int>(state.range(0));
   Transform t;
   t.kind = state.range(1) == 0 ? Transform::Kind::train : Transform::Kind::val;
   t.scaling = static_cast<DctScaling>(state.range(2));
   t.fast_decode = state.range(3) != 0;
+  t.region_decode = state.range(4) != 0;
   std::vector<float> out(3 * 224 * 224);
   std::int64_t eighths = 0;
   Timing timing = interleaved(state, size, [&](const std::vector<std::uint8_t>& jpeg, std::int64_t i) {
@@ -122,14 +131,61 @@ void BM_Pipeline(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   });
   state.counters["mean_M_of_8"] = static_cast<double>(eighths) / timing.images;
+  state.counters["file_kB"] = mean_file_kB(size);
   const char* scaling[] = {"full-size decode", "smallest M/8", "fastest M/8"};
   state.SetLabel(size_label(size) + (t.kind == Transform::Kind::train ? " train" : " val") + ", " +
-                 scaling[state.range(2)] + (t.fast_decode ? ", fast" : ""));
+                 scaling[state.range(2)] + (t.region_decode ? ", region" : ", whole image") +
+                 (t.fast_decode ? ", fast" : ""));
 }
 BENCHMARK(BM_Pipeline)
-    ->ArgsProduct({{0, 1}, {0, 1}, {0, 1, 2}, {0}})
-    ->ArgsProduct({{0, 1}, {0, 1}, {2}, {1}})
+    ->ArgsProduct({{0, 1, 2}, {0, 1}, {0, 2}, {0}, {0}})  // whole image (the former pipeline)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}, {0, 1, 2}, {0}, {1}})  // region decode (the default)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}, {2}, {1}, {1}})
     ->Unit(benchmark::kMicrosecond);
+
+// Region decoding alone, of the rectangle the pipeline's default path decodes (the crop's
+// bounding pixels plus the bilinear taps' one pixel, at the `fastest` M/8), without resampling:
+// how far below the peer the decoding itself gets. Arguments: size index; 0 train / 1 val.
+void BM_RegionDecode(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0));
+  Transform t;
+  t.kind = state.range(1) == 0 ? Transform::Kind::train : Transform::Kind::val;
+  interleaved(state, size, [&](const std::vector<std::uint8_t>& jpeg, std::int64_t i) {
+    const JpegHeader h = read_jpeg_header(jpeg);
+    Rng rng = sample_rng(1, 0, i);
+    CropBox c = t.kind == Transform::Kind::train ? random_resized_crop(h.width, h.height, t.train, rng)
+                                                  : resize_center_crop(h.width, h.height, t.val);
+    const int m = fastest_eighths(scale_eighths_for(c.width, c.height, 224, 224));
+    const double f = m / 8.0;
+    const int x0 = static_cast<int>(c.x * f), y0 = static_cast<int>(c.y * f);
+    const int x1 = static_cast<int>(std::ceil((c.x + c.width) * f)) + 1, y1 = static_cast<int>(std::ceil((c.y + c.height) * f)) + 1;
+    ImageRegion r = decode_jpeg_region(jpeg, m, x0, y0, x1 - x0, y1 - y0);
+    benchmark::DoNotOptimize(r.pixels.rgb.data());
+  });
+  state.SetLabel(size_label(size) + (t.kind == Transform::Kind::train ? " train" : " val") + ", region decode only");
+}
+BENCHMARK(BM_RegionDecode)->ArgsProduct({{0, 1, 2}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
+// Resampling alone (crop to 224 x 224 float CHW) from a full decode made outside the timing:
+// the pipeline's share that is not decoding. Arguments: size index; 0 train / 1 val.
+void BM_Resample(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0));
+  Transform t;
+  t.kind = state.range(1) == 0 ? Transform::Kind::train : Transform::Kind::val;
+  std::vector<Image> decoded;
+  for (const auto& jpeg : files(size)) decoded.push_back(decode_jpeg(jpeg, 8));
+  std::vector<float> out(3 * 224 * 224);
+  interleaved(state, size, [&](const std::vector<std::uint8_t>&, std::int64_t i) {
+    const Image& img = decoded[i % kImages];
+    Rng rng = sample_rng(1, 0, i);
+    CropBox crop = t.kind == Transform::Kind::train ? random_resized_crop(img.width, img.height, t.train, rng)
+                                                     : resize_center_crop(img.width, img.height, t.val);
+    resample_normalize(img, crop, 224, 224, (i & 1) != 0, t.normalization, out.data());
+    benchmark::DoNotOptimize(out.data());
+  });
+  state.SetLabel(size_label(size) + (t.kind == Transform::Kind::train ? " train" : " val") + ", resample only");
+}
+BENCHMARK(BM_Resample)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // The loader over 500 x 375 files on disk (page cache), batches of 32, N threads: wall-clock
 // images/s, which on a shared machine also counts other processes' use of the cores.

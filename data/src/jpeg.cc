@@ -1,4 +1,5 @@
 // JPEG decoding and encoding through libjpeg-turbo's TurboJPEG API, with DCT-domain scaling.
+// (Decoding only a crop's region goes through the libjpeg API instead: jpeg_region.cc.)
 //
 // libjpeg can run its inverse DCT at M/8 of full size (M = 1..8) for less work than a full
 // decode followed by a resize; the pipeline asks for the smallest M whose image still covers the
@@ -67,17 +68,17 @@ FullHeader header_of(std::span<const std::uint8_t> jpeg) {
   return h;
 }
 
+}  // namespace
+
 // libjpeg-turbo stores CMYK inverted (Adobe's convention), so white paper is C = M = Y = K = 255
 // and each colour channel is the ink's complement times K (its cmyk_to_rgb in cdjpeg.h).
-void cmyk_to_rgb(const std::vector<std::uint8_t>& cmyk, std::uint8_t* rgb, size_t pixels) {
+void cmyk_to_rgb(const std::uint8_t* cmyk, std::uint8_t* rgb, size_t pixels) {
   for (size_t i = 0; i < pixels; ++i) {
     unsigned k = cmyk[4 * i + 3];
     for (int c = 0; c < 3; ++c)
       rgb[3 * i + c] = static_cast<std::uint8_t>((cmyk[4 * i + c] * k + 127) / 255);
   }
 }
-
-}  // namespace
 
 JpegHeader read_jpeg_header(std::span<const std::uint8_t> jpeg) {
   FullHeader h = header_of(jpeg);
@@ -117,7 +118,7 @@ void decode_into(std::span<const std::uint8_t> jpeg, int eighths, bool fast, Ima
     if (tjGetErrorCode(decompressor()) != TJERR_WARNING || why.find("Premature end") != std::string::npos)
       fail("corrupt JPEG: ");
   }
-  if (cmyk) cmyk_to_rgb(cmyk_buffer, out.rgb.data(), static_cast<size_t>(w) * hh);
+  if (cmyk) cmyk_to_rgb(cmyk_buffer.data(), out.rgb.data(), static_cast<size_t>(w) * hh);
 }
 
 Image decode_jpeg(std::span<const std::uint8_t> jpeg, int eighths, bool fast) {

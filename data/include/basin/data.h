@@ -96,6 +96,22 @@ int scaled_size(int size, int eighths);
 // error (as Pillow treats it); libjpeg's other warnings (extraneous bytes) are not. `fast`:
 // TurboJPEG's fast integer IDCT and plain (non-fancy) chroma upsampling.
 Image decode_jpeg(std::span<const std::uint8_t> jpeg, int eighths = 8, bool fast = false);
+// Part of an image decoded at M/8 (libjpeg's API: only the rows down to the region's last one
+// are entropy-decoded, and only the region's columns, widened to whole iMCUs, are inverse-DCT'd,
+// upsampled and colour-converted).
+struct ImageRegion {
+  Image pixels;                        // the decoded rectangle
+  int x = 0, y = 0;                    // its top-left corner in the scaled image
+  int full_width = 0, full_height = 0;  // the scaled image's size
+};
+// Decodes at M/8 at least the columns [x, x + w) and rows [y, y + h) of the scaled image (the
+// request is clipped to it). Inside the request the pixels are exactly decode_jpeg(jpeg,
+// eighths, fast)'s at the same places (tests/data/jpeg_region_test.cc); the columns libjpeg adds
+// around it (up to an iMCU on the left, one on the right) may differ at the region's edges. Same
+// errors as decode_jpeg: a file without an end-of-image marker counts as truncated even when the
+// region ends above the cut.
+ImageRegion decode_jpeg_region(std::span<const std::uint8_t> jpeg, int eighths, int x, int y, int w, int h,
+                               bool fast = false);
 // 4:2:0 chroma subsampling, the way nearly all ImageNet photographs are stored.
 std::vector<std::uint8_t> encode_jpeg(const Image& image, int quality = 90);
 // The whole file; throws DecodeError naming it when it cannot be read.
@@ -159,6 +175,9 @@ struct Transform {
   // TurboJPEG's fast integer IDCT and non-fancy chroma upsampling: faster, slightly less exact.
   bool fast_decode = false;
   DctScaling scaling = DctScaling::fastest;
+  // Decode only the crop's region (decode_jpeg_region) rather than the whole image: the same
+  // pixels, less work. Off: the whole image through TurboJPEG (the benchmark's comparison).
+  bool region_decode = true;
   int output_size() const { return kind == Kind::train ? train.output : val.crop; }
 };
 
