@@ -37,7 +37,13 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
   o.model = r.model;
   o.dataset_images = r.dataset_images;
   o.epochs = static_cast<int>(std::max(1.0, r.epochs));
-  if (r.ranks > 0) o.gpu_counts = {r.ranks};
+  // What basin's GPU trainer runs today: one GPU per process without NCCL between ranks, fp32.
+  // The search is held to that, so the plan it writes is one `basin train` can run here.
+  if (r.ranks > 1)
+    throw topo::InputError("--nproc", "", "1 with --plan auto on GPUs: the GPU trainer runs one rank (no NCCL "
+                                          "path yet), got " + std::to_string(r.ranks));
+  o.gpu_counts = {1};
+  o.precisions = {plan::PrecisionChoice{}};
   const sim::DeviceProfile profile =
       sim::find_device_profile(sim::default_profiles_dir(), machine.graph[topo::gpus(machine).front()].model);
   const plan::PlanResult result = plan::make_plan(machine, profile, o);
@@ -52,7 +58,8 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
     << (best.gpus == 1 ? std::string("no allreduce") : best.algorithm.name()) << ", bucket " << best.bucket_MB
     << " MB, " << best.precision.name() << ": " << best.images_per_s << " images/s predicted, "
     << best.time_to_train_h << " h for " << o.epochs << " epochs (" << result.evaluated
-    << " configurations simulated on the " << profile.device << " profile)";
+    << " configurations simulated on the " << profile.device
+    << " profile; limited to what the GPU trainer runs: one GPU, fp32)";
   p.summary = s.str();
   return p;
 }

@@ -8,6 +8,7 @@
 
 #include <basin/comm.h>
 #include <basin/data.h>
+#include <basin/kernels.h>
 #include <basin/topology.h>
 #include <basin/train.h>
 
@@ -31,6 +32,9 @@ struct TrainOptions {
   std::string data, out = "basin-run", plan, decay = "step", precision = "fp32";
   std::string algorithm = "ring_chunked", wire = "fp32";
   std::string hwloc_xml;
+  std::string device = "cpu";
+  int gpu = -1;  // -1: LOCAL_RANK, else 0
+  bool tf32 = false, deterministic = false;
   int threads = 0, nproc = 1;
   double comm_timeout_s = 300;
   bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
@@ -139,8 +143,8 @@ void apply_plan(const std::string& path, TrainOptions& o,
                                "global batch)");
   if (o.precision != "fp32")
     throw topo::InputError(path, "/precision/compute",
-                           "fp32: the CPU backend trains in fp32, the plan asks for " + o.precision +
-                               " (pass --precision fp32 to run it in fp32)");
+                           "fp32: basin's CPU and GPU trainers run fp32 (mixed precision is not built yet), "
+                           "the plan asks for " + o.precision + " (pass --precision fp32 to run it in fp32)");
 }
 
 // `--plan auto`: plans for this machine, then runs that plan file as if it had been given; ranks
@@ -159,12 +163,7 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
   r.ranks = given("--nproc") ? o.nproc : 0;
   const AutoPlan p = make_auto_plan(r);
   if (!o.quiet) std::cerr << "basin: --plan auto: " << p.summary << "\n";
-  if (p.needs_gpus)
-    throw topo::InputError("--plan auto", "",
-                           "a machine this build can train on: its plan needs GPUs and this build's trainer runs on "
-                           "CPUs (the GPU backend is not part of it yet). The plan is in " + p.plan_path +
-                           "; `basin sim` and `basin plan --cluster " + (o.out + "/topology.json") +
-                           "` explain it");
+  if (p.needs_gpus && !given("--device")) o.device = "gpu";
   o.plan = p.plan_path;
   if (!given("--nproc")) o.nproc = p.ranks;
   if (!given("--threads")) o.threads = p.threads_per_rank;
@@ -176,7 +175,35 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
     else args.push_back(a);
   }
   if (!given("--threads")) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  if (p.needs_gpus && !given("--device")) args.insert(args.end(), {"--device", "gpu"});
   return args;
+}
+
+// The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
+// when not given, so local ranks take one GPU each).
+std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
+  if (o.device == "gpu") {
+#if BASIN_HAVE_CUDNN
+    if (kernels::cuda_device_count() == 0)
+      throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
+    const char* local = std::getenv("LOCAL_RANK");
+    const int gpu = o.gpu >= 0 ? o.gpu : local && *local ? std::atoi(local) : 0;
+    if (gpu >= kernels::cuda_device_count())
+      throw topo::InputError(o.gpu >= 0 ? "--gpu" : "LOCAL_RANK", "",
+                             "a GPU index below " + std::to_string(kernels::cuda_device_count()) + ", got " +
+                                 std::to_string(gpu));
+    return exec::make_gpu_backend({.device = gpu, .tf32 = o.tf32, .deterministic = o.deterministic});
+#else
+    throw topo::InputError("--device", "", "cpu: this basin was built without cuDNN (CUDA toolkit with cuDNN at "
+                                           "/usr/local/cuda), so it has no GPU backend");
+#endif
+  }
+  if (o.device != "cpu") throw topo::InputError("--device", "", "cpu or gpu, got '" + o.device + "'");
+#if BASIN_HAVE_DNNL
+  return exec::make_cpu_backend(o.threads);
+#else
+  throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
+#endif
 }
 
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,
@@ -199,7 +226,8 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   c.data = o.data;
   c.out = o.out;
   if (o.precision != "fp32")
-    throw topo::InputError("--precision", "", "fp32 (the CPU backend), got '" + o.precision + "'");
+    throw topo::InputError("--precision", "", "fp32 (what basin's CPU and GPU trainers run; mixed precision is not "
+                                              "built yet), got '" + o.precision + "'");
   if (o.decay == "step") c.schedule.decay = exec::LrSchedule::Decay::step;
   else if (o.decay == "cosine") c.schedule.decay = exec::LrSchedule::Decay::cosine;
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
@@ -237,8 +265,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     mesh = comm::connect(rc);
     c.comm = mesh.get();
   }
-#if BASIN_HAVE_DNNL
-  auto backend = exec::make_cpu_backend(o.threads);
+  auto backend = make_backend(o);
   auto say = [&](const std::string& line) {
     if (!o.quiet) std::cerr << line << "\n";
   };
@@ -264,9 +291,6 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     std::cerr << "basin: communication failed: " << e.what() << "\n";
     return 1;
   }
-#else
-  throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
-#endif
 }
 
 }  // namespace
@@ -324,6 +348,11 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
       ->capture_default_str();
   cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")->capture_default_str();
   cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu (oneDNN) or gpu (cuDNN + cuBLAS, fp32)")->capture_default_str();
+  cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0)");
+  cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
+  cmd->add_flag("--deterministic", o->deterministic,
+                "with --device gpu: deterministic convolution algorithms only (identical reruns)");
   cmd->add_option("--loader-threads", c.loader_threads, "JPEG decode threads")->capture_default_str();
   cmd->add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0: each epoch end)")->capture_default_str();
   cmd->add_option("--stop-after", c.stop_after, "stop after this many steps, with a checkpoint (resume later)");
