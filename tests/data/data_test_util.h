@@ -3,12 +3,16 @@
 
 #include <basin/data.h>
 
+#include <turbojpeg.h>
+
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace basin::data::test {
 
@@ -41,6 +45,21 @@ inline Image flat_image(int width, int height, std::uint8_t r, std::uint8_t g, s
     img.rgb[i + 2] = b;
   }
   return img;
+}
+
+// A 4:4:4 CMYK JPEG at quality 95 from w x h CMYK pixels (TurboJPEG writes Adobe's inverted
+// CMYK, as Photoshop does).
+inline std::vector<std::uint8_t> encode_cmyk_jpeg(const std::vector<std::uint8_t>& cmyk, int w, int h) {
+  tjhandle tj = tjInitCompress();
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  const int failed = tjCompress2(tj, cmyk.data(), w, 0, h, TJPF_CMYK, &buffer, &size, TJSAMP_444, 95, 0);
+  std::vector<std::uint8_t> jpeg;
+  if (!failed) jpeg.assign(buffer, buffer + size);
+  tjFree(buffer);
+  tjDestroy(tj);
+  if (failed) throw std::runtime_error("tjCompress2 failed on a CMYK test image");
+  return jpeg;
 }
 
 inline void write_file(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {

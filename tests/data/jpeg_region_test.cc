@@ -161,13 +161,7 @@ TEST_CASE("region decoding turns CMYK into RGB as the whole-image decoder does",
   const int w = 48, h = 32;
   std::vector<std::uint8_t> cmyk(static_cast<size_t>(w) * h * 4);
   for (size_t i = 0; i < cmyk.size(); ++i) cmyk[i] = static_cast<std::uint8_t>((i * 37) % 256);
-  tjhandle tj = tjInitCompress();
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  REQUIRE(tjCompress2(tj, cmyk.data(), w, 0, h, TJPF_CMYK, &buffer, &size, TJSAMP_444, 95, 0) == 0);
-  std::vector<std::uint8_t> jpeg(buffer, buffer + size);
-  tjFree(buffer);
-  tjDestroy(tj);
+  const std::vector<std::uint8_t> jpeg = test::encode_cmyk_jpeg(cmyk, w, h);
   Image full = decode_jpeg(jpeg);
   ImageRegion r = decode_jpeg_region(jpeg, 8, 9, 5, 20, 11);
   REQUIRE(mismatches(full, r, 9, 5, 20, 11) == 0);

@@ -66,13 +66,7 @@ TEST_CASE("CMYK files decode to RGB with the Adobe convention", "[data][jpeg]") 
     cmyk[i + 2] = 115;
     cmyk[i + 3] = 200;
   }
-  tjhandle tj = tjInitCompress();
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  REQUIRE(tjCompress2(tj, cmyk.data(), w, 0, h, TJPF_CMYK, &buffer, &size, TJSAMP_444, 95, 0) == 0);
-  std::vector<std::uint8_t> jpeg(buffer, buffer + size);
-  tjFree(buffer);
-  tjDestroy(tj);
+  const std::vector<std::uint8_t> jpeg = test::encode_cmyk_jpeg(cmyk, w, h);
   Image img = decode_jpeg(jpeg);
   REQUIRE(img.width == w);
   REQUIRE(max_channel_error(img, {200, 40, 90}) <= 4);
