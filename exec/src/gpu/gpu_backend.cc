@@ -125,6 +125,10 @@ void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads,
     no_decay_uploaded_ = step.no_decay;
     no_decay_ready_ = true;
   }
+  // The ranges were checked against the n of their upload; a later call may pass a shorter array.
+  if (!step.no_decay.empty() && step.no_decay.back().second > n)
+    throw std::invalid_argument("sgd step: no-decay range ends past the array of " +
+                                std::to_string(n) + " floats");
   const kernels::SgdParams p{.lr = step.lr, .momentum = step.momentum,
                              .weight_decay = step.weight_decay, .nesterov = step.nesterov};
   kernels::sgd_flat_step_gpu(weights, velocity, grads, static_cast<size_t>(n), p,
