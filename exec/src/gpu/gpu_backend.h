@@ -133,7 +133,11 @@ struct BatchNormState {
   BatchNormDesc desc;
   TensorDescriptor x;      // x, y, dy and dx alike
   TensorDescriptor stats;  // gamma, beta, means, variances: 1 x C x 1 x 1
-  cudnnBatchNormMode_t train_mode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+  // Plain spatial mode until the backend has run on a GPU: the persistent mode's scaled-integer
+  // reduction has a narrower range (cuDNN returns NaN/Inf on overflow) and wants better-aligned
+  // gamma/beta/statistics than the flat array's 4-byte offsets guarantee. It is the first thing
+  // to try once the GPU tests pass (the fallback below handles NOT_SUPPORTED).
+  cudnnBatchNormMode_t train_mode = CUDNN_BATCHNORM_SPATIAL;
   DeviceMemory saved_mean, saved_inv_std;  // of the last training forward, for backward
   Tensor output;  // that forward's y: with a fused ReLU, backward masks dy where y was 0
 };
