@@ -3,7 +3,6 @@
 //
 // The schedule is a pure function of the fractional epoch so that a resumed run, or a rank that
 // joins late, computes exactly the rate an uninterrupted run would.
-#include <basin/kernels.h>
 #include <basin/train.h>
 
 #include <algorithm>
@@ -36,35 +35,23 @@ double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
 }
 
 void sgd_step(Net& net, std::span<float> velocity, const SgdConfig& sgd, double lr) {
+  // One pass over the flat arrays in the backend's memory (host or device), skipping weight decay
+  // on the ranges of batch norm parameters and biases.
+  FlatSgdStep step{.lr = static_cast<float>(lr),
+                   .momentum = static_cast<float>(sgd.momentum),
+                   .weight_decay = static_cast<float>(sgd.weight_decay),
+                   .nesterov = sgd.nesterov};
+  if (!sgd.decay_bn_and_bias)
+    for (const ParamInfo& p : net.param_info())
+      if (p.no_weight_decay) {
+        if (!step.no_decay.empty() && step.no_decay.back().second == p.offset)
+          step.no_decay.back().second += p.count;  // neighbours merge (bn weight and bias)
+        else
+          step.no_decay.emplace_back(p.offset, p.offset + p.count);
+      }
   auto params = net.params();
-  auto grads = net.grads();
-  if (net.backend().on_device()) {
-    // Device arrays: the backend's one-pass flat step, skipping decay by ranges.
-    FlatSgdStep step{.lr = static_cast<float>(lr),
-                     .momentum = static_cast<float>(sgd.momentum),
-                     .weight_decay = static_cast<float>(sgd.weight_decay),
-                     .nesterov = sgd.nesterov};
-    if (!sgd.decay_bn_and_bias)
-      for (const ParamInfo& p : net.param_info())
-        if (p.no_weight_decay) {
-          if (!step.no_decay.empty() && step.no_decay.back().second == p.offset)
-            step.no_decay.back().second += p.count;  // neighbours merge (bn weight and bias)
-          else
-            step.no_decay.emplace_back(p.offset, p.offset + p.count);
-        }
-    net.backend().sgd_step(params.data(), velocity.data(), grads.data(),
-                           static_cast<long long>(params.size()), step);
-    return;
-  }
-  for (const ParamInfo& p : net.param_info()) {
-    const bool decay = sgd.decay_bn_and_bias || !p.no_weight_decay;
-    const kernels::SgdParams step{.lr = static_cast<float>(lr),
-                                  .momentum = static_cast<float>(sgd.momentum),
-                                  .weight_decay = decay ? static_cast<float>(sgd.weight_decay) : 0.f,
-                                  .nesterov = sgd.nesterov};
-    kernels::sgd_momentum_step_cpu(params.data() + p.offset, velocity.data() + p.offset,
-                                   grads.data() + p.offset, static_cast<size_t>(p.count), step);
-  }
+  net.backend().sgd_step(params.data(), velocity.data(), net.grads().data(),
+                         static_cast<long long>(params.size()), step);
 }
 
 }  // namespace basin::exec
