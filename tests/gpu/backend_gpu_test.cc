@@ -53,9 +53,9 @@ Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed
   const int oh = (k.in.h + 2 * k.padding - k.kernel) / k.stride + 1;
   const int ow = (k.in.w + 2 * k.padding - k.kernel) / k.stride + 1;
   const ConvDesc d{k.in, {k.in.n, k.out_c, oh, ow}, k.kernel, k.stride, k.padding};
-  const auto x_host = random_normal(k.in.elements(), rng);
-  const auto w_host = random_normal(1LL * k.out_c * k.in.c * k.kernel * k.kernel, rng, 0.3f);
-  const auto dy_host = random_normal(d.out.elements(), rng);
+  const auto x_host = randn(k.in.elements(), rng);
+  const auto w_host = randn(1LL * k.out_c * k.in.c * k.kernel * k.kernel, rng, 0.3f);
+  const auto dy_host = randn(d.out.elements(), rng);
   Tensor x = tensor(b, k.in, x_host), y = b.alloc(d.out);
   Flat w = upload(b, w_host), dw = zeros(b, w.n);
   b.conv_forward(0, d, x, w.get(), y);
@@ -92,9 +92,9 @@ TEST_CASE("GPU batch norm matches the CPU backend in training and eval", "[exec]
   const BatchNormDesc d{io, 1e-5f, fused_relu};
   auto run = [&](Backend& b) {
     std::mt19937 rng(11);
-    const auto x_host = random_normal(io.elements(), rng, 2.f);
-    const auto gamma_host = random_normal(io.c, rng), beta_host = random_normal(io.c, rng);
-    const auto dy_host = random_normal(io.elements(), rng);
+    const auto x_host = randn(io.elements(), rng, 2.f);
+    const auto gamma_host = randn(io.c, rng), beta_host = randn(io.c, rng);
+    const auto dy_host = randn(io.elements(), rng);
     std::vector<float> mean_host(io.c), var_host(io.c);
     for (int k = 0; k < io.c; ++k) mean_host[k] = 0.1f * k, var_host[k] = 0.5f + 0.2f * k;
     Tensor x = tensor(b, io, x_host), y = b.alloc(io), ye = b.alloc(io), dx = b.alloc(io);
@@ -137,8 +137,8 @@ TEST_CASE("GPU pooling matches the CPU backend", "[exec][gpu][pool]") {
   CAPTURE(k.what);
   auto run = [&](Backend& b) {
     std::mt19937 rng(3);
-    Tensor x = tensor(b, k.d.in, random_normal(k.d.in.elements(), rng)), y = b.alloc(k.d.out);
-    Tensor dy = tensor(b, k.d.out, random_normal(k.d.out.elements(), rng)), dx = b.alloc(k.d.in);
+    Tensor x = tensor(b, k.d.in, randn(k.d.in.elements(), rng)), y = b.alloc(k.d.out);
+    Tensor dy = tensor(b, k.d.out, randn(k.d.out.elements(), rng)), dx = b.alloc(k.d.in);
     b.pool_forward(0, k.d, x, y);
     b.pool_backward(0, k.d, dy, dx);
     return Outputs{{"y", read(b, y)}, {"dx", read(b, dx)}};
@@ -154,11 +154,11 @@ TEST_CASE("GPU fully connected matches the CPU backend", "[exec][gpu][fc]") {
   auto run = [&](Backend& b) {
     std::mt19937 rng(8);
     const long long fan_in = 1LL * in.c * in.h * in.w;
-    Tensor x = tensor(b, in, random_normal(in.elements(), rng));
+    Tensor x = tensor(b, in, randn(in.elements(), rng));
     Tensor y = b.alloc(d.out, Layout::plain), dx = b.alloc(in);
-    Flat w = upload(b, random_normal(7 * fan_in, rng)), bias = upload(b, random_normal(7, rng));
+    Flat w = upload(b, randn(7 * fan_in, rng)), bias = upload(b, randn(7, rng));
     Flat dw = zeros(b, w.n), db = zeros(b, 7);
-    Tensor dy = tensor(b, d.out, random_normal(d.out.elements(), rng), Layout::plain);
+    Tensor dy = tensor(b, d.out, randn(d.out.elements(), rng), Layout::plain);
     b.fc_forward(0, d, x, w.get(), bias.get(), y);
     b.fc_backward(0, d, x, w.get(), dy, dx, dw.get(), db.get());
     return Outputs{{"y", read(b, y)}, {"dx", read(b, dx)}, {"dw", download(b, dw)},
@@ -173,7 +173,7 @@ TEST_CASE("GPU ReLU add copy and tensor boundaries match the CPU backend",
   const TensorDesc d{3, 5, 7, 3};
   auto run = [&](Backend& b) {
     std::mt19937 rng(21);
-    const auto a_host = random_normal(d.elements(), rng), b_host = random_normal(d.elements(), rng);
+    const auto a_host = randn(d.elements(), rng), b_host = randn(d.elements(), rng);
     Tensor a = tensor(b, d, a_host), c = tensor(b, d, b_host), y = b.alloc(d), r = b.alloc(d);
     Outputs out = {{"round trip", read(b, a)}};
     b.add(a, c, y);
@@ -200,7 +200,7 @@ TEST_CASE("GPU softmax cross-entropy matches the CPU backend", "[exec][gpu][loss
   const TensorDesc d{5, 11, 1, 1};
   auto run = [&](Backend& b, double* loss) {
     std::mt19937 rng(2);
-    Tensor logits = tensor(b, d, random_normal(d.elements(), rng, 3.f), Layout::plain);
+    Tensor logits = tensor(b, d, randn(d.elements(), rng, 3.f), Layout::plain);
     Tensor dlogits = b.alloc(d, Layout::plain);
     const std::vector<int> labels = {0, 10, 3, 3, 7};
     *loss = b.softmax_cross_entropy(logits, labels.data(), 12.0, dlogits);
@@ -218,7 +218,7 @@ TEST_CASE("GPU softmax cross-entropy matches the CPU backend", "[exec][gpu][loss
 TEST_CASE("GPU flat SGD step matches the CPU step with no-decay ranges", "[exec][gpu][sgd]") {
   const long long n = 1000;
   std::mt19937 rng(4);
-  const auto w = random_normal(n, rng), v = random_normal(n, rng), g = random_normal(n, rng);
+  const auto w = randn(n, rng), v = randn(n, rng), g = randn(n, rng);
   const FlatSgdStep step{.lr = 0.3f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true,
                          .no_decay = {{0, 10}, {10, 17}, {500, 999}}};
   auto run = [&](Backend& b) {

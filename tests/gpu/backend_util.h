@@ -6,6 +6,8 @@
 
 #include <basin/backend.h>
 
+#include "../exec/gradcheck.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -15,12 +17,7 @@
 
 namespace basin::exec::gpu_test {
 
-inline std::vector<float> random_normal(size_t n, std::mt19937& rng, float scale = 1.f) {
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;  // normal random vectors, as the CPU tests draw them
 
 // A flat array (weights, gradients, statistics) in the backend's memory.
 struct Flat {

@@ -74,7 +74,7 @@ void compare_networks(const model::Network& network, int batch, bool zero_init_r
   REQUIRE(on_cpu.to_host(on_cpu.params()) == on_gpu.to_host(on_gpu.params()));
   std::mt19937 rng(12);
   const int image = network.image_size;
-  const auto images = random_normal(1LL * batch * 3 * image * image, rng);
+  const auto images = randn(1LL * batch * 3 * image * image, rng);
   std::vector<int> labels(batch);
   for (int i = 0; i < batch; ++i) labels[i] = (7 * i + 3) % network.classes;
 
@@ -127,7 +127,7 @@ TEST_CASE("ResNet-50 forward and backward on the GPU match the CPU backend withi
 
 TEST_CASE("Checkpoints and state files carry GPU parameters through the host",
           "[exec][gpu][state]") {
-  test::TempDir dir("gpu-state");
+  basin::test::TempDir dir("gpu-state");
   const auto network = model::resnet({.blocks = {1}, .width = 8, .image_size = 16, .classes = 4});
   Net a(network, gpu(), 2), b(network, gpu(), 2);
   a.init({.seed = 5});
@@ -150,7 +150,7 @@ TEST_CASE("Checkpoints and state files carry GPU parameters through the host",
 }
 
 TEST_CASE("A small ResNet learns a synthesized dataset on the GPU", "[exec][gpu][train]") {
-  test::TempDir dir("gpu-learn");
+  basin::test::TempDir dir("gpu-learn");
   data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
                                                 .val_per_class = 20, .seed = 7},
                             false);
