@@ -2,8 +2,8 @@
 // the data layer's loader, with logs, a measured trace, validation, checkpoints and exact resume.
 //
 // The pieces are free functions a data-parallel trainer reuses as they are: the learning-rate
-// schedule is a pure function of (epoch, global batch), the SGD step walks the flat parameter
-// array tensor by tensor (so weight decay can skip batch norm and biases), and a checkpoint is
+// schedule is a pure function of (epoch, global batch), the SGD step is one pass over the flat
+// parameter array that skips weight decay on batch norm and biases, and a checkpoint is
 // one self-checking file. train() strings them together for one process; ranks and GPUs come in
 // through the Backend and, later, a gradient communicator.
 #pragma once
@@ -56,8 +56,9 @@ struct SgdConfig {
   bool decay_bn_and_bias = false;  // Goyal et al. leave batch norm's gamma/beta and biases alone
 };
 
-// One step over net.params() with net.grads(); `velocity` has the parameters' layout. Uses the
-// kernels layer's CPU step per tensor so the GPU kernel and this share one definition.
+// One step over net.params() with net.grads(); `velocity` has the parameters' layout and lives
+// in the backend's memory. Runs the backend's flat step (kernels' CPU or GPU SGD), so both
+// backends share one definition of the update.
 void sgd_step(Net& net, std::span<float> velocity, const SgdConfig& sgd, double lr);
 
 // ---------------------------------------------------------------------------------------------
