@@ -6,7 +6,9 @@
 //   recursive doubling log2(p) (alpha + n beta + n gamma)                       (p = 2^k)
 // For p not a power of two, recursive doubling first folds the extra r = p - 2^floor(log2 p)
 // ranks into partners (alpha + n beta + n gamma) and finally sends them the result (alpha + n
-// beta); halving-doubling uses Gloo's binary blocks instead. Tree, bcube and 2D-torus schedules
+// beta); halving-doubling uses Gloo's binary blocks instead, whose hand-overs between blocks
+// overlap the larger blocks' own steps (adding (n/b_{k-1}) gamma per hand-over on a uniform
+// network, see halving_doubling_allreduce). Tree, bcube and 2D-torus schedules
 // are in trees_and_grids.cc.
 #include <basin/sim.h>
 
@@ -101,37 +103,37 @@ Schedule halving_doubling_allreduce(int p) {
 
   // Reduce-scatter inside every block at once; as in Gloo, the largest pieces go to the nearest
   // ranks (distance 1 first), which keeps the heaviest step inside a server.
-  std::vector<Step> halving;
-  for (int distance = 1; distance < blocks.front().size; distance *= 2) {
-    Step step;
+  const int steps = std::countr_zero(static_cast<unsigned>(blocks.front().size));
+  std::vector<Step> halving(steps), doubling(steps);
+  for (int j = 0; j < steps; ++j) {
+    const int distance = 1 << j;
     for (const Block& b : blocks)
       for (int r = 0; distance < b.size && r < b.size; ++r)
-        step.transfers.push_back({b.offset + r, b.offset + (r ^ distance), 0.5 / distance, true});
-    halving.push_back(step);
+        halving[j].transfers.push_back({b.offset + r, b.offset + (r ^ distance), 0.5 / distance, true});
+    doubling[j] = halving[j];
+    for (Transfer& t : doubling[j].transfers) t.reduce = false;
   }
-  s.steps = halving;
-  // Each block's ranks hold 1/size of the vector; the next larger block's ranks each take one
-  // 1/larger piece of it and reduce, from the smallest block up...
-  for (size_t k = blocks.size() - 1; k >= 1; --k) {
-    const Block small = blocks[k], large = blocks[k - 1];
-    const int ratio = large.size / small.size;
-    Step step;
-    for (int r = 0; r < small.size; ++r)
-      for (int j = 0; j < ratio; ++j)
-        step.transfers.push_back(
-            {small.offset + r, large.offset + r * ratio + j, 1.0 / large.size, true});
-    s.steps.push_back(step);
-  }
-  // ...and the results come back down, each larger rank returning its piece.
+  // Gloo's blocks do not wait for each other (allreduce_halving_doubling.h run()): a block of
+  // size b has its 1/b shares after log2(b) steps and at once hands each of them, split in
+  // ratio pieces of 1/larger, to the next larger block, which reduces them into the shares it
+  // is still halving towards; the larger block's own hand-up (log2(larger) steps in) follows
+  // it. So the hand-up of block b rides along with step log2(b) of the larger blocks, and on
+  // the way back the larger rank's returned piece rides along with the mirror of that step,
+  // just before the smaller block starts its own doubling.
   for (size_t k = 1; k < blocks.size(); ++k) {
     const Block large = blocks[k - 1], small = blocks[k];
     const int ratio = large.size / small.size;
-    Step step;
+    const int j = std::countr_zero(static_cast<unsigned>(small.size));
+    for (int r = 0; r < small.size; ++r)
+      for (int i = 0; i < ratio; ++i)
+        halving[j].transfers.push_back(
+            {small.offset + r, large.offset + r * ratio + i, 1.0 / large.size, true});
     for (int r = 0; r < large.size; ++r)
-      step.transfers.push_back({large.offset + r, small.offset + r / ratio, 1.0 / large.size, false});
-    s.steps.push_back(step);
+      doubling[j].transfers.push_back(
+          {large.offset + r, small.offset + r / ratio, 1.0 / large.size, false});
   }
-  append_mirrored_allgather(s, halving);
+  s.steps = halving;
+  s.steps.insert(s.steps.end(), doubling.rbegin(), doubling.rend());
   return s;
 }
 

@@ -32,15 +32,17 @@ double closed_form(Algorithm a, int p, double n, AlphaBeta c) {
     case Algorithm::ring:
       return 2 * (p - 1) * c.alpha + 2.0 * (p - 1) / p * n * c.beta + double(p - 1) / p * n * c.gamma;
     case Algorithm::halving_doubling: {
-      // Gloo's binary blocks: the largest block b0 sets the reduce-scatter and allgather; each
-      // hand-over between consecutive blocks b_{k-1} > b_k costs one message of n/b_{k-1} up
-      // (reduced) and one back down, every piece on its own link of the mesh.
+      // Gloo's binary blocks: the largest block b0 sets the reduce-scatter and allgather. Blocks
+      // run without waiting for each other, so block b_k hands its shares up (pieces of
+      // n/b_{k-1}, each on its own link of the mesh) while b_{k-1} still halves with pieces of
+      // n/(2 b_k) >= n/b_{k-1}, and the pieces come back down during the mirrored doubling
+      // step: the transfers hide, and what remains is the larger rank's sum of the piece
+      // handed up, before it can go on.
       double t = 2 * lg * c.alpha + 2.0 * (q - 1) / q * n * c.beta + double(q - 1) / q * n * c.gamma;
       std::vector<int> blocks;
       for (int b = q; b >= 1; b /= 2)
         if (p & b) blocks.push_back(b);
-      for (size_t k = 1; k < blocks.size(); ++k)
-        t += 2 * c.alpha + 2 * n / blocks[k - 1] * c.beta + n / blocks[k - 1] * c.gamma;
+      for (size_t k = 1; k < blocks.size(); ++k) t += n / blocks[k - 1] * c.gamma;
       return t;
     }
     case Algorithm::recursive_doubling:

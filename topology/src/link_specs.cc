@@ -43,14 +43,19 @@ double pcie_GBps(int generation, int width) {
 double default_latency_us(LinkKind kind) {
   // NCCL's tuning model (src/graph/tuning.cc, hwLat, Ring/LL) charges 0.6 us per NVLink hop,
   // 1.0 us per PCIe hop and 2.7 us per network hop. CPU interconnect: the same order as a PCIe
-  // hop. Ethernet carries Gloo's TCP traffic in the Big Basin setting, whose kernel stack costs
-  // several microseconds per message end to end: an estimate until profiles/ calibrates it.
+  // hop. Ethernet carries Gloo's TCP traffic (the Big Basin setting), and the kernel's TCP stack
+  // is most of a message's cost. Gloo's published benchmark (README of March 2017,
+  // allreduce_ring_chunked, 4 machines on 40GbE) took 263 us at p50 for one element; that
+  // algorithm's critical path is 13 one-way messages (2p chunks, two passes double-buffered, a
+  // final barrier), so ~20.2 us per message host to host. A host-to-host route here is two
+  // PCIe hops (2 us) and two Ethernet hops, and the engine adds 5 us per message
+  // (NetworkParams): 6.6 us per Ethernet hop makes up the rest.
   switch (kind) {
     case LinkKind::nvlink: return 0.6;
     case LinkKind::pcie: return 1.0;
     case LinkKind::cpu_interconnect: return 1.0;
     case LinkKind::infiniband: return 2.7;
-    case LinkKind::ethernet: return 5.0;
+    case LinkKind::ethernet: return 6.6;
   }
   return 0.0;
 }
