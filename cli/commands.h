@@ -4,6 +4,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <string>
+#include <vector>
+
 namespace basin::cli {
 
 // Registers `basin topo` and returns the function that runs it once flags are parsed.
@@ -18,5 +22,11 @@ std::function<int()> add_plan_command(CLI::App& app);
 std::function<int()> add_data_command(CLI::App& app);
 // Registers `basin train`.
 std::function<int()> add_train_command(CLI::App& app, int argc, char** argv);  // argv: for --nproc
+// Registers `basin plot`.
+std::function<int()> add_plot_command(CLI::App& app);
+// Draws log.jsonl of a run as `dir`/loss.svg and, with validation records, accuracy.svg;
+// returns the files written. Throws topo::InputError naming the log, the line and the field.
+std::vector<std::string> plot_training_log(const std::filesystem::path& log,
+                                           const std::filesystem::path& dir);
 
 }  // namespace basin::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_plan = basin::cli::add_plan_command(app);
   std::function<int()> run_data = basin::cli::add_data_command(app);
   std::function<int()> run_train = basin::cli::add_train_command(app, argc, argv);
+  std::function<int()> run_plot = basin::cli::add_plot_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plan")) return run_plan();
     if (app.got_subcommand("data")) return run_data();
     if (app.got_subcommand("train")) return run_train();
+    if (app.got_subcommand("plot")) return run_plot();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

@@ -4,6 +4,7 @@
 #include "commands.h"
 
 #include <basin/plan.h>
+#include <basin/plot.h>
 
 #include <cstdio>
 #include <iostream>
@@ -24,6 +25,7 @@ struct PlanCliOptions {
   std::string compare;          // a second cluster
   double compare_nic_GBps = 0;  // ... or this one with every network port at this rate
   std::string compare_profile;  // ... or with another GPU profile
+  std::string plot;             // SVG of the Pareto front; empty: none
 };
 
 plan::Choice parse_choice(const std::string& text) {
@@ -95,6 +97,27 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   std::printf("\n");
 }
 
+// Time to train against cost: every usable plan as a point, the Pareto front as a line (and the
+// what-if cluster's front beside it). Log axes: plans span hours to weeks, and costs as much.
+void write_pareto_plot(const PlanCliOptions& o, const plan::PlanResult& r,
+                       const plan::PlanResult* other, const std::string& other_name) {
+  const char* cost_unit = o.plan.price_per_gpu_hour > 0 ? "cost" : "GPU-hours";
+  auto front = [](const plan::PlanResult& x, const std::string& label) {
+    plot::Series s{label, {}, {}, plot::Series::Style::line_and_points};
+    for (int i : x.pareto) s.x.push_back(x.rows[i].time_to_train_h), s.y.push_back(x.rows[i].cost);
+    return s;
+  };
+  plot::Series all{"every usable plan", {}, {}, plot::Series::Style::points};
+  for (const auto& row : r.rows) all.x.push_back(row.time_to_train_h), all.y.push_back(row.cost);
+  plot::Chart chart{.title = o.plan.model + " on " + o.cluster + ": time to train against cost",
+                    .x = {"time to train (hours)", true},
+                    .y = {cost_unit, true},
+                    .series = {all, front(r, "Pareto front, " + o.cluster)}};
+  if (other) chart.series.push_back(front(*other, "Pareto front, " + other_name));
+  topo::write_file_atomically(o.plot, plot::to_svg(chart));
+  std::cerr << "basin plan: wrote " << o.plot << "\n";
+}
+
 int run(PlanCliOptions o) {
   topo::Topology cluster = topo::load_any(o.cluster);
   o.plan.cluster_spec = o.cluster;
@@ -130,6 +153,7 @@ int run(PlanCliOptions o) {
                             p2);
   }
 
+  if (!o.plot.empty()) write_pareto_plot(o, result, other ? &*other : nullptr, other_name);
   if (o.json) {
     nlohmann::json out = {{"format", "basin.plan_result/1"}, {"best", doc},
                           {"evaluated", result.evaluated}, {"search_s", result.search_s},
@@ -185,6 +209,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--out", o->out, "Write the best plan here (basin.plan/1)")->capture_default_str();
   cmd->add_option("--top", o->top, "Rows of the table to print")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->add_option("--plot", o->plot, "Write the Pareto front of time against cost as SVG");
   cmd->add_option("--compare", o->compare, "What if: the same search on this cluster, side by side");
   cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps, "What if: every network port at this rate (GB/s)");
   cmd->add_option("--compare-profile", o->compare_profile, "What if: another GPU profile");

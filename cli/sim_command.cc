@@ -2,6 +2,7 @@
 // its breakdown (down to the allreduce's named terms), as text or JSON, and a Chrome trace of
 // the simulated iteration.
 #include "commands.h"
+#include "sim_scaling.h"
 
 #include <basin/training.h>
 
@@ -29,6 +30,8 @@ struct SimOptions {
   std::string host_staging = "auto";
   bool json = false;
   std::string trace;
+  bool scaling = false;
+  ScalingOptions scaling_options;
 };
 
 // Spelled auto/on/off on the command line because "automatic" is the model's word for "decide from
@@ -64,6 +67,16 @@ int run(const SimOptions& o) {
       o.profile.empty()
           ? sim::find_device_profile(sim::default_profiles_dir(), cluster.graph[all[0]].model)
           : sim::load_device_profile(o.profile);
+  if (o.scaling) {
+    ScalingOptions so = o.scaling_options;
+    so.json = o.json;
+    if (!o.trace.empty())
+      throw topo::InputError("--trace", "", "one configuration; --scaling predicts several");
+    return run_scaling(cluster, profile, cfg, so);
+  }
+  if (!o.scaling_options.plot.empty() || !o.scaling_options.measured.empty())
+    throw topo::InputError(o.scaling_options.plot.empty() ? "--measured" : "--plot", "",
+                           "--scaling, which makes the curve it draws");
   sim::Prediction p = sim::predict(cluster, profile, cfg);
   const sim::IterationResult& r = p.result;
   // Staging only applies to allreduces that leave a server (allreduce_cost), so "auto" or "on" on
@@ -160,6 +173,11 @@ std::function<int()> add_sim_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->add_option("--trace", o->trace, "Write a Chrome trace of the iteration to this file");
+  cmd->add_flag("--scaling", o->scaling,
+                "Predict from one server up to --gpus, doubling the servers: a table, or JSON");
+  cmd->add_option("--plot", o->scaling_options.plot, "With --scaling: write the scaling curve as SVG");
+  cmd->add_option("--measured", o->scaling_options.measured,
+                  "With --plot: your measured points beside the curve, GPUS:EFFICIENCY,...");
   return [o] { return run(*o); };
 }
 

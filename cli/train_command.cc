@@ -276,7 +276,16 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                           {"seconds", s.seconds}, {"out", c.out.string()}};
     if (!s.epochs.empty() && std::isfinite(s.epochs.back().top1))
       out["top1"] = s.epochs.back().top1, out["top5"] = s.epochs.back().top5;
-    if (!c.comm || c.comm->rank() == 0) std::cout << out.dump(1) << "\n";
+    if (!c.comm || c.comm->rank() == 0) {
+      // The plots are a convenience: a failure to draw them leaves the run's result standing.
+      try {
+        for (const std::string& path : plot_training_log(c.out / "log.jsonl", c.out))
+          say("wrote " + path);
+      } catch (const std::exception& e) {
+        std::cerr << "basin: warning: no plots: " << e.what() << "\n";
+      }
+      std::cout << out.dump(1) << "\n";
+    }
     return 0;
   } catch (const exec::Diverged& e) {
     std::cerr << "basin: training diverged: " << e.what() << "\n";

@@ -39,6 +39,11 @@ print("| figure | published | basin | error | source |")
 print("|---|---|---|---|---|")
 for name, pub, ours, src in rows:
     print(f"| {name} | {pub:.3g} | {ours:.3g} | {100*(ours-pub)/pub:+.0f}% | {src} |")
+print("\n![Scaling efficiency predicted from one Big Basin server to 44, beside the published "
+      "points](goyal2017-scaling.svg)\n")
+print("`basin sim --cluster bigbasin:44 --gpus 352 --scaling --plot reports/goyal2017-scaling.svg "
+      "--measured 256:0.9,352:0.872`; the points are the paper's (352: 0.23 s over the 0.264 s "
+      "per iteration that 30 s per epoch implies).")
 print(f"\nInter-server algorithm at 32 servers: halving-doubling {it256:.4f} s per iteration, ring "
       f"{itring:.4f} s ({100*(itring/it256-1):+.0f}%): halving-doubling clearly faster, as the paper reports.\n")
 
@@ -112,5 +117,7 @@ echo
 echo '```'
 "$basin" plan --cluster bigbasin:32 --precisions fp32 --top 5 --out "" | sed -e 's/ in [0-9.]* s;/;/'
 echo '```'
+"$basin" sim --cluster bigbasin:44 --gpus 352 --scaling --plot reports/goyal2017-scaling.svg \
+  --measured 256:0.9,352:0.872 > /dev/null 2>&1
 mv reports/goyal2017.md.tmp reports/goyal2017.md
 rm -rf "$tmp"

@@ -50,6 +50,9 @@ TEST_CASE("basin train runs a basin plan file on one process and resumes it", "[
   REQUIRE(first.exit_code == 0);
   REQUIRE(first.out.find("\"steps\": 2") != std::string::npos);
   REQUIRE(first.out.find("resnet50") != std::string::npos);
+  // The run draws its log (no validation here, so no accuracy plot).
+  REQUIRE(fs::exists(w.path("run") + "/loss.svg"));
+  REQUIRE_FALSE(fs::exists(w.path("run") + "/accuracy.svg"));
 
   Result again = run(args + " --stop-after 3");
   REQUIRE(again.exit_code == 2);

@@ -1,0 +1,80 @@
+// `basin plot RUN`: a training run's log.jsonl drawn as loss.svg (training loss per step, the
+// validation loss per epoch beside it) and accuracy.svg (validation top-1 and top-5 per epoch).
+// `basin train` draws the same two files into its run directory when it ends.
+#include "commands.h"
+
+#include <basin/plot.h>
+#include <basin/topology.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+namespace basin::cli {
+namespace fs = std::filesystem;
+
+std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& dir) {
+  std::ifstream in(log);
+  if (!in) throw topo::InputError(log.string(), "", "a readable log.jsonl of basin train");
+  plot::Series train{"training loss"}, val{"validation loss", {}, {}, plot::Series::Style::line_and_points};
+  plot::Series top1{"top-1", {}, {}, plot::Series::Style::line_and_points},
+      top5{"top-5", {}, {}, plot::Series::Style::line_and_points};
+  std::string line;
+  for (long long number = 1; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    const auto record = nlohmann::json::parse(line, nullptr, false);
+    const std::string where = "line " + std::to_string(number);
+    if (!record.is_object())
+      throw topo::InputError(log.string(), where, "one JSON object per line");
+    const std::string type = record.value("type", "step");
+    if (type == "diverged") continue;  // its loss is the string "nan" or "inf"
+    auto number_at = [&](const char* key) {
+      if (!record.contains(key) || !record[key].is_number())
+        throw topo::InputError(log.string(), where + "/" + key, "a number");
+      return record[key].get<double>();
+    };
+    if (type == "step") {
+      train.x.push_back(number_at("step") + 1), train.y.push_back(number_at("loss"));
+    } else if (type == "val") {
+      const double step = number_at("step"), epoch = number_at("epoch");
+      val.x.push_back(step), val.y.push_back(number_at("loss"));
+      top1.x.push_back(epoch), top1.y.push_back(100 * number_at("top1"));
+      top5.x.push_back(epoch), top5.y.push_back(100 * number_at("top5"));
+    }
+  }
+  if (train.x.empty()) throw topo::InputError(log.string(), "", "at least one step record");
+  std::vector<std::string> written;
+  plot::Chart loss{.title = "Loss (" + log.parent_path().filename().string() + ")",
+                   .x = {"step"}, .y = {"cross-entropy loss"}, .series = {train}};
+  if (!val.x.empty()) loss.series.push_back(val);
+  written.push_back((dir / "loss.svg").string());
+  topo::write_file_atomically(written.back(), plot::to_svg(loss));
+  if (!top1.x.empty()) {
+    plot::Chart acc{.title = "Validation accuracy (" + log.parent_path().filename().string() + ")",
+                    .x = {"epoch"}, .y = {"accuracy (%)"}, .series = {top1, top5}};
+    written.push_back((dir / "accuracy.svg").string());
+    topo::write_file_atomically(written.back(), plot::to_svg(acc));
+  }
+  return written;
+}
+
+std::function<int()> add_plot_command(CLI::App& app) {
+  auto run_dir = std::make_shared<std::string>();
+  auto out_dir = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "plot", "Draw a training run's log as loss.svg and accuracy.svg");
+  cmd->add_option("run", *run_dir, "run directory of basin train (or its log.jsonl)")->required();
+  cmd->add_option("--out-dir", *out_dir, "where the SVG files go (default: beside the log)");
+  return [run_dir, out_dir] {
+    fs::path log = *run_dir;
+    if (fs::is_directory(log)) log /= "log.jsonl";
+    const fs::path dir = out_dir->empty() ? log.parent_path() : fs::path(*out_dir);
+    for (const std::string& path : plot_training_log(log, dir.empty() ? "." : dir))
+      std::cerr << "basin plot: wrote " << path << "\n";
+    return 0;
+  };
+}
+
+}  // namespace basin::cli

@@ -1,0 +1,70 @@
+// `basin sim --scaling`: the sweep's points are the single-configuration predictions of the
+// same command, from one server up, and its plot and bad input behave.
+#include "../run_basin.h"
+#include "../temp_dir.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using basin::test::run;
+
+namespace {
+nlohmann::json json_of(const std::string& out) { return nlohmann::json::parse(out.substr(out.find('{'))); }
+}  // namespace
+
+TEST_CASE("basin sim --scaling predicts each count as basin sim --gpus does", "[cli]") {
+  auto r = run("sim --cluster bigbasin:6 --gpus 48 --scaling --json");
+  REQUIRE(r.exit_code == 0);
+  const auto j = json_of(r.out);
+  REQUIRE(j["format"] == "basin.sim_scaling/1");
+  // One 8-GPU server, then doubling, then the requested 48.
+  std::vector<int> counts;
+  for (const auto& p : j["points"]) counts.push_back(p["gpus"]);
+  REQUIRE(counts == std::vector<int>{8, 16, 32, 48});
+  REQUIRE_THAT(j["points"][0]["scaling_efficiency"].get<double>(), WithinRel(1.0, 1e-12));
+  for (const auto& p : j["points"]) {
+    const int gpus = p["gpus"];
+    CAPTURE(gpus);
+    auto one = run("sim --cluster bigbasin:6 --gpus " + std::to_string(gpus) + " --json");
+    REQUIRE(one.exit_code == 0);
+    const auto k = json_of(one.out);
+    REQUIRE_THAT(p["iteration_s"].get<double>(), WithinRel(k["iteration_s"].get<double>(), 1e-12));
+    REQUIRE_THAT(p["scaling_efficiency"].get<double>(),
+                 WithinRel(k["scaling_efficiency"].get<double>(), 1e-12));
+  }
+}
+
+TEST_CASE("basin sim --scaling --plot writes the curve and the measured points", "[cli]") {
+  basin::test::TempDir dir;
+  const std::string svg = (dir.path / "scaling.svg").string();
+  auto r = run("sim --cluster bigbasin:4 --scaling --plot " + svg + " --measured 16:0.95,32:0.9");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("wrote " + svg));
+  std::ifstream in(svg);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  REQUIRE(s.rfind("<svg", 0) == 0);
+  REQUIRE_THAT(s, HasText("data-label=\"basin sim\""));
+  REQUIRE_THAT(s, HasText("data-label=\"measured\""));
+}
+
+TEST_CASE("basin sim --scaling refuses bad measured points and stray plot flags", "[cli]") {
+  basin::test::TempDir dir;
+  const std::string svg = (dir.path / "no.svg").string();
+  for (const char* bad : {"256", "256:x", "0:0.9", "256:0.9,", "256:-1"}) {
+    CAPTURE(bad);
+    auto r = run(std::string("sim --cluster bigbasin:4 --scaling --plot ") + svg + " --measured '" +
+                 bad + "'");
+    REQUIRE(r.exit_code == 2);
+    REQUIRE_THAT(r.out, HasText("--measured"));
+    REQUIRE_FALSE(std::filesystem::exists(svg));
+  }
+  auto r = run("sim --cluster bigbasin:4 --plot " + svg);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--scaling"));
+  REQUIRE_FALSE(std::filesystem::exists(svg));
+}
