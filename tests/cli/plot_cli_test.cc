@@ -1,17 +1,18 @@
 // `basin plot`: a run's log.jsonl becomes loss.svg and accuracy.svg with a point per record,
 // and a bad log is named by file, line and field, with no plot left behind.
 #include "../run_basin.h"
+#include "../svg_points.h"
 #include "../temp_dir.h"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 namespace fs = std::filesystem;
 using basin::test::run;
+using basin::test::series_points;
 
 namespace {
 
@@ -20,23 +21,6 @@ std::string read(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// Points of the polyline drawn for the series labelled `label`.
-std::vector<std::pair<double, double>> series_points(const std::string& svg, const std::string& label) {
-  const size_t at = svg.find("data-label=\"" + label + "\"");
-  REQUIRE(at != std::string::npos);
-  std::smatch m;
-  const std::string rest = svg.substr(at);
-  REQUIRE(std::regex_search(rest, m, std::regex("points=\"([^\"]*)\"")));
-  std::vector<std::pair<double, double>> out;
-  std::istringstream in(m[1].str());
-  std::string pair;
-  while (in >> pair) {
-    const size_t comma = pair.find(',');
-    out.emplace_back(std::stod(pair.substr(0, comma)), std::stod(pair.substr(comma + 1)));
-  }
-  return out;
 }
 
 }  // namespace

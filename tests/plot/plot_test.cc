@@ -1,12 +1,11 @@
 // The SVG charts: ticks are 1-2-5 steps covering the data, points land where the linear (or
 // log2) map of the plot area puts them, and bad data is refused with the series named.
 #include "../catch.h"
+#include "../svg_points.h"
 
 #include <basin/plot.h>
 
 #include <cmath>
-#include <regex>
-#include <sstream>
 #include <string>
 
 using namespace basin::plot;
@@ -17,20 +16,6 @@ int count(const std::string& text, const std::string& what) {
   int n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-// The polyline's points of the first series, as written.
-std::vector<std::pair<double, double>> polyline_points(const std::string& svg) {
-  std::smatch m;
-  REQUIRE(std::regex_search(svg, m, std::regex("points=\"([^\"]*)\"")));
-  std::vector<std::pair<double, double>> out;
-  std::istringstream in(m[1].str());
-  std::string pair;
-  while (in >> pair) {
-    const size_t comma = pair.find(',');
-    out.emplace_back(std::stod(pair.substr(0, comma)), std::stod(pair.substr(comma + 1)));
-  }
-  return out;
 }
 
 }  // namespace
@@ -60,7 +45,7 @@ TEST_CASE("points land where the axes' linear map puts them", "[plot]") {
   // margins). x data 0..10 and y data 0..100 fit ticks exactly, so the map is
   // px = 72 + 624 x / 10 and py = 384 - 340 y / 100.
   Chart c{.title = "t", .x = {"x"}, .y = {"y"}, .series = {{"s", {0, 5, 10}, {0, 50, 100}}}};
-  const auto pts = polyline_points(to_svg(c));
+  const auto pts = basin::test::series_points(to_svg(c));
   REQUIRE(pts.size() == 3);
   const double expect[3][2] = {{72, 384}, {72 + 312, 384 - 170}, {696, 44}};
   for (int i = 0; i < 3; ++i) {
@@ -74,7 +59,7 @@ TEST_CASE("a log2 axis puts powers of two evenly apart", "[plot]") {
   Chart c{.title = "scaling", .x = {"GPUs", true}, .y = {"eff"},
           .series = {{"s", {8, 16, 32, 64}, {1, 0.99, 0.97, 0.95}}}};
   const std::string svg = to_svg(c);
-  const auto pts = polyline_points(svg);
+  const auto pts = basin::test::series_points(svg);
   REQUIRE(pts.size() == 4);
   REQUIRE_THAT(pts[0].first, WithinAbs(72, 0.01));
   REQUIRE_THAT(pts[3].first, WithinAbs(696, 0.01));
