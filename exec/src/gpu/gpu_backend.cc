@@ -136,6 +136,8 @@ std::string CudnnBackend::name() const {
 
 std::shared_ptr<float> CudnnBackend::alloc_flat(long long n) {
   if (n < 0) throw std::invalid_argument("flat array size must not be negative");
+  // The new array may reuse the memory of the parameters the weight copy was made from.
+  forget_weights_copy();
   const size_t bytes = sizeof(float) * static_cast<size_t>(std::max(n, 1LL));
   float* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, bytes));
@@ -153,6 +155,7 @@ void CudnnBackend::flat_to_host(const float* flat, float* host, long long n) {
 
 void CudnnBackend::flat_from_host(const float* host, float* flat, long long n) {
   if (n <= 0) return;
+  forget_weights_copy();  // the parameters may change; the next forward casts them again
   CUDA_CHECK(cudaMemcpyAsync(flat, host, sizeof(float) * static_cast<size_t>(n),
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may free `host` on return
@@ -171,6 +174,7 @@ void CudnnBackend::update_running_stats(int channels, double count, float moment
 
 void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads, long long n,
                             const FlatSgdStep& step) {
+  forget_weights_copy();
   if (!no_decay_ready_ || step.no_decay != no_decay_uploaded_) {
     std::vector<kernels::FlatRange> ranges;
     for (const auto& [begin, end] : step.no_decay)
@@ -219,6 +223,11 @@ void CudnnBackend::prepare_weights(const float* params, long long n) {
                     kernel_precision(options_.precision), static_cast<size_t>(n), stream_);
   weights_base_ = params;
   weights_count_ = n;
+}
+
+void CudnnBackend::forget_weights_copy() {
+  weights_base_ = nullptr;
+  weights_count_ = 0;
 }
 
 const void* CudnnBackend::low_weights(const float* w, long long count) {

@@ -230,6 +230,10 @@ class CudnnBackend final : public Backend {
   // copy prepare_weights made when `w` lies in that forward's parameter array, else cast now
   // into scratch slot 2 (a layer called directly, as the tests do).
   const void* low_weights(const float* w, long long count);
+  // Marks the copy stale: anything that may write the parameters or reuse their memory (a flat
+  // upload, the SGD step, a new flat array) calls it, so a layer never reads an old copy; the
+  // next Net::forward makes a new one.
+  void forget_weights_copy();
   void* workspace();  // options_.workspace_bytes, allocated at the first convolution
 
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
