@@ -22,6 +22,7 @@
 #include <basin/kernels.h>
 #include <basin/train.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <span>
@@ -136,6 +137,27 @@ TEST_CASE("The GPU backend stores bf16 and fp16 activations and rounds at the ho
   const TensorDesc logits{3, 10, 1, 1};
   const auto z = randn(logits.elements(), rng);
   CHECK(read(b, tensor(b, logits, z, Layout::plain)) == z);
+}
+
+TEST_CASE("The GPU backend unscales and checks gradients as the CPU reference does",
+          "[exec][gpu][loss_scale]") {
+  Backend& b = gpu(Precision::fp32);
+  std::mt19937 rng(17);
+  auto host = randn(1000003, rng, 3000.f);
+  const float factor = 1.f / 4096;
+  // Clean, then an infinity in the last element, then clean again: the device flag must be
+  // cleared between calls, and the unscaled values equal the reference's bit for bit.
+  for (const bool plant : {false, true, false}) {
+    CAPTURE(plant);
+    std::vector<float> g = host;
+    if (plant) g.back() = INFINITY;
+    Flat f = upload(b, g);
+    const bool finite = b.unscale_gradients(f.get(), f.n, factor);
+    const bool want = kernels::unscale_check_finite_cpu(g.data(), g.size(), factor);
+    CHECK(finite == want);
+    CHECK(finite == !plant);
+    CHECK(download(b, f) == g);
+  }
 }
 
 #if BASIN_HAVE_DNNL
