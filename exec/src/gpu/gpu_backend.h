@@ -1,7 +1,7 @@
-// The GPU backend's state, shared by its three source files: device memory, streams and
-// library handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
-// (gpu_backend.cc), convolution and fully connected (gpu_conv_fc.cc), batch norm and pooling
-// (gpu_norm_pool.cc).
+// The GPU backend's state, shared by its source files: device memory, streams and library
+// handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
+// (gpu_backend.cc), element types (gpu_precision.cc), convolution and fully connected
+// (gpu_conv_fc.cc), batch norm and pooling (gpu_norm_pool.cc).
 //
 // Layout: every activation is NHWC in device memory, the layout cuDNN's tensor-core convolutions
 // want; a `plain` request is NHWC too, which is NCHW for the logits (H = W = 1), and
