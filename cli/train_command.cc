@@ -35,6 +35,8 @@ struct TrainOptions {
   std::string device = "cpu";
   int gpu = -1;  // -1: LOCAL_RANK, else 0
   bool tf32 = false, deterministic = false;
+  exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
+  std::string loss_scale = "auto";  // auto (dynamic for fp16, off otherwise), dynamic, off
   int threads = 0, nproc = 1;
   double comm_timeout_s = 300;
   bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
@@ -141,10 +143,6 @@ void apply_plan(const std::string& path, TrainOptions& o,
                                " to run the plan's per-device batch and recipe on these ranks (the "
                                "learning rate then follows the linear scaling rule for that "
                                "global batch)");
-  if (o.precision != "fp32")
-    throw topo::InputError(path, "/precision/compute",
-                           "fp32: basin's CPU and GPU trainers run fp32 (mixed precision is not built yet), "
-                           "the plan asks for " + o.precision + " (pass --precision fp32 to run it in fp32)");
 }
 
 // `--plan auto`: plans for this machine, then runs that plan file as if it had been given; ranks
@@ -192,7 +190,8 @@ std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
       throw topo::InputError(o.gpu >= 0 ? "--gpu" : "LOCAL_RANK", "",
                              "a GPU index below " + std::to_string(kernels::cuda_device_count()) + ", got " +
                                  std::to_string(gpu));
-    return exec::make_gpu_backend({.device = gpu, .tf32 = o.tf32, .deterministic = o.deterministic});
+    return exec::make_gpu_backend(
+        {.device = gpu, .tf32 = o.tf32, .deterministic = o.deterministic, .precision = o.compute});
 #else
     throw topo::InputError("--device", "", "cpu: this basin was built without cuDNN (CUDA toolkit with cuDNN at "
                                            "/usr/local/cuda), so it has no GPU backend");
@@ -225,9 +224,25 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
   c.data = o.data;
   c.out = o.out;
-  if (o.precision != "fp32")
-    throw topo::InputError("--precision", "", "fp32 (what basin's CPU and GPU trainers run; mixed precision is not "
-                                              "built yet), got '" + o.precision + "'");
+  {
+    // The plan's /precision/compute unless --precision overrides it; bf16 and fp16 are the GPU
+    // backend's (oneDNN 2.6 on the build machines' AVX2 CPUs has no fast bf16 path to offer).
+    const bool flag = o.plan.empty() || given("--precision");
+    const std::string where = flag ? "--precision" : o.plan, field = flag ? "" : "/precision/compute";
+    if (o.precision == "fp32") o.compute = exec::Precision::fp32;
+    else if (o.precision == "bf16") o.compute = exec::Precision::bf16;
+    else if (o.precision == "fp16") o.compute = exec::Precision::fp16;
+    else throw topo::InputError(where, field, "fp32, bf16 or fp16, got '" + o.precision + "'");
+    if (o.compute != exec::Precision::fp32 && o.device != "gpu")
+      throw topo::InputError(where, field,
+                             "fp32 with --device " + o.device + " (the CPU backend computes in fp32 only; "
+                             "bf16 and fp16 need --device gpu), got " + o.precision +
+                                 (flag ? "" : " (pass --precision fp32 to run the plan in fp32)"));
+    if (o.loss_scale == "auto") c.loss_scale.enabled = o.compute == exec::Precision::fp16;
+    else if (o.loss_scale == "dynamic") c.loss_scale.enabled = true;
+    else if (o.loss_scale == "off") c.loss_scale.enabled = false;
+    else throw topo::InputError("--loss-scale", "", "auto, dynamic or off, got '" + o.loss_scale + "'");
+  }
   if (o.decay == "step") c.schedule.decay = exec::LrSchedule::Decay::step;
   else if (o.decay == "cosine") c.schedule.decay = exec::LrSchedule::Decay::cosine;
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
@@ -273,6 +288,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     const exec::TrainSummary s = exec::train(c, *backend, say);
     nlohmann::json out = {{"steps", s.steps}, {"total_steps", s.total_steps},
                           {"finished", s.finished}, {"skipped_files", s.skipped_files},
+                          {"skipped_steps", s.skipped_steps},
                           {"seconds", s.seconds}, {"out", c.out.string()}};
     if (!s.epochs.empty() && std::isfinite(s.epochs.back().top1))
       out["top1"] = s.epochs.back().top1, out["top5"] = s.epochs.back().top5;
@@ -336,7 +352,15 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--comm-timeout-s", o->comm_timeout_s, "a rank silent this long is an error")
       ->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "epochs (fractions allowed)")->capture_default_str();
-  cmd->add_option("--precision", o->precision, "compute precision (fp32 on the CPU)")->capture_default_str();
+  cmd->add_option("--precision", o->precision,
+                  "activations and convolutions in fp32, bf16 or fp16 (bf16/fp16: --device gpu; weights, "
+                  "optimizer and loss stay fp32)")->capture_default_str();
+  cmd->add_option("--loss-scale", o->loss_scale,
+                  "dynamic loss scaling: auto (on for fp16), dynamic or off")->capture_default_str();
+  cmd->add_option("--loss-scale-init", c.loss_scale.initial, "dynamic loss scaling's first scale")
+      ->capture_default_str();
+  cmd->add_option("--loss-scale-interval", c.loss_scale.growth_interval,
+                  "dynamic loss scaling doubles the scale after this many good steps")->capture_default_str();
   cmd->add_option("--lr", c.schedule.base_lr, "learning rate for --base-batch images (linear scaling)")->capture_default_str();
   cmd->add_option("--base-batch", c.schedule.base_batch, "batch the base lr is given for")->capture_default_str();
   cmd->add_option("--warmup-epochs", c.schedule.warmup_epochs, "gradual linear warmup length")->capture_default_str();
@@ -357,7 +381,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
       ->capture_default_str();
   cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")->capture_default_str();
   cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu (oneDNN) or gpu (cuDNN + cuBLAS, fp32)")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu (oneDNN, fp32) or gpu (cuDNN + cuBLAS, --precision)")->capture_default_str();
   cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0)");
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,

@@ -53,4 +53,18 @@ void Backend::sgd_step(float* weights, float* velocity, const float* grads, long
                              ranges.size());
 }
 
+bool Backend::unscale_gradients(float* grads, long long n, float factor) {
+  if (n < 0) throw std::invalid_argument("unscale_gradients: negative size");
+  return kernels::unscale_check_finite_cpu(grads, static_cast<size_t>(n), factor);
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::bf16: return "bf16";
+    case Precision::fp16: return "fp16";
+  }
+  return "unknown";
+}
+
 }  // namespace basin::exec

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -50,7 +51,7 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
     fail(path, "momentum has " + std::to_string(velocity.size()) + " floats, parameters " +
                    std::to_string(net.params().size()));
   nlohmann::json header = {
-      {"format", "basin.checkpoint/1"},
+      {"format", "basin.checkpoint/2"},
       {"model", net.network().name},
       {"step", state.step},
       {"position", {{"epoch", state.position.epoch}, {"next_sample", state.position.next_sample}}},
@@ -58,6 +59,11 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
       {"params", net.params().size()},
       {"buffers", net.buffers().size()},
       {"tensors", tensor_list(net)}};
+  // /2 adds this header field and nothing else, so /1 files read as runs without loss scaling.
+  if (state.loss_scale)
+    header["loss_scale"] = {{"scale", state.loss_scale->scale},
+                            {"good_steps", state.loss_scale->good_steps},
+                            {"skipped_steps", state.loss_scale->skipped_steps}};
   const std::string text = header.dump();
   std::string bytes;
   bytes.reserve(kMagicSize + 8 + text.size() +
@@ -107,8 +113,8 @@ RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<
   }
   RunState state;
   try {
-    if (h.at("format") != "basin.checkpoint/1")
-      fail(path, "format: expected basin.checkpoint/1, got " + h.at("format").dump());
+    if (h.at("format") != "basin.checkpoint/1" && h.at("format") != "basin.checkpoint/2")
+      fail(path, "format: expected basin.checkpoint/1 or /2, got " + h.at("format").dump());
     const auto params = h.at("params").get<size_t>(), buffers = h.at("buffers").get<size_t>();
     if (params != net.params().size() || buffers != net.buffers().size() ||
         h.at("tensors") != tensor_list(net))
@@ -123,6 +129,14 @@ RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<
     state.position.epoch = h.at("position").at("epoch").get<std::int64_t>();
     state.position.next_sample = h.at("position").at("next_sample").get<std::int64_t>();
     state.recipe = h.at("recipe").get<std::string>();
+    if (h.contains("loss_scale")) {
+      const auto& l = h.at("loss_scale");
+      state.loss_scale = LossScaleState{.scale = l.at("scale").get<double>(),
+                                        .good_steps = l.at("good_steps").get<long long>(),
+                                        .skipped_steps = l.at("skipped_steps").get<long long>()};
+      if (!(state.loss_scale->scale > 0) || !std::isfinite(state.loss_scale->scale))
+        fail(path, "loss_scale.scale: expected a finite scale above 0, got " + l.at("scale").dump());
+    }
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("header field missing or of the wrong type: ") + e.what());
   }

@@ -187,6 +187,7 @@ const ParamInfo& Net::param(const std::string& name) const {
 }
 
 void Net::forward(const float* images, Mode mode) {
+  backend_->prepare_weights(params_.get(), param_count_);
   backend_->write_nchw(images, input_);
   const auto& layers = network_.layers;
   float* p = params_.get();
@@ -241,11 +242,12 @@ std::vector<float> Net::logits() const {
   return out;
 }
 
-double Net::loss(const int* labels, double divisor) {
+double Net::loss(const int* labels, double divisor, double grad_scale) {
   Node& last = nodes_.back();
   for (auto& g : grad_of_) give_back(g);
   grad_of_.back() = take_grad(last.out, Layout::plain);
-  const double l = backend_->softmax_cross_entropy(last.y, labels, divisor, grad_of_.back());
+  const double l =
+      backend_->softmax_cross_entropy(last.y, labels, divisor, grad_of_.back(), grad_scale);
   have_loss_ = true;
   return l;
 }

@@ -30,6 +30,7 @@ void check_config(const TrainConfig& c) {
   if (c.loader_threads < 1) bad("loader_threads", "at least 1");
   if (c.bucket_mb < 0) bad("bucket_mb", "0 (one bucket per layer) or more");
   if (c.out.empty()) bad("out", "a run directory");
+  if (c.loss_scale.enabled) check_loss_scale(c.loss_scale);
   if (c.comm) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);

@@ -5,7 +5,8 @@
 // Exact resume rests on three facts: the data order and augmentations are pure functions of
 // (seed, epoch, position); the learning rate is a pure function of the step; and the oneDNN
 // kernels are deterministic for a fixed thread count. So restoring (weights, buffers, momentum,
-// step, loader position) continues the very same sequence of floating-point operations.
+// step, loader position) continues the very same sequence of floating-point operations. With
+// dynamic loss scaling the scale's state (loss_scale.h) is part of that and rides along.
 #include <basin/train.h>
 
 #include <basin/topology.h>
@@ -48,6 +49,10 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   if (lead) std::filesystem::create_directories(config.out);
   const auto checkpoint_path = config.out / "checkpoint.basin";
   RunState state{.recipe = recipe.dump()};
+  const LossScaleConfig& scaling = config.loss_scale;
+  LossScaleState scaler = initial_loss_scale(scaling);
+  if (backend.precision() == Precision::fp16 && !scaling.enabled)
+    say("warning: fp16 without dynamic loss scaling: gradients below 2^-24 flush to zero");
   if (config.resume) {
     if (!std::filesystem::exists(checkpoint_path))
       throw std::invalid_argument("--resume: no checkpoint at " + checkpoint_path.string());
@@ -55,6 +60,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     detail::check_same_recipe(saved.recipe, recipe, checkpoint_path);
     state.step = saved.step;
     state.position = saved.position;
+    // A checkpoint of a run without scaling (or of an older basin) starts at the initial scale.
+    if (scaling.enabled && saved.loss_scale) scaler = *saved.loss_scale;
     say("resumed from " + checkpoint_path.string() + " at step " + std::to_string(state.step));
   } else {
     if (std::filesystem::exists(checkpoint_path))
@@ -120,6 +127,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
 
   detail::GradientSync sync(net, config);
   auto checkpoint = [&] {
+    if (scaling.enabled) state.loss_scale = scaler;
     if (lead) write_checkpoint(checkpoint_path, net, velocity, state);
   };
   auto validate = [&](long long epoch, double train_loss, double images_per_s) {
@@ -165,7 +173,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       wait_s += seconds_between(d0, d1);
       mark("wait for data", "data", d0, d1);
       net.forward(batch.pixels.data(), Mode::training);
-      local_loss += net.loss(batch.labels.data(), static_cast<double>(batch_all));
+      local_loss += net.loss(batch.labels.data(), static_cast<double>(batch_all), scaler.scale);
       step_images += batch.size;
       const auto f1 = Clock::now();
       mark("forward + loss", "compute", d1, f1);
@@ -199,9 +207,26 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                           : "No checkpoint was written yet."));
     }
     const auto t3 = Clock::now();
-    sgd_step(net, velocity, config.sgd, lr);
+    if (config.after_gradients) config.after_gradients(step, net);
+    // Every rank unscales the same summed gradients, so all agree on skipping a step.
+    const double step_scale = scaler.scale;
+    bool apply = true;
+    if (scaling.enabled) {
+      const std::span<float> grads = net.grads();
+      const bool finite = backend.unscale_gradients(grads.data(), static_cast<long long>(grads.size()),
+                                                    static_cast<float>(1 / step_scale));
+      apply = update_loss_scale(scaler, scaling, finite);
+      if (!apply) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf,
+                      "step %lld: a gradient overflowed at loss scale %g; step skipped, scale now %g",
+                      step, step_scale, scaler.scale);
+        say(buf);
+      }
+    }
+    if (apply) sgd_step(net, velocity, config.sgd, lr);
     const auto t4 = Clock::now();
-    mark("optimizer", "compute", t3, t4);
+    mark(apply ? "optimizer" : "optimizer (step skipped)", "compute", t3, t4);
 
     state.step = step + 1;
     state.position = loaders[0]->position();
@@ -209,10 +234,15 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     const double step_images_all = double(step_images) * ranks;
     run_seconds += step_s, ++run_steps;
     epoch_loss += loss, epoch_images += step_images_all, epoch_seconds += step_s, ++epoch_steps;
-    write_log({{"step", step}, {"epoch", epoch_f}, {"loss", loss}, {"lr", lr},
-               {"images_per_s", step_images_all / step_s}, {"step_s", step_s},
-               {"compute_s", step_s - wait_s - comm_s}, {"data_wait_s", wait_s},
-               {"comm_wait_s", comm_s}});
+    nlohmann::json record = {{"step", step}, {"epoch", epoch_f}, {"loss", loss}, {"lr", lr},
+                             {"images_per_s", step_images_all / step_s}, {"step_s", step_s},
+                             {"compute_s", step_s - wait_s - comm_s}, {"data_wait_s", wait_s},
+                             {"comm_wait_s", comm_s}};
+    if (scaling.enabled) {
+      record["loss_scale"] = step_scale;  // the scale this step's backward ran with
+      if (!apply) record["skipped"] = true;
+    }
+    write_log(record);
     if (tracing && lead)
       topo::write_file_atomically(
           (config.out / "trace.json").string(),
@@ -245,6 +275,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   }
   summary.steps = state.step;
   summary.finished = state.step >= total;
+  summary.skipped_steps = scaler.skipped_steps;
   for (const auto& l : loaders)
     summary.skipped_files += static_cast<std::int64_t>(l->stats().skipped_files.size());
   summary.seconds = seconds_between(started, Clock::now());
@@ -262,7 +293,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       (config.out / "summary.json").string(),
       nlohmann::json{{"format", "basin.train-summary/1"}, {"steps", summary.steps},
                      {"total_steps", total}, {"finished", summary.finished},
-                     {"skipped_files", summary.skipped_files}, {"seconds", summary.seconds},
+                     {"skipped_files", summary.skipped_files},
+                     {"skipped_steps", summary.skipped_steps}, {"seconds", summary.seconds},
                      {"epochs", epochs}, {"recipe", recipe}}
               .dump(1) + "\n");
   return summary;

@@ -1,4 +1,4 @@
-// GPU residual add + ReLU, forward and backward: one grid-stride pass each, fp32 arithmetic and
+// GPU residual add + ReLU, forward and backward, and its halves (add, ReLU) alone: one grid-stride pass each, fp32 arithmetic and
 // one rounding at the store, so the results equal the CPU reference's bit for bit.
 #include "device_common.cuh"
 
@@ -24,7 +24,43 @@ __global__ void residual_add_relu_backward_kernel(const typename S::T* __restric
     dx[i] = S::load(y, i) > 0.f ? dy[i] : typename S::T(0);
 }
 
+template <class S>
+__global__ void add_kernel(const typename S::T* a, const typename S::T* b, typename S::T* y,
+                           size_t n) {
+  for (size_t i = detail::grid_stride_start(); i < n; i += detail::grid_stride_step())
+    S::store(y, i, S::load(a, i) + S::load(b, i));
+}
+
+// y may alias x. Selects rather than rounds, so -0 and NaN pass through as the CPU's copy does.
+template <class S>
+__global__ void relu_kernel(const typename S::T* x, typename S::T* y, size_t n) {
+  for (size_t i = detail::grid_stride_start(); i < n; i += detail::grid_stride_step())
+    y[i] = S::load(x, i) < 0.f ? typename S::T(0) : x[i];
+}
+
 }  // namespace
+
+void add_gpu(const void* a, const void* b, void* y, size_t n, Precision p, void* stream) {
+  if (n == 0) return;
+  detail::with_storage(p, [&](auto storage) {
+    using S = decltype(storage);
+    using T = typename S::T;
+    add_kernel<S><<<detail::grid_stride_blocks(n), detail::kThreads, 0, detail::as_stream(stream)>>>(
+        static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), n);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void relu_gpu(const void* x, void* y, size_t n, Precision p, void* stream) {
+  if (n == 0) return;
+  detail::with_storage(p, [&](auto storage) {
+    using S = decltype(storage);
+    using T = typename S::T;
+    relu_kernel<S><<<detail::grid_stride_blocks(n), detail::kThreads, 0, detail::as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), n);
+    CUDA_CHECK_LAUNCH();
+  });
+}
 
 void residual_add_relu_gpu(const void* a, const void* b, void* y, size_t n, Precision p,
                            void* stream) {

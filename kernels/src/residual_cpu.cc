@@ -1,5 +1,5 @@
 // CPU reference of the residual add + ReLU that closes each ResNet bottleneck block (see
-// basin/kernels.h), forward and backward, in any storage precision. The definition the GPU
+// basin/kernels.h), forward and backward, in any storage precision, and its two halves (add, ReLU) alone. The definition the GPU
 // kernels must match bit for bit.
 #include "storage.h"
 
@@ -19,6 +19,21 @@ void residual_add_relu_backward_cpu(const void* y, const void* dy, void* dx, siz
       detail::copy_element(dy, dx, p, i);
     else
       detail::zero_element(dx, p, i);
+  }
+}
+
+void add_cpu(const void* a, const void* b, void* y, size_t n, Precision p) {
+  for (size_t i = 0; i < n; ++i)
+    detail::store_float(y, p, i, detail::load_float(a, p, i) + detail::load_float(b, p, i));
+}
+
+void relu_cpu(const void* x, void* y, size_t n, Precision p) {
+  for (size_t i = 0; i < n; ++i) {
+    const float v = detail::load_float(x, p, i);
+    if (v < 0.f)
+      detail::zero_element(y, p, i);
+    else
+      detail::copy_element(x, y, p, i);  // a NaN stays NaN, as in the forward above
   }
 }
 

@@ -79,6 +79,18 @@ TEST_CASE("basin train names bad flags and plan fields", "[cli][train]") {
   REQUIRE(blocks.exit_code == 2);
   REQUIRE(blocks.out.find("--blocks") != std::string::npos);
 
+  // bf16/fp16 are the GPU backend's: refused on the CPU, naming the flag and the way out.
+  Result bf16 = run("train --precision bf16" + data);
+  REQUIRE(bf16.exit_code == 2);
+  REQUIRE(bf16.out.find("--precision") != std::string::npos);
+  REQUIRE(bf16.out.find("--device gpu") != std::string::npos);
+  Result fp8 = run("train --precision fp8 --device gpu" + data);
+  REQUIRE(fp8.exit_code == 2);
+  REQUIRE(fp8.out.find("fp32, bf16 or fp16, got 'fp8'") != std::string::npos);
+  Result scaling = run("train --loss-scale always" + data);
+  REQUIRE(scaling.exit_code == 2);
+  REQUIRE(scaling.out.find("--loss-scale") != std::string::npos);
+
   Result missing = run("train --data " + w.path("nowhere") + " --out " + w.path("run"));
   REQUIRE(missing.exit_code == 2);
   REQUIRE(missing.out.find("nowhere") != std::string::npos);

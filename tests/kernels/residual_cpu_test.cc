@@ -94,3 +94,29 @@ TEST_CASE("Residual add + ReLU backward matches finite differences", "[kernels][
   }
   CHECK(checked > 150);  // about 72% of sums of two N(0,1) lie beyond 0.5
 }
+
+TEST_CASE("Plain add and ReLU keep the residual kernel's rounding and NaN rule", "[kernels][residual]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> a = {1.f, -2.f, nan, -0.f, 1e30f};
+  const std::vector<float> b = {2.f, 1.f, 0.f, 0.f, 1e30f};
+  std::vector<float> y(a.size());
+  bk::add_cpu(a.data(), b.data(), y.data(), a.size(), bk::Precision::fp32);
+  CHECK(y[0] == 3.f);
+  CHECK(y[1] == -1.f);  // no ReLU
+  CHECK(std::isnan(y[2]));
+  CHECK(y[4] == 2e30f);
+  bk::relu_cpu(a.data(), y.data(), a.size(), bk::Precision::fp32);
+  CHECK(y[0] == 1.f);
+  CHECK(y[1] == 0.f);
+  CHECK(std::isnan(y[2]));
+  CHECK((y[3] == 0.f && std::signbit(y[3])));  // -0 is not below 0: passed through
+  // In place (y aliases a) in bf16: 1 + 2^-8 is the tie between 0x3F80 and 0x3F81 -> even 0x3F80.
+  std::vector<std::uint16_t> h = {0x3F80, 0xBF80}, k = {0x3B80, 0x3F80};
+  bk::add_cpu(h.data(), k.data(), h.data(), 2, bk::Precision::bf16);
+  CHECK(h[0] == 0x3F80);
+  CHECK(h[1] == 0x0000);  // -1 + 1 = +0
+  std::vector<std::uint16_t> r = {0xBC00, 0x3C00};  // fp16 -1, 1
+  bk::relu_cpu(r.data(), r.data(), 2, bk::Precision::fp16);
+  CHECK(r[0] == 0x0000);
+  CHECK(r[1] == 0x3C00);
+}

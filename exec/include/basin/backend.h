@@ -41,14 +41,25 @@ struct TensorDesc {
 
 // Where a tensor's memory lives is the backend's choice; `plain` asks for row-major NCHW, which
 // the network's input and its logits use so the data pipeline and the loss read them directly.
+// A backend computing in bf16 or fp16 keeps the logits and their gradient (the plain tensors
+// of H = W = 1) in fp32, which the loss reads; everything else is in its compute precision.
 enum class Layout { native, plain };
+
+// What activations and their gradients are stored in, and what convolutions read. Parameters,
+// their gradients, momentum and batch norm statistics are fp32 in every precision.
+enum class Precision { fp32, bf16, fp16 };
+const char* precision_name(Precision p);  // "fp32", "bf16", "fp16"
 
 struct Tensor {
   TensorDesc desc;
   Layout layout = Layout::native;
-  int format = 0;               // the backend's own code for the layout it picked
-  std::shared_ptr<float> data;  // freed with the backend's deleter
-  long long capacity = 0;       // floats allocated (blocked layouts pad channels)
+  // The backend's own code for the layout it picked, and for the element type where it stores
+  // more than one (the GPU backend: NHWC fp32, bf16 or fp16; see its gpu_backend.h).
+  int format = 0;
+  // Freed with the backend's deleter. An opaque pointer to the backend's memory: it holds
+  // 16-bit elements when the format says so; only the backend dereferences it.
+  std::shared_ptr<float> data;
+  long long capacity = 0;       // elements allocated (blocked layouts pad channels)
   float* ptr() const { return data.get(); }
 };
 
@@ -104,6 +115,16 @@ class Backend {
   // The SGD step over n floats of flat memory. The default runs the kernels' CPU step.
   virtual void sgd_step(float* weights, float* velocity, const float* grads, long long n,
                         const FlatSgdStep& step);
+  // Dynamic loss scaling (loss_scale.h): grads[i] *= factor over n floats of flat memory;
+  // returns whether every result is finite. The default runs the kernels' CPU pass.
+  virtual bool unscale_gradients(float* grads, long long n, float factor);
+
+  // What activations are stored and convolved in; the CPU backend is fp32 only.
+  virtual Precision precision() const { return Precision::fp32; }
+  // Called by Net before every forward with the flat parameter array: a backend that computes
+  // in a lower precision casts its copy of the weights here, once per forward (the parameters
+  // change only between steps), so every layer reads the copy. The default does nothing.
+  virtual void prepare_weights(const float* /*params*/, long long /*n*/) {}
 
   virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
@@ -150,10 +171,11 @@ class Backend {
 
   // Softmax cross-entropy of plain N x K logits against class labels (N ints in [0, K)):
   // returns sum_i -log softmax(logits_i)[label_i] / divisor and writes its gradient,
-  // (softmax - onehot) / divisor, to dlogits. The divisor is the global batch when ranks
-  // split a batch, so summed gradients equal the single-process gradient.
+  // (softmax - onehot) / divisor x grad_scale, to dlogits. The divisor is the global batch when
+  // ranks split a batch, so summed gradients equal the single-process gradient; grad_scale is
+  // dynamic loss scaling's factor (1 without it), applied to the gradient only, never the loss.
   virtual double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
-                                       Tensor& dlogits) = 0;
+                                       Tensor& dlogits, double grad_scale = 1) = 0;
 };
 
 #if BASIN_HAVE_DNNL
@@ -163,8 +185,8 @@ std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 #endif
 
 #if BASIN_HAVE_CUDNN
-// The GPU backend: cuDNN convolutions, batch norm and pooling and cuBLAS GEMMs on NHWC fp32
-// activations, one CUDA stream, parameters in device memory (exec/src/gpu/).
+// The GPU backend: cuDNN convolutions, batch norm and pooling and cuBLAS GEMMs on NHWC fp32,
+// bf16 or fp16 activations, one CUDA stream, parameters in device memory (exec/src/gpu/).
 struct GpuOptions {
   int device = 0;
   // TF32 tensor-core math for fp32 convolutions and GEMMs: faster on A100/H100, but with a
@@ -175,6 +197,11 @@ struct GpuOptions {
   bool deterministic = false;
   // The most workspace any one convolution algorithm may use.
   std::size_t workspace_bytes = std::size_t{256} << 20;
+  // Activations, activation gradients and convolutions in bf16 or fp16 (tensor cores, fp32
+  // accumulation), weights cast from the fp32 parameters once per forward; batch norm's
+  // parameters and statistics, the logits, the loss and every flat array stay fp32. fp16 needs
+  // dynamic loss scaling (LossScaleConfig) to keep small gradients from flushing to zero.
+  Precision precision = Precision::fp32;
 };
 std::unique_ptr<Backend> make_gpu_backend(const GpuOptions& options = {});
 #endif

@@ -94,8 +94,9 @@ class Net {
   void forward(const float* images, Mode mode);
   std::vector<float> logits() const;  // batch x classes, of the last forward
   // Softmax cross-entropy of the last forward, summed over the batch and divided by `divisor`
-  // (the global batch when ranks share one); seeds backward.
-  double loss(const int* labels, double divisor);
+  // (the global batch when ranks share one); seeds backward. Backward starts from the loss's
+  // gradient times grad_scale (dynamic loss scaling, loss_scale.h; the returned loss is unscaled).
+  double loss(const int* labels, double divisor, double grad_scale = 1);
   // Gradients of the last loss() into grads() (overwritten, not accumulated). After each layer
   // with parameters, on_ready(step, floats) is called with the length of the finished prefix of
   // grads(), so a caller can start communicating a bucket while backward goes on.

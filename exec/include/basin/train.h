@@ -11,10 +11,12 @@
 #include <basin/comm.h>
 #include <basin/data.h>
 #include <basin/exec.h>
+#include <basin/loss_scale.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -72,16 +74,20 @@ struct RunState {
   long long step = 0;                  // optimizer steps done
   data::Position position;             // the loader's, after the last batch trained on
   std::string recipe;                  // canonical JSON of what defines the run (see train())
+  // Dynamic loss scaling's state, in runs that scale (absent otherwise, and in checkpoints
+  // written before basin.checkpoint/2).
+  std::optional<LossScaleState> loss_scale;
 };
 
-// One file: a magic line, a JSON header (format basin.checkpoint/1, the state, tensor sizes), then
+// One file: a magic line, a JSON header (format basin.checkpoint/2, the state, tensor sizes), then
 // parameters, buffers and momentum as little-endian float32, then a 64-bit FNV-1a checksum of
 // everything before it. Written to a temporary sibling, fsync'ed, renamed over `path`, and the
 // directory fsync'ed: a crash leaves the old checkpoint or the new one, never a torn file.
 void write_checkpoint(const std::filesystem::path& path, const Net& net,
                       std::span<const float> velocity, const RunState& state);
-// Reads a checkpoint into `net` and `velocity`. Throws CheckpointError naming the file and what
-// is wrong (bad magic, truncated, checksum mismatch, tensor sizes of another network).
+// Reads a checkpoint into `net` and `velocity`; basin.checkpoint/1 files (no loss scale) load
+// too. Throws CheckpointError naming the file and what is wrong (bad magic, truncated, checksum
+// mismatch, tensor sizes of another network).
 RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<float> velocity);
 
 struct CheckpointError : std::runtime_error {
@@ -127,6 +133,14 @@ struct TrainConfig {
   bool resume = false;             // continue from out/checkpoint.basin
   bool validate = true;            // top-1/top-5 on val/ after every epoch
   double progress_every_s = 2;     // progress lines at most this often (and at epoch ends)
+  // Dynamic loss scaling (off: fp32 and bf16 need none; basin train turns it on for fp16). A
+  // step whose gradients are not finite is skipped, logged ("skipped": true) and counted; its
+  // data and learning-rate step are used up, as a skipped torch.cuda.amp step's are.
+  LossScaleConfig loss_scale;
+  // Called once per step when its gradients are complete (summed over micro-batches and ranks,
+  // still multiplied by the loss scale) and before they are checked: net.grads() may be
+  // changed. For tests, which plant an overflow here; empty in real runs.
+  std::function<void(long long step, Net& net)> after_gradients;
 };
 
 struct EpochSummary {
@@ -141,6 +155,7 @@ struct TrainSummary {
   bool finished = false;      // all epochs done (false: stopped by stop_after)
   std::vector<EpochSummary> epochs;
   std::int64_t skipped_files = 0;
+  long long skipped_steps = 0;  // by dynamic loss scaling, over the whole run (resumes included)
   double seconds = 0;
 };
 

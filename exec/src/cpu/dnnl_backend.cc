@@ -111,7 +111,7 @@ void DnnlBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 double DnnlBackend::softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
-                                          Tensor& dlogits) {
+                                          Tensor& dlogits, double grad_scale) {
   if (static_cast<tag>(logits.format) != tag::nchw || static_cast<tag>(dlogits.format) != tag::nchw)
     throw std::invalid_argument("softmax cross-entropy needs plain-layout logits");
   if (!(divisor > 0)) throw std::invalid_argument("loss divisor must be positive");
@@ -130,7 +130,10 @@ double DnnlBackend::softmax_cross_entropy(const Tensor& logits, const int* label
     const double log_sum = std::log(sum);
     loss += -(z[labels[i]] - zmax - log_sum);
     for (int j = 0; j < k; ++j)
-      g[j] = static_cast<float>((std::exp(z[j] - zmax - log_sum) - (j == labels[i])) / divisor);
+      // A power-of-two grad_scale is exact in double and commutes with the rounding to float,
+      // so a scaled and unscaled run differ only where fp32 over- or underflows.
+      g[j] = static_cast<float>((std::exp(z[j] - zmax - log_sum) - (j == labels[i])) / divisor *
+                                grad_scale);
   }
   return loss / divisor;
 }

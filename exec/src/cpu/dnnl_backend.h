@@ -106,7 +106,7 @@ class DnnlBackend final : public Backend {
                    Tensor& dx, float* dw, float* db) override;
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
   double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
-                               Tensor& dlogits) override;
+                               Tensor& dlogits, double grad_scale) override;
 
   // The memory descriptor of a tensor as allocated, and a oneDNN handle on its data.
   memory::desc md(const Tensor& t) const;

@@ -4,10 +4,14 @@
 // gpu_norm_pool.cc.
 //
 // Basin's own kernels (kernels/) do what cuDNN has no single call for: ReLU's backward from the
-// saved output, the softmax cross-entropy and the flat SGD step with no-decay ranges.
+// saved output, the softmax cross-entropy, the flat SGD step with no-decay ranges, loss scaling's
+// unscale-and-check, and the precision casts. In bf16/fp16 they also do the ReLU and the
+// residual add (cuDNN's activation and add-tensor calls are used for fp32 only, as before, so
+// fp32 runs the same calls it always did).
 #include <basin/kernels.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -23,21 +27,27 @@ std::string shape_text(const TensorDesc& d) {
          std::to_string(d.w);
 }
 
-TensorDescriptor descriptor(const TensorDesc& d, cudnnTensorFormat_t format) {
+TensorDescriptor descriptor(const TensorDesc& d, cudnnTensorFormat_t format, Precision p) {
   TensorDescriptor t;
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(t, format, CUDNN_DATA_FLOAT, d.n, d.c, d.h, d.w));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(t, format, cudnn_type(p), d.n, d.c, d.h, d.w));
   return t;
 }
 
 // NHWC and NCHW order the same memory alike when there is one channel or one pixel.
 bool layouts_agree(const TensorDesc& d) { return d.c == 1 || d.h * d.w == 1; }
 
-size_t bytes_of(const TensorDesc& d) { return sizeof(float) * static_cast<size_t>(d.elements()); }
+size_t bytes_of(const TensorDesc& d, Precision p = Precision::fp32) {
+  return element_bytes(p) * static_cast<size_t>(d.elements());
+}
 
 }  // namespace
 
-TensorDescriptor nhwc_descriptor(const TensorDesc& d) { return descriptor(d, CUDNN_TENSOR_NHWC); }
-TensorDescriptor nchw_descriptor(const TensorDesc& d) { return descriptor(d, CUDNN_TENSOR_NCHW); }
+TensorDescriptor nhwc_descriptor(const TensorDesc& d, Precision p) {
+  return descriptor(d, CUDNN_TENSOR_NHWC, p);
+}
+TensorDescriptor nchw_descriptor(const TensorDesc& d, Precision p) {
+  return descriptor(d, CUDNN_TENSOR_NCHW, p);
+}
 
 DeviceMemory::DeviceMemory(size_t bytes) : bytes_(bytes) {
   CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)));
@@ -69,7 +79,8 @@ std::string CudnnBackend::name() const {
   cublasGetVersion(cublas_, &cublas_version);
   return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
          std::to_string(v % 100) + " + cuBLAS " + std::to_string(cublas_version) + " on " +
-         device_name_ + " (NHWC fp32, TF32 " + (options_.tf32 ? "on" : "off") +
+         device_name_ + " (NHWC " + precision_name(options_.precision) + ", TF32 " +
+         (options_.tf32 ? "on" : "off") +
          (options_.deterministic ? ", deterministic)" : ")");
 }
 
@@ -77,6 +88,8 @@ std::string CudnnBackend::name() const {
 
 std::shared_ptr<float> CudnnBackend::alloc_flat(long long n) {
   if (n < 0) throw std::invalid_argument("flat array size must not be negative");
+  // The new array may reuse the memory of the parameters the weight copy was made from.
+  forget_weights_copy();
   const size_t bytes = sizeof(float) * static_cast<size_t>(std::max(n, 1LL));
   float* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, bytes));
@@ -94,6 +107,7 @@ void CudnnBackend::flat_to_host(const float* flat, float* host, long long n) {
 
 void CudnnBackend::flat_from_host(const float* host, float* flat, long long n) {
   if (n <= 0) return;
+  forget_weights_copy();  // the parameters may change; the next forward casts them again
   CUDA_CHECK(cudaMemcpyAsync(flat, host, sizeof(float) * static_cast<size_t>(n),
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may free `host` on return
@@ -112,6 +126,7 @@ void CudnnBackend::update_running_stats(int channels, double count, float moment
 
 void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads, long long n,
                             const FlatSgdStep& step) {
+  forget_weights_copy();
   if (!no_decay_ready_ || step.no_decay != no_decay_uploaded_) {
     std::vector<kernels::FlatRange> ranges;
     for (const auto& [begin, end] : step.no_decay)
@@ -135,28 +150,78 @@ void CudnnBackend::sgd_step(float* weights, float* velocity, const float* grads,
                              no_decay_.as<kernels::FlatRange>(), step.no_decay.size(), stream_);
 }
 
+bool CudnnBackend::unscale_gradients(float* grads, long long n, float factor) {
+  if (n < 0) throw std::invalid_argument("unscale_gradients: negative size");
+  if (!nonfinite_.bytes()) nonfinite_ = DeviceMemory(sizeof(std::uint32_t));
+  CUDA_CHECK(cudaMemsetAsync(nonfinite_.as<void>(), 0, sizeof(std::uint32_t), stream_));
+  kernels::unscale_check_finite_gpu(grads, static_cast<size_t>(n), factor,
+                                    nonfinite_.as<std::uint32_t>(), stream_);
+  std::uint32_t found = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&found, nonfinite_.as<void>(), sizeof found, cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return found == 0;
+}
+
+void CudnnBackend::prepare_weights(const float* params, long long n) {
+  if (options_.precision == Precision::fp32 || n <= 0) return;
+  const size_t bytes = element_bytes(options_.precision) * static_cast<size_t>(n);
+  if (weights_low_.bytes() < bytes) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old copy may still be read
+    weights_low_ = DeviceMemory();
+    weights_low_ = DeviceMemory(bytes);
+  }
+  kernels::cast_gpu(params, kernels::Precision::fp32, weights_low_.as<void>(),
+                    kernel_precision(options_.precision), static_cast<size_t>(n), stream_);
+  weights_base_ = params;
+  weights_count_ = n;
+}
+
+void CudnnBackend::forget_weights_copy() {
+  weights_base_ = nullptr;
+  weights_count_ = 0;
+}
+
+const void* CudnnBackend::low_weights(const float* w, long long count) {
+  const size_t element = element_bytes(options_.precision);
+  if (weights_base_ != nullptr && w >= weights_base_ &&
+      w + count <= weights_base_ + weights_count_)
+    return weights_low_.as<char>() + element * static_cast<size_t>(w - weights_base_);
+  void* copy = scratch_bytes(2, element * static_cast<size_t>(count));
+  kernels::cast_gpu(w, kernels::Precision::fp32, copy, kernel_precision(options_.precision),
+                    static_cast<size_t>(count), stream_);
+  return copy;
+}
+
 // ----- Tensors -----------------------------------------------------------------------------------
 
 Tensor CudnnBackend::alloc(const TensorDesc& desc, Layout layout) {
   if (desc.n < 1 || desc.c < 1 || desc.h < 1 || desc.w < 1)
     throw std::invalid_argument("tensor shape must be positive, got " + shape_text(desc));
-  Tensor t{desc, layout, kNhwc};
+  // The logits and their gradient (plain, one pixel) stay fp32 for the loss (backend.h).
+  const Precision p =
+      layout == Layout::plain && desc.h * desc.w == 1 ? Precision::fp32 : options_.precision;
+  Tensor t{desc, layout, format_of(p)};
   t.capacity = desc.elements();
-  float* p = nullptr;
-  CUDA_CHECK(cudaMalloc(&p, bytes_of(desc)));
-  t.data = std::shared_ptr<float>(p, [](float* q) { cudaFree(q); });
-  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes_of(desc), stream_));
+  float* ptr = nullptr;
+  CUDA_CHECK(cudaMalloc(&ptr, bytes_of(desc, p)));
+  t.data = std::shared_ptr<float>(ptr, [](float* q) { cudaFree(q); });
+  CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes_of(desc, p), stream_));
   return t;
 }
 
 float* CudnnBackend::scratch(int slot, size_t floats) {
+  return static_cast<float*>(scratch_bytes(slot, floats * sizeof(float)));
+}
+
+void* CudnnBackend::scratch_bytes(int slot, size_t bytes) {
   DeviceMemory& m = scratch_[slot];
-  if (m.bytes() < floats * sizeof(float)) {
+  if (m.bytes() < bytes) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
     m = DeviceMemory();
-    m = DeviceMemory(floats * sizeof(float));
+    m = DeviceMemory(bytes);
   }
-  return m.as<float>();
+  return m.as<void>();
 }
 
 void* CudnnBackend::workspace() {
@@ -164,13 +229,28 @@ void* CudnnBackend::workspace() {
   return workspace_.as<void>();
 }
 
-void CudnnBackend::transform(const TensorDescriptor& from_desc, const float* from,
-                             const TensorDescriptor& to_desc, float* to) {
+void CudnnBackend::transform(const TensorDescriptor& from_desc, const void* from,
+                             const TensorDescriptor& to_desc, void* to) {
   CUDNN_CHECK(cudnnTransformTensor(cudnn_, &kOne, from_desc, from, &kZero, to_desc, to));
 }
 
 void CudnnBackend::write_nchw(const float* src, Tensor& dst) {
   const TensorDesc& d = dst.desc;
+  const Precision p = precision_of(dst);
+  if (p != Precision::fp32) {
+    // Transposed in fp32 as below, then rounded once into the tensor's precision.
+    const size_t n = static_cast<size_t>(d.elements());
+    float* staged = scratch(0, n);
+    CUDA_CHECK(cudaMemcpyAsync(staged, src, bytes_of(d), cudaMemcpyHostToDevice, stream_));
+    const float* nhwc = staged;
+    if (!layouts_agree(d)) {
+      float* t = scratch(1, n);
+      transform(nchw_descriptor(d), staged, nhwc_descriptor(d), t);
+      nhwc = t;
+    }
+    kernels::cast_gpu(nhwc, kernels::Precision::fp32, dst.ptr(), kernel_precision(p), n, stream_);
+    return;
+  }
   if (layouts_agree(d)) {
     // Pageable host memory: the call returns once `src` is staged, so the caller may reuse it.
     CUDA_CHECK(cudaMemcpyAsync(dst.ptr(), src, bytes_of(d), cudaMemcpyHostToDevice, stream_));
@@ -184,9 +264,16 @@ void CudnnBackend::write_nchw(const float* src, Tensor& dst) {
 void CudnnBackend::read_nchw(const Tensor& src, float* dst) {
   const TensorDesc& d = src.desc;
   const float* from = src.ptr();
+  const Precision p = precision_of(src);
+  if (p != Precision::fp32) {  // widened to fp32 first (exact), then as below
+    float* wide = scratch(1, static_cast<size_t>(d.elements()));
+    kernels::cast_gpu(src.ptr(), kernel_precision(p), wide, kernels::Precision::fp32,
+                      static_cast<size_t>(d.elements()), stream_);
+    from = wide;
+  }
   if (!layouts_agree(d)) {
     float* staged = scratch(0, static_cast<size_t>(d.elements()));
-    transform(nhwc_descriptor(d), src.ptr(), nchw_descriptor(d), staged);
+    transform(nhwc_descriptor(d), from, nchw_descriptor(d), staged);
     from = staged;
   }
   CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes_of(d), cudaMemcpyDeviceToHost, stream_));
@@ -196,8 +283,8 @@ void CudnnBackend::read_nchw(const Tensor& src, float* dst) {
 void CudnnBackend::copy(const Tensor& src, Tensor& dst) {
   if (!(src.desc == dst.desc) || src.format != dst.format)
     throw std::invalid_argument("copy between tensors of different shapes or layouts");
-  CUDA_CHECK(cudaMemcpyAsync(dst.ptr(), src.ptr(), bytes_of(src.desc), cudaMemcpyDeviceToDevice,
-                             stream_));
+  CUDA_CHECK(cudaMemcpyAsync(dst.ptr(), src.ptr(), bytes_of(src.desc, precision_of(src)),
+                             cudaMemcpyDeviceToDevice, stream_));
 }
 
 // ----- Elementwise layers and the loss ------------------------------------------------------------
@@ -205,6 +292,14 @@ void CudnnBackend::copy(const Tensor& src, Tensor& dst) {
 void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   if (!(a.desc == b.desc) || !(a.desc == y.desc))
     throw std::invalid_argument("add of tensors of different shapes");
+  const Precision p = precision_of(y);
+  if (precision_of(a) != p || precision_of(b) != p)
+    throw std::invalid_argument("add of tensors of different precisions");
+  if (p != Precision::fp32) {
+    kernels::add_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()),
+                     kernel_precision(p), stream_);
+    return;
+  }
   // cudnnAddTensor accumulates into its output (C = A + C), so y starts as one of the inputs.
   const TensorDescriptor t = nhwc_descriptor(y.desc);
   const Tensor* other = &b;
@@ -217,6 +312,12 @@ void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 void CudnnBackend::relu_forward(int /*op*/, const Tensor& x, Tensor& y) {
+  const Precision p = precision_of(x);
+  if (p != Precision::fp32) {
+    kernels::relu_gpu(x.ptr(), y.ptr(), static_cast<size_t>(x.desc.elements()),
+                      kernel_precision(p), stream_);
+    return;
+  }
   const TensorDescriptor t = nhwc_descriptor(x.desc);
   CUDNN_CHECK(cudnnActivationForward(cudnn_, relu_, &kOne, t, x.ptr(), &kZero, t, y.ptr()));
 }
@@ -225,14 +326,18 @@ void CudnnBackend::relu_backward(int /*op*/, const Tensor& y, const Tensor& dy, 
   // dx = y > 0 ? dy : 0 from the saved output; elementwise, so dx may be dy.
   kernels::residual_add_relu_backward_gpu(y.ptr(), dy.ptr(), dx.ptr(),
                                           static_cast<size_t>(y.desc.elements()),
-                                          kernels::Precision::fp32, stream_);
+                                          kernel_precision(precision_of(y)), stream_);
 }
 
 double CudnnBackend::softmax_cross_entropy(const Tensor& logits, const int* labels,
-                                           double divisor, Tensor& dlogits) {
+                                           double divisor, Tensor& dlogits, double grad_scale) {
   if (logits.desc.h * logits.desc.w != 1 || !(logits.desc == dlogits.desc))
     throw std::invalid_argument("softmax cross-entropy needs N x K x 1 x 1 logits");
+  if (precision_of(logits) != Precision::fp32 || precision_of(dlogits) != Precision::fp32)
+    throw std::invalid_argument("softmax cross-entropy needs fp32 (plain-layout) logits");
   if (!(divisor > 0)) throw std::invalid_argument("loss divisor must be positive");
+  if (!(grad_scale > 0) || !std::isfinite(grad_scale))
+    throw std::invalid_argument("loss gradient scale must be finite and positive");
   const int n = logits.desc.n, k = logits.desc.c;
   // The kernels make a bad label's loss NaN; the CPU backend throws, and so does this one.
   for (int i = 0; i < n; ++i)
@@ -251,8 +356,11 @@ double CudnnBackend::softmax_cross_entropy(const Tensor& logits, const int* labe
   const auto normalizer = static_cast<float>(divisor);
   kernels::softmax_xent_forward_gpu(logits.ptr(), labels_.as<std::int32_t>(), n, k, normalizer,
                                     row_loss_.as<float>(), mean_loss_.as<float>(), stream_);
-  kernels::softmax_xent_backward_gpu(logits.ptr(), labels_.as<std::int32_t>(), n, k, normalizer,
-                                     dlogits.ptr(), stream_);
+  // The gradient's divisor carries the loss scale: (softmax - onehot) / (divisor / scale), the
+  // same one fp32 division, so a power-of-two scale gives exactly scale x the unscaled gradient.
+  kernels::softmax_xent_backward_gpu(logits.ptr(), labels_.as<std::int32_t>(), n, k,
+                                     static_cast<float>(divisor / grad_scale), dlogits.ptr(),
+                                     stream_);
   float loss = 0;
   CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.as<void>(), sizeof(float), cudaMemcpyDeviceToHost,
                              stream_));

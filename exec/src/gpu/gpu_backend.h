@@ -1,11 +1,21 @@
-// The GPU backend's state, shared by its three source files: device memory, streams and
-// library handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
-// (gpu_backend.cc), convolution and fully connected (gpu_conv_fc.cc), batch norm and pooling
-// (gpu_norm_pool.cc).
+// The GPU backend's state, shared by its source files: device memory, streams and library
+// handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
+// (gpu_backend.cc), element types (gpu_precision.cc), convolution and fully connected
+// (gpu_conv_fc.cc), batch norm and pooling (gpu_norm_pool.cc).
 //
-// Layout: every activation is NHWC fp32 in device memory (Tensor::format kNhwc), the layout
-// cuDNN's tensor-core convolutions want; a `plain` request is NHWC too, which is NCHW for the
-// logits (H = W = 1), and write_nchw/read_nchw transpose on the device for the image. Each
+// Layout: every activation is NHWC in device memory, the layout cuDNN's tensor-core convolutions
+// want; a `plain` request is NHWC too, which is NCHW for the logits (H = W = 1), and
+// write_nchw/read_nchw transpose on the device for the image.
+//
+// Precision (GpuOptions::precision): activations and their gradients are fp32, bf16 or fp16,
+// recorded in Tensor::format (kNhwc, kNhwcBf16, kNhwcFp16), except the logits and their
+// gradient, which stay fp32 for the loss (the fc's GEMM writes its fp32 accumulators straight
+// into them). The flat arrays are fp32 in every precision: prepare_weights casts the parameters
+// into one compute-precision copy per forward (weights_low_), which convolutions and the fc read;
+// weight gradients come out of cuDNN in the compute precision (its legacy API wants the filter
+// in the data's type) and are cast into the fp32 gradient array, as torch autocast's cast-back
+// does; batch norm's gamma, beta and statistics are fp32 (cuDNN takes bf16/fp16 x and y with
+// float parameters). Each
 // layer (`op`) keeps its descriptors in a state struct built on first use and rebuilt only when
 // the layer's descriptor changes; convolution algorithms are chosen once per shape (algos_).
 // Everything runs on one stream, in order; the host waits only where it reads a result (the
@@ -13,6 +23,7 @@
 #pragma once
 
 #include <basin/backend.h>
+#include <basin/kernels.h>
 
 #include <cuda_runtime.h>
 
@@ -28,7 +39,14 @@
 
 namespace basin::exec::gpu {
 
-constexpr int kNhwc = 1;  // Tensor::format of every tensor this backend allocates
+// Tensor::format of the tensors this backend allocates: NHWC in each element type.
+constexpr int kNhwc = 1, kNhwcBf16 = 2, kNhwcFp16 = 3;
+int format_of(Precision p);
+Precision precision_of(const Tensor& t);  // throws std::invalid_argument for another format
+kernels::Precision kernel_precision(Precision p);
+cudnnDataType_t cudnn_type(Precision p);
+cudaDataType_t cuda_type(Precision p);
+size_t element_bytes(Precision p);
 
 // cudaMalloc'ed bytes, freed by the destructor; move-only.
 class DeviceMemory {
@@ -98,10 +116,10 @@ using ActivationDescriptor =
     Descriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor,
                cudnnDestroyActivationDescriptor>;
 
-// fp32 4-D descriptors of a shape in NHWC (activations, OHWI weights) and NCHW (OIHW weights,
+// 4-D descriptors of a shape in NHWC (activations, OHWI weights) and NCHW (OIHW weights,
 // the image as the host writes it, a per-channel vector as 1 x C x 1 x 1).
-TensorDescriptor nhwc_descriptor(const TensorDesc& d);
-TensorDescriptor nchw_descriptor(const TensorDesc& d);
+TensorDescriptor nhwc_descriptor(const TensorDesc& d, Precision p = Precision::fp32);
+TensorDescriptor nchw_descriptor(const TensorDesc& d, Precision p = Precision::fp32);
 
 // The algorithms cuDNN's search picked for one convolution shape, per direction, found the
 // first time that direction runs (backward data never runs for the stem).
@@ -119,7 +137,10 @@ struct ConvState {
   FilterDescriptor w;                // KRSC (cuDNN's NHWC filter format)
   ConvolutionDescriptor conv;
   TensorDescriptor w_oihw, w_ohwi;   // the weights as 4-D tensors, for the layout transform
-  DeviceMemory w_ohwi_data, dw_ohwi_data;  // empty for 1x1 kernels, where OIHW is OHWI
+  // In the compute precision. w_ohwi_data: kernels above 1x1 only (1x1: OIHW is OHWI).
+  // dw_data: cuDNN's weight gradient (OHWI) before it becomes OIHW fp32; in fp32 kernels
+  // above 1x1 only, in bf16/fp16 always (it is cast into the fp32 gradient array).
+  DeviceMemory w_ohwi_data, dw_data;
   ConvAlgorithms* algorithms = nullptr;    // in CudnnBackend::algorithms_, shared by shape
 };
 
@@ -155,6 +176,9 @@ class CudnnBackend final : public Backend {
   std::string name() const override;
 
   bool on_device() const override { return true; }
+  Precision precision() const override { return options_.precision; }
+  void prepare_weights(const float* params, long long n) override;
+  bool unscale_gradients(float* grads, long long n, float factor) override;
   std::shared_ptr<float> alloc_flat(long long n) override;
   void flat_to_host(const float* flat, float* host, long long n) override;
   void flat_from_host(const float* host, float* flat, long long n) override;
@@ -190,26 +214,38 @@ class CudnnBackend final : public Backend {
                    Tensor& dx, float* dw, float* db) override;
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
   double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
-                               Tensor& dlogits) override;
+                               Tensor& dlogits, double grad_scale) override;
 
  private:
-  // Device scratch of at least `floats` floats; two independent slots, so one operation can
-  // hold two. Contents live until the next call for the same slot.
+  // Device scratch of at least `floats` floats (or `bytes`); independent slots, so one
+  // operation can hold several. Contents live until the next call for the same slot. Slots 0
+  // and 1: staging at the host boundary and the fc's transposes; 2: weights cast on the fly;
+  // 3 and 4: weight and fc gradients in the compute precision.
   float* scratch(int slot, size_t floats);
+  void* scratch_bytes(int slot, size_t bytes);
   // Copies between two descriptions of the same shape (layout changes), on the stream.
-  void transform(const TensorDescriptor& from_desc, const float* from,
-                 const TensorDescriptor& to_desc, float* to);
+  void transform(const TensorDescriptor& from_desc, const void* from,
+                 const TensorDescriptor& to_desc, void* to);
+  // `count` weights at `w` (fp32, flat memory) in the compute precision: a view into the
+  // copy prepare_weights made when `w` lies in that forward's parameter array, else cast now
+  // into scratch slot 2 (a layer called directly, as the tests do).
+  const void* low_weights(const float* w, long long count);
+  // Marks the copy stale: anything that may write the parameters or reuse their memory (a flat
+  // upload, the SGD step, a new flat array) calls it, so a layer never reads an old copy; the
+  // next Net::forward makes a new one.
+  void forget_weights_copy();
   void* workspace();  // options_.workspace_bytes, allocated at the first convolution
 
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
-  // The weights in the layout the convolution reads (OHWI), converted from OIHW if needed.
-  const float* conv_weights(ConvState& s, const float* w_oihw);
-  void find_forward(ConvState& s, const float* x, const float* w, float* y);
-  void find_backward_data(ConvState& s, const float* w, const float* dy, float* dx);
-  void find_backward_filter(ConvState& s, const float* x, const float* dy, float* dw);
+  // The weights in the layout and precision the convolution reads (OHWI), from fp32 OIHW.
+  const void* conv_weights(ConvState& s, const float* w_oihw);
+  void find_forward(ConvState& s, const void* x, const void* w, void* y);
+  void find_backward_data(ConvState& s, const void* w, const void* dy, void* dx);
+  void find_backward_filter(ConvState& s, const void* x, const void* dy, void* dw);
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
+  void relu_in_place(Tensor& y);  // a batch norm's fused ReLU
 
   GpuOptions options_;
   Stream stream_owner_;
@@ -220,7 +256,13 @@ class CudnnBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   std::string device_name_;
   DeviceMemory workspace_;
-  DeviceMemory scratch_[2];
+  DeviceMemory scratch_[5];
+  // prepare_weights' copy of the parameter array in the compute precision (bf16/fp16 only),
+  // and which array it copies.
+  DeviceMemory weights_low_;
+  const float* weights_base_ = nullptr;
+  long long weights_count_ = 0;
+  DeviceMemory nonfinite_;  // unscale_gradients' flag
   DeviceMemory labels_, row_loss_, mean_loss_;
   DeviceMemory no_decay_;  // the SGD step's ranges as kernels::FlatRange, uploaded once
   std::vector<std::pair<long long, long long>> no_decay_uploaded_;

@@ -10,8 +10,16 @@
 // Algorithms: the first time a shape runs a direction, cudnnFind*AlgorithmEx times every
 // algorithm on the real buffers within the workspace limit, and the fastest acceptable one is
 // kept for that shape (algorithms_); with GpuOptions::deterministic only deterministic ones are
-// acceptable, without GpuOptions::tf32 only plain FMA math (no TF32 tensor ops).
+// acceptable, in fp32 without GpuOptions::tf32 only plain FMA math (no TF32 tensor ops).
+//
+// bf16/fp16: data, filters and the weight gradient in the compute precision, the convolution's
+// compute type fp32 (cuDNN's PSEUDO_HALF / PSEUDO_BFLOAT16 configurations: tensor cores
+// accumulating in fp32), tensor-op math allowed. The weight gradient is cast into the fp32
+// gradient array after the layout transform. The fc runs cublasGemmEx on compute-precision
+// inputs with fp32 accumulation, writing the fp32 logits and the fp32 weight gradient directly;
+// only the input gradient is rounded to the compute precision.
 #include <stdexcept>
+#include <string>
 
 #include "gpu_backend.h"
 
@@ -35,6 +43,12 @@ std::string shape_key(const ConvDesc& d) {
 
 // cuDNN's search reports per algorithm its status, time, workspace, determinism and math type;
 // results come fastest first, so the first acceptable one is the choice.
+// Whether a found algorithm's math type is one the options allow: any in bf16/fp16 (tensor
+// cores are the point), with TF32 any, otherwise plain FMA math only.
+bool math_allowed(cudnnMathType_t m, const GpuOptions& o) {
+  return o.precision != Precision::fp32 || o.tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+}
+
 template <class Perf>
 const Perf* pick(const Perf* perf, int count, const GpuOptions& o, const char* direction,
                  const ConvDesc& d) {
@@ -42,7 +56,7 @@ const Perf* pick(const Perf* perf, int count, const GpuOptions& o, const char* d
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > o.workspace_bytes) continue;
     if (o.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
-    if (!o.tf32 && p.mathType != CUDNN_FMA_MATH && p.mathType != CUDNN_DEFAULT_MATH) continue;
+    if (!math_allowed(p.mathType, o)) continue;
     return &p;
   }
   throw std::runtime_error(std::string("cuDNN has no usable ") + direction +
@@ -53,10 +67,16 @@ const Perf* pick(const Perf* perf, int count, const GpuOptions& o, const char* d
                            std::to_string(o.workspace_bytes >> 20) + " MB of workspace");
 }
 
-// Without TF32, run on FMA math whatever the search called it (DEFAULT may mean TF32 on
-// Ampere and later); with it, the math type the search timed.
+// fp32 without TF32: FMA math whatever the search called it (DEFAULT may mean TF32 on Ampere
+// and later); with TF32, or in bf16/fp16, the math type the search timed.
 cudnnMathType_t math_for(cudnnMathType_t found, const GpuOptions& o) {
-  return o.tf32 ? found : CUDNN_FMA_MATH;
+  return o.tf32 || o.precision != Precision::fp32 ? found : CUDNN_FMA_MATH;
+}
+
+// The math type a convolution descriptor starts with (the search tries all it allows).
+cudnnMathType_t initial_math(const GpuOptions& o) {
+  if (o.precision != Precision::fp32) return CUDNN_TENSOR_OP_MATH;
+  return o.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
 }  // namespace
@@ -66,38 +86,46 @@ ConvState& CudnnBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, 
   if (it != convs_.end() && same(it->second.desc, d)) return it->second;
   if (!(x.desc == d.in) || !(y.desc == d.out))
     throw std::invalid_argument("conv tensors do not match the layer's shapes");
+  const Precision p = options_.precision;
+  if (precision_of(x) != p || precision_of(y) != p)
+    throw std::invalid_argument(std::string("conv tensors must be in the backend's precision, ") +
+                                precision_name(p));
   ConvState s;
   s.desc = d;
-  s.x = nhwc_descriptor(d.in);
-  s.y = nhwc_descriptor(d.out);
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, d.out.c,
+  s.x = nhwc_descriptor(d.in, p);
+  s.y = nhwc_descriptor(d.out, p);
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w, cudnn_type(p), CUDNN_TENSOR_NHWC, d.out.c,
                                          d.in.c, d.kernel, d.kernel));
+  // Accumulate in fp32 in every precision.
   CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s.conv, d.padding, d.padding, d.stride, d.stride, 1,
                                               1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, options_.tf32 ? CUDNN_DEFAULT_MATH
-                                                                : CUDNN_FMA_MATH));
+  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, initial_math(options_)));
   int n = 0, c = 0, h = 0, w = 0;
   CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(s.conv, s.x, s.w, &n, &c, &h, &w));
   if (!(TensorDesc{n, c, h, w} == d.out))
     throw std::invalid_argument("conv output shape disagrees with cuDNN's for its input");
+  const TensorDesc weights{d.out.c, d.in.c, d.kernel, d.kernel};
+  const size_t weight_bytes = element_bytes(p) * static_cast<size_t>(weights.elements());
   if (d.kernel > 1) {
-    const TensorDesc weights{d.out.c, d.in.c, d.kernel, d.kernel};
-    s.w_oihw = nchw_descriptor(weights);
-    s.w_ohwi = nhwc_descriptor(weights);
-    s.w_ohwi_data = DeviceMemory(sizeof(float) * weights.elements());
-    s.dw_ohwi_data = DeviceMemory(sizeof(float) * weights.elements());
+    s.w_oihw = nchw_descriptor(weights, p);
+    s.w_ohwi = nhwc_descriptor(weights, p);
+    s.w_ohwi_data = DeviceMemory(weight_bytes);
   }
+  if (d.kernel > 1 || p != Precision::fp32) s.dw_data = DeviceMemory(weight_bytes);
   s.algorithms = &algorithms_[shape_key(d)];
   return convs_.insert_or_assign(op, std::move(s)).first->second;
 }
 
-const float* CudnnBackend::conv_weights(ConvState& s, const float* w_oihw) {
-  if (s.desc.kernel == 1) return w_oihw;
-  transform(s.w_oihw, w_oihw, s.w_ohwi, s.w_ohwi_data.as<float>());
-  return s.w_ohwi_data.as<float>();
+const void* CudnnBackend::conv_weights(ConvState& s, const float* w_oihw) {
+  const TensorDesc& in = s.desc.in;
+  const long long count = 1LL * s.desc.out.c * in.c * s.desc.kernel * s.desc.kernel;
+  const void* w = options_.precision == Precision::fp32 ? w_oihw : low_weights(w_oihw, count);
+  if (s.desc.kernel == 1) return w;
+  transform(s.w_oihw, w, s.w_ohwi, s.w_ohwi_data.as<void>());
+  return s.w_ohwi_data.as<void>();
 }
 
-void CudnnBackend::find_forward(ConvState& s, const float* x, const float* w, float* y) {
+void CudnnBackend::find_forward(ConvState& s, const void* x, const void* w, void* y) {
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
@@ -109,7 +137,7 @@ void CudnnBackend::find_forward(ConvState& s, const float* x, const float* w, fl
   s.algorithms->have_fwd = true;
 }
 
-void CudnnBackend::find_backward_data(ConvState& s, const float* w, const float* dy, float* dx) {
+void CudnnBackend::find_backward_data(ConvState& s, const void* w, const void* dy, void* dx) {
   cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
@@ -121,8 +149,8 @@ void CudnnBackend::find_backward_data(ConvState& s, const float* w, const float*
   s.algorithms->have_bwd_data = true;
 }
 
-void CudnnBackend::find_backward_filter(ConvState& s, const float* x, const float* dy,
-                                        float* dw) {
+void CudnnBackend::find_backward_filter(ConvState& s, const void* x, const void* dy,
+                                        void* dw) {
   cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
@@ -137,7 +165,7 @@ void CudnnBackend::find_backward_filter(ConvState& s, const float* x, const floa
 void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
                                 Tensor& y) {
   ConvState& s = conv_state(op, d, x, y);
-  const float* weights = conv_weights(s, w);
+  const void* weights = conv_weights(s, w);
   if (!s.algorithms->have_fwd) find_forward(s, x.ptr(), weights, y.ptr());
   CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->fwd_math));
   CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv,
@@ -149,20 +177,33 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
                                  const Tensor& dy, Tensor* dx, float* dw) {
   ConvState& s = conv_state(op, d, x, dy);
   if (dx != nullptr) {
-    const float* weights = conv_weights(s, w);
+    const void* weights = conv_weights(s, w);
     if (!s.algorithms->have_bwd_data) find_backward_data(s, weights, dy.ptr(), dx->ptr());
     CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->bwd_data_math));
     CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv,
                                              s.algorithms->bwd_data, workspace(),
                                              options_.workspace_bytes, &kZero, s.x, dx->ptr()));
   }
-  float* dw_ohwi = d.kernel == 1 ? dw : s.dw_ohwi_data.as<float>();
+  const Precision p = options_.precision;
+  void* dw_ohwi = d.kernel == 1 && p == Precision::fp32 ? dw : s.dw_data.as<void>();
   if (!s.algorithms->have_bwd_filter) find_backward_filter(s, x.ptr(), dy.ptr(), dw_ohwi);
   CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->bwd_filter_math));
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv,
                                              s.algorithms->bwd_filter, workspace(),
                                              options_.workspace_bytes, &kZero, s.w, dw_ohwi));
-  if (d.kernel > 1) transform(s.w_ohwi, dw_ohwi, s.w_oihw, dw);
+  if (p == Precision::fp32) {
+    if (d.kernel > 1) transform(s.w_ohwi, dw_ohwi, s.w_oihw, dw);
+    return;
+  }
+  // OHWI to OIHW in the compute precision, then one widening (exact) into the fp32 gradients.
+  const size_t count = static_cast<size_t>(d.out.c) * d.in.c * d.kernel * d.kernel;
+  const void* dw_oihw = dw_ohwi;
+  if (d.kernel > 1) {
+    void* t = scratch_bytes(3, element_bytes(p) * count);
+    transform(s.w_ohwi, dw_ohwi, s.w_oihw, t);
+    dw_oihw = t;
+  }
+  kernels::cast_gpu(dw_oihw, kernel_precision(p), dw, kernels::Precision::fp32, count, stream_);
 }
 
 // ----- Fully connected: y = x W^T + b with row-major W [out][in] -----------------------------------
@@ -180,13 +221,18 @@ FcState& CudnnBackend::fc_state(int op, const FcDesc& d, const Tensor& x, const 
     return it->second;
   if (!(x.desc == d.in) || !(y.desc == d.out) || d.out.h * d.out.w != 1)
     throw std::invalid_argument("fc tensors do not match the layer's shapes");
+  // In bf16/fp16 the output must be the fp32 logits: the bias add and the loss read fp32.
+  if (precision_of(x) != options_.precision || precision_of(y) != Precision::fp32)
+    throw std::invalid_argument(std::string("fc needs its input in the backend's precision (") +
+                                precision_name(options_.precision) +
+                                ") and its output fp32 (the plain-layout logits)");
   FcState s;
   s.desc = d;
   s.y = nchw_descriptor(d.out);
   s.bias = nchw_descriptor({1, d.out.c, 1, 1});
   if (d.in.h * d.in.w > 1) {
-    s.in_nhwc = nhwc_descriptor(d.in);
-    s.in_nchw = nchw_descriptor(d.in);
+    s.in_nhwc = nhwc_descriptor(d.in, options_.precision);
+    s.in_nchw = nchw_descriptor(d.in, options_.precision);
   }
   return fcs_.insert_or_assign(op, std::move(s)).first->second;
 }
@@ -195,6 +241,21 @@ void CudnnBackend::fc_forward(int op, const FcDesc& d, const Tensor& x, const fl
                               const float* b, Tensor& y) {
   FcState& s = fc_state(op, d, x, y);
   const int n = d.in.n, in = d.in.c * d.in.h * d.in.w, out = d.out.c;
+  const Precision p = options_.precision;
+  if (p != Precision::fp32) {
+    const void* rows = x.ptr();
+    if (d.in.h * d.in.w > 1) {
+      void* t = scratch_bytes(0, element_bytes(p) * static_cast<size_t>(d.in.elements()));
+      transform(s.in_nhwc, x.ptr(), s.in_nchw, t);
+      rows = t;
+    }
+    const void* w_low = low_weights(w, 1LL * in * out);
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &kOne, w_low,
+                              cuda_type(p), in, rows, cuda_type(p), in, &kZero, y.ptr(),
+                              CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CUDNN_CHECK(cudnnAddTensor(cudnn_, &kOne, s.bias, b, &kOne, s.y, y.ptr()));
+    return;
+  }
   const float* rows = x.ptr();  // x as N rows of in values, NCHW-flattened as torch does
   if (d.in.h * d.in.w > 1) {
     float* t = scratch(0, static_cast<size_t>(d.in.elements()));
@@ -211,6 +272,32 @@ void CudnnBackend::fc_backward(int op, const FcDesc& d, const Tensor& x, const f
   FcState& s = fc_state(op, d, x, dy);
   const int n = d.in.n, in = d.in.c * d.in.h * d.in.w, out = d.out.c;
   const bool spatial = d.in.h * d.in.w > 1;
+  const Precision p = options_.precision;
+  if (p != Precision::fp32) {
+    const size_t element = element_bytes(p);
+    const void* rows = x.ptr();
+    void* drows = dx.ptr();
+    if (spatial) {
+      void* t = scratch_bytes(0, element * static_cast<size_t>(d.in.elements()));
+      transform(s.in_nhwc, x.ptr(), s.in_nchw, t);
+      rows = t;
+      drows = scratch_bytes(1, element * static_cast<size_t>(d.in.elements()));
+    }
+    // GemmEx wants both inputs in one type: the fp32 dlogits rounded once (N x classes, tiny).
+    void* dy_low = scratch_bytes(4, element * static_cast<size_t>(d.out.elements()));
+    kernels::cast_gpu(dy.ptr(), kernels::Precision::fp32, dy_low, kernel_precision(p),
+                      static_cast<size_t>(d.out.elements()), stream_);
+    const void* w_low = low_weights(w, 1LL * in * out);
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &kOne, w_low,
+                              cuda_type(p), in, dy_low, cuda_type(p), out, &kZero, drows,
+                              cuda_type(p), in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (spatial) transform(s.in_nchw, drows, s.in_nhwc, dx.ptr());
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &kOne, rows,
+                              cuda_type(p), in, dy_low, cuda_type(p), out, &kZero, dw, CUDA_R_32F,
+                              in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CUDNN_CHECK(cudnnConvolutionBackwardBias(cudnn_, &kOne, s.y, dy.ptr(), &kZero, s.bias, db));
+    return;
+  }
   const float* rows = x.ptr();
   float* drows = dx.ptr();
   if (spatial) {

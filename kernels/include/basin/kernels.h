@@ -110,6 +110,22 @@ void softmax_xent_backward_cpu(const float* logits, const std::int32_t* labels, 
 void residual_add_relu_cpu(const void* a, const void* b, void* y, size_t n, Precision p);
 void residual_add_relu_backward_cpu(const void* y, const void* dy, void* dx, size_t n,
                                     Precision p);
+// The two halves on their own, for backends whose library calls do not take bf16 or fp16:
+// y = a + b (a residual sum, or a gradient summed into another; y may alias a or b) and
+// y = relu(x) (y may alias x), with the same arithmetic and NaN rule as above.
+void add_cpu(const void* a, const void* b, void* y, size_t n, Precision p);
+void relu_cpu(const void* x, void* y, size_t n, Precision p);
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic loss scaling: unscale the fp32 gradients and check them in one pass
+// ---------------------------------------------------------------------------------------------
+//
+// grads[i] *= factor (1 / loss scale: one fp32 multiply, exact for a power-of-two scale unless
+// the result is subnormal) and reports whether every result is finite. Checking the results
+// rather than the inputs also catches a finite gradient that the unscale itself overflows
+// (factor > 1). The gradients are overwritten either way: a step that is not finite is skipped.
+// Returns true when all n results are finite.
+bool unscale_check_finite_cpu(float* grads, size_t n, float factor);
 
 // ---------------------------------------------------------------------------------------------
 // Input stage: decoded uint8 images -> cropped, resized, flipped, normalized NHWC batch
@@ -188,6 +204,13 @@ void residual_add_relu_gpu(const void* a, const void* b, void* y, size_t n, Prec
                            void* stream = nullptr);
 void residual_add_relu_backward_gpu(const void* y, const void* dy, void* dx, size_t n,
                                     Precision p, void* stream = nullptr);
+void add_gpu(const void* a, const void* b, void* y, size_t n, Precision p, void* stream = nullptr);
+void relu_gpu(const void* x, void* y, size_t n, Precision p, void* stream = nullptr);
+
+// found_nonfinite: one device uint32 that the caller zeroes first; set to 1 when any result is
+// not finite (never cleared), so the host reads one word instead of the array.
+void unscale_check_finite_gpu(float* grads, size_t n, float factor,
+                              std::uint32_t* found_nonfinite, void* stream = nullptr);
 
 // pixels and images are device pointers (images checked with check_source_images first).
 void input_stage_gpu(const std::uint8_t* pixels, const SourceImage* images, int batch, int out_h,
