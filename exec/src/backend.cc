@@ -1,8 +1,11 @@
 // The Backend interface's host-memory defaults for the flat arrays (backend.h): what every
 // CPU backend shares, and what a device backend overrides. Running statistics keep exactly the
 // arithmetic Net used before the arrays moved behind the backend, so CPU runs are unchanged.
+// The input stage of raw batches defaults to the kernels' CPU reference (input_staging.cc).
 #include <basin/backend.h>
 #include <basin/kernels.h>
+
+#include "input_staging.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +54,12 @@ void Backend::sgd_step(float* weights, float* velocity, const float* grads, long
                              .weight_decay = step.weight_decay, .nesterov = step.nesterov};
   kernels::sgd_flat_step_cpu(weights, velocity, grads, static_cast<size_t>(n), p, ranges.data(),
                              ranges.size());
+}
+
+void Backend::stage_input(const data::Batch& raw, const data::Normalization& norm, Tensor& dst) {
+  std::vector<float> nchw(static_cast<size_t>(dst.desc.elements()));
+  detail::stage_on_host(raw, norm, dst.desc, nchw.data());
+  write_nchw(nchw.data(), dst);
 }
 
 }  // namespace basin::exec
