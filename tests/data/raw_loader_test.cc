@@ -162,10 +162,15 @@ TEST_CASE("raw batches through the input stage equal the float batches", "[data]
       // A weight one ulp off needs a double next to an fp32 rounding boundary: rare, so nearly
       // every value is the same bits (all of them, when this was written).
       REQUIRE(identical >= values * 999 / 1000);
-      REQUIRE(raw.stats().skipped_files == floats.stats().skipped_files);
       // From the start, the 5 batches cover the whole first epoch: the corrupt file was met
-      // (and replaced alike in both modes, checked above).
-      if (start.epoch == 0) REQUIRE(substituted >= 1);
+      // (and replaced alike in both modes, checked above) and named by both. (From a later
+      // position it may lie beyond the batches taken, where the prefetching workers of one
+      // loader may have found it and the other's not yet.)
+      if (start.epoch == 0) {
+        REQUIRE(substituted >= 1);
+        REQUIRE(raw.stats().skipped_files.size() == 1);
+        REQUIRE(raw.stats().skipped_files == floats.stats().skipped_files);
+      }
       if (k.kind == Transform::Kind::train) {
         REQUIRE(flipped > 0);  // both directions were exercised
         REQUIRE(flipped < images);
