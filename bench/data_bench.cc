@@ -4,7 +4,9 @@
 // figure carries its ratio to it (`vs_full_decode`) and the cores it needs per 1,000 images/s.
 // The pipeline runs with whole-image and region decoding; decoding alone at each DCT scale,
 // region decoding alone, resampling alone, and the threaded loader over files complete the
-// picture.
+// picture. BM_DecodeOnly sets the loader's raw mode (decode only, the GPU does the rest) against
+// the float pipeline and turns both into cores needed per GPU (--gpu-images-per-s, an assumed
+// rate: 3000 by default).
 #include <basin/data.h>
 
 #include <benchmark/benchmark.h>
@@ -17,6 +19,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 namespace {
 
@@ -187,8 +190,61 @@ void BM_Resample(benchmark::State& state) {
 }
 BENCHMARK(BM_Resample)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
+// Assumed images/s of the GPU that the decode threads feed (--gpu-images-per-s, default 3000): a
+// placeholder until a GPU run measures the real figure; the counters below scale with it.
+double g_gpu_images_per_s = 3000;
+
+// Decode-only (the loader's raw mode, decode_sample: the GPU does crop, resample, flip and
+// normalize) against the whole float pipeline (load_sample) on the same file with the same
+// random stream, timed in the same iteration in this thread's CPU time, to 224 x 224 with the
+// default transform (region decode, `fastest` DCT scale). Counters: images per CPU-second
+// (= per core) of each, their ratio, the cores each needs to feed the assumed GPU rate, and the
+// bytes per image the raw mode uploads (and the host-to-device bandwidth that makes at that
+// rate). Arguments: size index; 0 train / 1 val.
+void BM_DecodeOnly(benchmark::State& state) {
+  const int size = static_cast<int>(state.range(0));
+  Transform t;
+  t.kind = state.range(1) == 0 ? Transform::Kind::train : Transform::Kind::val;
+  const auto& jpegs = files(size);
+  std::vector<float> out(3 * 224 * 224);
+  std::vector<std::uint8_t> rgb;
+  RawImage raw;
+  std::int64_t images = 0;
+  double raw_s = 0, float_s = 0, raw_bytes = 0;
+  for (auto _ : state) {
+    const auto& jpeg = jpegs[images % kImages];
+    rgb.clear();
+    Rng a = sample_rng(1, 0, images), b = a;
+    const double t0 = thread_cpu_s();
+    decode_sample(jpeg, t, a, rgb, raw);
+    benchmark::DoNotOptimize(rgb.data());
+    const double t1 = thread_cpu_s();
+    load_sample(jpeg, t, b, out.data());
+    benchmark::DoNotOptimize(out.data());
+    const double t2 = thread_cpu_s();
+    raw_s += t1 - t0;
+    float_s += t2 - t1;
+    raw_bytes += static_cast<double>(rgb.size());
+    ++images;
+  }
+  const double raw_rate = images / raw_s, float_rate = images / float_s;
+  state.counters["raw_img_per_cpu_s"] = raw_rate;
+  state.counters["float_img_per_cpu_s"] = float_rate;
+  state.counters["raw_vs_float"] = raw_rate / float_rate;
+  state.counters["gpu_img_per_s_assumed"] = g_gpu_images_per_s;
+  state.counters["cores_raw"] = g_gpu_images_per_s / raw_rate;
+  state.counters["cores_float"] = g_gpu_images_per_s / float_rate;
+  state.counters["raw_kB_per_img"] = raw_bytes / images / 1000;
+  state.counters["upload_GB_per_s"] = raw_bytes / images * g_gpu_images_per_s / 1e9;
+  state.SetLabel(size_label(size) + (t.kind == Transform::Kind::train ? " train" : " val") +
+                 ", decode-only vs float pipeline; cores_* feed an ASSUMED " +
+                 std::to_string(static_cast<int>(g_gpu_images_per_s)) + " img/s GPU");
+}
+BENCHMARK(BM_DecodeOnly)->ArgsProduct({{0, 1, 2}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
 // The loader over 500 x 375 files on disk (page cache), batches of 32, N threads: wall-clock
 // images/s, which on a shared machine also counts other processes' use of the cores.
+// Arguments: threads; 0 float batches / 1 raw (decode-only) batches.
 void BM_Loader(benchmark::State& state) {
   static const std::vector<Sample> samples = [] {
     auto dir = std::filesystem::temp_directory_path() / ("basin-data-bench-" + std::to_string(::getpid()));
@@ -205,6 +261,7 @@ void BM_Loader(benchmark::State& state) {
   LoaderConfig c;
   c.batch_size = 32;
   c.threads = static_cast<int>(state.range(0));
+  c.output = state.range(1) != 0 ? LoaderOutput::raw : LoaderOutput::normalized;
   Loader loader(samples, c);
   std::int64_t n = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -213,9 +270,25 @@ void BM_Loader(benchmark::State& state) {
   state.SetItemsProcessed(n);
   state.counters["img_per_s"] = n / seconds;
   state.counters["wait_s"] = loader.stats().wait_seconds;
+  state.SetLabel(std::string(state.range(1) != 0 ? "raw (decode only)" : "float") + ", wall clock");
 }
-BENCHMARK(BM_Loader)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Loader)->ArgsProduct({{1, 2}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// Google Benchmark's main, plus one flag of our own taken out before it parses the rest.
+int main(int argc, char** argv) {
+  const std::string flag = "--gpu-images-per-s=";
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind(flag, 0) == 0) g_gpu_images_per_s = std::stod(a.substr(flag.size()));
+    else argv[kept++] = argv[i];
+  }
+  argc = kept;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -33,6 +33,7 @@ struct TrainOptions {
   std::string algorithm = "ring_chunked", wire = "fp32";
   std::string hwloc_xml;
   std::string device = "cpu";
+  std::string input_stage = "auto";  // --input-stage: auto, cpu or gpu
   int gpu = -1;  // -1: LOCAL_RANK, else 0
   bool tf32 = false, deterministic = false;
   exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
@@ -248,6 +249,10 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
                               "step or cosine, got '" + o.decay + "'");
   if (given("--blocks")) c.model = "resnet-custom";
+  if (o.input_stage == "auto") c.input_stage = exec::InputStage::automatic;
+  else if (o.input_stage == "cpu") c.input_stage = exec::InputStage::cpu;
+  else if (o.input_stage == "gpu") c.input_stage = exec::InputStage::device;
+  else throw topo::InputError("--input-stage", "", "auto, cpu or gpu, got '" + o.input_stage + "'");
   c.zero_init_residual = !o.no_zero_init;
   c.validate = !o.no_validate;
   c.overlap = !o.no_overlap;
@@ -387,6 +392,11 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_flag("--deterministic", o->deterministic,
                 "with --device gpu: deterministic convolution algorithms only (identical reruns)");
   cmd->add_option("--loader-threads", c.loader_threads, "JPEG decode threads")->capture_default_str();
+  cmd->add_option("--input-stage", o->input_stage,
+                  "where crop, resize, flip and normalize run: cpu (the loader's threads), gpu (the "
+                  "backend: the loader only decodes; on --device cpu the same stage on the CPU), or "
+                  "auto (gpu with --device gpu, else cpu)")
+      ->capture_default_str();
   cmd->add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0: each epoch end)")->capture_default_str();
   cmd->add_option("--stop-after", c.stop_after, "stop after this many steps, with a checkpoint (resume later)");
   cmd->add_option("--trace-step", c.trace_step, "the step measured into trace.json")->capture_default_str();

@@ -4,7 +4,9 @@
 // every sample's random stream follow from k alone, so any worker can build any batch and the
 // result is the same whichever thread builds it. Workers claim batch numbers in order but may
 // finish out of order; next() hands them out in order. A window bounds how far the workers run
-// ahead of the consumer, which bounds memory to `prefetch_batches` batches.
+// ahead of the consumer, which bounds memory to `prefetch_batches` batches. A batch holds float
+// images or, in raw mode, the decoded source regions (decode_sample); only the per-slot work
+// differs, never which sample fills which slot with which random stream.
 #include "jpeg_internal.h"
 
 #include <algorithm>
@@ -109,9 +111,11 @@ struct Loader::State {
     return bad.count(sample) != 0;
   }
 
-  // One slot: the shard's sample at `slot`, or the next readable one after it (wrapping).
+  // One slot: the shard's sample at `slot`, or the next readable one after it (wrapping), read
+  // and handed to `load(bytes, rng)` (which throws DecodeError for an unreadable file).
+  template <class Load>
   void fill_slot(const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t slot,
-                 float* out, int& label, std::int64_t& sample_index, int& substitutions) {
+                 const Load& load, int& label, std::int64_t& sample_index, int& substitutions) {
     const std::int64_t world = config.world_size, rank = config.rank;
     const std::int64_t global = rank + slot * world;
     thread_local std::vector<std::uint8_t> bytes;
@@ -123,7 +127,7 @@ struct Loader::State {
         bytes = read_file(samples[sample].path);
         // The slot's own stream, whichever sample fills it.
         Rng rng = sample_rng(config.seed, epoch, global);
-        load_sample(bytes, config.transform, rng, out);
+        load(std::span<const std::uint8_t>(bytes), rng);
         label = samples[sample].label;
         sample_index = sample;
         substitutions += tried != 0;
@@ -145,13 +149,29 @@ struct Loader::State {
     b.first_sample = s.first;
     b.size = static_cast<int>(s.size);
     b.height = b.width = size;
-    const size_t per_image = static_cast<size_t>(3) * size * size;
-    b.pixels.resize(per_image * b.size);
     b.labels.resize(b.size);
     b.samples.resize(b.size);
+    const Transform& t = config.transform;
+    if (config.output == LoaderOutput::raw) {
+      b.raw.resize(b.size);
+      // Regions are about the output's size to twice it each way; one reallocation at most.
+      b.rgb.reserve(static_cast<size_t>(b.size) * size * size * 3 * 2);
+      for (int i = 0; i < b.size; ++i)
+        fill_slot(
+            *order, s.epoch, s.first + i,
+            [&](std::span<const std::uint8_t> jpeg, Rng& rng) { decode_sample(jpeg, t, rng, b.rgb, b.raw[i]); },
+            b.labels[i], b.samples[i], b.substituted);
+      return b;
+    }
+    const size_t per_image = static_cast<size_t>(3) * size * size;
+    b.pixels.resize(per_image * b.size);
     for (int i = 0; i < b.size; ++i)
-      fill_slot(*order, s.epoch, s.first + i, b.pixels.data() + per_image * i, b.labels[i],
-                b.samples[i], b.substituted);
+      fill_slot(
+          *order, s.epoch, s.first + i,
+          [&](std::span<const std::uint8_t> jpeg, Rng& rng) {
+            load_sample(jpeg, t, rng, b.pixels.data() + per_image * i);
+          },
+          b.labels[i], b.samples[i], b.substituted);
     return b;
   }
 

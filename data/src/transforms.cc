@@ -1,7 +1,8 @@
 // The per-sample transforms: torchvision's RandomResizedCrop + RandomHorizontalFlip for training
 // and Resize + CenterCrop for validation, as crop boxes in source pixels, then one decode of just
 // the region the crop reads at the smallest sufficient DCT scale, and one bilinear resampling
-// (resample.cc) straight into normalized float CHW.
+// (resample.cc) straight into normalized float CHW; or, for a later input stage on the GPU,
+// just the decoded source rectangle that resampling would read (decode_sample).
 //
 // Doing the validation resize and crop as one resampling gives the same pixels as doing them in
 // two steps: bilinear resizing samples the source at fixed points, and the center crop keeps a
@@ -115,7 +116,54 @@ CropBox scaled_crop(const SampleTrace& trace) {
   return {trace.crop.x * f, trace.crop.y * f, trace.crop.width * f, trace.crop.height * f};
 }
 
+// Appends the plan's source rectangle of `src` to `rgb` and describes it: the crop moves with
+// the rectangle's corner, so the taps land on the same pixels.
+void append_planned_rect(const PixelsAt& src, const ResamplePlan& plan, const SampleTrace& trace,
+                         std::vector<std::uint8_t>& rgb, RawImage& image) {
+  image.offset = rgb.size();
+  image.width = plan.x_end - plan.x_first;
+  image.height = plan.y_end - plan.y_first;
+  const CropBox c = scaled_crop(trace);
+  image.crop = {c.x - plan.x_first, c.y - plan.y_first, c.width, c.height};
+  image.flip = trace.flipped;
+  const size_t row = static_cast<size_t>(image.width) * 3;
+  rgb.resize(image.offset + row * image.height);
+  std::uint8_t* dst = rgb.data() + image.offset;
+  for (int y = plan.y_first; y < plan.y_end; ++y, dst += row)
+    std::copy_n(src.rgb + static_cast<size_t>(y - src.y) * src.stride + static_cast<size_t>(plan.x_first - src.x) * 3,
+                row, dst);
+}
+
 }  // namespace
+
+SampleTrace decode_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                          std::vector<std::uint8_t>& rgb, RawImage& image) {
+  SampleTrace trace;
+  const int size = t.output_size();
+  thread_local ResamplePlan plan;
+  if (t.region_decode) {
+    thread_local ImageRegion region;
+    decode_region_into(
+        jpeg, t.fast_decode,
+        [&](const JpegHeader& header) {
+          choose(header, t, rng, trace);
+          plan = plan_resample(scaled_size(header.width, trace.eighths), scaled_size(header.height, trace.eighths),
+                               scaled_crop(trace), size, size);
+          return RegionRequest{trace.eighths, plan.x_first, plan.y_first, plan.x_end, plan.y_end};
+        },
+        region);
+    append_planned_rect(PixelsAt{region.pixels.rgb.data(), static_cast<size_t>(region.pixels.width) * 3, region.x, region.y},
+                        plan, trace, rgb, image);
+    return trace;
+  }
+  choose(read_jpeg_header(jpeg), t, rng, trace);
+  thread_local Image decoded;
+  decode_into(jpeg, trace.eighths, t.fast_decode, decoded);
+  plan = plan_resample(decoded.width, decoded.height, scaled_crop(trace), size, size);
+  append_planned_rect(PixelsAt{decoded.rgb.data(), static_cast<size_t>(decoded.width) * 3, 0, 0}, plan, trace,
+                      rgb, image);
+  return trace;
+}
 
 SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
                         float* out) {

@@ -1,8 +1,11 @@
 // The Backend interface's host-memory defaults for the flat arrays (backend.h): what every
 // CPU backend shares, and what a device backend overrides. Running statistics keep exactly the
 // arithmetic Net used before the arrays moved behind the backend, so CPU runs are unchanged.
+// The input stage of raw batches defaults to the kernels' CPU reference (input_staging.cc).
 #include <basin/backend.h>
 #include <basin/kernels.h>
+
+#include "input_staging.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +68,12 @@ const char* precision_name(Precision p) {
     case Precision::fp16: return "fp16";
   }
   return "unknown";
+}
+
+void Backend::stage_input(const data::Batch& raw, const data::Normalization& norm, Tensor& dst) {
+  std::vector<float> nchw(static_cast<size_t>(dst.desc.elements()));
+  detail::stage_on_host(raw, norm, dst.desc, nchw.data());
+  write_nchw(nchw.data(), dst);
 }
 
 }  // namespace basin::exec

@@ -117,11 +117,12 @@ void GradientSync::sum(std::vector<float>& values, const char* what) {
 }
 
 Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data::Transform& t,
-                  int threads, std::uint64_t seed, GradientSync& sync) {
+                  int threads, std::uint64_t seed, GradientSync& sync, bool raw_input) {
   comm::Communicator* comm = sync.comm();
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->world_size() : 1;
   data::LoaderConfig lc{.transform = t, .batch_size = net.batch(), .threads = threads,
                         .seed = seed, .shuffle = false, .rank = rank, .world_size = ranks};
+  if (raw_input) lc.output = data::LoaderOutput::raw;
   const int classes = net.network().classes, k = std::min(5, classes);
   const size_t per_image = 3ull * t.output_size() * t.output_size();
   std::vector<float> input(per_image * net.batch());
@@ -131,9 +132,13 @@ Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data
     data::Loader loader(samples, lc);
     for (std::int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
       const data::Batch batch = loader.next();
-      std::fill(input.begin(), input.end(), 0.f);
-      std::copy(batch.pixels.begin(), batch.pixels.end(), input.begin());
-      net.forward(input.data(), Mode::eval);
+      if (raw_input) {
+        net.forward(batch, t.normalization, Mode::eval);  // pads a short batch with zeros
+      } else {
+        std::fill(input.begin(), input.end(), 0.f);
+        std::copy(batch.pixels.begin(), batch.pixels.end(), input.begin());
+        net.forward(input.data(), Mode::eval);
+      }
       const std::vector<float> logits = net.logits();
       for (int i = 0; i < batch.size; ++i) {
         const float* row = logits.data() + static_cast<size_t>(i) * classes;

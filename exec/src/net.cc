@@ -189,6 +189,15 @@ const ParamInfo& Net::param(const std::string& name) const {
 void Net::forward(const float* images, Mode mode) {
   backend_->prepare_weights(params_.get(), param_count_);
   backend_->write_nchw(images, input_);
+  run_layers(mode);
+}
+
+void Net::forward(const data::Batch& raw, const data::Normalization& norm, Mode mode) {
+  backend_->stage_input(raw, norm, input_);
+  run_layers(mode);
+}
+
+void Net::run_layers(Mode mode) {
   const auto& layers = network_.layers;
   float* p = params_.get();
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {

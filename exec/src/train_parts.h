@@ -63,8 +63,9 @@ class GradientSync {
 };
 
 // Eval-mode pass over a split, sharded across the ranks (when there are several) and summed
-// through `sync`: mean cross-entropy, top-1 and top-k (k = min(5, classes)).
+// through `sync`: mean cross-entropy, top-1 and top-k (k = min(5, classes)). raw_input: the
+// loader only decodes and the backend stages the input (TrainConfig::input_stage).
 Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data::Transform& t,
-                  int threads, std::uint64_t seed, GradientSync& sync);
+                  int threads, std::uint64_t seed, GradientSync& sync, bool raw_input = false);
 
 }  // namespace basin::exec::detail

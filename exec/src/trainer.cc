@@ -95,11 +95,15 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         " to " + std::to_string(data::shard_size(images, 0, shards)) + " images, which hold " +
         "different numbers of whole batches of " + std::to_string(config.batch) +
         " (or none): choose a batch that divides them alike");
+  // The input stage in the backend (raw batches) or in the loader's workers (float batches).
+  const bool raw_input = config.input_stage == InputStage::device ||
+                         (config.input_stage == InputStage::automatic && backend.on_device());
+  const data::LoaderOutput output = raw_input ? data::LoaderOutput::raw : data::LoaderOutput::normalized;
   std::vector<std::unique_ptr<data::Loader>> loaders;
   for (int j = 0; j < micros; ++j)
     loaders.push_back(std::make_unique<data::Loader>(
         layout.train.samples,
-        data::LoaderConfig{.transform = train_t, .batch_size = config.batch,
+        data::LoaderConfig{.transform = train_t, .output = output, .batch_size = config.batch,
                            .threads = config.loader_threads, .seed = config.seed,
                            .shuffle = true, .rank = rank * micros + j, .world_size = shards,
                            .drop_last = true,
@@ -123,7 +127,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         std::to_string(layout.train.classes.size()) + " classes: " + std::to_string(total) +
         " steps of " + std::to_string(batch_all) + " images (" + std::to_string(ranks) +
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
-        "), peak lr " + std::to_string(scaled_lr(config.schedule, batch_all)));
+        "), peak lr " + std::to_string(scaled_lr(config.schedule, batch_all)) +
+        (raw_input ? ", input stage in the backend" : ", input stage in the loader"));
 
   detail::GradientSync sync(net, config);
   auto checkpoint = [&] {
@@ -135,7 +140,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                    .top5 = NAN, .images_per_s = images_per_s};
     if (config.validate) {
       const detail::Accuracy a = detail::evaluate(net, layout.val.samples, val_t,
-                                                  config.loader_threads, config.seed, sync);
+                                                  config.loader_threads, config.seed, sync, raw_input);
       e.val_loss = a.loss, e.top1 = a.top1, e.top5 = a.top5;
       write_log({{"type", "val"}, {"step", state.step}, {"epoch", epoch + 1}, {"loss", a.loss},
                  {"top1", a.top1}, {"top5", a.top5}});
@@ -172,7 +177,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       const auto d1 = Clock::now();
       wait_s += seconds_between(d0, d1);
       mark("wait for data", "data", d0, d1);
-      net.forward(batch.pixels.data(), Mode::training);
+      if (raw_input) net.forward(batch, train_t.normalization, Mode::training);
+      else net.forward(batch.pixels.data(), Mode::training);
       local_loss += net.loss(batch.labels.data(), static_cast<double>(batch_all), scaler.scale);
       step_images += batch.size;
       const auto f1 = Clock::now();

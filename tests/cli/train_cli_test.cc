@@ -75,6 +75,11 @@ TEST_CASE("basin train names bad flags and plan fields", "[cli][train]") {
   REQUIRE(decay.exit_code == 2);
   REQUIRE(decay.out.find("--decay") != std::string::npos);
 
+  Result stage = run("train --input-stage fpga" + data);
+  REQUIRE(stage.exit_code == 2);
+  REQUIRE(stage.out.find("--input-stage") != std::string::npos);
+  REQUIRE(stage.out.find("auto, cpu or gpu") != std::string::npos);
+
   Result blocks = run("train --blocks 1,x" + data);
   REQUIRE(blocks.exit_code == 2);
   REQUIRE(blocks.out.find("--blocks") != std::string::npos);

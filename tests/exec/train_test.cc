@@ -263,6 +263,50 @@ TEST_CASE("Checkpoints round-trip and refuse damage", "[exec][train]") {
   REQUIRE(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
 }
 
+TEST_CASE("The input stage in the backend trains as the loader's float path does", "[exec][train]") {
+  // The same run twice on the CPU backend: once with float batches from the loader's threads,
+  // once with raw batches (the loader only decodes) staged by Backend::stage_input, the kernels'
+  // input_stage_cpu. Its pixels equal the float path's within 1e-6 (tests/data/raw_loader_test.cc
+  // says why, and saw them identical), and oneDNN is deterministic at a fixed thread count, so
+  // the losses are expected identical; asserted within 1e-5 relative, which leaves room for a
+  // one-ulp weight difference the input bound allows (31 steps do not amplify 1e-7 beyond it).
+  // Validation (Resize + CenterCrop, a short last batch padded with zeros: 200 images in 32s)
+  // goes through the raw path too.
+  TempDir dir("input-stage");
+  const fs::path data = synth_dataset(dir.path);
+  TrainConfig floats = small_run(data, dir.path / "floats");
+  floats.epochs = 1;
+  floats.input_stage = InputStage::cpu;
+  TrainConfig raw = floats;
+  raw.out = dir.path / "raw";
+  raw.input_stage = InputStage::device;
+  std::vector<std::string> float_lines, raw_lines;
+  const TrainSummary a = train(floats, cpu(), [&](const std::string& l) { float_lines.push_back(l); });
+  const TrainSummary b = train(raw, cpu(), [&](const std::string& l) { raw_lines.push_back(l); });
+  REQUIRE(!float_lines.empty());
+  REQUIRE(!raw_lines.empty());
+  CHECK(float_lines.front().find("input stage in the loader") != std::string::npos);
+  CHECK(raw_lines.front().find("input stage in the backend") != std::string::npos);
+  REQUIRE(a.steps == 31);
+  REQUIRE(b.steps == 31);
+  const auto la = read_log(floats.out / "log.jsonl"), lb = read_log(raw.out / "log.jsonl");
+  REQUIRE(la.size() == lb.size());
+  int identical = 0, steps = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(la[i].value("type", "") == lb[i].value("type", ""));
+    const double x = la[i].at("loss").get<double>(), y = lb[i].at("loss").get<double>();
+    REQUIRE_THAT(y, WithinRel(x, 1e-5));
+    identical += x == y;
+    ++steps;
+  }
+  REQUIRE(a.epochs.size() == 1);
+  REQUIRE(b.epochs.size() == 1);
+  REQUIRE_THAT(b.epochs[0].val_loss, WithinRel(a.epochs[0].val_loss, 1e-5));
+  REQUIRE(b.epochs[0].top1 == a.epochs[0].top1);
+  WARN("identical losses (train steps and validation): " << identical << " of " << steps);
+}
+
 TEST_CASE("Unreadable files are skipped and counted and the run goes on", "[exec][train]") {
   TempDir dir("corrupt");
   const fs::path data = synth_dataset(dir.path);

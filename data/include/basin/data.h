@@ -208,6 +208,22 @@ struct SampleTrace {
 SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
                         float* out);
 
+// One sample of a raw batch (LoaderOutput::raw): the decoded source pixels that the float path
+// resamples, and where. Resampling `crop` of this region with the rules of resample_normalize
+// (kernels::input_stage_cpu / input_stage_gpu follow them) gives load_sample's floats.
+struct RawImage {
+  size_t offset = 0;          // into the batch's rgb bytes: the region's first pixel
+  int width = 0, height = 0;  // 8-bit RGB, rows of width * 3 bytes back to back
+  CropBox crop;               // in the region's pixels (the DCT-scaled image's, shifted)
+  bool flip = false;          // mirrored left-right after the crop
+};
+
+// load_sample's work up to the resampling: the same random draws, DCT scale and region decode,
+// then only the source rectangle the bilinear taps read (nothing more) appended to `rgb`, and
+// `image` describing it. On DecodeError `rgb` is left as it was.
+SampleTrace decode_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                          std::vector<std::uint8_t>& rgb, RawImage& image);
+
 // ---------------------------------------------------------------------------------------------
 // The loader
 // ---------------------------------------------------------------------------------------------
@@ -220,8 +236,14 @@ struct Position {
   bool operator==(const Position&) const = default;
 };
 
+// What a batch carries. `normalized`: float CHW images, ready for a network. `raw`: the workers
+// only decode (decode_sample), and a later input stage on the GPU crops, resamples, flips and
+// normalizes (exec feeds kernels::input_stage_gpu from it); the same samples in the same order.
+enum class LoaderOutput { normalized, raw };
+
 struct LoaderConfig {
   Transform transform;
+  LoaderOutput output = LoaderOutput::normalized;
   int batch_size = 32;
   int threads = 4;
   int prefetch_batches = 0;  // ready batches kept ahead; 0: twice the threads
@@ -237,7 +259,11 @@ struct Batch {
   std::int64_t epoch = 0;
   std::int64_t first_sample = 0;  // position in the shard of the first image
   int size = 0, channels = 3, height = 0, width = 0;
-  std::vector<float> pixels;            // size x channels x height x width
+  std::vector<float> pixels;            // size x channels x height x width; empty when raw
+  // LoaderOutput::raw: the decoded regions packed back to back, and per image where its region
+  // is and what to do with it (height x width is still the output size). Empty when normalized.
+  std::vector<std::uint8_t> rgb;
+  std::vector<RawImage> raw;
   std::vector<int> labels;
   std::vector<std::int64_t> samples;    // index into the sample list, per image
   int substituted = 0;                  // slots filled from a later sample (unreadable files)

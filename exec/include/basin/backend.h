@@ -24,6 +24,8 @@
 // such memory. Host code reads and writes those arrays only through flat_to_host/flat_from_host.
 #pragma once
 
+#include <basin/data.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -130,6 +132,13 @@ class Backend {
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
   virtual void read_nchw(const Tensor& src, float* dst) = 0;
   virtual void copy(const Tensor& src, Tensor& dst) = 0;  // same desc and layout
+  // The network's input from a raw batch (data::LoaderOutput::raw: decoded uint8 regions, crop
+  // rectangles, flips): crop, bilinear resample, flip and normalize with `norm` into `dst` (the
+  // plain N x 3 x H x W input, H x W the batch's output size), the pixels the loader's float
+  // mode would have written. Images past raw.size (a short last batch) are zeros, as the float
+  // path pads. The default runs kernels::input_stage_cpu on the host and writes the result with
+  // write_nchw; a GPU backend uploads the bytes and runs the stage on the device.
+  virtual void stage_input(const data::Batch& raw, const data::Normalization& norm, Tensor& dst);
 
   // y = conv(x, w), w in OIHW.
   virtual void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,

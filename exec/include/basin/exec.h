@@ -92,6 +92,9 @@ class Net {
 
   // Runs the network on batch x 3 x image_size x image_size floats (NCHW).
   void forward(const float* images, Mode mode);
+  // The same from a raw batch (data::LoaderOutput::raw), staged by the backend
+  // (Backend::stage_input: on the GPU for a GPU backend); a short batch is padded with zeros.
+  void forward(const data::Batch& raw, const data::Normalization& norm, Mode mode);
   std::vector<float> logits() const;  // batch x classes, of the last forward
   // Softmax cross-entropy of the last forward, summed over the batch and divided by `divisor`
   // (the global batch when ranks share one); seeds backward. Backward starts from the loss's
@@ -107,6 +110,7 @@ class Net {
 
  private:
   struct Node;
+  void run_layers(Mode mode);  // forward from input_
   Tensor take_grad(const TensorDesc& desc, Layout layout);
   void give_back(Tensor& t);
   void accumulate(int producer, const Tensor& grad_part);

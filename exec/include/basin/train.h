@@ -98,6 +98,13 @@ struct CheckpointError : std::runtime_error {
 // Training
 // ---------------------------------------------------------------------------------------------
 
+// Where a batch is cropped, resampled, flipped and normalized. `cpu`: in the loader's worker
+// threads, which hand over float images. `device`: in the backend (Backend::stage_input), the
+// workers only decode JPEGs (data::LoaderOutput::raw); on a GPU backend the stage runs on the
+// GPU, on the CPU backend with the kernels' CPU reference (same pixels, see exec/README.md).
+// `automatic`: device on a backend whose memory is on a device (Backend::on_device), else cpu.
+enum class InputStage { automatic, cpu, device };
+
 struct TrainConfig {
   std::filesystem::path data;  // ImageNet layout: data/train/<class>/*.JPEG, data/val/...
   std::filesystem::path out;   // the run directory (created): see train()
@@ -127,6 +134,7 @@ struct TrainConfig {
   int val_resize = 0;          // validation: shorter side before the center crop of image_size;
                                // 0: image_size * 8 / 7 (ImageNet's 256 for 224)
   int loader_threads = 2;
+  InputStage input_stage = InputStage::automatic;
   long long checkpoint_every = 0;  // steps; 0: at the end of every epoch only
   long long stop_after = -1;       // stop (after a checkpoint) once this many steps are done
   long long trace_step = 2;        // the step whose measured timeline goes to trace.json

@@ -1,7 +1,8 @@
 // The GPU backend's state, shared by its source files: device memory, streams and library
 // handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
 // (gpu_backend.cc), element types (gpu_precision.cc), convolution and fully connected
-// (gpu_conv_fc.cc), batch norm and pooling (gpu_norm_pool.cc).
+// (gpu_conv_fc.cc), batch norm and pooling (gpu_norm_pool.cc), the input stage of raw batches
+// (gpu_input_stage.cc).
 //
 // Layout: every activation is NHWC in device memory, the layout cuDNN's tensor-core convolutions
 // want; a `plain` request is NHWC too, which is NCHW for the logits (H = W = 1), and
@@ -170,6 +171,8 @@ struct PoolState {
   Tensor input, output;  // of the last forward: cuDNN's max-pool backward rereads both
 };
 
+struct InputUpload;  // stage_input's pinned and device buffers (gpu_input_stage.cc)
+
 class CudnnBackend final : public Backend {
  public:
   explicit CudnnBackend(const GpuOptions& options);
@@ -192,6 +195,8 @@ class CudnnBackend final : public Backend {
   void write_nchw(const float* src, Tensor& dst) override;
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
+  // Uploads a raw batch and runs kernels::input_stage_gpu into the NHWC input (gpu_input_stage.cc).
+  void stage_input(const data::Batch& raw, const data::Normalization& norm, Tensor& dst) override;
 
   void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override;
   void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy,
@@ -273,6 +278,7 @@ class CudnnBackend final : public Backend {
   std::unordered_map<int, FcState> fcs_;
   std::unordered_map<int, BatchNormState> bns_;
   std::unordered_map<int, PoolState> pools_;
+  std::shared_ptr<InputUpload> input_upload_;  // made at the first stage_input
 };
 
 }  // namespace basin::exec::gpu
