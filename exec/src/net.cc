@@ -187,7 +187,6 @@ const ParamInfo& Net::param(const std::string& name) const {
 }
 
 void Net::forward(const float* images, Mode mode) {
-  backend_->prepare_weights(params_.get(), param_count_);
   backend_->write_nchw(images, input_);
   run_layers(mode);
 }
@@ -197,7 +196,11 @@ void Net::forward(const data::Batch& raw, const data::Normalization& norm, Mode 
   run_layers(mode);
 }
 
+void Net::forward_staged(Mode mode) { run_layers(mode); }
+
 void Net::run_layers(Mode mode) {
+  // Every forward, whatever fed its input: the parameters may have changed since the last one.
+  backend_->prepare_weights(params_.get(), param_count_);
   const auto& layers = network_.layers;
   float* p = params_.get();
   for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {

@@ -95,6 +95,9 @@ class Net {
   // The same from a raw batch (data::LoaderOutput::raw), staged by the backend
   // (Backend::stage_input: on the GPU for a GPU backend); a short batch is padded with zeros.
   void forward(const data::Batch& raw, const data::Normalization& norm, Mode mode);
+  // Again on the input the last forward staged, which stays in the backend's memory: for
+  // benchmarks that time the network alone, with the images already on the device.
+  void forward_staged(Mode mode);
   std::vector<float> logits() const;  // batch x classes, of the last forward
   // Softmax cross-entropy of the last forward, summed over the batch and divided by `divisor`
   // (the global batch when ranks share one); seeds backward. Backward starts from the loss's

@@ -1,0 +1,164 @@
+// Benchmarks of the executor's GPU backend: one ResNet-50 v1.5 training step (forward, loss,
+// backward, SGD step) at 224x224 with the images already on the GPU, in images per second and
+// the device memory it holds; and in the same run PyTorch's step (bench/exec_torch_gpu.py:
+// torchvision resnet50, channels_last, autocast, SGD) eager and under torch.compile, with the
+// ratios basin / PyTorch. Prints "skipped: no GPU" and exits 77 without a GPU.
+//
+// Memory: basin cudaMallocs what it holds, so its figure is the device memory in use after the
+// timed steps less what was in use before the backend existed (the CUDA context); PyTorch's
+// comparable figure is its caching allocator's peak reservation (peak_reserved), beside what its
+// tensors held at most (peak_allocated).
+//
+// Run on a GPU machine: build/bench/basin_exec_gpu_bench [--benchmark_filter=...]
+// (BASIN_PYTHON names the interpreter with torch and torchvision; default python3).
+#include <basin/exec.h>
+#include <basin/kernels.h>
+#include <basin/train.h>
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <tuple>
+
+namespace {
+
+using basin::exec::Precision;
+using Key = std::pair<int, int>;  // batch, precision
+std::map<Key, double>& basin_images_per_s() {
+  static std::map<Key, double> m;
+  return m;
+}
+
+const char* name_of(Precision p) { return basin::exec::precision_name(p); }
+
+double device_bytes_in_use() {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+  return static_cast<double>(total - free);
+}
+
+void BM_BasinGpuResNet50Step(benchmark::State& state) {
+  using namespace basin;
+  const int batch = static_cast<int>(state.range(0));
+  const auto precision = static_cast<Precision>(state.range(1));
+  cudaFree(nullptr);  // the context first, so the baseline holds it
+  const double before = device_bytes_in_use();
+  double held = 0, ips = 0;
+  {
+    auto backend = exec::make_gpu_backend({.precision = precision});
+    exec::Net net(model::resnet(50), *backend, batch);
+    net.init({.seed = 1});
+    auto velocity = backend->alloc_flat(static_cast<long long>(net.params().size()));
+    std::span<float> v(velocity.get(), net.params().size());
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal;
+    std::vector<float> images(1LL * batch * 3 * 224 * 224);
+    for (auto& x : images) x = normal(rng);
+    std::vector<int> labels(batch);
+    for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % 1000);
+    net.forward(images.data(), exec::Mode::training);  // stages the images on the device once
+    const exec::SgdConfig sgd;
+    // fp16 trains with a loss scale; a fixed power of two costs what a dynamic one does.
+    const double scale = precision == Precision::fp16 ? 1024 : 1;
+    auto step = [&] {
+      net.forward_staged(exec::Mode::training);
+      benchmark::DoNotOptimize(net.loss(labels.data(), batch, scale));  // waits for the device
+      net.backward();
+      if (scale != 1) backend->unscale_gradients(net.grads().data(), net.grads().size(), 1 / scale);
+      exec::sgd_step(net, v, sgd, 0.1);
+    };
+    for (int i = 0; i < 3; ++i) step();  // algorithm search, workspace, weight copies
+    double seconds = 0;
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      cudaDeviceSynchronize();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      state.SetIterationTime(s);
+      seconds += s;
+    }
+    ips = batch * state.iterations() / seconds;
+    held = device_bytes_in_use() - before;
+    state.SetLabel(backend->name() + std::string(" ") + name_of(precision));
+  }
+  basin_images_per_s()[{batch, static_cast<int>(precision)}] = ips;
+  state.counters["images_per_s"] = ips;
+  state.counters["device_GiB"] = held / (1 << 30);
+}
+
+// PyTorch's step, `mode` eager or compile: the script times `iterations` steps after warm-up.
+void torch_step(benchmark::State& state, const char* mode) {
+  const int batch = static_cast<int>(state.range(0));
+  const auto precision = static_cast<Precision>(state.range(1));
+  const char* python = std::getenv("BASIN_PYTHON") ? std::getenv("BASIN_PYTHON") : "python3";
+  const std::string cmd = std::string(python) + " " BASIN_EXEC_TORCH_GPU_SCRIPT " " +
+                          std::to_string(batch) + " " + name_of(precision) + " " + mode + " " +
+                          std::to_string(state.max_iterations) + " 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (pclose(p) != 0) out = "failed: " + out;
+  }
+  const size_t open = out.find("\"seconds\": ["), rate = out.find("\"images_per_s\": ");
+  if (out.rfind("failed", 0) == 0 || open == std::string::npos || rate == std::string::npos) {
+    state.SkipWithError(("PyTorch peer did not run: " + out.substr(0, 300)).c_str());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const char* s = out.c_str() + open + 12;
+  for (auto _ : state) {
+    char* end = nullptr;
+    state.SetIterationTime(std::strtod(s, &end));
+    s = end + 1;
+  }
+  const double ips = std::strtod(out.c_str() + rate + 16, nullptr);
+  state.counters["images_per_s"] = ips;
+  auto number_after = [&](const char* key) {
+    const size_t at = out.find(key);
+    return at == std::string::npos ? 0.0 : std::strtod(out.c_str() + at + std::strlen(key), nullptr);
+  };
+  state.counters["peak_reserved_GiB"] = number_after("\"peak_reserved_bytes\": ") / (1 << 30);
+  state.counters["peak_allocated_GiB"] = number_after("\"peak_bytes\": ") / (1 << 30);
+  const auto it = basin_images_per_s().find({batch, static_cast<int>(precision)});
+  if (it != basin_images_per_s().end()) state.counters["basin_ratio"] = it->second / ips;
+  const size_t version = out.find("\"torch\": \"");
+  if (version != std::string::npos)
+    state.SetLabel(std::string(mode) + ", torch " +
+                   out.substr(version + 10, out.find('"', version + 10) - version - 10));
+}
+void BM_PyTorchGpuResNet50Step(benchmark::State& state) { torch_step(state, "eager"); }
+void BM_PyTorchCompiledGpuResNet50Step(benchmark::State& state) { torch_step(state, "compile"); }
+
+// basin's lines run first, then PyTorch's eager and compiled lines, each with its ratio to
+// basin's line of the same batch and precision, all in one process on one machine: batch 256 in
+// bf16 (the issue's comparison), fp16 and fp32, and Goyal et al.'s 32 per GPU in fp32.
+void configurations(benchmark::internal::Benchmark* b) {
+  for (auto [batch, p] : {std::pair{256, Precision::bf16}, std::pair{256, Precision::fp16},
+                          std::pair{256, Precision::fp32}, std::pair{32, Precision::fp32}})
+    b->Args({batch, static_cast<long long>(p)});
+  b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_BasinGpuResNet50Step)->Apply(configurations);
+BENCHMARK(BM_PyTorchGpuResNet50Step)->Apply(configurations);
+BENCHMARK(BM_PyTorchCompiledGpuResNet50Step)->Apply(configurations);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (basin::kernels::cuda_device_count() == 0) {
+    std::printf("skipped: no GPU\n");
+    return 77;
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
