@@ -306,6 +306,8 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                               "fp32 or fp16, got '" + o.wire + "'");
   choose_gpu_collective(o, given);
   if (o.nproc > 1) {
+    if (o.device == "gpu" && gpu_count() == 0)
+      throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
     if (o.device == "gpu" && c.gpu_collective == exec::TrainConfig::GpuCollective::nccl &&
         o.nproc > gpu_count())
       throw topo::InputError("--nproc", "",
