@@ -34,6 +34,8 @@ struct TrainOptions {
   std::string hwloc_xml;
   std::string device = "cpu";
   std::string input_stage = "auto";  // --input-stage: auto, cpu or gpu
+  std::string gpu_collective;  // empty: nccl for --device gpu when built with NCCL, else gloo
+  std::string nccl_algorithm = "auto";
   int gpu = -1;  // -1: LOCAL_RANK, else 0
   bool tf32 = false, deterministic = false;
   exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
@@ -129,6 +131,12 @@ void apply_plan(const std::string& path, TrainOptions& o,
     o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
                                  plan.contains("/allreduce/inter"_json_pointer)
                                      ? text("/allreduce/inter") : std::string());
+  // NCCL's ring or tree when the plan chose one of them (it then names a protocol too); any
+  // other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
+  if (!given("--nccl-algorithm")) {
+    const std::string a = text("/allreduce/algorithm");
+    o.nccl_algorithm = (a == "ring" || a == "tree") ? a : "auto";
+  }
   if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
   if (!given("--wire")) o.wire = text("/precision/wire");
   if (!given("--decay-bn-and-bias"))
@@ -186,11 +194,18 @@ std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
     if (kernels::cuda_device_count() == 0)
       throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
     const char* local = std::getenv("LOCAL_RANK");
-    const int gpu = o.gpu >= 0 ? o.gpu : local && *local ? std::atoi(local) : 0;
-    if (gpu >= kernels::cuda_device_count())
+    const int gpus = kernels::cuda_device_count();
+    int gpu = o.gpu >= 0 ? o.gpu : local && *local ? std::atoi(local) : 0;
+    // Gloo's staged path lets local ranks share GPUs round-robin; NCCL refuses two ranks on
+    // one GPU at init, so that is said here, before the rendezvous, in words.
+    if (o.gpu < 0 && gpu >= gpus && o.config.gpu_collective == exec::TrainConfig::GpuCollective::gloo)
+      gpu %= gpus;
+    if (gpu >= gpus)
       throw topo::InputError(o.gpu >= 0 ? "--gpu" : "LOCAL_RANK", "",
-                             "a GPU index below " + std::to_string(kernels::cuda_device_count()) + ", got " +
-                                 std::to_string(gpu));
+                             "a GPU index below " + std::to_string(gpus) + ", got " + std::to_string(gpu) +
+                                 (o.gpu < 0 ? " (NCCL needs a GPU per rank: start at most " + std::to_string(gpus) +
+                                                  " local ranks, or pass --gpu-collective gloo to share GPUs)"
+                                            : std::string()));
     return exec::make_gpu_backend(
         {.device = gpu, .tf32 = o.tf32, .deterministic = o.deterministic, .precision = o.compute});
 #else
@@ -204,6 +219,48 @@ std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
 #else
   throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
 #endif
+}
+
+int gpu_count() {
+#if BASIN_HAVE_CUDNN
+  return kernels::cuda_device_count();
+#else
+  return 0;
+#endif
+}
+
+// --gpu-collective and --nccl-algorithm onto the config, refusing what cannot run together.
+void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*)>& given) {
+  auto& c = o.config;
+  const bool gpu = o.device == "gpu";
+  std::string collective = o.gpu_collective;
+  if (collective.empty()) collective = gpu && BASIN_HAVE_NCCL ? "nccl" : "gloo";
+  if (collective != "nccl" && collective != "gloo")
+    throw topo::InputError("--gpu-collective", "", "nccl or gloo, got '" + collective + "'");
+  if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree")
+    throw topo::InputError("--nccl-algorithm", "", "auto, ring or tree, got '" + o.nccl_algorithm + "'");
+  if (collective == "nccl" && !gpu)
+    throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
+                           " (nccl sums GPU memory: pass --device gpu)");
+  if (collective == "nccl" && !BASIN_HAVE_NCCL)
+    throw topo::InputError("--gpu-collective", "", "gloo: this basin was built without NCCL (nccl.h and "
+                           "libnccl next to the CUDA toolkit)");
+  if (collective == "gloo" && given("--nccl-algorithm"))
+    throw topo::InputError("--nccl-algorithm", "", "no NCCL algorithm with --gpu-collective gloo" +
+                           std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
+  if (collective == "nccl" && given("--algorithm"))
+    throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
+                           "--nccl-algorithm ring, tree or auto)");
+  if (collective == "nccl" && c.allreduce.precision != comm::WirePrecision::fp32)
+    throw topo::InputError(given("--wire") || o.plan.empty() ? "--wire" : o.plan,
+                           given("--wire") || o.plan.empty() ? "" : "/precision/wire",
+                           "fp32 with --gpu-collective nccl (NCCL's fp16 wire is not built yet; "
+                           "--gpu-collective gloo can send fp16)");
+  c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
+                                          : exec::TrainConfig::GpuCollective::gloo;
+  c.nccl_algorithm = o.nccl_algorithm == "ring"   ? exec::TrainConfig::NcclAlgorithm::ring
+                     : o.nccl_algorithm == "tree" ? exec::TrainConfig::NcclAlgorithm::tree
+                                                  : exec::TrainConfig::NcclAlgorithm::automatic;
 }
 
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,
@@ -267,7 +324,17 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   else throw topo::InputError(o.plan.empty() || given("--wire") ? "--wire" : o.plan,
                               o.plan.empty() || given("--wire") ? "" : "/precision/wire",
                               "fp32 or fp16, got '" + o.wire + "'");
+  choose_gpu_collective(o, given);
   if (o.nproc > 1) {
+    if (o.device == "gpu" && gpu_count() == 0)
+      throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
+    if (o.device == "gpu" && c.gpu_collective == exec::TrainConfig::GpuCollective::nccl &&
+        o.nproc > gpu_count())
+      throw topo::InputError("--nproc", "",
+                             "at most " + std::to_string(gpu_count()) + " ranks with --gpu-collective nccl (NCCL "
+                             "runs one rank per GPU and this machine has " + std::to_string(gpu_count()) +
+                             "), got " + std::to_string(o.nproc) +
+                             "; --gpu-collective gloo lets ranks share GPUs");
     if (!given("--world-size") && o.plan.empty()) c.world_size = o.nproc;
     if (c.world_size != o.nproc)
       throw topo::InputError("--world-size", "", std::to_string(o.nproc) + " (--nproc), got " +
@@ -387,7 +454,14 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")->capture_default_str();
   cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu (oneDNN, fp32) or gpu (cuDNN + cuBLAS, --precision)")->capture_default_str();
-  cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0)");
+  cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0; "
+                                  "with gloo, ranks beyond the GPU count share GPUs round-robin)");
+  cmd->add_option("--gpu-collective", o->gpu_collective,
+                  "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
+                  "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU)");
+  cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
+                  "with --gpu-collective nccl: ring, tree, or auto (NCCL's tuner); a plan's ring or tree is used")
+      ->capture_default_str();
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,
                 "with --device gpu: deterministic convolution algorithms only (identical reruns)");

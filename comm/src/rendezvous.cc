@@ -204,3 +204,42 @@ std::unique_ptr<Communicator> connect(const RendezvousConfig& config) {
 }
 
 }  // namespace basin::comm
+
+namespace basin::comm {
+
+std::vector<char> Communicator::share(const std::string& key, std::vector<char> bytes) {
+  const RendezvousConfig& c = impl_->config;
+  if (c.world_size == 1) return bytes;
+  RendezvousStore& s = impl_->store;
+  const std::string full = c.run_id + "/shared/" + key;
+  const std::string where = "the " + s.where + " (key " + full + ")";
+  if (c.rank == 0) {
+    try {
+      s.store->set(full, bytes);
+    } catch (const std::exception& e) {
+      throw CommError(rank_prefix(c) + "cannot write " + where + " (" + __FILE__ + ":" +
+                          std::to_string(__LINE__) + "): " + e.what() +
+                          " (a key left by an earlier run with the same run_id?)", c.rank);
+    }
+    return bytes;
+  }
+  // Polled like the join, so a rank 0 that never writes gives an error naming the key and rank 0.
+  const auto deadline = std::chrono::steady_clock::now() + c.timeout;
+  try {
+    while (!s.has(full)) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        throw CommError(rank_prefix(c) + "waited " + std::to_string(c.timeout.count()) +
+                            " ms for rank 0 to write " + where + "; it never did",
+                        c.rank, 0, true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return s.store->get(full);
+  } catch (const CommError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CommError(rank_prefix(c) + "cannot read " + where + " (" + __FILE__ + ":" +
+                        std::to_string(__LINE__) + "): " + e.what(), c.rank);
+  }
+}
+
+}  // namespace basin::comm

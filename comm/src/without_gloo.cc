@@ -28,5 +28,8 @@ void Communicator::allreduce(std::span<float>, const AllreduceOptions&) {
   throw CommError("basin was built without Gloo (libgloo-dev)");
 }
 void Communicator::barrier() { throw CommError("basin was built without Gloo (libgloo-dev)"); }
+std::vector<char> Communicator::share(const std::string&, std::vector<char>) {
+  throw CommError("basin was built without Gloo (libgloo-dev): no rendezvous store to share through");
+}
 
 }  // namespace basin::comm

@@ -11,17 +11,37 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <string>
 
 namespace basin::exec {
+namespace {
 
-std::shared_ptr<float> Backend::alloc_flat(long long n) {
-  if (n < 0) throw std::invalid_argument("flat array size must not be negative");
+std::shared_ptr<float> aligned_host_floats(long long n, const char* what) {
+  if (n < 0) throw std::invalid_argument(std::string(what) + " size must not be negative");
   // One float at least, so an empty network still has a valid pointer.
   const size_t bytes = (static_cast<size_t>(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (p == nullptr) throw std::bad_alloc();
   std::memset(p, 0, bytes);
   return std::shared_ptr<float>(p, [](float* q) { std::free(q); });
+}
+
+}  // namespace
+
+std::shared_ptr<float> Backend::alloc_flat(long long n) {
+  return aligned_host_floats(n, "flat array");
+}
+
+std::shared_ptr<float> Backend::alloc_host_staging(long long n) {
+  return aligned_host_floats(n, "host staging array");
+}
+
+void Backend::accumulate(float* dst, const float* src, long long n) {
+  for (long long i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+void Backend::copy_flat(float* dst, const float* src, long long n) {
+  if (n > 0 && dst != src) std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
 }
 
 void Backend::flat_to_host(const float* flat, float* host, long long n) {

@@ -1,12 +1,17 @@
 // The gradient path between backward and the optimizer (see train_parts.h): micro-batch
-// accumulation in one process, bucketed allreduce across ranks overlapped with backward, and
-// validation sharded across ranks.
+// accumulation in one process (the backend's flat operations, so it runs where the gradients
+// live), bucketed allreduce across ranks overlapped with backward (through the transport of
+// gradient_transport.h that fits the backend), and validation sharded across ranks.
 //
 // Buckets follow Net's promise that finished gradients are a prefix of the flat array: a bucket
 // is the stretch between the last submitted offset and the newly finished prefix, submitted once
 // it holds bucket_mb (or, with bucket_mb 0, after every layer with parameters, as Goyal et al.
 // allreduced each layer's gradient as soon as backprop produced it).
 #include "train_parts.h"
+
+#if BASIN_HAVE_NCCL
+#include "gpu/nccl_transport.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -24,16 +29,31 @@ decltype(auto) GradientSync::saying(const char* doing, F&& f) {
 }
 
 GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), config_(config) {
-  // Micro-batch sums and Gloo's allreduce read the gradients on the host.
-  if (net.backend().on_device() &&
-      (config.micro_batches > 1 || (config.comm && config.comm->world_size() > 1)))
-    throw std::invalid_argument(
-        "micro_batches and ranks: a GPU backend trains one micro-batch in one process for now "
-        "(gradient accumulation and allreduce of device memory are not implemented yet)");
+  Backend& backend = net.backend();
+  const bool device = backend.on_device();
+  const bool nccl = config.gpu_collective == TrainConfig::GpuCollective::nccl;
+  if (nccl && !device)
+    throw std::invalid_argument("gpu_collective: gloo for the " + backend.name() +
+                                " backend (nccl sums device memory: it needs a GPU backend)");
   bucket_floats_ = static_cast<long long>(std::llround(config.bucket_mb * 1e6 / sizeof(float)));
-  if (config.micro_batches > 1) accumulated_.assign(net.grads().size(), 0.f);
-  if (config.comm && config.comm->world_size() > 1)
-    reducer_ = std::make_unique<comm::BucketReducer>(*config.comm, net.grads(), config.allreduce);
+  const auto total = static_cast<long long>(net.grads().size());
+  if (config.micro_batches > 1) accumulated_ = backend.alloc_flat(total);
+  if (!config.comm || config.comm->world_size() == 1) return;
+  if (!device) {
+    transport_ = make_host_transport(*config.comm, net.grads(), config.allreduce);
+  } else if (!nccl) {
+    transport_ = make_staged_transport(backend, *config.comm, net.grads(), config.allreduce);
+  } else {
+    if (config.allreduce.precision != comm::WirePrecision::fp32)
+      throw std::invalid_argument("wire: fp32 with gpu_collective nccl (NCCL's fp16 wire is not built yet; "
+                                  "gloo stages buckets through the host and can send fp16)");
+#if BASIN_HAVE_NCCL
+    transport_ = make_nccl_transport(backend, *config.comm, net.grads(), config.nccl_algorithm);
+#else
+    throw std::invalid_argument("gpu_collective: gloo (this basin was built without NCCL: nccl.h and "
+                                "libnccl were not found next to the CUDA toolkit)");
+#endif
+  }
 }
 
 GradientSync::~GradientSync() = default;
@@ -43,40 +63,39 @@ void GradientSync::backward(int micro, int micros, const std::function<void(int)
 }
 
 void GradientSync::backward_and_submit(int micro, int micros, const std::function<void(int)>& on_layer) {
+  Backend& backend = net_.backend();
   const long long total = static_cast<long long>(net_.grads().size());
+  float* const g = net_.grads().data();
+  float* const acc = accumulated_.get();
   const bool last = micro == micros - 1;
   // Only the last micro-batch's backward can overlap communication: before it, the sums are
   // not final.
-  const bool stream = reducer_ && last && config_.overlap;
+  const bool stream = transport_ && last && config_.overlap;
   submitted_ = summed_ = 0;
   net_.backward([&](int step, long long ready) {
     if (on_layer) on_layer(step);
     if (!stream) return;
     if (micros > 1) {  // finish this stretch of the sum before it travels
-      auto g = net_.grads();
-      for (long long i = summed_; i < ready; ++i) g[i] += accumulated_[i];
+      backend.accumulate(g + summed_, acc + summed_, ready - summed_);
       summed_ = ready;
     }
     if (ready - submitted_ >= std::max(1LL, bucket_floats_)) {
-      reducer_->submit(submitted_, ready - submitted_);
+      transport_->submit(submitted_, ready - submitted_);
       submitted_ = ready;
     }
   });
-  auto g = net_.grads();
   if (micros > 1 && !last) {
-    if (micro == 0) std::copy(g.begin(), g.end(), accumulated_.begin());
-    else for (long long i = 0; i < total; ++i) accumulated_[i] += g[i];
+    if (micro == 0) backend.copy_flat(acc, g, total);
+    else backend.accumulate(acc, g, total);
     return;
   }
-  if (micros > 1 && !stream)
-    for (long long i = 0; i < total; ++i) g[i] += accumulated_[i];
-  if (micros > 1 && stream)  // the stretch after the last layer's report, if any
-    for (long long i = summed_; i < total; ++i) g[i] += accumulated_[i];
-  if (!reducer_) return;
+  if (micros > 1)  // all of it without streaming, else the stretch after the last report (if any)
+    backend.accumulate(g + summed_, acc + summed_, total - summed_);
+  if (!transport_) return;
   if (!stream && bucket_floats_ > 0) {
     // Without overlap: the same buckets, all after backward.
     for (long long at = 0; at < total; at += bucket_floats_)
-      reducer_->submit(at, std::min(bucket_floats_, total - at));
+      transport_->submit(at, std::min(bucket_floats_, total - at));
   } else if (!stream) {
     // One per layer: the tensors of a backward step sit next to each other in buffer order.
     const auto& params = net_.param_info();
@@ -85,18 +104,19 @@ void GradientSync::backward_and_submit(int micro, int micros, const std::functio
       size_t j = i;
       for (; j < params.size() && params[j].backward_step == params[i].backward_step; ++j)
         count += params[j].count;
-      reducer_->submit(params[i].offset, count);
+      transport_->submit(params[i].offset, count);
       i = j;
     }
   } else if (submitted_ < total) {
-    reducer_->submit(submitted_, total - submitted_);
+    transport_->submit(submitted_, total - submitted_);
   }
 }
 
 double GradientSync::wait(Clock::time_point t0, std::vector<MeasuredSpan>* spans) {
-  if (!reducer_) return 0;
+  if (!transport_) return 0;
   const auto before = Clock::now();
-  const std::vector<comm::BucketTiming> timings = saying("waiting for the gradient allreduce", [&] { return reducer_->wait(); });
+  const std::vector<comm::BucketTiming> timings =
+      saying("waiting for the gradient allreduce", [&] { return transport_->wait(); });
   const double blocked = seconds_between(before, Clock::now());
   if (spans)
     for (const comm::BucketTiming& b : timings)

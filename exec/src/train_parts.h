@@ -4,6 +4,7 @@
 
 #include <basin/train.h>
 
+#include "gradient_transport.h"
 #include "train_log.h"
 
 #include <nlohmann/json.hpp>
@@ -25,9 +26,10 @@ struct Accuracy {
   double loss = 0, top1 = 0, top5 = 0;
 };
 
-// From backward to the optimizer: sums micro-batch gradients in one process, and across ranks
-// allreduces buckets of the flat gradient array, starting each as soon as backward has finished
-// it (overlap) or after backward.
+// From backward to the optimizer: sums micro-batch gradients in one process (with the backend's
+// flat operations, so on the device for a GPU backend), and across ranks allreduces buckets of
+// the flat gradient array, starting each as soon as backward has finished it (overlap) or after
+// backward, through the transport that fits the backend (gradient_transport.h).
 class GradientSync {
  public:
   GradientSync(Net& net, const TrainConfig& config);
@@ -57,9 +59,10 @@ class GradientSync {
   Net& net_;
   const TrainConfig& config_;
   long long bucket_floats_ = 0, submitted_ = 0, summed_ = 0;
-  std::vector<float> accumulated_;
+  // The micro-batches' running sum, in the backend's memory (device memory on a GPU).
+  std::shared_ptr<float> accumulated_;
   std::vector<float> scalars_ = std::vector<float>(4);
-  std::unique_ptr<comm::BucketReducer> reducer_;
+  std::unique_ptr<GradientTransport> transport_;
 };
 
 // Eval-mode pass over a split, sharded across the ranks (when there are several) and summed

@@ -115,6 +115,39 @@ TEST_CASE("basin train names bad flags and plan fields", "[cli][train]") {
   REQUIRE_FALSE(fs::exists(w.path("run") + "/log.jsonl"));
 }
 
+TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]") {
+  Workspace w;
+  // Refused before the dataset is opened, so no dataset is needed.
+  const std::string data = " --data " + w.path("nowhere") + " --out " + w.path("run");
+  auto refused = [&](const std::string& flags, const std::string& named) {
+    const Result r = run("train " + flags + data);
+    INFO(flags << "\n" << r.out);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find(named) != std::string::npos);
+  };
+  refused("--gpu-collective mpi", "--gpu-collective");
+  refused("--gpu-collective nccl", "--device gpu");                  // NCCL on CPU ranks
+  refused("--nccl-algorithm tree", "--nccl-algorithm");              // CPU ranks run Gloo
+  refused("--nccl-algorithm tree --device gpu --gpu-collective gloo", "--nccl-algorithm");
+  refused("--device gpu --gpu-collective nccl --nccl-algorithm butterfly", "--nccl-algorithm");
+  // With NCCL built, these name the conflicting flag; without, they say NCCL is missing.
+  for (const std::string flags : {"--device gpu --gpu-collective nccl --algorithm ring",
+                                  "--device gpu --gpu-collective nccl --wire fp16"}) {
+    const Result r = run("train " + flags + data);
+    INFO(flags << "\n" << r.out);
+    CHECK(r.exit_code == 2);
+    const std::string flag = flags.substr(flags.rfind("--"), flags.rfind(' ') - flags.rfind("--"));
+    CHECK((r.out.find(flag) != std::string::npos || r.out.find("without NCCL") != std::string::npos));
+  }
+  // More NCCL ranks than GPUs (or no GPU at all) is refused before any rank starts.
+  const Result many = run("train --device gpu --gpu-collective nccl --nproc 64" + data);
+  INFO(many.out);
+  CHECK(many.exit_code == 2);
+  CHECK((many.out.find("--nproc") != std::string::npos || many.out.find("none found") != std::string::npos ||
+         many.out.find("without NCCL") != std::string::npos));
+  REQUIRE_FALSE(fs::exists(w.path("run") + "/log.jsonl"));
+}
+
 TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm", "[cli][train]") {
   Workspace w;
   REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "

@@ -72,6 +72,37 @@ TEST_CASE("comm rendezvous: file store with forked processes", "[comm]") {
   CHECK(wait_children(pids, milliseconds(20000)) == std::vector<int>(world, 0));
 }
 
+TEST_CASE("comm rendezvous: rank 0's bytes reach every rank through the store", "[comm]") {
+  // 128 bytes, as an NCCL unique id, with zeros inside (not a C string).
+  std::vector<char> id(128);
+  for (std::size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(i % 3 == 0 ? 0 : i);
+  for (int world : {1, 3}) {
+    ThreadMesh mesh = connect_threads(world);
+    std::vector<std::vector<char>> got(static_cast<std::size_t>(world));
+    const auto errors = on_threads(world, [&](int r) {
+      got[static_cast<std::size_t>(r)] = mesh[static_cast<std::size_t>(r)]->share("nccl-unique-id", r == 0 ? id : std::vector<char>{});
+    });
+    CHECK(join_errors(errors) == "");
+    for (const auto& g : got) CHECK(g == id);
+  }
+}
+
+TEST_CASE("comm rendezvous: a shared key rank 0 never writes is named after the timeout", "[comm]") {
+  ThreadMesh mesh = connect_threads(2, milliseconds(1000));
+  const auto start = std::chrono::steady_clock::now();
+  std::string text;
+  int peer = -2;
+  try {
+    mesh[1]->share("never-written");
+  } catch (const CommError& e) {
+    text = e.what();
+    peer = e.peer;
+  }
+  CHECK_THAT(text, Contains("never-written") && Contains("rank 0") && Contains("in-process store"));
+  CHECK(peer == 0);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+}
+
 TEST_CASE("comm rendezvous: ranks that never appear are named with the directory", "[comm]") {
   TempDir dir;
   const int world = 4;

@@ -112,6 +112,12 @@ class Communicator {
   void barrier();
   // How many Gloo algorithm objects are cached (tests check that repeated buckets reuse them).
   std::size_t cached_algorithms() const;
+  // Rank 0's `bytes` on every rank, through the rendezvous store the mesh was built from (key
+  // "<run_id>/shared/<key>"): how a second library's bootstrap (NCCL's unique id) reaches the
+  // ranks without a transport of its own. Every rank calls it with the same key, once per key
+  // (stores cannot delete); ranks other than 0 pass nothing and wait up to the timeout, then get
+  // a CommError naming the store and the key. A world of one returns `bytes` untouched.
+  std::vector<char> share(const std::string& key, std::vector<char> bytes = {});
 
   struct Impl;
   explicit Communicator(std::unique_ptr<Impl> impl);

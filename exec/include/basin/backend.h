@@ -128,6 +128,16 @@ class Backend {
   // change only between steps), so every layer reads the copy. The default does nothing.
   virtual void prepare_weights(const float* /*params*/, long long /*n*/) {}
 
+  // Gradient accumulation over micro-batches, in flat memory: dst[i] += src[i] (accumulate) and
+  // dst[i] = src[i] (copy_flat), n floats, dst and src not overlapping. Ordered with the
+  // backend's other work (a GPU backend runs them on its stream, so they see backward's results).
+  virtual void accumulate(float* dst, const float* src, long long n);
+  virtual void copy_flat(float* dst, const float* src, long long n);
+  // Host memory that flat_to_host/flat_from_host copy fastest to and from, for gradient buckets
+  // staged through the host for a host-side allreduce (Gloo): page-locked on a GPU backend, so
+  // the copies run at the bus's speed without a bounce buffer. The default is plain memory.
+  virtual std::shared_ptr<float> alloc_host_staging(long long n);
+
   virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
   virtual void read_nchw(const Tensor& src, float* dst) = 0;

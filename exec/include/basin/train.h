@@ -5,7 +5,7 @@
 // schedule is a pure function of (epoch, global batch), the SGD step is one pass over the flat
 // parameter array that skips weight decay on batch norm and biases, and a checkpoint is
 // one self-checking file. train() strings them together for one process; ranks and GPUs come in
-// through the Backend and, later, a gradient communicator.
+// through the Backend and the ranks' communicator (Gloo, and NCCL for GPU gradients).
 #pragma once
 
 #include <basin/comm.h>
@@ -125,6 +125,14 @@ struct TrainConfig {
   comm::AllreduceOptions allreduce;
   double bucket_mb = 0;
   bool overlap = true;
+  // Ranks on a GPU backend: what sums the gradients. gloo stages each bucket through host memory
+  // to `comm`'s Gloo allreduce (what Goyal et al. ran; ranks may share a GPU); nccl runs NCCL's
+  // allreduce on the GPUs (one rank per GPU, fp32 wire; the NCCL unique id travels through
+  // `comm`'s rendezvous store, and `comm` still sums the loss and validation counts).
+  enum class GpuCollective { gloo, nccl } gpu_collective = GpuCollective::gloo;
+  // NCCL's algorithm for this run's communicator (NCCL_ALGO while it is created); automatic
+  // leaves the choice per message size to NCCL's tuner.
+  enum class NcclAlgorithm { automatic, ring, tree } nccl_algorithm = NcclAlgorithm::automatic;
   double epochs = 90;              // fractional epochs train that share of the last epoch
   LrSchedule schedule;
   SgdConfig sgd;

@@ -190,6 +190,14 @@ class CudnnBackend final : public Backend {
                             float* running_var) override;
   void sgd_step(float* weights, float* velocity, const float* grads, long long n,
                 const FlatSgdStep& step) override;
+  // Gradient accumulation and pinned staging for data parallelism (gpu_flat_ops.cc).
+  void accumulate(float* dst, const float* src, long long n) override;
+  void copy_flat(float* dst, const float* src, long long n) override;
+  std::shared_ptr<float> alloc_host_staging(long long n) override;
+  // The stream every operation runs on, for NCCL's communication stream to order itself after
+  // (nccl_transport.cc records events on it). Not part of Backend: only GPU code needs it.
+  cudaStream_t stream() const { return stream_; }
+  int device() const { return options_.device; }
 
   Tensor alloc(const TensorDesc& desc, Layout layout) override;
   void write_nchw(const float* src, Tensor& dst) override;

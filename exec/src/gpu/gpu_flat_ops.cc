@@ -1,0 +1,37 @@
+// The GPU backend's flat-array operations for data parallelism: micro-batch gradient accumulation
+// (dst += src with cuBLAS's axpy, a copy with cudaMemcpyAsync), both on the backend's stream so
+// they follow the backward that wrote src, and page-locked host memory for buckets staged
+// through the host to Gloo (cudaMemcpy from pinned memory needs no bounce buffer).
+// Kept apart from gpu_backend.cc so that file stays about the layers.
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+
+#include "gpu_backend.h"
+
+namespace basin::exec::gpu {
+
+void CudnnBackend::accumulate(float* dst, const float* src, long long n) {
+  if (n <= 0) return;
+  const float one = 1.f;
+  // cuBLAS's 32-bit interface, in chunks: ResNet-152's 60 M floats fit, larger arrays need them.
+  for (long long at = 0; at < n; at += INT_MAX) {
+    const int count = static_cast<int>(std::min<long long>(INT_MAX, n - at));
+    CUBLAS_CHECK(cublasSaxpy(cublas_, count, &one, src + at, 1, dst + at, 1));
+  }
+}
+
+void CudnnBackend::copy_flat(float* dst, const float* src, long long n) {
+  if (n <= 0 || dst == src) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * static_cast<size_t>(n),
+                             cudaMemcpyDeviceToDevice, stream_));
+}
+
+std::shared_ptr<float> CudnnBackend::alloc_host_staging(long long n) {
+  if (n < 0) throw std::invalid_argument("host staging array size must not be negative");
+  float* p = nullptr;
+  CUDA_CHECK(cudaMallocHost(&p, sizeof(float) * static_cast<size_t>(std::max(n, 1LL))));
+  return std::shared_ptr<float>(p, [](float* q) { cudaFreeHost(q); });
+}
+
+}  // namespace basin::exec::gpu
