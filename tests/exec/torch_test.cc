@@ -24,6 +24,7 @@
 #include <random>
 
 #include "../catch.h"
+#include "../temp_dir.h"
 
 #if BASIN_HAVE_DNNL && BASIN_EXEC_HAVE_TORCH
 
@@ -74,9 +75,9 @@ void compare_with_torchvision(int depth, int image, int batch) {
   for (int i = 0; i < batch; ++i) labels[i] = (7 * i + 3) % classes;
   const double divisor = 2.0 * batch;  // as if another rank held the other half
 
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("basin-exec-torch-" + net.network().name);
-  std::filesystem::remove_all(dir);
+  // Its own directory (two checkouts' test runs on one machine must not share one).
+  const basin::test::TempDir scratch("exec-torch-" + net.network().name);
+  const std::filesystem::path& dir = scratch.path;
   save_state(net, dir / "state");
   write_npy(dir / "input.npy", images, {batch, 3, image, image});
   write_npy(dir / "labels.npy", std::vector<float>(labels.begin(), labels.end()), {batch});
