@@ -136,40 +136,14 @@ void append_planned_rect(const PixelsAt& src, const ResamplePlan& plan, const Sa
 
 }  // namespace
 
-SampleTrace decode_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
-                          std::vector<std::uint8_t>& rgb, RawImage& image) {
-  SampleTrace trace;
-  const int size = t.output_size();
-  thread_local ResamplePlan plan;
-  if (t.region_decode) {
-    thread_local ImageRegion region;
-    decode_region_into(
-        jpeg, t.fast_decode,
-        [&](const JpegHeader& header) {
-          choose(header, t, rng, trace);
-          plan = plan_resample(scaled_size(header.width, trace.eighths), scaled_size(header.height, trace.eighths),
-                               scaled_crop(trace), size, size);
-          return RegionRequest{trace.eighths, plan.x_first, plan.y_first, plan.x_end, plan.y_end};
-        },
-        region);
-    append_planned_rect(PixelsAt{region.pixels.rgb.data(), static_cast<size_t>(region.pixels.width) * 3, region.x, region.y},
-                        plan, trace, rgb, image);
-    return trace;
-  }
-  choose(read_jpeg_header(jpeg), t, rng, trace);
-  thread_local Image decoded;
-  decode_into(jpeg, trace.eighths, t.fast_decode, decoded);
-  plan = plan_resample(decoded.width, decoded.height, scaled_crop(trace), size, size);
-  append_planned_rect(PixelsAt{decoded.rgb.data(), static_cast<size_t>(decoded.width) * 3, 0, 0}, plan, trace,
-                      rgb, image);
-  return trace;
-}
+namespace {
 
-SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
-                        float* out) {
-  SampleTrace trace;
+// Draws the sample's crop, decodes what its taps read (the region, or the whole image at the
+// chosen DCT scale) into this thread's buffer and plans the resampling: the part both outputs
+// share. The pixels stay valid until this thread's next call.
+PixelsAt decode_planned(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                        SampleTrace& trace, ResamplePlan& plan) {
   const int size = t.output_size();
-  thread_local ResamplePlan plan;
   if (t.region_decode) {
     // The taps, and so the source rectangle they read, follow from the header: decode just that.
     thread_local ImageRegion region;
@@ -182,16 +156,32 @@ SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, 
           return RegionRequest{trace.eighths, plan.x_first, plan.y_first, plan.x_end, plan.y_end};
         },
         region);
-    const PixelsAt src{region.pixels.rgb.data(), static_cast<size_t>(region.pixels.width) * 3, region.x, region.y};
-    resample_normalize(src, plan, trace.flipped, t.normalization, out);
-    return trace;
+    return {region.pixels.rgb.data(), static_cast<size_t>(region.pixels.width) * 3, region.x, region.y};
   }
   choose(read_jpeg_header(jpeg), t, rng, trace);
   thread_local Image decoded;
   decode_into(jpeg, trace.eighths, t.fast_decode, decoded);
   plan = plan_resample(decoded.width, decoded.height, scaled_crop(trace), size, size);
-  resample_normalize(PixelsAt{decoded.rgb.data(), static_cast<size_t>(decoded.width) * 3, 0, 0}, plan,
-                     trace.flipped, t.normalization, out);
+  return {decoded.rgb.data(), static_cast<size_t>(decoded.width) * 3, 0, 0};
+}
+
+}  // namespace
+
+SampleTrace decode_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                          std::vector<std::uint8_t>& rgb, RawImage& image) {
+  SampleTrace trace;
+  ResamplePlan plan;
+  const PixelsAt src = decode_planned(jpeg, t, rng, trace, plan);
+  append_planned_rect(src, plan, trace, rgb, image);
+  return trace;
+}
+
+SampleTrace load_sample(std::span<const std::uint8_t> jpeg, const Transform& t, Rng& rng,
+                        float* out) {
+  SampleTrace trace;
+  ResamplePlan plan;
+  const PixelsAt src = decode_planned(jpeg, t, rng, trace, plan);
+  resample_normalize(src, plan, trace.flipped, t.normalization, out);
   return trace;
 }
 
