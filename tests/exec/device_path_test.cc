@@ -11,6 +11,7 @@
 #include "../catch.h"
 #include "../temp_dir.h"
 #include "device_double.h"
+#include "train_fixture.h"
 
 #include <cmath>
 #include <memory>
@@ -24,87 +25,30 @@ using basin::exec::test::DeviceDouble;
 
 namespace {
 
-// `ranks` threads, each with its own mesh through one in-process store, run `body(rank, mesh)`.
-template <class Body>
-void on_ranks(int ranks, Body body) {
-  auto store = comm::make_in_process_store();
-  std::vector<std::string> errors(ranks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        auto mesh = comm::connect({.rank = r, .world_size = ranks, .store = comm::StoreKind::in_process,
-                                   .in_process = store, .timeout = std::chrono::milliseconds(30000)});
-        body(r, *mesh);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (const auto& e : errors) REQUIRE(e.empty());
-}
+namespace fixture = basin::exec::test;
+using fixture::on_ranks;
+using fixture::weight_difference;
 
-struct Setup {
-  basin::test::TempDir dir{"device-path"};
-  TrainConfig c;
-  Setup() {
-    data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 40,
-                                                  .val_per_class = 2, .seed = 3},
-                              false);
-    c.data = dir.path / "data";
-    c.model = "resnet-custom";
-    c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 8, .image_size = 48};
-    c.batch = 4;
-    c.epochs = 1;
-    c.stop_after = 3;
-    c.validate = false;
-    c.loader_threads = 1;
-    c.schedule = {.base_lr = 0.2, .base_batch = 16, .warmup_epochs = 0};
-    c.progress_every_s = 1e9;
-  }
+struct Setup : fixture::SmallRun {
+  Setup() : SmallRun("device-path") {}
 };
 
-// The weights rank 0 checkpointed at c.stop_after.
+// The weights rank 0 checkpointed at c.stop_after, read on the CPU.
 std::vector<float> checkpoint_weights(const TrainConfig& c) {
   auto backend = make_cpu_backend(1);
-  Net net(network_for(c, 10), *backend, c.batch);
-  std::vector<float> velocity(net.params().size());
-  REQUIRE(read_checkpoint(c.out / "checkpoint.basin", net, velocity).step == c.stop_after);
-  return {net.params().begin(), net.params().end()};
+  return fixture::checkpoint_weights(c, *backend);
 }
 
 // Rank 0's weights after c.stop_after steps of `ranks` x `micro`, each rank on a fresh backend
 // from `make` (the DeviceDouble or the CPU backend).
 template <class MakeBackend>
-std::vector<float> train_weights(TrainConfig c, int ranks, int micro, MakeBackend make) {
-  c.micro_batches = micro;
-  c.world_size = ranks;
-  if (ranks == 1) {
-    auto backend = make();
-    train(c, *backend);
-  } else {
-    on_ranks(ranks, [&](int, comm::Communicator& mesh) {
-      auto backend = make();
-      TrainConfig mine = c;
-      mine.comm = &mesh;
-      train(mine, *backend);
-    });
-  }
+std::vector<float> train_weights(const TrainConfig& c, int ranks, int micro, MakeBackend make) {
+  fixture::train_ranks(c, ranks, micro, [&](int) { return make(); });
   return checkpoint_weights(c);
 }
 
 std::unique_ptr<Backend> cpu() { return make_cpu_backend(1); }
 std::unique_ptr<Backend> device() { return std::make_unique<DeviceDouble>(); }
-
-// Worst element-wise difference relative to the weights' RMS.
-double difference(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double rms = 0, worst = 0;
-  for (float x : a) rms += double(x) * x;
-  rms = std::sqrt(rms / a.size());
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
-  return worst / rms;
-}
 
 }  // namespace
 
@@ -182,7 +126,7 @@ TEST_CASE("Micro-batch accumulation on a device backend keeps the CPU arithmetic
   c.out = s.dir.path / "single";
   c.micro_batches = 1;
   // And it is a sum of four micro-batches: against one micro-batch of 4 images the step differs.
-  CHECK(difference(on_cpu, train_weights(c, 1, 1, cpu)) > 1e-3);
+  CHECK(weight_difference(on_cpu, train_weights(c, 1, 1, cpu)) > 1e-3);
 }
 
 TEST_CASE("A device backend prepares its weights before every forward, raw input or float",
@@ -214,7 +158,7 @@ TEST_CASE("Two ranks on the staged Gloo path reach one process's weights", "[exe
   // weights' scale (batch norm over the whole batch instead moves them by more than 1e-3).
   const double bound = 1e-5;
   c.out = s.dir.path / "two";
-  const double overlapped = difference(one, train_weights(c, 2, 1, device));
+  const double overlapped = weight_difference(one, train_weights(c, 2, 1, device));
   INFO("2 ranks, per-layer buckets, overlap: " << overlapped);
   CHECK(overlapped < bound);
 
@@ -225,7 +169,7 @@ TEST_CASE("Two ranks on the staged Gloo path reach one process's weights", "[exe
   d.out = s.dir.path / "two-by-two";
   d.bucket_mb = 0.02;
   d.overlap = false;
-  const double accumulated = difference(four, train_weights(d, 2, 2, device));
+  const double accumulated = weight_difference(four, train_weights(d, 2, 2, device));
   INFO("2 ranks x 2 micro-batches: " << accumulated);
   CHECK(accumulated < bound);
 }
