@@ -9,6 +9,8 @@
 #include <basin/exec.h>
 #include <benchmark/benchmark.h>
 
+#include "torch_peer.h"
+
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -62,38 +64,17 @@ void BM_BasinResNet50Step(benchmark::State& state) {
 void BM_PyTorchResNet50Step(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
   const int steps = static_cast<int>(state.max_iterations);
-  const std::string cmd = "/usr/bin/python3 " BASIN_EXEC_TORCH_STEP_SCRIPT " resnet50 " +
-                          std::to_string(batch) + " 224 " + std::to_string(threads) + " " +
-                          std::to_string(steps) + " 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    if (pclose(p) != 0) out = "failed: " + out;
-  }
-  // {"seconds": [s1, s2, ...], "images_per_s": x, ...}: one timed step per benchmark iteration.
-  const size_t open = out.find("\"seconds\": ["), rate = out.find("\"images_per_s\": ");
-  if (out.rfind("failed", 0) == 0 || open == std::string::npos || rate == std::string::npos) {
-    state.SkipWithError(("PyTorch peer did not run (needs python3-torch python3-torchvision): " +
-                         out.substr(0, 200))
-                            .c_str());
-    for (auto _ : state) {
-    }
-    return;
-  }
-  const char* s = out.c_str() + open + 12;
-  for (auto _ : state) {
-    char* end = nullptr;
-    state.SetIterationTime(std::strtod(s, &end));
-    s = end + 1;
-  }
-  const double ips = std::strtod(out.c_str() + rate + 16, nullptr);
+  const std::string out = basin::bench::run_torch_peer(
+      state,
+      "/usr/bin/python3 " BASIN_EXEC_TORCH_STEP_SCRIPT " resnet50 " + std::to_string(batch) + " 224 " +
+          std::to_string(threads) + " " + std::to_string(steps),
+      "PyTorch peer did not run (needs python3-torch python3-torchvision): ");
+  if (out.empty()) return;
+  const double ips = basin::bench::peer_number(out, "images_per_s");
   state.counters["images_per_s"] = ips;
   const auto it = basin_images_per_s().find({batch, threads});
   if (it != basin_images_per_s().end()) state.counters["ratio"] = it->second / ips;
-  const size_t version = out.find("\"torch\": \"");
-  if (version != std::string::npos)
-    state.SetLabel("torch " + out.substr(version + 10, out.find('"', version + 10) - version - 10));
+  state.SetLabel("torch " + basin::bench::peer_string(out, "torch"));
 }
 
 // Batch 16 on 2 threads and on 1: the per-GPU batch of Goyal et al. (32) halved to keep a

@@ -17,10 +17,11 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include "torch_peer.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -97,42 +98,19 @@ void torch_step(benchmark::State& state, const char* mode) {
   const int batch = static_cast<int>(state.range(0));
   const auto precision = static_cast<Precision>(state.range(1));
   const char* python = std::getenv("BASIN_PYTHON") ? std::getenv("BASIN_PYTHON") : "python3";
-  const std::string cmd = std::string(python) + " " BASIN_EXEC_TORCH_GPU_SCRIPT " " +
-                          std::to_string(batch) + " " + name_of(precision) + " " + mode + " " +
-                          std::to_string(state.max_iterations) + " 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    if (pclose(p) != 0) out = "failed: " + out;
-  }
-  const size_t open = out.find("\"seconds\": ["), rate = out.find("\"images_per_s\": ");
-  if (out.rfind("failed", 0) == 0 || open == std::string::npos || rate == std::string::npos) {
-    state.SkipWithError(("PyTorch peer did not run: " + out.substr(0, 300)).c_str());
-    for (auto _ : state) {
-    }
-    return;
-  }
-  const char* s = out.c_str() + open + 12;
-  for (auto _ : state) {
-    char* end = nullptr;
-    state.SetIterationTime(std::strtod(s, &end));
-    s = end + 1;
-  }
-  const double ips = std::strtod(out.c_str() + rate + 16, nullptr);
+  const std::string out = basin::bench::run_torch_peer(
+      state,
+      std::string(python) + " " BASIN_EXEC_TORCH_GPU_SCRIPT " " + std::to_string(batch) + " " +
+          name_of(precision) + " " + mode + " " + std::to_string(state.max_iterations),
+      "PyTorch peer did not run: ");
+  if (out.empty()) return;
+  const double ips = basin::bench::peer_number(out, "images_per_s");
   state.counters["images_per_s"] = ips;
-  auto number_after = [&](const char* key) {
-    const size_t at = out.find(key);
-    return at == std::string::npos ? 0.0 : std::strtod(out.c_str() + at + std::strlen(key), nullptr);
-  };
-  state.counters["peak_reserved_GiB"] = number_after("\"peak_reserved_bytes\": ") / (1 << 30);
-  state.counters["peak_allocated_GiB"] = number_after("\"peak_bytes\": ") / (1 << 30);
+  state.counters["peak_reserved_GiB"] = basin::bench::peer_number(out, "peak_reserved_bytes") / (1 << 30);
+  state.counters["peak_allocated_GiB"] = basin::bench::peer_number(out, "peak_bytes") / (1 << 30);
   const auto it = basin_images_per_s().find({batch, static_cast<int>(precision)});
   if (it != basin_images_per_s().end()) state.counters["basin_ratio"] = it->second / ips;
-  const size_t version = out.find("\"torch\": \"");
-  if (version != std::string::npos)
-    state.SetLabel(std::string(mode) + ", torch " +
-                   out.substr(version + 10, out.find('"', version + 10) - version - 10));
+  state.SetLabel(std::string(mode) + ", torch " + basin::bench::peer_string(out, "torch"));
 }
 void BM_PyTorchGpuResNet50Step(benchmark::State& state) { torch_step(state, "eager"); }
 void BM_PyTorchCompiledGpuResNet50Step(benchmark::State& state) { torch_step(state, "compile"); }
