@@ -29,18 +29,6 @@ Backend& gpu() {
   return *b;
 }
 
-// What a layer test returns: named host arrays, compared name by name.
-using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
-
-void compare(const Outputs& g, const Outputs& c, double bound) {
-  REQUIRE(g.size() == c.size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    CAPTURE(g[i].first, bound);
-    const double e = relative_max_error(g[i].second, c[i].second);
-    CAPTURE(e);
-    CHECK(e <= bound);
-  }
-}
 
 struct ConvCase {
   const char* what;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <basin/backend.h>
+#include <basin/data.h>
+#include <basin/train.h>
 
 #include "../exec/gradcheck.h"
 
@@ -13,6 +15,8 @@
 #include <memory>
 #include <random>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace basin::exec::gpu_test {
@@ -76,6 +80,39 @@ inline double relative_norm_error(std::span<const float> ours, std::span<const f
     scale += 1.0 * reference[i] * reference[i];
   }
   return std::sqrt(diff) / std::max(std::sqrt(scale), 1e-30);
+}
+
+// What a layer test returns: named host arrays, compared name by name against a bound.
+using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
+
+inline void compare(const Outputs& g, const Outputs& c, double bound) {
+  REQUIRE(g.size() == c.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    CAPTURE(g[i].first, bound);
+    const double e = relative_max_error(g[i].second, c[i].second);
+    CAPTURE(e);
+    CHECK(e <= bound);
+  }
+}
+
+// The learning test's run: a synthesized 10-class dataset written into `dir` and three epochs
+// (93 steps) of a small ResNet on it, a recipe that reaches high accuracy on the CPU.
+inline TrainConfig learning_run(const std::filesystem::path& dir) {
+  data::write_synth_dataset(dir / "data", {.classes = 10, .train_per_class = 100,
+                                           .val_per_class = 20, .seed = 7},
+                            false);
+  TrainConfig c;
+  c.data = dir / "data";
+  c.out = dir / "run";
+  c.model = "resnet-custom";
+  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
+  c.batch = 32;
+  c.epochs = 3;  // 31 steps an epoch: 93 steps
+  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {2}};
+  c.augment.min_scale = 0.35;
+  c.loader_threads = 2;
+  c.progress_every_s = 1e9;
+  return c;
 }
 
 }  // namespace basin::exec::gpu_test

@@ -58,17 +58,6 @@ std::vector<float> rounded(const std::vector<float>& v, Precision p) {
 double layer_bound(Precision p) { return p == Precision::bf16 ? 8e-3 : 1e-3; }
 double network_bound(Precision p) { return p == Precision::bf16 ? 2e-2 : 4e-3; }
 
-using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
-
-void compare(const Outputs& g, const Outputs& c, double bound) {
-  REQUIRE(g.size() == c.size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    CAPTURE(g[i].first, bound);
-    const double e = relative_max_error(g[i].second, c[i].second);
-    CAPTURE(e);
-    CHECK(e <= bound);
-  }
-}
 
 // `round` is identity for the GPU (it rounds its inputs itself) and rounding for the CPU.
 using Round = std::function<std::vector<float>(const std::vector<float>&)>;
@@ -247,20 +236,7 @@ TEST_CASE("A small ResNet learns a synthesized dataset on the GPU in bf16 and fp
   const Precision p = GENERATE(Precision::bf16, Precision::fp16);
   CAPTURE(precision_name(p));
   basin::test::TempDir dir("gpu-mixed-learn");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
-  TrainConfig c;
-  c.data = dir.path / "data";
-  c.out = dir.path / "run";
-  c.model = "resnet-custom";
-  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
-  c.batch = 32;
-  c.epochs = 3;  // 31 steps an epoch: 93 steps
-  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {2}};
-  c.augment.min_scale = 0.35;
-  c.loader_threads = 2;
-  c.progress_every_s = 1e9;
+  TrainConfig c = learning_run(dir.path);
   c.loss_scale.enabled = p == Precision::fp16;  // what basin train --precision fp16 does
   const TrainSummary s = train(c, gpu(p));
   REQUIRE(s.finished);

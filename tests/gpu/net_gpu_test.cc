@@ -151,20 +151,7 @@ TEST_CASE("Checkpoints and state files carry GPU parameters through the host",
 
 TEST_CASE("A small ResNet learns a synthesized dataset on the GPU", "[exec][gpu][train]") {
   basin::test::TempDir dir("gpu-learn");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
-  TrainConfig c;
-  c.data = dir.path / "data";
-  c.out = dir.path / "run";
-  c.model = "resnet-custom";
-  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
-  c.batch = 32;
-  c.epochs = 3;  // 31 steps an epoch: 93 steps
-  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {2}};
-  c.augment.min_scale = 0.35;
-  c.loader_threads = 2;
-  c.progress_every_s = 1e9;
+  TrainConfig c = learning_run(dir.path);
   const TrainSummary s = train(c, gpu());
   REQUIRE(s.finished);
   REQUIRE(s.epochs.size() == 3);
