@@ -46,7 +46,7 @@ double measure(std::vector<std::unique_ptr<exec::gpu::NcclComm>>& comms, size_t 
       exec::gpu::OwnedStream stream(s);
       float* data = nullptr;
       CUDA_CHECK(cudaMalloc(&data, std::max<size_t>(count, 1) * sizeof(float)));
-      CUDA_CHECK(cudaMemset(data, 0, std::max<size_t>(count, 1) * sizeof(float)));
+      CUDA_CHECK(cudaMemsetAsync(data, 0, std::max<size_t>(count, 1) * sizeof(float), stream.get()));
       const exec::gpu::Event start = exec::gpu::make_event(cudaEventDefault);
       const exec::gpu::Event end = exec::gpu::make_event(cudaEventDefault);
       auto once = [&] {

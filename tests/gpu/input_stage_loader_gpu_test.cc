@@ -102,9 +102,11 @@ TEST_CASE("input_stage_gpu on the loader's raw batches gives the float batches",
 
 #if BASIN_HAVE_CUDNN
 TEST_CASE("the GPU backend stages raw batches into its input tensor", "[gpu][input_stage][backend]") {
-  // Through the backend's pinned upload on its stream, several batches in a row (the pinned
-  // buffer is reused once each copy has left it), the last one short: its missing images are
-  // zeros, as the float path pads them.
+  // Through the backend's pinned upload on its stream, several batches in a row, the last one
+  // short: its missing images are zeros, as the float path pads them. Each pair of batches is
+  // staged back to back into two tensors before either is read, so the second upload reuses
+  // the pinned buffer while the first copy may still be reading it: only the backend's own
+  // wait keeps the first tensor right.
   basin::test::TempDir dir("raw-backend");
   const auto samples = write_samples(dir.path);  // 20 images: batches of 6, 6, 6, 2
   auto backend = basin::exec::make_gpu_backend();
@@ -113,16 +115,23 @@ TEST_CASE("the GPU backend stages raw batches into its input tensor", "[gpu][inp
   c.shuffle = rc.shuffle = false;
   rc.output = bd::LoaderOutput::raw;
   bd::Loader floats(samples, c), raw(samples, rc);
-  basin::exec::Tensor input = backend->alloc({6, 3, size, size}, basin::exec::Layout::plain);
-  for (int b = 0; b < 4; ++b) {
-    CAPTURE(b);
-    const bd::Batch f = floats.next(), r = raw.next();
-    REQUIRE(r.size == (b < 3 ? 6 : 2));
-    backend->stage_input(r, c.transform.normalization, input);
-    std::vector<float> staged(size_t(input.desc.elements()));
-    backend->read_nchw(input, staged.data());
-    REQUIRE(max_difference(f, staged, false) <= 1e-6);
-    for (size_t i = size_t(r.size) * 3 * size * size; i < staged.size(); ++i) REQUIRE(staged[i] == 0.f);
+  basin::exec::Tensor inputs[2] = {backend->alloc({6, 3, size, size}, basin::exec::Layout::plain),
+                                   backend->alloc({6, 3, size, size}, basin::exec::Layout::plain)};
+  for (int pair = 0; pair < 2; ++pair) {
+    bd::Batch f[2], r[2];
+    for (int k = 0; k < 2; ++k) {
+      f[k] = floats.next(), r[k] = raw.next();
+      backend->stage_input(r[k], c.transform.normalization, inputs[k]);
+    }
+    for (int k = 0; k < 2; ++k) {
+      const int b = 2 * pair + k;
+      CAPTURE(b);
+      REQUIRE(r[k].size == (b < 3 ? 6 : 2));
+      std::vector<float> staged(size_t(inputs[k].desc.elements()));
+      backend->read_nchw(inputs[k], staged.data());
+      REQUIRE(max_difference(f[k], staged, false) <= 1e-6);
+      for (size_t i = size_t(r[k].size) * 3 * size * size; i < staged.size(); ++i) REQUIRE(staged[i] == 0.f);
+    }
   }
 }
 #endif

@@ -39,7 +39,9 @@ long long allreduce_all(gpu::NcclComm& comm, int ranks) {
     for (size_t i = 0; i < n; ++i) host[i] = value(rank, i);
     float* d = nullptr;
     CUDA_CHECK(cudaMalloc(&d, n * sizeof(float)));
-    CUDA_CHECK(cudaMemcpy(d, host.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    // On the allreduce's own stream: a non-blocking stream does not wait for the default
+    // stream, and a pageable copy may still be on its way when cudaMemcpy returns.
+    CUDA_CHECK(cudaMemcpyAsync(d, host.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream.get()));
     NCCL_CHECK(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm.get(), stream.get()));
     comm.settle("allreduce of " + std::to_string(n));
     CUDA_CHECK(cudaEventRecord(done.get(), stream.get()));

@@ -69,7 +69,9 @@ CudnnBackend::CudnnBackend(const GpuOptions& options) : options_(options) {
   // Plain fp32 GEMMs unless TF32 is asked for (CUBLAS_DEFAULT_MATH never uses TF32 for Sgemm).
   CUBLAS_CHECK(cublasSetMathMode(cublas_, options.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                        : CUBLAS_DEFAULT_MATH));
-  CUDNN_CHECK(cudnnSetActivationDescriptor(relu_, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN,
+  // NaN passes through, as in the CPU backend and basin's own bf16/fp16 kernels: a NaN must
+  // reach the loss and stop the run, not turn into a silent 0.
+  CUDNN_CHECK(cudnnSetActivationDescriptor(relu_, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN,
                                            0.0));
 }
 

@@ -103,7 +103,14 @@ NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : opt
   config.blocking = 0;
   config.commName = "basin gradients";
   const AlgoEnvLease algo(nccl_algo_env(options.algorithm));
-  NCCL_CHECK_RANK(options.rank, ncclCommInitRankConfig(&comm_, options.ranks, id, options.rank, &config));
+  const ncclResult_t init = ncclCommInitRankConfig(&comm_, options.ranks, id, options.rank, &config);
+  // A constructor that throws runs no destructor: a communicator NCCL already made (its
+  // threads running) is aborted here before the error leaves.
+  if (init != ncclSuccess && init != ncclInProgress && comm_) {
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+  NCCL_CHECK_RANK(options.rank, init);
   settle("creating the NCCL communicator (the other ranks must join NCCL's bootstrap)");
 }
 
