@@ -1,0 +1,49 @@
+// `basin train`'s options as parsed from flags, and how a basin.plan/1 file (or `--plan auto`)
+// fills them: train_command.cc runs them, train_plan.cc maps plans onto them.
+#pragma once
+
+#include <basin/train.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace basin::cli {
+
+struct TrainOptions {
+  exec::TrainConfig config;
+  std::string data, out = "basin-run", plan, decay = "step", precision = "fp32";
+  std::string algorithm = "ring_chunked", wire = "fp32";
+  std::string hwloc_xml;
+  std::string device = "cpu";
+  std::string input_stage = "auto";  // --input-stage: auto, cpu or gpu
+  std::string gpu_collective;  // empty: nccl for --device gpu when built with NCCL, else gloo
+  std::string nccl_algorithm = "auto";
+  int gpu = -1;  // -1: LOCAL_RANK, else 0
+  bool tf32 = false, deterministic = false;
+  exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
+  std::string loss_scale = "auto";  // auto (dynamic for fp16, off otherwise), dynamic, off
+  int threads = 0, nproc = 1;
+  double comm_timeout_s = 300;
+  bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
+};
+
+// Whether the user gave a flag (flags win over the plan's fields).
+using GivenFlag = std::function<bool(const char*)>;
+
+// The plan's allreduce onto Gloo's algorithms for CPU ranks: the hierarchical plan's
+// inter-server algorithm (one rank per host here), and NCCL's names to Gloo's nearest.
+std::string gloo_algorithm(const std::string& plan_algorithm, const std::string& inter);
+// WORLD_SIZE when this process is a rank that a launcher (basin's --nproc, torchrun, a batch
+// system) started, else 1.
+int ranks_from_env();
+// Fills the options from a plan file; flags the user gave win over the plan. Throws
+// topo::InputError naming the file and the field.
+void apply_plan(const std::string& path, TrainOptions& o, const GivenFlag& given);
+// `--plan auto`: plans for this machine, then runs that plan file as if it had been given; ranks
+// started by --nproc get the file's path (and the plan's thread count) instead of "auto", so they
+// all run the one plan the launcher wrote. Returns the arguments the ranks get.
+std::vector<std::string> plan_for_this_machine(TrainOptions& o, const GivenFlag& given, int argc,
+                                               char** argv);
+
+}  // namespace basin::cli

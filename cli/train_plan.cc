@@ -1,0 +1,152 @@
+// How a basin.plan/1 file, or `--plan auto`, fills `basin train`'s options (train_options.h):
+// the plan's fields where the user gave no flag, the plan's allreduce mapped onto what the ranks
+// run, and the plan made for this machine on the spot.
+#include "plan_auto.h"
+#include "train_options.h"
+
+#include <basin/topology.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+namespace basin::cli {
+
+std::string gloo_algorithm(const std::string& plan_algorithm, const std::string& inter) {
+  const std::string a = plan_algorithm == "hierarchical" ? inter : plan_algorithm;
+  if (a == "halving-doubling") return "halving_doubling";
+  if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
+  if (a == "bcube") return "bcube";
+  return "halving_doubling";  // recursive doubling: halving-doubling is its bandwidth-optimal kin
+}
+
+int ranks_from_env() {
+  const char* w = std::getenv("WORLD_SIZE");
+  if (!w || !*w) return 1;
+  try {
+    size_t used = 0;
+    const int n = std::stoi(w, &used);
+    if (used == std::strlen(w) && n >= 1) return n;
+  } catch (const std::exception&) {
+  }
+  throw topo::InputError("WORLD_SIZE", "", std::string("a rank count of 1 or more, got '") + w + "'");
+}
+
+void apply_plan(const std::string& path, TrainOptions& o,
+                const std::function<bool(const char*)>& given) {
+  std::ifstream in(path);
+  if (!in) throw topo::InputError(path, "", "a readable basin.plan/1 file");
+  nlohmann::json plan;
+  try {
+    plan = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw topo::InputError(path, "", std::string("JSON: ") + e.what());
+  }
+  auto field = [&](const char* pointer) -> const nlohmann::json& {
+    const nlohmann::json::json_pointer ptr(pointer);
+    if (!plan.contains(ptr)) throw topo::InputError(path, pointer, "a value, found none");
+    return plan.at(ptr);
+  };
+  auto number = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_number()) throw topo::InputError(path, pointer, "a number, got " + v.dump());
+    return v.get<double>();
+  };
+  auto boolean = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_boolean()) throw topo::InputError(path, pointer, "true or false, got " + v.dump());
+    return v.get<bool>();
+  };
+  auto text = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_string()) throw topo::InputError(path, pointer, "a string, got " + v.dump());
+    return v.get<std::string>();
+  };
+  if (field("/format") != "basin.plan/1")
+    throw topo::InputError(path, "/format", "\"basin.plan/1\", got " + field("/format").dump());
+  auto& c = o.config;
+  auto& s = c.schedule;
+  if (!given("--model")) c.model = text("/model");
+  if (!given("--batch")) c.batch = static_cast<int>(number("/batch_per_device"));
+  if (!given("--world-size")) c.world_size = static_cast<int>(number("/world_size"));
+  if (!given("--epochs")) c.epochs = number("/epochs");
+  if (!given("--precision")) o.precision = text("/precision/compute");
+  if (!given("--lr")) s.base_lr = number("/lr_schedule/base_lr");
+  if (!given("--base-batch")) s.base_batch = static_cast<int>(number("/lr_schedule/base_batch"));
+  if (!given("--warmup-epochs")) s.warmup_epochs = number("/lr_schedule/warmup_epochs");
+  if (!given("--warmup-start-lr")) s.warmup_start_lr = number("/lr_schedule/warmup_start_lr");
+  if (!given("--decay")) o.decay = text("/lr_schedule/decay");
+  if (!given("--gamma")) s.gamma = number("/lr_schedule/gamma");
+  if (!given("--milestones")) {
+    const auto& m = field("/lr_schedule/milestones");
+    if (!m.is_array()) throw topo::InputError(path, "/lr_schedule/milestones", "an array of epochs");
+    s.milestones.clear();
+    for (const auto& e : m) {
+      if (!e.is_number()) throw topo::InputError(path, "/lr_schedule/milestones", "numbers, got " + e.dump());
+      s.milestones.push_back(e.get<double>());
+    }
+  }
+  if (!given("--momentum")) c.sgd.momentum = number("/lr_schedule/momentum");
+  if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
+  if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
+  if (!given("--algorithm"))
+    o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
+                                 plan.contains("/allreduce/inter"_json_pointer)
+                                     ? text("/allreduce/inter") : std::string());
+  // NCCL's ring or tree when the plan chose one of them (it then names a protocol too); any
+  // other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
+  if (!given("--nccl-algorithm")) {
+    const std::string a = text("/allreduce/algorithm");
+    o.nccl_algorithm = (a == "ring" || a == "tree") ? a : "auto";
+  }
+  if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
+  if (!given("--wire")) o.wire = text("/precision/wire");
+  if (!given("--decay-bn-and-bias"))
+    c.sgd.decay_bn_and_bias = boolean("/lr_schedule/weight_decay_on_bn_and_bias");
+  if (!given("--no-zero-init-residual"))
+    o.no_zero_init = !boolean("/lr_schedule/zero_init_last_bn_gamma");
+  const int ranks = std::max(o.nproc, ranks_from_env());
+  if (c.world_size != ranks)
+    throw topo::InputError(path, "/world_size",
+                           std::to_string(ranks) + " (the ranks started: --nproc or WORLD_SIZE), "
+                           "the plan asks for " + std::to_string(c.world_size) +
+                               ". Pass --world-size " + std::to_string(ranks) +
+                               " to run the plan's per-device batch and recipe on these ranks (the "
+                               "learning rate then follows the linear scaling rule for that "
+                               "global batch)");
+}
+
+std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::function<bool(const char*)>& given,
+                                               int argc, char** argv) {
+  AutoPlanRequest r;
+  r.out = o.out;
+  r.model = given("--blocks") ? std::string("resnet-custom") : o.config.model;
+  r.batch_per_device = o.config.batch;
+  r.epochs = o.config.epochs;
+  r.dataset_images = static_cast<long long>(data::open_imagenet(o.data).train.samples.size());
+  r.hwloc_xml = o.hwloc_xml;
+  r.use_nvml = o.hwloc_xml.empty();  // an export describes another machine: not this one's driver
+  r.ranks = given("--nproc") ? o.nproc : 0;
+  const AutoPlan p = make_auto_plan(r);
+  if (!o.quiet) std::cerr << "basin: --plan auto: " << p.summary << "\n";
+  if (p.needs_gpus && !given("--device")) o.device = "gpu";
+  o.plan = p.plan_path;
+  if (!given("--nproc")) o.nproc = p.ranks;
+  if (!given("--threads")) o.threads = p.threads_per_rank;
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--plan=auto") args.push_back("--plan=" + p.plan_path);
+    else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(p.plan_path);
+    else args.push_back(a);
+  }
+  if (!given("--threads")) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  if (p.needs_gpus && !given("--device")) args.insert(args.end(), {"--device", "gpu"});
+  return args;
+}
+
+}  // namespace basin::cli
