@@ -7,6 +7,12 @@
 # a 25% bound on it would be close to a coin toss; reports/emulated-cluster-2026-11-23.md shows
 # its rows. Skipped (77) where it
 # cannot run: not root, or no network namespaces (a container without CAP_SYS_ADMIN).
+# The measured times are only as good as the CPUs the ranks got: 4 ranks share this machine's
+# cores, and a parallel build beside them once made ring-chunked 32% slower than predicted. So
+# the script measures how much CPU time processes other than its own used while it measured
+# (/proc/stat's busy and stolen time, less what its own children used). Above a quarter of the
+# machine, a miss is reported as skipped ("machine busy") rather than as a wrong prediction; a
+# pass is a pass at any load.
 # The namespaces are always torn down, whatever fails.
 # Usage: cluster_test.sh SOURCE_DIR PROBE COMPARE TOPOLOGY.json
 set -eu
@@ -26,14 +32,30 @@ cleanup() { sh "$cluster" down >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# CPU clock ticks: busy (user nice system irq softirq steal) and all, from /proc/stat's cpu line;
+# this shell's waited-for children (cutime + cstime, /proc/PID/stat fields 16 and 17, the same
+# USER_HZ ticks).
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+own_ticks() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'; }
+
 sh "$cluster" up --hosts 4 --rate 1gbit
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+set -- $(machine_ticks) $(own_ticks)
+busy0=$1 all0=$2 own0=$3
 sh "$src/scripts/emulated_cluster_run.sh" "$probe" "$work/measured.jsonl" \
   --sizes 1048576,4194304,16777216 --algorithms ring,ring_chunked --warmup 1 --reps 7
+set -- $(machine_ticks) $(own_ticks)
+others=$(awk -v b="$(( $1 - busy0 ))" -v a="$(( $2 - all0 ))" -v o="$(( $3 - own0 ))" \
+  'BEGIN { f = a > 0 ? (b - o) / a : 0; if (f < 0) f = 0; printf "%.2f", f }')
+echo "share of the machine's CPU time used by other processes while measuring: $others"
 "$probe" --cpu-rates > "$work/cpu.json"
 cat "$work/cpu.json"
 "$compare" --topology "$topology" --measured "$work/measured.jsonl" --cpu-rates "$work/cpu.json" \
   --check-min-bytes 1048576 --tolerance 0.25 --markdown "$work/table.md" > /dev/null && status=0 || status=$?
 cat "$work/table.md"
 echo "not judged: halving_doubling (up to 23% over the prediction at 16 MB from run to run, not yet explained; see the report)"
+if [ "$status" = 1 ] && awk -v f="$others" 'BEGIN { exit !(f > 0.25) }'; then
+  echo "skipped: machine busy (other processes used $others of the CPU time while measuring; a miss is not judged above 0.25)"
+  exit 77
+fi
 exit $status
