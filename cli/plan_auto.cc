@@ -31,21 +31,41 @@ std::string describe(const topo::Topology& t) {
   return s.str();
 }
 
+// What basin's GPU trainer runs, so that the plan the search picks is one `basin train` can run
+// here: with NCCL, NCCL's ring or tree (the trainer sets the algorithm, NCCL's tuner the protocol,
+// so each is searched under all three protocols) and any GPU count; without NCCL, one GPU, since
+// the Gloo path between GPUs of one server stages through host memory, which the simulator does
+// not price inside a server. Gradients travel in fp32 (the NCCL path has no fp16 wire), compute
+// in fp32, fp16 or bf16 where the device has it.
+void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& profile, int ranks, int gpus_found) {
+  using P = sim::Precision;
+  o.precisions = {{P::fp32, P::fp32}, {P::fp16, P::fp32}};
+  if (profile.peak_TFLOPS_bf16 > 0) o.precisions.push_back({P::bf16, P::fp32});
+  if (!BASIN_HAVE_NCCL) {
+    if (ranks > 1)
+      throw topo::InputError("--nproc", "", "1 with --plan auto on GPUs in a basin built without NCCL, got " +
+                                                std::to_string(ranks));
+    o.gpu_counts = {1};
+    return;
+  }
+  if (ranks > gpus_found)
+    throw topo::InputError("--nproc", "", "at most the " + std::to_string(gpus_found) +
+                                              " GPU(s) found with --plan auto, got " + std::to_string(ranks));
+  if (ranks > 0) o.gpu_counts = {ranks};
+  for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
+    for (plan::Protocol p : {plan::Protocol::ll, plan::Protocol::ll128, plan::Protocol::simple})
+      o.algorithms.push_back(plan::Choice{.algorithm = a, .protocol = p});
+}
+
 AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const std::string& topology_path) {
   plan::PlanOptions o;
   o.cluster_spec = topology_path;
   o.model = r.model;
   o.dataset_images = r.dataset_images;
   o.epochs = static_cast<int>(std::max(1.0, r.epochs));
-  // What basin's GPU trainer runs today: one GPU per process without NCCL between ranks, fp32.
-  // The search is held to that, so the plan it writes is one `basin train` can run here.
-  if (r.ranks > 1)
-    throw topo::InputError("--nproc", "", "1 with --plan auto on GPUs: the GPU trainer runs one rank (no NCCL "
-                                          "path yet), got " + std::to_string(r.ranks));
-  o.gpu_counts = {1};
-  o.precisions = {plan::PrecisionChoice{}};
   const sim::DeviceProfile profile =
       sim::find_device_profile(sim::default_profiles_dir(), machine.graph[topo::gpus(machine).front()].model);
+  hold_to_the_gpu_trainer(o, profile, r.ranks, static_cast<int>(topo::gpus(machine).size()));
   const plan::PlanResult result = plan::make_plan(machine, profile, o);
   const plan::PlanRow& best = result.rows.front();
   AutoPlan p;
@@ -59,7 +79,8 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
     << " MB, " << best.precision.name() << ": " << best.images_per_s << " images/s predicted, "
     << best.time_to_train_h << " h for " << o.epochs << " epochs (" << result.evaluated
     << " configurations simulated on the " << profile.device
-    << " profile; limited to what the GPU trainer runs: one GPU, fp32)";
+    << " profile; limited to what the GPU trainer runs: "
+    << (BASIN_HAVE_NCCL ? "NCCL ring or tree, fp32 gradients)" : "one GPU without NCCL)");
   p.summary = s.str();
   return p;
 }

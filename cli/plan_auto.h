@@ -26,8 +26,8 @@ struct AutoPlan {
 };
 
 // Discovers the machine, writes its topology and the plan under `out`, and says what it chose:
-// on GPUs the planner's best plan among those the GPU trainer runs (one GPU, fp32: the
-// simulator searching batch and bucket); on a machine without GPUs one rank per NUMA node with that node's cores as its
+// on GPUs the planner's best plan among those the GPU trainer runs (GPU count, batch, NCCL's
+// ring or tree, bucket, fp32/fp16/bf16 compute; one GPU without NCCL); on a machine without GPUs one rank per NUMA node with that node's cores as its
 // threads. Throws topo::InputError when the machine cannot be planned for.
 AutoPlan make_auto_plan(const AutoPlanRequest& request);
 

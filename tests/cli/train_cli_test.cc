@@ -6,6 +6,7 @@
 #include "../temp_dir.h"
 
 #include <basin/kernels.h>
+#include <nlohmann/json.hpp>
 
 
 #include <filesystem>
@@ -204,19 +205,38 @@ TEST_CASE("basin train --plan auto plans for the machine it finds and runs the p
   REQUIRE(plan.find("\"threads_per_rank\": 1") != std::string::npos);
   REQUIRE(fs::exists(w.path("cpu") + "/topology.json"));
 
-  // The DGX-2 export: 16 V100s. The planner's plan is held to what the GPU trainer runs (one GPU,
-  // fp32) and written before training starts; without a GPU here, the run then stops with exit 2
-  // naming --device.
+  // The DGX-2 export: 16 V100s. The planner's plan is held to what the GPU trainer runs (with
+  // NCCL: NCCL's ring or tree, fp32 gradients; without: one GPU) and written before training
+  // starts; without a GPU here, the run then stops with exit 2 naming --device.
   Result gpu = run("train --plan auto --hwloc-xml " + fixtures + "/hwloc-nvidia-dgx2.xml --data " +
                    w.path("data") + " --model resnet50 --epochs 1 --out " + w.path("gpu"));
   INFO(gpu.out);
   REQUIRE(gpu.out.find("16 GPU(s) (Tesla V100") != std::string::npos);
   REQUIRE(gpu.out.find(w.path("gpu") + "/plan.json") != std::string::npos);
   std::ifstream gpu_file(w.path("gpu") + "/plan.json");
-  const auto doc = std::string((std::istreambuf_iterator<char>(gpu_file)), std::istreambuf_iterator<char>());
-  CHECK(doc.find("\"world_size\": 1") != std::string::npos);
-  CHECK(doc.find("\"compute\": \"fp32\"") != std::string::npos);
-  CHECK(doc.find("\"device\": \"Tesla V100") != std::string::npos);
+  const auto plan_doc = nlohmann::json::parse(gpu_file);
+  CHECK(plan_doc["device"].get<std::string>().rfind("Tesla V100", 0) == 0);
+  CHECK(plan_doc["precision"]["wire"] == "fp32");
+  // V100 has no bf16; fp32 or fp16 compute.
+  CHECK((plan_doc["precision"]["compute"] == "fp32" || plan_doc["precision"]["compute"] == "fp16"));
+  const int world = plan_doc["world_size"].get<int>();
+  if (BASIN_HAVE_NCCL) {
+    CHECK((world >= 1 && world <= 16));
+    CHECK((plan_doc["allreduce"]["algorithm"] == "ring" || plan_doc["allreduce"]["algorithm"] == "tree"));
+    CHECK(plan_doc["allreduce"].contains("protocol"));
+    // Ranks asked for are the ranks planned; more than the machine has is an input error.
+    Result two = run("train --plan auto --nproc 2 --hwloc-xml " + fixtures + "/hwloc-nvidia-dgx2.xml --data " +
+                     w.path("data") + " --model resnet50 --epochs 1 --out " + w.path("gpu2"));
+    INFO(two.out);
+    std::ifstream two_file(w.path("gpu2") + "/plan.json");
+    CHECK(nlohmann::json::parse(two_file)["world_size"] == 2);
+    Result many = run("train --plan auto --nproc 17 --hwloc-xml " + fixtures + "/hwloc-nvidia-dgx2.xml --data " +
+                      w.path("data") + " --model resnet50 --epochs 1 --out " + w.path("gpu17"));
+    CHECK(many.exit_code == 2);
+    CHECK(many.out.find("--nproc: expected at most the 16 GPU(s) found") != std::string::npos);
+  } else {
+    CHECK(world == 1);
+  }
 #if BASIN_HAVE_CUDA
   const bool have_gpu = basin::kernels::cuda_device_count() > 0;
 #else
