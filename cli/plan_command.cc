@@ -205,6 +205,9 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--budget", o->plan.budget, "Reject plans that cost more");
   cmd->add_option("--overhead-us", o->plan.network.per_message_overhead_us, "Per-message software overhead (us)")->capture_default_str();
   cmd->add_option("--decode-rate", o->plan.decode_images_per_s_per_core, "JPEG decode+augment images/s per CPU core")->capture_default_str();
+  cmd->add_option("--compute-jitter", o->plan.compute_jitter_cv,
+                  "Step-to-step variation of one GPU's compute time (coefficient of variation)")
+      ->capture_default_str();
   cmd->add_option("--profile", o->profile, "Device profile JSON (default: matched in profiles/devices)");
   cmd->add_option("--out", o->out, "Write the best plan here (basin.plan/1)")->capture_default_str();
   cmd->add_option("--top", o->top, "Rows of the table to print")->capture_default_str();

@@ -28,6 +28,7 @@ struct SimOptions {
   double decode_rate = 150;
   int cores_per_gpu = 0;
   std::string host_staging = "auto";
+  double compute_jitter = 0;
   bool json = false;
   std::string trace;
   bool scaling = false;
@@ -61,6 +62,7 @@ int run(const SimOptions& o) {
   cfg.decode_images_per_s_per_core = o.decode_rate;
   cfg.cores_per_gpu = o.cores_per_gpu;
   cfg.host_staging.mode = host_staging_mode(o.host_staging);
+  cfg.compute_jitter_cv = o.compute_jitter;
   auto all = topo::gpus(cluster);
   if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
   sim::DeviceProfile profile =
@@ -103,7 +105,8 @@ int run(const SimOptions& o) {
           {"batch_per_gpu", cfg.batch_per_gpu}, {"algorithm", o.algorithm}, {"inter", o.inter},
           {"bucket_MB", o.bucket_MB}, {"precision", o.precision}, {"profile", profile.file},
           {"per_message_overhead_us", o.overhead_us},
-          {"decode_images_per_s_per_core", o.decode_rate}, {"host_staging", o.host_staging}}},
+          {"decode_images_per_s_per_core", o.decode_rate}, {"host_staging", o.host_staging},
+          {"compute_jitter_cv", o.compute_jitter}}},
         {"staged_through_host", staged},
         {"iteration_s", r.iteration_s},
         {"epoch_s", r.epoch_s},
@@ -170,6 +173,10 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--host-staging", o->host_staging,
                   "Gloo's copies through host memory for allreduces between servers: auto (when "
                   "the NICs are Ethernet), on, off")
+      ->capture_default_str();
+  cmd->add_option("--compute-jitter", o->compute_jitter,
+                  "Step-to-step variation of one GPU's compute time (coefficient of variation): a "
+                  "synchronous step waits for the slowest GPU")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->add_option("--trace", o->trace, "Write a Chrome trace of the iteration to this file");

@@ -108,6 +108,32 @@ print(f"| {sys.argv[1]} | {it:.4f} | {ex:.4f} | {tot:.4f} |")' "$spec"
   done
 }
 
+# Stragglers: the one candidate the model can price, as a what-if rather than a fitted constant.
+{
+  echo
+  echo "## Stragglers: how much compute jitter the remaining gap would take"
+  echo
+  echo "A synchronous step waits for the slowest GPU. \`--compute-jitter CV\` stretches the compute of"
+  echo "a step over N GPUs by (1 + CV e_N) / (1 + CV e_8), e_N being the expected maximum of N standard"
+  echo "normal draws (the P100 figure was measured on 8 GPUs, so it already holds e_8 = 1.42; e_256 ="
+  echo "2.83). No published figure gives Big Basin's per-step variation, so the default is 0; the"
+  echo "table says what the gap would take:"
+  echo
+  echo "| compute jitter (CV) | iteration on 256 GPUs (s) | efficiency 8 -> 256 |"
+  echo "|---|---|---|"
+  for cv in 0 0.02 0.05 0.08 0.1; do
+    "$basin" sim --json --cluster bigbasin:32 --gpus 256 --compute-jitter "$cv" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+it, eff = d["iteration_s"], d["scaling_efficiency"]
+print(f"| {sys.argv[1]} | {it:.4f} | {eff:.3f} |")' "$cv"
+  done
+  echo
+  echo "Jitter alone would have to be about 10% of every GPU's step time, step after step, to reach the"
+  echo "published 0.26 s (efficiency 0.89). Measure your own cluster's step-time spread and pass it to"
+  echo "\`basin sim\` or \`basin plan\` with \`--compute-jitter\`."
+}
+
 # What the planner picks for the paper's hardware when asked for no accuracy loss.
 echo
 echo "## basin plan on the same hardware"

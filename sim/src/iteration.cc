@@ -59,6 +59,7 @@ struct Calibration {
   // Where the profile measured backprop, the roofline's forward and backward are scaled so the
   // calibrated iteration splits as measured (the total is unchanged).
   double forward_scale = 1, backward_scale = 1;
+  int measured_gpus = 1;  // GPUs of the measured run (stragglers.cc)
 };
 
 Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
@@ -66,6 +67,7 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
     if (m.model != n.name || m.precision != prec) continue;
     const double target = m.batch_per_gpu / m.images_per_s;
     Calibration c{1.0, false, ""};
+    c.measured_gpus = m.gpus;
     if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
       double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
       for (int i = 0; i < 100; ++i) {
@@ -146,7 +148,13 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
                                std::to_string(cfg.batch_per_gpu) + " needs about " +
                                std::to_string(int(std::ceil(need_GB))) + " GB");
 
+  if (!(cfg.compute_jitter_cv >= 0 && cfg.compute_jitter_cv < 1))
+    throw topo::InputError("--compute-jitter", "", "a coefficient of variation in [0, 1)");
   Calibration cal = calibrate(net, prec, profile);
+  // Every bucket waits for its gradients from the slowest GPU: the compute timeline stretches.
+  const double stretch = straggler_stretch(cfg.compute_jitter_cv, cfg.gpus, cal.measured_gpus);
+  cal.forward_scale *= stretch;
+  cal.backward_scale *= stretch;
   IterationResult r;
   r.compute_estimated = cal.estimated;
   r.compute_basis = cal.basis;
@@ -191,7 +199,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   }
   flush(t);
   const double backward_end = t;
-  const double opt = optimizer_s(net, profile);
+  const double opt = stretch * optimizer_s(net, profile);
   const double step_end = std::max(backward_end, comm_free) + opt;
   r.spans.push_back({"optimizer", "compute", step_end - opt, step_end});
   r.compute_s = backward_end + opt;

@@ -86,6 +86,7 @@ DeviceProfile load_device_profile(const std::string& path) {
     t.batch_per_gpu = static_cast<int>(positive(m, "batch_per_gpu", at, path));
     t.images_per_s = positive(m, "images_per_s", at, path);
     t.source = text(m, "source", at, path);
+    if (m.contains("gpus")) t.gpus = static_cast<int>(positive(m, "gpus", at, path));
     if (m.contains("backward_s")) {
       t.backward_s = positive(m, "backward_s", at, path);
       t.backward_source = text(m, "backward_source", at, path);

@@ -34,6 +34,9 @@ struct MeasuredThroughput {
   // allreduces, so this sets how much of the iteration communication can overlap.
   double backward_s = 0;
   std::string backward_source;
+  // GPUs of the synchronous run that measured it (1: one GPU alone). Its throughput already
+  // waited for the slowest of them, which the straggler model takes into account.
+  int gpus = 1;
 };
 
 struct DeviceProfile {
@@ -65,7 +68,17 @@ struct TrainingConfig {
   double decode_images_per_s_per_core = 400;  // JPEG decode + augment, one CPU core
   int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
   long long epoch_images = 1281167;           // ImageNet-1k training set
+  // Step-to-step variation of one GPU's compute time (coefficient of variation, 0: none). A
+  // synchronous step waits for the slowest GPU: see straggler_stretch.
+  double compute_jitter_cv = 0;
 };
+
+// The expected maximum of n independent standard normal draws (0 for n <= 1): 1/sqrt(pi) for 2.
+double expected_max_of_standard_normals(int n);
+// How much longer the compute of a synchronous step over `gpus` GPUs takes than the profile's,
+// measured over `measured_gpus`, when each GPU's compute time varies with coefficient of
+// variation cv: (1 + cv e_gpus) / (1 + cv e_measured) (stragglers.cc).
+double straggler_stretch(double cv, int gpus, int measured_gpus);
 
 struct Span {
   std::string name;
