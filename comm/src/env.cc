@@ -1,11 +1,12 @@
 // Rendezvous configuration from the environment, under torchrun's names (RANK, WORLD_SIZE,
 // LOCAL_RANK, MASTER_ADDR, MASTER_PORT) plus basin's store choice, so `torchrun`-style launchers
 // and Slurm wrappers start basin ranks unchanged. Needs no Gloo: bad values are reported even
-// on builds without it.
+// on builds without it. Also the roll call's share of the timeout, which every build needs.
 #include <basin/comm.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <limits>
@@ -127,6 +128,11 @@ RendezvousConfig rendezvous_from_env(const Getenv& getenv) {
     config.run_id = *id;
   }
   return config;
+}
+
+std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout) {
+  return std::clamp<std::chrono::milliseconds>(timeout / 5, std::chrono::milliseconds(100),
+                                               std::chrono::milliseconds(5000));
 }
 
 }  // namespace basin::comm

@@ -91,9 +91,6 @@ decltype(auto) gloo_call(Communicator::Impl& impl, const char* file, int line, c
 
 #define BASIN_GLOO_CALL(impl, operation, ...) ::basin::comm::gloo_call(impl, __FILE__, __LINE__, operation, [&] { return __VA_ARGS__; })
 
-// How long the roll call waits: a fifth of the communication timeout, 0.1 s to 5 s. Gloo's own
-// timeout is the rest, so a silent rank stops the others within the timeout the user chose.
-std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout);
 
 // The rank whose address appears in Gloo's message, or -1.
 int peer_in_message(const std::vector<std::string>& peer_addresses, const std::string& message);

@@ -26,11 +26,6 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
-std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout) {
-  return std::clamp<std::chrono::milliseconds>(timeout / 5, std::chrono::milliseconds(100),
-                                               std::chrono::milliseconds(5000));
-}
-
 RollCall Communicator::Impl::roll_call(const std::string& operation) {
   RollCall call;
   const int world = config.world_size, me = config.rank;
@@ -79,6 +74,14 @@ RollCall Communicator::Impl::roll_call(const std::string& operation) {
                    " answered: " + (call.answered.size() == 1 ? "it was" : "they were") + " waiting too)";
   }
   return call;
+}
+
+std::string Communicator::roll_call(const std::string& operation, std::vector<int>* silent) {
+  if (!impl_->broken.empty()) return "";
+  const RollCall call = impl_->roll_call(operation);
+  impl_->broken = "rank " + std::to_string(impl_->config.rank) + ": " + operation + " failed outside Gloo" + call.text;
+  if (silent) *silent = call.silent;
+  return call.text;
 }
 
 }  // namespace basin::comm

@@ -28,6 +28,7 @@ void Communicator::allreduce(std::span<float>, const AllreduceOptions&) {
   throw CommError("basin was built without Gloo (libgloo-dev)");
 }
 void Communicator::barrier() { throw CommError("basin was built without Gloo (libgloo-dev)"); }
+std::string Communicator::roll_call(const std::string&, std::vector<int>*) { return ""; }
 std::vector<char> Communicator::share(const std::string&, std::vector<char>) {
   throw CommError("basin was built without Gloo (libgloo-dev): no rendezvous store to share through");
 }

@@ -121,4 +121,44 @@ TEST_CASE("comm faults: a rank that dies is named by the ranks still running", "
   CHECK(wait_children(pids, milliseconds(10000)) == std::vector<int>{0, 0});
 }
 
+TEST_CASE("comm faults: a failure outside Gloo names the silent rank through the same roll call", "[comm]") {
+  // What the NCCL path does when a collective never finishes: each failing rank calls the roll
+  // call itself. Ranks 0 and 1 fail; rank 2 stays silent (hung), and the mesh is unusable after.
+  const int world = 3, hung = 2;
+  const auto timeout = milliseconds(1000);
+  auto comms = connect_threads(world, timeout);
+  std::vector<std::string> text(world), after(world);
+  std::vector<std::vector<int>> silent(world);
+  std::atomic<int> done{0};
+  const auto errors = on_threads(world, [&](int r) {
+    auto& comm = *comms[static_cast<std::size_t>(r)];
+    if (r == hung) {
+      while (done.load() < world - 1) std::this_thread::sleep_for(milliseconds(10));
+      return;
+    }
+    text[static_cast<std::size_t>(r)] = comm.roll_call("NCCL allreduce of bucket 3", &silent[static_cast<std::size_t>(r)]);
+    // A second call runs no second roll call (its keys are written once per run).
+    after[static_cast<std::size_t>(r)] = comm.roll_call("again") + "|";
+    try {
+      comm.barrier();
+    } catch (const CommError& e) {
+      after[static_cast<std::size_t>(r)] += e.what();
+    }
+    ++done;
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (int r = 0; r < world - 1; ++r) {
+    INFO("rank " << r << ": " << text[static_cast<std::size_t>(r)]);
+    CHECK_THAT(text[static_cast<std::size_t>(r)], Contains("rank 2 did not answer the roll call"));
+    CHECK_THAT(text[static_cast<std::size_t>(r)], Contains("rank " + std::to_string(1 - r) + " answered"));
+    CHECK(silent[static_cast<std::size_t>(r)] == std::vector<int>{hung});
+    CHECK_THAT(after[static_cast<std::size_t>(r)], Contains("|") && Contains("unusable after an earlier failure") &&
+                                                       Contains("NCCL allreduce of bucket 3 failed outside Gloo"));
+    CHECK(after[static_cast<std::size_t>(r)].rfind("|", 0) == 0);
+  }
+  CHECK(roll_call_window(milliseconds(1000)) == milliseconds(200));
+  CHECK(roll_call_window(milliseconds(100)) == milliseconds(100));
+  CHECK(roll_call_window(milliseconds(60000)) == milliseconds(5000));
+}
+
 #endif

@@ -118,6 +118,14 @@ class Communicator {
   // (stores cannot delete); ranks other than 0 pass nothing and wait up to the timeout, then get
   // a CommError naming the store and the key. A world of one returns `bytes` untouched.
   std::vector<char> share(const std::string& key, std::vector<char> bytes = {});
+  // After a failure outside Gloo (an NCCL collective that never finished): the roll call a Gloo
+  // failure starts (roll_call.cc), through the same store, so another library's error can name
+  // the rank at fault. Every rank that fails calls it; the ranks that never answer within
+  // roll_call_window(timeout()) are the hung or dead ones. Returns the sentence saying so ("; rank
+  // 3 did not answer ..."), empty in a world of one or when a roll call already ran (its keys are
+  // written once per run), and leaves the mesh unusable, as after a Gloo failure. `silent`, when
+  // given, receives the ranks that never answered.
+  std::string roll_call(const std::string& operation, std::vector<int>* silent = nullptr);
 
   struct Impl;
   explicit Communicator(std::unique_ptr<Impl> impl);
@@ -130,6 +138,11 @@ class Communicator {
 // rendezvous within config.timeout gets a CommError naming the store (directory or host:port) and
 // the ranks that never appeared.
 std::unique_ptr<Communicator> connect(const RendezvousConfig& config);
+
+// How long a roll call waits for the other ranks: a fifth of the communication timeout, 0.1 s to
+// 5 s. A collective's own wait is the rest, so a silent rank stops the others within the timeout
+// the user chose.
+std::chrono::milliseconds roll_call_window(std::chrono::milliseconds timeout);
 
 // ---- bucketed, overlapped gradient reduction ---------------------------------------------------
 

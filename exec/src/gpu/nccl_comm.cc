@@ -137,16 +137,31 @@ std::string NcclComm::where() const {
          " on GPU " + std::to_string(options_.device);
 }
 
+std::chrono::milliseconds NcclComm::wait_limit() const {
+  return options_.roll_call ? options_.timeout - comm::roll_call_window(options_.timeout) : options_.timeout;
+}
+
 void NcclComm::fail(const std::string& what, const std::string& why, bool timed_out) {
   ncclCommAbort(comm_);  // stops NCCL's kernels and threads; peers then see their own errors
   comm_ = nullptr;
-  throw comm::CommError("NCCL, " + where() + ", " + what + ": " + why, options_.rank, -1, timed_out);
+  // NCCL's error names no rank; the roll call through the rendezvous store names the silent one.
+  std::vector<int> silent;
+  std::string call;
+  if (options_.roll_call) {
+    try {
+      call = options_.roll_call(what, silent);
+    } catch (const std::exception& e) {
+      call = std::string("; the roll call failed too (") + e.what() + ")";
+    }
+  }
+  throw comm::CommError("NCCL, " + where() + ", " + what + ": " + why + call, options_.rank,
+                        silent.size() == 1 ? silent.front() : -1, timed_out);
 }
 
 void NcclComm::settle(const std::string& what) {
   if (!comm_) throw comm::CommError("NCCL, " + where() + ": the communicator was aborted after an earlier failure",
                                     options_.rank);
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  const auto deadline = std::chrono::steady_clock::now() + wait_limit();
   while (true) {
     ncclResult_t state = ncclSuccess;
     const ncclResult_t asked = ncclCommGetAsyncError(comm_, &state);
@@ -158,7 +173,7 @@ void NcclComm::settle(const std::string& what) {
            false);
     }
     if (std::chrono::steady_clock::now() >= deadline)
-      fail(what, "no progress within " + std::to_string(options_.timeout.count()) +
+      fail(what, "no progress within " + std::to_string(wait_limit().count()) +
                      " ms (a rank is dead, hung or never joined); communicator aborted", true);
     pause();
   }
@@ -167,7 +182,7 @@ void NcclComm::settle(const std::string& what) {
 void NcclComm::wait_for(cudaEvent_t done, const std::string& what) {
   if (!comm_) throw comm::CommError("NCCL, " + where() + ": the communicator was aborted after an earlier failure",
                                     options_.rank);
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  const auto deadline = std::chrono::steady_clock::now() + wait_limit();
   while (true) {
     const cudaError_t q = cudaEventQuery(done);
     if (q == cudaSuccess) return;
@@ -181,7 +196,7 @@ void NcclComm::wait_for(cudaEvent_t done, const std::string& what) {
            false);
     }
     if (std::chrono::steady_clock::now() >= deadline)
-      fail(what, "not done within " + std::to_string(options_.timeout.count()) +
+      fail(what, "not done within " + std::to_string(wait_limit().count()) +
                      " ms (a rank is dead, hung or stopped calling the collective); communicator aborted",
            true);
     pause();

@@ -15,9 +15,11 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
 #error "basin's NCCL path needs NCCL 2.14 or later (ncclCommInitRankConfig, non-blocking communicators)"
@@ -45,6 +47,11 @@ struct NcclCommOptions {
   int device = 0;  // the CUDA device this rank's buffers and streams are on
   TrainConfig::NcclAlgorithm algorithm = TrainConfig::NcclAlgorithm::automatic;
   std::chrono::milliseconds timeout{30000};  // for init, every enqueue and every wait
+  // Called once after a failure, with the communicator aborted: names the rank at fault (the
+  // rendezvous communicator's roll call) and returns the sentence saying so, filling `silent`.
+  // When set, waits give up after the timeout less comm::roll_call_window, so that the roll call
+  // fits inside the timeout the user chose, as on the Gloo path.
+  std::function<std::string(const std::string& what, std::vector<int>& silent)> roll_call;
 };
 
 class NcclComm {
@@ -71,6 +78,8 @@ class NcclComm {
 
  private:
   [[noreturn]] void fail(const std::string& what, const std::string& why, bool timed_out);
+  // How long a wait may last before it fails (the timeout, less the roll call's window).
+  std::chrono::milliseconds wait_limit() const;
 
   ncclComm_t comm_ = nullptr;
   NcclCommOptions options_;

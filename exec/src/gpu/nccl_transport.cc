@@ -122,7 +122,10 @@ std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
   auto comm = std::make_unique<gpu::NcclComm>(
       id, gpu::NcclCommOptions{.rank = rendezvous.rank(), .ranks = rendezvous.world_size(),
                                .device = device, .algorithm = algorithm,
-                               .timeout = rendezvous.timeout()});
+                               .timeout = rendezvous.timeout(),
+                               .roll_call = [&rendezvous](const std::string& what, std::vector<int>& silent) {
+                                 return rendezvous.roll_call("NCCL: " + what, &silent);
+                               }});
   return std::make_unique<NcclTransport>(*gpu_backend, std::move(comm), grads);
 }
 
