@@ -141,13 +141,15 @@ std::chrono::milliseconds NcclComm::wait_limit() const {
   return options_.roll_call ? options_.timeout - comm::roll_call_window(options_.timeout) : options_.timeout;
 }
 
-void NcclComm::fail(const std::string& what, const std::string& why, bool timed_out) {
+void NcclComm::fail(const std::string& what, const std::string& why, bool timed_out,
+                    std::chrono::steady_clock::time_point deadline) {
   ncclCommAbort(comm_);  // stops NCCL's kernels and threads; peers then see their own errors
   comm_ = nullptr;
   // NCCL's error names no rank; the roll call through the rendezvous store names the silent one.
   std::vector<int> silent;
   std::string call;
   if (options_.roll_call) {
+    if (!timed_out) std::this_thread::sleep_until(deadline);
     try {
       call = options_.roll_call(what, silent);
     } catch (const std::exception& e) {
@@ -170,11 +172,11 @@ void NcclComm::settle(const std::string& what) {
     if (state != ncclInProgress) {
       const char* last = ncclGetLastError(comm_);
       fail(what, std::string(ncclGetErrorString(state)) + (last && *last ? std::string(" (") + last + ")" : ""),
-           false);
+           false, deadline);
     }
     if (std::chrono::steady_clock::now() >= deadline)
       fail(what, "no progress within " + std::to_string(wait_limit().count()) +
-                     " ms (a rank is dead, hung or never joined); communicator aborted", true);
+                     " ms (a rank is dead, hung or never joined); communicator aborted", true, deadline);
     pause();
   }
 }
@@ -193,12 +195,12 @@ void NcclComm::wait_for(cudaEvent_t done, const std::string& what) {
     if (state != ncclSuccess && state != ncclInProgress) {
       const char* last = ncclGetLastError(comm_);
       fail(what, std::string(ncclGetErrorString(state)) + (last && *last ? std::string(" (") + last + ")" : ""),
-           false);
+           false, deadline);
     }
     if (std::chrono::steady_clock::now() >= deadline)
       fail(what, "not done within " + std::to_string(wait_limit().count()) +
                      " ms (a rank is dead, hung or stopped calling the collective); communicator aborted",
-           true);
+           true, deadline);
     pause();
   }
 }

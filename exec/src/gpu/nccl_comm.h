@@ -77,7 +77,11 @@ class NcclComm {
   void wait_for(cudaEvent_t done, const std::string& what);
 
  private:
-  [[noreturn]] void fail(const std::string& what, const std::string& why, bool timed_out);
+  // `deadline`: when this wait would have timed out. After an early error the roll call waits
+  // for it, so that peers still blocked in NCCL (which notice nothing within one machine) reach
+  // their own timeout and answer, instead of being named as silent.
+  [[noreturn]] void fail(const std::string& what, const std::string& why, bool timed_out,
+                         std::chrono::steady_clock::time_point deadline);
   // How long a wait may last before it fails (the timeout, less the roll call's window).
   std::chrono::milliseconds wait_limit() const;
 
