@@ -23,6 +23,7 @@ struct SimOptions {
   std::string inter = "halving-doubling";
   double bucket_MB = 0;
   std::string precision = "fp32";
+  std::string wire;  // empty: the compute precision
   std::string profile;
   double overhead_us = 5;
   double decode_rate = 150;
@@ -58,6 +59,7 @@ int run(const SimOptions& o) {
   cfg.inter = sim::algorithm_from_string(o.inter, "--inter");
   cfg.bucket_MB = o.bucket_MB;
   cfg.precision = sim::precision_from_string(o.precision);
+  if (!o.wire.empty()) cfg.wire_precision = sim::precision_from_string(o.wire, "--wire");
   cfg.network_params.per_message_overhead_us = o.overhead_us;
   cfg.decode_images_per_s_per_core = o.decode_rate;
   cfg.cores_per_gpu = o.cores_per_gpu;
@@ -103,7 +105,9 @@ int run(const SimOptions& o) {
         {"config",
          {{"cluster", o.cluster}, {"gpus", cfg.gpus}, {"model", o.model},
           {"batch_per_gpu", cfg.batch_per_gpu}, {"algorithm", o.algorithm}, {"inter", o.inter},
-          {"bucket_MB", o.bucket_MB}, {"precision", o.precision}, {"profile", profile.file},
+          {"bucket_MB", o.bucket_MB}, {"precision", o.precision},
+          {"wire", sim::to_string(cfg.wire_precision.value_or(cfg.precision))},
+          {"profile", profile.file},
           {"per_message_overhead_us", o.overhead_us},
           {"decode_images_per_s_per_core", o.decode_rate}, {"host_staging", o.host_staging},
           {"compute_jitter_cv", o.compute_jitter}}},
@@ -127,6 +131,8 @@ int run(const SimOptions& o) {
               o.model.c_str(), cfg.gpus, cluster.name.c_str(), cfg.batch_per_gpu,
               cfg.batch_per_gpu * cfg.gpus, o.precision.c_str(), o.algorithm.c_str());
   if (cfg.algorithm == sim::Algorithm::hierarchical) std::printf(" (inter: %s)", o.inter.c_str());
+  if (cfg.wire_precision && *cfg.wire_precision != cfg.precision)
+    std::printf(", gradients sent as %s", sim::to_string(*cfg.wire_precision));
   std::printf(", buckets: %s\n", o.bucket_MB > 0 ? (std::to_string(o.bucket_MB) + " MB").c_str()
                                                    : "one per layer");
   std::printf("host staging: %s (%s)\n", o.host_staging.c_str(),
@@ -163,6 +169,8 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")
       ->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--wire", o->wire,
+                  "Precision of the allreduced gradients (default: --precision; PyTorch AMP: fp32)");
   cmd->add_option("--profile", o->profile, "Device profile JSON (default: matched in profiles/devices)");
   cmd->add_option("--overhead-us", o->overhead_us, "Per-message software overhead (us)")
       ->capture_default_str();

@@ -56,6 +56,7 @@ TEST_CASE("bad input to any verb exits 2 with the reason on stderr", "[cli]") {
       std::pair{"sim --cluster bigbasin --algorithm telepathy", "telepathy"},
       std::pair{"sim --cluster bigbasin --batch-per-gpu 4096", "fits"},
       std::pair{"sim --cluster bigbasin --precision fp8", "fp8"},
+      std::pair{"sim --cluster bigbasin --wire fp4", "--wire"},
       std::pair{"select --cluster bigbasin:2 --ranks 3 --per-server 1", "--ranks"},
       std::pair{"select --cluster bigbasin:2 --min-bytes 0", "min"},
       std::pair{"select --cluster bigbasin:2 --selection /nonexistent/dir/s.json", "/nonexistent/dir"},
@@ -95,6 +96,17 @@ TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
     CAPTURE(key);
     REQUIRE(r.out.find(key) != std::string::npos);
   }
+}
+
+TEST_CASE("basin sim --wire sends the gradients in that precision", "[cli]") {
+  // PyTorch AMP: fp16 compute, fp32 gradients on the wire (ResNet-50: 25,557,032 values).
+  auto gradient_MB = [](const std::string& wire) {
+    Result r = run("sim --cluster dgx1 --precision fp16 --bucket-mb 25 --json" + wire);
+    REQUIRE(r.exit_code == 0);
+    return nlohmann::json::parse(r.out).at("gradient_MB").get<double>();
+  };
+  REQUIRE_THAT(gradient_MB(" --wire fp32"), WithinRel(25557032 * 4 / 1e6, 1e-9));
+  REQUIRE_THAT(gradient_MB(""), WithinRel(25557032 * 2 / 1e6, 1e-9));
 }
 
 // Expected relations come from the staging model's definition (sim.h, HostStaging): staging adds
