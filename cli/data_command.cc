@@ -81,6 +81,9 @@ int run_load(const LoadOptions& o) {
                              std::pair{"--threads", o.threads}, std::pair{"--size", o.size},
                              std::pair{"--world-size", o.world_size}})
     if (value < 1) throw data::InputError(flag, "", "at least 1, got " + std::to_string(value));
+  // Past this a batch buffer does not fit in memory (--size 100000 asked for terabytes and died
+  // of std::bad_alloc); synth writes images up to the same side.
+  if (o.size > 8192) throw data::InputError("--size", "", "1 to 8192 pixels, got " + std::to_string(o.size));
   if (o.rank < 0 || o.rank >= o.world_size)
     throw data::InputError("--rank", "", "0 to --world-size - 1, got " + std::to_string(o.rank));
   data::ImageNetLayout layout = data::open_imagenet(o.root);

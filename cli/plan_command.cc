@@ -6,6 +6,7 @@
 #include <basin/plan.h>
 #include <basin/plot.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -118,7 +119,18 @@ void write_pareto_plot(const PlanCliOptions& o, const plan::PlanResult& r,
   std::cerr << "basin plan: wrote " << o.plot << "\n";
 }
 
+// --compare names a cluster as --cluster does; its errors should name the flag the user typed.
+topo::Topology load_compare(const std::string& spec) {
+  try {
+    return topo::load_any(spec);
+  } catch (const topo::InputError& e) {
+    if (e.origin != "--cluster") throw;
+    throw topo::InputError("--compare", e.path, e.expected);
+  }
+}
+
 int run(PlanCliOptions o) {
+  if (o.top < 0) throw topo::InputError("--top", "", "0 or more rows, got " + std::to_string(o.top));
   topo::Topology cluster = topo::load_any(o.cluster);
   o.plan.cluster_spec = o.cluster;
   for (const auto& a : o.algorithms) o.plan.algorithms.push_back(parse_choice(a));
@@ -128,13 +140,19 @@ int run(PlanCliOptions o) {
   plan::PlanResult result = plan::make_plan(cluster, profile, o.plan);
   const plan::PlanRow& best = result.rows.front();
   nlohmann::json doc = plan::plan_document(result, best, o.plan);
-  if (!o.out.empty()) topo::write_file_atomically(o.out, doc.dump(2) + "\n");
+  // The plan file is written only once every input (the --compare side included) has been read
+  // and both outputs can be written, so bad input leaves no plan.json behind.
+  if (!o.out.empty()) topo::require_writable(o.out);
+  if (!o.plot.empty()) topo::require_writable(o.plot);
+  if (!std::isfinite(o.compare_nic_GBps) || o.compare_nic_GBps < 0)
+    throw topo::InputError("--compare-nic-GBps", "", "0 (none) or a port rate in GB/s, got " +
+                                                         std::to_string(o.compare_nic_GBps));
 
   std::optional<plan::PlanResult> other;
   std::string other_name;
   if (!o.compare.empty() || o.compare_nic_GBps > 0 || !o.compare_profile.empty()) {
     other_name = o.compare.empty() ? o.cluster : o.compare;
-    topo::Topology second = topo::load_any(other_name);
+    topo::Topology second = o.compare.empty() ? topo::load_any(other_name) : load_compare(other_name);
     if (o.compare_nic_GBps > 0) {
       for (auto e : boost::make_iterator_range(boost::edges(second.graph))) {
         auto& link = second.graph[e];
@@ -153,6 +171,7 @@ int run(PlanCliOptions o) {
                             p2);
   }
 
+  if (!o.out.empty()) topo::write_file_atomically(o.out, doc.dump(2) + "\n");
   if (!o.plot.empty()) write_pareto_plot(o, result, other ? &*other : nullptr, other_name);
   if (o.json) {
     nlohmann::json out = {{"format", "basin.plan_result/1"}, {"best", doc},

@@ -11,13 +11,18 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace basin::cli {
 namespace fs = std::filesystem;
 
 std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& dir) {
-  std::ifstream in(log);
-  if (!in) throw topo::InputError(log.string(), "", "a readable log.jsonl of basin train");
+  const std::string text = topo::read_text_file(log.string(), "a readable log.jsonl of basin train");
+  std::istringstream in(text);
+  // basin train flushes whole lines, so only a run killed mid-write leaves a last line without
+  // its newline; that line is dropped with a note (as --resume drops it), any other bad line is
+  // an error.
+  const bool torn_tail = !text.empty() && text.back() != '\n';
   plot::Series train{"training loss"}, val{"validation loss", {}, {}, plot::Series::Style::line_and_points};
   plot::Series top1{"top-1", {}, {}, plot::Series::Style::line_and_points},
       top5{"top-5", {}, {}, plot::Series::Style::line_and_points};
@@ -26,8 +31,20 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
     if (line.empty()) continue;
     const auto record = nlohmann::json::parse(line, nullptr, false);
     const std::string where = "line " + std::to_string(number);
-    if (!record.is_object())
+    if (!record.is_object()) {
+      if (torn_tail && in.peek() == std::char_traits<char>::eof()) {
+        std::cerr << "basin plot: " << log.string() << ": " << where
+                  << " is cut off (the run was stopped while writing it); drawn without it\n";
+        break;
+      }
       throw topo::InputError(log.string(), where, "one JSON object per line");
+    }
+    // A misspelt or foreign type would otherwise drop the record from the plot without a word.
+    if (record.contains("type") && !(record["type"].is_string() &&
+                                     (record["type"] == "step" || record["type"] == "val" ||
+                                      record["type"] == "diverged")))
+      throw topo::InputError(log.string(), where + "/type",
+                             "\"val\", \"diverged\" or none (a step), got " + record["type"].dump());
     const std::string type = record.value("type", "step");
     if (type == "diverged") continue;  // its loss is the string "nan" or "inf"
     auto number_at = [&](const char* key) {
@@ -49,6 +66,9 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
   plot::Chart loss{.title = "Loss (" + log.parent_path().filename().string() + ")",
                    .x = {"step"}, .y = {"cross-entropy loss"}, .series = {train}};
   if (!val.x.empty()) loss.series.push_back(val);
+  // Both files are checked before either is written, so a bad --out-dir leaves neither.
+  topo::require_writable((dir / "loss.svg").string());
+  if (!top1.x.empty()) topo::require_writable((dir / "accuracy.svg").string());
   written.push_back((dir / "loss.svg").string());
   topo::write_file_atomically(written.back(), plot::to_svg(loss));
   if (!top1.x.empty()) {

@@ -36,6 +36,9 @@ int run(SelectCliOptions o) {
   plan::Selection s = plan::select_allreduce(t, o.select);
   if (!o.selection_file.empty() || !o.nccl_conf_file.empty()) {
     tuner::Selection rules = plan::nccl_rules(s);
+    // Both destinations are checked before either is written: one bad path leaves no file.
+    if (!o.selection_file.empty()) topo::require_writable(o.selection_file);
+    if (!o.nccl_conf_file.empty()) topo::require_writable(o.nccl_conf_file);
     try {
       if (!o.selection_file.empty()) tuner::save_selection_json(rules, o.selection_file);
       if (!o.nccl_conf_file.empty()) tuner::save_nccl_conf(rules.rules, o.nccl_conf_file);

@@ -53,6 +53,8 @@ int run(const SimOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw topo::InputError("--model", "", e.what());
   }
+  // 0 is the documented "all"; a negative count is a mistake, not another way to say it.
+  if (o.gpus < 0) throw topo::InputError("--gpus", "", "0 (all) or a GPU count, got " + std::to_string(o.gpus));
   cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(topo::gpus(cluster).size());
   cfg.batch_per_gpu = o.batch_per_gpu;
   cfg.algorithm = sim::algorithm_from_string(o.algorithm);

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace basin::cli {
 namespace {
@@ -67,12 +68,18 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
   } else {
     t = topo::load_any(o.cluster);
   }
+  // Every flag is checked before --dump writes, so that bad input leaves no file behind.
+  std::optional<std::pair<topo::Vertex, topo::Vertex>> ends;
+  if (o.route.size() == 2) ends = std::pair{require_node(t, o.route[0]), require_node(t, o.route[1])};
+  if (o.server < 0 || o.server >= t.servers)
+    throw topo::InputError("--server", "", "a server index in [0, " + std::to_string(t.servers) +
+                                               "), but got " + std::to_string(o.server));
   if (!o.dump.empty()) {
     topo::save_topology_file(t, o.dump);
     std::cerr << "basin topo: wrote " << o.dump << "\n";
   }
-  if (o.route.size() == 2) {
-    topo::Vertex a = require_node(t, o.route[0]), b = require_node(t, o.route[1]);
+  if (ends) {
+    auto [a, b] = *ends;
     std::cout << describe_route(t, topo::route(t, a, b), a, b);
     return 0;
   }
@@ -81,9 +88,6 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
                 topo::bisection_bandwidth_GBps(t));
     return 0;
   }
-  if (o.server < 0 || o.server >= t.servers)
-    throw topo::InputError("--server", "", "a server index in [0, " + std::to_string(t.servers) +
-                                               "), but got " + std::to_string(o.server));
   if (o.format == "tree") std::cout << topo::render_tree(t);
   else if (o.format == "matrix") std::cout << topo::render_matrix(t, o.server);
   else if (o.format == "json") std::cout << topo::to_json(t).dump(2) << "\n";

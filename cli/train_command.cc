@@ -118,12 +118,19 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   }
   if (!o.plan.empty()) apply_plan(o.plan, o, given);
   auto& c = o.config;
+  if (o.threads < 0)
+    throw topo::InputError("--threads", "", "0 (one per core) or more threads, got " + std::to_string(o.threads));
+  if (!(o.comm_timeout_s > 0) || !std::isfinite(o.comm_timeout_s))
+    throw topo::InputError("--comm-timeout-s", "", "seconds above 0, got " + std::to_string(o.comm_timeout_s));
   if (o.nproc < 1) throw topo::InputError("--nproc", "", "1 or more ranks, got " + std::to_string(o.nproc));
   if (o.nproc > 1 && std::getenv("WORLD_SIZE"))
     throw topo::InputError("--nproc", "", "no WORLD_SIZE in the environment (this process is "
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
   c.data = o.data;
   c.out = o.out;
+  // The trainer creates --out; a file in its place failed there as "filesystem error" (exit 1).
+  if (std::error_code ec; std::filesystem::exists(c.out, ec) && !std::filesystem::is_directory(c.out, ec))
+    throw topo::InputError("--out", "", "a run directory, but " + o.out + " is a file");
   {
     // The plan's /precision/compute unless --precision overrides it; bf16 and fp16 are the GPU
     // backend's (oneDNN 2.6 on the build machines' AVX2 CPUs has no fast bf16 path to offer).

@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
+#include <limits>
 
 namespace basin::cli {
 
@@ -36,16 +38,50 @@ int ranks_from_env() {
   throw topo::InputError("WORLD_SIZE", "", std::string("a rank count of 1 or more, got '") + w + "'");
 }
 
+namespace {
+
+// basin.plan/1's fields (docs/plan-format.md). A misspelt optional one ("intr" for the
+// hierarchical plan's "inter") would otherwise be read as absent and the run would silently use
+// a default instead of the plan; "prediction" is the planner's record and is not read here.
+void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
+  auto only = [&](const nlohmann::json& obj, const std::string& where,
+                  std::initializer_list<const char*> known) {
+    if (!obj.is_object()) return;  // the field readers name a wrong type
+    for (const auto& [key, value] : obj.items()) {
+      std::string list;
+      bool ok = false;
+      for (const char* k : known) ok |= key == k, list += (list.empty() ? "" : ", ") + std::string(k);
+      if (!ok)
+        throw topo::InputError(path, where + "/" + key,
+                               "no field '" + key + "' in basin.plan/1 here (known fields: " + list + ")");
+    }
+  };
+  only(plan, "", {"format", "cluster", "model", "device", "world_size", "batch_per_device",
+                  "global_batch", "allreduce", "precision", "lr_schedule", "epochs",
+                  "dataset_images", "prediction", "basis", "threads_per_rank"});
+  if (plan.contains("allreduce"))
+    only(plan["allreduce"], "/allreduce", {"algorithm", "inter", "protocol", "bucket_MB"});
+  if (plan.contains("precision")) only(plan["precision"], "/precision", {"compute", "wire"});
+  if (plan.contains("lr_schedule"))
+    only(plan["lr_schedule"], "/lr_schedule",
+         {"base_lr", "base_batch", "lr", "warmup_epochs", "warmup_start_lr", "decay", "milestones",
+          "gamma", "momentum", "nesterov", "weight_decay", "weight_decay_on_bn_and_bias",
+          "zero_init_last_bn_gamma"});
+}
+
+}  // namespace
+
 void apply_plan(const std::string& path, TrainOptions& o,
                 const std::function<bool(const char*)>& given) {
-  std::ifstream in(path);
-  if (!in) throw topo::InputError(path, "", "a readable basin.plan/1 file");
+  const std::string text_of_file = topo::read_text_file(path, "a readable basin.plan/1 file");
   nlohmann::json plan;
   try {
-    plan = nlohmann::json::parse(in);
+    plan = nlohmann::json::parse(text_of_file);
   } catch (const nlohmann::json::exception& e) {
     throw topo::InputError(path, "", std::string("JSON: ") + e.what());
   }
+  if (!plan.is_object()) throw topo::InputError(path, "", "a JSON object (basin.plan/1), got " + plan.dump());
+  check_plan_fields(plan, path);
   auto field = [&](const char* pointer) -> const nlohmann::json& {
     const nlohmann::json::json_pointer ptr(pointer);
     if (!plan.contains(ptr)) throw topo::InputError(path, pointer, "a value, found none");
@@ -55,6 +91,13 @@ void apply_plan(const std::string& path, TrainOptions& o,
     const auto& v = field(pointer);
     if (!v.is_number()) throw topo::InputError(path, pointer, "a number, got " + v.dump());
     return v.get<double>();
+  };
+  // Counts (ranks, images) must be whole and fit an int: a cast would truncate 2.5 and wrap 1e10.
+  auto whole = [&](const char* pointer) {
+    const auto& v = field(pointer);
+    if (!v.is_number_integer() || v.get<long long>() < 1 || v.get<long long>() > std::numeric_limits<int>::max())
+      throw topo::InputError(path, pointer, "a whole number of at least 1, got " + v.dump());
+    return v.get<int>();
   };
   auto boolean = [&](const char* pointer) {
     const auto& v = field(pointer);
@@ -71,12 +114,12 @@ void apply_plan(const std::string& path, TrainOptions& o,
   auto& c = o.config;
   auto& s = c.schedule;
   if (!given("--model")) c.model = text("/model");
-  if (!given("--batch")) c.batch = static_cast<int>(number("/batch_per_device"));
-  if (!given("--world-size")) c.world_size = static_cast<int>(number("/world_size"));
+  if (!given("--batch")) c.batch = whole("/batch_per_device");
+  if (!given("--world-size")) c.world_size = whole("/world_size");
   if (!given("--epochs")) c.epochs = number("/epochs");
   if (!given("--precision")) o.precision = text("/precision/compute");
   if (!given("--lr")) s.base_lr = number("/lr_schedule/base_lr");
-  if (!given("--base-batch")) s.base_batch = static_cast<int>(number("/lr_schedule/base_batch"));
+  if (!given("--base-batch")) s.base_batch = whole("/lr_schedule/base_batch");
   if (!given("--warmup-epochs")) s.warmup_epochs = number("/lr_schedule/warmup_epochs");
   if (!given("--warmup-start-lr")) s.warmup_start_lr = number("/lr_schedule/warmup_start_lr");
   if (!given("--decay")) o.decay = text("/lr_schedule/decay");

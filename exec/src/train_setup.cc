@@ -3,6 +3,7 @@
 #include "train_parts.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace basin::exec {
 namespace detail {
@@ -19,16 +20,39 @@ void check_config(const TrainConfig& c) {
                                                       : " (one process: start ranks with --nproc "
                                                         "or RANK/WORLD_SIZE)") +
                           ", got " + std::to_string(c.world_size));
-  if (!(c.epochs > 0)) bad("epochs", "more than 0, got " + std::to_string(c.epochs));
-  if (!(c.schedule.base_lr > 0)) bad("base_lr", "more than 0");
+  // Every real-valued field is tested so that NaN fails too (it passes `x < 0`): a NaN or
+  // infinite rate, momentum or decay would otherwise start the run and end it as "diverged"
+  // (exit 3) or train with a learning rate of NaN, instead of naming the bad value up front.
+  const auto finite = [](double x) { return std::isfinite(x); };
+  const auto got = [](double x) { return ", got " + std::to_string(x); };
+  if (!(c.epochs > 0) || !finite(c.epochs)) bad("epochs", "more than 0" + got(c.epochs));
+  if (!(c.schedule.base_lr > 0) || !finite(c.schedule.base_lr))
+    bad("base_lr", "more than 0" + got(c.schedule.base_lr));
   if (c.schedule.base_batch < 1) bad("base_batch", "at least 1");
-  if (c.schedule.warmup_epochs < 0) bad("warmup_epochs", "0 or more");
-  if (c.sgd.momentum < 0 || c.sgd.momentum >= 1) bad("momentum", "in [0, 1)");
-  if (c.sgd.weight_decay < 0) bad("weight_decay", "0 or more");
+  if (!(c.schedule.warmup_epochs >= 0) || !finite(c.schedule.warmup_epochs))
+    bad("warmup_epochs", "0 or more" + got(c.schedule.warmup_epochs));
+  if (!finite(c.schedule.warmup_start_lr))
+    bad("warmup_start_lr", "a rate (negative: the base lr)" + got(c.schedule.warmup_start_lr));
+  if (!(c.schedule.gamma > 0) || !finite(c.schedule.gamma))
+    bad("gamma", "a decay factor above 0" + got(c.schedule.gamma));
+  if (!(c.sgd.momentum >= 0 && c.sgd.momentum < 1)) bad("momentum", "in [0, 1)" + got(c.sgd.momentum));
+  if (!(c.sgd.weight_decay >= 0) || !finite(c.sgd.weight_decay))
+    bad("weight_decay", "0 or more" + got(c.sgd.weight_decay));
+  for (double m : c.schedule.milestones)
+    if (!(m >= 0) || !finite(m)) bad("milestones", "epochs of 0 or more" + got(m));
   if (!std::is_sorted(c.schedule.milestones.begin(), c.schedule.milestones.end()))
     bad("milestones", "epochs in increasing order");
+  if (!(c.augment.min_scale > 0 && c.augment.min_scale <= c.augment.max_scale && c.augment.max_scale <= 1))
+    bad("min_scale", "a share of the image area in (0, " + std::to_string(c.augment.max_scale) + "]" +
+                         got(c.augment.min_scale));
+  if (!(c.augment.flip_probability >= 0 && c.augment.flip_probability <= 1))
+    bad("flip_probability", "a probability in [0, 1]" + got(c.augment.flip_probability));
   if (c.loader_threads < 1) bad("loader_threads", "at least 1");
-  if (c.bucket_mb < 0) bad("bucket_mb", "0 (one bucket per layer) or more");
+  if (!(c.bucket_mb >= 0) || !finite(c.bucket_mb))
+    bad("bucket_mb", "0 (one bucket per layer) or more" + got(c.bucket_mb));
+  if (c.checkpoint_every < 0)
+    bad("checkpoint_every", "0 (each epoch end) or more steps, got " + std::to_string(c.checkpoint_every));
+  if (c.trace_step < 0) bad("trace_step", "a step of 0 or more, got " + std::to_string(c.trace_step));
   if (c.out.empty()) bad("out", "a run directory");
   if (c.loss_scale.enabled) check_loss_scale(c.loss_scale);
   if (c.comm) {

@@ -100,8 +100,25 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   result.cost_in_gpu_hours = !(o.price_per_gpu_hour > 0);
   if (o.epochs < 1) throw topo::InputError("--epochs", "", "at least 1 epoch");
   if (o.dataset_images < 1) throw topo::InputError("--dataset-images", "", "at least 1 image");
-  if (o.tolerated_loss_points < 0)
+  if (!std::isfinite(o.tolerated_loss_points) || o.tolerated_loss_points < 0)
     throw topo::InputError("--tolerated-loss", "", "a non-negative number of top-1 points");
+  // The limits below use 0 for "none": a negative or NaN one would silently mean "none" too,
+  // and a negative price would rank the most expensive plan cheapest.
+  auto none_or_positive = [](const char* flag, double v, const char* what) {
+    if (!std::isfinite(v) || v < 0)
+      throw topo::InputError(flag, "", std::string("0 (none) or a positive ") + what + ", got " +
+                                           format("%g", v));
+  };
+  none_or_positive("--price-per-gpu-hour", o.price_per_gpu_hour, "price per GPU-hour");
+  none_or_positive("--deadline-h", o.deadline_h, "number of hours");
+  none_or_positive("--budget", o.budget, "cost");
+  none_or_positive("--max-global-batch", o.max_global_batch, "global batch");
+  for (int b : o.batches_per_gpu)
+    if (b < 1) throw topo::InputError("--batches", "", "per-GPU batches of at least 1, got " + std::to_string(b));
+  for (double mb : o.buckets_MB)
+    if (!std::isfinite(mb) || mb < 0)
+      throw topo::InputError("--buckets-mb", "", "bucket sizes of 0 (one per layer) or more MB, got " +
+                                                     format("%g", mb));
   model::Network net;
   try {
     net = model::network_by_name(o.model);

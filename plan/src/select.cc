@@ -120,6 +120,12 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
     throw topo::InputError("--min-bytes/--max-bytes", "",
                            "0 < min <= max, got " + std::to_string(o.min_bytes) + " and " +
                                std::to_string(o.max_bytes));
+  // 0 means "every GPU" / "all of a server's"; a negative count is a mistake that would
+  // otherwise quietly mean the same.
+  if (o.ranks < 0) throw topo::InputError("--ranks", "", "0 (every GPU) or a rank count, got " + std::to_string(o.ranks));
+  if (o.per_server < 0)
+    throw topo::InputError("--per-server", "", "0 (all of a server's GPUs) or a rank count, got " +
+                                                   std::to_string(o.per_server));
   Selection s;
   s.cluster = topo.name;
   const std::vector<topo::Vertex> gpus = pick_gpus(topo, o.ranks, o.per_server);

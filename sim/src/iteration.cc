@@ -135,7 +135,19 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
                                              std::to_string(all.size()) + " GPUs, got " +
                                              std::to_string(cfg.gpus));
   if (cfg.batch_per_gpu < 1)
-    throw topo::InputError("--batch-per-gpu", "", "a batch of at least 1");
+    throw topo::InputError("--batch-per-gpu", "", "a batch of at least 1, got " +
+                                                      std::to_string(cfg.batch_per_gpu));
+  // NaN passes a plain `< 0` test and then poisons every time; negative values would be taken as
+  // "one bucket per layer" or an input pipeline faster than free.
+  if (!std::isfinite(cfg.bucket_MB) || cfg.bucket_MB < 0)
+    throw topo::InputError("--bucket-mb", "", "0 (one bucket per layer) or more MB, got " +
+                                                  std::to_string(cfg.bucket_MB));
+  if (!std::isfinite(cfg.decode_images_per_s_per_core) || !(cfg.decode_images_per_s_per_core > 0))
+    throw topo::InputError("--decode-rate", "", "images/s per core above 0, got " +
+                                                    std::to_string(cfg.decode_images_per_s_per_core));
+  if (cfg.cores_per_gpu < 0)
+    throw topo::InputError("--cores-per-gpu", "", "0 (the server's share) or more cores, got " +
+                                                      std::to_string(cfg.cores_per_gpu));
   const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
   const model::Network& net = cfg.network;
   const Precision prec = cfg.precision;

@@ -5,6 +5,7 @@
 #include <basin/sim.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <unordered_map>
 
@@ -12,6 +13,14 @@ namespace basin::sim {
 
 Network::Network(const topo::Topology& topo, NetworkParams params)
     : topo_(&topo), params_(params), capacity_Bps_(topo::num_links(topo), 0) {
+  // Every prediction goes through here: a negative or NaN overhead would make collectives
+  // cheaper than free or every time NaN, and the result would still print as if meaningful.
+  if (!std::isfinite(params.per_message_overhead_us) || params.per_message_overhead_us < 0)
+    throw topo::InputError("--overhead-us", "", "microseconds of 0 or more, got " +
+                                                    std::to_string(params.per_message_overhead_us));
+  if (!std::isfinite(params.reduce_GBps) || params.reduce_GBps < 0)
+    throw topo::InputError("reduce_GBps", "", "0 (free) or more GB/s, got " +
+                                                  std::to_string(params.reduce_GBps));
   const auto& g = topo.graph;
   for (topo::Edge e : boost::make_iterator_range(boost::edges(g)))
     capacity_Bps_.at(g[e].id) = g[e].bandwidth_GBps * 1e9;

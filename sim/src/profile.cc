@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 
 namespace basin::sim {
 namespace {
@@ -35,6 +36,22 @@ std::string text(const json& obj, const std::string& key, const std::string& pat
   return v.get<std::string>();
 }
 
+// Every key of `obj` must be one of `known`: a misspelt optional field ("fp61", "backward_sec")
+// would otherwise be read as absent, and the prediction silently made without it.
+void only_known(const json& obj, std::initializer_list<const char*> known, const std::string& path,
+                const std::string& file) {
+  if (!obj.is_object())
+    throw topo::InputError(file, path.empty() ? "/" : path, "an object, got " + obj.dump());
+  for (const auto& [key, value] : obj.items()) {
+    bool ok = false;
+    std::string list;
+    for (const char* k : known) ok |= key == k, list += (list.empty() ? "" : ", ") + std::string(k);
+    if (!ok)
+      throw topo::InputError(file, path + "/" + key,
+                             "no field '" + key + "' here (known fields: " + list + ")");
+  }
+}
+
 }  // namespace
 
 const char* to_string(Precision p) {
@@ -55,35 +72,53 @@ Precision precision_from_string(const std::string& t, const std::string& origin)
 double bytes_per_value(Precision p) { return p == Precision::fp32 ? 4 : 2; }
 
 DeviceProfile load_device_profile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw topo::InputError(path, "", "a readable device profile file");
+  const std::string contents = topo::read_text_file(path, "a readable device profile file");
   json doc;
   try {
-    doc = json::parse(in);
+    doc = json::parse(contents);
   } catch (const json::parse_error& e) {
     throw topo::InputError(path, "", std::string("well-formed JSON: ") + e.what());
   }
+  if (!doc.is_object()) throw topo::InputError(path, "", "a JSON object at the top");
   if (text(doc, "format", "", path) != "basin.device_profile/1")
     throw topo::InputError(path, "/format", "\"basin.device_profile/1\"");
+  only_known(doc, {"format", "context", "device", "match", "memory_GB", "memory_GBps",
+                   "peak_TFLOPS", "measured"}, "", path);
   field(doc, "context", "", path);
   DeviceProfile p;
   p.file = path;
   p.device = text(doc, "device", "", path);
-  for (const json& m : field(doc, "match", "", path)) p.match.push_back(m.get<std::string>());
+  const json& match = field(doc, "match", "", path);
+  if (!match.is_array() || match.empty())
+    throw topo::InputError(path, "/match", "a non-empty array of GPU model substrings, got " + match.dump());
+  for (size_t i = 0; i < match.size(); ++i) {
+    if (!match[i].is_string() || match[i].get<std::string>().empty())
+      throw topo::InputError(path, "/match/" + std::to_string(i),
+                             "a non-empty string (part of a GPU model name), got " + match[i].dump());
+    p.match.push_back(match[i].get<std::string>());
+  }
   p.memory_GB = positive(doc, "memory_GB", "", path);
   p.memory_GBps = positive(doc, "memory_GBps", "", path);
   const json& peaks = field(doc, "peak_TFLOPS", "", path);
+  only_known(peaks, {"fp32", "fp16", "bf16"}, "/peak_TFLOPS", path);
   p.peak_TFLOPS_fp32 = positive(peaks, "fp32", "/peak_TFLOPS", path);
   p.peak_TFLOPS_fp16 = peaks.contains("fp16") ? positive(peaks, "fp16", "/peak_TFLOPS", path) : 0;
   p.peak_TFLOPS_bf16 = peaks.contains("bf16") ? positive(peaks, "bf16", "/peak_TFLOPS", path) : 0;
   const json& measured = field(doc, "measured", "", path);
+  if (!measured.is_array())
+    throw topo::InputError(path, "/measured", "an array of measured throughputs, got " + measured.dump());
   for (size_t i = 0; i < measured.size(); ++i) {
     const std::string at = "/measured/" + std::to_string(i);
     const json& m = measured[i];
+    only_known(m, {"model", "precision", "batch_per_gpu", "images_per_s", "source", "backward_s",
+                   "backward_source"}, at, path);
     MeasuredThroughput t;
     t.model = text(m, "model", at, path);
     t.precision = precision_from_string(text(m, "precision", at, path), path + ": " + at);
-    t.batch_per_gpu = static_cast<int>(positive(m, "batch_per_gpu", at, path));
+    const json& batch = field(m, "batch_per_gpu", at, path);
+    if (!batch.is_number_integer() || batch.get<long long>() < 1 || batch.get<long long>() > 1 << 20)
+      throw topo::InputError(path, at + "/batch_per_gpu", "a whole batch of 1 or more images, got " + batch.dump());
+    t.batch_per_gpu = batch.get<int>();
     t.images_per_s = positive(m, "images_per_s", at, path);
     t.source = text(m, "source", at, path);
     if (m.contains("gpus")) t.gpus = static_cast<int>(positive(m, "gpus", at, path));

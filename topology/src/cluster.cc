@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 namespace basin::topo {
 namespace {
@@ -22,14 +23,19 @@ std::vector<std::string> split(std::string_view text, char sep) {
   }
 }
 
+// `!(value >= min)` and the finiteness check turn away "nan" and "inf", which from_chars reads.
 template <typename T>
 T parse_number(const std::string& text, const std::string& origin, const std::string& what,
-               T min_value) {
+               T min_value, T max_value = std::numeric_limits<T>::max()) {
   T value{};
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || ptr != text.data() + text.size() || value < min_value)
-    throw InputError(origin, "", what + " (at least " + std::to_string(min_value) + "), got '" +
-                                     text + "'");
+  if (ec != std::errc() || ptr != text.data() + text.size() || !(value >= min_value) ||
+      value > max_value || !std::isfinite(static_cast<double>(value)))
+    throw InputError(origin, "", what + (max_value == std::numeric_limits<T>::max()
+                                              ? " (at least " + std::to_string(min_value)
+                                              : " (" + std::to_string(min_value) + " to " +
+                                                    std::to_string(max_value)) +
+                                     "), got '" + text + "'");
   return value;
 }
 
@@ -94,7 +100,7 @@ ClusterSpec parse_cluster_spec(std::string_view spec, const std::string& origin)
                                      std::string(spec) + "'");
   out.server = head[0];
   bool has_count = head.size() == 2;
-  if (has_count) out.count = parse_number<int>(head[1], origin, "a server count", 1);
+  if (has_count) out.count = parse_number<int>(head[1], origin, "a server count", 1, kMaxServers);
   bool has_fabric = false;
   for (size_t i = 1; i < items.size(); ++i) {
     auto kv = split(items[i], '=');

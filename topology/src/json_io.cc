@@ -1,19 +1,14 @@
 // The basin.topology/1 and basin.cluster/1 JSON formats (docs/topology-format.md): a strict
 // reader whose every error names the file, the JSON pointer of the field and what was expected,
-// and a writer whose output loads back to the same graph. Files are written atomically.
+// and a writer whose output loads back to the same graph. Files are read and written by
+// file_io.cc.
 #include <basin/topology.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <algorithm>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 namespace basin::topo {
 namespace {
@@ -60,12 +55,18 @@ struct ObjectReader {
                                        json(min).dump() + ", got " + v.dump());
     return x;
   }
-  int integer(const char* key, bool required, int fallback, int min) const {
+  // Bounded above too: get<int>() of a larger number wraps, and 1e10 servers is no cluster.
+  int integer(const char* key, bool required, int fallback, int min,
+              int max = std::numeric_limits<int>::max()) const {
     if (!required && !has(key)) return fallback;
     const json& v = at(key);
-    if (!v.is_number_integer() || v.get<long long>() < min)
-      fail(std::string("/") + key, "an integer of at least " + std::to_string(min) + ", got " +
-                                       v.dump());
+    // get<long long>() of an unsigned above LLONG_MAX is negative, so `< min` catches it.
+    if (!v.is_number_integer() || v.get<long long>() < min || v.get<long long>() > max)
+      fail(std::string("/") + key,
+           "an integer " + (max == std::numeric_limits<int>::max()
+                                ? "of at least " + std::to_string(min)
+                                : "from " + std::to_string(min) + " to " + std::to_string(max)) +
+               ", got " + v.dump());
     return v.get<int>();
   }
   bool boolean(const char* key, bool fallback) const {
@@ -161,12 +162,9 @@ bool same_numbers(const Link& a, const Link& b) {
 }
 
 json parse_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "", std::string("a readable file: ") + std::strerror(errno));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string text = read_text_file(path, "a readable basin.topology/1 or basin.cluster/1 file");
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::parse_error& e) {
     throw InputError(path, "", std::string("well-formed JSON: ") + e.what());
   }
@@ -175,7 +173,7 @@ json parse_file(const std::string& path) {
 Topology cluster_from_json(const json& doc, const std::string& origin) {
   ObjectReader r(doc, "", origin, {"format", "name", "server", "count", "fabric"});
   ClusterSpec spec;
-  spec.count = r.integer("count", true, 1, 1);
+  spec.count = r.integer("count", true, 1, 1, kMaxServers);
   Topology server;
   const json& s = r.at("server");
   if (s.is_string()) {
@@ -289,39 +287,27 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
   return t;
 }
 
-Topology load_topology_file(const std::string& path) { return from_json(parse_file(path), path); }
-
-void write_file_atomically(const std::string& path, const std::string& contents) {
-  std::filesystem::path target(path);
-  std::filesystem::path dir = target.parent_path().empty() ? "." : target.parent_path();
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
-  int fd = ::mkstemp(tmp.data());
-  if (fd < 0)
-    throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
-  size_t done = 0;
-  while (done < contents.size()) {
-    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
+Topology load_topology_file(const std::string& path) {
+  // A cluster file names its server's file, which may be a cluster file in turn: a file that
+  // names itself, directly or through others, would recurse until the stack overflows.
+  thread_local std::vector<std::filesystem::path> loading;
+  std::error_code ec;
+  std::filesystem::path key = std::filesystem::weakly_canonical(path, ec);
+  if (ec) key = std::filesystem::absolute(path).lexically_normal();
+  if (std::find(loading.begin(), loading.end(), key) != loading.end()) {
+    std::string chain;
+    for (const auto& p : loading) chain += p.string() + " -> ";
+    throw InputError(path, "/server", "a server that does not include this file again, but the "
+                                      "files include each other: " + chain + key.string());
   }
-  int saved_errno = errno;
-  bool ok = done == contents.size() && ::fsync(fd) == 0;
-  if (!ok) saved_errno = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (ok) saved_errno = errno;
-    ::unlink(tmp.c_str());
-    throw InputError(path, "", std::string("a writable location: ") + std::strerror(saved_errno));
-  }
-  // mkstemp creates 0600; a saved topology is an ordinary document.
-  ::chmod(path.c_str(), 0644);
-  // The rename itself survives a crash only once the directory is on disk (checkpoints rely on it).
-  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  loading.push_back(key);
+  struct Pop {
+    std::vector<std::filesystem::path>& v;
+    ~Pop() { v.pop_back(); }
+  } pop{loading};
+  return from_json(parse_file(path), path);
 }
+
 
 void save_topology_file(const Topology& topo, const std::string& path) {
   write_file_atomically(path, to_json(topo).dump(2) + "\n");

@@ -132,9 +132,13 @@ struct FabricSpec {
   int spines = 2;               // fat tree and rail: spine switches
 };
 
+// The most servers a cluster may have: past it a spec or file is a typo ("bigbasin:3200000"),
+// whose graph would take minutes and gigabytes to build, or overflow.
+inline constexpr int kMaxServers = 65536;
+
 struct ClusterSpec {
   std::string server;  // a built-in model name or a path to a one-server topology JSON
-  int count = 1;
+  int count = 1;       // 1 to kMaxServers
   FabricSpec fabric;
 };
 
@@ -161,6 +165,13 @@ Topology load_topology_file(const std::string& path);
 // Writes atomically (temporary file, fsync, rename): a failed save leaves no partial file.
 void save_topology_file(const Topology& topo, const std::string& path);
 void write_file_atomically(const std::string& path, const std::string& contents);
+// Throws the InputError write_file_atomically would for a missing or unwritable directory or a
+// path that is a directory, writing nothing: a command that writes several files checks them
+// all first, so that one bad path leaves none of them written.
+void require_writable(const std::string& path);
+// The whole of a file the user named: throws InputError naming `path`, `what` (such as "a
+// basin.plan/1 file") and why when it is missing, a directory or unreadable.
+std::string read_text_file(const std::string& path, const std::string& what);
 
 // ---------------------------------------------------------------------------------------------
 // Queries

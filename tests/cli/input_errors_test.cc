@@ -1,0 +1,145 @@
+// Bad input to topo, sim, select, plan and data as a careless user gives it: files that are
+// directories or include themselves, numbers out of range, negative or NaN where a default would
+// otherwise be taken silently, misspelt fields in basin's own formats, and output paths that
+// cannot be written. Each is exit code 2 with the file or flag, the field and what was expected
+// named, and no output file left behind.
+#include "../catch.h"
+#include "../run_basin.h"
+#include "../temp_dir.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+using basin::test::Result;
+using basin::test::run;
+
+namespace {
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void require_input_error(const Result& r, std::initializer_list<std::string> named) {
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  for (const auto& text : named) REQUIRE_THAT(r.out, HasText(text));
+}
+
+}  // namespace
+
+TEST_CASE("a cluster file that includes itself is an input error and no crash", "[cli][input]") {
+  basin::test::TempDir dir{"cli-cycle"};
+  std::ofstream(dir / "self.json") << R"({"format": "basin.cluster/1", "count": 2, "server": "self.json"})";
+  require_input_error(run("topo --cluster " + (dir / "self.json")), {"self.json", "/server", "include each other"});
+  // Two files naming each other.
+  std::ofstream(dir / "a.json") << R"({"format": "basin.cluster/1", "count": 1, "server": "b.json"})";
+  std::ofstream(dir / "b.json") << R"({"format": "basin.cluster/1", "count": 1, "server": "a.json"})";
+  require_input_error(run("sim --cluster " + (dir / "a.json")), {"a.json", "b.json", "/server"});
+}
+
+TEST_CASE("a directory given where a file is expected is named as a directory", "[cli][input]") {
+  basin::test::TempDir dir{"cli-dir"};
+  fs::create_directory(dir / "c.json");
+  require_input_error(run("topo --cluster " + (dir / "c.json")), {dir / "c.json", "is a directory"});
+  require_input_error(run("sim --cluster bigbasin:2 --profile " + dir.path.string()),
+                      {dir.path.string(), "device profile", "is a directory"});
+  require_input_error(run("train --data " + (dir / "nowhere") + " --out " + (dir / "run") + " --plan " +
+                          (dir / "c.json")),
+                      {dir / "c.json", "basin.plan/1", "is a directory"});
+  REQUIRE_FALSE(fs::exists(dir / "run"));
+}
+
+TEST_CASE("server counts past the limit are refused before anything is allocated", "[cli][input]") {
+  basin::test::TempDir dir{"cli-count"};
+  std::ofstream(dir / "big.json") << R"({"format": "basin.cluster/1", "count": 10000000000, "server": "dgx1"})";
+  require_input_error(run("topo --cluster " + (dir / "big.json")), {"big.json", "/count", "1 to 65536", "10000000000"});
+  require_input_error(run("topo --cluster dgx1:2000000000"), {"--cluster", "server count", "65536"});
+  // from_chars reads "nan": an oversubscription ratio must still be a number of at least 1.
+  require_input_error(run("topo --cluster bigbasin:2,fabric=fat-tree:nan"), {"oversubscription", "nan"});
+}
+
+TEST_CASE("basin topo writes no --dump when another flag is bad", "[cli][input]") {
+  basin::test::TempDir dir{"cli-dump"};
+  const std::string dump = dir / "dump.json";
+  require_input_error(run("topo --cluster dgx1 --dump " + dump + " --route gpu0 gpu99"), {"--route", "gpu99"});
+  REQUIRE_FALSE(fs::exists(dump));
+  require_input_error(run("topo --cluster dgx1 --dump " + dump + " --server 3"), {"--server", "got 3"});
+  REQUIRE_FALSE(fs::exists(dump));
+}
+
+TEST_CASE("negative or zero or NaN numbers are refused rather than read as a default", "[cli][input]") {
+  auto [args, named] = GENERATE(
+      std::pair{"sim --cluster bigbasin:2 --gpus -3", "--gpus"},
+      std::pair{"sim --cluster bigbasin:2 --bucket-mb -1", "--bucket-mb"},
+      std::pair{"sim --cluster bigbasin:2 --bucket-mb nan", "--bucket-mb"},
+      std::pair{"sim --cluster bigbasin:2 --overhead-us -100", "--overhead-us"},
+      std::pair{"sim --cluster bigbasin:2 --decode-rate 0", "--decode-rate"},
+      std::pair{"sim --cluster bigbasin:2 --decode-rate nan", "--decode-rate"},
+      std::pair{"sim --cluster bigbasin:2 --cores-per-gpu -2", "--cores-per-gpu"},
+      std::pair{"select --cluster bigbasin:2 --ranks -1", "--ranks"},
+      std::pair{"select --cluster bigbasin:2 --per-server -1", "--per-server"},
+      std::pair{"select --cluster bigbasin:2 --overhead-us nan", "--overhead-us"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --batches 0", "--batches"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --batches -4", "--batches"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --buckets-mb -1", "--buckets-mb"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --price-per-gpu-hour -3", "--price-per-gpu-hour"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --deadline-h -1", "--deadline-h"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --budget nan", "--budget"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --max-global-batch -5", "--max-global-batch"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --tolerated-loss nan", "--tolerated-loss"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --compare-nic-GBps -5", "--compare-nic-GBps"},
+      std::pair{"plan --cluster bigbasin:2 --out '' --top -1", "--top"},
+      std::pair{"data load --root /nonexistent --size 100000", "--size"});
+  CAPTURE(args);
+  require_input_error(run(args), {named, "expected"});
+}
+
+TEST_CASE("basin plan writes no plan file when --compare or --plot is bad", "[cli][input]") {
+  basin::test::TempDir dir{"cli-plan-out"};
+  const std::string plan = dir / "plan.json";
+  const std::string base = "plan --cluster bigbasin:2 --precisions fp32 --out " + plan;
+  // The error names the flag the user typed, not --cluster.
+  require_input_error(run(base + " --compare nosuch:2"), {"--compare", "nosuch"});
+  REQUIRE_FALSE(fs::exists(plan));
+  require_input_error(run(base + " --plot " + (dir / "no/such/dir/p.svg")), {dir / "no/such/dir/p.svg"});
+  REQUIRE_FALSE(fs::exists(plan));
+}
+
+TEST_CASE("basin select writes neither rule file when one path is bad", "[cli][input]") {
+  basin::test::TempDir dir{"cli-select-out"};
+  const std::string json = dir / "s.json";
+  require_input_error(run("select --cluster bigbasin:2 --selection " + json + " --nccl-conf " +
+                          (dir / "missing/s.conf")),
+                      {dir / "missing/s.conf", "writable"});
+  REQUIRE_FALSE(fs::exists(json));
+}
+
+TEST_CASE("a device profile's misspelt or mistyped field is named", "[cli][input]") {
+  basin::test::TempDir dir{"cli-profile"};
+  const auto good = nlohmann::json::parse(read(std::string(BASIN_FIXTURES) + "/../../../profiles/devices/p100.json"));
+  auto run_with = [&](const nlohmann::json& profile) {
+    std::ofstream(dir / "p.json") << profile.dump();
+    return run("sim --cluster bigbasin:2 --profile " + (dir / "p.json"));
+  };
+  REQUIRE(run_with(good).exit_code == 0);
+  nlohmann::json typo = good;
+  typo["peak_TFLOPS"]["bf61"] = 40;
+  require_input_error(run_with(typo), {"p.json", "/peak_TFLOPS/bf61", "known fields"});
+  typo = good;
+  typo["measured"][0]["backward_sec"] = 0.1;
+  require_input_error(run_with(typo), {"p.json", "/measured/0/backward_sec"});
+  nlohmann::json wrong = good;
+  wrong["match"] = {1};
+  require_input_error(run_with(wrong), {"p.json", "/match/0", "string"});
+  wrong = good;
+  wrong["measured"] = nlohmann::json::object();
+  require_input_error(run_with(wrong), {"p.json", "/measured", "array"});
+  wrong = good;
+  wrong["measured"][0]["batch_per_gpu"] = 32.5;
+  require_input_error(run_with(wrong), {"p.json", "/measured/0/batch_per_gpu", "32.5"});
+}

@@ -1,0 +1,142 @@
+// Bad input to `basin train` and `basin plot`: recipe numbers that are NaN, infinite or out of
+// range (refused with exit 2 before any run directory is made, not trained into a "diverged"
+// exit 3 or a silent default), misspelt plan fields, and logs cut off by a killed run.
+#include "../catch.h"
+#include "../run_basin.h"
+#include "../svg_points.h"
+#include "../temp_dir.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+using basin::test::Result;
+using basin::test::run;
+
+namespace {
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+TEST_CASE("basin train refuses NaN and out-of-range recipe numbers before it starts", "[cli][train][input]") {
+  basin::test::TempDir dir{"train-numbers"};
+  // Checked before the dataset is opened, so none is needed.
+  const std::string base = "train --data " + (dir / "nowhere") + " --out " + (dir / "run") +
+                           " --blocks 1,1,1 --width 8 --image-size 32 ";
+  auto [flags, named] = GENERATE(
+      std::pair{"--momentum nan", "momentum"},
+      std::pair{"--weight-decay nan", "weight_decay"},
+      std::pair{"--lr inf", "base_lr"},
+      std::pair{"--gamma -1", "gamma"},
+      std::pair{"--gamma nan", "gamma"},
+      std::pair{"--bucket-mb nan", "bucket_mb"},
+      std::pair{"--warmup-epochs nan", "warmup_epochs"},
+      std::pair{"--warmup-start-lr nan", "warmup_start_lr"},
+      std::pair{"--milestones -1", "milestones"},
+      std::pair{"--min-scale 0", "min_scale"},
+      std::pair{"--min-scale 2", "min_scale"},
+      std::pair{"--flip-probability 7", "flip_probability"},
+      std::pair{"--checkpoint-every -1", "checkpoint_every"},
+      std::pair{"--trace-step -5", "trace_step"},
+      std::pair{"--threads -3", "--threads"},
+      std::pair{"--comm-timeout-s -1", "--comm-timeout-s"});
+  CAPTURE(flags);
+  const Result r = run(base + flags);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText(named));
+  REQUIRE_THAT(r.out, HasText("expected"));
+  REQUIRE_FALSE(fs::exists(dir / "run"));
+}
+
+TEST_CASE("basin train refuses a file as its run directory", "[cli][train][input]") {
+  basin::test::TempDir dir{"train-out-file"};
+  std::ofstream(dir / "notes.txt") << "mine\n";
+  const Result r = run("train --data " + (dir / "nowhere") + " --out " + (dir / "notes.txt") +
+                       " --blocks 1,1,1 --width 8 --image-size 32");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--out"));
+  REQUIRE_THAT(r.out, HasText("notes.txt"));
+  REQUIRE(read(dir / "notes.txt") == "mine\n");
+}
+
+TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[cli][train][input]") {
+  basin::test::TempDir dir{"train-plan-fields"};
+  const std::string plan = dir / "plan.json";
+  REQUIRE(run("plan --cluster bigbasin:2 --precisions fp32 --out " + plan).exit_code == 0);
+  const auto good = nlohmann::json::parse(read(plan));
+  REQUIRE(good["allreduce"]["algorithm"] == "hierarchical");
+  auto train_with = [&](const nlohmann::json& doc) {
+    std::ofstream(dir / "edited.json") << doc.dump(2);
+    return run("train --plan " + (dir / "edited.json") + " --data " + (dir / "nowhere") + " --out " +
+               (dir / "run") + " --world-size 1");
+  };
+  // "inter" misspelt: read as absent, the run would silently take halving-doubling instead.
+  nlohmann::json typo = good;
+  typo["allreduce"]["intr"] = typo["allreduce"]["inter"];
+  typo["allreduce"].erase("inter");
+  Result r = train_with(typo);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("edited.json"));
+  REQUIRE_THAT(r.out, HasText("/allreduce/intr"));
+  REQUIRE_THAT(r.out, HasText("known fields"));
+  typo = good;
+  typo["lr_schedule"]["warmup_epoch"] = 5;
+  r = train_with(typo);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("/lr_schedule/warmup_epoch"));
+  // A fractional batch was truncated to a whole one without a word.
+  nlohmann::json half = good;
+  half["batch_per_device"] = 2.5;
+  r = train_with(half);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("/batch_per_device"));
+  REQUIRE_THAT(r.out, HasText("whole number"));
+  REQUIRE_FALSE(fs::exists(dir / "run"));
+}
+
+TEST_CASE("basin plot draws a log whose last line a killed run cut off", "[cli][input]") {
+  basin::test::TempDir dir{"plot-torn"};
+  {
+    // basin train flushes whole lines; a kill mid-write leaves the last one without its end.
+    std::ofstream log(dir / "log.jsonl");
+    log << "{\"step\": 0, \"loss\": 2.0}\n{\"step\": 1, \"loss\": 1.5}\n{\"step\": 2, \"lo";
+  }
+  Result r = run("plot " + dir.path.string());
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("line 3 is cut off"));
+  REQUIRE(basin::test::series_points(read(dir / "loss.svg"), "training loss").size() == 2);
+  // A bad line that is not the last, or a last line with its newline, is still an error.
+  std::ofstream(dir / "log.jsonl") << "{\"step\": 0, \"loss\": 2.0}\n{\"step\": 1, \"lo\n";
+  r = run("plot " + dir.path.string());
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("line 2"));
+}
+
+TEST_CASE("basin plot names a record type it does not know and a bad --out-dir", "[cli][input]") {
+  basin::test::TempDir dir{"plot-type"};
+  std::ofstream(dir / "log.jsonl")
+      << "{\"step\": 0, \"loss\": 2.0}\n"
+      << "{\"type\": \"vall\", \"step\": 1, \"epoch\": 1, \"loss\": 1.6, \"top1\": 0.4, \"top5\": 0.9}\n";
+  Result r = run("plot " + dir.path.string());
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("log.jsonl"));
+  REQUIRE_THAT(r.out, HasText("line 2/type"));
+  REQUIRE_THAT(r.out, HasText("vall"));
+  REQUIRE_FALSE(fs::exists(dir / "loss.svg"));
+  std::ofstream(dir / "log.jsonl") << "{\"step\": 0, \"loss\": 2.0}\n";
+  r = run("plot " + dir.path.string() + " --out-dir " + (dir / "no/such"));
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText(dir / "no/such/loss.svg"));
+}
