@@ -110,7 +110,7 @@ DeviceProfile load_device_profile(const std::string& path) {
   for (size_t i = 0; i < measured.size(); ++i) {
     const std::string at = "/measured/" + std::to_string(i);
     const json& m = measured[i];
-    only_known(m, {"model", "precision", "batch_per_gpu", "images_per_s", "source", "backward_s",
+    only_known(m, {"model", "precision", "batch_per_gpu", "images_per_s", "gpus", "source", "backward_s",
                    "backward_source"}, at, path);
     MeasuredThroughput t;
     t.model = text(m, "model", at, path);
@@ -121,7 +121,12 @@ DeviceProfile load_device_profile(const std::string& path) {
     t.batch_per_gpu = batch.get<int>();
     t.images_per_s = positive(m, "images_per_s", at, path);
     t.source = text(m, "source", at, path);
-    if (m.contains("gpus")) t.gpus = static_cast<int>(positive(m, "gpus", at, path));
+    if (m.contains("gpus")) {
+      const json& gpus = m["gpus"];
+      if (!gpus.is_number_integer() || gpus.get<long long>() < 1 || gpus.get<long long>() > 1 << 20)
+        throw topo::InputError(path, at + "/gpus", "a whole number of GPUs, 1 or more, got " + gpus.dump());
+      t.gpus = gpus.get<int>();
+    }
     if (m.contains("backward_s")) {
       t.backward_s = positive(m, "backward_s", at, path);
       t.backward_source = text(m, "backward_source", at, path);
