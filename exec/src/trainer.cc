@@ -153,7 +153,14 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   };
 
   double epoch_loss = 0, epoch_images = 0, epoch_seconds = 0;
-  long long epoch_steps = 0;
+  long long epoch_steps = 0;     // with a finite loss, for the epoch's mean
+  long long nonfinite_losses = 0;  // steps in a row whose loss was not finite
+  // With loss scaling, the running statistics before each step: a step skipped for a
+  // non-finite loss puts them back, since its overflowed forward folded NaN or Inf into them
+  // (skipping leaves weights and momentum alone; NaN statistics would spoil every later eval).
+  const auto buffer_count = static_cast<long long>(net.buffers().size());
+  const std::shared_ptr<float> saved_buffers =
+      scaling.enabled ? backend.alloc_flat(buffer_count) : nullptr;
   double run_seconds = 0;
   long long run_steps = 0;
   auto last_say = Clock::now();
@@ -171,6 +178,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     const double lr = learning_rate(config.schedule, batch_all, epoch_f, config.epochs);
     double wait_s = 0, local_loss = 0;
     int step_images = 0;
+    if (saved_buffers) backend.copy_flat(saved_buffers.get(), net.buffers().data(), buffer_count);
     for (int j = 0; j < micros; ++j) {
       const auto d0 = Clock::now();
       const data::Batch batch = loaders[j]->next();
@@ -203,11 +211,22 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     std::vector<float> loss_sum{static_cast<float>(local_loss)};
     sync.sum(loss_sum);
     const double loss = loss_sum[0];
-    if (!std::isfinite(loss)) {
+    // With dynamic loss scaling a non-finite loss is an overflow like a gradient's (an fp16
+    // forward that overflowed into Inf activations): torch's GradScaler skips that step and backs
+    // off the scale, and so does this loop (below). Skipped steps leave the weights as they were,
+    // so a loss that stays non-finite for kMaxNonfiniteLosses batches in a row is these weights
+    // overflowing on every batch, which no scale cures (it multiplies only the gradients): that,
+    // or any non-finite loss without scaling, is divergence.
+    constexpr long long kMaxNonfiniteLosses = 16;
+    const bool loss_finite = std::isfinite(loss);
+    nonfinite_losses = loss_finite ? 0 : nonfinite_losses + 1;
+    if (!loss_finite && (!scaling.enabled || nonfinite_losses >= kMaxNonfiniteLosses)) {
       write_log({{"type", "diverged"}, {"step", step}, {"loss", std::isnan(loss) ? "nan" : "inf"}});
       throw Diverged("the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
                      " at step " + std::to_string(step) + " (epoch " + std::to_string(step / per_epoch + 1) +
-                     ", lr " + std::to_string(lr) + "); stopped before applying it. " +
+                     ", lr " + std::to_string(lr) +
+                     (scaling.enabled ? ", " + std::to_string(nonfinite_losses) + " steps in a row" : "") +
+                     "); stopped before applying it. " +
                      (std::filesystem::exists(checkpoint_path)
                           ? "The last good checkpoint is " + checkpoint_path.string() + "."
                           : "No checkpoint was written yet."));
@@ -220,13 +239,16 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     if (scaling.enabled) {
       const std::span<float> grads = net.grads();
       const bool finite = backend.unscale_gradients(grads.data(), static_cast<long long>(grads.size()),
-                                                    static_cast<float>(1 / step_scale));
+                                                    static_cast<float>(1 / step_scale)) &&
+                          loss_finite;
       apply = update_loss_scale(scaler, scaling, finite);
+      if (!loss_finite)
+        backend.copy_flat(net.buffers().data(), saved_buffers.get(), buffer_count);
       if (!apply) {
         char buf[160];
         std::snprintf(buf, sizeof buf,
-                      "step %lld: a gradient overflowed at loss scale %g; step skipped, scale now %g",
-                      step, step_scale, scaler.scale);
+                      "step %lld: %s overflowed at loss scale %g; step skipped, scale now %g",
+                      step, loss_finite ? "a gradient" : "the loss", step_scale, scaler.scale);
         say(buf);
       }
     }
@@ -239,7 +261,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     const double step_s = seconds_between(t0, t4);
     const double step_images_all = double(step_images) * ranks;
     run_seconds += step_s, ++run_steps;
-    epoch_loss += loss, epoch_images += step_images_all, epoch_seconds += step_s, ++epoch_steps;
+    // A skipped step's non-finite loss is left out of the epoch's mean (it would make it NaN).
+    if (loss_finite) epoch_loss += loss, ++epoch_steps;
+    epoch_images += step_images_all, epoch_seconds += step_s;
     nlohmann::json record = {{"step", step}, {"epoch", epoch_f}, {"loss", loss}, {"lr", lr},
                              {"images_per_s", step_images_all / step_s}, {"step_s", step_s},
                              {"compute_s", step_s - wait_s - comm_s}, {"data_wait_s", wait_s},

@@ -7,6 +7,7 @@
 
 #include <basin/backend.h>
 
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -109,8 +110,13 @@ class DeviceDouble final : public Backend {
     inner_->fc_backward(op, d, x, w, dy, dx, dw, db);
   }
   void add(const Tensor& a, const Tensor& b, Tensor& y) override { inner_->add(a, b, y); }
+  // Called with the logits (host memory underneath) before every loss: a test can plant what
+  // a device's overflowed forward leaves there (the CPU backend's ReLU and pooling may stop an
+  // infinity planted earlier from reaching the loss).
+  std::function<void(const Tensor& logits)> before_loss;
   double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
                                Tensor& dlogits, double grad_scale = 1) override {
+    if (before_loss) before_loss(logits);
     return inner_->softmax_cross_entropy(logits, labels, divisor, dlogits, grad_scale);
   }
 

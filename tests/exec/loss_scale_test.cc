@@ -1,8 +1,9 @@
 // Dynamic loss scaling: the scale's state machine against the scheme's closed form (halve and
 // skip on overflow, double after N good steps), its place in the checkpoint (round trip, and a
 // basin.checkpoint/1 file from before it still loading), and whole training runs on the CPU
-// backend where an overflow planted in the gradients skips exactly that step and a resumed run
-// continues the same sequence of scales.
+// backend where an overflow planted in the gradients (or in the logits, as an fp16 forward's
+// overflow would be) skips exactly that step and a resumed run continues the same sequence of
+// scales.
 #include <basin/train.h>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 
 #include "../catch.h"
 #include "../temp_dir.h"
+#include "device_double.h"
 
 using namespace basin;
 using namespace basin::exec;
@@ -56,7 +58,7 @@ TEST_CASE("Loss scale halves and skips on overflow and doubles after N good step
 #if BASIN_HAVE_DNNL
 namespace {
 
-using test::TempDir;
+using basin::test::TempDir;
 
 Backend& cpu() {
   static std::unique_ptr<Backend> b = make_cpu_backend(1);
@@ -103,7 +105,7 @@ TrainConfig small_run(const fs::path& data, const fs::path& out) {
 }
 
 struct Saved {
-  std::vector<float> params, velocity;
+  std::vector<float> params, velocity, buffers;
   RunState state;
 };
 
@@ -113,6 +115,7 @@ Saved load_checkpoint(const TrainConfig& c) {
   s.velocity.resize(net.params().size());
   s.state = read_checkpoint(c.out / "checkpoint.basin", net, s.velocity);
   s.params = net.to_host(net.params());
+  s.buffers = net.to_host(net.buffers());
   return s;
 }
 
@@ -239,5 +242,76 @@ TEST_CASE("A resumed run with loss scaling continues the same sequence of scales
   CHECK(*p.state.loss_scale == *w.state.loss_scale);
   CHECK(p.params == w.params);
   CHECK(p.velocity == w.velocity);
+}
+
+// Plants an infinity in the first logit of losses [from, until) (one per step here), as a
+// forward that overflowed in fp16 leaves it: the loss and the gradients become NaN.
+static void overflow_forwards(exec::test::DeviceDouble& backend, int from, int until) {
+  backend.before_loss = [calls = 0, from, until](const Tensor& logits) mutable {
+    if (calls >= from && calls < until) logits.ptr()[0] = std::numeric_limits<float>::infinity();
+    ++calls;
+  };
+}
+
+TEST_CASE("A non-finite loss under loss scaling skips the step as GradScaler does",
+          "[exec][loss_scale][train]") {
+  TempDir dir("scale-loss");
+  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
+                                                .val_per_class = 20, .seed = 7},
+                            false);
+  // A: one plain step. B: the same step, then one whose forward overflowed (a NaN loss and NaN
+  // gradients): skipped, the scale halved, and B ends with A's state, running statistics
+  // included (the skipped step's forward updated them; they are put back).
+  exec::test::DeviceDouble da, db;
+  TrainConfig a = small_run(dir.path / "data", dir.path / "a");
+  a.stop_after = 1;
+  train(a, da);
+  TrainConfig b = small_run(dir.path / "data", dir.path / "b");
+  b.stop_after = 2;
+  b.loss_scale = {.enabled = true, .initial = 1024};
+  overflow_forwards(db, 1, 2);
+  std::vector<std::string> lines;
+  const TrainSummary sb = train(b, db, [&](const std::string& l) { lines.push_back(l); });
+  CHECK(sb.steps == 2);
+  CHECK(sb.skipped_steps == 1);
+  const Saved sa = load_checkpoint(a), saved_b = load_checkpoint(b);
+  CHECK(saved_b.params == sa.params);
+  CHECK(saved_b.velocity == sa.velocity);
+  CHECK(saved_b.buffers == sa.buffers);
+  REQUIRE(saved_b.state.loss_scale.has_value());
+  CHECK(*saved_b.state.loss_scale == LossScaleState{.scale = 512, .good_steps = 0, .skipped_steps = 1});
+  const auto log = step_lines(b.out / "log.jsonl");
+  REQUIRE(log.size() == 2);
+  CHECK(log[1].at("skipped") == true);
+  bool said = false;
+  for (const auto& l : lines) said |= l.find("step 1: the loss overflowed") != std::string::npos;
+  CHECK(said);
+}
+
+TEST_CASE("A loss that stays non-finite is divergence, at once without loss scaling",
+          "[exec][loss_scale][train]") {
+  TempDir dir("scale-diverge");
+  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
+                                                .val_per_class = 20, .seed = 7},
+                            false);
+  SECTION("a loss that stays non-finite is divergence after 16 skipped steps in a row") {
+    exec::test::DeviceDouble dc;
+    TrainConfig c = small_run(dir.path / "data", dir.path / "c");
+    c.stop_after = 20;
+    c.loss_scale = {.enabled = true, .initial = 1024};
+    overflow_forwards(dc, 1, 1000);
+    CHECK_THROWS_AS(train(c, dc), Diverged);
+    const auto clog = step_lines(c.out / "log.jsonl");
+    REQUIRE(clog.size() == 16);  // step 0, then 15 skipped; step 16 is the 16th non-finite loss
+    for (size_t i = 1; i < clog.size(); ++i) CHECK(clog[i].at("skipped") == true);
+  }
+  SECTION("without loss scaling a non-finite loss is divergence at once") {
+    exec::test::DeviceDouble dc;
+    TrainConfig c = small_run(dir.path / "data", dir.path / "c");
+    c.stop_after = 2;
+    overflow_forwards(dc, 1, 2);
+    CHECK_THROWS_AS(train(c, dc), Diverged);
+    CHECK(step_lines(c.out / "log.jsonl").size() == 1);
+  }
 }
 #endif  // BASIN_HAVE_DNNL

@@ -34,6 +34,9 @@ struct ConvCase {
   const char* what;
   TensorDesc in;
   int out_c, kernel, stride, padding;
+  // Floats the weights and their gradient sit past an aligned start, as in Net's flat arrays
+  // (a 10-class fc's bias leaves every later parameter 8 bytes off 16-byte alignment).
+  int offset = 0;
 };
 
 Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed) {
@@ -45,11 +48,15 @@ Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed
   const auto w_host = randn(1LL * k.out_c * k.in.c * k.kernel * k.kernel, rng, 0.3f);
   const auto dy_host = randn(d.out.elements(), rng);
   Tensor x = tensor(b, k.in, x_host), y = b.alloc(d.out);
-  Flat w = upload(b, w_host), dw = zeros(b, w.n);
-  b.conv_forward(0, d, x, w.get(), y);
+  std::vector<float> w_flat(k.offset, 0.f);
+  w_flat.insert(w_flat.end(), w_host.begin(), w_host.end());
+  Flat w = upload(b, w_flat), dw = zeros(b, w.n);
+  b.conv_forward(0, d, x, w.get() + k.offset, y);
   Tensor dy = tensor(b, d.out, dy_host), dx = b.alloc(k.in);
-  b.conv_backward(0, d, x, w.get(), dy, with_dx ? &dx : nullptr, dw.get());
-  Outputs out = {{"y", read(b, y)}, {"dw", download(b, dw)}};
+  b.conv_backward(0, d, x, w.get() + k.offset, dy, with_dx ? &dx : nullptr, dw.get() + k.offset);
+  std::vector<float> dw_host = download(b, dw);
+  dw_host.erase(dw_host.begin(), dw_host.begin() + k.offset);
+  Outputs out = {{"y", read(b, y)}, {"dw", dw_host}};
   if (with_dx) out.push_back({"dx", read(b, dx)});
   return out;
 }
@@ -62,6 +69,9 @@ TEST_CASE("GPU convolution forward and backward match the CPU backend", "[exec][
       ConvCase{"3x3 stride 2", {3, 6, 13, 13}, 9, 3, 2, 1},
       ConvCase{"7x7 stem stride 2", {3, 3, 29, 29}, 8, 7, 2, 3},
       ConvCase{"1x1", {3, 12, 9, 7}, 5, 1, 1, 0},
+      // Right after the aligned 1x1 of the same shape: its algorithms must not be reused blindly.
+      ConvCase{"1x1 weights 8 bytes off alignment", {3, 12, 9, 7}, 5, 1, 1, 0, 2},
+      ConvCase{"3x3 weights 4 bytes off alignment", {3, 5, 13, 11}, 7, 3, 1, 1, 1},
       ConvCase{"1x1 stride 2 (downsample)", {3, 6, 9, 9}, 10, 1, 2, 0},
       ConvCase{"3x3 wide", {2, 64, 14, 14}, 64, 3, 1, 1});
   const bool with_dx = GENERATE(true, false);  // the stem computes no dx

@@ -5,9 +5,10 @@
 // Per step: backward starts from dL/dlogits x scale; once the gradients are complete (summed
 // over micro-batches and ranks) they are multiplied by 1/scale and checked. All finite: the
 // step is applied, and after `growth_interval` applied steps in a row the scale doubles.
-// Not finite: the step is skipped (weights and momentum untouched) and the scale halves. The
-// state is three numbers that the checkpoint carries, so a resumed run continues the same
-// sequence of scales. A plain struct and free functions: the trainer owns one, the backend only
+// Not finite: the step is skipped (weights and momentum untouched) and the scale halves; a
+// non-finite loss (an fp16 forward that overflowed) counts as such an overflow, as in
+// GradScaler. The state is three numbers that the checkpoint carries, so a resumed run continues
+// the same sequence of scales. A plain struct and free functions: the trainer owns one, the backend only
 // does the unscale-and-check pass (Backend::unscale_gradients).
 #pragma once
 

@@ -175,8 +175,9 @@ struct TrainSummary {
   double seconds = 0;
 };
 
-// The loss went NaN or infinite: the run stopped before applying that step; out/checkpoint.basin
-// (if any) is the last good state.
+// The loss went NaN or infinite (with dynamic loss scaling: on 16 steps in a row, each of which
+// was skipped, as an overflow is): the run stopped before applying that step;
+// out/checkpoint.basin (if any) is the last good state.
 struct Diverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

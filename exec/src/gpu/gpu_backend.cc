@@ -78,7 +78,7 @@ CudnnBackend::CudnnBackend(const GpuOptions& options) : options_(options) {
 std::string CudnnBackend::name() const {
   const size_t v = cudnnGetVersion();
   int cublas_version = 0;
-  cublasGetVersion(cublas_, &cublas_version);
+  CUBLAS_CHECK(cublasGetVersion(cublas_, &cublas_version));
   return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
          std::to_string(v % 100) + " + cuBLAS " + std::to_string(cublas_version) + " on " +
          device_name_ + " (NHWC " + precision_name(options_.precision) + ", TF32 " +

@@ -18,7 +18,8 @@
 // does; batch norm's gamma, beta and statistics are fp32 (cuDNN takes bf16/fp16 x and y with
 // float parameters). Each
 // layer (`op`) keeps its descriptors in a state struct built on first use and rebuilt only when
-// the layer's descriptor changes; convolution algorithms are chosen once per shape (algos_).
+// the layer's descriptor changes; convolution algorithms are chosen once per shape and buffer
+// alignment (algorithms_).
 // Everything runs on one stream, in order; the host waits only where it reads a result (the
 // loss, read_nchw, flat_to_host).
 #pragma once
@@ -28,6 +29,7 @@
 
 #include <cuda_runtime.h>
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -138,11 +140,12 @@ struct ConvState {
   FilterDescriptor w;                // KRSC (cuDNN's NHWC filter format)
   ConvolutionDescriptor conv;
   TensorDescriptor w_oihw, w_ohwi;   // the weights as 4-D tensors, for the layout transform
-  // In the compute precision. w_ohwi_data: kernels above 1x1 only (1x1: OIHW is OHWI).
+  // In the compute precision. w_ohwi_data: kernels above 1x1, and 1x1 kernels whose weights
+  // are not 16-byte aligned in the flat array (OIHW is OHWI there; an aligned copy).
   // dw_data: cuDNN's weight gradient (OHWI) before it becomes OIHW fp32; in fp32 kernels
-  // above 1x1 only, in bf16/fp16 always (it is cast into the fp32 gradient array).
+  // above 1x1 and misaligned 1x1 ones, in bf16/fp16 always (cast into the fp32 gradients).
   DeviceMemory w_ohwi_data, dw_data;
-  ConvAlgorithms* algorithms = nullptr;    // in CudnnBackend::algorithms_, shared by shape
+  std::string shape;  // the key of this shape's algorithms in CudnnBackend::algorithms_
 };
 
 struct FcState {
@@ -252,9 +255,14 @@ class CudnnBackend final : public Backend {
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   // The weights in the layout and precision the convolution reads (OHWI), from fp32 OIHW.
   const void* conv_weights(ConvState& s, const float* w_oihw);
-  void find_forward(ConvState& s, const void* x, const void* w, void* y);
-  void find_backward_data(ConvState& s, const void* w, const void* dy, void* dx);
-  void find_backward_filter(ConvState& s, const void* x, const void* dy, void* dw);
+  // The algorithms found for this shape with buffers aligned as `buffers` (the pointers one
+  // direction passes to cuDNN): an algorithm found on aligned buffers may need that alignment.
+  ConvAlgorithms& conv_algorithms(const ConvState& s, std::initializer_list<const void*> buffers);
+  void find_forward(ConvState& s, ConvAlgorithms& a, const void* x, const void* w, void* y);
+  void find_backward_data(ConvState& s, ConvAlgorithms& a, const void* w, const void* dy,
+                          void* dx);
+  void find_backward_filter(ConvState& s, ConvAlgorithms& a, const void* x, const void* dy,
+                            void* dw);
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
@@ -281,7 +289,7 @@ class CudnnBackend final : public Backend {
   std::vector<std::pair<long long, long long>> no_decay_uploaded_;
   bool no_decay_ready_ = false;
   ActivationDescriptor relu_;
-  std::map<std::string, ConvAlgorithms> algorithms_;  // by convolution shape
+  std::map<std::string, ConvAlgorithms> algorithms_;  // by convolution shape and alignment
   std::unordered_map<int, ConvState> convs_;
   std::unordered_map<int, FcState> fcs_;
   std::unordered_map<int, BatchNormState> bns_;

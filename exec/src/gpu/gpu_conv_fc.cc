@@ -5,11 +5,13 @@
 // would shut most of them out. The executor's weights are OIHW, so each forward converts them
 // into a per-layer OHWI copy with cudnnTransformTensor (and the weight gradient back): one pass
 // over the weights against the hundreds of multiply-adds per weight the convolution does. 1x1
-// kernels, most of ResNet-50's, need no copy: OIHW and OHWI are the same memory there.
+// kernels, most of ResNet-50's, need no copy: OIHW and OHWI are the same memory there, unless
+// the weights are not 16-byte aligned in the flat array (see conv_weights).
 //
 // Algorithms: the first time a shape runs a direction, cudnnFind*AlgorithmEx times every
 // algorithm on the real buffers within the workspace limit, and the fastest acceptable one is
-// kept for that shape (algorithms_); with GpuOptions::deterministic only deterministic ones are
+// kept for that shape and buffer alignment (algorithms_, conv_algorithms); with
+// GpuOptions::deterministic only deterministic ones are
 // acceptable, in fp32 without GpuOptions::tf32 only plain FMA math (no TF32 tensor ops).
 //
 // bf16/fp16: data, filters and the weight gradient in the compute precision, the convolution's
@@ -18,6 +20,7 @@
 // gradient array after the layout transform. The fc runs cublasGemmEx on compute-precision
 // inputs with fp32 accumulation, writing the fp32 logits and the fp32 weight gradient directly;
 // only the input gradient is rounded to the compute precision.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -39,6 +42,21 @@ std::string shape_key(const ConvDesc& d) {
                 d.padding})
     k += std::to_string(v) + ",";
   return k;
+}
+
+// cuDNN's tensor-core convolutions with NHWC (KRSC) filters want x, y, w, dx, dy and dw on 128-bit
+// boundaries (cuDNN developer guide, Legacy API, "Data and Filter Formats"). Parameters sit in
+// the flat arrays at whatever offset the layers before them leave (a 10-class fc's bias puts every
+// later one 8 bytes off in fp32, 4 in bf16), so a 1x1 layer's weights and weight gradient are
+// moved through aligned buffers when they are not aligned there.
+constexpr std::uintptr_t kConvAlignment = 16;
+bool aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % kConvAlignment == 0; }
+
+// The largest power of two up to 256 (cudaMalloc's alignment) dividing every address.
+std::uintptr_t common_alignment(std::initializer_list<const void*> buffers) {
+  std::uintptr_t bits = 256;
+  for (const void* p : buffers) bits |= reinterpret_cast<std::uintptr_t>(p);
+  return bits & (~bits + 1);
 }
 
 // cuDNN's search reports per algorithm its status, time, workspace, determinism and math type;
@@ -112,65 +130,82 @@ ConvState& CudnnBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, 
     s.w_ohwi_data = DeviceMemory(weight_bytes);
   }
   if (d.kernel > 1 || p != Precision::fp32) s.dw_data = DeviceMemory(weight_bytes);
-  s.algorithms = &algorithms_[shape_key(d)];
+  s.shape = shape_key(d);
   return convs_.insert_or_assign(op, std::move(s)).first->second;
+}
+
+ConvAlgorithms& CudnnBackend::conv_algorithms(const ConvState& s,
+                                              std::initializer_list<const void*> buffers) {
+  // Layers of one shape share a search only when their buffers are aligned alike: an algorithm
+  // timed on 256-byte aligned buffers may rely on an alignment that another layer's buffers lack.
+  return algorithms_[s.shape + "@" + std::to_string(common_alignment(buffers))];
 }
 
 const void* CudnnBackend::conv_weights(ConvState& s, const float* w_oihw) {
   const TensorDesc& in = s.desc.in;
   const long long count = 1LL * s.desc.out.c * in.c * s.desc.kernel * s.desc.kernel;
   const void* w = options_.precision == Precision::fp32 ? w_oihw : low_weights(w_oihw, count);
-  if (s.desc.kernel == 1) return w;
+  if (s.desc.kernel == 1) {
+    if (aligned(w)) return w;
+    const size_t bytes = element_bytes(options_.precision) * static_cast<size_t>(count);
+    if (!s.w_ohwi_data.bytes()) s.w_ohwi_data = DeviceMemory(bytes);
+    CUDA_CHECK(cudaMemcpyAsync(s.w_ohwi_data.as<void>(), w, bytes, cudaMemcpyDeviceToDevice,
+                               stream_));
+    return s.w_ohwi_data.as<void>();
+  }
   transform(s.w_oihw, w, s.w_ohwi, s.w_ohwi_data.as<void>());
   return s.w_ohwi_data.as<void>();
 }
 
-void CudnnBackend::find_forward(ConvState& s, const void* x, const void* w, void* y) {
+void CudnnBackend::find_forward(ConvState& s, ConvAlgorithms& a, const void* x, const void* w,
+                                void* y) {
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
       cudnn_, s.x, x, s.w, w, s.conv, s.y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf,
       workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "forward", s.desc);
-  s.algorithms->fwd = p->algo;
-  s.algorithms->fwd_math = math_for(p->mathType, options_);
-  s.algorithms->have_fwd = true;
+  a.fwd = p->algo;
+  a.fwd_math = math_for(p->mathType, options_);
+  a.have_fwd = true;
 }
 
-void CudnnBackend::find_backward_data(ConvState& s, const void* w, const void* dy, void* dx) {
+void CudnnBackend::find_backward_data(ConvState& s, ConvAlgorithms& a, const void* w,
+                                      const void* dy, void* dx) {
   cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
       cudnn_, s.w, w, s.y, dy, s.conv, s.x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count,
       perf, workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "backward-data", s.desc);
-  s.algorithms->bwd_data = p->algo;
-  s.algorithms->bwd_data_math = math_for(p->mathType, options_);
-  s.algorithms->have_bwd_data = true;
+  a.bwd_data = p->algo;
+  a.bwd_data_math = math_for(p->mathType, options_);
+  a.have_bwd_data = true;
 }
 
-void CudnnBackend::find_backward_filter(ConvState& s, const void* x, const void* dy,
-                                        void* dw) {
+void CudnnBackend::find_backward_filter(ConvState& s, ConvAlgorithms& a, const void* x,
+                                        const void* dy, void* dw) {
   cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       cudnn_, s.x, x, s.y, dy, s.conv, s.w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count,
       perf, workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "backward-filter", s.desc);
-  s.algorithms->bwd_filter = p->algo;
-  s.algorithms->bwd_filter_math = math_for(p->mathType, options_);
-  s.algorithms->have_bwd_filter = true;
+  a.bwd_filter = p->algo;
+  a.bwd_filter_math = math_for(p->mathType, options_);
+  a.have_bwd_filter = true;
 }
 
 void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
                                 Tensor& y) {
   ConvState& s = conv_state(op, d, x, y);
   const void* weights = conv_weights(s, w);
-  if (!s.algorithms->have_fwd) find_forward(s, x.ptr(), weights, y.ptr());
-  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->fwd_math));
-  CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv,
-                                      s.algorithms->fwd, workspace(), options_.workspace_bytes,
-                                      &kZero, s.y, y.ptr()));
+  ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), weights, y.ptr()});
+  if (!a.have_fwd) find_forward(s, a, x.ptr(), weights, y.ptr());
+  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.fwd_math));
+  CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv, a.fwd,
+                                      workspace(), options_.workspace_bytes, &kZero, s.y,
+                                      y.ptr()));
 }
 
 void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
@@ -178,25 +213,34 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
   ConvState& s = conv_state(op, d, x, dy);
   if (dx != nullptr) {
     const void* weights = conv_weights(s, w);
-    if (!s.algorithms->have_bwd_data) find_backward_data(s, weights, dy.ptr(), dx->ptr());
-    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->bwd_data_math));
+    ConvAlgorithms& a = conv_algorithms(s, {weights, dy.ptr(), dx->ptr()});
+    if (!a.have_bwd_data) find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_data_math));
     CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv,
-                                             s.algorithms->bwd_data, workspace(),
-                                             options_.workspace_bytes, &kZero, s.x, dx->ptr()));
+                                             a.bwd_data, workspace(), options_.workspace_bytes,
+                                             &kZero, s.x, dx->ptr()));
   }
   const Precision p = options_.precision;
-  void* dw_ohwi = d.kernel == 1 && p == Precision::fp32 ? dw : s.dw_data.as<void>();
-  if (!s.algorithms->have_bwd_filter) find_backward_filter(s, x.ptr(), dy.ptr(), dw_ohwi);
-  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.algorithms->bwd_filter_math));
+  const size_t count = static_cast<size_t>(d.out.c) * d.in.c * d.kernel * d.kernel;
+  // fp32 1x1: straight into the gradient array when it is aligned (conv_weights says why).
+  const bool direct = d.kernel == 1 && p == Precision::fp32 && aligned(dw);
+  if (d.kernel == 1 && p == Precision::fp32 && !direct && !s.dw_data.bytes())
+    s.dw_data = DeviceMemory(sizeof(float) * count);
+  void* dw_ohwi = direct ? dw : s.dw_data.as<void>();
+  ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), dy.ptr(), dw_ohwi});
+  if (!a.have_bwd_filter) find_backward_filter(s, a, x.ptr(), dy.ptr(), dw_ohwi);
+  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_filter_math));
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv,
-                                             s.algorithms->bwd_filter, workspace(),
-                                             options_.workspace_bytes, &kZero, s.w, dw_ohwi));
+                                             a.bwd_filter, workspace(), options_.workspace_bytes,
+                                             &kZero, s.w, dw_ohwi));
   if (p == Precision::fp32) {
     if (d.kernel > 1) transform(s.w_ohwi, dw_ohwi, s.w_oihw, dw);
+    else if (!direct)
+      CUDA_CHECK(cudaMemcpyAsync(dw, dw_ohwi, sizeof(float) * count, cudaMemcpyDeviceToDevice,
+                                 stream_));
     return;
   }
   // OHWI to OIHW in the compute precision, then one widening (exact) into the fp32 gradients.
-  const size_t count = static_cast<size_t>(d.out.c) * d.in.c * d.kernel * d.kernel;
   const void* dw_oihw = dw_ohwi;
   if (d.kernel > 1) {
     void* t = scratch_bytes(3, element_bytes(p) * count);
