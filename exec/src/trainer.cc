@@ -68,6 +68,13 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       throw std::invalid_argument("out: " + checkpoint_path.string() +
                                   " exists; pass --resume to continue that run, or choose "
                                   "another directory");
+    // A run stopped before its first checkpoint leaves only its log: starting over would
+    // overwrite what it measured.
+    if (const auto log_path = config.out / "log.jsonl";
+        std::filesystem::exists(log_path) && std::filesystem::file_size(log_path) > 0)
+      throw std::invalid_argument("out: " + log_path.string() +
+                                  " holds an earlier run's log (stopped before its first checkpoint, so "
+                                  "it cannot be resumed); choose another directory or remove it");
     net.init({.seed = config.seed, .zero_init_residual = config.zero_init_residual});
   }
 
