@@ -10,6 +10,17 @@
 
 namespace basin::cli {
 
+// For flags bound to unsigned integers (seeds): CLI11 would wrap "-1" to 2^64 - 1 silently, and
+// its own range check prints the range of a double.
+inline CLI::Validator whole_number() {
+  return CLI::Validator(
+      [](std::string& text) {
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        return digits ? std::string() : "expected a whole number, 0 or more, got '" + text + "'";
+      },
+      "UINT");
+}
+
 // Registers `basin topo` and returns the function that runs it once flags are parsed.
 std::function<int()> add_topo_command(CLI::App& app);
 // Registers `basin sim`.

@@ -132,7 +132,9 @@ std::function<int()> add_data_command(CLI::App& app) {
   synth->add_option("--train-per-class", s->config.train_per_class, "Training images per class")->capture_default_str();
   synth->add_option("--val-per-class", s->config.val_per_class, "Validation images per class")->capture_default_str();
   synth->add_option("--size", s->size, "Image size: S (square) or WxH, e.g. 500x375")->capture_default_str();
-  synth->add_option("--seed", s->config.seed, "Random seed: the same seed writes the same files")->capture_default_str();
+  synth->add_option("--seed", s->config.seed, "Random seed: the same seed writes the same files")
+      ->check(whole_number())
+      ->capture_default_str();
   synth->add_option("--quality", s->config.quality, "JPEG quality (1..100)")->capture_default_str();
   synth->add_flag("--force", s->force, "Replace an existing non-empty --out");
   synth->add_flag("--quiet", s->quiet, "No progress lines");
@@ -145,7 +147,7 @@ std::function<int()> add_data_command(CLI::App& app) {
   load->add_option("--batches", l->batches, "Batches to load")->capture_default_str();
   load->add_option("--threads", l->threads, "Decoding threads")->capture_default_str();
   load->add_option("--size", l->size, "Output side in pixels (val resizes to size * 256/224 first)")->capture_default_str();
-  load->add_option("--seed", l->seed, "Shuffle and augmentation seed")->capture_default_str();
+  load->add_option("--seed", l->seed, "Shuffle and augmentation seed")->check(whole_number())->capture_default_str();
   load->add_option("--rank", l->rank, "This rank's shard")->capture_default_str();
   load->add_option("--world-size", l->world_size, "Number of shards")->capture_default_str();
   load->add_flag("--fast-decode", l->fast_decode, "Fast integer IDCT and plain chroma upsampling");

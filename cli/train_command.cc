@@ -300,7 +300,9 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "image size x 8/7, ImageNet's 256 for 224)");
   cmd->add_option("--flip-probability", c.augment.flip_probability, "horizontal flips in training")
       ->capture_default_str();
-  cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")
+      ->check(whole_number())
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu (oneDNN, fp32) or gpu (cuDNN + cuBLAS, --precision)")->capture_default_str();
   cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0; "

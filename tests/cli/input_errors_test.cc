@@ -143,3 +143,18 @@ TEST_CASE("a device profile's misspelt or mistyped field is named", "[cli][input
   wrong["measured"][0]["batch_per_gpu"] = 32.5;
   require_input_error(run_with(wrong), {"p.json", "/measured/0/batch_per_gpu", "32.5"});
 }
+
+TEST_CASE("a negative seed is refused rather than wrapped to 2^64 - 1", "[cli][input]") {
+  basin::test::TempDir dir{"cli-seed"};
+  const std::string out = dir / "synth";
+  require_input_error(run("data synth --out " + out + " --seed -1 --classes 1 --train-per-class 1 "
+                          "--val-per-class 1 --size 8"),
+                      {"--seed", "a whole number, 0 or more", "'-1'"});
+  REQUIRE_FALSE(fs::exists(out));
+  require_input_error(run("train --seed -3 --data " + out + " --out " + (dir / "run")),
+                      {"--seed", "a whole number, 0 or more"});
+  // The largest seed is a seed.
+  INFO(out);
+  REQUIRE(run("data synth --out " + out + " --seed 18446744073709551615 --classes 1 --train-per-class 1 "
+              "--val-per-class 1 --size 8 --quiet").exit_code == 0);
+}
