@@ -76,6 +76,10 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
                     .x = {"epoch"}, .y = {"accuracy (%)"}, .series = {top1, top5}};
     written.push_back((dir / "accuracy.svg").string());
     topo::write_file_atomically(written.back(), plot::to_svg(acc));
+  } else if (std::filesystem::exists(dir / "accuracy.svg")) {
+    // Not ours to delete, but not this log's either: say so rather than let it pass for current.
+    std::cerr << "note: " << (dir / "accuracy.svg").string() << " is not from " << log.string()
+              << " (it has no validation records yet); left as it was\n";
   }
   return written;
 }

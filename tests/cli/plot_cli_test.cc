@@ -68,6 +68,18 @@ TEST_CASE("basin plot names a bad log's line and field and writes nothing", "[cl
   REQUIRE_THAT(missing.out, HasText("nowhere"));
 }
 
+TEST_CASE("basin plot says an accuracy plot in its directory is not from a log without validation", "[cli]") {
+  basin::test::TempDir dir{"plot-stale"};
+  std::ofstream(dir / "log.jsonl") << R"({"type": "step", "step": 1, "epoch": 0, "loss": 2.0, "lr": 0.1})" << "\n";
+  std::ofstream(dir / "accuracy.svg") << "<svg/>";
+  const auto r = run("plot " + dir.path.string());
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("accuracy.svg is not from") && HasText("no validation records"));
+  REQUIRE(read(dir / "accuracy.svg") == "<svg/>");
+  REQUIRE(fs::exists(dir / "loss.svg"));
+}
+
 TEST_CASE("basin plan --plot draws every Pareto plan of its JSON answer", "[cli]") {
   basin::test::TempDir dir{"plot-plan"};
   const std::string svg = dir / "pareto.svg";
