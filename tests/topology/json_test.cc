@@ -2,6 +2,7 @@
 // the file, the JSON path of the field and what was expected, with nothing written.
 #include "../catch.h"
 #include "helpers.h"
+#include "../fifo_reader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -193,4 +194,11 @@ TEST_CASE("cluster files give a server by name or file with a count and a fabric
     REQUIRE(e.origin == by_name);
     REQUIRE(e.path == "/count");
   }
+}
+
+TEST_CASE("writing to a pipe or device writes through it instead of replacing it", "[topology]") {
+  basin::test::FifoReader fifo;
+  basin::topo::write_file_atomically(fifo.path, "through the pipe\n");
+  REQUIRE(fifo.drain() == "through the pipe\n");
+  REQUIRE(fifo.still_a_fifo());
 }

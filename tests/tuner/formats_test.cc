@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "../catch.h"
+#include "../fifo_reader.h"
 
 using namespace basin::tuner;
 namespace fs = std::filesystem;
@@ -368,4 +369,11 @@ TEST_CASE("Unreadable and unwritable rules files are errors naming the path", "[
   const std::string nowhere = (dir.path / "no-such-dir" / "out.json").string();
   CHECK(error_of([&] { save_selection_json(varied_selection(), nowhere); }).rfind(nowhere, 0) == 0);
   CHECK_FALSE(fs::exists(nowhere));
+}
+
+TEST_CASE("Rules written to a pipe or device go through it instead of replacing it", "[tuner]") {
+  basin::test::FifoReader fifo;
+  save_nccl_conf({}, fifo.path);
+  REQUIRE(fifo.still_a_fifo());
+  REQUIRE(fifo.drain() == format_nccl_conf({}));
 }

@@ -25,20 +25,25 @@ bool is_stream_target(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode));
 }
 
-void write_stream(const std::string& path, const std::string& contents) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
+// Writes all of `contents` to `fd` (retrying short writes and EINTR); false with errno set if not.
+bool write_all(int fd, const std::string& contents) {
   size_t done = 0;
   while (done < contents.size()) {
     ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
+  return true;
+}
+
+void write_stream(const std::string& path, const std::string& contents) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
+  const bool ok = write_all(fd, contents);
   const int saved_errno = errno;
   ::close(fd);
-  if (done != contents.size())
-    throw InputError(path, "", std::string("a writable location: ") + std::strerror(saved_errno));
+  if (!ok) throw InputError(path, "", std::string("a writable location: ") + std::strerror(saved_errno));
 }
 
 }  // namespace
@@ -51,16 +56,8 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   int fd = ::mkstemp(tmp.data());
   if (fd < 0)
     throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
-  size_t done = 0;
-  while (done < contents.size()) {
-    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
+  const bool ok = write_all(fd, contents) && ::fsync(fd) == 0;
   int saved_errno = errno;
-  bool ok = done == contents.size() && ::fsync(fd) == 0;
-  if (!ok) saved_errno = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     if (ok) saved_errno = errno;

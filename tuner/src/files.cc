@@ -36,11 +36,19 @@ std::string read_whole_file(const std::string& path) {
   return text;
 }
 
+// A character device or a pipe (/dev/null, /dev/stdout) is written through: a rename over it
+// would replace the device node itself when run as root.
+bool is_stream_target(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode));
+}
+
 void write_file_atomically(const std::string& path, const std::string& contents) {
+  const bool stream = is_stream_target(path);
   std::filesystem::path target(path);
   std::filesystem::path dir = target.parent_path().empty() ? "." : target.parent_path();
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
-  int fd = ::mkstemp(tmp.data());
+  int fd = stream ? ::open(path.c_str(), O_WRONLY | O_CLOEXEC) : ::mkstemp(tmp.data());
   if (fd < 0)
     throw InputError(path, "", std::string("a writable location: ") + std::strerror(errno));
   std::size_t done = 0;
@@ -51,9 +59,13 @@ void write_file_atomically(const std::string& path, const std::string& contents)
     done += static_cast<std::size_t>(n);
   }
   int saved_errno = errno;
-  bool ok = done == contents.size() && ::fsync(fd) == 0;
+  bool ok = done == contents.size() && (stream || ::fsync(fd) == 0);
   if (!ok) saved_errno = errno;
   ::close(fd);
+  if (stream) {
+    if (!ok) throw InputError(path, "", std::string("a writable location: ") + std::strerror(saved_errno));
+    return;
+  }
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     if (ok) saved_errno = errno;
     ::unlink(tmp.c_str());
