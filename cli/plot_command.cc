@@ -53,6 +53,8 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
       return record[key].get<double>();
     };
     if (type == "step") {
+      // A step skipped for an overflowed loss ("nan" or "inf", as the trainer writes it) has no point.
+      if (record.contains("loss") && (record["loss"] == "nan" || record["loss"] == "inf")) continue;
       train.x.push_back(number_at("step") + 1), train.y.push_back(number_at("loss"));
     } else if (type == "val") {
       const double step = number_at("step"), epoch = number_at("epoch");

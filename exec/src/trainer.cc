@@ -271,7 +271,10 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     // A skipped step's non-finite loss is left out of the epoch's mean (it would make it NaN).
     if (loss_finite) epoch_loss += loss, ++epoch_steps;
     epoch_images += step_images_all, epoch_seconds += step_s;
-    nlohmann::json record = {{"step", step}, {"epoch", epoch_f}, {"loss", loss}, {"lr", lr},
+    // JSON has no NaN or Inf: a skipped step's loss is written as the diverged record writes it.
+    nlohmann::json record = {{"step", step}, {"epoch", epoch_f},
+                             {"loss", loss_finite ? nlohmann::json(loss) : nlohmann::json(std::isnan(loss) ? "nan" : "inf")},
+                             {"lr", lr},
                              {"images_per_s", step_images_all / step_s}, {"step_s", step_s},
                              {"compute_s", step_s - wait_s - comm_s}, {"data_wait_s", wait_s},
                              {"comm_wait_s", comm_s}};

@@ -80,6 +80,18 @@ TEST_CASE("basin plot says an accuracy plot in its directory is not from a log w
   REQUIRE(fs::exists(dir / "loss.svg"));
 }
 
+TEST_CASE("basin plot leaves out steps skipped for an overflowed loss", "[cli]") {
+  basin::test::TempDir dir{"plot-skipped"};
+  std::ofstream(dir / "log.jsonl") << R"({"type": "step", "step": 0, "epoch": 0, "loss": 2.0, "lr": 0.1})" << "\n"
+                                   << R"({"step": 1, "epoch": 0, "loss": "inf", "lr": 0.1, "skipped": true})" << "\n"
+                                   << R"({"step": 2, "epoch": 0, "loss": 1.5, "lr": 0.1})" << "\n";
+  const auto r = run("plot " + dir.path.string());
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const auto points = series_points(read(dir / "loss.svg"));
+  REQUIRE(points.size() == 2);
+}
+
 TEST_CASE("basin plan --plot draws every Pareto plan of its JSON answer", "[cli]") {
   basin::test::TempDir dir{"plot-plan"};
   const std::string svg = dir / "pareto.svg";
