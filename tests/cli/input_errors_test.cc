@@ -15,14 +15,10 @@
 
 namespace fs = std::filesystem;
 using basin::test::Result;
+using basin::test::read_file;
 using basin::test::run;
 
 namespace {
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 void require_input_error(const Result& r, std::initializer_list<std::string> named) {
   INFO(r.out);
@@ -121,7 +117,7 @@ TEST_CASE("basin select writes neither rule file when one path is bad", "[cli][i
 
 TEST_CASE("a device profile's misspelt or mistyped field is named", "[cli][input]") {
   basin::test::TempDir dir{"cli-profile"};
-  const auto good = nlohmann::json::parse(read(std::string(BASIN_FIXTURES) + "/../../../profiles/devices/p100.json"));
+  const auto good = nlohmann::json::parse(read_file(std::string(BASIN_FIXTURES) + "/../../../profiles/devices/p100.json"));
   auto run_with = [&](const nlohmann::json& profile) {
     std::ofstream(dir / "p.json") << profile.dump();
     return run("sim --cluster bigbasin:2 --profile " + (dir / "p.json"));

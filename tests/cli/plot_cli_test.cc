@@ -11,19 +11,9 @@
 #include <sstream>
 
 namespace fs = std::filesystem;
+using basin::test::read_file;
 using basin::test::run;
 using basin::test::series_points;
-
-namespace {
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 TEST_CASE("basin plot draws a run's loss and accuracy", "[cli]") {
   basin::test::TempDir dir{"plot"};
@@ -40,7 +30,7 @@ TEST_CASE("basin plot draws a run's loss and accuracy", "[cli]") {
   auto r = run("plot " + dir.path.string());
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
-  const std::string loss = read(dir / "loss.svg"), acc = read(dir / "accuracy.svg");
+  const std::string loss = read_file(dir / "loss.svg"), acc = read_file(dir / "accuracy.svg");
   const auto train = series_points(loss, "training loss");
   REQUIRE(train.size() == 6);
   // Falling loss: each point lower on the page (larger y pixel means lower value) is higher.
@@ -76,7 +66,7 @@ TEST_CASE("basin plot says an accuracy plot in its directory is not from a log w
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, HasText("accuracy.svg is not from") && HasText("no validation records"));
-  REQUIRE(read(dir / "accuracy.svg") == "<svg/>");
+  REQUIRE(read_file(dir / "accuracy.svg") == "<svg/>");
   REQUIRE(fs::exists(dir / "loss.svg"));
 }
 
@@ -88,7 +78,7 @@ TEST_CASE("basin plot leaves out steps skipped for an overflowed loss", "[cli]")
   const auto r = run("plot " + dir.path.string());
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
-  const auto points = series_points(read(dir / "loss.svg"));
+  const auto points = series_points(read_file(dir / "loss.svg"));
   REQUIRE(points.size() == 2);
 }
 
@@ -100,7 +90,7 @@ TEST_CASE("basin plan --plot draws every Pareto plan of its JSON answer", "[cli]
   const std::string out = r.out.substr(r.out.find('{'));
   // The JSON lists the front's plans; the plot draws one vertex per plan on the front's line.
   const auto j = nlohmann::json::parse(out);
-  const auto front = series_points(read(svg), "Pareto front, bigbasin:4");
+  const auto front = series_points(read_file(svg), "Pareto front, bigbasin:4");
   REQUIRE(front.size() == j["pareto"].size());
   REQUIRE(front.size() >= 2);
   // Fastest first: time grows to the right, cost does not grow along the front.

@@ -14,16 +14,8 @@
 
 namespace fs = std::filesystem;
 using basin::test::Result;
+using basin::test::read_file;
 using basin::test::run;
-
-namespace {
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-}  // namespace
 
 TEST_CASE("basin train refuses NaN and out-of-range recipe numbers before it starts", "[cli][train][input]") {
   basin::test::TempDir dir{"train-numbers"};
@@ -65,14 +57,14 @@ TEST_CASE("basin train refuses a file as its run directory", "[cli][train][input
   REQUIRE(r.exit_code == 2);
   REQUIRE_THAT(r.out, HasText("--out"));
   REQUIRE_THAT(r.out, HasText("notes.txt"));
-  REQUIRE(read(dir / "notes.txt") == "mine\n");
+  REQUIRE(read_file(dir / "notes.txt") == "mine\n");
 }
 
 TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[cli][train][input]") {
   basin::test::TempDir dir{"train-plan-fields"};
   const std::string plan = dir / "plan.json";
   REQUIRE(run("plan --cluster bigbasin:2 --precisions fp32 --out " + plan).exit_code == 0);
-  const auto good = nlohmann::json::parse(read(plan));
+  const auto good = nlohmann::json::parse(read_file(plan));
   REQUIRE(good["allreduce"]["algorithm"] == "hierarchical");
   auto train_with = [&](const nlohmann::json& doc) {
     std::ofstream(dir / "edited.json") << doc.dump(2);
@@ -115,7 +107,7 @@ TEST_CASE("basin plot draws a log whose last line a killed run cut off", "[cli][
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, HasText("line 3 is cut off"));
-  REQUIRE(basin::test::series_points(read(dir / "loss.svg"), "training loss").size() == 2);
+  REQUIRE(basin::test::series_points(read_file(dir / "loss.svg"), "training loss").size() == 2);
   // A bad line that is not the last, or a last line with its newline, is still an error.
   std::ofstream(dir / "log.jsonl") << "{\"step\": 0, \"loss\": 2.0}\n{\"step\": 1, \"lo\n";
   r = run("plot " + dir.path.string());
