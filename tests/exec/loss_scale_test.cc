@@ -16,6 +16,7 @@
 #include "../catch.h"
 #include "../temp_dir.h"
 #include "device_double.h"
+#include "train_fixture.h"
 
 using namespace basin;
 using namespace basin::exec;
@@ -88,19 +89,13 @@ std::vector<nlohmann::json> step_lines(const fs::path& log) {
   return out;
 }
 
-// The small network and dataset of train_test.cc, a few steps at a time, no validation.
+// The small network and dataset of train_test.cc, a few steps at a time, no validation, and
+// RandomResizedCrop's own scale range.
 TrainConfig small_run(const fs::path& data, const fs::path& out) {
-  TrainConfig c;
-  c.data = data;
-  c.out = out;
-  c.model = "resnet-custom";
-  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
-  c.batch = 32;
+  TrainConfig c = exec::test::learning_run(data, out);
   c.epochs = 2;
-  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {4, 5}};
-  c.loader_threads = 2;
+  c.augment.min_scale = TrainConfig{}.augment.min_scale;
   c.validate = false;
-  c.progress_every_s = 1e9;
   return c;
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -39,6 +40,25 @@ struct SmallRun {
     c.progress_every_s = 1e9;
   }
 };
+
+// The learning run of train_test.cc: three stages of one basic block each, width 16, on 48x48
+// crops, the smallest ResNet whose every convolution runs on oneDNN's JIT kernels (at 1x1 and 2x2
+// feature maps oneDNN 2.6 falls back to a slow reference weight-gradient kernel); six epochs of
+// batch 32. Other tests take it and shorten it.
+inline TrainConfig learning_run(const std::filesystem::path& data, const std::filesystem::path& out) {
+  TrainConfig c;
+  c.data = data;
+  c.out = out;
+  c.model = "resnet-custom";
+  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
+  c.batch = 32;
+  c.epochs = 6;
+  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {4, 5}};
+  c.augment.min_scale = 0.35;
+  c.loader_threads = 2;
+  c.progress_every_s = 1e9;
+  return c;
+}
 
 // `ranks` threads, each with its own mesh through one in-process store, run body(rank, mesh);
 // every rank's exception is collected and none may have been thrown.

@@ -13,6 +13,7 @@
 
 #include "../catch.h"
 #include "../temp_dir.h"
+#include "train_fixture.h"
 
 using namespace basin;
 using namespace basin::exec;
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using test::TempDir;
+using basin::test::TempDir;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -106,23 +107,7 @@ fs::path synth_dataset(const fs::path& dir) {
   return dir / "data";
 }
 
-// Three stages of one basic block each, width 16, on 48x48 crops: the smallest ResNet whose
-// every convolution runs on oneDNN's JIT kernels (at 1x1 and 2x2 feature maps oneDNN 2.6 falls
-// back to a slow reference weight-gradient kernel).
-TrainConfig small_run(const fs::path& data, const fs::path& out) {
-  TrainConfig c;
-  c.data = data;
-  c.out = out;
-  c.model = "resnet-custom";
-  c.shape = {.blocks = {1, 1, 1}, .bottleneck = false, .width = 16, .image_size = 48};
-  c.batch = 32;
-  c.epochs = 6;
-  c.schedule = {.base_lr = 0.1, .base_batch = 32, .warmup_epochs = 1, .milestones = {4, 5}};
-  c.augment.min_scale = 0.35;
-  c.loader_threads = 2;
-  c.progress_every_s = 1e9;
-  return c;
-}
+TrainConfig small_run(const fs::path& data, const fs::path& out) { return exec::test::learning_run(data, out); }
 
 std::vector<nlohmann::json> read_log(const fs::path& p) {
   std::vector<nlohmann::json> out;
