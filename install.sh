@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(
-  g++ cmake ninja-build pkg-config          # toolchain
+  g++ cmake ninja-build                     # toolchain
   libhwloc-dev hwloc                        # topology discovery (hwloc), lstopo for XML exports
   nlohmann-json3-dev                        # JSON
   libboost-graph-dev                        # Boost.Graph

@@ -11,3 +11,19 @@ function(basin_header_version header prefix out)
   list(JOIN parts "." version)
   set(${out} "${version}" PARENT_SCOPE)
 endfunction()
+
+# basin_header_string(<include-dirs> <header> <macro> <out-var>): the string in
+# `#define <macro> "..."` of the first <header> found under <include-dirs> (hwloc's
+# HWLOC_VERSION in hwloc/autogen/config.h).
+function(basin_header_string dirs header macro out)
+  set(value "")
+  foreach(dir IN LISTS dirs)
+    if(EXISTS "${dir}/${header}")
+      file(STRINGS "${dir}/${header}" lines REGEX "^#define ${macro} \"")
+      string(REGEX MATCH "\"([^\"]*)\"" _ "${lines}")
+      set(value "${CMAKE_MATCH_1}")
+      break()
+    endif()
+  endforeach()
+  set(${out} "${value}" PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Everything basin measures on a GPU machine, in phases that each fit one call of the device tool
+# (10 minutes, 8 files back): build, GPU tests, benchmarks against PyTorch, end-to-end training from
+# JPEG files, NCCL. Written so that a session lent a GPU spends its minutes measuring, not typing.
+#
+#   scripts/gpu_session.sh PHASE...        PHASE: build test bench e2e nccl (or all)
+#
+# Results go to $OUT (the device tool's folder; else build-gpu/session), one log per phase plus
+# summary.md (device, driver, date, commit, each phase's exit status and seconds). A phase that
+# needs a GPU and finds none says "skipped: no GPU" and exits 77, as the tests do; the build runs
+# anywhere, so the script can be tried on a machine without one.
+#
+# On the device machine (Ubuntu, no Gloo/oneDNN/TurboJPEG/CLI11, no package registry), first, here:
+#   ../shared/device/fetch-debs.sh libcli11-dev libjpeg62-turbo-dev libjpeg62-turbo
+# then one call per line (docs/gpu-session.md has the calls with their carry and time limits):
+#   scripts/gpu_session.sh build test bench
+#   scripts/gpu_session.sh build e2e nccl
+# The phases of one call share its budget (BASIN_CALL_BUDGET_S, 570 s). A machine is given back
+# after 30 s idle, so each call builds again; while it is held, build-gpu/ is kept and the second
+# build only checks that nothing changed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu/session}
+build=${BASIN_GPU_BUILD:-build-gpu}
+mkdir -p "$out"
+[ -f .devdeps/unpack.sh ] && source .devdeps/unpack.sh >/dev/null
+
+have_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; }
+# All phases together stop before the call's 10 minutes, so that their logs still come back: each
+# phase gets what is left of this budget.
+deadline=$(( $(date +%s) + ${BASIN_CALL_BUDGET_S:-570} ))
+
+phase_build() {
+  local archs=${BASIN_CUDA_ARCHS:-}
+  [ -z "$archs" ] && have_gpu && archs=native
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    ${archs:+-DCMAKE_CUDA_ARCHITECTURES=$archs} || return
+  local targets=(basin basin_gpu_tests)
+  for t in basin_exec_gpu_bench basin_kernels_bench basin_nccl_bench; do
+    ninja -C "$build" -t targets all 2>/dev/null | grep -q "^$t:" && targets+=("$t")
+  done
+  ninja -C "$build" -j "$(nproc)" "${targets[@]}"
+}
+
+phase_test() {
+  "$build/tests/basin_gpu_tests" --durations yes
+}
+
+phase_bench() {
+  have_gpu || { echo "skipped: no GPU"; return 77; }
+  "$build/bench/basin_kernels_bench" || return
+  # Every configuration eager; torch.compile (minutes of compiling) for the issue's bf16 batch 256.
+  "$build/bench/basin_exec_gpu_bench" --benchmark_out="$out/exec-gpu-bench.json" \
+    --benchmark_filter='^BM_BasinGpuResNet50Step/|^BM_PyTorchGpuResNet50Step/|^BM_PyTorchCompiledGpuResNet50Step/256/1/'
+}
+
+# ResNet-50, bf16, batch 256, from ImageNet-sized JPEGs (470x390 at quality 97, ImageNet's mean
+# size and bit rate) through the CPU decode pipeline and the GPU input stage, with more and more
+# loader threads: where images/s stops growing and the data wait ends is how many cores one GPU
+# takes to feed.
+phase_e2e() {
+  have_gpu || { echo "skipped: no GPU"; return 77; }
+  local data="$build/e2e-data" steps=${BASIN_E2E_STEPS:-30}
+  [ -d "$data/train" ] || "$build/basin" data synth --out "$data" --classes 100 \
+    --train-per-class 16 --val-per-class 1 --size 470x390 --quality 97 || return
+  printf '%-8s %-12s %-10s %s\n' threads images/s data_wait "(median over steps 5..$steps)"
+  for threads in ${BASIN_E2E_THREADS:-1 2 4 8 12 15}; do
+    local run="$build/e2e-run-$threads"
+    rm -rf "$run"
+    "$build/basin" train --data "$data" --out "$run" --model resnet50 --device gpu \
+      --precision bf16 --batch 256 --loader-threads "$threads" --epochs 1000 \
+      --stop-after "$steps" --no-validate --quiet >"$run.log" 2>&1 || { cat "$run.log"; return 1; }
+    python3 - "$run/log.jsonl" "$threads" <<'EOF'
+import json, statistics, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+steady = [s for s in steps if s.get("step", 0) >= 5 and "images_per_s" in s]
+ips = statistics.median(s["images_per_s"] for s in steady)
+wait = sum(s["data_wait_s"] for s in steady) / sum(s["step_s"] for s in steady)
+print(f"{sys.argv[2]:<8} {ips:<12.0f} {wait:<10.2f}")
+EOF
+  done
+}
+
+phase_nccl() {
+  have_gpu || { echo "skipped: no GPU"; return 77; }
+  local gpus
+  gpus=$(nvidia-smi -L | grep -c '^GPU ')
+  "$build/bench/basin_nccl_bench" --ranks "$gpus"
+}
+
+phases=("$@")
+[ ${#phases[@]} -eq 0 ] && { sed -n '2,20p' "$0"; exit 2; }
+[ "${phases[0]}" = all ] && phases=(build test bench e2e nccl)
+summary="$out/summary.md"
+{
+  echo "# basin on $(hostname), $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if have_gpu; then
+    echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
+  else
+    echo "- GPU: none found"
+  fi
+  echo "- CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "- CUDA: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none)"
+  echo
+  echo "| phase | exit | seconds | log |"
+  echo "|---|---|---|---|"
+} >"$summary"
+status=0
+for p in "${phases[@]}"; do
+  declare -F "phase_$p" >/dev/null || { echo "unknown phase: $p (build test bench e2e nccl all)" >&2; exit 2; }
+  start=$(date +%s)
+  left=$(( deadline - start ))
+  if [ "$left" -lt 15 ]; then
+    echo "phase $p: not started, the call's budget is spent" | tee "$out/$p.log"
+    rc=124
+  else
+    # The phase runs in a child bash, so that timeout can stop it with everything it started.
+    export -f "phase_$p" have_gpu
+    export build out
+    timeout "$left" bash -c "phase_$p" 2>&1 | tee "$out/$p.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 124 ] && echo "phase $p: stopped after $left s, the call's budget" | tee -a "$out/$p.log"
+  fi
+  echo "| $p | $rc | $(( $(date +%s) - start )) | $p.log |" >>"$summary"
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && status=1
+done
+cat "$summary"
+exit $status
