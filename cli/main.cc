@@ -10,6 +10,36 @@
 
 #include <cstdio>
 #include <iostream>
+#include <regex>
+#include <string>
+
+namespace {
+
+// CLI11 says "Could not convert: --batch-per-gpu = 32x"; say what was expected too, from the
+// option's declared type.
+std::string explain_conversion_error(const CLI::App& app, const CLI::ConversionError& e) {
+  static const std::regex shape("Could not convert: (\\S+) = (.*)");
+  std::smatch m;
+  const std::string what = e.what();
+  if (!std::regex_match(what, m, shape)) return what;
+  const CLI::Option* option = nullptr;
+  for (const CLI::App* sub : app.get_subcommands())
+    for (const CLI::App* leaf = sub; leaf && !option;) {
+      option = leaf->get_option_no_throw(m[1].str());
+      const auto deeper = leaf->get_subcommands();
+      leaf = deeper.empty() ? nullptr : deeper.front();
+    }
+  std::string type = option ? option->get_type_name() : "";
+  std::string expected = type;
+  if (type == "INT") expected = "a whole number";
+  else if (type == "UINT") expected = "a whole number, 0 or more";
+  else if (type == "FLOAT") expected = "a number";
+  else if (type == "UINT:UINT") expected = "a whole number, 0 or more";
+  return m[1].str() + ": got \"" + m[2].str() + "\", expected " +
+         (expected.empty() ? std::string("a value of the option's type") : expected);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"basin: predict, plan and run data-parallel training on GPU clusters"};
@@ -30,6 +60,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
+  } catch (const CLI::ConversionError& e) {
+    std::cerr << "basin: error: " << explain_conversion_error(app, e) << "\n";
+    return 2;
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;

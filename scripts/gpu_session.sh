@@ -11,7 +11,7 @@
 # anywhere, so the script can be tried on a machine without one.
 #
 # On the device machine (Ubuntu, no Gloo/oneDNN/TurboJPEG/CLI11, no package registry), first, here:
-#   ../shared/device/fetch-debs.sh libcli11-dev libjpeg62-turbo-dev libjpeg62-turbo
+#   "$PWD/../shared/device/fetch-debs.sh" libcli11-dev libjpeg62-turbo-dev libjpeg62-turbo
 # then one call per line (docs/gpu-session.md has the calls with their carry and time limits):
 #   scripts/gpu_session.sh build test bench
 #   scripts/gpu_session.sh build e2e nccl
@@ -102,7 +102,8 @@ summary="$out/summary.md"
     echo "- GPU: none found"
   fi
   echo "- CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  echo "- CUDA: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none)"
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  echo "- CUDA: $("$nvcc" --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none)"
   echo
   echo "| phase | exit | seconds | log |"
   echo "|---|---|---|---|"

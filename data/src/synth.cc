@@ -8,6 +8,7 @@
 // complete: it is written into a hidden sibling directory and renamed at the end.
 #include "jpeg_internal.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -162,6 +163,35 @@ Image render_synth_image(int label, int width, int height, std::uint64_t image_s
   return img;
 }
 
+namespace {
+
+// ".NAME.partial-" (and the process id after it) beside the target: where a dataset is written
+// before it is renamed into place; ".NAME.old-" where the dataset it replaces waits to go.
+std::string side_prefix(const fs::path& target, const char* kind) {
+  std::string name = ".";
+  name += target.filename().string();
+  name += kind;
+  return name;
+}
+
+// A run killed while writing (SIGKILL, power loss) leaves its ".NAME.partial-PID" behind; the next
+// run for the same target removes those whose process is gone, so that nothing piles up.
+void remove_abandoned_partials(const fs::path& parent, const fs::path& target) {
+  const std::string prefix = side_prefix(target, ".partial-");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const long pid = std::stol(digits);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH)
+      fs::remove_all(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 void write_synth_dataset(const fs::path& out, const SynthConfig& c, bool force,
                          const std::function<void(int, int)>& progress) {
   check(c);
@@ -178,7 +208,8 @@ void write_synth_dataset(const fs::path& out, const SynthConfig& c, bool force,
   fs::path parent = target.parent_path();
   if (!fs::is_directory(parent, ec))
     throw InputError(out.string(), "", "a location whose parent directory exists (" + parent.string() + " does not)");
-  fs::path tmp = parent / ("." + target.filename().string() + ".partial-" + std::to_string(::getpid()));
+  remove_abandoned_partials(parent, target);
+  fs::path tmp = parent / (side_prefix(target, ".partial-") + std::to_string(::getpid()));
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec))
     throw InputError(out.string(), "", "a writable location: " + ec.message());
@@ -212,7 +243,7 @@ void write_synth_dataset(const fs::path& out, const SynthConfig& c, bool force,
   // Swap in: an existing (empty, or --force) target moves aside first, then goes.
   fs::path old;
   if (fs::exists(target, ec)) {
-    old = parent / ("." + target.filename().string() + ".old-" + std::to_string(::getpid()));
+    old = parent / (side_prefix(target, ".old-") + std::to_string(::getpid()));
     fs::rename(target, old);
   }
   fs::rename(tmp, target);

@@ -154,3 +154,9 @@ TEST_CASE("a negative seed is refused rather than wrapped to 2^64 - 1", "[cli][i
   REQUIRE(run("data synth --out " + out + " --seed 18446744073709551615 --classes 1 --train-per-class 1 "
               "--val-per-class 1 --size 8 --quiet").exit_code == 0);
 }
+
+TEST_CASE("a flag's value that is not a number says what number was expected", "[cli][input]") {
+  require_input_error(run("sim --batch-per-gpu 32x"), {"--batch-per-gpu", "\"32x\"", "a whole number"});
+  require_input_error(run("sim --bucket-mb abc"), {"--bucket-mb", "\"abc\"", "expected a number"});
+  require_input_error(run("data synth --out x --classes 1.5"), {"--classes", "\"1.5\"", "a whole number"});
+}

@@ -1,7 +1,10 @@
 // Synthetic datasets: reproducible, varied within a class, separable between classes, and never
-// left half-written.
+// left half-written (nor left behind by a killed run).
 #include "../catch.h"
 #include "data_test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -95,4 +98,26 @@ TEST_CASE("write_synth_dataset writes the layout and nothing on failure", "[data
   std::vector<std::string> left;
   for (const auto& e : std::filesystem::directory_iterator(dir.path)) left.push_back(e.path().filename().string());
   REQUIRE(left == std::vector<std::string>{"set"});
+}
+
+TEST_CASE("write_synth_dataset removes what a killed earlier run left, and only that", "[data][synth]") {
+  ScratchDir dir("synth-stale");
+  // A process that has ended: its id is free (a killed writer's), where the parent's is alive.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  ::waitpid(child, nullptr, 0);
+  const auto make = [&](const std::string& name) {
+    std::filesystem::create_directories(dir.path / name / "train");
+    return dir.path / name;
+  };
+  const auto dead = make(".set.partial-" + std::to_string(child));
+  const auto live = make(".set.partial-" + std::to_string(::getppid()));
+  const auto other = make(".other.partial-" + std::to_string(child));
+  SynthConfig c{.classes = 2, .train_per_class = 1, .val_per_class = 1, .width = 16, .height = 16};
+  write_synth_dataset(dir.path / "set", c, false);
+  CHECK_FALSE(std::filesystem::exists(dead));
+  CHECK(std::filesystem::exists(live));   // another run still writing
+  CHECK(std::filesystem::exists(other));  // another target's
+  CHECK(open_imagenet(dir.path / "set").train.samples.size() == 2);
 }
