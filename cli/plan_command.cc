@@ -78,12 +78,23 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
               "eff", "train h", cost_unit, "+top1", "why not first");
   for (size_t i = 0; i < r.rows.size() && static_cast<int>(i) < o.top; ++i) {
     const auto& x = r.rows[i];
+    const std::string why = i == 0 ? "best; bound by " + x.bottleneck() : x.lost;
     std::printf("%4zu %5d %5d %6lld  %-31s %6.3g %-16s %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
                 i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
                 x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
                 x.precision.name().c_str(), x.iteration_s, x.epoch_s, x.images_per_s,
                 100 * x.scaling_efficiency, x.time_to_train_h, x.cost, x.accuracy_penalty,
-                i == 0 ? "best" : x.lost.c_str());
+                why.c_str());
+  }
+  // An input-bound winner is worth a sentence: the GPUs idle, and the fix is on the CPU side.
+  if (!r.rows.empty() && r.rows.front().bottleneck() == "input pipeline") {
+    const auto& b = r.rows.front();
+    const double decoded = b.batch_per_gpu / b.iteration_s;
+    const double could = b.batch_per_gpu / (b.iteration_s - b.data_stall_s);
+    std::printf("\nThe best plan waits for its input: the CPU cores serving each GPU decode about %.0f "
+                "images/s (--decode-rate %.4g per core) where the GPU could take %.0f. More cores per "
+                "GPU or decoding on the GPU would raise the ceiling.\n",
+                decoded, o.plan.decode_images_per_s_per_core, could);
   }
   std::printf("\nPareto front (time to train against %s):\n", cost_unit);
   for (int i : r.pareto) {

@@ -84,9 +84,10 @@ std::string PrecisionChoice::name() const {
 }
 
 std::string PlanRow::bottleneck() const {
-  const double stall = data_stall_s, comm = exposed_comm_s;
-  if (stall >= comm && stall > 0.05 * iteration_s) return "input pipeline";
-  if (comm > 0.05 * iteration_s) return "communication";
+  // Any stall means the input pipeline sets the pace: the iteration is its batch's decode time,
+  // and faster compute or communication would not shorten it.
+  if (data_stall_s > 1e-3 * iteration_s) return "input pipeline";
+  if (exposed_comm_s > 0.05 * iteration_s) return "communication";
   return "compute";
 }
 
@@ -241,14 +242,23 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                                              " was rejected, e.g.:" + reasons);
   }
   // Plans within 0.5% on the objective count as equal (the model is not that precise); among
-  // them the faster one wins (the cheaper one when the objective is time).
+  // them the faster one wins (the cheaper one when the objective is time), and then the one with
+  // the most headroom: the shortest iteration without its data stall, which stays ahead when the
+  // input pipeline gets faster (more cores, decoding on the GPU). Many plans tie when the input
+  // pipeline sets the pace.
   auto band = [&](const PlanRow& r) {
     return std::floor(std::log(objective_value(r, o.objective)) / std::log(1.005));
+  };
+  auto fed_seconds_per_image = [](const PlanRow& r) {
+    return (r.iteration_s - r.data_stall_s) / static_cast<double>(r.global_batch);
   };
   std::stable_sort(result.rows.begin(), result.rows.end(), [&](const PlanRow& a, const PlanRow& b) {
     double x = band(a), y = band(b);
     if (x != y) return x < y;
-    return o.objective == Objective::time ? a.cost < b.cost : a.time_to_train_h < b.time_to_train_h;
+    const double first_a = o.objective == Objective::time ? a.cost : a.time_to_train_h;
+    const double first_b = o.objective == Objective::time ? b.cost : b.time_to_train_h;
+    if (std::abs(first_a - first_b) > 1e-3 * std::max(first_a, first_b)) return first_a < first_b;
+    return fed_seconds_per_image(a) < fed_seconds_per_image(b);
   });
   const PlanRow& best = result.rows.front();
   for (size_t i = 1; i < result.rows.size(); ++i) {
@@ -262,12 +272,16 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                                                                 : " cost per image") +
              "; bound by " + r.bottleneck();
   }
-  // Pareto front of time against cost: fastest first, each next one strictly cheaper.
+  // Pareto front of time against cost: fastest first, each next one strictly cheaper. Times
+  // within 0.5% count as equal here too, and among equals the ranking's order decides, so that
+  // the front's fastest point is the plan ranked first when the objective is time.
   std::vector<int> order(result.rows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  auto time_band = [](const PlanRow& r) { return std::floor(std::log(r.time_to_train_h) / std::log(1.005)); };
   std::sort(order.begin(), order.end(), [&](int a, int b) {
     const auto &x = result.rows[a], &y = result.rows[b];
-    return x.time_to_train_h != y.time_to_train_h ? x.time_to_train_h < y.time_to_train_h : x.cost < y.cost;
+    if (time_band(x) != time_band(y)) return time_band(x) < time_band(y);
+    return x.cost != y.cost ? x.cost < y.cost : a < b;
   });
   double cheapest = std::numeric_limits<double>::infinity();
   for (int i : order)
