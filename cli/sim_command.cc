@@ -26,7 +26,7 @@ struct SimOptions {
   std::string wire;  // empty: the compute precision
   std::string profile;
   double overhead_us = 5;
-  double decode_rate = 150;
+  double decode_rate = sim::TrainingConfig{}.decode_images_per_s_per_core;
   int cores_per_gpu = 0;
   std::string host_staging = "auto";
   double compute_jitter = 0;

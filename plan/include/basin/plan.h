@@ -114,7 +114,7 @@ struct PlanOptions {
   Objective objective = Objective::time;
   double deadline_h = 0, budget = 0;  // 0: none
   sim::NetworkParams network{.per_message_overhead_us = 5, .reduce_GBps = 0};
-  double decode_images_per_s_per_core = 150;
+  double decode_images_per_s_per_core = sim::TrainingConfig{}.decode_images_per_s_per_core;
   double compute_jitter_cv = 0;  // per-GPU compute variation: sim::TrainingConfig's
 };
 

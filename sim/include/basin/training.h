@@ -65,7 +65,12 @@ struct TrainingConfig {
   std::optional<Precision> wire_precision;  // of the communicated gradients; unset: precision
   NetworkParams network_params{.per_message_overhead_us = 5, .reduce_GBps = 0};
   HostStaging host_staging;  // hierarchical over TCP: Gloo's copies through host memory
-  double decode_images_per_s_per_core = 400;  // JPEG decode + augment, one CPU core
+  // JPEG decode + augment, images/s on one CPU core (the one default for sim, plan and their
+  // command lines). 150: what a PyTorch DataLoader worker (Pillow decode, torchvision transforms)
+  // delivers at least, from NVIDIA's published one-GPU DGX-1 ResNet-50 AMP run (1200 images/s
+  // from 8 workers; reports/published-scaling.md). basin's own loader does more
+  // (reports/data-pipeline-2026-11-23.md): measure yours with `basin data load`.
+  double decode_images_per_s_per_core = 150;
   int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
   long long epoch_images = 1281167;           // ImageNet-1k training set
   // Step-to-step variation of one GPU's compute time (coefficient of variation, 0: none). A
