@@ -97,6 +97,16 @@ cudnnMathType_t initial_math(const GpuOptions& o) {
   return o.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
+// The descriptor is shared by the three directions and each run sets the math type its own
+// search picked (conv_forward, conv_backward), so a search that followed another direction's
+// run would otherwise see only that direction's math type: cuDNN's Find tries the math types
+// the descriptor allows, and FMA_MATH allows no tensor-core algorithm. A forward that picked
+// an FMA kernel (the 3-channel stem, a tiny layer) would shut tensor cores out of its backward
+// searches: slower with TF32, and in bf16/fp16 possibly no algorithm at all.
+void reset_search_math(cudnnConvolutionDescriptor_t conv, const GpuOptions& o) {
+  CUDNN_CHECK(cudnnSetConvolutionMathType(conv, initial_math(o)));
+}
+
 }  // namespace
 
 ConvState& CudnnBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y) {
@@ -161,6 +171,7 @@ void CudnnBackend::find_forward(ConvState& s, ConvAlgorithms& a, const void* x, 
                                 void* y) {
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int count = 0;
+  reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
       cudnn_, s.x, x, s.w, w, s.conv, s.y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf,
       workspace(), options_.workspace_bytes));
@@ -174,6 +185,7 @@ void CudnnBackend::find_backward_data(ConvState& s, ConvAlgorithms& a, const voi
                                       const void* dy, void* dx) {
   cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   int count = 0;
+  reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
       cudnn_, s.w, w, s.y, dy, s.conv, s.x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count,
       perf, workspace(), options_.workspace_bytes));
@@ -187,6 +199,7 @@ void CudnnBackend::find_backward_filter(ConvState& s, ConvAlgorithms& a, const v
                                         const void* dy, void* dw) {
   cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
   int count = 0;
+  reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       cudnn_, s.x, x, s.y, dy, s.conv, s.w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count,
       perf, workspace(), options_.workspace_bytes));
