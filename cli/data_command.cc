@@ -32,6 +32,7 @@ struct LoadOptions {
   std::uint64_t seed = 0;
   int rank = 0, world_size = 1;
   bool fast_decode = false;
+  bool decode_only = false;
 };
 
 // "S" for S x S or "WxH".
@@ -103,6 +104,7 @@ int run_load(const LoadOptions& o) {
   cfg.transform.val.crop = o.size;
   cfg.transform.val.resize = o.size * 256 / 224;
   cfg.transform.fast_decode = o.fast_decode;
+  if (o.decode_only) cfg.output = data::LoaderOutput::raw;
   auto t0 = std::chrono::steady_clock::now();
   data::Loader loader(folder.samples, cfg);
   for (int i = 0; i < o.batches; ++i) loader.next();
@@ -113,6 +115,10 @@ int run_load(const LoadOptions& o) {
               "(%.0f per thread)\n",
               o.split.c_str(), static_cast<long long>(st.batches), o.batch_size, static_cast<long long>(st.images),
               o.size, o.size, s, st.images / s, o.threads, st.images / s / o.threads);
+  if (o.decode_only)
+    std::printf("decode only: the regions the GPU input stage crops, resamples and normalizes "
+                "(basin train --device gpu); the per-thread rate is basin sim/plan's --decode-rate for "
+                "such a run\n");
   std::printf("waited for data %.3f s; skipped %zu unreadable file(s); position: epoch %lld, sample %lld of %lld\n",
               st.wait_seconds, st.skipped_files.size(), static_cast<long long>(p.epoch),
               static_cast<long long>(p.next_sample), static_cast<long long>(loader.shard_size()));
@@ -151,6 +157,8 @@ std::function<int()> add_data_command(CLI::App& app) {
   load->add_option("--rank", l->rank, "This rank's shard")->capture_default_str();
   load->add_option("--world-size", l->world_size, "Number of shards")->capture_default_str();
   load->add_flag("--fast-decode", l->fast_decode, "Fast integer IDCT and plain chroma upsampling");
+  load->add_flag("--decode-only", l->decode_only,
+                 "Decode the regions only, as when the GPU input stage does the rest (basin train --device gpu)");
 
   return [s, l, synth, load]() -> int {
     if (synth->parsed()) return run_synth(*s);

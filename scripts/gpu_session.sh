@@ -63,6 +63,11 @@ phase_e2e() {
   local data="$build/e2e-data" steps=${BASIN_E2E_STEPS:-30}
   [ -d "$data/train" ] || "$build/basin" data synth --out "$data" --classes 100 \
     --train-per-class 16 --val-per-class 1 --size 470x390 --quality 97 || return
+  # The CPU side alone first: decode-only images/s per core, what one GPU's input stage is fed.
+  for threads in 1 "$(nproc)"; do
+    "$build/basin" data load --root "$data" --batch-size 256 --batches 8 --threads "$threads" \
+      --decode-only | grep 'per thread' || return
+  done
   printf '%-8s %-12s %-10s %s\n' threads images/s data_wait "(median over steps 5..$steps)"
   for threads in ${BASIN_E2E_THREADS:-1 2 4 8 12 15}; do
     local run="$build/e2e-run-$threads"

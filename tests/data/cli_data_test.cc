@@ -32,6 +32,12 @@ TEST_CASE("basin data synth writes a dataset that basin data load reads", "[data
   REQUIRE(load.out.find("5 batches") != std::string::npos);
   REQUIRE(load.out.find("epoch 1, sample 8 of 12") != std::string::npos);  // 5 x 4 = 12 + 8
   REQUIRE(run("data load --root " + out + " --split val --batches 2 --size 24").exit_code == 0);
+  // Decoding only, as the GPU input stage is fed: the same samples, the same position after.
+  Result raw = run("data load --root " + out + " --batch-size 4 --batches 5 --size 24 --decode-only");
+  CAPTURE(raw.out);
+  REQUIRE(raw.exit_code == 0);
+  REQUIRE(raw.out.find("decode only") != std::string::npos);
+  REQUIRE(raw.out.find("epoch 1, sample 8 of 12") != std::string::npos);
 
   // Not over a non-empty directory without --force; with it, the same seed writes the same bytes.
   Result again = run(synth + " --out " + out);
