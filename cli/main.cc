@@ -32,9 +32,8 @@ std::string explain_conversion_error(const CLI::App& app, const CLI::ConversionE
   std::string type = option ? option->get_type_name() : "";
   std::string expected = type;
   if (type == "INT") expected = "a whole number";
-  else if (type == "UINT") expected = "a whole number, 0 or more";
+  else if (type == "UINT" || type == "UINT:UINT") expected = "a whole number, 0 or more";
   else if (type == "FLOAT") expected = "a number";
-  else if (type == "UINT:UINT") expected = "a whole number, 0 or more";
   return m[1].str() + ": got \"" + m[2].str() + "\", expected " +
          (expected.empty() ? std::string("a value of the option's type") : expected);
 }
