@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <initializer_list>
 #include <iostream>
 #include <limits>
 
@@ -44,29 +43,23 @@ namespace {
 // hierarchical plan's "inter") would otherwise be read as absent and the run would silently use
 // a default instead of the plan; "prediction" is the planner's record and is not read here.
 void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
-  auto only = [&](const nlohmann::json& obj, const std::string& where,
-                  std::initializer_list<const char*> known) {
-    if (!obj.is_object()) return;  // the field readers name a wrong type
-    for (const auto& [key, value] : obj.items()) {
-      std::string list;
-      bool ok = false;
-      for (const char* k : known) ok |= key == k, list += (list.empty() ? "" : ", ") + std::string(k);
-      if (!ok)
-        throw topo::InputError(path, where + "/" + key,
-                               "no field '" + key + "' in basin.plan/1 here (known fields: " + list + ")");
-    }
-  };
-  only(plan, "", {"format", "cluster", "model", "device", "world_size", "batch_per_device",
-                  "global_batch", "allreduce", "precision", "lr_schedule", "epochs",
-                  "dataset_images", "prediction", "basis", "threads_per_rank"});
+  using topo::require_known_fields;
+  require_known_fields(plan,
+                       {"format", "cluster", "model", "device", "world_size", "batch_per_device",
+                        "global_batch", "allreduce", "precision", "lr_schedule", "epochs",
+                        "dataset_images", "prediction", "basis", "threads_per_rank"},
+                       path, "");
   if (plan.contains("allreduce"))
-    only(plan["allreduce"], "/allreduce", {"algorithm", "inter", "protocol", "bucket_MB"});
-  if (plan.contains("precision")) only(plan["precision"], "/precision", {"compute", "wire"});
+    require_known_fields(plan["allreduce"], {"algorithm", "inter", "protocol", "bucket_MB"}, path,
+                         "/allreduce");
+  if (plan.contains("precision"))
+    require_known_fields(plan["precision"], {"compute", "wire"}, path, "/precision");
   if (plan.contains("lr_schedule"))
-    only(plan["lr_schedule"], "/lr_schedule",
-         {"base_lr", "base_batch", "lr", "warmup_epochs", "warmup_start_lr", "decay", "milestones",
-          "gamma", "momentum", "nesterov", "weight_decay", "weight_decay_on_bn_and_bias",
-          "zero_init_last_bn_gamma"});
+    require_known_fields(plan["lr_schedule"],
+                         {"base_lr", "base_batch", "lr", "warmup_epochs", "warmup_start_lr", "decay",
+                          "milestones", "gamma", "momentum", "nesterov", "weight_decay",
+                          "weight_decay_on_bn_and_bias", "zero_init_last_bn_gamma"},
+                         path, "/lr_schedule");
 }
 
 }  // namespace

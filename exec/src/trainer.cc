@@ -23,6 +23,14 @@ namespace basin::exec {
 using detail::Clock;
 using detail::seconds_between;
 
+namespace {
+// A loss for log.jsonl: JSON has no NaN or Inf, so a non-finite one is written "nan" or "inf".
+nlohmann::json loss_for_log(double loss) {
+  if (std::isfinite(loss)) return loss;
+  return std::isnan(loss) ? "nan" : "inf";
+}
+}  // namespace
+
 TrainSummary train(const TrainConfig& config, Backend& backend,
                    const std::function<void(const std::string&)>& progress_out) {
   detail::check_config(config);
@@ -228,7 +236,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     const bool loss_finite = std::isfinite(loss);
     nonfinite_losses = loss_finite ? 0 : nonfinite_losses + 1;
     if (!loss_finite && (!scaling.enabled || nonfinite_losses >= kMaxNonfiniteLosses)) {
-      write_log({{"type", "diverged"}, {"step", step}, {"loss", std::isnan(loss) ? "nan" : "inf"}});
+      write_log({{"type", "diverged"}, {"step", step}, {"loss", loss_for_log(loss)}});
       throw Diverged("the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
                      " at step " + std::to_string(step) + " (epoch " + std::to_string(step / per_epoch + 1) +
                      ", lr " + std::to_string(lr) +
@@ -271,10 +279,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     // A skipped step's non-finite loss is left out of the epoch's mean (it would make it NaN).
     if (loss_finite) epoch_loss += loss, ++epoch_steps;
     epoch_images += step_images_all, epoch_seconds += step_s;
-    // JSON has no NaN or Inf: a skipped step's loss is written as the diverged record writes it.
-    nlohmann::json record = {{"step", step}, {"epoch", epoch_f},
-                             {"loss", loss_finite ? nlohmann::json(loss) : nlohmann::json(std::isnan(loss) ? "nan" : "inf")},
-                             {"lr", lr},
+    nlohmann::json record = {{"step", step}, {"epoch", epoch_f}, {"loss", loss_for_log(loss)}, {"lr", lr},
                              {"images_per_s", step_images_all / step_s}, {"step_s", step_s},
                              {"compute_s", step_s - wait_s - comm_s}, {"data_wait_s", wait_s},
                              {"comm_wait_s", comm_s}};

@@ -83,6 +83,12 @@ std::string PrecisionChoice::name() const {
   return n;
 }
 
+// Plans whose figures differ by under 0.5% count as equal (the model is not that precise): the
+// band a figure falls in, on a log scale of 0.5% steps.
+namespace {
+double equality_band(double value) { return std::floor(std::log(value) / std::log(1.005)); }
+}  // namespace
+
 std::string PlanRow::bottleneck() const {
   // Any stall means the input pipeline sets the pace: the iteration is its batch's decode time,
   // and faster compute or communication would not shorten it.
@@ -246,9 +252,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   // the most headroom: the shortest iteration without its data stall, which stays ahead when the
   // input pipeline gets faster (more cores, decoding on the GPU). Many plans tie when the input
   // pipeline sets the pace.
-  auto band = [&](const PlanRow& r) {
-    return std::floor(std::log(objective_value(r, o.objective)) / std::log(1.005));
-  };
+  auto band = [&](const PlanRow& r) { return equality_band(objective_value(r, o.objective)); };
   auto fed_seconds_per_image = [](const PlanRow& r) {
     return (r.iteration_s - r.data_stall_s) / static_cast<double>(r.global_batch);
   };
@@ -277,7 +281,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   // the front's fastest point is the plan ranked first when the objective is time.
   std::vector<int> order(result.rows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
-  auto time_band = [](const PlanRow& r) { return std::floor(std::log(r.time_to_train_h) / std::log(1.005)); };
+  auto time_band = [](const PlanRow& r) { return equality_band(r.time_to_train_h); };
   std::sort(order.begin(), order.end(), [&](int a, int b) {
     const auto &x = result.rows[a], &y = result.rows[b];
     if (time_band(x) != time_band(y)) return time_band(x) < time_band(y);

@@ -7,7 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <initializer_list>
 
 namespace basin::sim {
 namespace {
@@ -36,20 +35,12 @@ std::string text(const json& obj, const std::string& key, const std::string& pat
   return v.get<std::string>();
 }
 
-// Every key of `obj` must be one of `known`: a misspelt optional field ("fp61", "backward_sec")
-// would otherwise be read as absent, and the prediction silently made without it.
-void only_known(const json& obj, std::initializer_list<const char*> known, const std::string& path,
+// A device profile's object: an object, with none but the `known` fields.
+void only_known(const json& obj, const std::vector<std::string>& known, const std::string& path,
                 const std::string& file) {
   if (!obj.is_object())
     throw topo::InputError(file, path.empty() ? "/" : path, "an object, got " + obj.dump());
-  for (const auto& [key, value] : obj.items()) {
-    bool ok = false;
-    std::string list;
-    for (const char* k : known) ok |= key == k, list += (list.empty() ? "" : ", ") + std::string(k);
-    if (!ok)
-      throw topo::InputError(file, path + "/" + key,
-                             "no field '" + key + "' here (known fields: " + list + ")");
-  }
+  topo::require_known_fields(obj, known, file, path);
 }
 
 }  // namespace

@@ -121,6 +121,19 @@ std::function<void(long long, Net&)> overflow_at(long long bad_step) {
   };
 }
 
+// The dataset every test here trains on: 10 learnable classes.
+void write_dataset(const fs::path& root) {
+  data::write_synth_dataset(root, {.classes = 10, .train_per_class = 100, .val_per_class = 20, .seed = 7},
+                            false);
+}
+
+// Whether any progress line holds `text`.
+bool printed(const std::vector<std::string>& lines, const std::string& text) {
+  for (const auto& l : lines)
+    if (l.find(text) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("The loss scale rides in the checkpoint and old checkpoints still load",
@@ -160,9 +173,7 @@ TEST_CASE("The loss scale rides in the checkpoint and old checkpoints still load
 TEST_CASE("An overflow planted in the gradients skips exactly that step on the CPU backend",
           "[exec][loss_scale][train]") {
   TempDir dir("scale-skip");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
+  write_dataset(dir.path / "data");
   // A: one plain step. B: the same first step with loss scaling, then a second step whose
   // gradients overflow. B must end with A's weights and momentum bit for bit: its first step
   // is A's (a power-of-two scale and its inverse are exact in fp32 away from over- and
@@ -193,17 +204,13 @@ TEST_CASE("An overflow planted in the gradients skips exactly that step on the C
   CHECK(log[1].at("loss_scale") == 1024.0);  // the scale the overflowing step ran with
   CHECK(log[1].at("skipped") == true);
   CHECK(nlohmann::json::parse(slurp(b.out / "summary.json")).at("skipped_steps") == 1);
-  bool said = false;
-  for (const auto& l : lines) said |= l.find("step 1: a gradient overflowed") != std::string::npos;
-  CHECK(said);
+  CHECK(printed(lines, "step 1: a gradient overflowed"));
 }
 
 TEST_CASE("A resumed run with loss scaling continues the same sequence of scales",
           "[exec][loss_scale][train]") {
   TempDir dir("scale-resume");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
+  write_dataset(dir.path / "data");
   TrainConfig whole = small_run(dir.path / "data", dir.path / "whole");
   whole.stop_after = 6;
   whole.loss_scale = {.enabled = true, .initial = 1024, .growth_interval = 2};
@@ -251,9 +258,7 @@ static void overflow_forwards(exec::test::DeviceDouble& backend, int from, int u
 TEST_CASE("A non-finite loss under loss scaling skips the step as GradScaler does",
           "[exec][loss_scale][train]") {
   TempDir dir("scale-loss");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
+  write_dataset(dir.path / "data");
   // A: one plain step. B: the same step, then one whose forward overflowed (a NaN loss and NaN
   // gradients): skipped, the scale halved, and B ends with A's state, running statistics
   // included (the skipped step's forward updated them; they are put back).
@@ -281,17 +286,13 @@ TEST_CASE("A non-finite loss under loss scaling skips the step as GradScaler doe
   // JSON has no NaN: the skipped step's loss is written as a string, as the diverged record's is.
   CHECK(log[1].at("loss") == "nan");
   CHECK(log[0].at("loss").is_number());
-  bool said = false;
-  for (const auto& l : lines) said |= l.find("step 1: the loss overflowed") != std::string::npos;
-  CHECK(said);
+  CHECK(printed(lines, "step 1: the loss overflowed"));
 }
 
 TEST_CASE("A loss that stays non-finite is divergence, at once without loss scaling",
           "[exec][loss_scale][train]") {
   TempDir dir("scale-diverge");
-  data::write_synth_dataset(dir.path / "data", {.classes = 10, .train_per_class = 100,
-                                                .val_per_class = 20, .seed = 7},
-                            false);
+  write_dataset(dir.path / "data");
   SECTION("a loss that stays non-finite is divergence after 16 skipped steps in a row") {
     exec::test::DeviceDouble dc;
     TrainConfig c = small_run(dir.path / "data", dir.path / "c");

@@ -24,12 +24,7 @@ struct ObjectReader {
   ObjectReader(const json& j, std::string p, const std::string& o, std::set<std::string> allowed)
       : obj(j), path(std::move(p)), origin(o) {
     if (!obj.is_object()) fail("", "an object, got " + std::string(obj.type_name()));
-    for (const auto& [key, value] : obj.items())
-      if (!allowed.count(key)) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail("/" + key, "no field '" + key + "' here (known fields: " + list + ")");
-      }
+    require_known_fields(obj, {allowed.begin(), allowed.end()}, origin, path);
   }
   [[noreturn]] void fail(const std::string& field, const std::string& expected) const {
     throw InputError(origin, path + field, expected);
@@ -316,6 +311,17 @@ void save_topology_file(const Topology& topo, const std::string& path) {
 Topology load_any(const std::string& spec_or_file) {
   if (spec_or_file.ends_with(".json")) return load_topology_file(spec_or_file);
   return build_cluster(parse_cluster_spec(spec_or_file));
+}
+
+void require_known_fields(const json& obj, const std::vector<std::string>& known,
+                          const std::string& origin, const std::string& path) {
+  if (!obj.is_object()) return;
+  for (const auto& [key, value] : obj.items()) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    throw InputError(origin, path + "/" + key, "no field '" + key + "' here (known fields: " + list + ")");
+  }
 }
 
 }  // namespace basin::topo

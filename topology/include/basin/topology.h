@@ -172,6 +172,12 @@ void require_writable(const std::string& path);
 // The whole of a file the user named: throws InputError naming `path`, `what` (such as "a
 // basin.plan/1 file") and why when it is missing, a directory or unreadable.
 std::string read_text_file(const std::string& path, const std::string& what);
+// Every key of the JSON object `obj` (at `path` in the file `origin`) must be one of `known`: a
+// misspelt optional field would otherwise read as absent and a default be taken silently. Throws
+// InputError naming the key and the known fields. Not an object: nothing to check here (the
+// caller's own reader names the wrong type).
+void require_known_fields(const nlohmann::json& obj, const std::vector<std::string>& known,
+                          const std::string& origin, const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
 // Queries
