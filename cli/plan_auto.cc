@@ -35,12 +35,18 @@ std::string describe(const topo::Topology& t) {
 // here: with NCCL, NCCL's ring or tree (the trainer sets the algorithm, NCCL's tuner the protocol,
 // so each is searched under all three protocols) and any GPU count; without NCCL, one GPU, since
 // the Gloo path between GPUs of one server stages through host memory, which the simulator does
-// not price inside a server. Gradients travel in fp32 (the NCCL path has no fp16 wire), compute
-// in fp32, fp16 or bf16 where the device has it.
+// not price inside a server. Compute in fp32, fp16 or bf16 where the device has it; with NCCL,
+// gradients in fp32 or in the 16-bit format of the compute (fp16 also under fp32 compute, as
+// PyTorch's fp16 compression hook sends them), which NCCL sums in that format.
 void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& profile, int ranks, int gpus_found) {
   using P = sim::Precision;
+  const bool bf16 = profile.peak_TFLOPS_bf16 > 0;
   o.precisions = {{P::fp32, P::fp32}, {P::fp16, P::fp32}};
-  if (profile.peak_TFLOPS_bf16 > 0) o.precisions.push_back({P::bf16, P::fp32});
+  if (bf16) o.precisions.push_back({P::bf16, P::fp32});
+  if (BASIN_HAVE_NCCL) {
+    o.precisions.insert(o.precisions.end(), {{P::fp32, P::fp16}, {P::fp16, P::fp16}});
+    if (bf16) o.precisions.push_back({P::bf16, P::bf16});
+  }
   if (!BASIN_HAVE_NCCL) {
     if (ranks > 1)
       throw topo::InputError("--nproc", "", "1 with --plan auto on GPUs in a basin built without NCCL, got " +

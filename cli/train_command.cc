@@ -93,11 +93,6 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
                            "--nccl-algorithm ring, tree or auto)");
-  if (collective == "nccl" && c.allreduce.precision != comm::WirePrecision::fp32)
-    throw topo::InputError(given("--wire") || o.plan.empty() ? "--wire" : o.plan,
-                           given("--wire") || o.plan.empty() ? "" : "/precision/wire",
-                           "fp32 with --gpu-collective nccl (NCCL's fp16 wire is not built yet; "
-                           "--gpu-collective gloo can send fp16)");
   c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
                                           : exec::TrainConfig::GpuCollective::gloo;
   c.nccl_algorithm = o.nccl_algorithm == "ring"   ? exec::TrainConfig::NcclAlgorithm::ring
@@ -168,11 +163,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     throw topo::InputError(o.plan.empty() || given("--algorithm") ? "--algorithm" : o.plan,
                            o.plan.empty() || given("--algorithm") ? "" : "/allreduce/algorithm", e.what());
   }
-  if (o.wire == "fp32") c.allreduce.precision = comm::WirePrecision::fp32;
-  else if (o.wire == "fp16") c.allreduce.precision = comm::WirePrecision::fp16;
-  else throw topo::InputError(o.plan.empty() || given("--wire") ? "--wire" : o.plan,
-                              o.plan.empty() || given("--wire") ? "" : "/precision/wire",
-                              "fp32 or fp16, got '" + o.wire + "'");
+  try {
+    c.allreduce.precision = comm::parse_wire_precision(o.wire);
+  } catch (const comm::CommError&) {
+    throw topo::InputError(o.plan.empty() || given("--wire") ? "--wire" : o.plan,
+                           o.plan.empty() || given("--wire") ? "" : "/precision/wire",
+                           "fp32, fp16 or bf16, got '" + o.wire + "'");
+  }
   choose_gpu_collective(o, given);
   if (o.nproc > 1) {
     if (o.device == "gpu" && gpu_count() == 0)
@@ -268,7 +265,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--algorithm", o->algorithm, "Gloo allreduce: ring, ring_chunked, halving_doubling, bcube")
       ->capture_default_str();
   cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
-  cmd->add_option("--wire", o->wire, "allreduce precision: fp32 or fp16")->capture_default_str();
+  cmd->add_option("--wire", o->wire, "gradients on the wire: fp32, fp16 or bf16 (NCCL or Gloo)")->capture_default_str();
   cmd->add_flag("--no-overlap", o->no_overlap, "allreduce after backward instead of during it");
   cmd->add_option("--comm-timeout-s", o->comm_timeout_s, "a rank silent this long is an error")
       ->capture_default_str();

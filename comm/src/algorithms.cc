@@ -1,9 +1,8 @@
-// Which of Gloo's allreduce algorithms can run on how many ranks, their names, the fp32 sum and
-// the IEEE half conversions of the fp16 wire. Kept apart from the Gloo calls so that a build without Gloo can
+// Which of Gloo's allreduce algorithms can run on how many ranks, their names and the wire
+// precisions' names, and the fp32 sum. Kept apart from the Gloo calls so that a build without Gloo can
 // still validate a plan's algorithm choice and tests can check the rules without a network.
 #include <basin/comm.h>
 
-#include <bit>
 #include <cstring>
 
 namespace basin::comm {
@@ -18,7 +17,20 @@ const char* name(Algorithm algorithm) {
   return "?";
 }
 
-const char* name(WirePrecision precision) { return precision == WirePrecision::fp16 ? "fp16" : "fp32"; }
+const char* name(WirePrecision precision) {
+  switch (precision) {
+    case WirePrecision::fp32: return "fp32";
+    case WirePrecision::fp16: return "fp16";
+    case WirePrecision::bf16: return "bf16";
+  }
+  return "?";
+}
+
+WirePrecision parse_wire_precision(const std::string& text) {
+  for (auto p : {WirePrecision::fp32, WirePrecision::fp16, WirePrecision::bf16})
+    if (text == name(p)) return p;
+  throw CommError("wire precision \"" + text + "\": expected fp32, fp16 or bf16");
+}
 
 Algorithm parse_algorithm(const std::string& text) {
   for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube})
@@ -57,49 +69,6 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
 __attribute__((target_clones("avx2", "default"))) void add_into(float* __restrict x, const float* __restrict y,
                                                                  std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-// Round-to-nearest-even float -> binary16, with overflow to infinity and gradual underflow.
-std::uint16_t float_to_half(float value) {
-  const std::uint32_t f = std::bit_cast<std::uint32_t>(value);
-  const std::uint32_t sign = (f >> 16) & 0x8000u;
-  const std::uint32_t abs = f & 0x7fffffffu;
-  if (abs >= 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
-  if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds past 65504
-  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
-    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);
-    const std::uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
-    const int shift = 126 - static_cast<int>(abs >> 23);  // value / 2^-24 = mantissa * 2^(E - 126)
-    std::uint32_t half = mantissa >> shift;
-    const std::uint32_t rest = mantissa & ((1u << shift) - 1), halfway = 1u << (shift - 1);
-    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
-    return static_cast<std::uint16_t>(sign | half);
-  }
-  std::uint32_t half = ((abs - 0x38000000u) >> 13);  // rebias exponent 127 -> 15
-  const std::uint32_t rest = abs & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
-  return static_cast<std::uint16_t>(sign | half);
-}
-
-float half_to_float(std::uint16_t bits) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(bits & 0x8000u) << 16;
-  std::uint32_t exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
-  std::uint32_t f;
-  if (exponent == 0x1f) {
-    f = sign | 0x7f800000u | (mantissa << 13);
-  } else if (exponent != 0) {
-    f = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    f = sign;
-  } else {  // subnormal: normalize
-    exponent = 113;
-    while (!(mantissa & 0x400u)) {
-      mantissa <<= 1;
-      --exponent;
-    }
-    f = sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13);
-  }
-  return std::bit_cast<float>(f);
 }
 
 }  // namespace basin::comm

@@ -1,4 +1,4 @@
-// Allreduce (sum) over Gloo's own algorithm classes, fp32 or fp16 on the wire, with the algorithm
+// Allreduce (sum) over Gloo's own algorithm classes, fp32, fp16 or bf16 on the wire, with the algorithm
 // objects cached per (buffer, count, options) as Caffe2 did: constructing one registers send and
 // receive buffers with every pair it uses, which costs more than a small bucket's transfer.
 //
@@ -12,6 +12,8 @@
 #include <gloo/allreduce_ring.h>
 #include <gloo/allreduce_ring_chunked.h>
 
+#include <basin/kernels.h>
+
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -19,13 +21,21 @@
 namespace basin::comm {
 namespace {
 
-// The fp16 wire's reduction: each partial sum is formed in float and rounded once to half, which
-// is what bounds the error (see comm/README.md). Gloo's default float16 sum does the same through
-// its own conversions, one function call per element and direction.
-void half_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) x[i].x = float_to_half(half_to_float(x[i].x) + half_to_float(y[i].x));
+// The 16-bit wires' reductions: each partial sum is formed in float and rounded once to 16 bits,
+// which is what bounds the error (see comm/README.md). Gloo's default float16 sum does the same
+// through its own conversions. Gloo has no bfloat16 type; its float16 is only a 16-bit container
+// to the algorithms (they copy and call the reduction), so bf16 travels in it too, with its sum.
+namespace kn = basin::kernels;
+void fp16_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    x[i].x = kn::float_to_fp16_bits(kn::fp16_bits_to_float(x[i].x) + kn::fp16_bits_to_float(y[i].x));
 }
-const gloo::ReductionFunction<gloo::float16> half_sum_function(gloo::SUM, &half_sum);
+void bf16_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    x[i].x = kn::float_to_bf16_bits(kn::bf16_bits_to_float(x[i].x) + kn::bf16_bits_to_float(y[i].x));
+}
+const gloo::ReductionFunction<gloo::float16> fp16_sum_function(gloo::SUM, &fp16_sum);
+const gloo::ReductionFunction<gloo::float16> bf16_sum_function(gloo::SUM, &bf16_sum);
 
 // The fp32 sum: basin's vectorized add_into (algorithms.cc) in place of Gloo's scalar loop.
 void float_sum(float* x, const float* y, std::size_t n) { add_into(x, y, n); }
@@ -104,11 +114,12 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
     CachedAllreduce entry;
     const int count = static_cast<int>(data.size());
     m.context->base = options.bcube_base;  // AllreduceBcube reads its group size from the context
-    if (options.precision == WirePrecision::fp16) {
+    if (options.precision != WirePrecision::fp32) {
       entry.staging.resize(data.size());
-      entry.algorithm = BASIN_GLOO_CALL(m, "building " + operation,
-                                        make_algorithm(options.algorithm, m.context, entry.staging.data(), count,
-                                                       &half_sum_function));
+      entry.algorithm = BASIN_GLOO_CALL(
+          m, "building " + operation,
+          make_algorithm(options.algorithm, m.context, entry.staging.data(), count,
+                         options.precision == WirePrecision::fp16 ? &fp16_sum_function : &bf16_sum_function));
     } else {
       entry.algorithm = BASIN_GLOO_CALL(
           m, "building " + operation,
@@ -129,11 +140,13 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
       if (drop) m.cache.erase(at);
     }
   } drop_bcube{m, it, options.algorithm == Algorithm::bcube};
-  if (options.precision == WirePrecision::fp16) {
-    // Scale before rounding to half, so a mean (scale 1/p) keeps large sums inside half's range.
-    for (std::size_t i = 0; i < data.size(); ++i) entry.staging[i].x = float_to_half(data[i] * options.scale);
+  if (options.precision != WirePrecision::fp32) {
+    // Scale before rounding to 16 bits, so a mean (scale 1/p) keeps large sums inside half's range.
+    const auto narrow = options.precision == WirePrecision::fp16 ? kn::float_to_fp16_bits : kn::float_to_bf16_bits;
+    const auto widen = options.precision == WirePrecision::fp16 ? kn::fp16_bits_to_float : kn::bf16_bits_to_float;
+    for (std::size_t i = 0; i < data.size(); ++i) entry.staging[i].x = narrow(data[i] * options.scale);
     BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
-    for (std::size_t i = 0; i < data.size(); ++i) data[i] = half_to_float(entry.staging[i].x);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = widen(entry.staging[i].x);
   } else {
     BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
     if (options.scale != 1.0f)

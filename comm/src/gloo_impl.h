@@ -25,7 +25,7 @@ namespace basin::comm {
 // One cached Gloo algorithm: built for one (buffer, count, options) and run again for every later
 // allreduce of the same bucket, as Caffe2 did (construction registers buffers with the pairs).
 struct CachedAllreduce {
-  std::vector<gloo::float16> staging;  // the fp16 wire's buffer; empty for fp32
+  std::vector<gloo::float16> staging;  // the fp16 or bf16 wire's 16-bit values; empty for fp32
   std::unique_ptr<gloo::Algorithm> algorithm;
 };
 

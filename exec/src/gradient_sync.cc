@@ -44,11 +44,9 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   } else if (!nccl) {
     transport_ = make_staged_transport(backend, *config.comm, net.grads(), config.allreduce);
   } else {
-    if (config.allreduce.precision != comm::WirePrecision::fp32)
-      throw std::invalid_argument("wire: fp32 with gpu_collective nccl (NCCL's fp16 wire is not built yet; "
-                                  "gloo stages buckets through the host and can send fp16)");
 #if BASIN_HAVE_NCCL
-    transport_ = make_nccl_transport(backend, *config.comm, net.grads(), config.nccl_algorithm);
+    transport_ = make_nccl_transport(backend, *config.comm, net.grads(), config.nccl_algorithm,
+                                     config.allreduce.precision);
 #else
     throw std::invalid_argument("gpu_collective: gloo (this basin was built without NCCL: nccl.h and "
                                 "libnccl were not found next to the CUDA toolkit)");

@@ -131,9 +131,9 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
   refused("--nccl-algorithm tree", "--nccl-algorithm");              // CPU ranks run Gloo
   refused("--nccl-algorithm tree --device gpu --gpu-collective gloo", "--nccl-algorithm");
   refused("--device gpu --gpu-collective nccl --nccl-algorithm butterfly", "--nccl-algorithm");
-  // With NCCL built, these name the conflicting flag; without, they say NCCL is missing.
-  for (const std::string flags : {"--device gpu --gpu-collective nccl --algorithm ring",
-                                  "--device gpu --gpu-collective nccl --wire fp16"}) {
+  refused("--wire fp8", "fp32, fp16 or bf16, got 'fp8'");
+  // With NCCL built, this names the conflicting flag; without, it says NCCL is missing.
+  for (const std::string flags : {"--device gpu --gpu-collective nccl --algorithm ring"}) {
     const Result r = run("train " + flags + data);
     INFO(flags << "\n" << r.out);
     CHECK(r.exit_code == 2);
@@ -206,7 +206,7 @@ TEST_CASE("basin train --plan auto plans for the machine it finds and runs the p
   REQUIRE(fs::exists(w.path("cpu") + "/topology.json"));
 
   // The DGX-2 export: 16 V100s. The planner's plan is held to what the GPU trainer runs (with
-  // NCCL: NCCL's ring or tree, fp32 gradients; without: one GPU) and written before training
+  // NCCL: NCCL's ring or tree, fp32 or fp16 gradients; without: one GPU) and written before training
   // starts; without a GPU here, the run then stops with exit 2 naming --device.
   Result gpu = run("train --plan auto --hwloc-xml " + fixtures + "/hwloc-nvidia-dgx2.xml --data " +
                    w.path("data") + " --model resnet50 --epochs 1 --out " + w.path("gpu"));
@@ -216,8 +216,9 @@ TEST_CASE("basin train --plan auto plans for the machine it finds and runs the p
   std::ifstream gpu_file(w.path("gpu") + "/plan.json");
   const auto plan_doc = nlohmann::json::parse(gpu_file);
   CHECK(plan_doc["device"].get<std::string>().rfind("Tesla V100", 0) == 0);
-  CHECK(plan_doc["precision"]["wire"] == "fp32");
-  // V100 has no bf16; fp32 or fp16 compute.
+  // V100 has no bf16: fp32 or fp16 compute and, with NCCL, fp32 or fp16 gradients.
+  if (BASIN_HAVE_NCCL) CHECK((plan_doc["precision"]["wire"] == "fp32" || plan_doc["precision"]["wire"] == "fp16"));
+  else CHECK(plan_doc["precision"]["wire"] == "fp32");
   CHECK((plan_doc["precision"]["compute"] == "fp32" || plan_doc["precision"]["compute"] == "fp16"));
   const int world = plan_doc["world_size"].get<int>();
   if (BASIN_HAVE_NCCL) {

@@ -1,10 +1,12 @@
 // Allreduce on meshes of 1 to 8 ranks (threads, in-process store): every algorithm Gloo allows
 // for that world size, counts 0, 1, 257 (one past ring_chunked's 256-float minimum chunk), 1000
-// and 4099 (no multiple of any chunking: 2p chunks of 256), fp32 exactly and fp16 within its
-// stated bound; the combinations Gloo cannot do throw; repeated buckets reuse Gloo's objects.
+// and 4099 (no multiple of any chunking: 2p chunks of 256), fp32 exactly and fp16 and bf16 within
+// their stated bounds; the combinations Gloo cannot do throw; repeated buckets reuse Gloo's objects.
 #include "comm_test_util.h"
 
 #include <cmath>
+
+#include <basin/kernels.h>
 
 #include "../catch.h"
 
@@ -12,6 +14,7 @@
 
 using namespace basin::comm;
 using namespace basin::comm::test;
+namespace kn = basin::kernels;
 
 namespace {
 
@@ -38,11 +41,12 @@ TEST_CASE("comm allreduce: every algorithm on 1 to 8 ranks sums exactly", "[comm
       Communicator& comm = *comms[static_cast<std::size_t>(r)];
       for (Algorithm algorithm : all_algorithms) {
         if (!unsupported_reason(algorithm, world).empty()) continue;
-        for (WirePrecision precision : {WirePrecision::fp32, WirePrecision::fp16})
+        for (WirePrecision precision : {WirePrecision::fp32, WirePrecision::fp16, WirePrecision::bf16})
           for (long long count : counts) {
             auto data = rank_vector(r, count);
             comm.allreduce(data, {.algorithm = algorithm, .precision = precision});
-            // The sums are integers up to 7 * 36 = 252, exact in half as well as in float.
+            // The sums are integers up to 7 * 36 = 252, exact in half and in bfloat16 (8
+            // significant bits: every integer up to 256) as well as in float.
             const auto bad = check_sum(data, world,
                                        std::string(name(algorithm)) + " " + name(precision) + " count " +
                                            std::to_string(count));
@@ -76,10 +80,13 @@ TEST_CASE("comm allreduce: bcube on more than 2 ranks throws before communicatin
   for (const auto& got : results) CHECK(check_sum(got, 3, "ring_chunked after the refusal") == "");
 }
 
-TEST_CASE("comm allreduce: fp16 of non-integers stays within p * 2^-11 of the sum", "[comm]") {
+TEST_CASE("comm allreduce: fp16 and bf16 of non-integers stay within p * u of the sum", "[comm]") {
   // Rank r holds (r + 1) * (1 + (i % 13) / 13): every value and partial sum is positive, so each
-  // of the p roundings to half (one per rank's input and one per partial sum; the allgather only
-  // copies) errs by at most 2^-11 of the final sum S. Bound: p * 2^-11 * S.
+  // of the p roundings to 16 bits (one per rank's input and one per partial sum; the allgather
+  // only copies) errs by at most u of the final sum S, u being the unit roundoff: 2^-11 for IEEE
+  // half (11 significant bits), 2^-8 for bfloat16 (8). Bound: p * u * S.
+  const auto [precision, unit_roundoff] =
+      GENERATE(std::pair{WirePrecision::fp16, 0x1p-11}, std::pair{WirePrecision::bf16, 0x1p-8});
   const int world = 5;
   auto comms = connect_threads(world);
   const long long count = 3001;
@@ -90,7 +97,7 @@ TEST_CASE("comm allreduce: fp16 of non-integers stays within p * 2^-11 of the su
       auto& data = results[static_cast<std::size_t>(r)];
       data.resize(count);
       for (long long i = 0; i < count; ++i) data[static_cast<std::size_t>(i)] = value(r, i);
-      comms[static_cast<std::size_t>(r)]->allreduce(data, {.algorithm = algorithm, .precision = WirePrecision::fp16});
+      comms[static_cast<std::size_t>(r)]->allreduce(data, {.algorithm = algorithm, .precision = precision});
     });
     REQUIRE(join_errors(errors) == "");
     double worst = 0;
@@ -99,9 +106,15 @@ TEST_CASE("comm allreduce: fp16 of non-integers stays within p * 2^-11 of the su
       for (const auto& got : results)
         worst = std::max(worst, std::abs(got[static_cast<std::size_t>(i)] - exact) / exact);
     }
-    INFO(name(algorithm) << " worst relative error " << worst);
-    CHECK(worst <= world * 0x1p-11);
-    CHECK(worst > 0);  // the values are not all representable: half really was on the wire
+    INFO(name(algorithm) << " " << name(precision) << " worst relative error " << worst);
+    CHECK(worst <= world * unit_roundoff);
+    CHECK(worst > 0);  // the values are not all representable: 16 bits really were on the wire
+    // and the last rounding was to the format asked for: every result is one of its values.
+    long long off_format = 0;
+    for (float x : results[0])
+      off_format += (precision == WirePrecision::bf16 ? kn::bf16_bits_to_float(kn::float_to_bf16_bits(x))
+                                                      : kn::fp16_bits_to_float(kn::float_to_fp16_bits(x))) != x;
+    CHECK(off_format == 0);
     // Every rank ends with the same bits.
     for (const auto& got : results) CHECK(got == results[0]);
   }

@@ -1,6 +1,6 @@
 // The parts of comm that need no network and no Gloo: the environment variables (torchrun's and
-// basin's) and their errors, which algorithm runs on which world size, and the IEEE half
-// conversions of the fp16 wire against known bit patterns.
+// basin's) and their errors, which algorithm runs on which world size, and the names of the
+// algorithms and wire precisions. (The 16-bit roundings are kernels', tested in tests/kernels.)
 #include <basin/comm.h>
 
 #include <cmath>
@@ -111,31 +111,9 @@ TEST_CASE("comm algorithms: which world sizes Gloo's algorithms accept", "[comm]
   CHECK_THROWS_WITH(parse_algorithm("tree"), Catch::Matchers::Contains("expected ring, ring_chunked"));
 }
 
-TEST_CASE("comm fp16: conversions match IEEE binary16 bit patterns", "[comm]") {
-  CHECK(float_to_half(0.0f) == 0x0000);
-  CHECK(float_to_half(-0.0f) == 0x8000);
-  CHECK(float_to_half(1.0f) == 0x3c00);
-  CHECK(float_to_half(-2.0f) == 0xc000);
-  CHECK(float_to_half(65504.0f) == 0x7bff);                 // largest half
-  CHECK(float_to_half(65519.0f) == 0x7bff);                 // below the halfway point to 65536
-  CHECK(float_to_half(65520.0f) == 0x7c00);                 // halfway rounds to even: infinity
-  CHECK(float_to_half(1.0f + 1.0f / 2048) == 0x3c00);       // halfway between 1 and 1+2^-10: even
-  CHECK(float_to_half(1.0f + 3.0f / 2048) == 0x3c02);       // halfway, rounds up to even
-  CHECK(float_to_half(0x1p-24f) == 0x0001);                 // smallest subnormal
-  CHECK(float_to_half(0x1p-25f) == 0x0000);                 // halfway to it: even (zero)
-  CHECK(float_to_half(0x1.8p-24f) == 0x0002);               // 1.5 * 2^-24 rounds to 2 * 2^-24
-  CHECK(float_to_half(0x1p-14f) == 0x0400);                 // smallest normal
-  CHECK(float_to_half(0x1.ffcp-15f) == 0x0400);             // subnormal halfway: up into the normals
-  CHECK(half_to_float(0x3555) == 0x1.554p-2f);              // nearest half to 1/3
-  CHECK(half_to_float(0x0001) == 0x1p-24f);
-  CHECK(half_to_float(0x03ff) == 0x1.ff8p-15f);
-  CHECK(half_to_float(0x7c00) == std::numeric_limits<float>::infinity());
-  CHECK(std::isnan(half_to_float(0x7e00)));
-  // Every finite half survives the round trip.
-  int mismatches = 0;
-  for (int bits = 0; bits < 0x10000; ++bits) {
-    if ((bits & 0x7c00) == 0x7c00) continue;
-    if (float_to_half(half_to_float(static_cast<std::uint16_t>(bits))) != bits) ++mismatches;
-  }
-  CHECK(mismatches == 0);
+TEST_CASE("comm wire precisions: names and parsing", "[comm]") {
+  for (auto p : {WirePrecision::fp32, WirePrecision::fp16, WirePrecision::bf16})
+    CHECK(parse_wire_precision(name(p)) == p);
+  CHECK(std::string(name(WirePrecision::bf16)) == "bf16");
+  CHECK_THROWS_WITH(parse_wire_precision("fp8"), Catch::Matchers::Contains("\"fp8\": expected fp32, fp16 or bf16"));
 }

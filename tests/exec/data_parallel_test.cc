@@ -2,10 +2,12 @@
 // each, and one process summing k micro-batches of B/k, reach the same weights: the ranks'
 // batches are the micro-batches' shards and batch norm normalizes per rank as per micro-batch, so
 // the two compute the same step in theory and differ only by the order of float additions. For
-// every Gloo algorithm, bucket sizes and with overlap off.
+// every Gloo algorithm, bucket sizes and with overlap off; and with the gradients sent as fp16
+// or bf16, within what that rounding allows.
 #include <basin/train.h>
 
 
+#include <map>
 #include <memory>
 
 #include "../catch.h"
@@ -86,6 +88,36 @@ TEST_CASE("bcube on two ranks reaches the single-process weights", "[exec][train
   two.allreduce.algorithm = comm::Algorithm::bcube;
   two.bucket_mb = 0.01;
   CHECK(weight_difference(one, run(two, 2, 1)) < 1e-5);
+}
+
+TEST_CASE("Gradients sent as fp16 or bf16 move the weights by about the wire's rounding", "[exec][train][comm]") {
+  // Each allreduced element is the two ranks' gradients rounded to 16 bits and their sum rounded
+  // again: off by at most 2u (|g1| + |g2|), u the unit roundoff (2^-11 fp16, 2^-8 bf16), with
+  // |g1| + |g2| = |g1 + g2| where the ranks agree in sign. Through three SGD steps the weights
+  // then differ from the fp32 wire's by about 2u of how far those steps moved them (U below).
+  // The bound allows twice that, for ranks that disagree and for the changed gradients'
+  // effect on the next steps' forward, and the difference must be there: nonzero, and larger
+  // for bf16's 8 significant bits than for fp16's 11.
+  const Setup setup;
+  const TrainConfig& c = setup.c;
+  const auto& dir = setup.dir;
+  const std::vector<float> fp32 = run(c, 2, 1);
+  auto backend = make_cpu_backend(1);  // the initial weights, initialized as train() does
+  Net initial(network_for(c, 10), *backend, c.batch);
+  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
+  const double moved = weight_difference(fp32, initial.to_host(initial.params()));
+  REQUIRE(moved > 1e-3);
+  std::map<comm::WirePrecision, double> off;
+  for (auto [wire, unit_roundoff] : {std::pair{comm::WirePrecision::fp16, 0x1p-11}, std::pair{comm::WirePrecision::bf16, 0x1p-8}}) {
+    TrainConfig narrow = c;
+    narrow.out = dir.path / comm::name(wire);
+    narrow.allreduce.precision = wire;
+    off[wire] = weight_difference(fp32, run(narrow, 2, 1));
+    INFO(comm::name(wire) << ": weights off by " << off[wire] << " of their rms; the steps moved them by " << moved);
+    CHECK(off[wire] > 0);
+    CHECK(off[wire] < 4 * unit_roundoff * moved);
+  }
+  CHECK(off[comm::WirePrecision::fp16] < off[comm::WirePrecision::bf16]);
 }
 
 #endif

@@ -2,13 +2,22 @@
 // communicator, non-blocking waits) summing buffers of awkward sizes. NCCL allows one rank per
 // GPU, so on a one-GPU machine only a one-rank communicator runs (its allreduce must be the
 // identity, bit for bit); the two-rank sums need two GPUs and are skipped, visibly, otherwise.
+// The gradient transport on a one-rank communicator shows the 16-bit wires' narrowing and
+// widening around NCCL, bit for bit against the CPU rounding.
 #include "../catch.h"
 
+#include <basin/backend.h>
 #include <basin/cuda_check.h>
+#include <basin/kernels.h>
 
-#include "nccl_comm.h"
 #include "nccl_check.h"
+#include "nccl_comm.h"
+#include "nccl_transport.h"
 
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -136,4 +145,62 @@ TEST_CASE("A rank that never joins makes NCCL's creation fail within the timeout
   }
   // The timeout plus the abort's cleanup, with room: never NCCL's own (much longer) bootstrap wait.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+}
+
+TEST_CASE("The NCCL transport sends gradients as fp32, fp16 or bf16 and widens them back",
+          "[exec][gpu][nccl]") {
+  // One rank, so NCCL's sum is the identity and what comes back is exactly what went out: the
+  // gradients themselves in fp32, each rounded once to the wire's format in fp16 and bf16
+  // (kernels' CPU rounding, which the GPU cast matches bit for bit). Values span 2^-30 to 2^9:
+  // fp16 subnormals and flushes included, nothing past half's range.
+  const comm::WirePrecision wire =
+      GENERATE(comm::WirePrecision::fp32, comm::WirePrecision::fp16, comm::WirePrecision::bf16);
+  CAPTURE(comm::name(wire));
+  auto backend = make_gpu_backend();
+  const size_t n = 2049000 + 13, untouched = 5;  // the last 5 are in no bucket
+  std::vector<float> host(n);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> exponent(-30, 8);
+  for (float& x : host) x = std::ldexp(normal(rng), exponent(rng));
+  std::shared_ptr<float> grads = backend->alloc_flat(static_cast<long long>(n));
+  backend->flat_from_host(host.data(), grads.get(), static_cast<long long>(n));
+
+  ncclUniqueId id{};
+  NCCL_CHECK(ncclGetUniqueId(&id));
+  auto comm = std::make_unique<gpu::NcclComm>(id, gpu::NcclCommOptions{.rank = 0, .ranks = 1});
+  auto transport = detail::make_nccl_transport(*backend, std::move(comm), std::span<float>(grads.get(), n), wire);
+  const std::vector<std::pair<long long, long long>> buckets = {
+      {0, 1000}, {1000, 65537}, {66537, static_cast<long long>(n - untouched) - 66537}};
+  for (int step = 0; step < 2; ++step) {  // the second step reuses the events and the 16-bit copy
+    for (auto [offset, count] : buckets) transport->submit(offset, count);
+    const std::vector<comm::BucketTiming> timings = transport->wait();
+    REQUIRE(timings.size() == buckets.size());
+    for (size_t b = 0; b < timings.size(); ++b) {
+      CHECK(timings[b].offset == buckets[b].first);
+      CHECK(timings[b].count == buckets[b].second);
+      CHECK(timings[b].start <= timings[b].end);
+    }
+  }
+  std::vector<float> back(n);
+  backend->flat_to_host(grads.get(), back.data(), static_cast<long long>(n));
+
+  auto rounded = [&](float x) {
+    switch (wire) {
+      case comm::WirePrecision::fp16: return kernels::fp16_bits_to_float(kernels::float_to_fp16_bits(x));
+      case comm::WirePrecision::bf16: return kernels::bf16_bits_to_float(kernels::float_to_bf16_bits(x));
+      case comm::WirePrecision::fp32: break;
+    }
+    return x;
+  };
+  long long wrong = 0, changed = 0;
+  for (size_t i = 0; i < n; ++i) {
+    // Rounding is idempotent, so two steps round the same as one.
+    const float expected = i < n - untouched ? rounded(host[i]) : host[i];
+    wrong += std::memcmp(&back[i], &expected, sizeof(float)) != 0;
+    changed += back[i] != host[i];
+  }
+  CHECK(wrong == 0);
+  if (wire == comm::WirePrecision::fp32) CHECK(changed == 0);
+  else CHECK(changed > static_cast<long long>(n) / 2);  // random floats are rarely 16-bit values
 }

@@ -2,7 +2,8 @@
 //
 // The one public header of the comm layer. It names no Gloo type, so code that includes it builds
 // whether or not Gloo was found (BASIN_HAVE_GLOO); without Gloo, connect() throws CommError.
-// The layer depends on no other basin layer: exec's trainer hands it (offset, count) buckets of
+// The layer depends on no other basin layer but kernels' CPU precision conversions (the one
+// rounding to fp16 and bf16 in basin): exec's trainer hands it (offset, count) buckets of
 // its flat gradient array and it sums them across ranks, as Caffe2 did on Gloo (Goyal et al. 2017).
 #pragma once
 
@@ -65,19 +66,21 @@ RendezvousConfig rendezvous_from_env(const Getenv& getenv);
 
 // Gloo's own allreduce classes.
 enum class Algorithm { ring, ring_chunked, halving_doubling, bcube };
-// What travels on the wire and is reduced: fp16 halves the bytes and rounds each partial sum to
-// IEEE half (11 significant bits; values beyond 65504 become infinite).
-enum class WirePrecision { fp32, fp16 };
+// What travels on the wire and is reduced: fp16 and bf16 halve the bytes and round each partial
+// sum to 16 bits: IEEE half (11 significant bits; values beyond 65504 become infinite) or bfloat16
+// (8 significant bits, fp32's range), each partial sum formed in fp32 and rounded to nearest even.
+enum class WirePrecision { fp32, fp16, bf16 };
 
 struct AllreduceOptions {
   Algorithm algorithm = Algorithm::ring_chunked;
   WirePrecision precision = WirePrecision::fp32;
-  float scale = 1.0f;  // the sum is multiplied by this (1/world_size for a mean); fp16 pre-scales
+  float scale = 1.0f;  // the sum is multiplied by this (1/world_size for a mean); fp16/bf16 pre-scale
   int bcube_base = 2;  // bcube's group size: the world size must be a power of it
 };
 
 const char* name(Algorithm algorithm);
 const char* name(WirePrecision precision);
+WirePrecision parse_wire_precision(const std::string& text);  // "fp32", "fp16", "bf16"; throws CommError
 Algorithm parse_algorithm(const std::string& text);  // "ring", "ring_chunked", ...; throws CommError
 
 // Empty when Gloo's `algorithm` can run on `world_size` ranks, else why not and what to use.
@@ -87,10 +90,6 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
 // overlap): AVX2 where the CPU has it. Exposed so that the emulated-cluster probe and benchmarks
 // measure the rate the collectives actually reduce at.
 void add_into(float* x, const float* y, std::size_t n);
-
-// IEEE half conversions used by the fp16 wire (round to nearest even; exposed for tests).
-std::uint16_t float_to_half(float value);
-float half_to_float(std::uint16_t bits);
 
 // A connected full mesh of world_size ranks. Not thread-safe: one thread at a time (the
 // BucketReducer's thread while it has work) may run collectives on it.

@@ -3,7 +3,10 @@
 //
 // Ordering, per bucket: an event recorded on the compute stream when backward has enqueued the
 // bucket's last gradient; the communication stream waits on it, then runs ncclAllReduce in
-// place. At wait(), an event recorded on the communication stream after the last bucket is
+// place. With a 16-bit wire the communication stream also narrows the bucket into its stretch of
+// one 16-bit copy of the gradients (kernels' cast, bit-identical to the CPU rounding), sums that
+// in NCCL's fp16 or bf16, and widens it back: half the bytes on the links, two memory passes on
+// the GPU, and the same format and rounding as the Gloo path's 16-bit wire. At wait(), an event recorded on the communication stream after the last bucket is
 // polled from the host (with NCCL's asynchronous error and the timeout, nccl_comm.cc), and the
 // compute stream is made to wait on it, so the optimizer's kernels follow the sums on the GPU as
 // well as on the host. The host-side wait is what turns a dead peer into an error; it costs the
@@ -15,8 +18,11 @@
 #include "nccl_transport.h"
 
 #include <basin/cuda_check.h>
+#include <basin/kernels.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <typeinfo>
 
@@ -38,9 +44,11 @@ struct BucketEvents {
 class NcclTransport final : public GradientTransport {
  public:
   NcclTransport(gpu::CudnnBackend& backend, std::unique_ptr<gpu::NcclComm> comm,
-                std::span<float> grads)
-      : compute_(backend.stream()), comm_(std::move(comm)), grads_(grads),
+                std::span<float> grads, comm::WirePrecision wire)
+      : compute_(backend.stream()), comm_(std::move(comm)), grads_(grads), wire_(wire),
         finished_(gpu::make_event(cudaEventDefault)) {
+    if (wire_ != comm::WirePrecision::fp32)
+      narrow_ = gpu::DeviceMemory(sizeof(std::uint16_t) * std::max<size_t>(grads_.size(), 1));
     cudaStream_t s = nullptr;
     int least = 0, greatest = 0;
     CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
@@ -64,9 +72,20 @@ class NcclTransport final : public GradientTransport {
     CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), b.ready.get(), 0));
     CUDA_CHECK(cudaEventRecord(b.start.get(), stream_.get()));
     float* data = grads_.data() + offset;
-    NCCL_CHECK_RANK(comm_->options().rank,
-                    ncclAllReduce(data, data, static_cast<size_t>(count), ncclFloat32, ncclSum,
-                                  comm_->get(), stream_.get()));
+    const auto n = static_cast<size_t>(count);
+    if (wire_ == comm::WirePrecision::fp32) {
+      NCCL_CHECK_RANK(comm_->options().rank,
+                      ncclAllReduce(data, data, n, ncclFloat32, ncclSum, comm_->get(), stream_.get()));
+    } else {
+      const bool half = wire_ == comm::WirePrecision::fp16;
+      const auto format = half ? kernels::Precision::fp16 : kernels::Precision::bf16;
+      std::uint16_t* low = narrow_.as<std::uint16_t>() + offset;
+      kernels::cast_gpu(data, kernels::Precision::fp32, low, format, n, stream_.get());
+      NCCL_CHECK_RANK(comm_->options().rank,
+                      ncclAllReduce(low, low, n, half ? ncclFloat16 : ncclBfloat16, ncclSum,
+                                    comm_->get(), stream_.get()));
+      kernels::cast_gpu(low, format, data, kernels::Precision::fp32, n, stream_.get());
+    }
     comm_->settle(bucket_text(b));
     CUDA_CHECK(cudaEventRecord(b.end.get(), stream_.get()));
   }
@@ -95,13 +114,15 @@ class NcclTransport final : public GradientTransport {
 
  private:
   std::string bucket_text(const BucketEvents& b) const {
-    return "allreduce of bucket (offset " + std::to_string(b.offset) + ", " +
-           std::to_string(b.count) + " floats)";
+    return std::string("allreduce of bucket (offset ") + std::to_string(b.offset) + ", " +
+           std::to_string(b.count) + " floats, " + comm::name(wire_) + " on the wire)";
   }
 
   cudaStream_t compute_;
   std::unique_ptr<gpu::NcclComm> comm_;
   std::span<float> grads_;
+  comm::WirePrecision wire_;
+  gpu::DeviceMemory narrow_;  // the 16-bit wire's copy of the gradients; empty for fp32
   gpu::OwnedStream stream_;
   Event finished_;
   std::vector<BucketEvents> buckets_;  // reused step after step; the first used_ are this step's
@@ -110,14 +131,28 @@ class NcclTransport final : public GradientTransport {
 
 }  // namespace
 
-std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
-                                                       comm::Communicator& rendezvous,
-                                                       std::span<float> grads,
-                                                       TrainConfig::NcclAlgorithm algorithm) {
+namespace {
+gpu::CudnnBackend& gpu_backend_of(Backend& backend) {
   auto* gpu_backend = dynamic_cast<gpu::CudnnBackend*>(&backend);
   if (!gpu_backend)
     throw std::invalid_argument("gpu_collective: nccl needs basin's GPU backend, not " + backend.name());
-  const int device = gpu_backend->device();
+  return *gpu_backend;
+}
+}  // namespace
+
+std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
+                                                       std::unique_ptr<gpu::NcclComm> comm,
+                                                       std::span<float> grads,
+                                                       comm::WirePrecision wire) {
+  return std::make_unique<NcclTransport>(gpu_backend_of(backend), std::move(comm), grads, wire);
+}
+
+std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
+                                                       comm::Communicator& rendezvous,
+                                                       std::span<float> grads,
+                                                       TrainConfig::NcclAlgorithm algorithm,
+                                                       comm::WirePrecision wire) {
+  const int device = gpu_backend_of(backend).device();
   const ncclUniqueId id = gpu::share_unique_id(rendezvous);
   auto comm = std::make_unique<gpu::NcclComm>(
       id, gpu::NcclCommOptions{.rank = rendezvous.rank(), .ranks = rendezvous.world_size(),
@@ -126,7 +161,7 @@ std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
                                .roll_call = [&rendezvous](const std::string& what, std::vector<int>& silent) {
                                  return rendezvous.roll_call("NCCL: " + what, &silent);
                                }});
-  return std::make_unique<NcclTransport>(*gpu_backend, std::move(comm), grads);
+  return make_nccl_transport(backend, std::move(comm), grads, wire);
 }
 
 }  // namespace basin::exec::detail

@@ -9,14 +9,28 @@
 
 #include "../gradient_transport.h"
 
+namespace basin::exec::gpu {
+class NcclComm;
+}
+
 namespace basin::exec::detail {
 
 // For a CudnnBackend (any other backend is refused naming it): a communicator of
 // rendezvous.world_size() ranks whose rank 0's unique id is shared through `rendezvous`, and a
-// transport that sums `grads` (device memory) in place.
+// transport that sums `grads` (device memory) in place, sending them as `wire`: fp32 as they
+// are, or fp16/bf16 through a 16-bit copy on the GPU (the sum of the rounded values, rounded
+// again by NCCL's 16-bit reduction, widened back into `grads`).
 std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
                                                        comm::Communicator& rendezvous,
                                                        std::span<float> grads,
-                                                       TrainConfig::NcclAlgorithm algorithm);
+                                                       TrainConfig::NcclAlgorithm algorithm,
+                                                       comm::WirePrecision wire);
+
+// The same transport on a communicator made elsewhere (the GPU tests make a one-rank one without
+// a rendezvous, since the GPU machines have no Gloo).
+std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
+                                                       std::unique_ptr<gpu::NcclComm> comm,
+                                                       std::span<float> grads,
+                                                       comm::WirePrecision wire);
 
 }  // namespace basin::exec::detail
