@@ -21,7 +21,11 @@ struct BucketReducer::State {
 
   std::mutex mutex;
   std::condition_variable work, finished;
-  std::deque<BucketTiming> queue;
+  struct Job {
+    BucketTiming timing;
+    std::function<void()> before;
+  };
+  std::deque<Job> queue;
   std::vector<BucketTiming> done;
   std::size_t in_flight = 0;  // submitted and not yet done (queued or running)
   std::optional<CommError> error;
@@ -35,13 +39,15 @@ struct BucketReducer::State {
     while (true) {
       work.wait(lock, [&] { return stopping || !queue.empty(); });
       if (queue.empty()) return;  // stopping with nothing left
-      BucketTiming bucket = queue.front();
+      Job job = std::move(queue.front());
       queue.pop_front();
+      BucketTiming& bucket = job.timing;
       if (!error) {
         lock.unlock();
         std::optional<CommError> failed;
-        bucket.start = std::chrono::steady_clock::now();
         try {
+          if (job.before) job.before();
+          bucket.start = std::chrono::steady_clock::now();
           comm.allreduce(gradients.subspan(static_cast<std::size_t>(bucket.offset), static_cast<std::size_t>(bucket.count)),
                          options);
         } catch (const CommError& e) {
@@ -82,7 +88,7 @@ BucketReducer::~BucketReducer() {
   if (state_->thread.joinable()) state_->thread.join();
 }
 
-void BucketReducer::submit(long long offset, long long count) {
+void BucketReducer::submit(long long offset, long long count, std::function<void()> before) {
   State& s = *state_;
   const long long size = static_cast<long long>(s.gradients.size());
   if (offset < 0 || count < 0 || offset > size || count > size - offset)
@@ -95,11 +101,9 @@ void BucketReducer::submit(long long offset, long long count) {
     throw CommError("rank " + std::to_string(s.comm.rank()) + ": bucket reducer accepts no work after a failure: " +
                         s.error->what(),
                     s.error->rank, s.error->peer, s.error->timed_out);
-  BucketTiming bucket;
-  bucket.offset = offset;
-  bucket.count = count;
-  bucket.submitted = std::chrono::steady_clock::now();
-  s.queue.push_back(bucket);
+  State::Job job{.timing = {.offset = offset, .count = count, .submitted = std::chrono::steady_clock::now()},
+                 .before = std::move(before)};
+  s.queue.push_back(std::move(job));
   ++s.in_flight;
   s.work.notify_one();
 }

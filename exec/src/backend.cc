@@ -48,6 +48,11 @@ void Backend::flat_to_host(const float* flat, float* host, long long n) {
   if (n > 0 && flat != host) std::memcpy(host, flat, sizeof(float) * static_cast<size_t>(n));
 }
 
+std::function<void()> Backend::flat_to_host_async(const float* flat, float* host, long long n) {
+  flat_to_host(flat, host, n);
+  return [] {};
+}
+
 void Backend::flat_from_host(const float* host, float* flat, long long n) {
   if (n > 0 && flat != host) std::memcpy(flat, host, sizeof(float) * static_cast<size_t>(n));
 }

@@ -1,11 +1,10 @@
 // The two Gloo transports of gradient_transport.h: in place on host gradients, and staged
 // through host memory for device gradients. The NCCL one is gpu/nccl_transport.cc.
 //
-// The staged copy to host is synchronous (flat_to_host waits for the backend's stream), so the
-// host thread stops at each bucket until the GPU has caught up with backward; the allreduce of
-// that bucket then runs on the reducer thread while the host enqueues the next layers. An
-// asynchronous copy (an event per bucket and a copy stream) would keep the host ahead of the GPU;
-// it needs stream hooks in the Backend interface, which only the NCCL path has so far.
+// The staged copy to host is asynchronous (Backend::flat_to_host_async): submit only queues it,
+// so the host goes on queueing backward's next layers, and the reducer thread waits for the copy
+// just before it sends the bucket. The copies back run at wait(), one per contiguous run, ahead
+// of the optimizer on the backend's stream.
 #include "gradient_transport.h"
 
 #include <algorithm>
@@ -37,10 +36,10 @@ class StagedTransport final : public GradientTransport {
         reducer_(comm, host_, o) {}
 
   void submit(long long offset, long long count) override {
-    backend_.flat_to_host(device_.data() + offset, host_.data() + offset, count);
+    auto copied = backend_.flat_to_host_async(device_.data() + offset, host_.data() + offset, count);
     if (!pending_.empty() && pending_.back().second == offset) pending_.back().second += count;
     else pending_.emplace_back(offset, offset + count);
-    reducer_.submit(offset, count);
+    reducer_.submit(offset, count, std::move(copied));
   }
 
   std::vector<comm::BucketTiming> wait() override {

@@ -37,9 +37,10 @@ std::unique_ptr<GradientTransport> make_host_transport(comm::Communicator& comm,
                                                        std::span<float> grads,
                                                        const comm::AllreduceOptions& options);
 
-// Copies to host once per bucket at submit (flat_to_host: synchronous, so it also waits for the
-// backward that produced the bucket), and back once per contiguous run of buckets at wait
-// (flat_from_host): the buckets of a step tile the array, so normally one copy back.
+// Copies to host once per bucket, queued at submit (flat_to_host_async: after the backward that
+// produced the bucket; the reducer thread waits for it before sending), and back once per
+// contiguous run of buckets at wait (flat_from_host): the buckets of a step tile the array, so
+// normally one copy back.
 std::unique_ptr<GradientTransport> make_staged_transport(Backend& backend, comm::Communicator& comm,
                                                          std::span<float> grads,
                                                          const comm::AllreduceOptions& options);

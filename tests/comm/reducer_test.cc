@@ -1,8 +1,12 @@
 // The bucketed reducer: buckets of one flat gradient array submitted in backward order while the
 // test thread goes on "computing" (writing the next bucket's gradients), reduced in FIFO order on
 // the reducer's thread; results, per-bucket timings, reuse of Gloo's objects across iterations,
-// that submit() does not wait for the network, and bad buckets.
+// that submit() does not wait for the network, a bucket's wait for its data (run on the reducer's
+// thread before its allreduce), and bad buckets.
 #include "comm_test_util.h"
+
+#include <stdexcept>
+#include <thread>
 
 #include "../catch.h"
 
@@ -105,6 +109,45 @@ TEST_CASE("comm reducer: a bucket outside the gradient array is refused", "[comm
   const auto timings = reducer.wait();
   CHECK(timings.size() == 2);
   CHECK(g[0] == 1.0f);  // one rank: the sum is the rank's own value
+}
+
+TEST_CASE("comm reducer: a bucket's wait for its data runs on the reducer thread, before its allreduce",
+          "[comm]") {
+  // The data arrives only when `before` runs (as a device-to-host copy does): the sums are right
+  // only if every bucket's `before` ran ahead of its allreduce, and on the reducer's thread.
+  const int world = 2;
+  auto comms = connect_threads(world);
+  std::vector<std::vector<float>> grads(world, std::vector<float>(total, -1.0f));
+  std::vector<long long> off_thread(world, 0), ran(world, 0);
+  const auto errors = on_threads(world, [&](int r) {
+    auto& g = grads[static_cast<std::size_t>(r)];
+    BucketReducer reducer(*comms[static_cast<std::size_t>(r)], g);
+    const auto caller = std::this_thread::get_id();
+    for (const Bucket& b : buckets)
+      reducer.submit(b.offset, b.count, [&, b] {
+        ++ran[static_cast<std::size_t>(r)];
+        off_thread[static_cast<std::size_t>(r)] += std::this_thread::get_id() != caller;
+        for (long long i = b.offset; i < b.offset + b.count; ++i) g[static_cast<std::size_t>(i)] = rank_value(r, i);
+      });
+    reducer.wait();
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (int r = 0; r < world; ++r) {
+    long long wrong = 0;
+    for (long long i = 0; i < total; ++i) wrong += grads[static_cast<std::size_t>(r)][static_cast<std::size_t>(i)] != expected_sum(world, i);
+    CHECK(wrong == 0);
+    CHECK(ran[static_cast<std::size_t>(r)] == static_cast<long long>(buckets.size()));
+    CHECK(off_thread[static_cast<std::size_t>(r)] == static_cast<long long>(buckets.size()));
+  }
+
+  // A wait that fails fails its bucket, named, at wait(); later buckets are dropped.
+  auto alone = connect_threads(1);
+  std::vector<float> g(100, 1.0f);
+  BucketReducer reducer(*alone[0], g);
+  reducer.submit(0, 50, [] { throw std::runtime_error("copy to host failed"); });
+  reducer.submit(50, 50);
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(reducer.wait(), Contains("copy to host failed") && Contains("offset 0, count 50"));
 }
 
 #endif

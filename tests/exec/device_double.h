@@ -36,6 +36,17 @@ class DeviceDouble final : public Backend {
     if (counting) to_host.push_back({flat, host, n});
     Backend::flat_to_host(flat, host, n);
   }
+  // The copy is deferred to the returned wait, which the caller must run before it reads `host`
+  // (a GPU's copy may not have happened yet either): a caller that forgot would read stale
+  // values. Counted, like the crossings, at the call.
+  long long async_waits = 0;
+  std::function<void()> flat_to_host_async(const float* flat, float* host, long long n) override {
+    if (counting) to_host.push_back({flat, host, n});
+    return [this, flat, host, n] {
+      ++async_waits;
+      Backend::flat_to_host(flat, host, n);
+    };
+  }
   void flat_from_host(const float* host, float* flat, long long n) override {
     if (counting) from_host.push_back({host, flat, n});
     Backend::flat_from_host(host, flat, n);

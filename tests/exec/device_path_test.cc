@@ -67,9 +67,13 @@ TEST_CASE("Staged buckets cross to the host once each and come back once per con
     CHECK(backend.staging_allocations == 1);
     for (int step = 0; step < 2; ++step) {  // twice: the staging buffer and Gloo's cache are reused
       backend.counting = true;
+      backend.async_waits = 0;
       for (const auto& [offset, count] : buckets) transport->submit(offset, count);
       const auto timings = transport->wait();
       backend.counting = false;
+      // Each bucket's copy to the host was waited for (and only then made, by the double):
+      // the exact sums below also show it happened before that bucket was sent.
+      CHECK(backend.async_waits == static_cast<long long>(buckets.size()));
       REQUIRE(timings.size() == buckets.size());
       REQUIRE(backend.to_host.size() == buckets.size());
       for (size_t b = 0; b < buckets.size(); ++b) {

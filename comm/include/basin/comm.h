@@ -161,7 +161,10 @@ class BucketReducer {
   BucketReducer(const BucketReducer&) = delete;
   BucketReducer& operator=(const BucketReducer&) = delete;
 
-  void submit(long long offset, long long count);
+  // `before`, when given, runs on the reducer's thread just before this bucket's allreduce: a
+  // wait for the bucket's data to arrive (exec's device-to-host copy). Its exception fails the
+  // bucket like a failed allreduce.
+  void submit(long long offset, long long count, std::function<void()> before = {});
   std::vector<BucketTiming> wait();
 
  private:

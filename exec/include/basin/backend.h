@@ -27,6 +27,7 @@
 #include <basin/data.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -107,6 +108,12 @@ class Backend {
   virtual std::shared_ptr<float> alloc_flat(long long n);
   virtual void flat_to_host(const float* flat, float* host, long long n);
   virtual void flat_from_host(const float* host, float* flat, long long n);
+  // flat_to_host without waiting: starts copying n floats to `host` (alloc_host_staging memory)
+  // after the work queued so far and returns the wait for that copy, which any thread may call,
+  // once, before it reads `host`. `flat` must not change until then. A GPU backend copies on a
+  // stream of its own, so the host goes on queueing work while the copy waits for the GPU to
+  // produce the data. The default copies at once and returns a wait that does nothing.
+  virtual std::function<void()> flat_to_host_async(const float* flat, float* host, long long n);
   // torch.nn.BatchNorm2d's running statistics from one training forward's batch statistics
   // (what batchnorm_forward_training wrote): mean <- (1 - momentum) mean + momentum batch_mean,
   // var <- (1 - momentum) var + momentum batch_var * count / (count - 1) (unbiased; count is the

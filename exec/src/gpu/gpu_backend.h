@@ -197,6 +197,7 @@ class CudnnBackend final : public Backend {
   void accumulate(float* dst, const float* src, long long n) override;
   void copy_flat(float* dst, const float* src, long long n) override;
   std::shared_ptr<float> alloc_host_staging(long long n) override;
+  std::function<void()> flat_to_host_async(const float* flat, float* host, long long n) override;
   // The stream every operation runs on, for NCCL's communication stream to order itself after
   // (nccl_transport.cc records events on it). Not part of Backend: only GPU code needs it.
   cudaStream_t stream() const { return stream_; }
@@ -275,6 +276,7 @@ class CudnnBackend final : public Backend {
   cudaStream_t stream_ = nullptr;  // the owners' raw handles, for the many calls that take them
   cudnnHandle_t cudnn_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  Stream copy_stream_;  // flat_to_host_async's copies; created at the first one
   std::string device_name_;
   DeviceMemory workspace_;
   DeviceMemory scratch_[5];

@@ -1,7 +1,10 @@
 // The GPU backend's flat-array operations for data parallelism: micro-batch gradient accumulation
 // (dst += src with cuBLAS's axpy, a copy with cudaMemcpyAsync), both on the backend's stream so
-// they follow the backward that wrote src, and page-locked host memory for buckets staged
-// through the host to Gloo (cudaMemcpy from pinned memory needs no bounce buffer).
+// they follow the backward that wrote src, page-locked host memory for buckets staged through
+// the host to Gloo (cudaMemcpy from pinned memory needs no bounce buffer), and the asynchronous
+// copy of a bucket to it: on a copy stream that waits for an event on the compute stream, so
+// neither the host nor the compute stream stops for it, and the Gloo reducer's thread waits
+// for the copy's own event before it sends the bucket.
 // Kept apart from gpu_backend.cc so that file stays about the layers.
 #include <algorithm>
 #include <climits>
@@ -32,6 +35,27 @@ std::shared_ptr<float> CudnnBackend::alloc_host_staging(long long n) {
   float* p = nullptr;
   CUDA_CHECK(cudaMallocHost(&p, sizeof(float) * static_cast<size_t>(std::max(n, 1LL))));
   return std::shared_ptr<float>(p, [](float* q) { cudaFreeHost(q); });
+}
+
+std::function<void()> CudnnBackend::flat_to_host_async(const float* flat, float* host, long long n) {
+  if (n <= 0) return [] {};
+  if (!copy_stream_) {
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    copy_stream_.reset(s);
+  }
+  auto make_event = [] {
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return std::shared_ptr<CUevent_st>(e, [](cudaEvent_t x) { cudaEventDestroy(x); });
+  };
+  const auto produced = make_event(), copied = make_event();
+  CUDA_CHECK(cudaEventRecord(produced.get(), stream_));
+  CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), produced.get(), 0));
+  CUDA_CHECK(cudaMemcpyAsync(host, flat, sizeof(float) * static_cast<size_t>(n), cudaMemcpyDeviceToHost,
+                             copy_stream_.get()));
+  CUDA_CHECK(cudaEventRecord(copied.get(), copy_stream_.get()));
+  return [copied] { CUDA_CHECK(cudaEventSynchronize(copied.get())); };
 }
 
 }  // namespace basin::exec::gpu
