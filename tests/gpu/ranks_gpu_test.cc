@@ -1,8 +1,8 @@
 // Data-parallel training on the GPU backend: the flat operations behind micro-batch accumulation
 // and host staging, two ranks sharing one GPU through the Gloo staged path against one rank
-// summing the same two shards as micro-batches (the issue's check), and, with two GPUs, the same
-// through NCCL. The CPU suite proves the same logic with a device double (device_path_test.cc);
-// these are what only a GPU can show.
+// summing the same two shards as micro-batches (the issue's check), also with bf16 on the wire,
+// and, with two GPUs, the same through NCCL. The CPU suite proves the same logic with a device
+// double (device_path_test.cc); these are what only a GPU can show.
 #include "../catch.h"
 #include "../exec/train_fixture.h"
 #include "../temp_dir.h"
@@ -91,6 +91,21 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   c.bucket_mb = 0.02;
   c.overlap = false;
   CHECK(fixture::weight_difference(one, run_ranks(c, 2, 1, [](int) { return 0; })) < 1e-5);
+
+  // bf16 on the wire: the weights move from fp32's by about the rounding, within the bound of
+  // tests/exec/data_parallel_test.cc (4 u of how far the steps moved them, u = 2^-8).
+  auto backend = make_gpu_backend();
+  Net initial(network_for(c, 10), *backend, c.batch);
+  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
+  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  c.out = run.dir.path / "two-gloo-bf16";
+  c.bucket_mb = run.c.bucket_mb;
+  c.overlap = true;
+  c.allreduce.precision = comm::WirePrecision::bf16;
+  const double off = fixture::weight_difference(one, run_ranks(c, 2, 1, [](int) { return 0; }));
+  INFO("bf16 wire: weights off by " << off << " of their rms; the steps moved them by " << moved);
+  CHECK(off > 0);
+  CHECK(off < 4 * 0x1p-8 * moved);
 }
 
 TEST_CASE("Two ranks on two GPUs through NCCL reach one rank's weights", "[exec][gpu][train][nccl]") {
