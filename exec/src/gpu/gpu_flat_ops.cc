@@ -55,7 +55,12 @@ std::function<void()> CudnnBackend::flat_to_host_async(const float* flat, float*
   CUDA_CHECK(cudaMemcpyAsync(host, flat, sizeof(float) * static_cast<size_t>(n), cudaMemcpyDeviceToHost,
                              copy_stream_.get()));
   CUDA_CHECK(cudaEventRecord(copied.get(), copy_stream_.get()));
-  return [copied] { CUDA_CHECK(cudaEventSynchronize(copied.get())); };
+  // The wait runs on the Gloo reducer's thread, which never chose a device: without this, its
+  // first CUDA call would create a context on device 0 for a rank on another GPU.
+  return [copied, device = options_.device] {
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaEventSynchronize(copied.get()));
+  };
 }
 
 }  // namespace basin::exec::gpu
