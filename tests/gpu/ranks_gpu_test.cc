@@ -132,6 +132,25 @@ TEST_CASE("Two ranks on two GPUs through NCCL reach one rank's weights", "[exec]
     INFO("NCCL " << (algorithm == TrainConfig::NcclAlgorithm::ring ? "ring" : "tree") << ": " << d);
     CHECK(d < 1e-5);
   }
+  // fp16 and bf16 on the wire (narrow, NCCL's 16-bit sum, widen on the communication stream):
+  // off from fp32's by about the rounding, within 4 u of how far the steps moved the weights
+  // (u = 2^-11 fp16, 2^-8 bf16), as the Gloo wire above. A widen that ran before NCCL's sum
+  // would leave each rank its own half of the gradient, far outside this.
+  auto backend = make_gpu_backend();
+  Net initial(network_for(c, 10), *backend, c.batch);
+  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
+  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  for (auto wire : {comm::WirePrecision::fp16, comm::WirePrecision::bf16}) {
+    TrainConfig n = c;
+    n.out = run.dir.path / (std::string("nccl-") + comm::name(wire));
+    n.gpu_collective = TrainConfig::GpuCollective::nccl;
+    n.allreduce.precision = wire;
+    const double u = wire == comm::WirePrecision::fp16 ? 0x1p-11 : 0x1p-8;
+    const double off = fixture::weight_difference(one, run_ranks(n, 2, 1, [](int r) { return r; }));
+    INFO("NCCL " << comm::name(wire) << " wire: weights off by " << off << "; the steps moved them by " << moved);
+    CHECK(off > 0);
+    CHECK(off < 4 * u * moved);
+  }
 }
 
 #endif

@@ -6,9 +6,11 @@
 // place. With a 16-bit wire the communication stream also narrows the bucket into its stretch of
 // one 16-bit copy of the gradients (kernels' cast, bit-identical to the CPU rounding), sums that
 // in NCCL's fp16 or bf16, and widens it back: half the bytes on the links, two memory passes on
-// the GPU, and the same format and rounding as the Gloo path's 16-bit wire. At wait(), an event recorded on the communication stream after the last bucket is
-// polled from the host (with NCCL's asynchronous error and the timeout, nccl_comm.cc), and the
-// compute stream is made to wait on it, so the optimizer's kernels follow the sums on the GPU as
+// the GPU, and the same format and rounding as the Gloo path's 16-bit wire. The widen is
+// queued only once NCCL has its kernel on the stream (the communicator is non-blocking). At
+// wait(), an event recorded on the communication stream after the last bucket is polled from
+// the host (with NCCL's asynchronous error and the timeout, nccl_comm.cc), and the compute
+// stream is made to wait on it, so the optimizer's kernels follow the sums on the GPU as
 // well as on the host. The host-side wait is what turns a dead peer into an error; it costs the
 // host its run-ahead at the step's end only, where it reads the loss anyway.
 //
@@ -57,6 +59,9 @@ class NcclTransport final : public GradientTransport {
     CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
     stream_.reset(s);
   }
+  // The communicator goes first (finalized, or aborted after a failure), so no collective of
+  // it can still be reading the 16-bit copy or running on the stream when they are freed.
+  ~NcclTransport() override { comm_.reset(); }
 
   void submit(long long offset, long long count) override {
     if (offset < 0 || count < 0 || offset + count > static_cast<long long>(grads_.size()))
@@ -73,9 +78,13 @@ class NcclTransport final : public GradientTransport {
     CUDA_CHECK(cudaEventRecord(b.start.get(), stream_.get()));
     float* data = grads_.data() + offset;
     const auto n = static_cast<size_t>(count);
+    // The communicator is non-blocking: ncclAllReduce may return before NCCL has put its kernel
+    // on the stream, and until settle() sees it there nothing else may be queued on that stream
+    // (NCCL's rule for ncclInProgress), or the widen below could run before the sum.
     if (wire_ == comm::WirePrecision::fp32) {
       NCCL_CHECK_RANK(comm_->options().rank,
                       ncclAllReduce(data, data, n, ncclFloat32, ncclSum, comm_->get(), stream_.get()));
+      comm_->settle(bucket_text(b));
     } else {
       const bool half = wire_ == comm::WirePrecision::fp16;
       const auto format = half ? kernels::Precision::fp16 : kernels::Precision::bf16;
@@ -84,9 +93,9 @@ class NcclTransport final : public GradientTransport {
       NCCL_CHECK_RANK(comm_->options().rank,
                       ncclAllReduce(low, low, n, half ? ncclFloat16 : ncclBfloat16, ncclSum,
                                     comm_->get(), stream_.get()));
+      comm_->settle(bucket_text(b));
       kernels::cast_gpu(low, format, data, kernels::Precision::fp32, n, stream_.get());
     }
-    comm_->settle(bucket_text(b));
     CUDA_CHECK(cudaEventRecord(b.end.get(), stream_.get()));
   }
 
