@@ -58,6 +58,16 @@ void check_config(const TrainConfig& c) {
   if (c.comm) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);
+    // Gloo's AllreduceRing adds each rank's arriving values into its own buffer, so rank r holds
+    // x_r + x_(r-1) + ... in its own order: from 3 ranks on, the replicas' sums differ in their
+    // last bits, their weights drift apart step by step, and with fp16 loss scaling one rank can
+    // overflow and skip a step another takes. Training needs one sum, the same on every rank.
+    if (c.allreduce.algorithm == comm::Algorithm::ring && ranks >= 3)
+      bad("algorithm",
+          "ring_chunked or halving_doubling on " + std::to_string(ranks) +
+              " ranks, got ring: Gloo's plain ring leaves each rank its sum in a different order, "
+              "so replicas drift apart; ring_chunked is the same ring as reduce-scatter + "
+              "allgather, one sum copied to every rank");
   }
 }
 

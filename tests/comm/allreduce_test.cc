@@ -5,6 +5,8 @@
 #include "comm_test_util.h"
 
 #include <cmath>
+#include <cstdint>
+#include <random>
 
 #include <basin/kernels.h>
 
@@ -171,6 +173,39 @@ TEST_CASE("comm allreduce: larger buckets repeated on 4 ranks", "[comm]") {
   });
   CHECK(join_errors(errors) == "");
   CHECK(join_errors(mismatches) == "");
+}
+
+TEST_CASE("comm allreduce: the algorithms training uses leave every rank the same bits", "[comm]") {
+  // Data parallelism keeps replicas equal only if every rank gets the same sum. Values with full
+  // mantissas make any difference in summation order show in the last bits. ring_chunked and
+  // halving-doubling reduce each element once and copy the result to every rank; Gloo's plain
+  // ring adds in each rank's own order, which is why training refuses it from 3 ranks on
+  // (exec/src/train_setup.cc) and why this test also checks that its ranks do differ.
+  const long long count = 5000;
+  for (int world = 3; world <= 6; ++world) {
+    auto comms = connect_threads(world);
+    for (Algorithm algorithm : {Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::ring}) {
+      std::vector<std::vector<float>> results(static_cast<std::size_t>(world));
+      const auto errors = on_threads(world, [&](int r) {
+        auto& data = results[static_cast<std::size_t>(r)];
+        std::mt19937 rng(static_cast<std::uint32_t>(17 + r));
+        std::normal_distribution<float> normal;
+        data.resize(count);
+        for (float& x : data) x = normal(rng);
+        comms[static_cast<std::size_t>(r)]->allreduce(data, {.algorithm = algorithm});
+      });
+      REQUIRE(join_errors(errors) == "");
+      long long differing = 0;
+      for (const auto& got : results)
+        for (long long i = 0; i < count; ++i)
+          differing += got[static_cast<std::size_t>(i)] != results[0][static_cast<std::size_t>(i)];
+      INFO(world << " ranks, " << name(algorithm) << ": " << differing << " elements differ from rank 0's");
+      if (algorithm == Algorithm::ring)
+        CHECK(differing > 0);
+      else
+        CHECK(differing == 0);
+    }
+  }
 }
 
 #endif
