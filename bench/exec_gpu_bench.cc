@@ -30,7 +30,7 @@
 namespace {
 
 using basin::exec::Precision;
-using Key = std::pair<int, int>;  // batch, precision
+using Key = std::tuple<int, int, bool>;  // batch, precision, persistent batch norm
 std::map<Key, double>& basin_images_per_s() {
   static std::map<Key, double> m;
   return m;
@@ -48,11 +48,13 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
   using namespace basin;
   const int batch = static_cast<int>(state.range(0));
   const auto precision = static_cast<Precision>(state.range(1));
+  const bool persistent = state.range(2) != 0;
   cudaFree(nullptr);  // the context first, so the baseline holds it
   const double before = device_bytes_in_use();
   double held = 0, ips = 0;
   {
-    auto backend = exec::make_gpu_backend({.precision = precision});
+    auto backend =
+        exec::make_gpu_backend({.persistent_batchnorm = persistent, .precision = precision});
     exec::Net net(model::resnet(50), *backend, batch);
     net.init({.seed = 1});
     auto velocity = backend->alloc_flat(static_cast<long long>(net.params().size()));
@@ -88,7 +90,7 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
     held = device_bytes_in_use() - before;
     state.SetLabel(backend->name() + std::string(" ") + name_of(precision));
   }
-  basin_images_per_s()[{batch, static_cast<int>(precision)}] = ips;
+  basin_images_per_s()[{batch, static_cast<int>(precision), persistent}] = ips;
   state.counters["images_per_s"] = ips;
   state.counters["device_GiB"] = held / (1 << 30);
 }
@@ -108,25 +110,39 @@ void torch_step(benchmark::State& state, const char* mode) {
   state.counters["images_per_s"] = ips;
   state.counters["peak_reserved_GiB"] = basin::bench::peer_number(out, "peak_reserved_bytes") / (1 << 30);
   state.counters["peak_allocated_GiB"] = basin::bench::peer_number(out, "peak_bytes") / (1 << 30);
-  const auto it = basin_images_per_s().find({batch, static_cast<int>(precision)});
-  if (it != basin_images_per_s().end()) state.counters["basin_ratio"] = it->second / ips;
+  // basin / PyTorch, with cuDNN's plain and (where measured) persistent batch norm.
+  for (const bool persistent : {false, true}) {
+    const auto it = basin_images_per_s().find({batch, static_cast<int>(precision), persistent});
+    if (it != basin_images_per_s().end())
+      state.counters[persistent ? "basin_persistent_bn_ratio" : "basin_ratio"] = it->second / ips;
+  }
   state.SetLabel(std::string(mode) + ", torch " + basin::bench::peer_string(out, "torch"));
 }
 void BM_PyTorchGpuResNet50Step(benchmark::State& state) { torch_step(state, "eager"); }
 void BM_PyTorchCompiledGpuResNet50Step(benchmark::State& state) { torch_step(state, "compile"); }
 
 // basin's lines run first, then PyTorch's eager and compiled lines, each with its ratio to
-// basin's line of the same batch and precision, all in one process on one machine: batch 256 in
-// bf16 (the comparison), fp16 and fp32, and Goyal et al.'s 32 per GPU in fp32.
-void configurations(benchmark::internal::Benchmark* b) {
-  for (auto [batch, p] : {std::pair{256, Precision::bf16}, std::pair{256, Precision::fp16},
-                          std::pair{256, Precision::fp32}, std::pair{32, Precision::fp32}})
-    b->Args({batch, static_cast<long long>(p)});
+// basin's lines of the same batch and precision, all in one process on one machine: batch 256 in
+// bf16 (the comparison), fp16 and fp32, and Goyal et al.'s 32 per GPU in fp32. basin
+// runs the batch-256 bf16 and fp16 steps with cuDNN's plain and persistent batch norm (third
+// argument 0 or 1), which is how GpuOptions::persistent_batchnorm's default is chosen.
+const std::pair<int, Precision> kConfigurations[] = {
+    {256, Precision::bf16}, {256, Precision::fp16}, {256, Precision::fp32}, {32, Precision::fp32}};
+
+void basin_configurations(benchmark::internal::Benchmark* b) {
+  for (auto [batch, p] : kConfigurations)
+    for (const long long persistent : {0, 1})
+      if (persistent == 0 || (batch == 256 && p != Precision::fp32))
+        b->Args({batch, static_cast<long long>(p), persistent});
   b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
 }
-BENCHMARK(BM_BasinGpuResNet50Step)->Apply(configurations);
-BENCHMARK(BM_PyTorchGpuResNet50Step)->Apply(configurations);
-BENCHMARK(BM_PyTorchCompiledGpuResNet50Step)->Apply(configurations);
+void torch_configurations(benchmark::internal::Benchmark* b) {
+  for (auto [batch, p] : kConfigurations) b->Args({batch, static_cast<long long>(p)});
+  b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_BasinGpuResNet50Step)->Apply(basin_configurations);
+BENCHMARK(BM_PyTorchGpuResNet50Step)->Apply(torch_configurations);
+BENCHMARK(BM_PyTorchCompiledGpuResNet50Step)->Apply(torch_configurations);
 
 }  // namespace
 

@@ -49,7 +49,11 @@ std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
                                                   " local ranks, or pass --gpu-collective gloo to share GPUs)"
                                             : std::string()));
     return exec::make_gpu_backend(
-        {.device = gpu, .tf32 = o.tf32, .deterministic = o.deterministic, .precision = o.compute});
+        {.device = gpu,
+         .tf32 = o.tf32,
+         .deterministic = o.deterministic,
+         .persistent_batchnorm = o.persistent_batchnorm,
+         .precision = o.compute});
 #else
     throw topo::InputError("--device", "", "cpu: this basin was built without cuDNN (CUDA toolkit with cuDNN at "
                                            "/usr/local/cuda), so it has no GPU backend");
@@ -262,7 +266,8 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
       ->capture_default_str();
   cmd->add_option("--micro-batches", c.micro_batches, "gradient accumulation: micro-batches per step")
       ->capture_default_str();
-  cmd->add_option("--algorithm", o->algorithm, "Gloo allreduce: ring, ring_chunked, halving_doubling, bcube")
+  cmd->add_option("--algorithm", o->algorithm,
+                  "Gloo allreduce: ring_chunked, halving_doubling, bcube, ring (ring: 2 ranks at most)")
       ->capture_default_str();
   cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
   cmd->add_option("--wire", o->wire, "gradients on the wire: fp32, fp16 or bf16 (NCCL or Gloo)")->capture_default_str();
@@ -313,6 +318,8 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,
                 "with --device gpu: deterministic convolution algorithms only (identical reruns)");
+  cmd->add_flag("--persistent-batchnorm", o->persistent_batchnorm,
+                "with --device gpu: cuDNN's persistent NHWC batch norm (faster; narrower range)");
   cmd->add_option("--loader-threads", c.loader_threads, "JPEG decode threads")->capture_default_str();
   cmd->add_option("--input-stage", o->input_stage,
                   "where crop, resize, flip and normalize run: cpu (the loader's threads), gpu (the "

@@ -20,7 +20,7 @@ struct TrainOptions {
   std::string gpu_collective;  // empty: nccl for --device gpu when built with NCCL, else gloo
   std::string nccl_algorithm = "auto";
   int gpu = -1;  // -1: LOCAL_RANK, else 0
-  bool tf32 = false, deterministic = false;
+  bool tf32 = false, deterministic = false, persistent_batchnorm = false;
   exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
   std::string loss_scale = "auto";  // auto (dynamic for fp16, off otherwise), dynamic, off
   int threads = 0, nproc = 1;

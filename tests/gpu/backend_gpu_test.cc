@@ -24,9 +24,10 @@ Backend& cpu() {
   static std::unique_ptr<Backend> b = make_cpu_backend(0);
   return *b;
 }
-Backend& gpu() {
-  static std::unique_ptr<Backend> b = make_gpu_backend();
-  return *b;
+Backend& gpu(bool persistent_batchnorm = false) {
+  static std::unique_ptr<Backend> plain = make_gpu_backend();
+  static std::unique_ptr<Backend> persistent = make_gpu_backend({.persistent_batchnorm = true});
+  return persistent_batchnorm ? *persistent : *plain;
 }
 
 
@@ -86,7 +87,11 @@ TEST_CASE("GPU batch norm matches the CPU backend in training and eval", "[exec]
   const TensorDesc io = GENERATE(TensorDesc{3, 5, 7, 9}, TensorDesc{3, 64, 8, 8},
                                  TensorDesc{2, 3, 1, 1});
   const bool fused_relu = GENERATE(false, true);
-  CAPTURE(io.n, io.c, io.h, io.w, fused_relu);
+  // cuDNN's legacy spatial mode, and its persistent Ex mode (GpuOptions::persistent_batchnorm)
+  // with the per-channel vectors aligned, and 4 bytes off as Net's flat arrays may put them.
+  const bool persistent = GENERATE(false, true);
+  const int offset = persistent ? GENERATE(0, 1) : 0;
+  CAPTURE(io.n, io.c, io.h, io.w, fused_relu, persistent, offset);
   const BatchNormDesc d{io, 1e-5f, fused_relu};
   auto run = [&](Backend& b) {
     std::mt19937 rng(11);
@@ -95,32 +100,45 @@ TEST_CASE("GPU batch norm matches the CPU backend in training and eval", "[exec]
     const auto dy_host = randn(io.elements(), rng);
     std::vector<float> mean_host(io.c), var_host(io.c);
     for (int k = 0; k < io.c; ++k) mean_host[k] = 0.1f * k, var_host[k] = 0.5f + 0.2f * k;
+    // Each per-channel vector `offset` floats into its own flat array.
+    auto padded = [&](const std::vector<float>& v) {
+      std::vector<float> p(offset, 0.f);
+      p.insert(p.end(), v.begin(), v.end());
+      return upload(b, p);
+    };
+    auto unpadded = [&](const Flat& f) {
+      std::vector<float> v = download(b, f);
+      return std::vector<float>(v.begin() + offset, v.end());
+    };
+    const std::vector<float> zero(io.c, 0.f);
     Tensor x = tensor(b, io, x_host), y = b.alloc(io), ye = b.alloc(io), dx = b.alloc(io);
     Tensor dy = tensor(b, io, dy_host);
-    Flat gamma = upload(b, gamma_host), beta = upload(b, beta_host);
-    Flat batch_mean = zeros(b, io.c), batch_var = zeros(b, io.c);
-    Flat running_mean = upload(b, mean_host), running_var = upload(b, var_host);
-    Flat dgamma = zeros(b, io.c), dbeta = zeros(b, io.c);
-    b.batchnorm_forward_eval(0, d, x, gamma.get(), beta.get(), running_mean.get(),
-                             running_var.get(), ye);
-    b.batchnorm_forward_training(0, d, x, gamma.get(), beta.get(), y, batch_mean.get(),
-                                 batch_var.get());
-    b.update_running_stats(io.c, 1.0 * io.n * io.h * io.w, 0.1f, batch_mean.get(),
-                           batch_var.get(), running_mean.get(), running_var.get());
-    b.batchnorm_backward(0, d, x, gamma.get(), dy, dx, dgamma.get(), dbeta.get());
+    Flat gamma = padded(gamma_host), beta = padded(beta_host);
+    Flat batch_mean = padded(zero), batch_var = padded(zero);
+    Flat running_mean = padded(mean_host), running_var = padded(var_host);
+    Flat dgamma = padded(zero), dbeta = padded(zero);
+    b.batchnorm_forward_eval(0, d, x, gamma.get() + offset, beta.get() + offset,
+                             running_mean.get() + offset, running_var.get() + offset, ye);
+    b.batchnorm_forward_training(0, d, x, gamma.get() + offset, beta.get() + offset, y,
+                                 batch_mean.get() + offset, batch_var.get() + offset);
+    b.update_running_stats(io.c, 1.0 * io.n * io.h * io.w, 0.1f, batch_mean.get() + offset,
+                           batch_var.get() + offset, running_mean.get() + offset,
+                           running_var.get() + offset);
+    b.batchnorm_backward(0, d, x, gamma.get() + offset, dy, dx, dgamma.get() + offset,
+                         dbeta.get() + offset);
     return Outputs{{"eval y", read(b, ye)},
                    {"training y", read(b, y)},
-                   {"batch mean", download(b, batch_mean)},
-                   {"batch variance (biased)", download(b, batch_var)},
-                   {"running mean", download(b, running_mean)},
-                   {"running variance", download(b, running_var)},
+                   {"batch mean", unpadded(batch_mean)},
+                   {"batch variance (biased)", unpadded(batch_var)},
+                   {"running mean", unpadded(running_mean)},
+                   {"running variance", unpadded(running_var)},
                    {"dx", read(b, dx)},
-                   {"dgamma", download(b, dgamma)},
-                   {"dbeta", download(b, dbeta)}};
+                   {"dgamma", unpadded(dgamma)},
+                   {"dbeta", unpadded(dbeta)}};
   };
   // Bound 1e-4: per-channel sums over N*H*W values (up to 192) in fp32, and backward's
   // difference of two such sums.
-  compare(run(gpu()), run(cpu()), 1e-4);
+  compare(run(gpu(persistent)), run(cpu()), 1e-4);
 }
 
 TEST_CASE("GPU pooling matches the CPU backend", "[exec][gpu][pool]") {

@@ -35,10 +35,12 @@ using namespace basin::exec::gpu_test;
 
 namespace {
 
-Backend& gpu(Precision p) {
-  static std::map<Precision, std::unique_ptr<Backend>> backends;
-  auto& b = backends[p];
-  if (!b) b = make_gpu_backend({.precision = p});
+// `persistent`: cuDNN's persistent batch norm (GpuOptions::persistent_batchnorm), which fuses
+// the ReLU into batch norm in fp16.
+Backend& gpu(Precision p, bool persistent = false) {
+  static std::map<std::pair<Precision, bool>, std::unique_ptr<Backend>> backends;
+  auto& b = backends[{p, persistent}];
+  if (!b) b = make_gpu_backend({.persistent_batchnorm = persistent, .precision = p});
   return *b;
 }
 
@@ -177,11 +179,15 @@ TEST_CASE("bf16 and fp16 GPU layers match the CPU backend on rounded inputs",
     const ConvDesc d{{3, 12, 9, 7}, {3, 5, 9, 7}, 1, 1, 0};
     compare(run_conv(gpu(p), d, same, 1), run_conv(*cpu, d, round, 1), layer_bound(p));
   }
-  for (const bool relu : {false, true}) {
-    const BatchNormDesc d{{3, 5, 7, 9}, 1e-5f, relu};
-    CAPTURE(relu);
-    compare(run_bn(gpu(p), d, same), run_bn(*cpu, d, round), layer_bound(p));
-  }
+  // 64 channels: the shape cuDNN's fused fp16 BN + ReLU takes (persistent mode, C % 4 == 0);
+  // 5: one it may turn down, which must fall back to the legacy mode and still match.
+  for (const TensorDesc& io : {TensorDesc{3, 5, 7, 9}, TensorDesc{3, 64, 8, 8}})
+    for (const bool relu : {false, true})
+      for (const bool persistent : {false, true}) {
+        const BatchNormDesc d{io, 1e-5f, relu};
+        CAPTURE(io.c, relu, persistent);
+        compare(run_bn(gpu(p, persistent), d, same), run_bn(*cpu, d, round), layer_bound(p));
+      }
   for (const TensorDesc& in : {TensorDesc{3, 10, 1, 1}, TensorDesc{3, 4, 3, 2}}) {
     const FcDesc d{in, {in.n, 7, 1, 1}};
     compare(run_fc(gpu(p), d, same), run_fc(*cpu, d, round), layer_bound(p));
@@ -192,13 +198,16 @@ TEST_CASE("A small ResNet in bf16 and fp16 on the GPU matches the fp32 CPU backe
           "[exec][gpu][precision][net]") {
   const Precision p = GENERATE(Precision::bf16, Precision::fp16);
   const bool bottleneck = GENERATE(false, true);
-  CAPTURE(precision_name(p), bottleneck);
+  // Net's flat arrays put batch norm's vectors at any 4-byte offset: the persistent mode's
+  // aligned copies are exercised here as training uses them.
+  const bool persistent = GENERATE(false, true);
+  CAPTURE(precision_name(p), bottleneck, persistent);
   const double bound = network_bound(p);
   const auto network = model::resnet({.blocks = {1, 1}, .bottleneck = bottleneck, .width = 8,
                                       .image_size = 32, .classes = 10});
   auto cpu = make_cpu_backend(0);
   const int batch = 3;
-  Net on_cpu(network, *cpu, batch), on_gpu(network, gpu(p), batch);
+  Net on_cpu(network, *cpu, batch), on_gpu(network, gpu(p, persistent), batch);
   for (Net* net : {&on_cpu, &on_gpu}) net->init({.seed = 3, .zero_init_residual = false});
   // Batch norm's gamma and beta away from 1 and 0 (as net_gpu_test's perturb), same on both.
   std::vector<float> params = on_cpu.to_host(on_cpu.params());

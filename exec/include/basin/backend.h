@@ -221,6 +221,12 @@ struct GpuOptions {
   // Only deterministic convolution algorithms (no atomics in backward filter): identical runs
   // give identical weights, as exact resume wants. Off: the fastest algorithm that fits.
   bool deterministic = false;
+  // Batch norm's training passes through cuDNN's NHWC Ex functions in the persistent mode
+  // (CUDNN_BATCHNORM_SPATIAL_PERSISTENT), the path PyTorch takes for channels_last training,
+  // with the ReLU fused in where cuDNN offers it (fp16). Off: the plain spatial mode. Off by
+  // default: the persistent reductions have a narrower range (NaN/Inf on overflow), and the
+  // mode is chosen by measurement (bench/exec_gpu_bench.cc runs both).
+  bool persistent_batchnorm = false;
   // The most workspace any one convolution algorithm may use.
   std::size_t workspace_bytes = std::size_t{256} << 20;
   // Activations, activation gradients and convolutions in bf16 or fp16 (tensor cores, fp32

@@ -1,7 +1,7 @@
 // The GPU backend: device, stream and handles, tensors and their host boundary, the elementwise
 // layers (ReLU, residual add), the loss, and the flat arrays with their optimizer step and
-// running statistics. Convolution and fc are in gpu_conv_fc.cc, batch norm and pooling in
-// gpu_norm_pool.cc.
+// running statistics. Convolution and fc are in gpu_conv_fc.cc, batch norm in
+// gpu_batchnorm.cc, pooling in gpu_pool.cc.
 //
 // Basin's own kernels (kernels/) do what cuDNN has no single call for: ReLU's backward from the
 // saved output, the softmax cross-entropy, the flat SGD step with no-decay ranges, loss scaling's
@@ -83,7 +83,8 @@ std::string CudnnBackend::name() const {
          std::to_string(v % 100) + " + cuBLAS " + std::to_string(cublas_version) + " on " +
          device_name_ + " (NHWC " + precision_name(options_.precision) + ", TF32 " +
          (options_.tf32 ? "on" : "off") +
-         (options_.deterministic ? ", deterministic)" : ")");
+         (options_.deterministic ? ", deterministic" : "") +
+         (options_.persistent_batchnorm ? ", persistent batch norm)" : ")");
 }
 
 // ----- Flat arrays -----------------------------------------------------------------------------

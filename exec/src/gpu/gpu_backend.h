@@ -1,8 +1,8 @@
 // The GPU backend's state, shared by its source files: device memory, streams and library
 // handles as RAII types, tensors, elementwise operations, the loss and the flat arrays
 // (gpu_backend.cc), element types (gpu_precision.cc), convolution and fully connected
-// (gpu_conv_fc.cc), batch norm and pooling (gpu_norm_pool.cc), the input stage of raw batches
-// (gpu_input_stage.cc).
+// (gpu_conv_fc.cc), batch norm (gpu_batchnorm.cc), pooling (gpu_pool.cc), the input stage of
+// raw batches (gpu_input_stage.cc).
 //
 // Layout: every activation is NHWC in device memory, the layout cuDNN's tensor-core convolutions
 // want; a `plain` request is NHWC too, which is NCHW for the logits (H = W = 1), and
@@ -158,11 +158,18 @@ struct BatchNormState {
   BatchNormDesc desc;
   TensorDescriptor x;      // x, y, dy and dx alike
   TensorDescriptor stats;  // gamma, beta, means, variances: 1 x C x 1 x 1
-  // Plain spatial mode until the backend has run on a GPU: the persistent mode's scaled-integer
-  // reduction has a narrower range (cuDNN returns NaN/Inf on overflow) and wants better-aligned
-  // gamma/beta/statistics than the flat array's 4-byte offsets guarantee. It is the first thing
-  // to try once the GPU tests pass (the fallback below handles NOT_SUPPORTED).
-  cudnnBatchNormMode_t train_mode = CUDNN_BATCHNORM_SPATIAL;
+  // Training through cuDNN's Ex functions in the persistent mode (GpuOptions::
+  // persistent_batchnorm) with `ops`: the plain batch norm, or with the ReLU fused where cuDNN
+  // has that (fp16 NHWC). Cleared, for good, the first time cuDNN says NOT_SUPPORTED for the
+  // layer's shape; the layer then runs the legacy spatial mode.
+  bool persistent = false;
+  cudnnBatchNormOps_t ops = CUDNN_BATCHNORM_OPS_BN;
+  DeviceMemory reserve;  // the Ex forward's reserve space (the fused ReLU's mask), for backward
+  // 16-byte-aligned copies of gamma, beta, dgamma and dbeta (4 x `padded_c` floats) for the
+  // persistent kernels, when the flat arrays put the layer's vectors off that alignment.
+  DeviceMemory aligned;
+  long long padded_c = 0;
+  const float* beta_used = nullptr;  // the beta the last training forward read (Ex backward wants it)
   DeviceMemory saved_mean, saved_inv_std;  // of the last training forward, for backward
   Tensor output;  // that forward's y: with a fused ReLU, backward masks dy where y was 0
 };
@@ -237,7 +244,7 @@ class CudnnBackend final : public Backend {
   // Device scratch of at least `floats` floats (or `bytes`); independent slots, so one
   // operation can hold several. Contents live until the next call for the same slot. Slots 0
   // and 1: staging at the host boundary and the fc's transposes; 2: weights cast on the fly;
-  // 3 and 4: weight and fc gradients in the compute precision.
+  // 3 and 4: weight and fc gradients in the compute precision; 5: batch norm's Ex workspace.
   float* scratch(int slot, size_t floats);
   void* scratch_bytes(int slot, size_t bytes);
   // Copies between two descriptions of the same shape (layout changes), on the stream.
@@ -266,6 +273,15 @@ class CudnnBackend final : public Backend {
                             void* dw);
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);
+  // The persistent mode's pieces (gpu_batchnorm.cc): the Ex forward, returning cuDNN's status so
+  // NOT_SUPPORTED can fall back; whether the ReLU ran inside it; and the layer's aligned copies
+  // of its per-channel vectors (slots 0-3: gamma, beta, dgamma or batch mean, dbeta or variance).
+  cudnnStatus_t bn_forward_persistent(BatchNormState& s, const Tensor& x, const float* gamma,
+                                      const float* beta, Tensor& y, float* batch_mean,
+                                      float* batch_var);
+  bool bn_relu_fused(const BatchNormState& s) const;
+  const float* bn_aligned_input(BatchNormState& s, const float* v, int slot);
+  float* bn_aligned_slot(BatchNormState& s, int slot);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
   void relu_in_place(Tensor& y);  // a batch norm's fused ReLU
 
@@ -279,7 +295,7 @@ class CudnnBackend final : public Backend {
   Stream copy_stream_;  // flat_to_host_async's copies; created at the first one
   std::string device_name_;
   DeviceMemory workspace_;
-  DeviceMemory scratch_[5];
+  DeviceMemory scratch_[6];
   // prepare_weights' copy of the parameter array in the compute precision (bf16/fp16 only),
   // and which array it copies.
   DeviceMemory weights_low_;
