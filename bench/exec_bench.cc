@@ -1,7 +1,9 @@
 // Benchmarks of the executor's CPU backend: one ResNet-50 training step (forward, loss,
 // backward) at 224x224 in images per second, and in the same run the same step in PyTorch
 // (torchvision's resnet50 under /usr/bin/python3, same batch and thread count), with the ratio
-// basin / PyTorch. Figures go to reports/exec-cpu-<date>.md.
+// basin / PyTorch; likewise ResNet-18 at 64x64, whose last stage is a 3x3 convolution over 2x2
+// images (a shape oneDNN's JIT backward-weights kernels turn down). Figures go to
+// reports/exec-cpu-<date>.md.
 //
 // Each benchmark takes one warm-up step first (allocation, oneDNN primitive creation, the
 // equivalent first call in PyTorch), then times steps one by one; counters: images_per_s and,
@@ -17,26 +19,27 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace {
 
-using Key = std::pair<int, int>;  // batch, threads
+using Key = std::tuple<int, int, int, int>;  // depth, image size, batch, threads
 std::map<Key, double>& basin_images_per_s() {
   static std::map<Key, double> m;
   return m;
 }
 
 #if BASIN_HAVE_DNNL
-void BM_BasinResNet50Step(benchmark::State& state) {
+void basin_step(benchmark::State& state, int depth, int image) {
   using namespace basin;
   const int batch = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
   auto backend = exec::make_cpu_backend(threads);
-  exec::Net net(model::resnet(50), *backend, batch);
+  exec::Net net(model::network_by_name("resnet" + std::to_string(depth), image, 1000), *backend, batch);
   net.init({.seed = 1});
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
-  std::vector<float> images(1LL * batch * 3 * 224 * 224);
+  std::vector<float> images(1LL * batch * 3 * image * image);
   for (auto& x : images) x = normal(rng);
   std::vector<int> labels(batch);
   for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % 1000);
@@ -55,27 +58,32 @@ void BM_BasinResNet50Step(benchmark::State& state) {
     seconds += s;
   }
   const double ips = batch * state.iterations() / seconds;
-  basin_images_per_s()[{batch, threads}] = ips;
+  basin_images_per_s()[{depth, image, batch, threads}] = ips;
   state.counters["images_per_s"] = ips;
   state.SetLabel(backend->name());
 }
+void BM_BasinResNet50Step(benchmark::State& state) { basin_step(state, 50, 224); }
+void BM_BasinResNet18Step64(benchmark::State& state) { basin_step(state, 18, 64); }
 #endif
 
-void BM_PyTorchResNet50Step(benchmark::State& state) {
+void torch_step(benchmark::State& state, int depth, int image) {
   const int batch = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
   const int steps = static_cast<int>(state.max_iterations);
   const std::string out = basin::bench::run_torch_peer(
       state,
-      "/usr/bin/python3 " BASIN_EXEC_TORCH_STEP_SCRIPT " resnet50 " + std::to_string(batch) + " 224 " +
-          std::to_string(threads) + " " + std::to_string(steps),
+      "/usr/bin/python3 " BASIN_EXEC_TORCH_STEP_SCRIPT " resnet" + std::to_string(depth) + " " +
+          std::to_string(batch) + " " + std::to_string(image) + " " + std::to_string(threads) + " " +
+          std::to_string(steps),
       "PyTorch peer did not run (needs python3-torch python3-torchvision): ");
   if (out.empty()) return;
   const double ips = basin::bench::peer_number(out, "images_per_s");
   state.counters["images_per_s"] = ips;
-  const auto it = basin_images_per_s().find({batch, threads});
+  const auto it = basin_images_per_s().find({depth, image, batch, threads});
   if (it != basin_images_per_s().end()) state.counters["ratio"] = it->second / ips;
   state.SetLabel("torch " + basin::bench::peer_string(out, "torch"));
 }
+void BM_PyTorchResNet50Step(benchmark::State& state) { torch_step(state, 50, 224); }
+void BM_PyTorchResNet18Step64(benchmark::State& state) { torch_step(state, 18, 64); }
 
 // Batch 16 on 2 threads and on 1: the per-GPU batch of Goyal et al. (32) halved to keep a
 // step within seconds on a two-core machine. Each basin line is followed by its PyTorch line,
@@ -102,6 +110,19 @@ BENCHMARK(BM_BasinResNet50Step)
 BENCHMARK(BM_PyTorchResNet50Step)
     ->Args({16, 1})
     ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+// ResNet-18 at 64x64, batch 32 on 2 threads: small images, as in quick experiments and tests.
+#if BASIN_HAVE_DNNL
+BENCHMARK(BM_BasinResNet18Step64)
+    ->Args({32, 2})
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+#endif
+BENCHMARK(BM_PyTorchResNet18Step64)
+    ->Args({32, 2})
+    ->Iterations(5)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

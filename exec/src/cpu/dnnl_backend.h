@@ -32,6 +32,10 @@ struct ConvState {
   dnnl::convolution_backward_weights bwd_weights;
   memory w_fwd, w_bwd, dw;  // weights as the kernels want them, weight gradient likewise
   dnnl::reorder to_w_fwd, to_w_bwd, from_dw;  // empty where the layouts already agree
+  // x and dy in the layouts backward-weights wants, where that is not the tensors' own
+  // (conv_state's fallback from oneDNN's reference kernel); empty otherwise.
+  memory x_bwd_w, dy_bwd_w;
+  dnnl::reorder to_x_bwd_w, to_dy_bwd_w;
   bool has_bwd_data = false;
 };
 

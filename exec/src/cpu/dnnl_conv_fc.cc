@@ -7,6 +7,7 @@
 // gradient buffer. Those reorders touch each weight a few times per step, against the hundreds
 // of multiply-adds per weight that the convolution itself does.
 #include <stdexcept>
+#include <string>
 
 #include "dnnl_backend.h"
 
@@ -24,6 +25,10 @@ bool same(const ConvDesc& a, const ConvDesc& b) {
 memory::desc any(const memory::dims& d) {
   return memory::desc(d, memory::data_type::f32, tag::any);
 }
+
+// oneDNN's reference kernels ("ref:any"), its last resort, run hundreds of times slower than its
+// JIT and GEMM ones.
+bool is_reference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
 
 }  // namespace
 
@@ -59,6 +64,27 @@ ConvState& DnnlBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, c
   dnnl::convolution_backward_weights::desc bwd(algorithm::convolution_direct, x_md, any(w_dims),
                                                y_md, strides, pad, pad);
   s.bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(bwd, engine_, s.fwd_pd);
+  if (is_reference(s.bwd_weights_pd.impl_info_str())) {
+    // oneDNN 2.6's JIT backward-weights kernels turn down some shapes in the activations'
+    // blocked layout (a 3x3 kernel over a 2x2 image: ResNet's last stage at 64x64 inputs), and
+    // its reference kernel then took 1.1 s of a 1.2 s step. Its GEMM kernel takes plain
+    // layouts: let it choose x's and dy's layouts too (`any`), else name plain NCHW, and reorder
+    // x and dy into them for this one primitive.
+    const memory::dims x_dims = x_md.dims(), y_dims = y_md.dims();
+    for (const tag t : {tag::any, tag::nchw}) {
+      const memory::desc xt(x_dims, memory::data_type::f32, t), yt(y_dims, memory::data_type::f32, t);
+      dnnl::convolution_backward_weights::desc free(algorithm::convolution_direct, xt, any(w_dims),
+                                                    yt, strides, pad, pad);
+      dnnl::convolution_backward_weights::primitive_desc pd(free, engine_, s.fwd_pd, true);
+      if (!pd || is_reference(pd.impl_info_str())) continue;
+      s.bwd_weights_pd = pd;
+      s.x_bwd_w = memory(pd.src_desc(), engine_);
+      s.dy_bwd_w = memory(pd.diff_dst_desc(), engine_);
+      s.to_x_bwd_w = reorder_if_needed(memory(x_md, engine_, DNNL_MEMORY_NONE), s.x_bwd_w);
+      s.to_dy_bwd_w = reorder_if_needed(memory(y_md, engine_, DNNL_MEMORY_NONE), s.dy_bwd_w);
+      break;
+    }
+  }
   s.fwd = dnnl::convolution_forward(s.fwd_pd);
   s.bwd_data = dnnl::convolution_backward_data(s.bwd_data_pd);
   s.bwd_weights = dnnl::convolution_backward_weights(s.bwd_weights_pd);
@@ -94,9 +120,17 @@ void DnnlBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, cons
     run(s.bwd_data,
         {{DNNL_ARG_DIFF_DST, mem(dy)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, mem(*dx)}});
   }
-  memory user_dw = mem(plain, dw);
-  run(s.bwd_weights, {{DNNL_ARG_SRC, mem(x)},
-                      {DNNL_ARG_DIFF_DST, mem(dy)},
+  memory user_dw = mem(plain, dw), src = mem(x), diff_dst = mem(dy);
+  if (s.to_x_bwd_w) {
+    run(s.to_x_bwd_w, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, s.x_bwd_w}});
+    src = s.x_bwd_w;
+  }
+  if (s.to_dy_bwd_w) {
+    run(s.to_dy_bwd_w, {{DNNL_ARG_FROM, diff_dst}, {DNNL_ARG_TO, s.dy_bwd_w}});
+    diff_dst = s.dy_bwd_w;
+  }
+  run(s.bwd_weights, {{DNNL_ARG_SRC, src},
+                      {DNNL_ARG_DIFF_DST, diff_dst},
                       {DNNL_ARG_DIFF_WEIGHTS, s.from_dw ? s.dw : user_dw}});
   if (s.from_dw) run(s.from_dw, {{DNNL_ARG_FROM, s.dw}, {DNNL_ARG_TO, user_dw}});
 }
