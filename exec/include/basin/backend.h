@@ -224,8 +224,9 @@ struct GpuOptions {
   // Batch norm's training passes through cuDNN's NHWC Ex functions in the persistent mode
   // (CUDNN_BATCHNORM_SPATIAL_PERSISTENT), the path PyTorch takes for channels_last training,
   // with the ReLU fused in where cuDNN offers it (fp16). Off: the plain spatial mode. Off by
-  // default: the persistent reductions have a narrower range (NaN/Inf on overflow), and the
-  // mode is chosen by measurement (bench/exec_gpu_bench.cc runs both).
+  // default: cuDNN documents that the persistent mode may overflow (NaN/Inf) on some inputs,
+  // and the mode is chosen by measurement (bench/exec_gpu_bench.cc runs both). Layers cuDNN
+  // turns down fall back to the plain mode, each said once on stderr.
   bool persistent_batchnorm = false;
   // The most workspace any one convolution algorithm may use.
   std::size_t workspace_bytes = std::size_t{256} << 20;

@@ -164,7 +164,8 @@ struct BatchNormState {
   // layer's shape; the layer then runs the legacy spatial mode.
   bool persistent = false;
   cudnnBatchNormOps_t ops = CUDNN_BATCHNORM_OPS_BN;
-  DeviceMemory reserve;  // the Ex forward's reserve space (the fused ReLU's mask), for backward
+  DeviceMemory reserve;  // the Ex forward's reserve space, handed to the Ex backward
+  size_t backward_workspace_bytes = 0;  // what the Ex backward asked for (queried in forward)
   // 16-byte-aligned copies of gamma, beta, dgamma and dbeta (4 x `padded_c` floats) for the
   // persistent kernels, when the flat arrays put the layer's vectors off that alignment.
   DeviceMemory aligned;
@@ -280,6 +281,7 @@ class CudnnBackend final : public Backend {
                                       const float* beta, Tensor& y, float* batch_mean,
                                       float* batch_var);
   bool bn_relu_fused(const BatchNormState& s) const;
+  void* bn_workspace(size_t bytes);  // scratch slot 5, never null
   const float* bn_aligned_input(BatchNormState& s, const float* v, int slot);
   float* bn_aligned_slot(BatchNormState& s, int slot);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);

@@ -14,18 +14,21 @@
 //   backward masks dy with the saved output (y > 0) first, as the CPU backend's workspace does.
 // - persistent mode (GpuOptions::persistent_batchnorm): the NHWC "Ex" functions in
 //   CUDNN_BATCHNORM_SPATIAL_PERSISTENT, the path PyTorch takes for channels_last training. cuDNN
-//   fuses the ReLU into them only for fp16 NHWC (CUDNN_BATCHNORM_OPS_BN_ACTIVATION; the reserve
-//   space carries its mask to backward); elsewhere the ReLU is the same second pass. Its
-//   reductions have a narrower range (cuDNN returns NaN/Inf on overflow), which is why it is
-//   asked for, not assumed. A layer whose shape cuDNN turns down (NOT_SUPPORTED) falls back to
-//   the legacy mode for good.
+//   fuses the ReLU into them only for fp16 NHWC (CUDNN_BATCHNORM_OPS_BN_ACTIVATION; backward
+//   gets the ReLU's output and beta to mask dy itself, and the forward's reserve space);
+//   elsewhere the ReLU is the same second pass. cuDNN documents that this mode may overflow
+//   (NaN/Inf) on some inputs, which is why it is asked for, not assumed. A layer whose shape
+//   cuDNN turns down (any NOT_SUPPORTED status) falls back to the legacy mode for good, and
+//   says so on stderr.
 //
 // bf16/fp16: x, y, dy and dx in the compute precision, everything per channel fp32 (the
 // descriptor cudnnDeriveBNTensorDescriptor derives from a half or bf16 x is float), so the
 // statistics are accumulated and kept in fp32.
 #include <basin/kernels.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 
 #include "gpu_backend.h"
@@ -77,6 +80,10 @@ float* CudnnBackend::bn_aligned_slot(BatchNormState& s, int slot) {
   return s.aligned.as<float>() + slot * s.padded_c;
 }
 
+// Never null: cuDNN's documentation has an Ex call with no workspace act as the plain function,
+// which would drop a fused ReLU that bn_relu_fused() reports as done.
+void* CudnnBackend::bn_workspace(size_t bytes) { return scratch_bytes(5, std::max<size_t>(bytes, 256)); }
+
 // The Ex forward; returns cuDNN's status so that NOT_SUPPORTED can fall back.
 cudnnStatus_t CudnnBackend::bn_forward_persistent(BatchNormState& s, const Tensor& x,
                                                   const float* gamma, const float* beta,
@@ -89,6 +96,12 @@ cudnnStatus_t CudnnBackend::bn_forward_persistent(BatchNormState& s, const Tenso
   if (status != CUDNN_STATUS_SUCCESS) return status;
   status = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
       cudnn_, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, s.ops, act, s.x, &reserve_bytes);
+  if (status != CUDNN_STATUS_SUCCESS) return status;
+  // Backward's query too, here: a shape backward would turn down falls back before the layer
+  // has committed to the mode.
+  status = cudnnGetBatchNormalizationBackwardExWorkspaceSize(
+      cudnn_, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, s.ops, s.x, s.x, s.x, nullptr, s.x, s.stats, act,
+      &s.backward_workspace_bytes);
   if (status != CUDNN_STATUS_SUCCESS) return status;
   if (s.reserve.bytes() != reserve_bytes) {
     s.reserve = DeviceMemory();
@@ -105,8 +118,8 @@ cudnnStatus_t CudnnBackend::bn_forward_persistent(BatchNormState& s, const Tenso
       cudnn_, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, s.ops, &kOne, &kZero, s.x, x.ptr(), nullptr,
       nullptr, s.x, y.ptr(), s.stats, g, b, 1.0, mean, var, static_cast<double>(s.desc.epsilon),
       s.saved_mean.as<float>(), s.saved_inv_std.as<float>(), act,
-      workspace_bytes ? scratch_bytes(5, workspace_bytes) : nullptr, workspace_bytes,
-      reserve_bytes ? s.reserve.as<void>() : nullptr, reserve_bytes);
+      bn_workspace(workspace_bytes), workspace_bytes, reserve_bytes ? s.reserve.as<void>() : nullptr,
+      reserve_bytes);
   if (status != CUDNN_STATUS_SUCCESS) return status;
   const size_t stat_bytes = sizeof(float) * s.desc.io.c;
   if (mean != batch_mean)
@@ -128,8 +141,14 @@ void CudnnBackend::batchnorm_forward_training(int op, const BatchNormDesc& d, co
   while (s.persistent) {
     const cudnnStatus_t status = bn_forward_persistent(s, x, gamma, beta, y, batch_mean, batch_var);
     if (status == CUDNN_STATUS_SUCCESS) break;
-    if (status != CUDNN_STATUS_NOT_SUPPORTED) CUDNN_CHECK(status);
-    // Without the fused ReLU first, then the legacy mode (which clears `persistent`).
+    // cuDNN 9 details NOT_SUPPORTED (3001 shape, 3003 data type, ...): the category decides.
+    if (CUDNN_STATUS_CATEGORY(status) != CUDNN_STATUS_NOT_SUPPORTED) CUDNN_CHECK(status);
+    // Without the fused ReLU first, then the legacy mode (which clears `persistent`), said
+    // once per layer so that a benchmark of the persistent mode shows what it really ran.
+    std::fprintf(stderr, "basin: batch norm layer %d (%dx%dx%dx%d %s%s): cuDNN's persistent mode: %s; %s\n",
+                 op, d.io.n, d.io.c, d.io.h, d.io.w, precision_name(precision_of(x)),
+                 s.ops != CUDNN_BATCHNORM_OPS_BN ? ", ReLU fused" : "", cudnnGetErrorString(status),
+                 s.ops != CUDNN_BATCHNORM_OPS_BN ? "trying it without the ReLU" : "plain spatial mode instead");
     if (s.ops != CUDNN_BATCHNORM_OPS_BN)
       s.ops = CUDNN_BATCHNORM_OPS_BN;
     else
@@ -196,10 +215,7 @@ void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tens
     return;
   }
   cudnnActivationDescriptor_t act = s.ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : static_cast<cudnnActivationDescriptor_t>(relu_);
-  size_t workspace_bytes = 0;
-  CUDNN_CHECK(cudnnGetBatchNormalizationBackwardExWorkspaceSize(
-      cudnn_, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, s.ops, s.x, s.x, s.x, nullptr, s.x, s.stats, act,
-      &workspace_bytes));
+  const size_t workspace_bytes = s.backward_workspace_bytes;
   const float* g = bn_aligned_input(s, gamma, 0);
   float* dg = aligned16(dgamma) ? dgamma : bn_aligned_slot(s, 2);
   float* db = aligned16(dbeta) ? dbeta : bn_aligned_slot(s, 3);
@@ -208,7 +224,7 @@ void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tens
       x.ptr(), s.x, s.output.ptr(), s.x, grad, nullptr, nullptr, s.x, dx.ptr(), s.stats, g,
       s.beta_used, dg, db, static_cast<double>(d.epsilon), s.saved_mean.as<float>(),
       s.saved_inv_std.as<float>(), act,
-      workspace_bytes ? scratch_bytes(5, workspace_bytes) : nullptr, workspace_bytes,
+      bn_workspace(workspace_bytes), workspace_bytes,
       s.reserve.bytes() ? s.reserve.as<void>() : nullptr, s.reserve.bytes()));
   const size_t stat_bytes = sizeof(float) * d.io.c;
   if (dg != dgamma)
