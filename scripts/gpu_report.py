@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""Turns what one call of scripts/gpu_session.sh brought back into reports/gpu-<date>.md.
+
+usage: scripts/gpu_report.py RESULTS_DIR [REPORT.md]
+
+RESULTS_DIR holds the session's files (summary.md, test.log, bench.log, exec-gpu-bench.json,
+exec-gpu-compile.json, e2e.log, nccl.log, compile.log; any may be missing). The report states
+the device, driver and date from summary.md, the GPU tests' result line, the ResNet-50 step of
+basin beside PyTorch eager and torch.compile (images/s, device memory, ratios, read from Google
+Benchmark's JSON), and copies the e2e and NCCL tables. It writes to a temporary file and renames
+it, so a failure leaves no partial report. Written so that a session lent a GPU spends its time
+on the figures, not on formatting them.
+"""
+import json
+import os
+import re
+import sys
+import tempfile
+
+PRECISION = {"0": "fp32", "1": "bf16", "2": "fp16"}  # exec::Precision's order
+
+
+def read(folder, name):
+    path = os.path.join(folder, name)
+    return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else None
+
+
+def benchmarks(folder, name):
+    text = read(folder, name)
+    if text is None:
+        return []
+    try:
+        return json.loads(text).get("benchmarks", [])
+    except json.JSONDecodeError as e:
+        sys.exit(f"{os.path.join(folder, name)}: not Google Benchmark's JSON ({e})")
+
+
+def step_rows(entries):
+    """(who, batch, precision, persistent) -> entry, from BM_*GpuResNet50Step/... names."""
+    rows = {}
+    for b in entries:
+        m = re.match(r"BM_(Basin|PyTorch|PyTorchCompiled)GpuResNet50Step/(\d+)/(\d)(?:/(\d))?/", b["name"])
+        if not m or b.get("error_occurred"):
+            continue
+        who, batch, precision, persistent = m.group(1), int(m.group(2)), PRECISION[m.group(3)], m.group(4) == "1"
+        rows[(who, batch, precision, persistent)] = b
+    return rows
+
+
+def step_table(rows):
+    out = ["| batch | precision | basin images/s | basin, persistent BN | basin GiB | PyTorch eager images/s "
+           "| PyTorch GiB (reserved) | basin / eager | torch.compile images/s | basin / compile |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    configs = sorted({(k[1], k[2]) for k in rows}, key=lambda c: (-c[0], c[1]))
+    fmt = lambda v, spec=".0f": "" if v is None else format(v, spec)
+    for batch, precision in configs:
+        basin = rows.get(("Basin", batch, precision, False), {})
+        persistent = rows.get(("Basin", batch, precision, True), {})
+        eager = rows.get(("PyTorch", batch, precision, False), {})
+        compiled = rows.get(("PyTorchCompiled", batch, precision, False), {})
+        best = max(basin.get("images_per_s", 0), persistent.get("images_per_s", 0)) or None
+        ratio = lambda peer: best / peer["images_per_s"] if best and peer.get("images_per_s") else None
+        out.append(f"| {batch} | {precision} | {fmt(basin.get('images_per_s'))} | "
+                   f"{fmt(persistent.get('images_per_s'))} | {fmt(basin.get('device_GiB'), '.1f')} | "
+                   f"{fmt(eager.get('images_per_s'))} | {fmt(eager.get('peak_reserved_GiB'), '.1f')} | "
+                   f"{fmt(ratio(eager), '.2f')} | {fmt(compiled.get('images_per_s'))} | "
+                   f"{fmt(ratio(compiled), '.2f')} |")
+    return out
+
+
+def test_result(log):
+    if log is None:
+        return "no test.log came back"
+    if "skipped: no GPU" in log:
+        return "skipped: no GPU"
+    lines = [l for l in log.splitlines() if re.match(r"(All tests passed|test cases:)", l)]
+    return lines[-1] if lines else "no Catch2 summary line (see test.log: the run stopped early)"
+
+
+def fenced(text):
+    return ["```", text.rstrip(), "```"] if text else ["(none came back)"]
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__)
+    folder = sys.argv[1]
+    summary = read(folder, "summary.md")
+    if summary is None:
+        sys.exit(f"{folder}/summary.md: missing (expected the files scripts/gpu_session.sh writes)")
+    date = re.search(r"(\d{4}-\d{2}-\d{2})", summary)
+    target = sys.argv[2] if len(sys.argv) == 3 else f"reports/gpu-{date.group(1) if date else 'undated'}.md"
+    rows = step_rows(benchmarks(folder, "exec-gpu-bench.json") + benchmarks(folder, "exec-gpu-compile.json"))
+    failed = [l for l in (read(folder, "test.log") or "").splitlines() if "FAILED" in l]
+    # summary.md's own title becomes a section of this report.
+    machine = re.sub(r"^# ", "## Machine: ", summary.rstrip(), count=1)
+    out = ["# basin on a GPU: tests and the ResNet-50 step against PyTorch", "",
+           "Produced by `scripts/gpu_report.py` from one call of `scripts/gpu_session.sh all`"
+           " (docs/gpu-session.md).", "", machine, "",
+           "## GPU tests", "", f"`basin_gpu_tests`: {test_result(read(folder, 'test.log'))}", ""]
+    if failed:
+        out += ["Failures (test.log has each one's expansion):", ""] + [f"- {l.strip()}" for l in failed[:20]] + [""]
+    out += ["## ResNet-50 v1.5 training step, 224x224, images already on the GPU", "",
+            "basin's GiB: device memory in use after the timed steps less the CUDA context; PyTorch's:"
+            " its caching allocator's peak reservation. Ratios use basin's faster batch-norm mode.", ""]
+    out += step_table(rows) if rows else ["(no benchmark JSON came back)"]
+    out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
+    out += ["", "## NCCL per-bucket allreduce beside the simulator (nccl.log)", ""] + fenced(read(folder, "nccl.log"))
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gpu-report-")
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.replace(tmp, target)
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

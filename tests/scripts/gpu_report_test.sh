@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# scripts/gpu_report.py on files shaped as one call of scripts/gpu_session.sh brings back: the
+# ratios it prints are the ones worked out here from the same images/s, missing files are said,
+# failed GPU tests are listed, and bad JSON fails without leaving a report behind.
+set -euo pipefail
+script="$(dirname "$0")/../../scripts/gpu_report.py"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+mkdir "$work/ok"
+cat >"$work/ok/summary.md" <<'MD'
+# basin on gpu-host, 2026-12-07 10:00 UTC
+
+- GPU: NVIDIA H100 80GB HBM3, 580.95.05, 81559 MiB
+MD
+# basin 4100 (plain BN) and 4400 (persistent) against eager 4000 and compiled 5500 images/s.
+cat >"$work/ok/exec-gpu-bench.json" <<'JSON'
+{"context": {}, "benchmarks": [
+ {"name": "BM_BasinGpuResNet50Step/256/1/0/iterations:20/manual_time", "images_per_s": 4100.0, "device_GiB": 9.5},
+ {"name": "BM_BasinGpuResNet50Step/256/1/1/iterations:20/manual_time", "images_per_s": 4400.0, "device_GiB": 9.6},
+ {"name": "BM_PyTorchGpuResNet50Step/256/1/iterations:20/manual_time", "images_per_s": 4000.0, "peak_reserved_GiB": 11.0},
+ {"name": "BM_BasinGpuResNet50Step/32/0/0/iterations:20/manual_time", "images_per_s": 1500.0, "device_GiB": 2.0},
+ {"name": "BM_PyTorchGpuResNet50Step/32/0/iterations:20/manual_time", "images_per_s": 1200.0, "peak_reserved_GiB": 2.9}
+]}
+JSON
+cat >"$work/ok/exec-gpu-compile.json" <<'JSON'
+{"context": {}, "benchmarks": [
+ {"name": "BM_PyTorchCompiledGpuResNet50Step/256/1/iterations:20/manual_time", "images_per_s": 5500.0}
+]}
+JSON
+printf '%s\n' "tests/gpu/net_gpu_test.cc:120: FAILED:" "test cases: 56 | 55 passed | 1 failed" >"$work/ok/test.log"
+/usr/bin/python3 "$script" "$work/ok" "$work/ok/report.md" >/dev/null
+report="$work/ok/report.md"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+bf16=$(grep '^| 256 | bf16 |' "$report") || fail "no bf16 batch-256 row"
+# The faster of basin's two batch-norm modes against each peer.
+[[ "$bf16" == *"| $(ratio 4400 4000) | 5500 | $(ratio 4400 5500) |" ]] || fail "bf16 row: $bf16"
+fp32=$(grep '^| 32 | fp32 |' "$report") || fail "no fp32 batch-32 row"
+[[ "$fp32" == *"| $(ratio 1500 1200) |  |  |" ]] || fail "fp32 row: $fp32"
+grep -q '^## Machine: basin on gpu-host' "$report" || fail "machine section"
+grep -q 'test cases: 56 | 55 passed | 1 failed' "$report" || fail "test summary line"
+grep -q -- '- tests/gpu/net_gpu_test.cc:120: FAILED:' "$report" || fail "failed test not listed"
+[ "$(grep -c '(none came back)' "$report")" -eq 2 ] || fail "missing e2e.log and nccl.log not said"
+
+mkdir "$work/bad"
+cp "$work/ok/summary.md" "$work/bad/"
+echo '{"benchmarks": [' >"$work/bad/exec-gpu-bench.json"
+if /usr/bin/python3 "$script" "$work/bad" "$work/bad/report.md" 2>"$work/bad/err"; then fail "bad JSON accepted"; fi
+grep -q 'exec-gpu-bench.json: not Google Benchmark' "$work/bad/err" || fail "error does not name the file: $(cat "$work/bad/err")"
+[ -z "$(ls -A "$work/bad" | grep -v -e summary.md -e exec-gpu-bench.json -e err)" ] || fail "left files: $(ls -A "$work/bad")"
+echo "gpu_report: all checks passed"
