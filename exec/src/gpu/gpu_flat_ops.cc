@@ -34,7 +34,16 @@ std::shared_ptr<float> CudnnBackend::alloc_host_staging(long long n) {
   if (n < 0) throw std::invalid_argument("host staging array size must not be negative");
   float* p = nullptr;
   CUDA_CHECK(cudaMallocHost(&p, sizeof(float) * static_cast<size_t>(std::max(n, 1LL))));
-  return std::shared_ptr<float>(p, [](float* q) { cudaFreeHost(q); });
+  // A transport torn down after a failed bucket may leave copies into this memory queued on the
+  // copy stream: the device finishes them before the memory goes back. (A destructor's CUDA
+  // errors are moot, as DeviceMemory's.)
+  return std::shared_ptr<float>(p, [device = options_.device](float* q) {
+    int current = 0;
+    const bool known = cudaGetDevice(&current) == cudaSuccess;
+    if (cudaSetDevice(device) == cudaSuccess) cudaDeviceSynchronize();
+    if (known) cudaSetDevice(current);
+    cudaFreeHost(q);
+  });
 }
 
 std::function<void()> CudnnBackend::flat_to_host_async(const float* flat, float* host, long long n) {
