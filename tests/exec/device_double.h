@@ -80,6 +80,7 @@ class DeviceDouble final : public Backend {
     inner_->sgd_step(w, v, g, n, s);
   }
   Tensor alloc(const TensorDesc& d, Layout l) override { return inner_->alloc(d, l); }
+  Tensor view(const Tensor& s, const TensorDesc& d, Layout l) override { return inner_->view(s, d, l); }
   void write_nchw(const float* src, Tensor& dst) override { inner_->write_nchw(src, dst); }
   void read_nchw(const Tensor& src, float* dst) override { inner_->read_nchw(src, dst); }
   void copy(const Tensor& src, Tensor& dst) override { inner_->copy(src, dst); }

@@ -146,6 +146,11 @@ class Backend {
   virtual std::shared_ptr<float> alloc_host_staging(long long n);
 
   virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
+  // A tensor of `desc` and `layout` in `storage`'s memory (sharing it), laid out as alloc would,
+  // or an empty Tensor where that does not fit there. Lets Net hand the memory of a dead
+  // activation or gradient to a gradient of another shape, as a framework's caching allocator
+  // does. The default fits only storage's own shape and layout.
+  virtual Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout);
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
   virtual void read_nchw(const Tensor& src, float* dst) = 0;
   virtual void copy(const Tensor& src, Tensor& dst) = 0;  // same desc and layout

@@ -40,13 +40,29 @@ memory::desc DnnlBackend::md(const Tensor& t) const {
                       static_cast<tag>(t.format));
 }
 
+tag DnnlBackend::format_for(const TensorDesc& desc, Layout layout) const {
+  // Few channels (the RGB input, tiny test networks) gain nothing from blocking.
+  return layout == Layout::native && desc.c >= 8 ? blocked_ : tag::nchw;
+}
+
+// Blocked layouts keep zeros in the channels padded up to the block, which a view of another
+// shape would overwrite: only storage holding exactly its own unpadded shape is viewed, as a
+// shape that needs no padding either.
+Tensor DnnlBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
+  Tensor t{desc, layout, static_cast<int>(format_for(desc, layout))};
+  if (!storage.data || t.format != storage.format || storage.capacity != storage.desc.elements())
+    return {};
+  const long long need = static_cast<long long>(md(t).get_size() / sizeof(float));
+  if (need != desc.elements() || need > storage.capacity) return {};
+  t.data = storage.data;
+  t.capacity = need;
+  return t;
+}
+
 Tensor DnnlBackend::alloc(const TensorDesc& desc, Layout layout) {
   if (desc.n < 1 || desc.c < 1 || desc.h < 1 || desc.w < 1)
     throw std::invalid_argument("tensor shape must be positive, got " + key("", desc, 0));
-  Tensor t{desc, layout};
-  // Few channels (the RGB input, tiny test networks) gain nothing from blocking.
-  const bool blocked = layout == Layout::native && desc.c >= 8;
-  t.format = static_cast<int>(blocked ? blocked_ : tag::nchw);
+  Tensor t{desc, layout, static_cast<int>(format_for(desc, layout))};
   const size_t bytes = md(t).get_size();
   t.capacity = static_cast<long long>(bytes / sizeof(float));
   const size_t aligned = (bytes + 63) / 64 * 64;

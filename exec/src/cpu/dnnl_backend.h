@@ -85,6 +85,7 @@ class DnnlBackend final : public Backend {
   std::string name() const override;
 
   Tensor alloc(const TensorDesc& desc, Layout layout) override;
+  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout) override;
   void write_nchw(const float* src, Tensor& dst) override;
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
@@ -125,6 +126,7 @@ class DnnlBackend final : public Backend {
   dnnl::reorder reorder_if_needed(const memory& from, const memory& to) const;
 
  private:
+  tag format_for(const TensorDesc& desc, Layout layout) const;  // the layout alloc picks
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);

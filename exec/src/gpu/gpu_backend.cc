@@ -198,12 +198,25 @@ const void* CudnnBackend::low_weights(const float* w, long long count) {
 
 // ----- Tensors -----------------------------------------------------------------------------------
 
+Precision CudnnBackend::precision_for(const TensorDesc& desc, Layout layout) const {
+  // The logits and their gradient (plain, one pixel) stay fp32 for the loss (backend.h).
+  return layout == Layout::plain && desc.h * desc.w == 1 ? Precision::fp32 : options_.precision;
+}
+
+// NHWC has no padding: any shape of as many elements or fewer, in the same element type, fits.
+Tensor CudnnBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
+  if (!storage.data || storage.format != format_of(precision_for(desc, layout)) ||
+      desc.elements() > storage.capacity)
+    return {};
+  Tensor t{desc, layout, storage.format, storage.data};
+  t.capacity = storage.capacity;
+  return t;
+}
+
 Tensor CudnnBackend::alloc(const TensorDesc& desc, Layout layout) {
   if (desc.n < 1 || desc.c < 1 || desc.h < 1 || desc.w < 1)
     throw std::invalid_argument("tensor shape must be positive, got " + shape_text(desc));
-  // The logits and their gradient (plain, one pixel) stay fp32 for the loss (backend.h).
-  const Precision p =
-      layout == Layout::plain && desc.h * desc.w == 1 ? Precision::fp32 : options_.precision;
+  const Precision p = precision_for(desc, layout);
   Tensor t{desc, layout, format_of(p)};
   t.capacity = desc.elements();
   float* ptr = nullptr;

@@ -212,6 +212,7 @@ class CudnnBackend final : public Backend {
   int device() const { return options_.device; }
 
   Tensor alloc(const TensorDesc& desc, Layout layout) override;
+  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout) override;
   void write_nchw(const float* src, Tensor& dst) override;
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
@@ -246,6 +247,7 @@ class CudnnBackend final : public Backend {
   // operation can hold several. Contents live until the next call for the same slot. Slots 0
   // and 1: staging at the host boundary and the fc's transposes; 2: weights cast on the fly;
   // 3 and 4: weight and fc gradients in the compute precision; 5: batch norm's Ex workspace.
+  Precision precision_for(const TensorDesc& desc, Layout layout) const;  // what alloc stores it in
   float* scratch(int slot, size_t floats);
   void* scratch_bytes(int slot, size_t bytes);
   // Copies between two descriptions of the same shape (layout changes), on the stream.

@@ -214,18 +214,20 @@ void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tens
         s.saved_mean.as<float>(), s.saved_inv_std.as<float>()));
     return;
   }
-  cudnnActivationDescriptor_t act = s.ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : static_cast<cudnnActivationDescriptor_t>(relu_);
+  // y only with the fused ReLU (its mask): without it Net may have lent y's memory to a gradient.
+  const bool fused = bn_relu_fused(s);
+  cudnnActivationDescriptor_t act = fused ? static_cast<cudnnActivationDescriptor_t>(relu_) : nullptr;
   const size_t workspace_bytes = s.backward_workspace_bytes;
   const float* g = bn_aligned_input(s, gamma, 0);
   float* dg = aligned16(dgamma) ? dgamma : bn_aligned_slot(s, 2);
   float* db = aligned16(dbeta) ? dbeta : bn_aligned_slot(s, 3);
+  const cudnnTensorDescriptor_t y_desc = fused ? static_cast<cudnnTensorDescriptor_t>(s.x) : nullptr;
   CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
       cudnn_, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, s.ops, &kOne, &kZero, &kOne, &kZero, s.x,
-      x.ptr(), s.x, s.output.ptr(), s.x, grad, nullptr, nullptr, s.x, dx.ptr(), s.stats, g,
-      s.beta_used, dg, db, static_cast<double>(d.epsilon), s.saved_mean.as<float>(),
-      s.saved_inv_std.as<float>(), act,
-      bn_workspace(workspace_bytes), workspace_bytes,
-      s.reserve.bytes() ? s.reserve.as<void>() : nullptr, s.reserve.bytes()));
+      x.ptr(), y_desc, fused ? s.output.ptr() : nullptr, s.x, grad, nullptr, nullptr, s.x,
+      dx.ptr(), s.stats, g, s.beta_used, dg, db, static_cast<double>(d.epsilon),
+      s.saved_mean.as<float>(), s.saved_inv_std.as<float>(), act, bn_workspace(workspace_bytes),
+      workspace_bytes, s.reserve.bytes() ? s.reserve.as<void>() : nullptr, s.reserve.bytes()));
   const size_t stat_bytes = sizeof(float) * d.io.c;
   if (dg != dgamma)
     CUDA_CHECK(cudaMemcpyAsync(dgamma, dg, stat_bytes, cudaMemcpyDeviceToDevice, stream_));
