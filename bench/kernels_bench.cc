@@ -79,6 +79,28 @@ void BM_ResidualAddReluBf16(benchmark::State& state) {
 }
 BENCHMARK(BM_ResidualAddReluBf16)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
+// The same off 16-byte alignment (every pointer one element in): the element-by-element path
+// the kernels take there, beside the packed one above, measured in the same run.
+void BM_ResidualAddReluBf16ElementByElement(benchmark::State& state) {
+  const size_t n = size_t{256} * 56 * 56 * 256;
+  auto* a = static_cast<char*>(device_zeros(n * 2 + 2));
+  auto* b = static_cast<char*>(device_zeros(n * 2 + 2));
+  auto* y = static_cast<char*>(device_zeros(n * 2 + 2));
+  time_kernel(state, n * 6, [&] { bk::residual_add_relu_gpu(a + 2, b + 2, y + 2, n, bk::Precision::bf16); });
+  for (void* ptr : {a, b, y}) CUDA_CHECK(cudaFree(ptr));
+}
+BENCHMARK(BM_ResidualAddReluBf16ElementByElement)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// A fused batch norm's ReLU mask in backward, in place over dy, as the backend runs it.
+void BM_ReluMaskBf16(benchmark::State& state) {
+  const size_t n = size_t{256} * 56 * 56 * 256;
+  void* y = device_zeros(n * 2);
+  void* dy = device_zeros(n * 2);
+  time_kernel(state, n * 6, [&] { bk::residual_add_relu_backward_gpu(y, dy, dy, n, bk::Precision::bf16); });
+  for (void* ptr : {y, dy}) CUDA_CHECK(cudaFree(ptr));
+}
+BENCHMARK(BM_ReluMaskBf16)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
 void BM_CastFp32ToBf16(benchmark::State& state) {
   const size_t n = kResNet50Params;
   void* src = device_zeros(n * 4);
