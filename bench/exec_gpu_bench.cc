@@ -4,10 +4,10 @@
 // torchvision resnet50, channels_last, autocast, SGD) eager and under torch.compile, with the
 // ratios basin / PyTorch. Prints "skipped: no GPU" and exits 77 without a GPU.
 //
-// Memory: basin cudaMallocs what it holds, so its figure is the device memory in use after the
-// timed steps less what was in use before the backend existed (the CUDA context); PyTorch's
-// comparable figure is its caching allocator's peak reservation (peak_reserved), beside what its
-// tensors held at most (peak_allocated).
+// Memory: device_GiB on both lines is the device memory in use after the timed steps less what
+// was in use with only the CUDA context (cudaMemGetInfo), so library handles and workspaces
+// count alike; PyTorch's lines add its caching allocator's peak reservation (peak_reserved)
+// and what its tensors held at most (peak_allocated).
 //
 // Run on a GPU machine: build/bench/basin_exec_gpu_bench [--benchmark_filter=...]
 // (BASIN_PYTHON names the interpreter with torch and torchvision; default python3).
@@ -110,6 +110,8 @@ void torch_step(benchmark::State& state, const char* mode) {
   state.counters["images_per_s"] = ips;
   state.counters["peak_reserved_GiB"] = basin::bench::peer_number(out, "peak_reserved_bytes") / (1 << 30);
   state.counters["peak_allocated_GiB"] = basin::bench::peer_number(out, "peak_bytes") / (1 << 30);
+  // The same measure as basin's device_GiB: in use after the steps less the context alone.
+  state.counters["device_GiB"] = basin::bench::peer_number(out, "device_used_bytes") / (1 << 30);
   // basin / PyTorch, with cuDNN's plain and (where measured) persistent batch norm.
   for (const bool persistent : {false, true}) {
     const auto it = basin_images_per_s().find({batch, static_cast<int>(precision), persistent});
