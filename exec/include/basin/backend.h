@@ -233,7 +233,8 @@ struct GpuOptions {
   // and the mode is chosen by measurement (bench/exec_gpu_bench.cc runs both). Layers cuDNN
   // turns down fall back to the plain mode, each said once on stderr.
   bool persistent_batchnorm = false;
-  // The most workspace any one convolution algorithm may use.
+  // The most workspace any one convolution algorithm may use: the algorithm searches get this
+  // much, and after them only the most a chosen algorithm needs is kept.
   std::size_t workspace_bytes = std::size_t{256} << 20;
   // Activations, activation gradients and convolutions in bf16 or fp16 (tensor cores, fp32
   // accumulation), weights cast from the fp32 parameters once per forward; batch norm's

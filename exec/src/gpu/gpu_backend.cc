@@ -167,6 +167,7 @@ bool CudnnBackend::unscale_gradients(float* grads, long long n, float factor) {
 }
 
 void CudnnBackend::prepare_weights(const float* params, long long n) {
+  shrink_workspace();  // a forward starts: the last one's searches are done
   if (options_.precision == Precision::fp32 || n <= 0) return;
   const size_t bytes = element_bytes(options_.precision) * static_cast<size_t>(n);
   if (weights_low_.bytes() < bytes) {
@@ -240,9 +241,24 @@ void* CudnnBackend::scratch_bytes(int slot, size_t bytes) {
   return m.as<void>();
 }
 
-void* CudnnBackend::workspace() {
-  if (!workspace_.bytes()) workspace_ = DeviceMemory(options_.workspace_bytes);
+void* CudnnBackend::search_workspace() {
+  if (workspace_.bytes() < options_.workspace_bytes) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    workspace_ = DeviceMemory();
+    workspace_ = DeviceMemory(options_.workspace_bytes);
+  }
+  searched_ = true;
   return workspace_.as<void>();
+}
+
+// After a step's searches the chosen algorithms need only the most any of them asked for; the
+// rest of the search's workspace would sit idle beside the activations for the whole run.
+void CudnnBackend::shrink_workspace() {
+  if (!searched_ || workspace_.bytes() <= workspace_needed_) return;
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  workspace_ = DeviceMemory();
+  if (workspace_needed_) workspace_ = DeviceMemory(workspace_needed_);
+  searched_ = false;
 }
 
 void CudnnBackend::transform(const TensorDescriptor& from_desc, const void* from,

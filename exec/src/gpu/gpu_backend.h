@@ -261,7 +261,11 @@ class CudnnBackend final : public Backend {
   // upload, the SGD step, a new flat array) calls it, so a layer never reads an old copy; the
   // next Net::forward makes a new one.
   void forget_weights_copy();
-  void* workspace();  // options_.workspace_bytes, allocated at the first convolution
+  // Convolution workspace: searches get options_.workspace_bytes; once a forward starts after
+  // them, shrink_workspace keeps only workspace_needed_, the most a chosen algorithm asked for.
+  // Runs pass workspace_ and its size.
+  void* search_workspace();
+  void shrink_workspace();
 
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   // The weights in the layout and precision the convolution reads (OHWI), from fp32 OIHW.
@@ -299,6 +303,8 @@ class CudnnBackend final : public Backend {
   Stream copy_stream_;  // flat_to_host_async's copies; created at the first one
   std::string device_name_;
   DeviceMemory workspace_;
+  size_t workspace_needed_ = 0;
+  bool searched_ = false;  // a search ran since the last shrink
   DeviceMemory scratch_[6];
   // prepare_weights' copy of the parameter array in the compute precision (bf16/fp16 only),
   // and which array it copies.

@@ -174,8 +174,9 @@ void CudnnBackend::find_forward(ConvState& s, ConvAlgorithms& a, const void* x, 
   reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
       cudnn_, s.x, x, s.w, w, s.conv, s.y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf,
-      workspace(), options_.workspace_bytes));
+      search_workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "forward", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, p->memory);
   a.fwd = p->algo;
   a.fwd_math = math_for(p->mathType, options_);
   a.have_fwd = true;
@@ -188,8 +189,9 @@ void CudnnBackend::find_backward_data(ConvState& s, ConvAlgorithms& a, const voi
   reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
       cudnn_, s.w, w, s.y, dy, s.conv, s.x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count,
-      perf, workspace(), options_.workspace_bytes));
+      perf, search_workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "backward-data", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, p->memory);
   a.bwd_data = p->algo;
   a.bwd_data_math = math_for(p->mathType, options_);
   a.have_bwd_data = true;
@@ -202,8 +204,9 @@ void CudnnBackend::find_backward_filter(ConvState& s, ConvAlgorithms& a, const v
   reset_search_math(s.conv, options_);
   CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       cudnn_, s.x, x, s.y, dy, s.conv, s.w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count,
-      perf, workspace(), options_.workspace_bytes));
+      perf, search_workspace(), options_.workspace_bytes));
   const auto* p = pick(perf, count, options_, "backward-filter", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, p->memory);
   a.bwd_filter = p->algo;
   a.bwd_filter_math = math_for(p->mathType, options_);
   a.have_bwd_filter = true;
@@ -217,7 +220,7 @@ void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, cons
   if (!a.have_fwd) find_forward(s, a, x.ptr(), weights, y.ptr());
   CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.fwd_math));
   CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv, a.fwd,
-                                      workspace(), options_.workspace_bytes, &kZero, s.y,
+                                      workspace_.as<void>(), workspace_.bytes(), &kZero, s.y,
                                       y.ptr()));
 }
 
@@ -230,7 +233,7 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
     if (!a.have_bwd_data) find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
     CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_data_math));
     CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv,
-                                             a.bwd_data, workspace(), options_.workspace_bytes,
+                                             a.bwd_data, workspace_.as<void>(), workspace_.bytes(),
                                              &kZero, s.x, dx->ptr()));
   }
   const Precision p = options_.precision;
@@ -244,7 +247,7 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
   if (!a.have_bwd_filter) find_backward_filter(s, a, x.ptr(), dy.ptr(), dw_ohwi);
   CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_filter_math));
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv,
-                                             a.bwd_filter, workspace(), options_.workspace_bytes,
+                                             a.bwd_filter, workspace_.as<void>(), workspace_.bytes(),
                                              &kZero, s.w, dw_ohwi));
   if (p == Precision::fp32) {
     if (d.kernel > 1) transform(s.w_ohwi, dw_ohwi, s.w_oihw, dw);
