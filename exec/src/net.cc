@@ -2,39 +2,19 @@
 // training step's forward, loss and backward over the model's explicit residual graph
 // (model::Layer::inputs).
 //
-// Memory: every layer's output is kept from forward to backward (backward of conv, batchnorm and
-// fc reads their inputs; ReLU reads its output), except where a ReLU or a sum overwrites an
-// input nothing else needs. Gradients of activations live only while needed: a tensor is taken
-// when a layer first produces it and returned when its reader's backward is done, so the live
-// gradients are a few blocks' worth instead of the whole network's. Taken first from activations
-// no later backward reads (lent until the next forward rewrites them: as a framework's allocator
-// hands a freed saved tensor to a gradient), then from released gradient tensors, in either case
-// of any shape whose memory fits (Backend::view), and only then newly allocated. A gradient
-// summed from several readers (a block's input) starts as the first contribution itself and is
-// added to in place once nothing else holds that tensor.
+// Memory: which memory outputs and gradients live in, and for how long, is net_memory.cc's.
+// ReLUs and sums overwrite an input nothing else needs; gradients live only while needed.
 #include <basin/exec.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <utility>
 
+#include "net_node.h"
+
 namespace basin::exec {
 
 using model::LayerKind;
-
-struct Net::Node {
-  LayerKind kind = LayerKind::conv;
-  TensorDesc out;
-  Tensor y;
-  ConvDesc conv;
-  BatchNormDesc bn;
-  PoolDesc pool;
-  FcDesc fc;
-  long long weight = -1, bias = -1;    // offsets into params_/grads_
-  long long mean = -1, variance = -1;  // offsets into buffers_
-  int consumers = 0;                   // layers reading y
-  bool fused = false;  // a ReLU done by the batchnorm before it (BatchNormDesc::fused_relu)
-};
 
 Net::Net(model::Network network, Backend& backend, int batch)
     : network_(std::move(network)), backend_(&backend), batch_(batch) {
@@ -112,27 +92,7 @@ Net::Net(model::Network network, Backend& backend, int batch)
                       : backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
     root[i] = in_place ? root[src] : i;
   }
-  // Which backward reads each output's storage last (the smallest layer index among its
-  // readers): conv, batchnorm, fc and pooling read their input; ReLU, pooling and a batchnorm
-  // with its ReLU fused read their own output. A sum reads nothing. The logits are never lent
-  // (callers read them after backward).
-  dead_after_.assign(n, -1);
-  for (int i = 0; i < n; ++i)
-    if (root[i] == i && i != n - 1) dead_after_[i] = n;
-  auto read_by = [&](int storage_of, int reader) {
-    int& d = dead_after_[root[storage_of]];
-    if (d >= 0) d = std::min(d, reader);
-  };
-  for (int i = 0; i < n; ++i) {
-    const Node& node = nodes_[i];
-    const int in = layers[i].inputs[0];
-    if (in >= 0 && node.kind != LayerKind::relu && node.kind != LayerKind::add) read_by(in, i);
-    if (node.kind == LayerKind::relu || node.kind == LayerKind::maxpool ||
-        node.kind == LayerKind::avgpool || (node.kind == LayerKind::batchnorm && node.bn.fused_relu))
-      read_by(i, i);
-  }
-  for (int i = 0; i < n; ++i)
-    if (dead_after_[i] >= 0) activation_memory_.insert(nodes_[i].y.data.get());
+  plan_memory(root);
   if (n == 0 || layers.back().kind != LayerKind::fc)
     throw std::invalid_argument("network " + network_.name + " must end with an fc layer");
   input_ = backend.alloc(image, Layout::plain);
@@ -292,55 +252,6 @@ double Net::loss(const int* labels, double divisor, double grad_scale) {
   return l;
 }
 
-// The smallest memory the backend can lay the gradient out in (Backend::view), lent
-// activations first.
-Tensor Net::take_grad(const TensorDesc& desc, Layout layout) {
-  for (auto* pool : {&lent_, &spare_grads_}) {
-    auto best = pool->end();
-    Tensor fit;
-    for (auto it = pool->begin(); it != pool->end(); ++it) {
-      if (best != pool->end() && it->capacity >= best->capacity) continue;
-      if (Tensor v = backend_->view(*it, desc, layout); v.data) best = it, fit = std::move(v);
-    }
-    if (best != pool->end()) {
-      pool->erase(best);
-      return fit;
-    }
-  }
-  return backend_->alloc(desc, layout);
-}
-
-// Released only when no other layer's gradient aliases the memory; a lent activation goes back
-// to the lent ones (its node keeps the memory).
-void Net::give_back(Tensor& t) {
-  if (t.data && t.data.use_count() == 1)
-    (activation_memory_.contains(t.data.get()) ? lent_ : spare_grads_).push_back(std::move(t));
-  t = Tensor{};
-}
-
-void Net::lend_activation(int root) {
-  Tensor view = nodes_[root].y;
-  view.data = std::shared_ptr<float>(view.data.get(), [](float*) {});  // owns nothing
-  lent_.push_back(std::move(view));
-}
-
-// Adds a gradient contribution to a tensor read by more than one layer (a block's input). The
-// first contribution becomes the gradient itself, shared with whoever else holds it (the sum's
-// other input); a later one is added in place once nobody else holds it, else into a new tensor.
-void Net::accumulate(int producer, const Tensor& part) {
-  Tensor& g = grad_of_[producer];
-  if (!g.data) {
-    g = part;
-  } else if (g.data.use_count() == 1) {
-    backend_->add(g, part, g);
-  } else {
-    Tensor sum = take_grad(part.desc, part.layout);
-    backend_->add(g, part, sum);
-    give_back(g);
-    g = std::move(sum);
-  }
-}
-
 void Net::backward(const std::function<void(int step, long long ready)>& on_ready) {
   if (!have_loss_) throw std::logic_error("backward() needs loss() after a forward");
   if (!trained_forward_)
@@ -350,8 +261,7 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
   float* g = grads_.get();
   const int n = static_cast<int>(nodes_.size());
   lent_.clear();
-  for (int r = 0; r < n; ++r)
-    if (dead_after_[r] == n) lend_activation(r);  // read by no backward at all
+  lend_dead_after(n);  // outputs no backward reads
   for (int i = n - 1, step = 0; i >= 0; --i, ++step) {
     Node& node = nodes_[i];
     const auto& inputs = layers[i].inputs;
@@ -406,8 +316,7 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
       }
     }
     give_back(dy);
-    for (int r = 0; r <= i; ++r)  // a layer reads only its own and earlier outputs
-      if (dead_after_[r] == i) lend_activation(r);
+    lend_dead_after(i);
     if (on_ready && node.weight >= 0) {
       const long long ready =
           node.bias >= 0 ? node.bias + layers[i].out_channels : node.weight + layers[i].params;

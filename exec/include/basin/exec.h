@@ -118,7 +118,10 @@ class Net {
   Tensor take_grad(const TensorDesc& desc, Layout layout);
   void give_back(Tensor& t);
   void accumulate(int producer, const Tensor& grad_part);
-  void lend_activation(int root);  // backward: the storage of nodes_[root].y is dead until the next forward
+  // Memory planning (net_memory.cc): which backward reads each output last, and lending dead
+  // outputs to gradients during backward.
+  void plan_memory(const std::vector<int>& root);
+  void lend_dead_after(int layer);  // backward: after the layer's backward ran (n: at its start)
 
   model::Network network_;
   Backend* backend_;
@@ -132,10 +135,8 @@ class Net {
   Tensor input_;
   std::vector<Tensor> grad_of_;      // per layer: gradient of its output during backward
   std::vector<Tensor> spare_grads_;  // released gradient tensors, reused by shape
-  // Activation memory as gradient memory: during backward, an activation whose last reader's
-  // backward has run is lent (a non-owning view) to take_grad, as a framework's allocator reuses
-  // freed saved tensors. dead_after_[i]: for a layer i that owns its output's storage, the layer
-  // after whose backward no backward reads it (n: none ever does); -1 for storage never lent.
+  // For a layer i that owns its output's storage: the layer after whose backward no backward
+  // reads it (n: none ever does; -1: never lent, the logits).
   std::vector<int> dead_after_;
   std::vector<Tensor> lent_;                        // lent and not taken, this backward
   std::unordered_set<const float*> activation_memory_;  // what lent views point at
