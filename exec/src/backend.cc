@@ -28,6 +28,11 @@ std::shared_ptr<float> aligned_host_floats(long long n, const char* what) {
 
 }  // namespace
 
+void Backend::add_relu(int relu_op, const Tensor& a, const Tensor& b, Tensor& y) {
+  add(a, b, y);
+  relu_forward(relu_op, y, y);
+}
+
 Tensor Backend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
   if (storage.data && storage.desc == desc && storage.layout == layout) return storage;
   return {};

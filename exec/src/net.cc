@@ -84,9 +84,14 @@ Net::Net(model::Network network, Backend& backend, int batch)
                           ((l.kind == LayerKind::relu &&
                             (src_kind == LayerKind::batchnorm || src_kind == LayerKind::add)) ||
                            (l.kind == LayerKind::add && src_kind == LayerKind::batchnorm));
-    // A ReLU over a batchnorm's output is done by the batchnorm, in the same pass.
+    // A ReLU over a batchnorm's output is done by the batchnorm, in the same pass; over a sum,
+    // its forward is done by the sum.
     if (in_place && l.kind == LayerKind::relu && src_kind == LayerKind::batchnorm)
       node.fused = nodes_[src].bn.fused_relu = true;
+    if (in_place && l.kind == LayerKind::relu && src_kind == LayerKind::add) {
+      nodes_[src].relu_after = i;
+      node.forward_by_sum = true;
+    }
     // The logits are read on the host by the loss, so they use the plain layout.
     node.y = in_place ? nodes_[src].y
                       : backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
@@ -217,7 +222,7 @@ void Net::run_layers(Mode mode) {
         break;
       }
       case LayerKind::relu:
-        if (!node.fused) backend_->relu_forward(i, x, node.y);
+        if (!node.fused && !node.forward_by_sum) backend_->relu_forward(i, x, node.y);
         break;
       case LayerKind::maxpool:
       case LayerKind::avgpool:
@@ -227,7 +232,10 @@ void Net::run_layers(Mode mode) {
         backend_->fc_forward(i, node.fc, x, p + node.weight, p + node.bias, node.y);
         break;
       case LayerKind::add:
-        backend_->add(x, nodes_[inputs[1]].y, node.y);
+        if (node.relu_after >= 0)
+          backend_->add_relu(node.relu_after, x, nodes_[inputs[1]].y, node.y);
+        else
+          backend_->add(x, nodes_[inputs[1]].y, node.y);
         break;
     }
   }

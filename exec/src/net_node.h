@@ -19,6 +19,10 @@ struct Net::Node {
   long long mean = -1, variance = -1;  // offsets into buffers_
   int consumers = 0;                   // layers reading y
   bool fused = false;  // a ReLU done by the batchnorm before it (BatchNormDesc::fused_relu)
+  // A sum: the ReLU layer over it (in place), whose forward the sum does (Backend::add_relu);
+  // -1 for none. That ReLU's own backward still applies its mask.
+  int relu_after = -1;
+  bool forward_by_sum = false;  // a ReLU whose forward its sum did
 };
 
 }  // namespace basin::exec

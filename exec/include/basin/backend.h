@@ -199,6 +199,9 @@ class Backend {
 
   // y = a + b (y may alias a or b).
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;
+  // y = max(0, a + b): a residual sum and the ReLU after it (layer relu_op, whose backward then
+  // runs as after relu_forward) in one pass. The default is add, then relu_forward in place.
+  virtual void add_relu(int relu_op, const Tensor& a, const Tensor& b, Tensor& y);
 
   // Softmax cross-entropy of plain N x K logits against class labels (N ints in [0, K)):
   // returns sum_i -log softmax(logits_i)[label_i] / divisor and writes its gradient,

@@ -343,6 +343,18 @@ void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   CUDNN_CHECK(cudnnAddTensor(cudnn_, &kOne, t, other->ptr(), &kOne, t, y.ptr()));
 }
 
+// One pass of basin's kernel in every precision (the fp32 path too: its arithmetic is one IEEE
+// add and a select, as cuDNN's add then activation).
+void CudnnBackend::add_relu(int /*relu_op*/, const Tensor& a, const Tensor& b, Tensor& y) {
+  if (!(a.desc == b.desc) || !(a.desc == y.desc))
+    throw std::invalid_argument("add of tensors of different shapes");
+  const Precision p = precision_of(y);
+  if (precision_of(a) != p || precision_of(b) != p)
+    throw std::invalid_argument("add of tensors of different precisions");
+  kernels::residual_add_relu_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()),
+                                 kernel_precision(p), stream_);
+}
+
 void CudnnBackend::relu_forward(int /*op*/, const Tensor& x, Tensor& y) {
   const Precision p = precision_of(x);
   if (p != Precision::fp32) {

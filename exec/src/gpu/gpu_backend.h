@@ -239,6 +239,7 @@ class CudnnBackend final : public Backend {
   void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w, const Tensor& dy,
                    Tensor& dx, float* dw, float* db) override;
   void add(const Tensor& a, const Tensor& b, Tensor& y) override;
+  void add_relu(int relu_op, const Tensor& a, const Tensor& b, Tensor& y) override;
   double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
                                Tensor& dlogits, double grad_scale) override;
 
