@@ -126,24 +126,6 @@ void DnnlBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   run(p, {{DNNL_ARG_SRC_0, mem(a)}, {DNNL_ARG_SRC_1, mem(b)}, {DNNL_ARG_DST, mem(y)}});
 }
 
-// oneDNN's binary add with the ReLU as a post-op: one pass. The ReLU layer's state is made too,
-// for its backward.
-void DnnlBackend::add_relu(int relu_op, const Tensor& a, const Tensor& b, Tensor& y) {
-  if (!(a.desc == b.desc) || !(a.desc == y.desc))
-    throw std::invalid_argument("add of tensors of different shapes");
-  relu_state(relu_op, y);
-  auto& p = shared_[key("add_relu", a.desc, a.format, b.format * 1000 + y.format)];
-  if (!p) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(ops);
-    dnnl::binary::desc d(dnnl::algorithm::binary_add, md(a), md(b), md(y));
-    p = dnnl::binary(dnnl::binary::primitive_desc(d, attr, engine_));
-  }
-  run(p, {{DNNL_ARG_SRC_0, mem(a)}, {DNNL_ARG_SRC_1, mem(b)}, {DNNL_ARG_DST, mem(y)}});
-}
-
 double DnnlBackend::softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor,
                                           Tensor& dlogits, double grad_scale) {
   if (static_cast<tag>(logits.format) != tag::nchw || static_cast<tag>(dlogits.format) != tag::nchw)

@@ -86,7 +86,6 @@ class DnnlBackend final : public Backend {
 
   Tensor alloc(const TensorDesc& desc, Layout layout) override;
   Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout) override;
-  void add_relu(int relu_op, const Tensor& a, const Tensor& b, Tensor& y) override;
   void write_nchw(const float* src, Tensor& dst) override;
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
@@ -128,7 +127,6 @@ class DnnlBackend final : public Backend {
 
  private:
   tag format_for(const TensorDesc& desc, Layout layout) const;  // the layout alloc picks
-  ReluState& relu_state(int op, const Tensor& x);  // made, or remade for a new shape
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   FcState& fc_state(int op, const FcDesc& d, const Tensor& x, const Tensor& y);
   BatchNormState& bn_state(int op, const BatchNormDesc& d, const Tensor& x);

@@ -98,7 +98,7 @@ void DnnlBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tenso
   run(s.bwd, args);
 }
 
-ReluState& DnnlBackend::relu_state(int op, const Tensor& x) {
+void DnnlBackend::relu_forward(int op, const Tensor& x, Tensor& y) {
   auto it = relus_.find(op);
   if (it == relus_.end() || !(it->second.desc == x.desc) || it->second.format != x.format) {
     ReluState s{x.desc, x.format};
@@ -111,11 +111,7 @@ ReluState& DnnlBackend::relu_state(int op, const Tensor& x) {
         dnnl::eltwise_backward::primitive_desc({alg, md(x), md(x), 0.f, 0.f}, engine_, fpd));
     it = relus_.insert_or_assign(op, std::move(s)).first;
   }
-  return it->second;
-}
-
-void DnnlBackend::relu_forward(int op, const Tensor& x, Tensor& y) {
-  run(relu_state(op, x).fwd, {{DNNL_ARG_SRC, mem(x)}, {DNNL_ARG_DST, mem(y)}});
+  run(it->second.fwd, {{DNNL_ARG_SRC, mem(x)}, {DNNL_ARG_DST, mem(y)}});
 }
 
 void DnnlBackend::relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) {
