@@ -240,6 +240,7 @@ void Net::run_layers(Mode mode) {
     }
   }
   trained_forward_ = mode == Mode::training;
+  forward_spent_ = false;
   have_loss_ = false;
 }
 
@@ -262,8 +263,12 @@ double Net::loss(const int* labels, double divisor, double grad_scale) {
 
 void Net::backward(const std::function<void(int step, long long ready)>& on_ready) {
   if (!have_loss_) throw std::logic_error("backward() needs loss() after a forward");
+  if (forward_spent_)
+    throw std::logic_error("backward() again after one forward: backward lends the forward's "
+                           "memory to gradients, so run forward again");
   if (!trained_forward_)
     throw std::logic_error("backward() needs a training-mode forward (batch statistics)");
+  forward_spent_ = true;
   const auto& layers = network_.layers;
   const float* p = params_.get();
   float* g = grads_.get();

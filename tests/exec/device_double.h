@@ -79,7 +79,11 @@ class DeviceDouble final : public Backend {
   void sgd_step(float* w, float* v, const float* g, long long n, const FlatSgdStep& s) override {
     inner_->sgd_step(w, v, g, n, s);
   }
-  Tensor alloc(const TensorDesc& d, Layout l) override { return inner_->alloc(d, l); }
+  long long tensor_allocations = 0;
+  Tensor alloc(const TensorDesc& d, Layout l) override {
+    ++tensor_allocations;
+    return inner_->alloc(d, l);
+  }
   Tensor view(const Tensor& s, const TensorDesc& d, Layout l) override { return inner_->view(s, d, l); }
   void write_nchw(const float* src, Tensor& dst) override { inner_->write_nchw(src, dst); }
   void read_nchw(const Tensor& src, float* dst) override { inner_->read_nchw(src, dst); }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "../catch.h"
+#include "device_double.h"
 
 using namespace basin;
 using namespace basin::exec;
@@ -182,3 +183,26 @@ TEST_CASE("The memory check can fail: an activation overwritten before its backw
   r.reads_activation(x, "conv input", 3);
   CHECK(r.problems == std::set<std::string>{"conv input of layer 3 was overwritten by a gradient"});
 }
+
+#if BASIN_HAVE_DNNL
+TEST_CASE("On the CPU backend, padded and unpadded gradients are reused step after step", "[exec][memory]") {
+  // Width 12: 12 channels pad to the next block of 8 or 16 in oneDNN's blocked layout, 24 and
+  // 48 may not. Neither kind may be allocated again once the first step has made them.
+  test::DeviceDouble cpu;
+  const auto network = model::resnet({.blocks = {1, 1}, .bottleneck = false, .width = 12,
+                                      .image_size = 16, .classes = 5});
+  Net net(network, cpu, 2);
+  net.init({.seed = 1});
+  std::vector<float> pixels(2 * 3 * 16 * 16, 0.5f);
+  std::vector<int> labels = {1, 3};
+  auto step = [&] {
+    net.forward(pixels.data(), Mode::training);
+    net.loss(labels.data(), 2);
+    net.backward();
+  };
+  step();
+  const long long after_first = cpu.tensor_allocations;
+  for (int i = 0; i < 3; ++i) step();
+  CHECK(cpu.tensor_allocations == after_first);
+}
+#endif

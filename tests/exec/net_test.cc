@@ -251,6 +251,12 @@ TEST_CASE("The executor refuses misuse with clear errors", "[exec]") {
   net.forward(data.images.data(), Mode::eval);
   net.loss(data.labels.data(), 1);
   CHECK_THROWS_AS(net.backward(), std::logic_error);  // eval mode has no batch statistics
+  // One backward per forward: the first lends the forward's outputs to gradients.
+  net.forward(data.images.data(), Mode::training);
+  net.loss(data.labels.data(), 1);
+  net.backward();
+  net.loss(data.labels.data(), 1);
+  CHECK_THROWS_WITH(net.backward(), Catch::Matchers::Contains("run forward again"));
   model::Network broken = tiny();
   broken.layers[3].inputs = {7};  // reads a later layer
   CHECK_THROWS_AS(Net(broken, cpu(), 1), std::invalid_argument);

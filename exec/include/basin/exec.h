@@ -106,7 +106,8 @@ class Net {
   double loss(const int* labels, double divisor, double grad_scale = 1);
   // Gradients of the last loss() into grads() (overwritten, not accumulated). After each layer
   // with parameters, on_ready(step, floats) is called with the length of the finished prefix of
-  // grads(), so a caller can start communicating a bucket while backward goes on.
+  // grads(), so a caller can start communicating a bucket while backward goes on. One backward
+  // per forward: it hands the forward's outputs to gradients as it goes (the logits excepted).
   void backward(const std::function<void(int step, long long ready)>& on_ready = {});
 
   // Batchnorm momentum for running statistics (torch's 0.1).
@@ -141,6 +142,7 @@ class Net {
   std::vector<Tensor> lent_;                        // lent and not taken, this backward
   std::unordered_set<const float*> activation_memory_;  // what lent views point at
   bool have_loss_ = false, trained_forward_ = false;
+  bool forward_spent_ = false;  // a backward has run since the last forward
 };
 
 // Parameters and buffers as one NumPy .npy file per tensor, named by its state_dict key

@@ -46,12 +46,14 @@ tag DnnlBackend::format_for(const TensorDesc& desc, Layout layout) const {
 }
 
 // Blocked layouts keep zeros in the channels padded up to the block, which a view of another
-// shape would overwrite: only storage holding exactly its own unpadded shape is viewed, as a
-// shape that needs no padding either.
+// shape would overwrite: memory is viewed as its own shape, or, where it holds exactly its own
+// unpadded shape, as another shape that needs no padding either (the view's capacity is then
+// its own size, so what once held a smaller view is not offered for a larger one).
 Tensor DnnlBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
   Tensor t{desc, layout, static_cast<int>(format_for(desc, layout))};
-  if (!storage.data || t.format != storage.format || storage.capacity != storage.desc.elements())
-    return {};
+  if (!storage.data || t.format != storage.format) return {};
+  if (storage.desc == desc && storage.layout == layout) return storage;  // padding as it was
+  if (storage.capacity != storage.desc.elements()) return {};
   const long long need = static_cast<long long>(md(t).get_size() / sizeof(float));
   if (need != desc.elements() || need > storage.capacity) return {};
   t.data = storage.data;
