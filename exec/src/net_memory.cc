@@ -47,7 +47,9 @@ void Net::plan_memory(const std::vector<int>& root) {
 
 // i = n: before the first backward, the outputs no backward reads.
 void Net::lend_dead_after(int i) {
-  for (int r = 0; r < static_cast<int>(nodes_.size()) && r <= i; ++r)  // a layer reads only its own and earlier outputs
+  // A layer reads only its own and earlier outputs, so only those can die with it.
+  const int last = std::min(i, static_cast<int>(nodes_.size()) - 1);
+  for (int r = 0; r <= last; ++r)
     if (dead_after_[r] == i) {
       Tensor view = nodes_[r].y;
       view.data = std::shared_ptr<float>(view.data.get(), [](float*) {});  // owns nothing

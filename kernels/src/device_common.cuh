@@ -97,19 +97,25 @@ __global__ void map2_kernel(const T* x0, const T* x1, T* y, size_t n, bool vecto
   for (size_t i = packs * P::kSize + start; i < n; i += step) y[i] = op(x0[i], x1[i]);
 }
 
+// The blocks for n elements: one thread a pack (a thread an element when there is no whole
+// pack, or no packs at all), the tail covered by the same threads.
+template <class T>
+int map_blocks(size_t n, bool vector) {
+  const size_t packs = n / Pack<T>::kSize;
+  return grid_stride_blocks(vector && packs > 0 ? packs : n);
+}
+
 // Launches map1/map2 over n elements on `stream`, by packs where every pointer allows it.
 template <class T, class Op>
 void map1(const T* x, T* y, size_t n, Op op, void* stream) {
   const bool vector = aligned16(x) && aligned16(y);
-  const size_t items = vector ? (n / Pack<T>::kSize > 0 ? n / Pack<T>::kSize : n) : n;
-  map1_kernel<T, Op><<<grid_stride_blocks(items), kThreads, 0, as_stream(stream)>>>(x, y, n, vector, op);
+  map1_kernel<T, Op><<<map_blocks<T>(n, vector), kThreads, 0, as_stream(stream)>>>(x, y, n, vector, op);
   CUDA_CHECK_LAUNCH();
 }
 template <class T, class Op>
 void map2(const T* x0, const T* x1, T* y, size_t n, Op op, void* stream) {
   const bool vector = aligned16(x0) && aligned16(x1) && aligned16(y);
-  const size_t items = vector ? (n / Pack<T>::kSize > 0 ? n / Pack<T>::kSize : n) : n;
-  map2_kernel<T, Op><<<grid_stride_blocks(items), kThreads, 0, as_stream(stream)>>>(x0, x1, y, n, vector, op);
+  map2_kernel<T, Op><<<map_blocks<T>(n, vector), kThreads, 0, as_stream(stream)>>>(x0, x1, y, n, vector, op);
   CUDA_CHECK_LAUNCH();
 }
 

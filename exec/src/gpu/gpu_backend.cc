@@ -40,6 +40,16 @@ size_t bytes_of(const TensorDesc& d, Precision p = Precision::fp32) {
   return element_bytes(p) * static_cast<size_t>(d.elements());
 }
 
+// The precision a sum of a and b into y runs in; throws where their shapes or types differ.
+Precision sum_precision(const Tensor& a, const Tensor& b, const Tensor& y) {
+  if (!(a.desc == b.desc) || !(a.desc == y.desc))
+    throw std::invalid_argument("add of tensors of different shapes");
+  const Precision p = precision_of(y);
+  if (precision_of(a) != p || precision_of(b) != p)
+    throw std::invalid_argument("add of tensors of different precisions");
+  return p;
+}
+
 }  // namespace
 
 TensorDescriptor nhwc_descriptor(const TensorDesc& d, Precision p) {
@@ -322,11 +332,7 @@ void CudnnBackend::copy(const Tensor& src, Tensor& dst) {
 // ----- Elementwise layers and the loss ------------------------------------------------------------
 
 void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
-  if (!(a.desc == b.desc) || !(a.desc == y.desc))
-    throw std::invalid_argument("add of tensors of different shapes");
-  const Precision p = precision_of(y);
-  if (precision_of(a) != p || precision_of(b) != p)
-    throw std::invalid_argument("add of tensors of different precisions");
+  const Precision p = sum_precision(a, b, y);
   if (p != Precision::fp32) {
     kernels::add_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()),
                      kernel_precision(p), stream_);
@@ -346,11 +352,7 @@ void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
 // One pass of basin's kernel in every precision (the fp32 path too: its arithmetic is one IEEE
 // add and a select, as cuDNN's add then activation).
 void CudnnBackend::add_relu(int /*relu_op*/, const Tensor& a, const Tensor& b, Tensor& y) {
-  if (!(a.desc == b.desc) || !(a.desc == y.desc))
-    throw std::invalid_argument("add of tensors of different shapes");
-  const Precision p = precision_of(y);
-  if (precision_of(a) != p || precision_of(b) != p)
-    throw std::invalid_argument("add of tensors of different precisions");
+  const Precision p = sum_precision(a, b, y);
   kernels::residual_add_relu_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()),
                                  kernel_precision(p), stream_);
 }
