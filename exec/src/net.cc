@@ -70,7 +70,9 @@ Net::Net(model::Network network, Backend& backend, int batch)
         break;
     }
   }
-  std::vector<int> root(n);  // the layer whose output's storage layer i's output shares
+  // The first layer of the in-place chain whose output layer i's output is: a ReLU over a
+  // batchnorm, a sum over a batchnorm, a ReLU over that sum all write one tensor.
+  std::vector<int> chain(n);
   for (int i = 0; i < n; ++i) {
     const model::Layer& l = layers[i];
     Node& node = nodes_[i];
@@ -92,14 +94,11 @@ Net::Net(model::Network network, Backend& backend, int batch)
       nodes_[src].relu_after = i;
       node.forward_by_sum = true;
     }
-    // The logits are read on the host by the loss, so they use the plain layout.
-    node.y = in_place ? nodes_[src].y
-                      : backend.alloc(node.out, i == n - 1 ? Layout::plain : Layout::native);
-    root[i] = in_place ? root[src] : i;
+    chain[i] = in_place ? chain[src] : i;
   }
-  plan_memory(root);
   if (n == 0 || layers.back().kind != LayerKind::fc)
     throw std::invalid_argument("network " + network_.name + " must end with an fc layer");
+  place_outputs(chain);
   input_ = backend.alloc(image, Layout::plain);
 
   // Parameters in backward order: the last layer's first.
@@ -286,19 +285,31 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
     // The gradient of this layer's input goes straight into the producer's gradient when this
     // layer is its only reader, else into a scratch tensor that is then summed in.
     const bool direct = in >= 0 && nodes_[in].consumers == 1;
+    // Or, a convolution whose input's gradient has been started by another reader and is held
+    // by nothing else, adds into it, where the backend does that in the same pass.
+    const bool add_into = node.kind == LayerKind::conv && in >= 0 && !direct &&
+                          grad_of_[in].data && grad_of_[in].data.use_count() == 1 &&
+                          backend_->accumulates_conv_dx();
     Tensor dx;
     // ReLU's backward runs in place when nothing else holds its output gradient; add passes
     // dy itself on.
     const bool in_place =
         (node.kind == LayerKind::relu && (dy.data.use_count() == 1 || node.fused)) ||
         node.kind == LayerKind::add;
-    if (in >= 0) dx = in_place ? dy : take_grad(x.desc, x.layout);
+    if (in >= 0) dx = in_place ? dy : add_into ? grad_of_[in] : take_grad(x.desc, x.layout);
     switch (node.kind) {
       case LayerKind::conv:
         backend_->conv_backward(i, node.conv, x, p + node.weight, dy, in < 0 ? nullptr : &dx,
-                                g + node.weight);
+                                g + node.weight, add_into);
         break;
       case LayerKind::batchnorm:
+        if (node.bn.fused_relu && dy.data.use_count() > 1) {
+          // The backend may mask dy in place (Backend::batchnorm_backward): not a shared one.
+          Tensor own = take_grad(dy.desc, dy.layout);
+          backend_->copy(dy, own);
+          give_back(dy);
+          dy = std::move(own);
+        }
         backend_->batchnorm_backward(i, node.bn, x, p + node.weight, dy, dx, g + node.weight,
                                      g + node.bias);
         break;
@@ -320,7 +331,9 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
         break;
       }
     }
-    if (in >= 0) {
+    if (add_into) {
+      dx = Tensor{};
+    } else if (in >= 0) {
       if (direct && !grad_of_[in].data) {
         grad_of_[in] = std::move(dx);
       } else {

@@ -84,7 +84,9 @@ class DeviceDouble final : public Backend {
     ++tensor_allocations;
     return inner_->alloc(d, l);
   }
-  Tensor view(const Tensor& s, const TensorDesc& d, Layout l) override { return inner_->view(s, d, l); }
+  Tensor view(const Tensor& s, const TensorDesc& d, Layout l, long long offset) override {
+    return inner_->view(s, d, l, offset);
+  }
   void write_nchw(const float* src, Tensor& dst) override { inner_->write_nchw(src, dst); }
   void read_nchw(const Tensor& src, float* dst) override { inner_->read_nchw(src, dst); }
   void copy(const Tensor& src, Tensor& dst) override { inner_->copy(src, dst); }
@@ -92,9 +94,12 @@ class DeviceDouble final : public Backend {
     inner_->conv_forward(op, d, x, w, y);
   }
   void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy,
-                     Tensor* dx, float* dw) override {
-    inner_->conv_backward(op, d, x, w, dy, dx, dw);
+                     Tensor* dx, float* dw, bool add_to_dx) override {
+    inner_->conv_backward(op, d, x, w, dy, dx, dw, add_to_dx);
   }
+  // Set, Net sums block inputs' gradients in conv_backward, as it does on a GPU.
+  bool conv_adds_to_dx = false;
+  bool accumulates_conv_dx() const override { return conv_adds_to_dx; }
   void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float* g,
                                   const float* b, Tensor& y, float* bm, float* bv) override {
     inner_->batchnorm_forward_training(op, d, x, g, b, y, bm, bv);
@@ -104,7 +109,7 @@ class DeviceDouble final : public Backend {
     inner_->batchnorm_forward_eval(op, d, x, g, b, rm, rv, y);
   }
   void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* g,
-                          const Tensor& dy, Tensor& dx, float* dg, float* db) override {
+                          Tensor& dy, Tensor& dx, float* dg, float* db) override {
     inner_->batchnorm_backward(op, d, x, g, dy, dx, dg, db);
   }
   void relu_forward(int op, const Tensor& x, Tensor& y) override { inner_->relu_forward(op, x, y); }

@@ -83,7 +83,7 @@ TEST_CASE("Conv backward matches finite differences of its forward", "[exec]") {
   objective();
   b.write_nchw(r.data(), dy);
   std::vector<float> dw(w.size());
-  b.conv_backward(1, d, x, w.data(), dy, &dx, dw.data());
+  b.conv_backward(1, d, x, w.data(), dy, &dx, dw.data(), false);
   const std::vector<float> dxv = read(dx);
   expect_close(check_gradient(xv, dxv, objective, kSamples, rng, kH));
   expect_close(check_gradient(w, dw, objective, kSamples, rng, kH));

@@ -40,7 +40,11 @@ struct ConvCase {
   int offset = 0;
 };
 
-Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed) {
+// The input gradient: none (the stem), written, or added to what dx holds (a block input's
+// gradient summed in the convolution's backward).
+enum class Dx { none, written, added };
+
+Outputs run_conv(Backend& b, const ConvCase& k, Dx dx_mode, std::uint32_t seed) {
   std::mt19937 rng(seed);
   const int oh = (k.in.h + 2 * k.padding - k.kernel) / k.stride + 1;
   const int ow = (k.in.w + 2 * k.padding - k.kernel) / k.stride + 1;
@@ -53,12 +57,14 @@ Outputs run_conv(Backend& b, const ConvCase& k, bool with_dx, std::uint32_t seed
   w_flat.insert(w_flat.end(), w_host.begin(), w_host.end());
   Flat w = upload(b, w_flat), dw = zeros(b, w.n);
   b.conv_forward(0, d, x, w.get() + k.offset, y);
-  Tensor dy = tensor(b, d.out, dy_host), dx = b.alloc(k.in);
-  b.conv_backward(0, d, x, w.get() + k.offset, dy, with_dx ? &dx : nullptr, dw.get() + k.offset);
+  Tensor dy = tensor(b, d.out, dy_host);
+  Tensor dx = dx_mode == Dx::added ? tensor(b, k.in, randn(k.in.elements(), rng)) : b.alloc(k.in);
+  b.conv_backward(0, d, x, w.get() + k.offset, dy, dx_mode == Dx::none ? nullptr : &dx,
+                  dw.get() + k.offset, dx_mode == Dx::added);
   std::vector<float> dw_host = download(b, dw);
   dw_host.erase(dw_host.begin(), dw_host.begin() + k.offset);
   Outputs out = {{"y", read(b, y)}, {"dw", dw_host}};
-  if (with_dx) out.push_back({"dx", read(b, dx)});
+  if (dx_mode != Dx::none) out.push_back({"dx", read(b, dx)});
   return out;
 }
 
@@ -75,12 +81,14 @@ TEST_CASE("GPU convolution forward and backward match the CPU backend", "[exec][
       ConvCase{"3x3 weights 4 bytes off alignment", {3, 5, 13, 11}, 7, 3, 1, 1, 1},
       ConvCase{"1x1 stride 2 (downsample)", {3, 6, 9, 9}, 10, 1, 2, 0},
       ConvCase{"3x3 wide", {2, 64, 14, 14}, 64, 3, 1, 1});
-  const bool with_dx = GENERATE(true, false);  // the stem computes no dx
-  CAPTURE(k.what, with_dx);
+  // Added first: the algorithm search for each shape then runs with dx holding a sum it must
+  // not overwrite.
+  const Dx dx = GENERATE(Dx::added, Dx::written, Dx::none);
+  CAPTURE(k.what, static_cast<int>(dx));
   // Bound 1e-4: sums of up to 576 products in fp32 (and Winograd/FFT where cuDNN picks them).
-  compare(run_conv(gpu(), k, with_dx, 5), run_conv(cpu(), k, with_dx, 5), 1e-4);
+  compare(run_conv(gpu(), k, dx, 5), run_conv(cpu(), k, dx, 5), 1e-4);
   // Twice on the GPU: the second run reuses the cached algorithms and converted-weight buffers.
-  compare(run_conv(gpu(), k, with_dx, 6), run_conv(cpu(), k, with_dx, 6), 1e-4);
+  compare(run_conv(gpu(), k, dx, 6), run_conv(cpu(), k, dx, 6), 1e-4);
 }
 
 TEST_CASE("GPU batch norm matches the CPU backend in training and eval", "[exec][gpu][bn]") {

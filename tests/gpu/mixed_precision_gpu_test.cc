@@ -79,7 +79,7 @@ Outputs run_conv(Backend& b, const ConvDesc& d, const Round& round, int offset =
   b.prepare_weights(fw.get(), fw.n);
   b.conv_forward(0, d, tx, fw.get() + offset, ty);
   Tensor tdy = tensor(b, d.out, dy);
-  b.conv_backward(0, d, tx, fw.get() + offset, tdy, &tdx, fdw.get() + offset);
+  b.conv_backward(0, d, tx, fw.get() + offset, tdy, &tdx, fdw.get() + offset, false);
   std::vector<float> dw = download(b, fdw);
   dw.erase(dw.begin(), dw.begin() + offset);
   return {{"y", read(b, ty)}, {"dx", read(b, tdx)}, {"dw", dw}};

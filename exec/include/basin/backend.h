@@ -15,7 +15,8 @@
 //
 // Gradients: every backward overwrites its outputs (dx, dw, ...) except where a flag says
 // "accumulate"; the executor sums the gradients of a tensor read by two layers (a residual
-// block's input) with `add`.
+// block's input) with `add`, or, where the backend says its convolution adds into dx as cheaply
+// as it writes it (accumulates_conv_dx), in the convolution's backward itself.
 //
 // Where parameters live: the executor's flat arrays (parameters, gradients, momentum, batch norm
 // running statistics) are allocated by the backend with alloc_flat, so they sit where the
@@ -147,10 +148,13 @@ class Backend {
 
   virtual Tensor alloc(const TensorDesc& desc, Layout layout = Layout::native) = 0;
   // A tensor of `desc` and `layout` in `storage`'s memory (sharing it), laid out as alloc would,
-  // or an empty Tensor where that does not fit there. Lets Net hand the memory of a dead
-  // activation or gradient to a gradient of another shape, as a framework's caching allocator
-  // does. The default fits only storage's own shape and layout.
-  virtual Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout);
+  // starting `offset` elements (of storage's element type) in, or an empty Tensor where that
+  // does not fit there. Its capacity is what remains of storage's from the offset. Lets Net hand
+  // the memory of a dead activation or gradient to a gradient of another shape, as a framework's
+  // caching allocator does, and put several later outputs in the memory of one no backward
+  // reads. The default fits only storage's own shape and layout, at offset 0.
+  virtual Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout,
+                      long long offset);
   virtual void write_nchw(const float* src, Tensor& dst) = 0;  // src: desc.elements() floats
   virtual void read_nchw(const Tensor& src, float* dst) = 0;
   virtual void copy(const Tensor& src, Tensor& dst) = 0;  // same desc and layout
@@ -165,9 +169,14 @@ class Backend {
   // y = conv(x, w), w in OIHW.
   virtual void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
                             Tensor& y) = 0;
-  // dx (skipped when null: the stem needs none) and dw from dy; x and w as in forward.
+  // dx (skipped when null: the stem needs none) and dw from dy; x and w as in forward. With
+  // add_to_dx the input gradient is added to what dx holds.
   virtual void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
-                             const Tensor& dy, Tensor* dx, float* dw) = 0;
+                             const Tensor& dy, Tensor* dx, float* dw, bool add_to_dx) = 0;
+  // Whether conv_backward's add_to_dx costs no more than writing dx (cuDNN blends into its
+  // output): Net then sums a block input's gradient there, with no tensor and no pass for the
+  // sum. The default, false, has Net sum with `add`.
+  virtual bool accumulates_conv_dx() const { return false; }
 
   // Training: normalise with the batch's statistics, saved under `op` for backward, and written
   // (biased variance, as used) to batch_mean/batch_var so the caller can update running stats.
@@ -179,9 +188,11 @@ class Backend {
                                       const float* gamma, const float* beta,
                                       const float* running_mean, const float* running_var,
                                       Tensor& y) = 0;
-  // Backward of the last training forward of `op`: dx, dgamma, dbeta.
+  // Backward of the last training forward of `op`: dx, dgamma, dbeta. With d.fused_relu, dy is
+  // the gradient of the ReLU's output, which the backend may mask in place (Net passes one that
+  // nothing else holds), so no tensor of its size is needed for the batch norm's own dy.
   virtual void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
-                                  const float* gamma, const Tensor& dy, Tensor& dx, float* dgamma,
+                                  const float* gamma, Tensor& dy, Tensor& dx, float* dgamma,
                                   float* dbeta) = 0;
 
   virtual void relu_forward(int op, const Tensor& x, Tensor& y) = 0;

@@ -119,9 +119,9 @@ class Net {
   Tensor take_grad(const TensorDesc& desc, Layout layout);
   void give_back(Tensor& t);
   void accumulate(int producer, const Tensor& grad_part);
-  // Memory planning (net_memory.cc): which backward reads each output last, and lending dead
-  // outputs to gradients during backward.
-  void plan_memory(const std::vector<int>& root);
+  // Memory planning (net_memory.cc): where each output lives, which backward reads each
+  // output's memory last, and lending dead outputs to gradients during backward.
+  void place_outputs(const std::vector<int>& chain);
   void lend_dead_after(int layer);  // backward: after the layer's backward ran (n: at its start)
 
   model::Network network_;
@@ -136,8 +136,8 @@ class Net {
   Tensor input_;
   std::vector<Tensor> grad_of_;      // per layer: gradient of its output during backward
   std::vector<Tensor> spare_grads_;  // released gradient tensors, reused by shape
-  // For a layer i that owns its output's storage: the layer after whose backward no backward
-  // reads it (n: none ever does; -1: never lent, the logits).
+  // For a layer i whose output owns its memory: the layer after whose backward no backward
+  // reads that memory (n: none ever does; -1: not owned, or never lent, the logits).
   std::vector<int> dead_after_;
   std::vector<Tensor> lent_;                        // lent and not taken, this backward
   std::unordered_set<const float*> activation_memory_;  // what lent views point at

@@ -48,10 +48,12 @@ tag DnnlBackend::format_for(const TensorDesc& desc, Layout layout) const {
 // Blocked layouts keep zeros in the channels padded up to the block, which a view of another
 // shape would overwrite: memory is viewed as its own shape, or, where it holds exactly its own
 // unpadded shape, as another shape that needs no padding either (the view's capacity is then
-// its own size, so what once held a smaller view is not offered for a larger one).
-Tensor DnnlBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
+// its own size, so what once held a smaller view is not offered for a larger one). Always at
+// offset 0: oneDNN's memory wants its own alignment.
+Tensor DnnlBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout,
+                         long long offset) {
   Tensor t{desc, layout, static_cast<int>(format_for(desc, layout))};
-  if (!storage.data || t.format != storage.format) return {};
+  if (!storage.data || offset != 0 || t.format != storage.format) return {};
   if (storage.desc == desc && storage.layout == layout) return storage;  // padding as it was
   if (storage.capacity != storage.desc.elements()) return {};
   const long long need = static_cast<long long>(md(t).get_size() / sizeof(float));

@@ -85,14 +85,15 @@ class DnnlBackend final : public Backend {
   std::string name() const override;
 
   Tensor alloc(const TensorDesc& desc, Layout layout) override;
-  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout) override;
+  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout,
+              long long offset) override;
   void write_nchw(const float* src, Tensor& dst) override;
   void read_nchw(const Tensor& src, float* dst) override;
   void copy(const Tensor& src, Tensor& dst) override;
 
   void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override;
   void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy,
-                     Tensor* dx, float* dw) override;
+                     Tensor* dx, float* dw, bool add_to_dx) override;
   void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x,
                                   const float* gamma, const float* beta, Tensor& y,
                                   float* batch_mean, float* batch_var) override;
@@ -100,7 +101,7 @@ class DnnlBackend final : public Backend {
                               const float* beta, const float* running_mean,
                               const float* running_var, Tensor& y) override;
   void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
-                          const Tensor& dy, Tensor& dx, float* dgamma, float* dbeta) override;
+                          Tensor& dy, Tensor& dx, float* dgamma, float* dbeta) override;
   void relu_forward(int op, const Tensor& x, Tensor& y) override;
   void relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) override;
   void pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) override;

@@ -106,8 +106,16 @@ void DnnlBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, const
   run(s.fwd, {{DNNL_ARG_SRC, mem(x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, mem(y)}});
 }
 
+// add_to_dx: oneDNN's backward-data has no sum into its output, so the gradient goes to a
+// tensor of its own and is added (what Net does itself here: accumulates_conv_dx is false).
 void DnnlBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
-                                const Tensor& dy, Tensor* dx, float* dw) {
+                                const Tensor& dy, Tensor* dx, float* dw, bool add_to_dx) {
+  if (add_to_dx && dx != nullptr) {
+    Tensor part = alloc(dx->desc, dx->layout);
+    conv_backward(op, d, x, w, dy, &part, dw, false);
+    add(*dx, part, *dx);
+    return;
+  }
   ConvState& s = conv_state(op, d, x, dy);
   const memory::desc plain({d.out.c, d.in.c, d.kernel, d.kernel}, memory::data_type::f32,
                            tag::oihw);

@@ -215,12 +215,18 @@ Precision CudnnBackend::precision_for(const TensorDesc& desc, Layout layout) con
 }
 
 // NHWC has no padding: any shape of as many elements or fewer, in the same element type, fits.
-Tensor CudnnBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout) {
-  if (!storage.data || storage.format != format_of(precision_for(desc, layout)) ||
-      desc.elements() > storage.capacity)
+// Offsets keep 16 bytes' alignment (the packed elementwise kernels' and cuDNN's fast paths).
+Tensor CudnnBackend::view(const Tensor& storage, const TensorDesc& desc, Layout layout,
+                          long long offset) {
+  const Precision p = precision_for(desc, layout);
+  const size_t byte_offset = element_bytes(p) * static_cast<size_t>(std::max(offset, 0LL));
+  if (!storage.data || storage.format != format_of(p) || offset < 0 || byte_offset % 16 != 0 ||
+      desc.elements() > storage.capacity - offset)
     return {};
-  Tensor t{desc, layout, storage.format, storage.data};
-  t.capacity = storage.capacity;
+  char* start = reinterpret_cast<char*>(storage.ptr()) + byte_offset;
+  Tensor t{desc, layout, storage.format,
+           std::shared_ptr<float>(storage.data, reinterpret_cast<float*>(start))};  // shares ownership
+  t.capacity = storage.capacity - offset;
   return t;
 }
 

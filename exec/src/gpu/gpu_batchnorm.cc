@@ -191,7 +191,7 @@ void CudnnBackend::relu_in_place(Tensor& y) {
 }
 
 void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
-                                      const float* gamma, const Tensor& dy, Tensor& dx,
+                                      const float* gamma, Tensor& dy, Tensor& dx,
                                       float* dgamma, float* dbeta) {
   BatchNormState& s = bn_state(op, d, x);
   if (!s.output.data)
@@ -199,13 +199,11 @@ void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tens
                            " before its training forward");
   const void* grad = dy.ptr();
   if (d.fused_relu && !bn_relu_fused(s)) {
-    // The gradient of the ReLU's output, masked to the gradient of the batch norm's output.
-    const Precision p = precision_of(dy);
-    void* masked = scratch_bytes(0, element_bytes(p) * static_cast<size_t>(d.io.elements()));
-    kernels::residual_add_relu_backward_gpu(s.output.ptr(), dy.ptr(), masked,
+    // The gradient of the ReLU's output, masked in place to the gradient of the batch norm's
+    // output (the interface lets it: no scratch as large as the layer's output).
+    kernels::residual_add_relu_backward_gpu(s.output.ptr(), dy.ptr(), dy.ptr(),
                                             static_cast<size_t>(d.io.elements()),
-                                            kernel_precision(p), stream_);
-    grad = masked;
+                                            kernel_precision(precision_of(dy)), stream_);
   }
   if (!s.persistent) {
     CUDNN_CHECK(cudnnBatchNormalizationBackward(

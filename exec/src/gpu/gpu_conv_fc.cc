@@ -224,17 +224,29 @@ void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, cons
                                       y.ptr()));
 }
 
+// add_to_dx: cuDNN blends into dx (beta 1), the sum taken in fp32 and rounded once.
 void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w,
-                                 const Tensor& dy, Tensor* dx, float* dw) {
+                                 const Tensor& dy, Tensor* dx, float* dw, bool add_to_dx) {
   ConvState& s = conv_state(op, d, x, dy);
   if (dx != nullptr) {
     const void* weights = conv_weights(s, w);
     ConvAlgorithms& a = conv_algorithms(s, {weights, dy.ptr(), dx->ptr()});
-    if (!a.have_bwd_data) find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
+    if (!a.have_bwd_data) {
+      if (!add_to_dx) {
+        find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
+      } else {
+        // The search writes its output: not over the sum dx holds. Its own memory, freed after,
+        // starts as far past 256-byte alignment as dx does, so the algorithm suits dx.
+        const size_t bytes = element_bytes(precision_of(*dx)) * static_cast<size_t>(d.in.elements());
+        DeviceMemory search_dx(bytes + 256);
+        const auto skew = reinterpret_cast<std::uintptr_t>(dx->ptr()) % 256;
+        find_backward_data(s, a, weights, dy.ptr(), search_dx.as<char>() + skew);
+      }
+    }
     CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_data_math));
     CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv,
                                              a.bwd_data, workspace_.as<void>(), workspace_.bytes(),
-                                             &kZero, s.x, dx->ptr()));
+                                             add_to_dx ? &kOne : &kZero, s.x, dx->ptr()));
   }
   const Precision p = options_.precision;
   const size_t count = static_cast<size_t>(d.out.c) * d.in.c * d.kernel * d.kernel;
