@@ -70,35 +70,9 @@ Net::Net(model::Network network, Backend& backend, int batch)
         break;
     }
   }
-  // The first layer of the in-place chain whose output layer i's output is: a ReLU over a
-  // batchnorm, a sum over a batchnorm, a ReLU over that sum all write one tensor.
-  std::vector<int> chain(n);
-  for (int i = 0; i < n; ++i) {
-    const model::Layer& l = layers[i];
-    Node& node = nodes_[i];
-    // In place where the input is read by nothing else, then or in backward: a ReLU over a
-    // batchnorm's or a sum's output, a sum over its main path's batchnorm output (batchnorm's
-    // backward reads its input, a sum's reads nothing). ResNet-50 keeps 6 tensors per block
-    // instead of 10.
-    const int src = l.inputs[0];
-    const LayerKind src_kind = src >= 0 ? nodes_[src].kind : LayerKind::conv;
-    const bool in_place = src >= 0 && nodes_[src].consumers == 1 &&
-                          ((l.kind == LayerKind::relu &&
-                            (src_kind == LayerKind::batchnorm || src_kind == LayerKind::add)) ||
-                           (l.kind == LayerKind::add && src_kind == LayerKind::batchnorm));
-    // A ReLU over a batchnorm's output is done by the batchnorm, in the same pass; over a sum,
-    // its forward is done by the sum.
-    if (in_place && l.kind == LayerKind::relu && src_kind == LayerKind::batchnorm)
-      node.fused = nodes_[src].bn.fused_relu = true;
-    if (in_place && l.kind == LayerKind::relu && src_kind == LayerKind::add) {
-      nodes_[src].relu_after = i;
-      node.forward_by_sum = true;
-    }
-    chain[i] = in_place ? chain[src] : i;
-  }
   if (n == 0 || layers.back().kind != LayerKind::fc)
     throw std::invalid_argument("network " + network_.name + " must end with an fc layer");
-  place_outputs(chain);
+  place_outputs();
   input_ = backend.alloc(image, Layout::plain);
 
   // Parameters in backward order: the last layer's first.

@@ -2,6 +2,7 @@
 // a calibrated roofline, gradient buckets allreduced on one communication stream behind backward,
 // the optimizer step, and the input pipeline as a possible bound.
 #include <basin/training.h>
+#include <basin/memory_plan.h>
 
 #include <nlohmann/json.hpp>
 
@@ -105,12 +106,11 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
 }  // namespace
 
 double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision prec) {
-  // fp32 weights, gradients and momentum (plus a half copy in mixed precision) and every layer's
-  // output kept for backward.
-  double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
-  double acts = 0;
-  for (const auto& l : net.layers) acts += l.activation_bytes * bytes_per_value(prec) / 4;
-  return (weights + acts * batch_per_gpu) / 1e9;
+  // fp32 weights, gradients and momentum (plus a 16-bit copy in mixed precision), and the
+  // activations as the executor plans them (model::plan_training_memory): only what backward
+  // reads is kept, in-place layers share a tensor, and gradients reuse dead activations.
+  const double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
+  return (weights + model::training_activation_bytes(net, batch_per_gpu, bytes_per_value(prec))) / 1e9;
 }
 
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,

@@ -129,8 +129,9 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
 // algorithm), which is what makes sweeping batch, bucket and precision cheap.
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
                                    const TrainingConfig& config, const CollectiveCost& allreduce);
-// Device memory one GPU needs: weights, gradients and optimizer state, plus every layer's
-// activations for the batch, in GB.
+// Device memory one GPU needs, in GB (1e9 bytes): weights, gradients and optimizer state, plus
+// the batch's activations and gradients as the executor keeps them (model/memory_plan.h).
+// Library workspaces (cuDNN's, bounded by the executor at 256 MB) are not counted.
 double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision precision);
 
 struct Prediction {
