@@ -7,13 +7,15 @@
 // Memory: device_GiB on both lines is the device memory in use after the timed steps less what
 // was in use with only the CUDA context (cudaMemGetInfo), so library handles and workspaces
 // count alike; PyTorch's lines add its caching allocator's peak reservation (peak_reserved)
-// and what its tensors held at most (peak_allocated).
+// and what its tensors held at most (peak_allocated); basin's add what the planner budgets for
+// the step (planned_GiB, sim::memory_needed_GB).
 //
 // Run on a GPU machine: build/bench/basin_exec_gpu_bench [--benchmark_filter=...]
 // (BASIN_PYTHON names the interpreter with torch and torchvision; default python3).
 #include <basin/exec.h>
 #include <basin/kernels.h>
 #include <basin/train.h>
+#include <basin/training.h>
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -93,6 +95,11 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
   basin_images_per_s()[{batch, static_cast<int>(precision), persistent}] = ips;
   state.counters["images_per_s"] = ips;
   state.counters["device_GiB"] = held / (1 << 30);
+  // What the planner budgets for this step (sim::memory_needed_GB), beside what it held.
+  const sim::Precision planned = precision == Precision::fp32   ? sim::Precision::fp32
+                                 : precision == Precision::bf16 ? sim::Precision::bf16
+                                                                : sim::Precision::fp16;
+  state.counters["planned_GiB"] = sim::memory_needed_GB(model::resnet(50), batch, planned) * 1e9 / (1 << 30);
 }
 
 // PyTorch's step, `mode` eager or compile: the script times `iterations` steps after warm-up.

@@ -48,9 +48,10 @@ def step_rows(entries):
 
 
 def step_table(rows):
-    out = ["| batch | precision | basin images/s | basin, persistent BN | basin GiB | PyTorch eager images/s "
-           "| PyTorch GiB | PyTorch reserved GiB | basin / eager | torch.compile images/s | basin / compile |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| batch | precision | basin images/s | basin, persistent BN | basin GiB | planned GiB "
+           "| PyTorch eager images/s | PyTorch GiB | PyTorch reserved GiB | basin / eager "
+           "| torch.compile images/s | basin / compile |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     configs = sorted({(k[1], k[2]) for k in rows}, key=lambda c: (-c[0], c[1]))
     fmt = lambda v, spec=".0f": "" if v is None else format(v, spec)
     for batch, precision in configs:
@@ -62,6 +63,7 @@ def step_table(rows):
         ratio = lambda peer: best / peer["images_per_s"] if best and peer.get("images_per_s") else None
         out.append(f"| {batch} | {precision} | {fmt(basin.get('images_per_s'))} | "
                    f"{fmt(persistent.get('images_per_s'))} | {fmt(basin.get('device_GiB'), '.1f')} | "
+                   f"{fmt(basin.get('planned_GiB'), '.1f')} | "
                    f"{fmt(eager.get('images_per_s'))} | {fmt(eager.get('device_GiB'), '.1f')} | "
                    f"{fmt(eager.get('peak_reserved_GiB'), '.1f')} | "
                    f"{fmt(ratio(eager), '.2f')} | {fmt(compiled.get('images_per_s'))} | "
@@ -103,7 +105,8 @@ def main():
         out += ["Failures (test.log has each one's expansion):", ""] + [f"- {l.strip()}" for l in failed[:20]] + [""]
     out += ["## ResNet-50 v1.5 training step, 224x224, images already on the GPU", "",
             "GiB: device memory in use after the timed steps less that with only the CUDA context,"
-            " measured alike for both; PyTorch's reserved GiB: its caching allocator's peak reservation."
+            " measured alike for both; planned GiB: what basin's planner budgets for the step"
+            " (sim::memory_needed_GB); PyTorch's reserved GiB: its caching allocator's peak reservation."
             " Ratios use basin's faster batch-norm mode.", ""]
     out += step_table(rows) if rows else ["(no benchmark JSON came back)"]
     out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
