@@ -86,4 +86,14 @@ void cast_cpu(const void* src, Precision from, void* dst, Precision to, size_t n
   for (size_t i = 0; i < n; ++i) detail::store_float(dst, to, i, detail::load_float(src, from, i));
 }
 
+void nchw_to_nhwc_cpu(const float* src, void* dst, Precision to, int n, int c, int hw) {
+  for (int image = 0; image < n; ++image)
+    for (int channel = 0; channel < c; ++channel)
+      for (int pixel = 0; pixel < hw; ++pixel) {
+        const size_t from = (static_cast<size_t>(image) * c + channel) * hw + pixel;
+        const size_t into = (static_cast<size_t>(image) * hw + pixel) * c + channel;
+        detail::store_float(dst, to, into, src[from]);
+      }
+}
+
 }  // namespace basin::kernels

@@ -103,3 +103,26 @@ TEST_CASE("GPU casts from fp32 match the CPU reference bit for bit", "[kernels][
   for (bk::Precision to : {bk::Precision::bf16, bk::Precision::fp16, bk::Precision::fp32})
     compare_cast(bytes, bk::Precision::fp32, to, n);
 }
+
+TEST_CASE("GPU NCHW to NHWC matches the CPU reference bit for bit", "[kernels][gpu][cast]") {
+  // Awkward sizes: the network's 3-channel input, one pixel, one channel, and more elements
+  // than one grid covers.
+  struct Shape { int n, c, hw; };
+  const Shape shape = GENERATE(Shape{3, 3, 7 * 5}, Shape{5, 17, 1}, Shape{2, 1, 13},
+                               Shape{4, 3, 224 * 224}, Shape{0, 3, 4});
+  CAPTURE(shape.n, shape.c, shape.hw);
+  const size_t total = static_cast<size_t>(shape.n) * shape.c * shape.hw;
+  std::mt19937 rng(31);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  std::vector<float> src(total);
+  for (auto& x : src) x = normal(rng);
+  for (bk::Precision to : {bk::Precision::fp32, bk::Precision::bf16, bk::Precision::fp16}) {
+    CAPTURE(int(to));
+    std::vector<std::uint8_t> cpu(total * bk::bytes_per_element(to));
+    bk::nchw_to_nhwc_cpu(src.data(), cpu.data(), to, shape.n, shape.c, shape.hw);
+    DeviceBuffer<float> dsrc(src);
+    DeviceBuffer<std::uint8_t> ddst(cpu.size());
+    bk::nchw_to_nhwc_gpu(dsrc.get(), ddst.get(), to, shape.n, shape.c, shape.hw);
+    CHECK(ddst.download() == cpu);
+  }
+}

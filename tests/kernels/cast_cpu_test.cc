@@ -187,3 +187,27 @@ TEST_CASE("cast_cpu converts arrays between every pair of precisions", "[kernels
   bk::cast_cpu(bf16.data(), bk::Precision::bf16, via.data(), bk::Precision::bf16, values.size());
   CHECK(via == bf16);
 }
+
+TEST_CASE("NCHW to NHWC puts each value where the layouts say, rounded once", "[kernels][cast]") {
+  // 2 images, 3 channels, 2 pixels: the value 100*image + 10*channel + pixel + 0.3 starts at
+  // NCHW index (image*3 + channel)*2 + pixel and must end at NHWC index (image*2 + pixel)*3 +
+  // channel, worked out here by hand for two of them.
+  const int n = 2, c = 3, hw = 2;
+  std::vector<float> src(n * c * hw);
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < c; ++k)
+      for (int p = 0; p < hw; ++p) src[(i * c + k) * hw + p] = 100.f * i + 10.f * k + p + 0.3f;
+  std::vector<float> fp32(src.size());
+  bk::nchw_to_nhwc_cpu(src.data(), fp32.data(), bk::Precision::fp32, n, c, hw);
+  CHECK(fp32[0] == 0.3f);                    // image 0, pixel 0, channel 0
+  CHECK(fp32[1] == 10.3f);                   // image 0, pixel 0, channel 1
+  CHECK(fp32[3] == 1.3f);                    // image 0, pixel 1, channel 0
+  CHECK(fp32[(1 * 2 + 1) * 3 + 2] == 121.3f);  // image 1, pixel 1, channel 2
+  // In 16 bits each element is the nearest value of the source, as cast_cpu rounds it.
+  for (bk::Precision to : {bk::Precision::bf16, bk::Precision::fp16}) {
+    std::vector<std::uint16_t> low(src.size()), expect(src.size());
+    bk::nchw_to_nhwc_cpu(src.data(), low.data(), to, n, c, hw);
+    bk::cast_cpu(fp32.data(), bk::Precision::fp32, expect.data(), to, fp32.size());
+    CHECK(low == expect);
+  }
+}

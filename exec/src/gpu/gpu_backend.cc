@@ -286,17 +286,11 @@ void CudnnBackend::write_nchw(const float* src, Tensor& dst) {
   const TensorDesc& d = dst.desc;
   const Precision p = precision_of(dst);
   if (p != Precision::fp32) {
-    // Transposed in fp32 as below, then rounded once into the tensor's precision.
-    const size_t n = static_cast<size_t>(d.elements());
-    float* staged = scratch(0, n);
+    // Staged as fp32, then transposed and rounded once into the tensor in one pass (basin's
+    // kernel): no second staging buffer as large as the batch.
+    float* staged = scratch(0, static_cast<size_t>(d.elements()));
     CUDA_CHECK(cudaMemcpyAsync(staged, src, bytes_of(d), cudaMemcpyHostToDevice, stream_));
-    const float* nhwc = staged;
-    if (!layouts_agree(d)) {
-      float* t = scratch(1, n);
-      transform(nchw_descriptor(d), staged, nhwc_descriptor(d), t);
-      nhwc = t;
-    }
-    kernels::cast_gpu(nhwc, kernels::Precision::fp32, dst.ptr(), kernel_precision(p), n, stream_);
+    kernels::nchw_to_nhwc_gpu(staged, dst.ptr(), kernel_precision(p), d.n, d.c, d.h * d.w, stream_);
     return;
   }
   if (layouts_agree(d)) {

@@ -39,6 +39,10 @@ float fp16_bits_to_float(std::uint16_t h);
 // goes through fp32, which is exact, so it is still one rounding; same precision copies).
 void cast_cpu(const void* src, Precision from, void* dst, Precision to, size_t n);
 
+// n images of c channels x hw pixels from NCHW fp32 into NHWC of precision `to`, one rounding:
+// how floats from the host become a GPU's activations in one pass.
+void nchw_to_nhwc_cpu(const float* src, void* dst, Precision to, int n, int c, int hw);
+
 // ---------------------------------------------------------------------------------------------
 // SGD
 // ---------------------------------------------------------------------------------------------
@@ -183,6 +187,8 @@ int cuda_device_count();
 
 void cast_gpu(const void* src, Precision from, void* dst, Precision to, size_t n,
               void* stream = nullptr);
+void nchw_to_nhwc_gpu(const float* src, void* dst, Precision to, int n, int c, int hw,
+                      void* stream = nullptr);
 
 void sgd_momentum_step_gpu(float* weights, float* velocity, const float* grads, size_t n,
                            const SgdParams& p, void* stream = nullptr);
