@@ -61,7 +61,9 @@ void Net::place_outputs() {
         node.forward_by_sum = true;
       }
     } else if (plan.owner[i] != i) {
+      // Its own elements only: the memory past them may hold another output.
       node.y = backend_->view(nodes_[plan.owner[i]].y, node.out, layout_of(i), plan.offset[i]);
+      node.y.capacity = std::min(node.y.capacity, node.out.elements());
     }
   }
   dead_after_ = plan.dead_after;

@@ -130,7 +130,8 @@ double training_activation_bytes(const Network& net, int batch, double bytes_per
     largest = std::max(largest, elements(layers[i], batch));
   }
   // Gradients live mostly in dead outputs' memory; where a larger stage begins in backward
-  // (the stem's maxpool and batchnorm), two of the largest size may find none.
+  // (the stem's maxpool and batchnorm), two of the largest size may find none. The same room
+  // covers the first step's search buffer for a convolution adding into dx (gpu_conv_fc.cc).
   return bytes_per_value * static_cast<double>(values + 2 * largest);
 }
 

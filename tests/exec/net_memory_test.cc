@@ -81,20 +81,27 @@ class Recorder final : public Backend {
   void write_nchw(const float*, Tensor& dst) override { wrote(dst, true); }
   void read_nchw(const Tensor& src, float* dst) override { std::fill(dst, dst + src.desc.elements(), 0.f); }
   void copy(const Tensor&, Tensor& dst) override { wrote(dst, false); }
-  void conv_forward(int, const ConvDesc&, const Tensor&, const float*, Tensor& y) override { wrote(y, true); }
+  // Forward reads its inputs too: an output placed in memory another output held must not be
+  // written before that one's last reader has run.
+  void conv_forward(int op, const ConvDesc&, const Tensor& x, const float*, Tensor& y) override {
+    reads_activation(x, "conv input (forward)", op);
+    wrote(y, true);
+  }
   bool accumulates_conv_dx() const override { return true; }  // as the GPU backend
   void conv_backward(int op, const ConvDesc&, const Tensor& x, const float*, const Tensor&, Tensor* dx,
                      float*, bool) override {
     reads_activation(x, "conv input", op);
     if (dx) wrote(*dx, false);
   }
-  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor&, const float*, const float*,
+  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float*, const float*,
                                   Tensor& y, float*, float*) override {
+    reads_activation(x, "batch norm input (forward)", op);
     wrote(y, true);
     if (d.fused_relu) saved[op] = {y};
   }
-  void batchnorm_forward_eval(int, const BatchNormDesc&, const Tensor&, const float*, const float*,
+  void batchnorm_forward_eval(int op, const BatchNormDesc&, const Tensor& x, const float*, const float*,
                               const float*, const float*, Tensor& y) override {
+    reads_activation(x, "batch norm input (forward)", op);
     wrote(y, true);
   }
   void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float*, Tensor& dy,
@@ -106,12 +113,16 @@ class Recorder final : public Backend {
     }
     wrote(dx, false);
   }
-  void relu_forward(int, const Tensor&, Tensor& y) override { wrote(y, true); }
+  void relu_forward(int op, const Tensor& x, Tensor& y) override {
+    reads_activation(x, "ReLU input (forward)", op);
+    wrote(y, true);
+  }
   void relu_backward(int op, const Tensor& y, const Tensor&, Tensor& dx) override {
     reads_activation(y, "ReLU output", op);
     wrote(dx, false);
   }
   void pool_forward(int op, const PoolDesc&, const Tensor& x, Tensor& y) override {
+    reads_activation(x, "pool input (forward)", op);
     wrote(y, true);
     saved[op] = {x, y};  // as cuDNN's pooling backward rereads both
   }
@@ -120,7 +131,8 @@ class Recorder final : public Backend {
     reads_activation(saved.at(op)[1], "pool output", op);
     wrote(dx, false);
   }
-  void fc_forward(int, const FcDesc&, const Tensor&, const float*, const float*, Tensor& y) override {
+  void fc_forward(int op, const FcDesc&, const Tensor& x, const float*, const float*, Tensor& y) override {
+    reads_activation(x, "fc input (forward)", op);
     wrote(y, true);
   }
   void fc_backward(int op, const FcDesc&, const Tensor& x, const float*, const Tensor&, Tensor& dx, float*,
@@ -130,7 +142,13 @@ class Recorder final : public Backend {
   }
   // A sum runs forward (an activation) and backward (a block input's gradient, summed in).
   bool backward = false;
-  void add(const Tensor&, const Tensor&, Tensor& y) override { wrote(y, !backward); }
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override {
+    if (!backward) {
+      reads_activation(a, "sum's main input (forward)", -1);
+      reads_activation(b, "sum's shortcut input (forward)", -1);
+    }
+    wrote(y, !backward);
+  }
   double softmax_cross_entropy(const Tensor& logits, const int*, double, Tensor& dlogits, double) override {
     reads_activation(logits, "logits", -1);
     wrote(dlogits, false);
@@ -225,6 +243,15 @@ TEST_CASE("The memory check can fail: an activation overwritten before its backw
   r.wrote(x, false);
   r.reads_activation(x, "conv input", 3);
   CHECK(r.problems == std::set<std::string>{"conv input of layer 3 was overwritten by a gradient"});
+
+  // Another output written over part of it, at an offset, is caught as well.
+  r.problems.clear();
+  Tensor y = r.alloc({2, 8, 4, 4}, Layout::native);
+  r.wrote(y, true);
+  r.wrote(r.view(y, {2, 2, 4, 4}, Layout::native, 128), true);
+  r.reads_activation(y, "batch norm input", 5);
+  CHECK(r.problems ==
+        std::set<std::string>{"batch norm input of layer 5 was overwritten by another activation"});
 }
 
 #if BASIN_HAVE_DNNL

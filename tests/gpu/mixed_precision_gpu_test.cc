@@ -65,21 +65,25 @@ double network_bound(Precision p) { return p == Precision::bf16 ? 2e-2 : 4e-3; }
 using Round = std::function<std::vector<float>(const std::vector<float>&)>;
 
 // `offset`: floats the weights sit past an aligned start, as in Net's flat arrays (in bf16/fp16
-// the weight copy is then offset by 2 bytes a float).
-Outputs run_conv(Backend& b, const ConvDesc& d, const Round& round, int offset = 0) {
+// the weight copy is then offset by 2 bytes a float). `add_to_dx`: dx starts as random values
+// (a block input's gradient begun by its other reader) and the input gradient is added to it.
+Outputs run_conv(Backend& b, const ConvDesc& d, const Round& round, int offset = 0,
+                 bool add_to_dx = false) {
   std::mt19937 rng(5);
   const auto x = round(randn(d.in.elements(), rng));
   std::vector<float> w(offset, 0.f);
   const auto w_host = round(randn(1LL * d.out.c * d.in.c * d.kernel * d.kernel, rng, 0.3f));
   w.insert(w.end(), w_host.begin(), w_host.end());
   const auto dy = round(randn(d.out.elements(), rng));
-  Tensor tx = tensor(b, d.in, x), ty = b.alloc(d.out), tdx = b.alloc(d.in);
+  const auto dx_before = round(randn(d.in.elements(), rng));
+  Tensor tx = tensor(b, d.in, x), ty = b.alloc(d.out);
+  Tensor tdx = add_to_dx ? tensor(b, d.in, dx_before) : b.alloc(d.in);
   Flat fw = upload(b, w), fdw = zeros(b, fw.n);
   // As Net does before a forward: the layer then reads its weights from the backend's copy.
   b.prepare_weights(fw.get(), fw.n);
   b.conv_forward(0, d, tx, fw.get() + offset, ty);
   Tensor tdy = tensor(b, d.out, dy);
-  b.conv_backward(0, d, tx, fw.get() + offset, tdy, &tdx, fdw.get() + offset, false);
+  b.conv_backward(0, d, tx, fw.get() + offset, tdy, &tdx, fdw.get() + offset, add_to_dx);
   std::vector<float> dw = download(b, fdw);
   dw.erase(dw.begin(), dw.begin() + offset);
   return {{"y", read(b, ty)}, {"dx", read(b, tdx)}, {"dw", dw}};
@@ -178,6 +182,12 @@ TEST_CASE("bf16 and fp16 GPU layers match the CPU backend on rounded inputs",
     // The 1x1 above again, its weight copy 2 bytes off alignment (conv algorithms by alignment).
     const ConvDesc d{{3, 12, 9, 7}, {3, 5, 9, 7}, 1, 1, 0};
     compare(run_conv(gpu(p), d, same, 1), run_conv(*cpu, d, round, 1), layer_bound(p));
+  }
+  {
+    // Adding into dx, on a shape not seen before, so cuDNN's search runs with dx holding a sum
+    // it must not overwrite; the blend is in fp32, rounded once.
+    const ConvDesc d{{3, 6, 10, 10}, {3, 6, 10, 10}, 3, 1, 1};
+    compare(run_conv(gpu(p), d, same, 0, true), run_conv(*cpu, d, round, 0, true), layer_bound(p));
   }
   // 64 channels: the shape cuDNN's fused fp16 BN + ReLU takes (persistent mode, C % 4 == 0);
   // 5: one it may turn down, which must fall back to the legacy mode and still match.

@@ -236,7 +236,9 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
         find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
       } else {
         // The search writes its output: not over the sum dx holds. Its own memory, freed after,
-        // starts as far past 256-byte alignment as dx does, so the algorithm suits dx.
+        // starts as far past 256-byte alignment as dx does, so the algorithm suits dx. It costs
+        // one dx more in the first step only (the planner's room for gradients covers it,
+        // model::training_activation_bytes).
         const size_t bytes = element_bytes(precision_of(*dx)) * static_cast<size_t>(d.in.elements());
         DeviceMemory search_dx(bytes + 256);
         const auto skew = reinterpret_cast<std::uintptr_t>(dx->ptr()) % 256;

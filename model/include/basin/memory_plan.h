@@ -54,7 +54,8 @@ TrainingMemoryPlan plan_training_memory(const Network& net, int batch, const Mem
 // Bytes a training step holds for activations at `batch` images of `bytes_per_value`-byte
 // values, with outputs packed as a layout without padding allows (a GPU's NHWC): the input
 // image, every owner's memory, and two of the largest output for gradients that find no dead
-// memory of their size.
+// memory of their size (ResNet-18's stem) or, in the first step only, the memory a GPU's
+// algorithm search for a convolution that adds into its input's gradient writes into.
 double training_activation_bytes(const Network& net, int batch, double bytes_per_value);
 
 }  // namespace basin::model
