@@ -168,6 +168,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   cal.forward_scale *= stretch;
   cal.backward_scale *= stretch;
   IterationResult r;
+  r.memory_GB = need_GB;
   r.compute_estimated = cal.estimated;
   r.compute_basis = cal.basis;
 
