@@ -99,7 +99,8 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
   const sim::Precision planned = precision == Precision::fp32   ? sim::Precision::fp32
                                  : precision == Precision::bf16 ? sim::Precision::bf16
                                                                 : sim::Precision::fp16;
-  state.counters["planned_GiB"] = sim::memory_needed_GB(model::resnet(50), batch, planned) * 1e9 / (1 << 30);
+  state.counters["planned_GiB"] =
+      sim::memory_needed_GB(model::resnet(50), batch, planned) * 1e9 / (1 << 30);
 }
 
 // PyTorch's step, `mode` eager or compile: the script times `iterations` steps after warm-up.

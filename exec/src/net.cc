@@ -261,9 +261,8 @@ void Net::backward(const std::function<void(int step, long long ready)>& on_read
     const bool direct = in >= 0 && nodes_[in].consumers == 1;
     // Or, a convolution whose input's gradient has been started by another reader and is held
     // by nothing else, adds into it, where the backend does that in the same pass.
-    const bool add_into = node.kind == LayerKind::conv && in >= 0 && !direct &&
-                          grad_of_[in].data && grad_of_[in].data.use_count() == 1 &&
-                          backend_->accumulates_conv_dx();
+    const bool add_into = node.kind == LayerKind::conv && in >= 0 && !direct && grad_of_[in].data &&
+                          grad_of_[in].data.use_count() == 1 && backend_->accumulates_conv_dx();
     Tensor dx;
     // ReLU's backward runs in place when nothing else holds its output gradient; add passes
     // dy itself on.

@@ -42,10 +42,13 @@ void Net::place_outputs() {
             nodes_[i].y = backend_->alloc(nodes_[i].out, layout_of(i));
             return nodes_[i].y.capacity;
           },
-      .fits = [&](int i, int host, long long offset) {
-        return backend_->view(nodes_[host].y, nodes_[i].out, layout_of(i), offset).data != nullptr;
-      }};
-  const model::TrainingMemoryPlan plan = model::plan_training_memory(network_, batch_, backend_layout);
+      .fits =
+          [&](int i, int host, long long offset) {
+            return backend_->view(nodes_[host].y, nodes_[i].out, layout_of(i), offset).data !=
+                   nullptr;
+          }};
+  const model::TrainingMemoryPlan plan =
+      model::plan_training_memory(network_, batch_, backend_layout);
   for (int i = 0; i < n; ++i) {
     Node& node = nodes_[i];
     const int first = plan.chain[i];

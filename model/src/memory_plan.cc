@@ -120,9 +120,10 @@ double training_activation_bytes(const Network& net, int batch, double bytes_per
   std::vector<long long> capacity(layers.size(), 0);
   const MemoryLayout packed{
       .allocate = [&](int i) { return capacity[i] = elements(layers[i], batch); },
-      .fits = [&](int i, int host, long long offset) {
-        return offset + elements(layers[i], batch) <= capacity[host];
-      }};
+      .fits =
+          [&](int i, int host, long long offset) {
+            return offset + elements(layers[i], batch) <= capacity[host];
+          }};
   const TrainingMemoryPlan plan = plan_training_memory(net, batch, packed);
   long long values = 3LL * batch * net.image_size * net.image_size, largest = 0;
   for (size_t i = 0; i < layers.size(); ++i) {

@@ -1,13 +1,12 @@
 // One data-parallel training iteration, simulated (see basin/training.h): per-layer compute from
 // a calibrated roofline, gradient buckets allreduced on one communication stream behind backward,
 // the optimizer step, and the input pipeline as a possible bound.
-#include <basin/training.h>
 #include <basin/memory_plan.h>
-
-#include <nlohmann/json.hpp>
+#include <basin/training.h>
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 namespace basin::sim {
 namespace {
@@ -110,7 +109,8 @@ double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision 
   // activations as the executor plans them (model::plan_training_memory): only what backward
   // reads is kept, in-place layers share a tensor, and gradients reuse dead activations.
   const double weights = static_cast<double>(net.params()) * (prec == Precision::fp32 ? 12 : 14);
-  return (weights + model::training_activation_bytes(net, batch_per_gpu, bytes_per_value(prec))) / 1e9;
+  return (weights + model::training_activation_bytes(net, batch_per_gpu, bytes_per_value(prec))) /
+         1e9;
 }
 
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,

@@ -91,9 +91,9 @@ TEST_CASE("a bad input file writes no --dump output", "[cli]") {
 TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
   Result r = run("sim --cluster bigbasin:2 --json");
   REQUIRE(r.exit_code == 0);
-  for (const char* key : {"\"iteration_s\"", "\"epoch_s\"", "\"images_per_s\"",
-                          "\"scaling_efficiency\"", "\"exposed_comm_s\"", "\"data_stall_s\"",
-                          "\"memory_GB\"", "\"device_memory_GB\""}) {
+  for (const char* key :
+       {"\"iteration_s\"", "\"epoch_s\"", "\"images_per_s\"", "\"scaling_efficiency\"",
+        "\"exposed_comm_s\"", "\"data_stall_s\"", "\"memory_GB\"", "\"device_memory_GB\""}) {
     CAPTURE(key);
     REQUIRE(r.out.find(key) != std::string::npos);
   }

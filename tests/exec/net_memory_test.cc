@@ -38,12 +38,14 @@ class Recorder final : public Backend {
     ++allocations;
     return t;
   }
-  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout, long long offset) override {
+  Tensor view(const Tensor& storage, const TensorDesc& desc, Layout layout,
+              long long offset) override {
     if (!storage.data || storage.layout != layout || offset < 0 ||
         desc.elements() > storage.capacity - offset)
       return {};
     Tensor t{desc, layout, storage.format,
-             std::shared_ptr<float>(storage.data, reinterpret_cast<float*>(address(storage) + 2 * offset))};
+             std::shared_ptr<float>(storage.data,
+                                    reinterpret_cast<float*>(address(storage) + 2 * offset))};
     t.capacity = storage.capacity - offset;
     return t;
   }
@@ -75,7 +77,8 @@ class Recorder final : public Backend {
       problem = " was overwritten by another activation";
       break;
     }
-    if (!problem.empty()) problems.insert(std::string(what) + " of layer " + std::to_string(op) + problem);
+    if (!problem.empty())
+      problems.insert(std::string(what) + " of layer " + std::to_string(op) + problem);
   }
 
   void write_nchw(const float*, Tensor& dst) override { wrote(dst, true); }
@@ -88,19 +91,19 @@ class Recorder final : public Backend {
     wrote(y, true);
   }
   bool accumulates_conv_dx() const override { return true; }  // as the GPU backend
-  void conv_backward(int op, const ConvDesc&, const Tensor& x, const float*, const Tensor&, Tensor* dx,
-                     float*, bool) override {
+  void conv_backward(int op, const ConvDesc&, const Tensor& x, const float*, const Tensor&,
+                     Tensor* dx, float*, bool) override {
     reads_activation(x, "conv input", op);
     if (dx) wrote(*dx, false);
   }
-  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float*, const float*,
-                                  Tensor& y, float*, float*) override {
+  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float*,
+                                  const float*, Tensor& y, float*, float*) override {
     reads_activation(x, "batch norm input (forward)", op);
     wrote(y, true);
     if (d.fused_relu) saved[op] = {y};
   }
-  void batchnorm_forward_eval(int op, const BatchNormDesc&, const Tensor& x, const float*, const float*,
-                              const float*, const float*, Tensor& y) override {
+  void batchnorm_forward_eval(int op, const BatchNormDesc&, const Tensor& x, const float*,
+                              const float*, const float*, const float*, Tensor& y) override {
     reads_activation(x, "batch norm input (forward)", op);
     wrote(y, true);
   }
@@ -131,7 +134,8 @@ class Recorder final : public Backend {
     reads_activation(saved.at(op)[1], "pool output", op);
     wrote(dx, false);
   }
-  void fc_forward(int op, const FcDesc&, const Tensor& x, const float*, const float*, Tensor& y) override {
+  void fc_forward(int op, const FcDesc&, const Tensor& x, const float*, const float*,
+                  Tensor& y) override {
     reads_activation(x, "fc input (forward)", op);
     wrote(y, true);
   }
@@ -197,12 +201,15 @@ TEST_CASE("Gradients reuse dead activations' memory without a backward reading a
   // once its sum has run, each one's memory holds outputs of the next stage (half its size),
   // except the last stage's, which stays whole for backward's first gradients.
   const auto& layers = net.network().layers;
-  auto bytes = [&](const model::Layer& l) { return 2LL * batch * l.out_channels * l.out_h * l.out_w; };
+  auto bytes = [&](const model::Layer& l) {
+    return 2LL * batch * l.out_channels * l.out_h * l.out_w;
+  };
   long long expected = 2LL * batch * 3 * net.network().image_size * net.network().image_size;
   long long last_shortcut = 0;
   for (const auto& l : layers) {
     if (l.kind != model::LayerKind::relu && l.kind != model::LayerKind::add) expected += bytes(l);
-    if (l.kind == model::LayerKind::add && layers[l.inputs[1]].kind == model::LayerKind::batchnorm) {
+    if (l.kind == model::LayerKind::add &&
+        layers[l.inputs[1]].kind == model::LayerKind::batchnorm) {
       expected -= bytes(layers[l.inputs[1]]);
       last_shortcut = bytes(layers[l.inputs[1]]);
     }
@@ -281,8 +288,8 @@ TEST_CASE("A convolution adding into its input's gradient gives the gradients Ne
   // The device double runs the CPU's arithmetic either way: with conv_adds_to_dx Net hands the
   // block inputs' gradients to conv_backward (add_to_dx, as on a GPU), else sums them with add;
   // both add the same two tensors, so the gradients agree bit for bit.
-  const auto network = model::resnet({.blocks = {2, 1}, .bottleneck = true, .width = 8,
-                                      .image_size = 16, .classes = 5});
+  const auto network = model::resnet(
+      {.blocks = {2, 1}, .bottleneck = true, .width = 8, .image_size = 16, .classes = 5});
   std::vector<float> pixels(3 * 3 * 16 * 16);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(i % 17) / 8 - 1;
   std::vector<int> labels = {1, 3, 4};

@@ -107,7 +107,9 @@ TEST_CASE("GPU casts from fp32 match the CPU reference bit for bit", "[kernels][
 TEST_CASE("GPU NCHW to NHWC matches the CPU reference bit for bit", "[kernels][gpu][cast]") {
   // Awkward sizes: the network's 3-channel input, one pixel, one channel, and more elements
   // than one grid covers.
-  struct Shape { int n, c, hw; };
+  struct Shape {
+    int n, c, hw;
+  };
   const Shape shape = GENERATE(Shape{3, 3, 7 * 5}, Shape{5, 17, 1}, Shape{2, 1, 13},
                                Shape{4, 3, 224 * 224}, Shape{0, 3, 4});
   CAPTURE(shape.n, shape.c, shape.hw);

@@ -199,9 +199,9 @@ TEST_CASE("NCHW to NHWC puts each value where the layouts say, rounded once", "[
       for (int p = 0; p < hw; ++p) src[(i * c + k) * hw + p] = 100.f * i + 10.f * k + p + 0.3f;
   std::vector<float> fp32(src.size());
   bk::nchw_to_nhwc_cpu(src.data(), fp32.data(), bk::Precision::fp32, n, c, hw);
-  CHECK(fp32[0] == 0.3f);                    // image 0, pixel 0, channel 0
-  CHECK(fp32[1] == 10.3f);                   // image 0, pixel 0, channel 1
-  CHECK(fp32[3] == 1.3f);                    // image 0, pixel 1, channel 0
+  CHECK(fp32[0] == 0.3f);                      // image 0, pixel 0, channel 0
+  CHECK(fp32[1] == 10.3f);                     // image 0, pixel 0, channel 1
+  CHECK(fp32[3] == 1.3f);                      // image 0, pixel 1, channel 0
   CHECK(fp32[(1 * 2 + 1) * 3 + 2] == 121.3f);  // image 1, pixel 1, channel 2
   // In 16 bits each element is the nearest value of the source, as cast_cpu rounds it.
   for (bk::Precision to : {bk::Precision::bf16, bk::Precision::fp16}) {

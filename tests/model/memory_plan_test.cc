@@ -2,18 +2,20 @@
 // memory are never alive at once, what no backward reads is not held for backward, and the
 // in-place chains are the ones the layer graph allows. Lifetimes are worked out here from the
 // layer graph alone, not taken from the plan.
-#include "../catch.h"
-
 #include <basin/memory_plan.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "../catch.h"
+
 using namespace basin::model;
 
 namespace {
 
-long long elements(const Layer& l, int batch) { return 1LL * batch * l.out_channels * l.out_h * l.out_w; }
+long long elements(const Layer& l, int batch) {
+  return 1LL * batch * l.out_channels * l.out_h * l.out_w;
+}
 
 // Packed memory of exactly the elements asked, as a GPU's NHWC tensors.
 TrainingMemoryPlan packed_plan(const Network& net, int batch, std::vector<long long>& capacity) {
@@ -21,17 +23,19 @@ TrainingMemoryPlan packed_plan(const Network& net, int batch, std::vector<long l
   return plan_training_memory(
       net, batch,
       {.allocate = [&](int i) { return capacity[i] = elements(net.layers[i], batch); },
-       .fits = [&](int i, int host, long long offset) {
-         return offset + elements(net.layers[i], batch) <= capacity[host];
-       }});
+       .fits =
+           [&](int i, int host, long long offset) {
+             return offset + elements(net.layers[i], batch) <= capacity[host];
+           }});
 }
 
 }  // namespace
 
 TEST_CASE("Outputs sharing memory are never alive at once", "[model][memory]") {
-  const Network net = GENERATE(resnet(18), resnet(34), resnet(50), resnet(101), resnet(152),
-                               resnet(ResNetShape{.blocks = {1, 2, 1}, .bottleneck = true, .width = 8,
-                                                  .image_size = 32, .classes = 7}));
+  const Network net = GENERATE(
+      resnet(18), resnet(34), resnet(50), resnet(101), resnet(152),
+      resnet(ResNetShape{
+          .blocks = {1, 2, 1}, .bottleneck = true, .width = 8, .image_size = 32, .classes = 7}));
   const int batch = 4;
   CAPTURE(net.name, net.layers.size());
   const auto& layers = net.layers;
@@ -51,8 +55,10 @@ TEST_CASE("Outputs sharing memory are never alive at once", "[model][memory]") {
       if (in >= 0) forward_end[plan.chain[in]] = std::max(forward_end[plan.chain[in]], i);
     const LayerKind k = layers[i].kind;
     const int in = layers[i].inputs[0];
-    if (in >= 0 && k != LayerKind::relu && k != LayerKind::add) read_backward[plan.chain[in]] = true;
-    if (k == LayerKind::relu || k == LayerKind::maxpool || k == LayerKind::avgpool) read_backward[c] = true;
+    if (in >= 0 && k != LayerKind::relu && k != LayerKind::add)
+      read_backward[plan.chain[in]] = true;
+    if (k == LayerKind::relu || k == LayerKind::maxpool || k == LayerKind::avgpool)
+      read_backward[c] = true;
     if (k == LayerKind::batchnorm && plan.fused_relu[i]) read_backward[c] = true;
   }
 
@@ -106,9 +112,12 @@ TEST_CASE("Memory no backward reads is dead from backward's start unless it hold
     CAPTURE(net.layers[o].name);
     bool holds_others = false;
     for (int i = 0; i < n; ++i) holds_others |= i != o && plan.chain[i] == i && plan.owner[i] == o;
-    if (o == n - 1) CHECK(plan.dead_after[o] == -1);  // the logits: read after backward
-    else if (!holds_others) CHECK(plan.dead_after[o] == plan.read_until[o]);
-    else CHECK(plan.dead_after[o] < n);
+    if (o == n - 1)
+      CHECK(plan.dead_after[o] == -1);  // the logits: read after backward
+    else if (!holds_others)
+      CHECK(plan.dead_after[o] == plan.read_until[o]);
+    else
+      CHECK(plan.dead_after[o] < n);
   }
   // The last shortcut's memory takes nothing: backward's first gradients need it whole.
   const Layer* last = find_layer(net, "layer4.0.downsample.1");

@@ -164,8 +164,10 @@ TEST_CASE("A step's device memory is about what PyTorch measured for the same st
   CHECK_THAT(memory_needed_GB(net, 256, Precision::bf16), WithinRel(11.0 * GiB, 0.10));
   // So a 16 GB P100 takes ResNet-50 at batch 256 in fp16, and not in fp32.
   topo::Topology t = topo::load_any("bigbasin");
-  TrainingConfig fp16{.network = net, .gpus = 8, .batch_per_gpu = 256, .precision = Precision::fp16};
+  TrainingConfig fp16{
+      .network = net, .gpus = 8, .batch_per_gpu = 256, .precision = Precision::fp16};
   CHECK_NOTHROW(simulate_iteration(t, profile_for(t), fp16));
-  TrainingConfig fp32{.network = net, .gpus = 8, .batch_per_gpu = 256, .precision = Precision::fp32};
+  TrainingConfig fp32{
+      .network = net, .gpus = 8, .batch_per_gpu = 256, .precision = Precision::fp32};
   CHECK_THROWS_AS(simulate_iteration(t, profile_for(t), fp32), topo::InputError);
 }

@@ -121,7 +121,7 @@ class Net {
   void accumulate(int producer, const Tensor& grad_part);
   // Memory planning (net_memory.cc): where each output lives, which backward reads each
   // output's memory last, and lending dead outputs to gradients during backward.
-  void place_outputs();  // by model::plan_training_memory
+  void place_outputs();             // by model::plan_training_memory
   void lend_dead_after(int layer);  // backward: after the layer's backward ran (n: at its start)
 
   model::Network network_;

@@ -79,8 +79,8 @@ void DnnlBackend::batchnorm_forward_eval(int op, const BatchNormDesc& d, const T
 }
 
 void DnnlBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
-                                     const float* gamma, Tensor& dy, Tensor& dx,
-                                     float* dgamma, float* dbeta) {
+                                     const float* gamma, Tensor& dy, Tensor& dx, float* dgamma,
+                                     float* dbeta) {
   BatchNormState& s = bn_state(op, d, x);
   const memory::desc stat_md = s.train_pd.mean_desc();
   std::unordered_map<int, memory> args = {

@@ -224,8 +224,9 @@ Tensor CudnnBackend::view(const Tensor& storage, const TensorDesc& desc, Layout 
       desc.elements() > storage.capacity - offset)
     return {};
   char* start = reinterpret_cast<char*>(storage.ptr()) + byte_offset;
-  Tensor t{desc, layout, storage.format,
-           std::shared_ptr<float>(storage.data, reinterpret_cast<float*>(start))};  // shares ownership
+  Tensor t{
+      desc, layout, storage.format,
+      std::shared_ptr<float>(storage.data, reinterpret_cast<float*>(start))};  // shares ownership
   t.capacity = storage.capacity - offset;
   return t;
 }

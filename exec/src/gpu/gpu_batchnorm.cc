@@ -191,8 +191,8 @@ void CudnnBackend::relu_in_place(Tensor& y) {
 }
 
 void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x,
-                                      const float* gamma, Tensor& dy, Tensor& dx,
-                                      float* dgamma, float* dbeta) {
+                                      const float* gamma, Tensor& dy, Tensor& dx, float* dgamma,
+                                      float* dbeta) {
   BatchNormState& s = bn_state(op, d, x);
   if (!s.output.data)
     throw std::logic_error("batchnorm backward of layer " + std::to_string(op) +

@@ -239,7 +239,8 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
         // starts as far past 256-byte alignment as dx does, so the algorithm suits dx. It costs
         // one dx more in the first step only (the planner's room for gradients covers it,
         // model::training_activation_bytes).
-        const size_t bytes = element_bytes(precision_of(*dx)) * static_cast<size_t>(d.in.elements());
+        const size_t bytes =
+            element_bytes(precision_of(*dx)) * static_cast<size_t>(d.in.elements());
         DeviceMemory search_dx(bytes + 256);
         const auto skew = reinterpret_cast<std::uintptr_t>(dx->ptr()) % 256;
         find_backward_data(s, a, weights, dy.ptr(), search_dx.as<char>() + skew);

@@ -107,7 +107,7 @@ struct IterationResult {
   double epoch_s = 0;
   int buckets = 0;
   double gradient_MB = 0;
-  double memory_GB = 0;  // device memory one GPU needs for the step (memory_needed_GB)
+  double memory_GB = 0;            // device memory one GPU needs for the step (memory_needed_GB)
   bool compute_estimated = false;  // no measured throughput matched: roofline estimate
   std::string compute_basis;       // which measurement or estimate set the compute speed
   std::vector<Span> spans;
