@@ -73,18 +73,18 @@ sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path)
 
 void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   const char* cost_unit = r.cost_in_gpu_hours ? "GPU-h" : "cost";
-  std::printf("%4s %5s %5s %6s  %-31s %6s %-16s %8s %7s %8s %5s %7s %9s %5s  %s\n", "rank", "GPUs",
-              "b/GPU", "global", "allreduce", "bucket", "precision", "iter s", "epoch s", "img/s",
-              "eff", "train h", cost_unit, "+top1", "why not first");
+  std::printf("%4s %5s %5s %6s  %-31s %6s %-16s %6s %8s %7s %8s %5s %7s %9s %5s  %s\n", "rank",
+              "GPUs", "b/GPU", "global", "allreduce", "bucket", "precision", "mem GB", "iter s",
+              "epoch s", "img/s", "eff", "train h", cost_unit, "+top1", "why not first");
   for (size_t i = 0; i < r.rows.size() && static_cast<int>(i) < o.top; ++i) {
     const auto& x = r.rows[i];
     const std::string why = i == 0 ? "best; bound by " + x.bottleneck() : x.lost;
-    std::printf("%4zu %5d %5d %6lld  %-31s %6.3g %-16s %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
-                i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
-                x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
-                x.precision.name().c_str(), x.iteration_s, x.epoch_s, x.images_per_s,
-                100 * x.scaling_efficiency, x.time_to_train_h, x.cost, x.accuracy_penalty,
-                why.c_str());
+    std::printf(
+        "%4zu %5d %5d %6lld  %-31s %6.3g %-16s %6.1f %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
+        i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
+        x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB, x.precision.name().c_str(),
+        x.memory_GB, x.iteration_s, x.epoch_s, x.images_per_s, 100 * x.scaling_efficiency,
+        x.time_to_train_h, x.cost, x.accuracy_penalty, why.c_str());
   }
   // An input-bound winner is worth a sentence: the GPUs idle, and the fix is on the CPU side.
   if (!r.rows.empty() && r.rows.front().bottleneck() == "input pipeline") {

@@ -194,6 +194,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
         for (const PrecisionChoice& p : precisions) {
           row.precision = p;
           const double need = sim::memory_needed_GB(net, batch, p.compute);
+          row.memory_GB = need;
           if (need > profile.memory_GB) {
             if (&choice == &algorithms.front()) {
               char why[160];

@@ -50,10 +50,15 @@ TEST_CASE("Goyal's setting plans 8k with hierarchical halving-doubling in about 
   for (const auto& row : r.rows) {
     REQUIRE(row.global_batch <= 8192);
     REQUIRE(!(row.batch_per_gpu == 256));
+    REQUIRE(row.memory_GB > 0);
+    REQUIRE(row.memory_GB <= 16);
   }
   bool memory_reason = false;
   for (const auto& row : r.rejected)
-    memory_reason |= row.batch_per_gpu == 256 && row.rejected.find("GB") != std::string::npos;
+    if (row.batch_per_gpu == 256 && row.rejected.find("GB") != std::string::npos) {
+      memory_reason = true;
+      REQUIRE(row.memory_GB > 16);
+    }
   REQUIRE(memory_reason);
 }
 

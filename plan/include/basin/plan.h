@@ -128,6 +128,7 @@ struct PlanRow {
   double iteration_s = 0, epoch_s = 0, images_per_s = 0, compute_s = 0, exposed_comm_s = 0,
          data_stall_s = 0, scaling_efficiency = 0, time_to_train_h = 0, gpu_hours = 0, cost = 0;
   double accuracy_penalty = 0;  // top-1 points
+  double memory_GB = 0;         // device memory a GPU needs (sim::memory_needed_GB)
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
