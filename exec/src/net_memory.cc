@@ -57,7 +57,7 @@ void Net::place_outputs() {
       // A ReLU over a batchnorm's output is done by the batchnorm, in the same pass; over a
       // sum, its forward is done by the sum.
       const int src = layers[i].inputs[0];
-      if (node.kind == LayerKind::relu && nodes_[src].kind == LayerKind::batchnorm)
+      if (node.kind == LayerKind::relu && plan.fused_relu[src])
         node.fused = nodes_[src].bn.fused_relu = true;
       if (node.kind == LayerKind::relu && nodes_[src].kind == LayerKind::add) {
         nodes_[src].relu_after = i;
@@ -69,21 +69,21 @@ void Net::place_outputs() {
       node.y.capacity = std::min(node.y.capacity, node.out.elements());
     }
   }
-  dead_after_ = plan.dead_after;
+  dies_after_.assign(n + 1, {});
   for (int o = 0; o < n; ++o)
-    if (dead_after_[o] >= 0) activation_memory_.insert(nodes_[o].y.data.get());
+    if (plan.dead_after[o] >= 0) {
+      dies_after_[plan.dead_after[o]].push_back(o);
+      activation_memory_.insert(nodes_[o].y.data.get());
+    }
 }
 
 // i = n: before the first backward, the outputs no backward reads.
 void Net::lend_dead_after(int i) {
-  // A layer reads only its own and earlier outputs, so only those can die with it.
-  const int last = std::min(i, static_cast<int>(nodes_.size()) - 1);
-  for (int r = 0; r <= last; ++r)
-    if (dead_after_[r] == i) {
-      Tensor view = nodes_[r].y;
-      view.data = std::shared_ptr<float>(view.data.get(), [](float*) {});  // owns nothing
-      lent_.push_back(std::move(view));
-    }
+  for (int owner : dies_after_[i]) {
+    Tensor view = nodes_[owner].y;
+    view.data = std::shared_ptr<float>(view.data.get(), [](float*) {});  // owns nothing
+    lent_.push_back(std::move(view));
+  }
 }
 
 // The smallest memory the backend can lay the gradient out in (Backend::view), lent outputs
@@ -93,6 +93,7 @@ Tensor Net::take_grad(const TensorDesc& desc, Layout layout) {
     auto best = pool->end();
     Tensor fit;
     for (auto it = pool->begin(); it != pool->end(); ++it) {
+      if (it->capacity < desc.elements()) continue;  // too small in any layout
       if (best != pool->end() && it->capacity >= best->capacity) continue;
       if (Tensor v = backend_->view(*it, desc, layout, 0); v.data) best = it, fit = std::move(v);
     }

@@ -136,9 +136,9 @@ class Net {
   Tensor input_;
   std::vector<Tensor> grad_of_;      // per layer: gradient of its output during backward
   std::vector<Tensor> spare_grads_;  // released gradient tensors, reused by shape
-  // For a layer i whose output owns its memory: the layer after whose backward no backward
-  // reads that memory (n: none ever does; -1: not owned, or never lent, the logits).
-  std::vector<int> dead_after_;
+  // Per layer i (and n, before backward's first layer): the layers whose memory no backward
+  // reads once layer i's backward has run (model::TrainingMemoryPlan::dead_after).
+  std::vector<std::vector<int>> dies_after_;
   std::vector<Tensor> lent_;                        // lent and not taken, this backward
   std::unordered_set<const float*> activation_memory_;  // what lent views point at
   bool have_loss_ = false, trained_forward_ = false;
