@@ -61,6 +61,8 @@ void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& pro
   for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
     for (plan::Protocol p : {plan::Protocol::ll, plan::Protocol::ll128, plan::Protocol::simple})
       o.algorithms.push_back(plan::Choice{.algorithm = a, .protocol = p});
+  // The planner tries it only where every GPU hangs off an NVSwitch that sums (H100 NVSwitch).
+  o.algorithms.push_back(plan::Choice{.algorithm = sim::Algorithm::nvls, .protocol = plan::Protocol::simple});
 }
 
 AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const std::string& topology_path) {
@@ -86,7 +88,7 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
     << best.time_to_train_h << " h for " << o.epochs << " epochs (" << result.evaluated
     << " configurations simulated on the " << profile.device
     << " profile; limited to what the GPU trainer runs: "
-    << (BASIN_HAVE_NCCL ? "NCCL ring or tree, fp32 gradients)" : "one GPU without NCCL)");
+    << (BASIN_HAVE_NCCL ? "NCCL ring, tree or NVLS, fp32 gradients)" : "one GPU without NCCL)");
   p.summary = s.str();
   return p;
 }

@@ -35,7 +35,7 @@ plan::Choice parse_choice(const std::string& text) {
   if (name.rfind("nccl-", 0) == 0) {
     auto slash = name.find('/');
     if (slash == std::string::npos)
-      throw topo::InputError("--algorithms", "", "nccl-ring/PROTO or nccl-tree/PROTO, got '" + text + "'");
+      throw topo::InputError("--algorithms", "", "nccl-ring/PROTO, nccl-tree/PROTO or nccl-nvls/Simple, got '" + text + "'");
     std::string proto = name.substr(slash + 1);
     c.protocol = proto == "LL" ? plan::Protocol::ll : proto == "LL128" ? plan::Protocol::ll128
                  : proto == "Simple" ? plan::Protocol::simple : plan::Protocol::none;
@@ -43,8 +43,11 @@ plan::Choice parse_choice(const std::string& text) {
       throw topo::InputError("--algorithms", "", "protocol LL, LL128 or Simple, got '" + proto + "'");
     name = name.substr(5, slash - 5);
     c.algorithm = sim::algorithm_from_string(name, "--algorithms");
-    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree)
-      throw topo::InputError("--algorithms", "", "NCCL's ring or tree, got '" + text + "'");
+    if (c.algorithm == sim::Algorithm::nvls && c.protocol != plan::Protocol::simple)
+      throw topo::InputError("--algorithms", "", "NCCL's NVLS with the Simple protocol only, got '" + text + "'");
+    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree &&
+        c.algorithm != sim::Algorithm::nvls)
+      throw topo::InputError("--algorithms", "", "NCCL's ring, tree or nvls, got '" + text + "'");
     return c;
   }
   if (auto colon = name.find(':'); colon != std::string::npos) {
@@ -52,6 +55,9 @@ plan::Choice parse_choice(const std::string& text) {
     name = name.substr(0, colon);
   }
   c.algorithm = sim::algorithm_from_string(name, "--algorithms");
+  // Only NCCL runs the switch's sums; the plan names it as NCCL's, which the GPU trainer can set.
+  if (c.algorithm == sim::Algorithm::nvls)
+    throw topo::InputError("--algorithms", "", "nvls as NCCL's: nccl-nvls/Simple, got '" + text + "'");
   return c;
 }
 
@@ -223,7 +229,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--gpus", o->plan.gpu_counts, "GPU counts to try (default: 1, 2, 4, whole servers doubling, all)");
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str();
   cmd->add_option("--algorithms", o->algorithms,
-                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ... (default: all basin's)");
+                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., nccl-nvls/Simple (default: all basin's)");
   cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")->capture_default_str();
   cmd->add_option("--precisions", o->precisions, "fp32, fp16, bf16, or COMPUTE/wire-WIRE (default: fp32, fp32/wire-fp16, fp16, bf16)");
   cmd->add_option("--tolerated-loss", o->plan.tolerated_loss_points,

@@ -169,7 +169,8 @@ std::function<int()> add_sim_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();
   cmd->add_option("--algorithm", o->algorithm,
-                  "Allreduce: ring, halving-doubling, recursive-doubling, tree, bcube, 2d-torus, hierarchical")
+                  "Allreduce: ring, halving-doubling, recursive-doubling, tree, bcube, 2d-torus, hierarchical, "
+                  "nvls (the NVSwitch sums: one H100 NVSwitch server)")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();
   cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")

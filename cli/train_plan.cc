@@ -22,7 +22,9 @@ std::string gloo_algorithm(const std::string& plan_algorithm, const std::string&
   if (a == "halving-doubling") return "halving_doubling";
   if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
   if (a == "bcube") return "bcube";
-  return "halving_doubling";  // recursive doubling: halving-doubling is its bandwidth-optimal kin
+  // recursive doubling, and NVLS (the NVSwitch sums, NCCL only): halving-doubling is the
+  // bandwidth-optimal schedule Gloo has among them.
+  return "halving_doubling";
 }
 
 int ranks_from_env() {
@@ -133,11 +135,11 @@ void apply_plan(const std::string& path, TrainOptions& o,
     o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
                                  plan.contains("/allreduce/inter"_json_pointer)
                                      ? text("/allreduce/inter") : std::string());
-  // NCCL's ring or tree when the plan chose one of them (it then names a protocol too); any
-  // other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
+  // NCCL's ring, tree or nvls when the plan chose one of them (it then names a protocol too);
+  // any other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
   if (!given("--nccl-algorithm")) {
     const std::string a = text("/allreduce/algorithm");
-    o.nccl_algorithm = (a == "ring" || a == "tree") ? a : "auto";
+    o.nccl_algorithm = (a == "ring" || a == "tree" || a == "nvls") ? a : "auto";
   }
   if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
   if (!given("--wire")) o.wire = text("/precision/wire");

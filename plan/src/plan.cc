@@ -147,6 +147,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                                                std::to_string(total) + ", got " + std::to_string(n));
 
   sim::Network network(cluster, o.network);
+  const topo::Topology nccl_topo = nccl_view(cluster);  // NCCL's algorithms are timed on its view
+  sim::Network nccl_network(nccl_topo, o.network);
   std::map<std::pair<int, std::string>, double> one_gpu_rate;  // (batch, precision) -> images/s
   auto base_config = [&](int gpus, int batch, const PrecisionChoice& p) {
     sim::TrainingConfig cfg;
@@ -166,18 +168,26 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
     std::set<int> servers;
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
+    // The choices that run on these GPUs; the first of them also records the rejected rows.
+    auto runs = [&](const Choice& c) {
+      if (count == 1) return true;  // nothing to reduce: any choice stands for all
+      if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
+      return !c.is_nccl() || nccl_runs(c, cluster, gpus);
+    };
+    const auto first = std::find_if(algorithms.begin(), algorithms.end(), runs);
+    if (first == algorithms.end()) continue;  // none of the choices runs on this many GPUs
     for (const Choice& choice : algorithms) {
-      if (count == 1 && &choice != &algorithms.front()) break;  // nothing to reduce
-      if (choice.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) continue;
+      if (count == 1 && &choice != &*first) break;  // nothing to reduce
+      if (!runs(choice)) continue;
       const sim::CollectiveCost cost =
-          choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
+          choice.is_nccl() ? nccl_cost(nccl_network, gpus, choice.algorithm, choice.protocol)
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
         if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
             (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {
-          if (&choice == &algorithms.front()) {
+          if (&choice == &*first) {
             row.rejected = "global batch " + std::to_string(row.global_batch) +
                            (std::isnan(row.accuracy_penalty)
                                 ? " is beyond the published accuracy data (64k)"
@@ -196,7 +206,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
           const double need = sim::memory_needed_GB(net, batch, p.compute);
           row.memory_GB = need;
           if (need > profile.memory_GB) {
-            if (&choice == &algorithms.front()) {
+            if (&choice == &*first) {
               char why[160];
               std::snprintf(why, sizeof why, "batch %d in %s needs about %.1f GB of the %s's %.0f GB",
                             batch, p.name().c_str(), need, profile.device.c_str(), profile.memory_GB);
@@ -239,6 +249,10 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       }
     }
   }
+  if (result.rows.empty() && result.rejected.empty())
+    throw topo::InputError("--algorithms", "",
+                           "an allreduce that runs on the GPU counts searched (nccl-nvls/Simple: every GPU on "
+                           "one NVSwitch that sums in the switch, NVLink 4 or later), got none");
   if (result.rows.empty()) {
     std::string reasons;
     std::set<std::string> seen;

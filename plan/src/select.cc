@@ -22,6 +22,23 @@ constexpr double kNvlinkLatency_us[2][3] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}};
 constexpr double kPciLatency_us[2][3] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}};
 constexpr double kNetLatency_us[2][3] = {{5.0, 8.5, 14.0}, {2.7, 4.0, 14.0}};
 
+// NCCL 2.28 src/graph/topo.h, SMxx_NVLINK_BW: the GB/s per NVLink per direction NCCL's model
+// counts on, by the GPU generation that brought each NVLink generation (P100 SM60, V100 SM70,
+// A100 SM80, H100 SM90, B200 SM100), as a share of that generation's line rate
+// (topo::nvlink_GBps_per_link). 20.6 of 25 on H100 is what NCCL's ring measures there: about
+// 370 GB/s over 18 links (NCCL's maintainers, NVIDIA/nccl-tests#212).
+double nccl_nvlink_share(int generation) {
+  static const std::map<int, double> nccl_GBps = {{1, 18.0}, {2, 20.0}, {3, 20.0}, {4, 20.6}, {5, 40.1}};
+  const auto it = nccl_GBps.find(generation);
+  return it == nccl_GBps.end() ? 1.0 : it->second / topo::nvlink_GBps_per_link(generation);
+}
+
+// tuning.cc, nvlsEfficiency: the share of NCCL's NVLink bandwidth its NVLS allreduce keeps, by
+// generation (Hopper's NVLink 4: 0.85, Blackwell's NVLink 5: 0.74).
+double nvls_efficiency(int nvlink_generation) { return nvlink_generation >= 5 ? 0.74 : 0.85; }
+// tuning.cc, hwLatencies[NVLINK][NVLS][Simple] (its base latency is 0), microseconds.
+constexpr double kNvlsLatency_us = 25.0;
+
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
 
@@ -86,11 +103,37 @@ double busbw_GBps(double bytes, double time_s, int ranks) {
   return ranks > 1 ? algbw_GBps(bytes, time_s) * 2.0 * (ranks - 1) / ranks : 0;
 }
 
+topo::Topology nccl_view(const topo::Topology& topo) {
+  topo::Topology view = topo;
+  for (auto [e, end] = boost::edges(view.graph); e != end; ++e) {
+    topo::Link& link = view.graph[*e];
+    if (link.kind == topo::LinkKind::nvlink) link.bandwidth_GBps *= nccl_nvlink_share(link.generation);
+  }
+  return view;
+}
+
+bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
+  if (c.algorithm != sim::Algorithm::nvls) return true;
+  return topo::nvlink_sharp_switch(topo, gpus).has_value();
+}
+
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol) {
+  if (algorithm == sim::Algorithm::nvls) {
+    if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");
+    sim::CollectiveCost c = sim::nvls_cost(net, gpus, "--algorithms");
+    if (gpus.size() < 2) return c;
+    const topo::Vertex sw = *topo::nvlink_sharp_switch(net.topology(), gpus);
+    int generation = 0;
+    for (auto [e, end] = boost::out_edges(gpus.front(), net.topology().graph); e != end; ++e)
+      if (boost::target(*e, net.topology().graph) == sw) generation = net.topology().graph[*e].generation;
+    c.latency_s = kNvlsLatency_us * 1e-6;
+    c.seconds_per_byte /= nvls_efficiency(generation);
+    return c;
+  }
   if (protocol == Protocol::none ||
       (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree))
-    throw std::invalid_argument("nccl_cost: NCCL's ring or tree with a protocol");
+    throw std::invalid_argument("nccl_cost: NCCL's ring or tree with a protocol, or NVLS with Simple");
   const auto& g = net.topology().graph;
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(g[v].server);
@@ -141,15 +184,20 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
                 A::torus_2d})
       s.candidates.push_back({a});
     if (s.servers > 1) s.candidates.push_back({A::hierarchical});
-    if (o.nccl)
+    if (o.nccl) {
       for (A a : {A::ring, A::tree})
         for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
           s.candidates.push_back({a, p});
+      if (topo::nvlink_sharp_switch(topo, gpus)) s.candidates.push_back({A::nvls, Protocol::simple});
+    }
   }
   sim::Network net(topo, o.network);
+  // NCCL's algorithms are timed on the topology as NCCL's own model sees it.
+  const topo::Topology nccl_topo = nccl_view(topo);
+  sim::Network nccl_net(nccl_topo, o.network);
   std::vector<sim::CollectiveCost> costs;
   for (const Choice& c : s.candidates)
-    costs.push_back(c.is_nccl() ? nccl_cost(net, gpus, c.algorithm, c.protocol)
+    costs.push_back(c.is_nccl() ? nccl_cost(nccl_net, gpus, c.algorithm, c.protocol)
                                 : sim::allreduce_cost(net, gpus, c.algorithm, c.inter));
 
   for (double bytes = o.min_bytes; bytes <= o.max_bytes * (1 + 1e-12); bytes *= 2) {
@@ -182,7 +230,9 @@ tuner::Selection nccl_rules(const Selection& s) {
     const Choice& c = s.candidates[best];
     tuner::Rule rule;
     rule.collective = tuner::Collective::allreduce;
-    rule.algorithm = c.algorithm == sim::Algorithm::tree ? tuner::Algorithm::tree : tuner::Algorithm::ring;
+    rule.algorithm = c.algorithm == sim::Algorithm::tree   ? tuner::Algorithm::tree
+                     : c.algorithm == sim::Algorithm::nvls ? tuner::Algorithm::nvls
+                                                           : tuner::Algorithm::ring;
     rule.protocol = c.protocol == Protocol::ll      ? tuner::Protocol::ll
                     : c.protocol == Protocol::ll128 ? tuner::Protocol::ll128
                                                     : tuner::Protocol::simple;

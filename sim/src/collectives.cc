@@ -53,7 +53,7 @@ Schedule wrap(const std::string& name, int p, const Fold& fold, std::vector<Step
 
 std::vector<std::string> algorithm_names() {
   return {"ring", "halving-doubling", "recursive-doubling", "tree", "bcube", "2d-torus",
-          "hierarchical"};
+          "hierarchical", "nvls"};
 }
 
 const char* to_string(Algorithm a) {
@@ -65,6 +65,7 @@ const char* to_string(Algorithm a) {
     case Algorithm::bcube: return "bcube";
     case Algorithm::torus_2d: return "2d-torus";
     case Algorithm::hierarchical: return "hierarchical";
+    case Algorithm::nvls: return "nvls";
   }
   return "?";
 }
@@ -72,7 +73,7 @@ const char* to_string(Algorithm a) {
 Algorithm algorithm_from_string(const std::string& name, const std::string& origin) {
   for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::recursive_doubling,
                       Algorithm::tree, Algorithm::bcube, Algorithm::torus_2d,
-                      Algorithm::hierarchical})
+                      Algorithm::hierarchical, Algorithm::nvls})
     if (name == to_string(a)) return a;
   std::string known;
   for (const auto& n : algorithm_names()) known += (known.empty() ? "" : ", ") + n;
@@ -167,6 +168,7 @@ Schedule allreduce_schedule(Algorithm a, int p) {
     case Algorithm::bcube: return bcube_allreduce(p);
     case Algorithm::torus_2d: return torus_2d_allreduce(p, torus_2d_default_width(p));
     case Algorithm::hierarchical: break;
+    case Algorithm::nvls: throw std::logic_error("the NVSwitch's allreduce has no rank schedule: use nvls_cost");
   }
   throw std::logic_error("hierarchical allreduce has no flat schedule: use hierarchical_cost");
 }

@@ -219,3 +219,22 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   REQUIRE(json.rules == conf.rules);
   fs::remove_all(dir);
 }
+
+TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can name it", "[cli]") {
+  Result r = run("select --cluster dgx-h100:1 --nccl");
+  CAPTURE(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.out.find("[12] nccl-nvls/Simple") != std::string::npos);
+  REQUIRE(r.out.find("-> nccl-nvls/Simple") != std::string::npos);  // a crossover to it
+  REQUIRE(run("select --cluster dgx-a100:1 --nccl").out.find("nvls") == std::string::npos);
+  fs::path dir = fs::temp_directory_path() / "basin-nvls-plan-test";
+  fs::create_directories(dir);
+  Result p = run("plan --cluster dgx-h100:1 --gpus 8 --batches 64 --precisions bf16 --algorithms "
+                 "nccl-nvls/Simple --out " + (dir / "plan.json").string());
+  CAPTURE(p.out);
+  REQUIRE(p.exit_code == 0);
+  const auto plan = nlohmann::json::parse(basin::test::read_file((dir / "plan.json").string()));
+  REQUIRE(plan["allreduce"]["algorithm"] == "nvls");
+  REQUIRE(plan["allreduce"]["protocol"] == "Simple");
+  fs::remove_all(dir);
+}

@@ -160,3 +160,18 @@ TEST_CASE("a flag's value that is not a number says what number was expected", "
   require_input_error(run("sim --bucket-mb abc"), {"--bucket-mb", "\"abc\"", "expected a number"});
   require_input_error(run("data synth --out x --classes 1.5"), {"--classes", "\"1.5\"", "a whole number"});
 }
+
+TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reason", "[cli][input]") {
+  basin::test::TempDir dir{"cli-nvls"};
+  const std::string out = dir / "plan.json";
+  require_input_error(run("sim --cluster dgx-a100:1 --algorithm nvls"), {"--algorithm", "nvls", "NVSwitch", "NVLink 4"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nvls"), {"--algorithm", "16 GPUs", "one server"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm hierarchical --inter nvls"),
+                      {"--inter", "between servers", "nvls"});
+  require_input_error(run("plan --cluster dgx-h100:1 --algorithms nvls --out " + out), {"--algorithms", "nccl-nvls/Simple"});
+  require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls/LL128 --out " + out),
+                      {"--algorithms", "Simple protocol only"});
+  require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms nccl-nvls/Simple --out " + out),
+                      {"--algorithms", "nccl-nvls/Simple", "one NVSwitch"});
+  REQUIRE_FALSE(fs::exists(out));
+}

@@ -252,6 +252,26 @@ PathInfo path_class(const Topology& topo, Vertex a, Vertex b) {
   return {PathClass::pix, 0};
 }
 
+std::optional<Vertex> nvlink_sharp_switch(const Topology& topo, const std::vector<Vertex>& gpus) {
+  const Graph& g = topo.graph;
+  if (gpus.size() < 2) return std::nullopt;
+  // A GPU's NVLink of generation 4 or later to an NVSwitch, in the given direction.
+  auto sharp_link = [&](Vertex from, Vertex to) {
+    for (auto [e, end] = boost::out_edges(from, g); e != end; ++e)
+      if (boost::target(*e, g) == to && g[*e].kind == LinkKind::nvlink && g[*e].generation >= 4)
+        return true;
+    return false;
+  };
+  for (auto [e, end] = boost::out_edges(gpus.front(), g); e != end; ++e) {
+    const Vertex sw = boost::target(*e, g);
+    if (g[sw].kind != NodeKind::nvswitch) continue;
+    if (std::all_of(gpus.begin(), gpus.end(),
+                    [&](Vertex v) { return sharp_link(v, sw) && sharp_link(sw, v); }))
+      return sw;
+  }
+  return std::nullopt;
+}
+
 std::string path_code(const PathInfo& info) {
   switch (info.cls) {
     case PathClass::self: return "X";

@@ -131,8 +131,9 @@ struct TrainConfig {
   // `comm`'s rendezvous store, and `comm` still sums the loss and validation counts).
   enum class GpuCollective { gloo, nccl } gpu_collective = GpuCollective::gloo;
   // NCCL's algorithm for this run's communicator (NCCL_ALGO while it is created); automatic
-  // leaves the choice per message size to NCCL's tuner.
-  enum class NcclAlgorithm { automatic, ring, tree } nccl_algorithm = NcclAlgorithm::automatic;
+  // leaves the choice per message size to NCCL's tuner. nvls: the NVSwitch sums (NVLink SHARP;
+  // every rank's GPU on one third-generation NVSwitch or later, else NCCL refuses the allreduce).
+  enum class NcclAlgorithm { automatic, ring, tree, nvls } nccl_algorithm = NcclAlgorithm::automatic;
   double epochs = 90;              // fractional epochs train that share of the last epoch
   LrSchedule schedule;
   SgdConfig sgd;

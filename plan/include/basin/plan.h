@@ -35,7 +35,7 @@ std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int p
 struct SelectOptions {
   int ranks = 0;       // 0: every GPU
   int per_server = 0;  // 0: all of each server's GPUs
-  bool nccl = false;   // add NCCL's ring and tree under LL, LL128 and Simple
+  bool nccl = false;   // add NCCL's ring and tree under LL, LL128 and Simple (and NVLS where it runs)
   std::vector<Choice> candidates;  // empty: basin's algorithms (+ NCCL's with nccl)
   sim::NetworkParams network{.per_message_overhead_us = 5, .reduce_GBps = 0};
   double min_bytes = 8, max_bytes = 8.0 * (1ull << 30);  // nccl-tests' ladder, doubling
@@ -74,9 +74,18 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& opti
 // the tuner plugin reads.
 tuner::Selection nccl_rules(const Selection& selection);
 
-// The NCCL-protocol model: engine bandwidth (topology, contention) scaled by the protocol's
-// efficiency, latency from NCCL's tuning constants (src/graph/tuning.cc, NCCL 2.28: base latency
-// plus hardware latency per step, intra-server NVLink/PCI and inter-server NET).
+// The topology as NCCL's model sees it: every NVLink at NCCL's own per-link rate for its
+// generation (src/graph/topo.h: 20.6 of H100's 25 GB/s line rate, 20 of A100's 25, ...). NCCL's
+// algorithms are timed on a network built from this view.
+topo::Topology nccl_view(const topo::Topology& topo);
+// Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums).
+bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
+
+// The NCCL-protocol model, on a network built from nccl_view: engine bandwidth (topology,
+// contention) scaled by the protocol's efficiency, latency from NCCL's tuning constants
+// (src/graph/tuning.cc, NCCL 2.28: base latency plus hardware latency per step, intra-server
+// NVLink/PCI and inter-server NET). NVLS (Simple only): sim::nvls_cost scaled by NCCL's NVLS
+// efficiency (0.85 on NVLink 4, 0.74 on NVLink 5) and NCCL's 25 us NVLS latency.
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol);
 

@@ -51,7 +51,7 @@ struct Schedule {
   std::vector<Step> steps;
 };
 
-enum class Algorithm { ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical };
+enum class Algorithm { ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical, nvls };
 
 std::vector<std::string> algorithm_names();  // as accepted by --algorithm
 // Throws topo::InputError naming `origin` for an unknown name.
@@ -78,6 +78,11 @@ const char* to_string(Algorithm a);
 //  torus_2d:           ranks as an x by p/x grid (rank = row * x + column): reduce-scatter along
 //                      the rows, allreduce each 1/x piece down the columns, allgather along the
 //                      rows; each phase a ring (Mikami et al. 2018, Ying et al. 2018).
+//  nvls:               the NVSwitch sums (NVLink SHARP, NCCL's NVLS; nvls_cost, in_switch.cc): each
+//                      GPU has the switch fetch its 1/p of every GPU's vector, summed in flight,
+//                      and store the sum to all GPUs; pipelined, each GPU's NVLinks carry
+//                      (1 + 1/p) n each way. Every rank on one such switch
+//                      (topo::nvlink_sharp_switch), so one server.
 Schedule ring_allreduce(int p);
 Schedule halving_doubling_allreduce(int p);
 Schedule recursive_doubling_allreduce(int p);
@@ -268,6 +273,10 @@ CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Ve
 // and NIC links), its sums and copies on the CPU, and the copies back.
 CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                                 const Schedule& s, const HostStaging& staging);
+// NVLink SHARP allreduce on the NVSwitch all of `gpus` hang off (see Algorithm::nvls); throws
+// topo::InputError naming `origin` when there is no such switch.
+CollectiveCost nvls_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                         const std::string& origin = "--algorithm");
 // Any algorithm; staged through host memory where `staging` says so and the GPUs span servers.
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
                               Algorithm inter = Algorithm::halving_doubling,

@@ -251,6 +251,12 @@ PathInfo path_class(const Topology& topo, Vertex a, Vertex b);
 std::string path_code(const PathInfo& info);  // "X", "NV4", "PIX", ..., "NET"
 const char* path_legend();                     // the legend printed under the matrix
 
+// The NVSwitch crossbar that can sum in the switch (NVLink SHARP, what NCCL's NVLS algorithm uses:
+// third-generation NVSwitch and later, reached over NVLink 4 or later) and to which every GPU in
+// `gpus` has NVLinks of its own, both ways; nullopt where there is none: GPUs on several servers,
+// an older NVSwitch (NVLink 3 and before), NVLinks straight between GPUs, fewer than two GPUs.
+std::optional<Vertex> nvlink_sharp_switch(const Topology& topo, const std::vector<Vertex>& gpus);
+
 // Bandwidth (GB/s, each direction) across the cut between the first and second half of the
 // servers (or of the GPUs of a single server), as the maximum flow between the halves.
 double bisection_bandwidth_GBps(const Topology& topo);

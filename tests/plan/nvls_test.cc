@@ -1,0 +1,149 @@
+// The allreduce the NVSwitch sums (NVLink SHARP, NCCL's NVLS) and NCCL's view of NVLink: the
+// engine's line-rate bound against the closed form of the scheme's traffic, the bandwidths NCCL's
+// maintainers quote for 8 H100s, where NVLS runs and where it is refused, and the planner and
+// NCCL rules that use it.
+#include "../catch.h"
+
+#include <basin/plan.h>
+
+#include <algorithm>
+
+using namespace basin;
+using namespace basin::plan;
+using sim::Algorithm;
+
+namespace {
+
+std::vector<topo::Vertex> first_gpus(const topo::Topology& t, int n) {
+  auto all = topo::gpus(t);
+  return {all.begin(), all.begin() + n};
+}
+
+int candidate(const Selection& s, const std::string& name) {
+  for (size_t i = 0; i < s.candidates.size(); ++i)
+    if (s.candidates[i].name() == name) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("only GPUs that all hang off one NVLink-4 NVSwitch have a switch that sums", "[plan][nvls]") {
+  const topo::Topology h100 = topo::load_any("dgx-h100:2");
+  const auto sw = topo::nvlink_sharp_switch(h100, first_gpus(h100, 8));
+  REQUIRE(sw.has_value());
+  REQUIRE(h100.graph[*sw].kind == topo::NodeKind::nvswitch);
+  REQUIRE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 2)) == sw);
+  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 16)));  // two servers
+  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 1)));   // nothing to sum
+  // A100's NVSwitch (second generation, NVLink 3) cannot sum; P100 and V100 meshes have none.
+  for (const char* older : {"dgx-a100:1", "dgx1:1", "bigbasin:1"}) {
+    const topo::Topology t = topo::load_any(older);
+    CAPTURE(older);
+    REQUIRE_FALSE(topo::nvlink_sharp_switch(t, first_gpus(t, 8)));
+    sim::Network net(t);
+    REQUIRE_THROWS_AS(sim::nvls_cost(net, first_gpus(t, 8)), topo::InputError);
+  }
+}
+
+TEST_CASE("the switch's allreduce moves (1 + 1/p) n each way over every GPU's NVLinks", "[plan][nvls]") {
+  // DGX H100: 18 NVLink-4 links per GPU at 25 GB/s each way (H100 whitepaper), 0.6 us a hop.
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  const double link_Bps = 18 * 25e9;
+  for (int p : {2, 4, 8}) {
+    CAPTURE(p);
+    const sim::CollectiveCost c = sim::nvls_cost(net, first_gpus(t, p));
+    REQUIRE_THAT(c.seconds_per_byte, WithinRel((1.0 + 1.0 / p) / link_Bps, 1e-9));
+    // Two round trips to the switch: the load-reduce's and the store's, one NVLink hop each way.
+    REQUIRE_THAT(c.latency_s, WithinRel(2 * 0.6e-6, 1e-9));
+  }
+  // Against a ring's 2 (p-1)/p n over the same links: 1.75 / 1.125 on 8 GPUs.
+  const sim::CollectiveCost ring = sim::allreduce_cost(net, first_gpus(t, 8), Algorithm::ring);
+  const sim::CollectiveCost nvls = sim::allreduce_cost(net, first_gpus(t, 8), Algorithm::nvls);
+  REQUIRE_THAT(ring.seconds_per_byte / nvls.seconds_per_byte, WithinRel(1.75 / 1.125, 1e-6));
+  // Each GPU's NVLinks are busy (1 + 1/8) / 450 GB/s per byte in each direction.
+  double most = 0;
+  for (auto [id, busy] : nvls.busy_s_per_byte) most = std::max(most, busy);
+  REQUIRE_THAT(most, WithinRel(1.125 / link_Bps, 1e-9));
+}
+
+TEST_CASE("NCCL's ring and NVLS on 8 H100s reach what NCCL's maintainers quote", "[plan][nvls]") {
+  // NVIDIA/nccl-tests#212 (NCCL's maintainer, 2024): on 8 H100s NCCL's ring reaches a busbw of
+  // about 370 GB/s (the 450 GB/s line rate less ~20% protocol overhead), NVLS a peak busbw of
+  // about 480 GB/s, algbw about 275 GB/s, at large sizes.
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  SelectOptions o;
+  o.nccl = true;
+  const Selection s = select_allreduce(t, o);
+  const int ring = candidate(s, "nccl-ring/Simple"), nvls = candidate(s, "nccl-nvls/Simple");
+  REQUIRE(ring >= 0);
+  REQUIRE(nvls >= 0);
+  const SizeRow& big = s.rows.back();
+  REQUIRE(big.bytes == 8.0 * (1ull << 30));
+  REQUIRE_THAT(busbw_GBps(big.bytes, big.time_s[ring], 8), WithinRel(370.0, 0.05));
+  REQUIRE_THAT(busbw_GBps(big.bytes, big.time_s[nvls], 8), WithinRel(480.0, 0.05));
+  REQUIRE_THAT(algbw_GBps(big.bytes, big.time_s[nvls]), WithinRel(275.0, 0.05));
+  REQUIRE(s.candidates[big.best].name() == "nccl-nvls/Simple");
+  // NVLS pays NCCL's 25 us start-up, so the smallest messages go elsewhere.
+  REQUIRE(s.candidates[s.rows.front().best].name() != "nccl-nvls/Simple");
+
+  // The NCCL rules for this communicator name NVLS for the largest sizes.
+  const tuner::Selection rules = nccl_rules(s);
+  REQUIRE(rules.rules.back().algorithm == tuner::Algorithm::nvls);
+  REQUIRE(rules.rules.back().protocol == tuner::Protocol::simple);
+
+  // Without a switch that sums, NVLS is no candidate.
+  const Selection a100 = select_allreduce(topo::load_any("dgx-a100:1"), o);
+  REQUIRE(candidate(a100, "nccl-nvls/Simple") == -1);
+  REQUIRE(candidate(a100, "nccl-ring/Simple") >= 0);
+}
+
+TEST_CASE("NCCL's view of a topology has NCCL's own NVLink rates and nothing else changed", "[plan][nvls]") {
+  // NCCL src/graph/topo.h: 18.0 GB/s per NVLink on P100 (of 20), 20.0 on V100 and A100 (of 25),
+  // 20.6 on H100 (of 25).
+  const std::pair<const char*, double> cases[] = {
+      {"bigbasin:1", 18.0 / 20}, {"dgx1:1", 20.0 / 25}, {"dgx-a100:1", 20.0 / 25}, {"dgx-h100:1", 20.6 / 25}};
+  for (auto [name, share] : cases) {
+    CAPTURE(name);
+    const topo::Topology t = topo::load_any(name);
+    const topo::Topology v = nccl_view(t);
+    int nvlinks = 0;
+    for (auto [e, end] = boost::edges(t.graph); e != end; ++e) {
+      const topo::Link& line = t.graph[*e];
+      const auto [ev, found] = boost::edge(boost::source(*e, t.graph), boost::target(*e, t.graph), v.graph);
+      REQUIRE(found);
+      const double expected = line.kind == topo::LinkKind::nvlink ? share : 1.0;
+      nvlinks += line.kind == topo::LinkKind::nvlink;
+      REQUIRE_THAT(v.graph[ev].bandwidth_GBps, WithinRel(line.bandwidth_GBps * expected, 1e-12));
+    }
+    REQUIRE(nvlinks > 0);
+  }
+}
+
+TEST_CASE("the planner runs NVLS on GPUs of one H100 server and nowhere else", "[plan][nvls]") {
+  const topo::Topology t = topo::load_any("dgx-h100:2");
+  const sim::DeviceProfile profile =
+      sim::find_device_profile(sim::default_profiles_dir(), t.graph[topo::gpus(t).front()].model);
+  PlanOptions o;
+  o.gpu_counts = {8, 16};
+  o.batches_per_gpu = {64};
+  o.buckets_MB = {25};
+  o.precisions = {{sim::Precision::bf16, sim::Precision::bf16}};
+  o.algorithms = {{Algorithm::nvls, Protocol::simple}, {Algorithm::ring, Protocol::simple}};
+  const PlanResult r = make_plan(t, profile, o);
+  bool nvls_on_8 = false, ring_on_16 = false;
+  for (const PlanRow& row : r.rows) {
+    CAPTURE(row.gpus, row.algorithm.name());
+    if (row.algorithm.algorithm == Algorithm::nvls) {
+      REQUIRE(row.gpus == 8);
+      nvls_on_8 = true;
+    }
+    ring_on_16 = ring_on_16 || (row.gpus == 16 && row.algorithm.algorithm == Algorithm::ring);
+  }
+  REQUIRE(nvls_on_8);
+  REQUIRE(ring_on_16);
+  // Only NVLS on 16 GPUs over two servers: nothing runs, and that is what the error says.
+  o.gpu_counts = {16};
+  o.algorithms = {{Algorithm::nvls, Protocol::simple}};
+  REQUIRE_THROWS_AS(make_plan(t, profile, o), topo::InputError);
+}
