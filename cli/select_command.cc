@@ -1,14 +1,19 @@
 // `basin select`: the fastest allreduce per message size (nccl-tests' ladder, 8 B to 8 GB) on a
 // cluster, every candidate's time beside it, algbw/busbw as nccl-tests defines them, and the
-// sizes where the choice changes.
+// sizes where the choice changes; as a table, JSON, or an SVG of busbw against message size with
+// the user's own nccl-tests figures beside it.
 #include "commands.h"
+#include "measured_points.h"
 
 #include <basin/plan.h>
+#include <basin/plot.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 
 namespace basin::cli {
 namespace {
@@ -19,6 +24,8 @@ struct SelectCliOptions {
   bool json = false;
   std::string selection_file;  // basin.selection/1 for the tuner plugin
   std::string nccl_conf_file;  // the same rules as nccl_tuner.conf CSV
+  std::string plot;            // SVG of busbw against message size; empty: none
+  std::string measured;        // "BYTES:BUSBW,..." drawn beside the prediction
 };
 
 std::string human_bytes(double b) {
@@ -30,7 +37,54 @@ std::string human_bytes(double b) {
   return buf;
 }
 
+// busbw against message size of every candidate that is the fastest at some size (so the
+// crossovers show), of NCCL's fastest choice per size when NCCL's are candidates (what NCCL's
+// tuner would pick and nccl-tests measures by default), and the user's measured points.
+plot::Chart busbw_chart(const plan::Selection& s, const std::vector<std::pair<double, double>>& measured) {
+  plot::Chart chart{.title = "allreduce on " + std::to_string(s.ranks) + " GPUs of " + s.cluster,
+                    .x = {.label = "message size", .log2 = true, .bytes = true},
+                    .y = {.label = "busbw (GB/s, nccl-tests' definition)"}};
+  std::vector<bool> wins(s.candidates.size(), false);
+  for (const auto& r : s.rows) wins[r.best] = true;
+  auto curve = [&](const std::string& label, auto time_of) {
+    plot::Series c{label, {}, {}};
+    for (const auto& r : s.rows) {
+      c.x.push_back(r.bytes);
+      c.y.push_back(plan::busbw_GBps(r.bytes, time_of(r), s.ranks));
+    }
+    return c;
+  };
+  for (size_t i = 0; i < s.candidates.size(); ++i)
+    if (wins[i])
+      chart.series.push_back(curve(s.candidates[i].name(), [&](const plan::SizeRow& r) { return r.time_s[i]; }));
+  bool nccl = false;
+  for (const auto& c : s.candidates) nccl = nccl || c.is_nccl();
+  if (nccl)
+    chart.series.push_back(curve("NCCL's fastest choice", [&](const plan::SizeRow& r) {
+      double t = std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < s.candidates.size(); ++i)
+        if (s.candidates[i].is_nccl()) t = std::min(t, r.time_s[i]);
+      return t;
+    }));
+  if (!measured.empty()) {
+    plot::Series m{"measured", {}, {}, plot::Series::Style::points};
+    for (auto [bytes, busbw] : measured) m.x.push_back(bytes), m.y.push_back(busbw);
+    chart.series.push_back(m);
+  }
+  return chart;
+}
+
 int run(SelectCliOptions o) {
+  if (!o.measured.empty() && o.plot.empty())
+    throw topo::InputError("--measured", "", "--plot FILE too: measured points are drawn beside the prediction");
+  const auto measured = o.measured.empty()
+                            ? std::vector<std::pair<double, double>>{}
+                            : parse_points(o.measured, {.flag = "--measured",
+                                                        .form = "BYTES:BUSBW",
+                                                        .example = "8589934592:480,1048576:60",
+                                                        .limits = "bytes >= 1, busbw in GB/s > 0",
+                                                        .min_x = 1});
+  if (!o.plot.empty()) topo::require_writable(o.plot);
   topo::Topology t = topo::load_any(o.cluster);
   if (!o.selection_file.empty() || !o.nccl_conf_file.empty()) o.select.nccl = true;
   plan::Selection s = plan::select_allreduce(t, o.select);
@@ -49,6 +103,10 @@ int run(SelectCliOptions o) {
               << (o.selection_file.empty() ? "" : " to " + o.selection_file)
               << (o.nccl_conf_file.empty() ? "" : " and " + o.nccl_conf_file)
               << " (NCCL_TUNER_PLUGIN=libnccl-tuner-basin.so BASIN_TUNER_FILE=...)\n";
+  }
+  if (!o.plot.empty()) {
+    topo::write_file_atomically(o.plot, plot::to_svg(busbw_chart(s, measured)));
+    std::cerr << "basin select: wrote " << o.plot << "\n";
   }
   if (o.json) {
     nlohmann::json rows = nlohmann::json::array();
@@ -102,7 +160,8 @@ std::function<int()> add_select_command(CLI::App& app) {
   cmd->add_option("--ranks", o->select.ranks, "Ranks (default: every GPU)");
   cmd->add_option("--per-server", o->select.per_server,
                   "Ranks per server, e.g. 1 for one leader per server (default: all its GPUs)");
-  cmd->add_flag("--nccl", o->select.nccl, "Add NCCL's ring and tree under LL, LL128 and Simple");
+  cmd->add_flag("--nccl", o->select.nccl,
+                "Add NCCL's ring and tree under LL, LL128 and Simple, and NVLS where the NVSwitch sums");
   cmd->add_option("--overhead-us", o->select.network.per_message_overhead_us,
                   "Per-message software overhead (us)")
       ->capture_default_str();
@@ -112,6 +171,9 @@ std::function<int()> add_select_command(CLI::App& app) {
   cmd->add_option("--selection", o->selection_file,
                   "Write the NCCL choice per size as basin.selection/1 for the tuner plugin");
   cmd->add_option("--nccl-conf", o->nccl_conf_file, "Write the same rules as nccl_tuner.conf CSV");
+  cmd->add_option("--plot", o->plot, "Write busbw against message size as SVG (the winners, NCCL's best choice)");
+  cmd->add_option("--measured", o->measured,
+                  "With --plot: your nccl-tests figures beside the prediction, BYTES:BUSBW,... (GB/s)");
   return [o] { return run(*o); };
 }
 

@@ -1,6 +1,8 @@
 // The scaling sweep of `basin sim --scaling` (see sim_scaling.h).
 #include "sim_scaling.h"
 
+#include "measured_points.h"
+
 #include <basin/plot.h>
 
 #include <nlohmann/json.hpp>
@@ -19,39 +21,15 @@ std::vector<int> scaling_counts(int gpus_per_server, int gpus) {
   return counts;
 }
 
-std::vector<std::pair<double, double>> parse_measured(const std::string& text) {
-  std::vector<std::pair<double, double>> points;
-  for (size_t start = 0; start <= text.size();) {  // every piece, empty ones too ("1:1,")
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string item = text.substr(start, end - start);
-    start = end + 1;
-    const size_t colon = item.find(':');
-    size_t used_gpus = 0, used_eff = 0;
-    double gpus = 0, efficiency = 0;
-    try {
-      if (colon == std::string::npos) throw std::invalid_argument("no colon");
-      gpus = std::stod(item.substr(0, colon), &used_gpus);
-      efficiency = std::stod(item.substr(colon + 1), &used_eff);
-    } catch (const std::exception&) {
-      used_gpus = 0;
-    }
-    if (used_gpus == 0 || used_gpus != colon || used_eff != item.size() - colon - 1 ||
-        !(gpus >= 1) || !(efficiency > 0) || !std::isfinite(efficiency))
-      throw topo::InputError("--measured", "",
-                             "GPUS:EFFICIENCY pairs separated by commas, such as 256:0.9,352:0.87 "
-                             "(GPUs >= 1, efficiency > 0), got '" + item + "'");
-    points.emplace_back(gpus, efficiency);
-  }
-  if (points.empty())
-    throw topo::InputError("--measured", "", "at least one GPUS:EFFICIENCY pair, got nothing");
-  return points;
-}
-
 int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile,
                 sim::TrainingConfig config, const ScalingOptions& o) {
-  const auto measured = o.measured.empty() ? std::vector<std::pair<double, double>>{}
-                                           : parse_measured(o.measured);
+  const auto measured =
+      o.measured.empty() ? std::vector<std::pair<double, double>>{}
+                         : parse_points(o.measured, {.flag = "--measured",
+                                                     .form = "GPUS:EFFICIENCY",
+                                                     .example = "256:0.9,352:0.87",
+                                                     .limits = "GPUs >= 1, efficiency > 0",
+                                                     .min_x = 1});
   const auto all = topo::gpus(cluster);
   int per_server = 0;
   for (topo::Vertex v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;

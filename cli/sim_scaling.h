@@ -21,9 +21,6 @@ struct ScalingOptions {
 // doubling, and `gpus` itself.
 std::vector<int> scaling_counts(int gpus_per_server, int gpus);
 
-// Parses "256:0.90,352:0.87"; throws topo::InputError naming --measured.
-std::vector<std::pair<double, double>> parse_measured(const std::string& text);
-
 int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile,
                 sim::TrainingConfig config, const ScalingOptions& options);
 

@@ -34,6 +34,15 @@ std::string number(double v) {
   return buf;
 }
 
+// A tick's label: the number, or on a bytes axis the size in binary units (nccl-tests' sizes).
+std::string tick_label(const Axis& axis, double v) {
+  if (!axis.bytes) return number(v);
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (std::abs(v) >= 1024 && u < 4) v /= 1024, ++u;
+  return number(v) + " " + units[u];
+}
+
 void check(const Chart& chart) {
   if (chart.series.empty()) throw PlotError("chart '" + chart.title + "': no series to plot");
   bool any = false;
@@ -133,13 +142,14 @@ std::string to_svg(const Chart& chart) {
     const std::string x = number(px(t));
     o << "<line x1=\"" << x << "\" y1=\"" << kTop << "\" x2=\"" << x << "\" y2=\"" << kTop + h
       << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << x << "\" y=\"" << kTop + h + 18
-      << "\" text-anchor=\"middle\">" << number(t) << "</text>\n";
+      << "\" text-anchor=\"middle\">" << tick_label(chart.x, t) << "</text>\n";
   }
   for (double t : sy.ticks) {
     const std::string y = number(py(t));
     o << "<line x1=\"" << kLeft << "\" y1=\"" << y << "\" x2=\"" << kLeft + w << "\" y2=\"" << y
       << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << kLeft - 8 << "\" y=\"" << y
-      << "\" text-anchor=\"end\" dominant-baseline=\"middle\">" << number(t) << "</text>\n";
+      << "\" text-anchor=\"end\" dominant-baseline=\"middle\">" << tick_label(chart.y, t)
+      << "</text>\n";
   }
   o << "<rect x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << w << "\" height=\"" << h
     << "\" fill=\"none\" stroke=\"#333\"/>\n"

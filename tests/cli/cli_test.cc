@@ -236,5 +236,15 @@ TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can 
   const auto plan = nlohmann::json::parse(basin::test::read_file((dir / "plan.json").string()));
   REQUIRE(plan["allreduce"]["algorithm"] == "nvls");
   REQUIRE(plan["allreduce"]["protocol"] == "Simple");
+  // The plot: each size's winner, NCCL's fastest choice, and the user's nccl-tests figures.
+  const std::string svg = (dir / "select.svg").string();
+  Result plotted = run("select --cluster dgx-h100:1 --nccl --plot " + svg + " --measured 8589934592:480,268435456:455");
+  CAPTURE(plotted.out);
+  REQUIRE(plotted.exit_code == 0);
+  const std::string s = basin::test::read_file(svg);
+  REQUIRE(s.rfind("<svg", 0) == 0);
+  for (const char* label : {"nccl-nvls/Simple", "NCCL's fastest choice", "measured"})
+    REQUIRE(s.find(std::string("data-label=\"") + label) != std::string::npos);
+  REQUIRE(s.find(">2 GB<") != std::string::npos);  // sizes on the axis, not byte counts
   fs::remove_all(dir);
 }

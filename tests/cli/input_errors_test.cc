@@ -175,3 +175,14 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
                       {"--algorithms", "nccl-nvls/Simple", "one NVSwitch"});
   REQUIRE_FALSE(fs::exists(out));
 }
+
+TEST_CASE("basin select's measured points need a plot and a size and a busbw each", "[cli][input]") {
+  basin::test::TempDir dir{"cli-select-plot"};
+  const std::string svg = dir / "s.svg";
+  require_input_error(run("select --measured 1024:3"), {"--measured", "--plot"});
+  require_input_error(run("select --plot " + svg + " --measured 1024:3,"), {"--measured", "BYTES:BUSBW", "''"});
+  require_input_error(run("select --plot " + svg + " --measured 1024:-3"), {"--measured", "'1024:-3'"});
+  require_input_error(run("select --plot " + svg + " --measured 1KB:3"), {"--measured", "'1KB:3'"});
+  require_input_error(run("select --plot " + (dir / "no/such/dir/s.svg") + " --cluster bigbasin:2"), {"s.svg"});
+  REQUIRE_FALSE(fs::exists(svg));
+}

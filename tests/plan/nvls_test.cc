@@ -92,10 +92,9 @@ TEST_CASE("NCCL's ring and NVLS on 8 H100s reach what NCCL's maintainers quote",
   REQUIRE(rules.rules.back().algorithm == tuner::Algorithm::nvls);
   REQUIRE(rules.rules.back().protocol == tuner::Protocol::simple);
 
-  // On fewer GPUs of the server: busbw measured with NCCL_ALGO=NVLS on 5, 6, 7 and 8 H100 SXM
-  // (NVIDIA/nccl#1455, 2024): about 420, 440, 460 and 480 GB/s. On 2 to 4 GPUs that run measured
-  // the ring's 365-370, which is where the ring is the faster choice here too.
-  const std::pair<int, double> measured[] = {{5, 420.0}, {6, 440.0}, {7, 460.0}, {8, 480.0}};
+  // On fewer GPUs of the server: busbw measured with NCCL_ALGO=NVLS on 4 to 8 H100 SXM
+  // (NVIDIA/nccl#1455, 2024): about 365-370, 420, 440, 460 and 480 GB/s.
+  const std::pair<int, double> measured[] = {{4, 367.5}, {5, 420.0}, {6, 440.0}, {7, 460.0}, {8, 480.0}};
   for (auto [p, busbw] : measured) {
     CAPTURE(p);
     SelectOptions few = o;
@@ -104,6 +103,9 @@ TEST_CASE("NCCL's ring and NVLS on 8 H100s reach what NCCL's maintainers quote",
     const SizeRow& large = f.rows.back();
     REQUIRE_THAT(busbw_GBps(large.bytes, large.time_s[candidate(f, "nccl-nvls/Simple")], p), WithinRel(busbw, 0.05));
   }
+  // On 2 and 3 GPUs that run's NVLS also measured 365-370, which the (1 + 1/p) n model puts far
+  // lower (210, 315): not NVLS's traffic on so few GPUs. The ring is as fast as that measured
+  // NVLS, and the model picks the ring there, so the chosen time is still right.
   for (int p : {2, 3}) {
     SelectOptions few = o;
     few.ranks = p;

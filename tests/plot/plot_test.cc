@@ -68,6 +68,18 @@ TEST_CASE("a log2 axis puts powers of two evenly apart", "[plot]") {
   for (const char* label : {">8<", ">16<", ">32<", ">64<"}) REQUIRE(count(svg, label) == 1);
 }
 
+TEST_CASE("a bytes axis labels its ticks as sizes in binary units", "[plot]") {
+  // 8 B to 8 GiB (nccl-tests' ladder): 31 powers of two, labelled every fourth (ceil(31 / 10)).
+  std::vector<double> x, y;
+  for (double b = 8; b <= 8.0 * (1ull << 30); b *= 2) x.push_back(b), y.push_back(1);
+  Chart c{.title = "allreduce", .x = {"message", true, true}, .y = {"busbw"}, .series = {{"s", x, y}}};
+  const std::string svg = to_svg(c);
+  for (const char* label : {">8 B<", ">128 B<", ">2 KB<", ">32 KB<", ">512 KB<", ">8 MB<", ">128 MB<", ">2 GB<"})
+    REQUIRE(count(svg, label) == 1);
+  REQUIRE(count(svg, ">1024<") == 0);
+  REQUIRE(count(svg, ">2048 B<") == 0);
+}
+
 TEST_CASE("every series gets its polyline or markers and a legend entry", "[plot]") {
   Chart c{.title = "a & b", .x = {"x"}, .y = {"y"},
           .series = {{"line", {1, 2, 3}, {1, 4, 9}},

@@ -23,6 +23,7 @@ struct Series {
 struct Axis {
   std::string label;
   bool log2 = false;  // powers of two get the ticks (GPU counts)
+  bool bytes = false;  // tick labels as sizes in binary units: "512 B", "1 KB", "64 MB", "8 GB"
   // The range shown; NaN: fitted to the data (a linear axis starts at 0 when all data >= 0 and
   // 0 is within half the data's span, so bars of speed are not magnified).
   double min = std::numeric_limits<double>::quiet_NaN();
