@@ -152,7 +152,16 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   } else {
     latency_us += 2 * ((ppn - 1) * intra + std::floor(std::log2(nodes)) * inter);
   }
-  sim::CollectiveCost c = net.cost(sim::allreduce_schedule(algorithm, ranks), gpus);
+  // NCCL's ring and tree between servers run per channel, the channels crossing through
+  // different NICs; that needs the same number of ranks on every server.
+  std::map<int, int> per_server;
+  for (topo::Vertex v : gpus) ++per_server[g[v].server];
+  const bool even = std::all_of(per_server.begin(), per_server.end(),
+                                [&](const auto& kv) { return kv.second == ppn; });
+  const bool channels = nodes > 1 && even;
+  sim::CollectiveCost c = !channels ? net.cost(sim::allreduce_schedule(algorithm, ranks), gpus)
+                          : algorithm == sim::Algorithm::ring ? sim::channel_rings_cost(net, gpus)
+                                                              : sim::channel_trees_cost(net, gpus);
   c.latency_s = latency_us * 1e-6;
   c.seconds_per_byte /= protocol_efficiency(algorithm, protocol, nodes);
   return c;

@@ -16,10 +16,20 @@ namespace basin::sim {
 
 Network::View& Network::server(int index) {
   if (auto it = views_.find(index); it != views_.end()) return it->second;
-  View v{topo::server_view(*topo_, index), topo::server_boundary(*topo_, index)};
+  View v{topo::server_view(*topo_, index), topo::server_boundary(*topo_, index),
+         static_cast<int>(topo::nodes_of_kind(*topo_, topo::NodeKind::gpu, index).size())};
   in_view_.resize(boost::num_vertices(topo_->graph));
   for (size_t i = 0; i < v.view.to_cluster.size(); ++i) in_view_[v.view.to_cluster[i]] = i;
   return views_.emplace(index, std::move(v)).first->second;
+}
+
+bool Network::own_nic(const View& v, topo::Vertex gpu, topo::Vertex nic) const {
+  const auto& g = topo_->graph;
+  if (g[gpu].kind != topo::NodeKind::gpu || g[nic].kind != topo::NodeKind::nic || v.gpus < 1) return false;
+  // Positions, not indices: a server may number its NICs with gaps.
+  const auto at = std::find(v.boundary.begin(), v.boundary.end(), nic);
+  if (at == v.boundary.end()) return false;
+  return at - v.boundary.begin() == g[gpu].index * static_cast<long>(v.boundary.size()) / v.gpus;
 }
 
 Network::View& Network::fabric() {
@@ -103,6 +113,7 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
   const double unbounded = std::numeric_limits<double>::infinity();
   struct Best {
     double width = 0, latency_us = std::numeric_limits<double>::infinity();
+    int own = -1;  // how many ends go through their GPU's own NIC: the last tie-break
     topo::Vertex x = 0, y = 0;
   } best;
   // Every piece is looked up once per GPU; the double loop below only does arithmetic.
@@ -122,6 +133,7 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
     const Attachment& up = *start.link;
     auto& widest = sw.widest[up.sw];
     if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
+    const int own_start = own_nic(from, a, x);
     for (const End& end : ends) {
       const RouteInfo& yb = *end.inside;
       const Attachment& down = *end.link;
@@ -130,7 +142,10 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
       const double width = std::min({ax.bandwidth_GBps, piece, yb.bandwidth_GBps});
       if (!(width > 0) || width < best.width) continue;
       const double ends_us = (ax.latency_s + yb.latency_s) * 1e6 + up.up_us + down.down_us;
-      if (width == best.width && ends_us >= best.latency_us) continue;  // cannot win
+      const int own = own_start + own_nic(to, b, end.device);
+      if (width == best.width &&
+          (ends_us > best.latency_us || (ends_us == best.latency_us && own <= best.own)))
+        continue;  // cannot win
       double middle = 0;
       if (up.sw != down.sw) {
         auto it = sw.trees.find({up.sw, piece});
@@ -140,7 +155,8 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
         middle = it->second.latency_us[down.sw];
       }
       const double latency = ends_us + middle;
-      if (width > best.width || latency < best.latency_us) best = {width, latency, x, end.device};
+      if (width > best.width || latency < best.latency_us || (latency == best.latency_us && own > best.own))
+        best = {width, latency, own, x, end.device};
     }
   }
   RouteInfo info;
@@ -207,15 +223,19 @@ void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex
     for (topo::Vertex b : destinations) {
       const RouteInfo* best[3] = {nullptr, nullptr, nullptr};
       double best_width = 0, best_latency = std::numeric_limits<double>::infinity();
+      int best_own = -1;
+      const View& to = server(g[b].server);
       for (topo::Vertex x : from.boundary)
-        for (topo::Vertex y : server(g[b].server).boundary) {
+        for (topo::Vertex y : to.boundary) {
           const RouteInfo* parts[3] = {&routes_.at(key(a, x)), &routes_.at(key(x, y)),
                                        &routes_.at(key(y, b))};
           double width = std::min({parts[0]->bandwidth_GBps, parts[1]->bandwidth_GBps,
                                    parts[2]->bandwidth_GBps});
           double latency = parts[0]->latency_s + parts[1]->latency_s + parts[2]->latency_s;
-          if (width > best_width || (width == best_width && latency < best_latency)) {
-            best_width = width, best_latency = latency;
+          const int own = own_nic(from, a, x) + own_nic(to, b, y);
+          if (width > best_width || (width == best_width && latency < best_latency) ||
+              (width == best_width && latency == best_latency && own > best_own)) {
+            best_width = width, best_latency = latency, best_own = own;
             std::copy(parts, parts + 3, best);
           }
         }

@@ -96,6 +96,19 @@ int torus_2d_default_width(int p);
 // parent[r] in NCCL's binary tree over p ranks (-1 for the root), tree 0 or 1 of the pair.
 std::vector<int> binary_tree_parents(int p, int which);
 Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d uses the default width
+// NCCL's ring across servers (nccl_channels.cc): one ring per channel, as many channels as each
+// server has ranks, each carrying 1/channels of the vector. `servers` lists each server's ranks
+// in their ring order inside it (the same count on each); channel c visits every server's list
+// rotated to start at its c-th rank, so it enters a server there and leaves from the rank before:
+// the channels cross between servers on different GPUs, and so through different NICs, as
+// NCCL's per-channel rings do (src/graph/search.cc). One server: the plain ring, one channel.
+Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers);
+// NCCL's tree across servers (same file, same `servers`): per channel (one per rank of a server,
+// each 1/channels of the vector), a chain through each server's ranks ending at its c-th rank,
+// which joins NCCL's double binary tree between the servers (binary_tree_parents over servers,
+// half the channel's share on each tree). One pipelined step: 2 (ranks per server - 1 + tree
+// height) hops of latency, every chain hop and tree edge streaming at once.
+Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers);
 // Appends the allgather that undoes a reduce-scatter: its steps in reverse order, sending the
 // same pieces back without reducing (halving-doubling, bcube).
 void append_mirrored_allgather(Schedule& s, const std::vector<Step>& reduce_scatter);
@@ -186,7 +199,14 @@ class Network {
   struct View {
     topo::ServerView view;
     std::vector<topo::Vertex> boundary;  // cluster vertices where routes leave the server
+    int gpus = 0;                        // GPUs of the server
   };
+  // Whether `nic` is `gpu`'s own among its server's equally placed NICs: GPU i of g takes the
+  // NIC at position i * nics / g in the server's list (NIC k beside GPU k on DGX A100/H100, GPUs
+  // 2k and 2k+1 on DGX-1). Among routes
+  // equally wide and fast, the one through the GPU's own NIC wins, as NCCL and rail-optimized
+  // fabrics pair them; otherwise GPUs sharing a PCIe switch would all leave by its first NIC.
+  bool own_nic(const View& v, topo::Vertex gpu, topo::Vertex nic) const;
   View& server(int index);
   View& fabric();
   // Max-min fair makespan of flows of the given sizes along the given routes.
@@ -273,6 +293,10 @@ CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Ve
 // and NIC links), its sums and copies on the CPU, and the copies back.
 CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                                 const Schedule& s, const HostStaging& staging);
+// channel_rings_allreduce / channel_trees_allreduce on `gpus` (the same number on every server),
+// each server's GPUs in the order whose narrowest hop is widest (the hierarchical allreduce's chain).
+CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
+CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // NVLink SHARP allreduce on the NVSwitch all of `gpus` hang off (see Algorithm::nvls); throws
 // topo::InputError naming `origin` when there is no such switch.
 CollectiveCost nvls_cost(Network& net, const std::vector<topo::Vertex>& gpus,

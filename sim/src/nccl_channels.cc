@@ -1,0 +1,126 @@
+// NCCL's ring and tree allreduce between servers, as NCCL runs them: per channel, each channel
+// carrying its share of the vector and crossing between servers on its own GPUs. A single ring
+// crosses each server boundary once, so it gets one NIC of a server with eight; NCCL's channels
+// (one per GPU of a server here) enter at a different GPU each and so leave through a different
+// NIC each, and together get all of a server's NICs. Likewise NCCL's tree is not a tree over all
+// ranks but, per channel, a chain through each server's GPUs up to that channel's GPU and a
+// double binary tree between servers (src/graph/connect.cc, trees.cc). Their own file because
+// they need the servers' chains (hierarchical_parts.h), which the rank-only schedules of
+// collectives.cc do not.
+#include "hierarchical_parts.h"
+
+#include <basin/sim.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace basin::sim {
+
+Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
+  if (servers.empty() || servers.front().empty())
+    throw std::invalid_argument("channel rings need at least one server with ranks");
+  const size_t per_server = servers.front().size();
+  int p = 0;
+  for (const auto& ranks : servers) {
+    if (ranks.size() != per_server)
+      throw std::invalid_argument("channel rings need the same number of ranks on every server");
+    p += static_cast<int>(ranks.size());
+  }
+  Schedule s{"channel-rings", p, {}};
+  if (p < 2) return s;
+  const int channels = servers.size() > 1 ? static_cast<int>(per_server) : 1;
+  Step reduce_scatter{{}, p - 1}, allgather{{}, p - 1};
+  for (int c = 0; c < channels; ++c) {
+    std::vector<int> order;
+    for (const auto& ranks : servers)
+      for (size_t i = 0; i < per_server; ++i) order.push_back(ranks[(c + i) % per_server]);
+    for (int k = 0; k < p; ++k) {
+      const int from = order[k], to = order[(k + 1) % p];
+      reduce_scatter.transfers.push_back({from, to, 1.0 / (p * channels), true});
+      allgather.transfers.push_back({from, to, 1.0 / (p * channels), false});
+    }
+  }
+  s.steps = {reduce_scatter, allgather};
+  return s;
+}
+
+Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers) {
+  if (servers.empty() || servers.front().empty())
+    throw std::invalid_argument("channel trees need at least one server with ranks");
+  const size_t per_server = servers.front().size();
+  int p = 0;
+  for (const auto& ranks : servers) {
+    if (ranks.size() != per_server)
+      throw std::invalid_argument("channel trees need the same number of ranks on every server");
+    p += static_cast<int>(ranks.size());
+  }
+  Schedule s{"channel-trees", p, {}};
+  if (p < 2) return s;
+  const int channels = static_cast<int>(per_server), nodes = static_cast<int>(servers.size());
+  const double share = 1.0 / channels;
+  // One pipelined step, like the flat tree: every chain hop and tree edge streams at once.
+  Step step;
+  for (int c = 0; c < channels; ++c) {
+    // The chain of each server ends at its c-th rank, which talks to the other servers.
+    auto chain_at = [&](int node, size_t i) { return servers[node][(c + i) % per_server]; };
+    for (int node = 0; node < nodes; ++node)
+      for (size_t i = 1; i < per_server; ++i) {
+        step.transfers.push_back({chain_at(node, i), chain_at(node, i - 1), share, true});
+        step.transfers.push_back({chain_at(node, i - 1), chain_at(node, i), share, false});
+      }
+    for (int which : {0, 1}) {
+      const std::vector<int> parent = binary_tree_parents(nodes, which);
+      for (int node = 0; node < nodes; ++node) {
+        if (parent[node] < 0) continue;
+        step.transfers.push_back({chain_at(node, 0), chain_at(parent[node], 0), share / 2, true});
+        step.transfers.push_back({chain_at(parent[node], 0), chain_at(node, 0), share / 2, false});
+      }
+    }
+  }
+  // The first chunk climbs a chain and the taller tree and comes back down.
+  int height = 0;
+  for (int which : {0, 1}) {
+    const std::vector<int> parent = binary_tree_parents(nodes, which);
+    for (int node = 0; node < nodes; ++node) {
+      int depth = 0;
+      for (int v = node; parent[v] >= 0; v = parent[v]) ++depth;
+      height = std::max(height, depth);
+    }
+  }
+  step.latency_hops = 2 * (static_cast<int>(per_server) - 1 + height);
+  s.steps.push_back(step);
+  return s;
+}
+
+namespace {
+
+// The chains hold every GPU once, server by server; the schedules' ranks are positions in that
+// order, listed per server.
+std::vector<std::vector<int>> chain_ranks(Network& net, const std::vector<topo::Vertex>& gpus,
+                                          std::vector<topo::Vertex>& order) {
+  std::vector<std::vector<int>> servers;
+  for (const auto& chain : server_chains(net, gpus)) {
+    servers.emplace_back();
+    for (topo::Vertex v : chain) {
+      servers.back().push_back(static_cast<int>(order.size()));
+      order.push_back(v);
+    }
+  }
+  return servers;
+}
+
+}  // namespace
+
+CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
+  std::vector<topo::Vertex> order;
+  const auto servers = chain_ranks(net, gpus, order);
+  return net.cost(channel_rings_allreduce(servers), order);
+}
+
+CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
+  std::vector<topo::Vertex> order;
+  const auto servers = chain_ranks(net, gpus, order);
+  return net.cost(channel_trees_allreduce(servers), order);
+}
+
+}  // namespace basin::sim

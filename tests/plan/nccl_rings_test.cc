@@ -1,0 +1,119 @@
+// NCCL's ring between servers, a ring per channel crossing through every NIC: the schedule's
+// shape, its time against the closed form of the NICs' aggregate, and NCCL's measured busbw on
+// a published three-server A100 cluster.
+#include "../catch.h"
+
+#include <basin/plan.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+using namespace basin;
+using namespace basin::plan;
+using sim::Algorithm;
+
+namespace {
+
+std::vector<topo::Vertex> first_gpus(const topo::Topology& t, int n) {
+  auto all = topo::gpus(t);
+  return {all.begin(), all.begin() + n};
+}
+
+}  // namespace
+
+TEST_CASE("each channel's ring visits every rank once and crosses servers at its own ranks", "[plan][rings]") {
+  // Two servers of four ranks, ring order 0 1 2 3 and 4 5 6 7.
+  const sim::Schedule s = sim::channel_rings_allreduce({{0, 1, 2, 3}, {4, 5, 6, 7}});
+  REQUIRE(s.ranks == 8);
+  REQUIRE(s.steps.size() == 2);
+  for (const sim::Step& step : s.steps) {
+    REQUIRE(step.repeat == 7);                 // p - 1 steps each of reduce-scatter and allgather
+    REQUIRE(step.transfers.size() == 4 * 8);   // 4 channels, p hops each
+    std::map<int, double> sent, received;
+    std::multiset<std::pair<int, int>> crossings;
+    for (const sim::Transfer& t : step.transfers) {
+      REQUIRE_THAT(t.fraction, WithinRel(1.0 / 32, 1e-12));
+      sent[t.src] += t.fraction;
+      received[t.dst] += t.fraction;
+      if (t.src / 4 != t.dst / 4) crossings.insert({t.src, t.dst});
+    }
+    for (int r = 0; r < 8; ++r) {  // every rank moves 1/p of the vector per step, as in one ring
+      REQUIRE_THAT(sent[r], WithinRel(1.0 / 8, 1e-12));
+      REQUIRE_THAT(received[r], WithinRel(1.0 / 8, 1e-12));
+    }
+    // Channel c leaves a server from its (c-1)-th rank and enters the other at its c-th: every
+    // rank leaves once and enters once, so no two channels share a crossing GPU.
+    REQUIRE(crossings.size() == 8);
+    std::set<int> leaving, entering;
+    for (auto [from, to] : crossings) leaving.insert(from), entering.insert(to);
+    REQUIRE(leaving.size() == 8);
+    REQUIRE(entering.size() == 8);
+  }
+  // One server: the plain ring.
+  REQUIRE(sim::channel_rings_allreduce({{0, 1, 2}}).steps[0].transfers.size() == 3);
+  REQUIRE_THROWS(sim::channel_rings_allreduce({{0, 1}, {2}}));
+}
+
+TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one", "[plan][rings]") {
+  // 2 x DGX H100: 8 x 400 Gb/s NICs a server (50 GB/s each), NVLink 450 GB/s a GPU at line rate.
+  // A channel's exit GPU sends over PCIe instead of NVLink, so NVLink carries 7/8 of a ring's
+  // 1/p per step (514 GB/s of busbw) and the NICs, 400 GB/s together, bind: busbw 400 GB/s.
+  const topo::Topology t = topo::load_any("dgx-h100:2");
+  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  const auto gpus = first_gpus(t, 16);
+  const double moved = 2.0 * 15 / 16;  // of the vector, through each server's boundary
+  const sim::CollectiveCost rings = sim::channel_rings_cost(net, gpus);
+  REQUIRE_THAT(rings.seconds_per_byte, WithinRel(moved / 400e9, 1e-6));
+  const sim::CollectiveCost one = sim::allreduce_cost(net, gpus, Algorithm::ring);
+  REQUIRE_THAT(one.seconds_per_byte, WithinRel(moved / 50e9, 1e-6));
+}
+
+TEST_CASE("NCCL's ring on three A100 servers with four HDR NICs each is near the measured 96 GB/s", "[plan][rings]") {
+  // NVIDIA/nccl-tests#119 (2022): 3 servers of 8 A100 SXM4 and 4 HDR InfiniBand NICs (200 Gb/s),
+  // all_reduce_perf up to 128 MB: peak busbw about 96 GB/s (the NICs' 4 x 25 GB/s = 100).
+  // DGX A100 with one NIC on each of its four PCIe switches (NICs 1, 3, 5, 7 taken out) is that
+  // server.
+  nlohmann::json server = topo::to_json(topo::server_model("dgx-a100"));
+  const std::set<std::string> gone = {"nic1", "nic3", "nic5", "nic7"};
+  auto& nodes = server["nodes"];
+  nodes.erase(std::remove_if(nodes.begin(), nodes.end(), [&](const nlohmann::json& n) { return gone.count(n["id"]); }),
+              nodes.end());
+  auto& links = server["links"];
+  links.erase(std::remove_if(links.begin(), links.end(),
+                             [&](const nlohmann::json& l) { return gone.count(l["from"]) || gone.count(l["to"]); }),
+              links.end());
+  const topo::Topology four_nics = topo::from_json(server, "dgx-a100 with 4 NICs");
+  const topo::Topology cluster = topo::build_cluster(four_nics, 3, topo::FabricSpec{});
+  SelectOptions o;
+  o.candidates = {{Algorithm::ring, Protocol::simple}};
+  o.min_bytes = o.max_bytes = 128.0 * (1 << 20);
+  const Selection s = select_allreduce(cluster, o);
+  REQUIRE(s.ranks == 24);
+  REQUIRE(s.servers == 3);
+  const double busbw = busbw_GBps(s.rows.front().bytes, s.rows.front().time_s[0], 24);
+  CAPTURE(busbw);
+  REQUIRE_THAT(busbw, WithinRel(96.0, 0.05));
+}
+
+TEST_CASE("NCCL's tree between two DGX H100s: chains inside, one tree edge per channel between", "[plan][rings]") {
+  // Per channel c (1/8 of the vector), each server's chain ends at its c-th GPU, which joins the
+  // two trees between the servers (half the share each). Inside a server a GPU is the chain's
+  // end for one channel (sends 1/8 down), its tail for one (1/8 up) and in the middle for six
+  // (1/8 up and 1/8 down): 1.75 n out of every GPU over NVLink, at 450 GB/s line rate. Between
+  // the servers each NIC carries 1/8 n each way (n/2 up one tree, n/2 down the other, over 8
+  // NICs): 400 GB/s together, so NVLink binds.
+  const topo::Topology t = topo::load_any("dgx-h100:2");
+  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  const sim::CollectiveCost trees = sim::channel_trees_cost(net, first_gpus(t, 16));
+  REQUIRE_THAT(trees.seconds_per_byte, WithinRel(1.75 / 450e9, 1e-6));
+  // Latency: 2 (8 - 1 + 1) hops.
+  const sim::Schedule s = sim::channel_trees_allreduce({{0, 1, 2, 3, 4, 5, 6, 7}, {8, 9, 10, 11, 12, 13, 14, 15}});
+  REQUIRE(s.steps.size() == 1);
+  REQUIRE(s.steps[0].latency_hops == 16);
+  // Every channel's tree edge joins the two servers' c-th GPUs.
+  for (const sim::Transfer& tr : s.steps[0].transfers)
+    if (tr.src / 8 != tr.dst / 8) REQUIRE(tr.src % 8 == tr.dst % 8);
+}
