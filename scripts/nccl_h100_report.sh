@@ -11,6 +11,22 @@ trap 'rm -rf reports/nccl-h100.md.tmp "$tmp"' ERR
 for p in 2 3 4 5 6 7 8; do
   "$basin" select --cluster dgx-h100:1 --ranks "$p" --nccl --json > "$tmp/select-$p.json"
 done
+for n in 2 4 32; do
+  "$basin" select --cluster "dgx-h100:$n" --nccl --json > "$tmp/servers-$n.json"
+done
+# NVIDIA/nccl-tests#119's servers: DGX A100 with one HDR NIC per PCIe switch (NICs 1, 3, 5, 7 out).
+"$basin" topo --cluster dgx-a100 --dump "$tmp/a100.json" > /dev/null 2>&1
+python3 - "$tmp" <<'PY'
+import json, sys
+d = json.load(open(f"{sys.argv[1]}/a100.json"))
+gone = {"nic1", "nic3", "nic5", "nic7"}
+d["nodes"] = [n for n in d["nodes"] if n["id"] not in gone]
+d["links"] = [l for l in d["links"] if l["from"] not in gone and l["to"] not in gone]
+d["name"] = "a100-4nic"
+json.dump(d, open(f"{sys.argv[1]}/a100-4nic.json", "w"))
+PY
+"$basin" select --cluster "$tmp/a100-4nic.json:3" --nccl --min-bytes 134217728 --max-bytes 134217728 \
+  --json > "$tmp/a100-4nic-3.json"
 "$basin" select --cluster dgx-h100:1 --nccl --plot reports/nccl-h100-select.svg \
   --measured 8589934592:480 > /dev/null 2>&1
 python3 - "$tmp" > reports/nccl-h100.md.tmp <<'PY'
@@ -60,9 +76,31 @@ print("at the line rate are among them):\n")
 for c in d["crossovers"]:
     print(f"- from {human(c['bytes'])}: {c['from']} -> {c['to']}")
 print("\n![busbw against message size on 8 H100s](nccl-h100-select.svg)\n")
+print("## Between servers\n")
+print("NCCL's ring and tree between servers are modelled per channel, each channel crossing on its own")
+print("GPU and so through its own NIC (8 x 400 Gb/s NDR on a DGX H100). busbw at 8 GB:\n")
+print("| servers | GPUs | NCCL ring/Simple | NCCL tree/Simple | basin's halving-doubling | basin's one ring | NCCL's faster |")
+print("|---:|---:|---:|---:|---:|---:|---|")
+for n in (2, 4, 32):
+    d = json.load(open(f"{tmp}/servers-{n}.json"))
+    big = d["sizes"][-1]["candidates"]
+    ring, tree = big["nccl-ring/Simple"]["busbw_GBps"], big["nccl-tree/Simple"]["busbw_GBps"]
+    print(f"| {n} | {d['ranks']} | {ring:.0f} | {tree:.0f} | {big['halving-doubling']['busbw_GBps']:.0f} | "
+          f"{big['ring']['busbw_GBps']:.0f} | {'ring' if ring > tree else 'tree'} |")
+a = json.load(open(f"{tmp}/a100-4nic-3.json"))
+row = a["sizes"][0]["candidates"]
+print(f"\nThree A100 servers with four 200 Gb/s HDR NICs each (DGX A100 with one NIC per PCIe switch), 128 MB:")
+print(f"NCCL's ring {row['nccl-ring/Simple']['busbw_GBps']:.1f} GB/s busbw, against about 96 measured")
+print("(NVIDIA/nccl-tests#119, 2022, NCCL's own choice, peak up to 128 MB). The model's tree gives")
+print(f"{row['nccl-tree/Simple']['busbw_GBps']:.1f} (Simple) and {row['nccl-tree/LL128']['busbw_GBps']:.1f} (LL128) there, more than the NICs' 100 GB/s: on three")
+print("servers NCCL's double binary trees are chains, which move 1.5 n a server where a ring moves")
+print("1.92 n. NCCL's maintainers say a tree beats the network's bandwidth on two servers only")
+print("(NVIDIA/nccl-tests#169); this prediction of the tree on three is not borne out by any")
+print("measurement at hand.\n")
 print("```sh")
 print("build/basin select --cluster dgx-h100:1 --nccl --plot nccl-h100-select.svg --measured 8589934592:480")
 print("build/basin select --cluster dgx-h100:1 --ranks 5 --nccl --json")
+print("build/basin select --cluster dgx-h100:2 --nccl          # between servers")
 print("```")
 PY
 mv reports/nccl-h100.md.tmp reports/nccl-h100.md
