@@ -226,12 +226,20 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--model", o->plan.model, "Network: resnet18 .. resnet152")->capture_default_str();
   cmd->add_option("--dataset-images", o->plan.dataset_images, "Training images per epoch")->capture_default_str();
   cmd->add_option("--epochs", o->plan.epochs, "Epochs to train")->capture_default_str();
-  cmd->add_option("--gpus", o->plan.gpu_counts, "GPU counts to try (default: 1, 2, 4, whole servers doubling, all)");
-  cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str();
+  // Lists as several values or comma-separated ("--gpus 8 16" or "--gpus 8,16").
+  cmd->add_option("--gpus", o->plan.gpu_counts, "GPU counts to try (default: 1, 2, 4, whole servers doubling, all)")
+      ->delimiter(',');
+  cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');
   cmd->add_option("--algorithms", o->algorithms,
-                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., nccl-nvls/Simple (default: all basin's)");
-  cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")->capture_default_str();
-  cmd->add_option("--precisions", o->precisions, "fp32, fp16, bf16, or COMPUTE/wire-WIRE (default: fp32, fp32/wire-fp16, fp16, bf16)");
+                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., "
+                  "nccl-nvls/Simple (default: all basin's)")
+      ->delimiter(',');
+  cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
+      ->capture_default_str()
+      ->delimiter(',');
+  cmd->add_option("--precisions", o->precisions,
+                  "fp32, fp16, bf16, or COMPUTE/wire-WIRE (default: fp32, fp32/wire-fp16, fp16, bf16)")
+      ->delimiter(',');
   cmd->add_option("--tolerated-loss", o->plan.tolerated_loss_points,
                   "Top-1 points the large minibatch may cost (Goyal et al.: 0 up to 8k)")->capture_default_str();
   cmd->add_option("--max-global-batch", o->plan.max_global_batch, "Hard limit on the global batch");

@@ -231,6 +231,14 @@ TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can 
   fs::create_directories(dir);
   Result p = run("plan --cluster dgx-h100:1 --gpus 8 --batches 64 --precisions bf16 --algorithms "
                  "nccl-nvls/Simple --out " + (dir / "plan.json").string());
+  // Lists may be comma-separated: both choices are searched.
+  Result both = run("plan --cluster dgx-h100:1 --gpus 4,8 --batches 64 --buckets-mb 25 --precisions bf16 --out '' --algorithms "
+                    "nccl-nvls/Simple,nccl-ring/LL128");
+  CAPTURE(both.out);
+  REQUIRE(both.exit_code == 0);
+  REQUIRE(both.out.find("nccl-ring/LL128") != std::string::npos);
+  REQUIRE(both.out.find("nccl-nvls/Simple") != std::string::npos);
+  REQUIRE(both.out.find("4 configurations simulated") != std::string::npos);
   CAPTURE(p.out);
   REQUIRE(p.exit_code == 0);
   const auto plan = nlohmann::json::parse(basin::test::read_file((dir / "plan.json").string()));
