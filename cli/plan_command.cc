@@ -29,38 +29,6 @@ struct PlanCliOptions {
   std::string plot;             // SVG of the Pareto front; empty: none
 };
 
-plan::Choice parse_choice(const std::string& text) {
-  plan::Choice c;
-  std::string name = text;
-  if (name.rfind("nccl-", 0) == 0) {
-    auto slash = name.find('/');
-    if (slash == std::string::npos)
-      throw topo::InputError("--algorithms", "", "nccl-ring/PROTO, nccl-tree/PROTO or nccl-nvls/Simple, got '" + text + "'");
-    std::string proto = name.substr(slash + 1);
-    c.protocol = proto == "LL" ? plan::Protocol::ll : proto == "LL128" ? plan::Protocol::ll128
-                 : proto == "Simple" ? plan::Protocol::simple : plan::Protocol::none;
-    if (c.protocol == plan::Protocol::none)
-      throw topo::InputError("--algorithms", "", "protocol LL, LL128 or Simple, got '" + proto + "'");
-    name = name.substr(5, slash - 5);
-    c.algorithm = sim::algorithm_from_string(name, "--algorithms");
-    if (c.algorithm == sim::Algorithm::nvls && c.protocol != plan::Protocol::simple)
-      throw topo::InputError("--algorithms", "", "NCCL's NVLS with the Simple protocol only, got '" + text + "'");
-    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree &&
-        c.algorithm != sim::Algorithm::nvls)
-      throw topo::InputError("--algorithms", "", "NCCL's ring, tree or nvls, got '" + text + "'");
-    return c;
-  }
-  if (auto colon = name.find(':'); colon != std::string::npos) {
-    c.inter = sim::algorithm_from_string(name.substr(colon + 1), "--algorithms");
-    name = name.substr(0, colon);
-  }
-  c.algorithm = sim::algorithm_from_string(name, "--algorithms");
-  // Only NCCL runs the switch's sums; the plan names it as NCCL's, which the GPU trainer can set.
-  if (c.algorithm == sim::Algorithm::nvls)
-    throw topo::InputError("--algorithms", "", "nvls as NCCL's: nccl-nvls/Simple, got '" + text + "'");
-  return c;
-}
-
 plan::PrecisionChoice parse_precision(const std::string& text) {
   plan::PrecisionChoice p;
   auto slash = text.find("/wire-");
@@ -150,7 +118,7 @@ int run(PlanCliOptions o) {
   if (o.top < 0) throw topo::InputError("--top", "", "0 or more rows, got " + std::to_string(o.top));
   topo::Topology cluster = topo::load_any(o.cluster);
   o.plan.cluster_spec = o.cluster;
-  for (const auto& a : o.algorithms) o.plan.algorithms.push_back(parse_choice(a));
+  for (const auto& a : o.algorithms) o.plan.algorithms.push_back(plan::choice_from_string(a));
   for (const auto& p : o.precisions) o.plan.precisions.push_back(parse_precision(p));
   o.plan.objective = plan::objective_from_string(o.objective);
   sim::DeviceProfile profile = profile_for(cluster, o.profile);

@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "sim_scaling.h"
 
+#include <basin/plan.h>
 #include <basin/training.h>
 
 #include <nlohmann/json.hpp>
@@ -57,7 +58,11 @@ int run(const SimOptions& o) {
   if (o.gpus < 0) throw topo::InputError("--gpus", "", "0 (all) or a GPU count, got " + std::to_string(o.gpus));
   cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(topo::gpus(cluster).size());
   cfg.batch_per_gpu = o.batch_per_gpu;
-  cfg.algorithm = sim::algorithm_from_string(o.algorithm);
+  // NCCL's algorithms ("nccl-ring/Simple") are timed by NCCL's model (plan::nccl_model); basin's
+  // own by the engine alone.
+  const bool nccl = o.algorithm.rfind("nccl-", 0) == 0;
+  const plan::Choice choice = nccl ? plan::choice_from_string(o.algorithm, "--algorithm") : plan::Choice{};
+  cfg.algorithm = nccl ? choice.algorithm : sim::algorithm_from_string(o.algorithm);
   cfg.inter = sim::algorithm_from_string(o.inter, "--inter");
   cfg.bucket_MB = o.bucket_MB;
   cfg.precision = sim::precision_from_string(o.precision);
@@ -73,22 +78,27 @@ int run(const SimOptions& o) {
       o.profile.empty()
           ? sim::find_device_profile(sim::default_profiles_dir(), cluster.graph[all[0]].model)
           : sim::load_device_profile(o.profile);
+  const sim::AllreduceModel model =
+      nccl ? plan::nccl_model(cluster, choice, cfg.network_params)
+           : sim::AllreduceModel([&](sim::Network& network, const std::vector<topo::Vertex>& gpus) {
+               return sim::allreduce_cost(network, gpus, cfg.algorithm, cfg.inter, cfg.host_staging);
+             });
   if (o.scaling) {
     ScalingOptions so = o.scaling_options;
     so.json = o.json;
     if (!o.trace.empty())
       throw topo::InputError("--trace", "", "one configuration; --scaling predicts several");
-    return run_scaling(cluster, profile, cfg, so);
+    return run_scaling(cluster, profile, cfg, so, model);
   }
   if (!o.scaling_options.plot.empty() || !o.scaling_options.measured.empty())
     throw topo::InputError(o.scaling_options.plot.empty() ? "--measured" : "--plot", "",
                            "--scaling, which makes the curve it draws");
-  sim::Prediction p = sim::predict(cluster, profile, cfg);
+  sim::Prediction p = sim::predict(cluster, profile, cfg, model);
   const sim::IterationResult& r = p.result;
   // Staging only applies to allreduces that leave a server (allreduce_cost), so "auto" or "on" on
   // one server's GPUs stages nothing; say what actually happened rather than echo the flag.
   const auto& g = cluster.graph;
-  const bool staged = sim::stages_through_host(cluster, cfg.host_staging) &&
+  const bool staged = !nccl && sim::stages_through_host(cluster, cfg.host_staging) &&
                       g[all[0]].server != g[all[cfg.gpus - 1]].server;
   if (!o.trace.empty()) {
     topo::write_file_atomically(o.trace, sim::chrome_trace(r));
@@ -137,8 +147,10 @@ int run(const SimOptions& o) {
   if (cfg.algorithm == sim::Algorithm::hierarchical) std::printf(" (inter: %s)", o.inter.c_str());
   if (cfg.wire_precision && *cfg.wire_precision != cfg.precision)
     std::printf(", gradients sent as %s", sim::to_string(*cfg.wire_precision));
-  std::printf(", buckets: %s\n", o.bucket_MB > 0 ? (std::to_string(o.bucket_MB) + " MB").c_str()
-                                                   : "one per layer");
+  if (o.bucket_MB > 0)
+    std::printf(", buckets: %g MB\n", o.bucket_MB);
+  else
+    std::printf(", buckets: one per layer\n");
   std::printf("host staging: %s (%s)\n", o.host_staging.c_str(),
               staged ? "copies through host memory, sums on one CPU core" : "none");
   std::printf("compute: %s%s\n", r.compute_estimated ? "ESTIMATE, " : "", r.compute_basis.c_str());
@@ -170,7 +182,8 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();
   cmd->add_option("--algorithm", o->algorithm,
                   "Allreduce: ring, halving-doubling, recursive-doubling, tree, bcube, 2d-torus, hierarchical, "
-                  "nvls (the NVSwitch sums: one H100 NVSwitch server)")
+                  "nvls (the NVSwitch sums: one H100 NVSwitch server), or NCCL's as NCCL runs them: "
+                  "nccl-ring/PROTO, nccl-tree/PROTO (LL, LL128, Simple), nccl-nvls/Simple")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();
   cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")

@@ -22,7 +22,7 @@ std::vector<int> scaling_counts(int gpus_per_server, int gpus) {
 }
 
 int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile,
-                sim::TrainingConfig config, const ScalingOptions& o) {
+                sim::TrainingConfig config, const ScalingOptions& o, const sim::AllreduceModel& model) {
   const auto measured =
       o.measured.empty() ? std::vector<std::pair<double, double>>{}
                          : parse_points(o.measured, {.flag = "--measured",
@@ -42,7 +42,7 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
                 "epoch s", "efficiency");
   for (size_t i = 0; i < counts.size(); ++i) {
     config.gpus = counts[i];
-    const sim::Prediction p = sim::predict(cluster, profile, config);
+    const sim::Prediction p = sim::predict(cluster, profile, config, model);
     const sim::IterationResult& r = p.result;
     points.push_back({{"gpus", counts[i]}, {"iteration_s", r.iteration_s},
                       {"exposed_comm_s", r.exposed_comm_s}, {"images_per_s", r.images_per_s},

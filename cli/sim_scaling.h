@@ -21,7 +21,9 @@ struct ScalingOptions {
 // doubling, and `gpus` itself.
 std::vector<int> scaling_counts(int gpus_per_server, int gpus);
 
+// `model` times the allreduces (sim::predict's AllreduceModel).
 int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile,
-                sim::TrainingConfig config, const ScalingOptions& options);
+                sim::TrainingConfig config, const ScalingOptions& options,
+                const sim::AllreduceModel& model);
 
 }  // namespace basin::cli

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
 
 namespace basin::plan {
@@ -75,6 +76,38 @@ std::string Choice::name() const {
   return n;
 }
 
+Choice choice_from_string(const std::string& text, const std::string& origin) {
+  Choice c;
+  std::string name = text;
+  if (name.rfind("nccl-", 0) == 0) {
+    auto slash = name.find('/');
+    if (slash == std::string::npos)
+      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO or nccl-nvls/Simple, got '" + text + "'");
+    std::string proto = name.substr(slash + 1);
+    c.protocol = proto == "LL" ? Protocol::ll : proto == "LL128" ? Protocol::ll128
+                 : proto == "Simple" ? Protocol::simple : Protocol::none;
+    if (c.protocol == Protocol::none)
+      throw topo::InputError(origin, "", "protocol LL, LL128 or Simple, got '" + proto + "'");
+    name = name.substr(5, slash - 5);
+    c.algorithm = sim::algorithm_from_string(name, origin);
+    if (c.algorithm == sim::Algorithm::nvls && c.protocol != Protocol::simple)
+      throw topo::InputError(origin, "", "NCCL's NVLS with the Simple protocol only, got '" + text + "'");
+    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree &&
+        c.algorithm != sim::Algorithm::nvls)
+      throw topo::InputError(origin, "", "NCCL's ring, tree or nvls, got '" + text + "'");
+    return c;
+  }
+  if (auto colon = name.find(':'); colon != std::string::npos) {
+    c.inter = sim::algorithm_from_string(name.substr(colon + 1), origin);
+    name = name.substr(0, colon);
+  }
+  c.algorithm = sim::algorithm_from_string(name, origin);
+  // Only NCCL runs the switch's sums; the plan names it as NCCL's, which the GPU trainer can set.
+  if (c.algorithm == sim::Algorithm::nvls)
+    throw topo::InputError(origin, "", "nvls as NCCL's: nccl-nvls/Simple, got '" + text + "'");
+  return c;
+}
+
 std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int per_server) {
   const auto all = topo::gpus(topo);
   if (all.empty()) throw topo::InputError(topo.name, "", "a topology with GPUs");
@@ -110,6 +143,16 @@ topo::Topology nccl_view(const topo::Topology& topo) {
     if (link.kind == topo::LinkKind::nvlink) link.bandwidth_GBps *= nccl_nvlink_share(link.generation);
   }
   return view;
+}
+
+sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params) {
+  if (!c.is_nccl()) throw std::invalid_argument("nccl_model: one of NCCL's algorithms");
+  // Shared, so the model keeps its network (and the routes it caches) alive across calls.
+  auto view = std::make_shared<const topo::Topology>(nccl_view(cluster));
+  auto net = std::make_shared<sim::Network>(*view, params);
+  return [view, net, c](sim::Network&, const std::vector<topo::Vertex>& gpus) {
+    return nccl_cost(*net, gpus, c.algorithm, c.protocol);
+  };
 }
 
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {

@@ -239,14 +239,19 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
 
 Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
                    const TrainingConfig& cfg) {
+  return predict(cluster, profile, cfg, [&](Network& network, const std::vector<topo::Vertex>& gpus) {
+    return allreduce_cost(network, gpus, cfg.algorithm, cfg.inter, cfg.host_staging);
+  });
+}
+
+Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
+                   const TrainingConfig& cfg, const AllreduceModel& model) {
   Prediction p;
   const auto all = topo::gpus(cluster);
   if (cfg.gpus < 1 || cfg.gpus > static_cast<int>(all.size()))
     return p.result = simulate_iteration(cluster, profile, cfg), p;  // throws the input error
   Network network(cluster, cfg.network_params);
-  const CollectiveCost cost =
-      allreduce_cost(network, {all.begin(), all.begin() + cfg.gpus}, cfg.algorithm, cfg.inter,
-                     cfg.host_staging);
+  const CollectiveCost cost = model(network, {all.begin(), all.begin() + cfg.gpus});
   p.result = simulate_iteration(cluster, profile, cfg, cost);
   for (auto& [name, term] : p.result.comm_terms)
     term.iteration_s_without =
@@ -255,7 +260,8 @@ Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
   for (auto v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;
   TrainingConfig one = cfg;
   one.gpus = std::min(cfg.gpus, per_server);
-  p.one_server = simulate_iteration(cluster, profile, one);
+  p.one_server =
+      simulate_iteration(cluster, profile, one, model(network, {all.begin(), all.begin() + one.gpus}));
   p.scaling_efficiency = p.result.images_per_s /
                          (p.one_server.images_per_s * cfg.gpus / static_cast<double>(one.gpus));
   return p;

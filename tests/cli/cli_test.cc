@@ -220,6 +220,22 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   fs::remove_all(dir);
 }
 
+TEST_CASE("basin sim times NCCL's algorithms as NCCL runs them", "[cli]") {
+  auto comm = [](const std::string& algorithm) {
+    Result r = run("sim --cluster dgx-h100:2 --precision bf16 --batch-per-gpu 64 --bucket-mb 25 --json --algorithm " +
+                   algorithm);
+    CAPTURE(r.out);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["config"]["algorithm"] == algorithm);
+    REQUIRE(j["staged_through_host"] == false);
+    return j["breakdown"]["comm_total_s"].get<double>();
+  };
+  // Two DGX H100s: NCCL's ring runs a channel per GPU, through all 8 NICs; basin's one ring, one.
+  REQUIRE(comm("nccl-ring/Simple") < comm("ring") / 4);
+  REQUIRE(comm("nccl-tree/LL128") > 0);
+}
+
 TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can name it", "[cli]") {
   Result r = run("select --cluster dgx-h100:1 --nccl");
   CAPTURE(r.out);

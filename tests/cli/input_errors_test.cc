@@ -169,6 +169,8 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
   require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm hierarchical --inter nvls"),
                       {"--inter", "between servers", "nvls"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nvls --out " + out), {"--algorithms", "nccl-nvls/Simple"});
+  require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-nvls/LL"), {"--algorithm", "Simple protocol only"});
+  require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-ring"), {"--algorithm", "nccl-ring/PROTO"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls/LL128 --out " + out),
                       {"--algorithms", "Simple protocol only"});
   require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms nccl-nvls/Simple --out " + out),

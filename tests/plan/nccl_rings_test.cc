@@ -3,7 +3,9 @@
 // a published three-server A100 cluster.
 #include "../catch.h"
 
+#include <basin/model.h>
 #include <basin/plan.h>
+#include <basin/training.h>
 
 #include <nlohmann/json.hpp>
 
@@ -116,4 +118,38 @@ TEST_CASE("NCCL's tree between two DGX H100s: chains inside, one tree edge per c
   // Every channel's tree edge joins the two servers' c-th GPUs.
   for (const sim::Transfer& tr : s.steps[0].transfers)
     if (tr.src / 8 != tr.dst / 8) REQUIRE(tr.src % 8 == tr.dst % 8);
+}
+
+TEST_CASE("a prediction with NCCL's model times the run and its one-server baseline with it", "[plan][rings]") {
+  const topo::Topology t = topo::load_any("dgx-h100:4");
+  const sim::DeviceProfile profile =
+      sim::find_device_profile(sim::default_profiles_dir(), t.graph[topo::gpus(t).front()].model);
+  sim::TrainingConfig cfg;
+  cfg.network = model::resnet(50);
+  cfg.gpus = 32;
+  cfg.batch_per_gpu = 64;
+  cfg.precision = sim::Precision::bf16;
+  cfg.bucket_MB = 25;
+  cfg.decode_images_per_s_per_core = 1e9;
+  const Choice ring{Algorithm::ring, Protocol::simple};
+  const sim::Prediction p = sim::predict(t, profile, cfg, nccl_model(t, ring, cfg.network_params));
+  // The same as simulating with nccl_cost on NCCL's view, for 32 GPUs and for one server's 8.
+  const topo::Topology view = nccl_view(t);
+  sim::Network net(view, cfg.network_params);
+  const double run = sim::simulate_iteration(t, profile, cfg, nccl_cost(net, first_gpus(t, 32), ring.algorithm, ring.protocol))
+                         .iteration_s;
+  sim::TrainingConfig one = cfg;
+  one.gpus = 8;
+  const double baseline =
+      sim::simulate_iteration(t, profile, one, nccl_cost(net, first_gpus(t, 8), ring.algorithm, ring.protocol))
+          .iteration_s;
+  REQUIRE_THAT(p.result.iteration_s, WithinRel(run, 1e-12));
+  REQUIRE_THAT(p.one_server.iteration_s, WithinRel(baseline, 1e-12));
+  // NCCL's channels spread over the NICs: less time in allreduce than basin's one ring.
+  const sim::Prediction single = sim::predict(t, profile, [&] {
+    sim::TrainingConfig c = cfg;
+    c.algorithm = Algorithm::ring;
+    return c;
+  }());
+  REQUIRE(p.result.comm_total_s < single.result.comm_total_s / 4);
 }

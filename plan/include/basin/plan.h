@@ -28,6 +28,11 @@ struct Choice {
   bool is_nccl() const { return protocol != Protocol::none; }
 };
 
+// "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-nvls/Simple", ... as `basin plan
+// --algorithms` takes them; throws topo::InputError naming `origin`. Plain "nvls" is refused:
+// only NCCL runs the switch's sums, so a plan names it as NCCL's.
+Choice choice_from_string(const std::string& text, const std::string& origin = "--algorithms");
+
 // The GPUs a collective of `ranks` runs on: `per_server` GPUs from each server in turn (0: all
 // of each server's GPUs), in rank order. Throws topo::InputError when the cluster is too small.
 std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int per_server);
@@ -78,6 +83,9 @@ tuner::Selection nccl_rules(const Selection& selection);
 // generation (src/graph/topo.h: 20.6 of H100's 25 GB/s line rate, 20 of A100's 25, ...). NCCL's
 // algorithms are timed on a network built from this view.
 topo::Topology nccl_view(const topo::Topology& topo);
+// NCCL's model of choice `c` (one of NCCL's) for sim::predict: nccl_cost on a network of the
+// cluster's nccl_view, whatever network predict passes.
+sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params);
 // Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 

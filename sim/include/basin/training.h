@@ -11,6 +11,7 @@
 #include <basin/model.h>
 #include <basin/sim.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -142,6 +143,14 @@ struct Prediction {
 };
 Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
                    const TrainingConfig& config);
+// What an allreduce over `gpus` costs on `network` (built on the cluster with the config's
+// network parameters). The predict above uses allreduce_cost with the config's algorithm; the
+// planner passes NCCL's model of its algorithms (plan::nccl_model) instead.
+using AllreduceModel =
+    std::function<CollectiveCost(Network& network, const std::vector<topo::Vertex>& gpus)>;
+// The same with the allreduce's cost from `model`, for the run and for its one-server baseline.
+Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
+                   const TrainingConfig& config, const AllreduceModel& model);
 
 // Chrome trace (chrome://tracing, Perfetto) of the simulated iteration.
 std::string chrome_trace(const IterationResult& r);
