@@ -16,16 +16,23 @@
 
 namespace basin::sim {
 
-Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
+namespace {
+
+// All ranks of `servers`, which must hold the same number of ranks each, at least one.
+int count_ranks(const std::vector<std::vector<int>>& servers) {
   if (servers.empty() || servers.front().empty())
-    throw std::invalid_argument("channel rings need at least one server with ranks");
+    throw std::invalid_argument("channel schedules need at least one server with ranks");
+  for (const auto& ranks : servers)
+    if (ranks.size() != servers.front().size())
+      throw std::invalid_argument("channel schedules need the same number of ranks on every server");
+  return static_cast<int>(servers.size() * servers.front().size());
+}
+
+}  // namespace
+
+Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
+  const int p = count_ranks(servers);
   const size_t per_server = servers.front().size();
-  int p = 0;
-  for (const auto& ranks : servers) {
-    if (ranks.size() != per_server)
-      throw std::invalid_argument("channel rings need the same number of ranks on every server");
-    p += static_cast<int>(ranks.size());
-  }
   Schedule s{"channel-rings", p, {}};
   if (p < 2) return s;
   const int channels = servers.size() > 1 ? static_cast<int>(per_server) : 1;
@@ -45,15 +52,8 @@ Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
 }
 
 Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers) {
-  if (servers.empty() || servers.front().empty())
-    throw std::invalid_argument("channel trees need at least one server with ranks");
+  const int p = count_ranks(servers);
   const size_t per_server = servers.front().size();
-  int p = 0;
-  for (const auto& ranks : servers) {
-    if (ranks.size() != per_server)
-      throw std::invalid_argument("channel trees need the same number of ranks on every server");
-    p += static_cast<int>(ranks.size());
-  }
   Schedule s{"channel-trees", p, {}};
   if (p < 2) return s;
   const int channels = static_cast<int>(per_server), nodes = static_cast<int>(servers.size());

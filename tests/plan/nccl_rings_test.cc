@@ -17,15 +17,6 @@ using namespace basin;
 using namespace basin::plan;
 using sim::Algorithm;
 
-namespace {
-
-std::vector<topo::Vertex> first_gpus(const topo::Topology& t, int n) {
-  auto all = topo::gpus(t);
-  return {all.begin(), all.begin() + n};
-}
-
-}  // namespace
-
 TEST_CASE("each channel's ring visits every rank once and crosses servers at its own ranks", "[plan][rings]") {
   // Two servers of four ranks, ring order 0 1 2 3 and 4 5 6 7.
   const sim::Schedule s = sim::channel_rings_allreduce({{0, 1, 2, 3}, {4, 5, 6, 7}});
@@ -65,7 +56,7 @@ TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one"
   // 1/p per step (514 GB/s of busbw) and the NICs, 400 GB/s together, bind: busbw 400 GB/s.
   const topo::Topology t = topo::load_any("dgx-h100:2");
   sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
-  const auto gpus = first_gpus(t, 16);
+  const auto gpus = pick_gpus(t, 16, 0);
   const double moved = 2.0 * 15 / 16;  // of the vector, through each server's boundary
   const sim::CollectiveCost rings = sim::channel_rings_cost(net, gpus);
   REQUIRE_THAT(rings.seconds_per_byte, WithinRel(moved / 400e9, 1e-6));
@@ -109,7 +100,7 @@ TEST_CASE("NCCL's tree between two DGX H100s: chains inside, one tree edge per c
   // NICs): 400 GB/s together, so NVLink binds.
   const topo::Topology t = topo::load_any("dgx-h100:2");
   sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
-  const sim::CollectiveCost trees = sim::channel_trees_cost(net, first_gpus(t, 16));
+  const sim::CollectiveCost trees = sim::channel_trees_cost(net, pick_gpus(t, 16, 0));
   REQUIRE_THAT(trees.seconds_per_byte, WithinRel(1.75 / 450e9, 1e-6));
   // Latency: 2 (8 - 1 + 1) hops.
   const sim::Schedule s = sim::channel_trees_allreduce({{0, 1, 2, 3, 4, 5, 6, 7}, {8, 9, 10, 11, 12, 13, 14, 15}});
@@ -136,12 +127,12 @@ TEST_CASE("a prediction with NCCL's model times the run and its one-server basel
   // The same as simulating with nccl_cost on NCCL's view, for 32 GPUs and for one server's 8.
   const topo::Topology view = nccl_view(t);
   sim::Network net(view, cfg.network_params);
-  const double run = sim::simulate_iteration(t, profile, cfg, nccl_cost(net, first_gpus(t, 32), ring.algorithm, ring.protocol))
+  const double run = sim::simulate_iteration(t, profile, cfg, nccl_cost(net, pick_gpus(t, 32, 0), ring.algorithm, ring.protocol))
                          .iteration_s;
   sim::TrainingConfig one = cfg;
   one.gpus = 8;
   const double baseline =
-      sim::simulate_iteration(t, profile, one, nccl_cost(net, first_gpus(t, 8), ring.algorithm, ring.protocol))
+      sim::simulate_iteration(t, profile, one, nccl_cost(net, pick_gpus(t, 8, 0), ring.algorithm, ring.protocol))
           .iteration_s;
   REQUIRE_THAT(p.result.iteration_s, WithinRel(run, 1e-12));
   REQUIRE_THAT(p.one_server.iteration_s, WithinRel(baseline, 1e-12));

@@ -14,11 +14,6 @@ using sim::Algorithm;
 
 namespace {
 
-std::vector<topo::Vertex> first_gpus(const topo::Topology& t, int n) {
-  auto all = topo::gpus(t);
-  return {all.begin(), all.begin() + n};
-}
-
 int candidate(const Selection& s, const std::string& name) {
   for (size_t i = 0; i < s.candidates.size(); ++i)
     if (s.candidates[i].name() == name) return static_cast<int>(i);
@@ -29,19 +24,19 @@ int candidate(const Selection& s, const std::string& name) {
 
 TEST_CASE("only GPUs that all hang off one NVLink-4 NVSwitch have a switch that sums", "[plan][nvls]") {
   const topo::Topology h100 = topo::load_any("dgx-h100:2");
-  const auto sw = topo::nvlink_sharp_switch(h100, first_gpus(h100, 8));
+  const auto sw = topo::nvlink_sharp_switch(h100, pick_gpus(h100, 8, 0));
   REQUIRE(sw.has_value());
   REQUIRE(h100.graph[*sw].kind == topo::NodeKind::nvswitch);
-  REQUIRE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 2)) == sw);
-  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 16)));  // two servers
-  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, first_gpus(h100, 1)));   // nothing to sum
+  REQUIRE(topo::nvlink_sharp_switch(h100, pick_gpus(h100, 2, 0)) == sw);
+  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, pick_gpus(h100, 16, 0)));  // two servers
+  REQUIRE_FALSE(topo::nvlink_sharp_switch(h100, pick_gpus(h100, 1, 0)));   // nothing to sum
   // A100's NVSwitch (second generation, NVLink 3) cannot sum; P100 and V100 meshes have none.
   for (const char* older : {"dgx-a100:1", "dgx1:1", "bigbasin:1"}) {
     const topo::Topology t = topo::load_any(older);
     CAPTURE(older);
-    REQUIRE_FALSE(topo::nvlink_sharp_switch(t, first_gpus(t, 8)));
+    REQUIRE_FALSE(topo::nvlink_sharp_switch(t, pick_gpus(t, 8, 0)));
     sim::Network net(t);
-    REQUIRE_THROWS_AS(sim::nvls_cost(net, first_gpus(t, 8)), topo::InputError);
+    REQUIRE_THROWS_AS(sim::nvls_cost(net, pick_gpus(t, 8, 0)), topo::InputError);
   }
 }
 
@@ -52,14 +47,14 @@ TEST_CASE("the switch's allreduce moves (1 + 1/p) n each way over every GPU's NV
   const double link_Bps = 18 * 25e9;
   for (int p : {2, 4, 8}) {
     CAPTURE(p);
-    const sim::CollectiveCost c = sim::nvls_cost(net, first_gpus(t, p));
+    const sim::CollectiveCost c = sim::nvls_cost(net, pick_gpus(t, p, 0));
     REQUIRE_THAT(c.seconds_per_byte, WithinRel((1.0 + 1.0 / p) / link_Bps, 1e-9));
     // Two round trips to the switch: the load-reduce's and the store's, one NVLink hop each way.
     REQUIRE_THAT(c.latency_s, WithinRel(2 * 0.6e-6, 1e-9));
   }
   // Against a ring's 2 (p-1)/p n over the same links: 1.75 / 1.125 on 8 GPUs.
-  const sim::CollectiveCost ring = sim::allreduce_cost(net, first_gpus(t, 8), Algorithm::ring);
-  const sim::CollectiveCost nvls = sim::allreduce_cost(net, first_gpus(t, 8), Algorithm::nvls);
+  const sim::CollectiveCost ring = sim::allreduce_cost(net, pick_gpus(t, 8, 0), Algorithm::ring);
+  const sim::CollectiveCost nvls = sim::allreduce_cost(net, pick_gpus(t, 8, 0), Algorithm::nvls);
   REQUIRE_THAT(ring.seconds_per_byte / nvls.seconds_per_byte, WithinRel(1.75 / 1.125, 1e-6));
   // Each GPU's NVLinks are busy (1 + 1/8) / 450 GB/s per byte in each direction.
   double most = 0;
