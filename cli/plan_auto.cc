@@ -32,7 +32,7 @@ std::string describe(const topo::Topology& t) {
 }
 
 // What basin's GPU trainer runs, so that the plan the search picks is one `basin train` can run
-// here: with NCCL, NCCL's ring or tree (the trainer sets the algorithm, NCCL's tuner the protocol,
+// here: with NCCL, NCCL's ring, tree or NVLS (the trainer sets the algorithm, NCCL's tuner the protocol,
 // so each is searched under all three protocols) and any GPU count; without NCCL, one GPU, since
 // the Gloo path between GPUs of one server stages through host memory, which the simulator does
 // not price inside a server. Compute in fp32, fp16 or bf16 where the device has it; with NCCL,

@@ -27,7 +27,7 @@ struct AutoPlan {
 
 // Discovers the machine, writes its topology and the plan under `out`, and says what it chose:
 // on GPUs the planner's best plan among those the GPU trainer runs (GPU count, batch, NCCL's
-// ring or tree, bucket, fp32/fp16/bf16 compute; one GPU without NCCL); on a machine without GPUs one rank per NUMA node with that node's cores as its
+// ring, tree or NVLS, bucket, fp32/fp16/bf16 compute; one GPU without NCCL); on a machine without GPUs one rank per NUMA node with that node's cores as its
 // threads. Throws topo::InputError when the machine cannot be planned for.
 AutoPlan make_auto_plan(const AutoPlanRequest& request);
 

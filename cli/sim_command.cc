@@ -79,7 +79,7 @@ int run(const SimOptions& o) {
           ? sim::find_device_profile(sim::default_profiles_dir(), cluster.graph[all[0]].model)
           : sim::load_device_profile(o.profile);
   const sim::AllreduceModel model =
-      nccl ? plan::nccl_model(cluster, choice, cfg.network_params)
+      nccl ? plan::nccl_model(cluster, choice, cfg.network_params, "--algorithm")
            : sim::AllreduceModel([&](sim::Network& network, const std::vector<topo::Vertex>& gpus) {
                return sim::allreduce_cost(network, gpus, cfg.algorithm, cfg.inter, cfg.host_staging);
              });

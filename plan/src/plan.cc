@@ -164,13 +164,18 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     return cfg;
   };
 
+  // NVLS on one GPU stands for NVLS on the server's GPUs: only where the first server has it.
+  std::vector<topo::Vertex> first_server;
+  for (topo::Vertex v : topo::gpus(cluster))
+    if (cluster.graph[v].server == cluster.graph[topo::gpus(cluster).front()].server) first_server.push_back(v);
+  const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
   for (int count : counts) {
     const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
     std::set<int> servers;
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
-      if (count == 1) return true;  // nothing to reduce: any choice stands for all
+      if (count == 1) return c.algorithm != sim::Algorithm::nvls || nvls_here;  // nothing to reduce
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
@@ -251,8 +256,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   }
   if (result.rows.empty() && result.rejected.empty())
     throw topo::InputError("--algorithms", "",
-                           "an allreduce that runs on the GPU counts searched (nccl-nvls/Simple: every GPU on "
-                           "one NVSwitch that sums in the switch, NVLink 4 or later), got none");
+                           "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "
+                           "more; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
+                           "or later), got none");
   if (result.rows.empty()) {
     std::string reasons;
     std::set<std::string> seen;

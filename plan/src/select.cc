@@ -99,6 +99,9 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
   }
   if (auto colon = name.find(':'); colon != std::string::npos) {
     c.inter = sim::algorithm_from_string(name.substr(colon + 1), origin);
+    if (c.inter == sim::Algorithm::hierarchical || c.inter == sim::Algorithm::nvls)
+      throw topo::InputError(origin, "", std::string("an algorithm between servers after ':', not ") +
+                                             sim::to_string(c.inter) + ", got '" + text + "'");
     name = name.substr(0, colon);
   }
   c.algorithm = sim::algorithm_from_string(name, origin);
@@ -145,13 +148,14 @@ topo::Topology nccl_view(const topo::Topology& topo) {
   return view;
 }
 
-sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params) {
+sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
+                               const std::string& origin) {
   if (!c.is_nccl()) throw std::invalid_argument("nccl_model: one of NCCL's algorithms");
   // Shared, so the model keeps its network (and the routes it caches) alive across calls.
   auto view = std::make_shared<const topo::Topology>(nccl_view(cluster));
   auto net = std::make_shared<sim::Network>(*view, params);
-  return [view, net, c](sim::Network&, const std::vector<topo::Vertex>& gpus) {
-    return nccl_cost(*net, gpus, c.algorithm, c.protocol);
+  return [view, net, c, origin](sim::Network&, const std::vector<topo::Vertex>& gpus) {
+    return nccl_cost(*net, gpus, c.algorithm, c.protocol, origin);
   };
 }
 
@@ -161,11 +165,11 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 }
 
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
-                              sim::Algorithm algorithm, Protocol protocol) {
+                              sim::Algorithm algorithm, Protocol protocol, const std::string& origin) {
+  if (gpus.size() < 2) return {};  // nothing to reduce, and NCCL launches nothing
   if (algorithm == sim::Algorithm::nvls) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");
-    sim::CollectiveCost c = sim::nvls_cost(net, gpus, "--algorithms");
-    if (gpus.size() < 2) return c;
+    sim::CollectiveCost c = sim::nvls_cost(net, gpus, origin);
     const topo::Vertex sw = *topo::nvlink_sharp_switch(net.topology(), gpus);
     int generation = 0;
     for (auto [e, end] = boost::out_edges(gpus.front(), net.topology().graph); e != end; ++e)

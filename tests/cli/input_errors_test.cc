@@ -170,6 +170,11 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
                       {"--inter", "between servers", "nvls"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nvls --out " + out), {"--algorithms", "nccl-nvls/Simple"});
   require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-nvls/LL"), {"--algorithm", "Simple protocol only"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nccl-nvls/Simple"), {"--algorithm:", "one server"});
+  require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms hierarchical:nvls --out " + out),
+                      {"--algorithms", "between servers", "hierarchical:nvls"});
+  require_input_error(run("plan --cluster dgx-a100:1 --algorithms nccl-nvls/Simple --out " + out),
+                      {"--algorithms", "one NVSwitch"});
   require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-ring"), {"--algorithm", "nccl-ring/PROTO"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls/LL128 --out " + out),
                       {"--algorithms", "Simple protocol only"});

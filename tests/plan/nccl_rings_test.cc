@@ -107,8 +107,13 @@ TEST_CASE("NCCL's tree between two DGX H100s: chains inside, one tree edge per c
   REQUIRE(s.steps.size() == 1);
   REQUIRE(s.steps[0].latency_hops == 16);
   // Every channel's tree edge joins the two servers' c-th GPUs.
+  int between = 0;
   for (const sim::Transfer& tr : s.steps[0].transfers)
-    if (tr.src / 8 != tr.dst / 8) REQUIRE(tr.src % 8 == tr.dst % 8);
+    if (tr.src / 8 != tr.dst / 8) {
+      REQUIRE(tr.src % 8 == tr.dst % 8);
+      ++between;
+    }
+  REQUIRE(between == 8 * 4);  // per channel: up and down each of the two trees' one edge
 }
 
 TEST_CASE("a prediction with NCCL's model times the run and its one-server baseline with it", "[plan][rings]") {

@@ -73,7 +73,7 @@ double busbw_GBps(double bytes, double time_s, int ranks);
 Selection select_allreduce(const topo::Topology& topo, const SelectOptions& options);
 
 // NCCL's rules from a selection: for every size the fastest of the NCCL candidates (ring and tree
-// under each protocol, which the selection must include), consecutive sizes with the same choice
+// under each protocol, NVLS where it runs, which the selection must include), consecutive sizes with the same choice
 // merged into one byte range (the first from 0, the last to no limit), for exactly this
 // communicator's node and rank counts. What `basin select --selection/--nccl-conf` writes and
 // the tuner plugin reads.
@@ -85,7 +85,8 @@ tuner::Selection nccl_rules(const Selection& selection);
 topo::Topology nccl_view(const topo::Topology& topo);
 // NCCL's model of choice `c` (one of NCCL's) for sim::predict: nccl_cost on a network of the
 // cluster's nccl_view, whatever network predict passes.
-sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params);
+sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
+                               const std::string& origin = "--algorithms");
 // Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
@@ -95,7 +96,8 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 // NVLink/PCI and inter-server NET). NVLS (Simple only): sim::nvls_cost scaled by NCCL's NVLS
 // efficiency (0.85 on NVLink 4, 0.74 on NVLink 5) and NCCL's 25 us NVLS latency.
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
-                              sim::Algorithm algorithm, Protocol protocol);
+                              sim::Algorithm algorithm, Protocol protocol,
+                              const std::string& origin = "--algorithms");
 
 // ---------------------------------------------------------------------------------------------
 // Training plans
