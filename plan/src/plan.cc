@@ -165,9 +165,10 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   };
 
   // NVLS on one GPU stands for NVLS on the server's GPUs: only where the first server has it.
+  const std::vector<topo::Vertex> every_gpu = topo::gpus(cluster);
   std::vector<topo::Vertex> first_server;
-  for (topo::Vertex v : topo::gpus(cluster))
-    if (cluster.graph[v].server == cluster.graph[topo::gpus(cluster).front()].server) first_server.push_back(v);
+  for (topo::Vertex v : every_gpu)
+    if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
   const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
   for (int count : counts) {
     const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);

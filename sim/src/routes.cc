@@ -122,8 +122,8 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
     auto [it, added] = cache.try_emplace(gpu);
     if (added)
       for (topo::Vertex d : v.boundary)
-        it->second.push_back(
-            {d, &routes_.at(outbound ? key(gpu, d) : key(d, gpu)), &sw.attach.at(d)});
+        it->second.push_back({d, &routes_.at(outbound ? key(gpu, d) : key(d, gpu)), &sw.attach.at(d),
+                              own_nic(v, gpu, d)});
     return it->second;
   };
   const std::vector<End>& ends = sides(sw.ends, b, to, false);
@@ -133,7 +133,7 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
     const Attachment& up = *start.link;
     auto& widest = sw.widest[up.sw];
     if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
-    const int own_start = own_nic(from, a, x);
+    const int own_start = start.own_nic;
     for (const End& end : ends) {
       const RouteInfo& yb = *end.inside;
       const Attachment& down = *end.link;
@@ -142,7 +142,7 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
       const double width = std::min({ax.bandwidth_GBps, piece, yb.bandwidth_GBps});
       if (!(width > 0) || width < best.width) continue;
       const double ends_us = (ax.latency_s + yb.latency_s) * 1e6 + up.up_us + down.down_us;
-      const int own = own_start + own_nic(to, b, end.device);
+      const int own = own_start + end.own_nic;
       if (width == best.width &&
           (ends_us > best.latency_us || (ends_us == best.latency_us && own <= best.own)))
         continue;  // cannot win

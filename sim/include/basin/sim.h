@@ -225,6 +225,7 @@ class Network {
     topo::Vertex device;
     const RouteInfo* inside;
     const Attachment* link;
+    bool own_nic;  // the device is the GPU's own NIC (own_nic)
   };
   struct Switches {
     topo::ServerView view;
