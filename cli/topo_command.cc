@@ -55,7 +55,7 @@ topo::Vertex require_node(const topo::Topology& t, const std::string& id) {
 int run(const TopoOptions& o, const CLI::App& cmd) {
   if (o.list_models) {
     for (const auto& name : topo::server_model_names())
-      std::printf("%-10s %s\n", name.c_str(), topo::server_model_description(name).c_str());
+      std::printf("%-12s %s\n", name.c_str(), topo::server_model_description(name).c_str());
     return 0;
   }
   topo::Topology t;

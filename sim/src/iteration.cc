@@ -95,6 +95,15 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
     return c;
   }
   Calibration c;
+  if (p.efficiency_of) {
+    const Calibration borrowed = calibrate(n, prec, *p.efficiency_of);
+    if (!borrowed.estimated) {
+      c.efficiency = borrowed.efficiency;
+      c.basis = "roofline estimate at the share of peak " + p.efficiency_of->device + " reached (" +
+                borrowed.basis + "); no measurement of this device";
+      return c;
+    }
+  }
   char text[160];
   std::snprintf(text, sizeof text, "roofline estimate at %.0f%% of %s peak (no measurement in %s)",
                 100 * c.efficiency, to_string(prec), p.file.c_str());

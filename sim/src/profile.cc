@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 namespace basin::sim {
 namespace {
@@ -74,7 +75,7 @@ DeviceProfile load_device_profile(const std::string& path) {
   if (text(doc, "format", "", path) != "basin.device_profile/1")
     throw topo::InputError(path, "/format", "\"basin.device_profile/1\"");
   only_known(doc, {"format", "context", "device", "match", "memory_GB", "memory_GBps",
-                   "peak_TFLOPS", "measured"}, "", path);
+                   "peak_TFLOPS", "measured", "efficiency_of"}, "", path);
   field(doc, "context", "", path);
   DeviceProfile p;
   p.file = path;
@@ -127,6 +128,23 @@ DeviceProfile load_device_profile(const std::string& path) {
     }
     p.measured.push_back(t);
   }
+  if (doc.contains("efficiency_of")) {
+    // A file beside this one that measured what this one has not. One level only: the borrowed
+    // share must be a measurement, not another borrowing.
+    const std::string name = text(doc, "efficiency_of", "", path);
+    const std::filesystem::path ref = std::filesystem::path(path).parent_path() / name;
+    if (name.empty() || name.find('/') != std::string::npos || !std::filesystem::is_regular_file(ref))
+      throw topo::InputError(path, "/efficiency_of",
+                             "the file name of a device profile in the same directory, got \"" + name + "\"");
+    DeviceProfile other = load_device_profile(ref.string());
+    if (other.efficiency_of)
+      throw topo::InputError(path, "/efficiency_of",
+                             "a profile with measurements of its own, but " + name + " borrows from " +
+                                 std::filesystem::path(other.efficiency_of->file).filename().string());
+    if (other.measured.empty())
+      throw topo::InputError(path, "/efficiency_of", "a profile with measurements, but " + name + " has none");
+    p.efficiency_of = std::make_shared<const DeviceProfile>(std::move(other));
+  }
   return p;
 }
 
@@ -144,12 +162,19 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().extension() == ".json") files.push_back(e.path());
   std::sort(files.begin(), files.end());
+  // The longest matching substring wins, so "GB200" finds its own profile before "B200"'s.
+  std::optional<DeviceProfile> best;
+  size_t best_length = 0;
   for (const auto& f : files) {
     DeviceProfile p = load_device_profile(f.string());
-    for (const auto& m : p.match)
-      if (gpu_model.find(m) != std::string::npos) return p;
     known += (known.empty() ? "" : ", ") + p.device;
+    for (const auto& m : p.match)
+      if (gpu_model.find(m) != std::string::npos && m.size() > best_length) {
+        best_length = m.size();
+        best = p;
+      }
   }
+  if (best) return std::move(*best);
   throw topo::InputError("--profile", "",
                          "a device profile for GPU '" + gpu_model + "' in " + dir +
                              " (have: " + known + "); give one with --profile FILE");

@@ -85,7 +85,8 @@ bool same_graph(const Topology& a, const Topology& b) {
 TEST_CASE("every built-in model and a cluster survive save and load unchanged", "[topology]") {
   TempDir dir;
   auto spec = GENERATE(std::string("bigbasin"), std::string("dgx1"), std::string("dgx-a100"),
-                       std::string("dgx-h100"), std::string("pcie8"),
+                       std::string("dgx-h100"), std::string("dgx-b200"), std::string("pcie8"),
+                       std::string("gb200-nvl72"),  // NVLink-C2C links
                        std::string("dgx1:4,fabric=fat-tree:2,leaf-servers=2"));
   CAPTURE(spec);
   Topology t = load_any(spec);

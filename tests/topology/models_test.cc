@@ -23,12 +23,13 @@ double bw(const Topology& t, const char* a, const char* b) {
 
 }  // namespace
 
-TEST_CASE("every built-in server model loads and validates with 8 GPUs", "[topology]") {
+TEST_CASE("every built-in server model loads and validates with its GPUs", "[topology]") {
   auto name = GENERATE(from_range(server_model_names()));
   CAPTURE(name);
   Topology t = server_model(name);
   REQUIRE_NOTHROW(validate(t, name));
-  REQUIRE(gpus(t).size() == 8);
+  // Eight GPUs a server; the GB200 NVL72 rack is one NVLink domain of 72 (its datasheet).
+  REQUIRE(gpus(t).size() == (name == "gb200-nvl72" ? 72u : 8u));
   REQUIRE(t.servers == 1);
   REQUIRE_FALSE(server_model_description(name).empty());
   for (Vertex g : gpus(t)) REQUIRE(t.graph[g].memory_GB > 0);
@@ -36,7 +37,7 @@ TEST_CASE("every built-in server model loads and validates with 8 GPUs", "[topol
 
 TEST_CASE("the five models of the issue are all built in", "[topology]") {
   auto names = server_model_names();
-  for (const char* want : {"bigbasin", "dgx1", "dgx-a100", "dgx-h100", "pcie8"}) {
+  for (const char* want : {"bigbasin", "dgx1", "dgx-a100", "dgx-h100", "dgx-b200", "gb200-nvl72", "pcie8"}) {
     CAPTURE(want);
     REQUIRE(std::find(names.begin(), names.end(), want) != names.end());
   }
@@ -85,12 +86,14 @@ TEST_CASE("DGX-1: V100 with 24 NVLink 2 links in 16 bonds and 4 x 100 Gb/s Infin
   REQUIRE_THAT(bw(t, "gpu0", "gpu5"), WithinRel(pcie_rate_GBps(3, 16), 1e-9));
 }
 
-TEST_CASE("DGX A100 and DGX H100: every GPU pair through the NVSwitch at full NVLink rate",
+TEST_CASE("DGX A100, H100 and B200: every GPU pair through the NVSwitch at full NVLink rate",
           "[topology]") {
   // A100: 12 NVLink 3 links x 25 GB/s = 300 GB/s per direction (600 GB/s total, A100 datasheet).
   // H100: 18 NVLink 4 links x 25 GB/s = 450 GB/s per direction (900 GB/s total, H100 datasheet).
+  // B200: 18 NVLink 5 links, 1.8 TB/s total = 900 GB/s per direction (DGX B200 datasheet).
   auto [name, per_gpu_GBps, nic_gbit] =
-      GENERATE(std::tuple{"dgx-a100", 300.0, 200.0}, std::tuple{"dgx-h100", 450.0, 400.0});
+      GENERATE(std::tuple{"dgx-a100", 300.0, 200.0}, std::tuple{"dgx-h100", 450.0, 400.0},
+               std::tuple{"dgx-b200", 900.0, 400.0});
   CAPTURE(name);
   Topology t = server_model(name);
   REQUIRE(nodes_of_kind(t, NodeKind::nvswitch).size() == 1);
@@ -117,4 +120,39 @@ TEST_CASE("PCIe server has no NVLink and its GPUs meet at a switch or cross the 
   // Same switch is fewer hops than across the sockets: lower latency.
   REQUIRE(route(t, at(t, "gpu0"), at(t, "gpu1")).latency_us <
           route(t, at(t, "gpu0"), at(t, "gpu7")).latency_us);
+}
+
+TEST_CASE("GB200 NVL72: 72 GPUs in one NVLink domain, a Grace per two, a NIC per GPU", "[topology]") {
+  // GB200 NVL72 datasheet: 72 Blackwell GPUs and 36 Grace CPUs, 1.8 TB/s of NVLink 5 per GPU
+  // (900 GB/s each way) to every other GPU of the rack; NVLink-C2C 900 GB/s bidirectional
+  // between a Grace and its GPUs; one 400 Gb/s ConnectX-7 per GPU (SuperPOD reference design).
+  Topology t = server_model("gb200-nvl72");
+  const auto all = gpus(t);
+  REQUIRE(all.size() == 72);
+  REQUIRE(nodes_of_kind(t, NodeKind::cpu).size() == 36);
+  REQUIRE(nodes_of_kind(t, NodeKind::nvswitch).size() == 1);
+  const auto nics = nodes_of_kind(t, NodeKind::nic);
+  REQUIRE(nics.size() == 72);
+  for (Vertex n : nics) REQUIRE_THAT(t.graph[n].port_GBps, WithinRel(gbit_to_GBps(400), 1e-12));
+  // Every pair, the first and the last tray included, meets at the switch at 900 GB/s: NV18.
+  const std::vector<Route> from_first = routes_from(t, all.front(), all);
+  for (size_t j = 1; j < all.size(); ++j) {
+    CAPTURE(j);
+    REQUIRE_THAT(from_first[j].bandwidth_GBps, WithinRel(18 * 50.0, 1e-12));
+  }
+  REQUIRE(path_code(path_class(t, all.front(), all.back())) == "NV18");
+  REQUIRE(nvlink_sharp_switch(t, all).has_value());
+  // A GPU reaches its own NIC over NVLink-C2C (450 GB/s) and the NIC's PCIe Gen5 x16: the PCIe
+  // link is the narrower; outside the PCIe tree, nvidia-smi calls that pair SYS.
+  REQUIRE_THAT(bw(t, "gpu0", "nic0"), WithinRel(pcie_rate_GBps(5, 16), 1e-9));
+  REQUIRE(path_code(path_class(t, at(t, "gpu0"), at(t, "nic0"))) == "SYS");
+  int c2c = 0;
+  for (Edge e : boost::make_iterator_range(boost::out_edges(at(t, "gpu0"), t.graph)))
+    if (t.graph[e].kind == LinkKind::c2c) {
+      ++c2c;
+      REQUIRE_THAT(t.graph[e].bandwidth_GBps, WithinRel(900.0 / 2, 1e-12));
+    }
+  REQUIRE(c2c == 1);
+  // Two racks on one switch: half the machine talks to the other through 72 NICs of 50 GB/s.
+  REQUIRE_THAT(bisection_bandwidth_GBps(load_any("gb200-nvl72:2")), WithinRel(72 * gbit_to_GBps(400), 1e-9));
 }

@@ -25,12 +25,13 @@ constexpr std::array<std::pair<NodeKind, const char*>, 7> kNodeKinds{{
     {NodeKind::nic, "nic"},
     {NodeKind::net_switch, "net_switch"},
 }};
-constexpr std::array<std::pair<LinkKind, const char*>, 5> kLinkKinds{{
+constexpr std::array<std::pair<LinkKind, const char*>, 6> kLinkKinds{{
     {LinkKind::nvlink, "nvlink"},
     {LinkKind::pcie, "pcie"},
     {LinkKind::cpu_interconnect, "cpu_interconnect"},
     {LinkKind::ethernet, "ethernet"},
     {LinkKind::infiniband, "infiniband"},
+    {LinkKind::c2c, "c2c"},
 }};
 }  // namespace
 

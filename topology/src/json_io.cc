@@ -80,7 +80,7 @@ std::string kinds_list(bool nodes) {
       out += std::string(out.empty() ? "" : ", ") + to_string(k);
   } else {
     for (LinkKind k : {LinkKind::nvlink, LinkKind::pcie, LinkKind::cpu_interconnect,
-                       LinkKind::ethernet, LinkKind::infiniband})
+                       LinkKind::ethernet, LinkKind::infiniband, LinkKind::c2c})
       out += std::string(out.empty() ? "" : ", ") + to_string(k);
   }
   return out;

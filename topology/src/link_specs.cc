@@ -40,6 +40,12 @@ double pcie_GBps(int generation, int width) {
   return gts * coding * width / 8.0;
 }
 
+double c2c_GBps() {
+  // NVIDIA Grace Hopper and GB200 datasheets: NVLink-C2C, 900 GB/s bidirectional between the
+  // Grace CPU and a GPU -> 450 GB/s each way.
+  return 450.0;
+}
+
 double default_latency_us(LinkKind kind) {
   // NCCL's tuning model (src/graph/tuning.cc, hwLat, Ring/LL) charges 0.6 us per NVLink hop,
   // 1.0 us per PCIe hop and 2.7 us per network hop. CPU interconnect: the same order as a PCIe
@@ -56,6 +62,8 @@ double default_latency_us(LinkKind kind) {
     case LinkKind::cpu_interconnect: return 1.0;
     case LinkKind::infiniband: return 2.7;
     case LinkKind::ethernet: return 6.6;
+    // NCCL's hwLat has no figure of its own for NVLink-C2C; it is an NVLink-class hop.
+    case LinkKind::c2c: return 0.6;
   }
   return 0.0;
 }

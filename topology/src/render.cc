@@ -31,6 +31,7 @@ std::string describe_link(const Link& l) {
     case LinkKind::cpu_interconnect: s = "CPU link x" + std::to_string(l.count); break;
     case LinkKind::ethernet: s = "Ethernet"; break;
     case LinkKind::infiniband: s = "InfiniBand"; break;
+    case LinkKind::c2c: s = "NVLink-C2C"; break;
   }
   if (l.kind != LinkKind::nvlink && l.kind != LinkKind::cpu_interconnect && l.count > 1)
     s += " x" + std::to_string(l.count);
@@ -65,7 +66,8 @@ void render_server(const Graph& g, int server, const std::string& indent, std::o
   std::function<void(Vertex, int)> walk = [&](Vertex v, int depth) {
     for (Edge e : boost::make_iterator_range(boost::out_edges(v, g))) {
       Vertex w = boost::target(e, g);
-      if (g[e].kind != LinkKind::pcie || shown.count(w) || g[w].kind == NodeKind::cpu) continue;
+      const bool tree = g[e].kind == LinkKind::pcie || g[e].kind == LinkKind::c2c;
+      if (!tree || shown.count(w) || g[w].kind == NodeKind::cpu) continue;
       shown.insert(w);
       out << indent << std::string(2 * depth, ' ') << describe_node(g[w]) << "   <- "
           << describe_link(g[e]) << "\n";

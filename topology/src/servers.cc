@@ -44,6 +44,12 @@ struct ServerBuilder {
     n.port_kind = port_kind;
     return add_node(topo, std::move(n));
   }
+  void c2c(Vertex cpu, Vertex gpu) {
+    add_link(topo, cpu, gpu,
+             Link{.kind = LinkKind::c2c,
+                  .bandwidth_GBps = c2c_GBps(),
+                  .latency_us = default_latency_us(LinkKind::c2c)});
+  }
   Vertex nvswitch(const std::string& model) {
     Node n{.id = "nvswitch", .kind = NodeKind::nvswitch, .model = model};
     return add_node(topo, std::move(n));
@@ -228,6 +234,58 @@ Topology dgx_h100() {
                           .cpu_links = 4});
 }
 
+Topology dgx_b200() {
+  // NVIDIA DGX B200 datasheet and user guide (2024): 8 B200 GPUs with 1,440 GB of GPU memory in
+  // all (180 GB each), 2 NVLink 5 switch chips, 18 NVLink 5.0 links per GPU (1.8 TB/s
+  // bidirectional); 8 single-port ConnectX-7 400 Gb/s compute NICs on PCIe Gen5 switches; 2 Xeon
+  // Platinum 8570 (56 cores; Intel ARK: 4 UPI links at 20 GT/s, 40 GB/s each way each). That the
+  // GPUs and NICs pair up on four switches as on DGX H100 is an assumption.
+  return nvswitch_server({.name = "dgx-b200",
+                          .cpu_model = "Xeon Platinum 8570",
+                          .switch_model = "PCIe Gen5 switch",
+                          .gpu_model = "B200-180GB",
+                          .nvswitch_model = "2 x NVLink 5 switch",
+                          .nic_model = "ConnectX-7 NDR",
+                          .cores = 56,
+                          .pcie_generation = 5,
+                          .nvlink_generation = 5,
+                          .nvlinks_per_gpu = 18,
+                          .memory_GB = 180,
+                          .cpu_link_GBps = 40,
+                          .nic_gbit = 400,
+                          .cpu_links = 4});
+}
+
+Topology gb200_nvl72() {
+  // NVIDIA GB200 NVL72 datasheet and the DGX GB200 SuperPOD reference architecture (2024-25): one
+  // rack is one NVLink domain of 72 Blackwell GPUs (13.4 TB of HBM3e: 186 GB each) in 18 compute
+  // trays, every GPU with 18 NVLink 5.0 links into the 9 NVLink switch trays, which one crossbar
+  // stands for, as in DGX H100. A tray holds two GB200 superchips, each a Grace CPU (72 Arm
+  // Neoverse V2 cores) with two GPUs on NVLink-C2C, and four ConnectX-7 400 Gb/s compute NICs,
+  // one per GPU. The whole rack is one `server` here: the unit the NVLink domain spans, so the
+  // hierarchical allreduce's intra-server phases run over NVLink across all 72 GPUs. Assumed
+  // where the documents are silent: NIC k of a tray sits on PCIe Gen5 x16 under the Grace of
+  // GPU k (nvidia-smi reports every GPU-NIC pair of a tray as SYS, which a GPU outside the PCIe
+  // tree gives), and the tray's two Graces share one CPU link as wide as NVLink-C2C.
+  ServerBuilder b;
+  b.topo.name = "gb200-nvl72";
+  Vertex nvs = b.nvswitch("NVLink 5 switch trays (9 x 2 chips)");
+  std::vector<Vertex> grace;
+  for (int c = 0; c < 36; ++c) grace.push_back(b.cpu(c, "Grace (Neoverse V2)", 72));
+  for (int t = 0; t < 18; ++t) b.cpu_interconnect(grace[2 * t], grace[2 * t + 1], 1, c2c_GBps());
+  for (int k = 0; k < 72; ++k) {
+    const int cpu = k / 2;
+    Vertex gpu = b.gpu(k, cpu, "GB200", 186);
+    b.c2c(grace[cpu], gpu);
+    b.nvlink(gpu, nvs, 5, 18);
+    Vertex nic = b.nic(k, cpu, "ConnectX-7 NDR",
+                       "tray" + std::to_string(k / 4) + "/mlx5_" + std::to_string(k % 4), gbit(400),
+                       LinkKind::infiniband);
+    b.pcie(grace[cpu], nic, 5, 16);
+  }
+  return std::move(b.topo);
+}
+
 Topology pcie8() {
   // A plain 8-GPU PCIe server of the kind sold for training without NVLink: 8 Tesla V100 PCIe
   // 32 GB on four PCIe Gen3 switches, 2 Xeon Gold 6248 (20 cores; Intel ARK: 3 UPI links at
@@ -260,6 +318,9 @@ const ModelEntry kModels[] = {
     {"dgx-a100", "DGX A100: 8 A100 SXM4, NVSwitch (NV12), 8 x 200 Gb/s HDR InfiniBand", dgx_a100},
     {"dgx-h100", "DGX H100: 8 H100 SXM5, NVSwitch gen3 (NV18), 8 x 400 Gb/s NDR InfiniBand",
      dgx_h100},
+    {"dgx-b200", "DGX B200: 8 B200, NVLink 5 switch (NV18), 8 x 400 Gb/s NDR InfiniBand", dgx_b200},
+    {"gb200-nvl72", "GB200 NVL72 rack: 72 B200 in one NVLink 5 domain, 36 Grace, 72 x 400 Gb/s NDR",
+     gb200_nvl72},
     {"pcie8", "PCIe server: 8 V100 PCIe on 4 Gen3 switches, 2 x 100 GbE, no NVLink", pcie8},
 };
 

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ struct DeviceProfile {
   double memory_GBps = 0;
   double peak_TFLOPS_fp32 = 0, peak_TFLOPS_fp16 = 0, peak_TFLOPS_bf16 = 0;
   std::vector<MeasuredThroughput> measured;
+  // A device nobody has measured yet borrows another's measured share of its roofline (the
+  // profile's "efficiency_of"): the sim runs this device at the fraction of its own peaks that
+  // the reference device reached, and says so.
+  std::shared_ptr<const DeviceProfile> efficiency_of;
 };
 
 DeviceProfile load_device_profile(const std::string& path);  // throws topo::InputError

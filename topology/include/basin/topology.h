@@ -35,7 +35,8 @@ struct InputError : std::runtime_error {
 // Nodes and links
 // ---------------------------------------------------------------------------------------------
 
-enum class LinkKind { nvlink, pcie, cpu_interconnect, ethernet, infiniband };
+// c2c: NVLink-C2C, the coherent chip-to-chip link between a Grace CPU and its GPUs (GB200).
+enum class LinkKind { nvlink, pcie, cpu_interconnect, ethernet, infiniband, c2c };
 
 enum class NodeKind {
   gpu,
@@ -112,6 +113,7 @@ void validate(const Topology& topo, const std::string& origin);
 
 double nvlink_GBps_per_link(int generation);   // per direction, one link
 double pcie_GBps(int generation, int width);    // per direction, after line coding
+double c2c_GBps();                               // NVLink-C2C, per direction, one CPU-GPU link
 double default_latency_us(LinkKind kind);       // nominal per-hop latency
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+// Device profiles: the most specific match wins, a device nobody has measured borrows the share
+// of its roofline a measured one reached (and the roofline's own scaling then holds exactly), and
+// a profile that borrows badly is an error naming the file and the field.
+#include "../catch.h"
+#include "../temp_dir.h"
+
+#include <basin/training.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using namespace basin;
+using namespace basin::sim;
+using nlohmann::json;
+
+namespace {
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
+
+std::string shipped(const std::string& name) { return default_profiles_dir() + "/" + name; }
+
+// The H100 profile beside a copy of it renamed "H2", with `edit` applied to the copy.
+template <class Edit>
+void h100_and_copy(const test::TempDir& dir, Edit edit) {
+  json h100 = read_json(shipped("h100.json"));
+  write_json(dir / "h100.json", h100);
+  json copy = h100;
+  copy["device"] = "H2";
+  copy["match"] = {"H2"};
+  copy["measured"] = json::array();
+  copy["efficiency_of"] = "h100.json";
+  edit(copy);
+  write_json(dir / "h2.json", copy);
+}
+
+}  // namespace
+
+TEST_CASE("the longest matching name picks the profile: GB200 is not taken for B200", "[sim][profile]") {
+  const std::string dir = default_profiles_dir();
+  REQUIRE(find_device_profile(dir, "GB200").device == "NVIDIA GB200");
+  REQUIRE(find_device_profile(dir, "B200-180GB").device == "NVIDIA B200");
+  REQUIRE(find_device_profile(dir, "H100-SXM5-80GB").device.find("H100") != std::string::npos);
+  for (const char* name : {"gb200-nvl72:1", "dgx-b200:1"}) {
+    CAPTURE(name);
+    const topo::Topology t = topo::load_any(name);
+    const DeviceProfile p = find_device_profile(dir, t.graph[topo::gpus(t).front()].model);
+    REQUIRE(p.efficiency_of);
+    REQUIRE(p.efficiency_of->device.find("H100") != std::string::npos);
+  }
+}
+
+TEST_CASE("a borrowed share of the roofline scales with the device's own peaks", "[sim][profile]") {
+  // A device with every peak and its memory bandwidth twice the H100's, run at the share of its
+  // roofline the H100 measured: every layer's roofline time halves, and so does the step.
+  test::TempDir dir("profiles");
+  h100_and_copy(dir, [](json& p) {
+    p["memory_GBps"] = 2 * p["memory_GBps"].get<double>();
+    for (auto& peak : p["peak_TFLOPS"]) peak = 2 * peak.get<double>();
+  });
+  const DeviceProfile h100 = load_device_profile(dir / "h100.json");
+  const DeviceProfile twice = find_device_profile(dir.path.string(), "H2");
+  REQUIRE(twice.efficiency_of);
+
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  for (Precision prec : {Precision::bf16, Precision::fp32}) {
+    CAPTURE(to_string(prec));
+    TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = prec};
+    const IterationResult measured = simulate_iteration(t, h100, cfg);
+    const IterationResult borrowed = simulate_iteration(t, twice, cfg);
+    REQUIRE_FALSE(measured.compute_estimated);
+    // The H100 runs at its measurement (DEVICE.md: 3,976 bf16, 2,520 fp32 images/s at 256).
+    REQUIRE_THAT(measured.compute_s, WithinRel(256.0 / (prec == Precision::bf16 ? 3976 : 2520), 1e-6));
+    REQUIRE_THAT(borrowed.compute_s, WithinRel(measured.compute_s / 2, 1e-9));
+    REQUIRE(borrowed.compute_estimated);
+    REQUIRE(borrowed.compute_basis.find("no measurement of this device") != std::string::npos);
+    REQUIRE(borrowed.compute_basis.find(h100.device) != std::string::npos);
+  }
+  // fp16 was never measured on the H100 profile's ResNet-18: nothing to borrow, the plain estimate.
+  TrainingConfig r18{.network = model::resnet(18), .gpus = 1, .batch_per_gpu = 64, .precision = Precision::fp16};
+  const IterationResult plain = simulate_iteration(t, twice, r18);
+  REQUIRE(plain.compute_basis.find("roofline estimate at 50%") != std::string::npos);
+}
+
+TEST_CASE("a profile that borrows from nothing usable is an error naming its field", "[sim][profile]") {
+  const auto fails = [](const std::string& path, const std::string& says) {
+    try {
+      load_device_profile(path);
+      FAIL("loaded " << path);
+    } catch (const topo::InputError& e) {
+      const std::string what = e.what();
+      CAPTURE(what);
+      REQUIRE(what.find(path) != std::string::npos);
+      REQUIRE(what.find("/efficiency_of") != std::string::npos);
+      REQUIRE(what.find(says) != std::string::npos);
+    }
+  };
+  {
+    test::TempDir dir("profiles");
+    h100_and_copy(dir, [](json& p) { p["efficiency_of"] = "missing.json"; });
+    fails(dir / "h2.json", "missing.json");
+  }
+  {
+    test::TempDir dir("profiles");
+    h100_and_copy(dir, [](json& p) { p["efficiency_of"] = "../h100.json"; });
+    fails(dir / "h2.json", "same directory");
+  }
+  {
+    test::TempDir dir("profiles");
+    h100_and_copy(dir, [](json&) {});
+    json third = read_json(dir / "h2.json");
+    third["match"] = {"H3"};
+    third["efficiency_of"] = "h2.json";
+    write_json(dir / "h3.json", third);
+    fails(dir / "h3.json", "borrows from h100.json");
+  }
+  {
+    test::TempDir dir("profiles");
+    h100_and_copy(dir, [](json&) {});
+    json bare = read_json(dir / "h100.json");
+    bare["measured"] = json::array();
+    write_json(dir / "h100.json", bare);
+    fails(dir / "h2.json", "has none");
+  }
+}
