@@ -62,6 +62,7 @@ void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& pro
     for (plan::Protocol p : {plan::Protocol::ll, plan::Protocol::ll128, plan::Protocol::simple})
       o.algorithms.push_back(plan::Choice{.algorithm = a, .protocol = p});
   // The planner tries it only where every GPU hangs off an NVSwitch that sums (H100 NVSwitch).
+  // (NVLS-tree needs two such servers; --plan auto plans the one machine it finds.)
   o.algorithms.push_back(plan::Choice{.algorithm = sim::Algorithm::nvls, .protocol = plan::Protocol::simple});
 }
 

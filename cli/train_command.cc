@@ -84,8 +84,8 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (collective != "nccl" && collective != "gloo")
     throw topo::InputError("--gpu-collective", "", "nccl or gloo, got '" + collective + "'");
   if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
-      o.nccl_algorithm != "nvls")
-    throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree or nvls, got '" + o.nccl_algorithm + "'");
+      o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree")
+    throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls or nvls-tree, got '" + o.nccl_algorithm + "'");
   if (collective == "nccl" && !gpu)
     throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
                            " (nccl sums GPU memory: pass --device gpu)");
@@ -97,12 +97,13 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
                            std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
-                           "--nccl-algorithm ring, tree, nvls or auto)");
+                           "--nccl-algorithm ring, tree, nvls, nvls-tree or auto)");
   c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
                                           : exec::TrainConfig::GpuCollective::gloo;
   c.nccl_algorithm = o.nccl_algorithm == "ring"   ? exec::TrainConfig::NcclAlgorithm::ring
                      : o.nccl_algorithm == "tree" ? exec::TrainConfig::NcclAlgorithm::tree
                      : o.nccl_algorithm == "nvls" ? exec::TrainConfig::NcclAlgorithm::nvls
+                     : o.nccl_algorithm == "nvls-tree" ? exec::TrainConfig::NcclAlgorithm::nvls_tree
                                                   : exec::TrainConfig::NcclAlgorithm::automatic;
 }
 
@@ -315,8 +316,9 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
                   "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU)");
   cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
-                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 NVSwitch servers), or auto "
-                  "(NCCL's tuner); a plan's ring, tree or nvls is used")
+                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 NVSwitch servers), "
+                  "nvls-tree (NVLS in each such server, NCCL's tree between them), or auto (NCCL's tuner); a "
+                  "plan's ring, tree, nvls or nvls-tree is used")
       ->capture_default_str();
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,

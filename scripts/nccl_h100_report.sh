@@ -79,14 +79,16 @@ print("\n![busbw against message size on 8 H100s](nccl-h100-select.svg)\n")
 print("## Between servers\n")
 print("NCCL's ring and tree between servers are modelled per channel, each channel crossing on its own")
 print("GPU and so through its own NIC (8 x 400 Gb/s NDR on a DGX H100). busbw at 8 GB:\n")
-print("| servers | GPUs | NCCL ring/Simple | NCCL tree/Simple | basin's halving-doubling | basin's one ring | NCCL's faster |")
-print("|---:|---:|---:|---:|---:|---:|---|")
+print("| servers | GPUs | NCCL ring/Simple | NCCL tree/Simple | NCCL NVLS-tree | basin's halving-doubling | basin's one ring | NCCL's fastest |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in (2, 4, 32):
     d = json.load(open(f"{tmp}/servers-{n}.json"))
     big = d["sizes"][-1]["candidates"]
-    ring, tree = big["nccl-ring/Simple"]["busbw_GBps"], big["nccl-tree/Simple"]["busbw_GBps"]
-    print(f"| {n} | {d['ranks']} | {ring:.0f} | {tree:.0f} | {big['halving-doubling']['busbw_GBps']:.0f} | "
-          f"{big['ring']['busbw_GBps']:.0f} | {'ring' if ring > tree else 'tree'} |")
+    nccl = {"ring": big["nccl-ring/Simple"]["busbw_GBps"], "tree": big["nccl-tree/Simple"]["busbw_GBps"],
+            "NVLS-tree": big["nccl-nvls-tree/Simple"]["busbw_GBps"]}
+    print(f"| {n} | {d['ranks']} | {nccl['ring']:.0f} | {nccl['tree']:.0f} | {nccl['NVLS-tree']:.0f} | "
+          f"{big['halving-doubling']['busbw_GBps']:.0f} | {big['ring']['busbw_GBps']:.0f} | {max(nccl, key=nccl.get)} |")
+print("\nNVLS-tree against measurements (two and four servers): reports/blackwell.md.")
 a = json.load(open(f"{tmp}/a100-4nic-3.json"))
 row = a["sizes"][0]["candidates"]
 print(f"\nThree A100 servers with four 200 Gb/s HDR NICs each (DGX A100 with one NIC per PCIe switch), 128 MB:")

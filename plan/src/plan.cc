@@ -176,7 +176,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
-      if (count == 1) return c.algorithm != sim::Algorithm::nvls || nvls_here;  // nothing to reduce
+      if (count == 1)  // nothing to reduce; NVLS-tree never stands for one GPU
+        return c.algorithm != sim::Algorithm::nvls_tree && (c.algorithm != sim::Algorithm::nvls || nvls_here);
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
@@ -259,7 +260,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "
                            "more; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
-                           "or later), got none");
+                           "or later; nccl-nvls-tree/Simple: such servers, two or more, as many GPUs on each), "
+                           "got none");
   if (result.rows.empty()) {
     std::string reasons;
     std::set<std::string> seen;

@@ -37,8 +37,20 @@ double nccl_nvlink_share(int generation) {
 // tuning.cc, nvlsEfficiency: the share of NCCL's NVLink bandwidth its NVLS allreduce keeps, by
 // generation (Hopper's NVLink 4: 0.85, Blackwell's NVLink 5: 0.74).
 double nvls_efficiency(int nvlink_generation) { return nvlink_generation >= 5 ? 0.74 : 0.85; }
-// tuning.cc, hwLatencies[NVLINK][NVLS][Simple] (its base latency is 0), microseconds.
+// tuning.cc, hwLatencies[NVLINK][NVLS][Simple] (its base latency is 0), microseconds; the same for
+// NVLS-tree inside a server, and hwLatencies[NET][NVLS_TREE][Simple] between servers.
 constexpr double kNvlsLatency_us = 25.0;
+constexpr double kNvlsTreeNetLatency_us = 20.9;
+
+// The NVLink generation of a GPU's links to the switch that sums (which sets NCCL's efficiency).
+int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
+  int generation = 0;
+  for (auto [e, end] = boost::out_edges(gpu, topo.graph); e != end; ++e)
+    if (topo.graph[boost::target(*e, topo.graph)].kind == topo::NodeKind::nvswitch &&
+        topo.graph[*e].kind == topo::LinkKind::nvlink)
+      generation = std::max(generation, topo.graph[*e].generation);
+  return generation;
+}
 
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
@@ -82,7 +94,7 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
   if (name.rfind("nccl-", 0) == 0) {
     auto slash = name.find('/');
     if (slash == std::string::npos)
-      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO or nccl-nvls/Simple, got '" + text + "'");
+      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO, nccl-nvls/Simple or nccl-nvls-tree/Simple, got '" + text + "'");
     std::string proto = name.substr(slash + 1);
     c.protocol = proto == "LL" ? Protocol::ll : proto == "LL128" ? Protocol::ll128
                  : proto == "Simple" ? Protocol::simple : Protocol::none;
@@ -90,24 +102,26 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
       throw topo::InputError(origin, "", "protocol LL, LL128 or Simple, got '" + proto + "'");
     name = name.substr(5, slash - 5);
     c.algorithm = sim::algorithm_from_string(name, origin);
-    if (c.algorithm == sim::Algorithm::nvls && c.protocol != Protocol::simple)
-      throw topo::InputError(origin, "", "NCCL's NVLS with the Simple protocol only, got '" + text + "'");
-    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree &&
-        c.algorithm != sim::Algorithm::nvls)
-      throw topo::InputError(origin, "", "NCCL's ring, tree or nvls, got '" + text + "'");
+    const bool in_switch = c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree;
+    if (in_switch && c.protocol != Protocol::simple)
+      throw topo::InputError(origin, "", "NCCL's NVLS and NVLS-tree with the Simple protocol only, got '" + text + "'");
+    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree && !in_switch)
+      throw topo::InputError(origin, "", "NCCL's ring, tree, nvls or nvls-tree, got '" + text + "'");
     return c;
   }
   if (auto colon = name.find(':'); colon != std::string::npos) {
     c.inter = sim::algorithm_from_string(name.substr(colon + 1), origin);
-    if (c.inter == sim::Algorithm::hierarchical || c.inter == sim::Algorithm::nvls)
+    if (c.inter == sim::Algorithm::hierarchical || c.inter == sim::Algorithm::nvls ||
+        c.inter == sim::Algorithm::nvls_tree)
       throw topo::InputError(origin, "", std::string("an algorithm between servers after ':', not ") +
                                              sim::to_string(c.inter) + ", got '" + text + "'");
     name = name.substr(0, colon);
   }
   c.algorithm = sim::algorithm_from_string(name, origin);
   // Only NCCL runs the switch's sums; the plan names it as NCCL's, which the GPU trainer can set.
-  if (c.algorithm == sim::Algorithm::nvls)
-    throw topo::InputError(origin, "", "nvls as NCCL's: nccl-nvls/Simple, got '" + text + "'");
+  if (c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree)
+    throw topo::InputError(origin, "", std::string(sim::to_string(c.algorithm)) + " as NCCL's: nccl-" +
+                                           sim::to_string(c.algorithm) + "/Simple, got '" + text + "'");
   return c;
 }
 
@@ -160,8 +174,17 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 }
 
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
-  if (c.algorithm != sim::Algorithm::nvls) return true;
-  return topo::nvlink_sharp_switch(topo, gpus).has_value();
+  if (c.algorithm == sim::Algorithm::nvls) return topo::nvlink_sharp_switch(topo, gpus).has_value();
+  if (c.algorithm != sim::Algorithm::nvls_tree) return true;
+  // NVLS-tree: two servers or more, as many GPUs (two or more) on each, each server's on a
+  // switch that sums (NCCL disables it on one node).
+  std::map<int, std::vector<topo::Vertex>> by_server;
+  for (topo::Vertex v : gpus) by_server[topo.graph[v].server].push_back(v);
+  if (by_server.size() < 2) return false;
+  const size_t each = by_server.begin()->second.size();
+  return std::all_of(by_server.begin(), by_server.end(), [&](const auto& kv) {
+    return kv.second.size() == each && topo::nvlink_sharp_switch(topo, kv.second).has_value();
+  });
 }
 
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
@@ -170,12 +193,21 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   if (algorithm == sim::Algorithm::nvls) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");
     sim::CollectiveCost c = sim::nvls_cost(net, gpus, origin);
-    const topo::Vertex sw = *topo::nvlink_sharp_switch(net.topology(), gpus);
-    int generation = 0;
-    for (auto [e, end] = boost::out_edges(gpus.front(), net.topology().graph); e != end; ++e)
-      if (boost::target(*e, net.topology().graph) == sw) generation = net.topology().graph[*e].generation;
     c.latency_s = kNvlsLatency_us * 1e-6;
-    c.seconds_per_byte /= nvls_efficiency(generation);
+    c.seconds_per_byte /= nvls_efficiency(sharp_generation(net.topology(), gpus.front()));
+    return c;
+  }
+  if (algorithm == sim::Algorithm::nvls_tree) {
+    if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS-tree runs Simple only");
+    const sim::NvlsTreeParts parts = sim::nvls_tree_parts(net, gpus, origin);
+    std::set<int> servers;
+    for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
+    const int nodes = static_cast<int>(servers.size());
+    // tuning.cc: NVLS-tree's latency is the NVLS one inside the server plus two network latencies
+    // per level of the tree between servers.
+    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())),
+                                           protocol_efficiency(sim::Algorithm::tree, Protocol::simple, nodes));
+    c.latency_s = (kNvlsLatency_us + 2 * std::floor(std::log2(nodes)) * kNvlsTreeNetLatency_us) * 1e-6;
     return c;
   }
   if (protocol == Protocol::none ||
@@ -244,7 +276,8 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
       for (A a : {A::ring, A::tree})
         for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
           s.candidates.push_back({a, p});
-      if (topo::nvlink_sharp_switch(topo, gpus)) s.candidates.push_back({A::nvls, Protocol::simple});
+      for (A a : {A::nvls, A::nvls_tree})
+        if (nccl_runs({a, Protocol::simple}, topo, gpus)) s.candidates.push_back({a, Protocol::simple});
     }
   }
   sim::Network net(topo, o.network);
@@ -288,6 +321,7 @@ tuner::Selection nccl_rules(const Selection& s) {
     rule.collective = tuner::Collective::allreduce;
     rule.algorithm = c.algorithm == sim::Algorithm::tree   ? tuner::Algorithm::tree
                      : c.algorithm == sim::Algorithm::nvls ? tuner::Algorithm::nvls
+                     : c.algorithm == sim::Algorithm::nvls_tree ? tuner::Algorithm::nvls_tree
                                                            : tuner::Algorithm::ring;
     rule.protocol = c.protocol == Protocol::ll      ? tuner::Protocol::ll
                     : c.protocol == Protocol::ll128 ? tuner::Protocol::ll128

@@ -53,7 +53,7 @@ Schedule wrap(const std::string& name, int p, const Fold& fold, std::vector<Step
 
 std::vector<std::string> algorithm_names() {
   return {"ring", "halving-doubling", "recursive-doubling", "tree", "bcube", "2d-torus",
-          "hierarchical", "nvls"};
+          "hierarchical", "nvls", "nvls-tree"};
 }
 
 const char* to_string(Algorithm a) {
@@ -66,6 +66,7 @@ const char* to_string(Algorithm a) {
     case Algorithm::torus_2d: return "2d-torus";
     case Algorithm::hierarchical: return "hierarchical";
     case Algorithm::nvls: return "nvls";
+    case Algorithm::nvls_tree: return "nvls-tree";
   }
   return "?";
 }
@@ -73,7 +74,7 @@ const char* to_string(Algorithm a) {
 Algorithm algorithm_from_string(const std::string& name, const std::string& origin) {
   for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::recursive_doubling,
                       Algorithm::tree, Algorithm::bcube, Algorithm::torus_2d,
-                      Algorithm::hierarchical, Algorithm::nvls})
+                      Algorithm::hierarchical, Algorithm::nvls, Algorithm::nvls_tree})
     if (name == to_string(a)) return a;
   std::string known;
   for (const auto& n : algorithm_names()) known += (known.empty() ? "" : ", ") + n;
@@ -169,6 +170,7 @@ Schedule allreduce_schedule(Algorithm a, int p) {
     case Algorithm::torus_2d: return torus_2d_allreduce(p, torus_2d_default_width(p));
     case Algorithm::hierarchical: break;
     case Algorithm::nvls: throw std::logic_error("the NVSwitch's allreduce has no rank schedule: use nvls_cost");
+    case Algorithm::nvls_tree: throw std::logic_error("NVLS-tree has no rank schedule: use nvls_tree_cost");
   }
   throw std::logic_error("hierarchical allreduce has no flat schedule: use hierarchical_cost");
 }

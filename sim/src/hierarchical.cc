@@ -115,11 +115,12 @@ CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& 
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
                               Algorithm inter, const HostStaging& staging) {
   if (a == Algorithm::hierarchical) {
-    if (inter == Algorithm::hierarchical || inter == Algorithm::nvls)
+    if (inter == Algorithm::hierarchical || inter == Algorithm::nvls || inter == Algorithm::nvls_tree)
       throw topo::InputError("--inter", "", std::string("an algorithm between servers, not ") + to_string(inter));
     return hierarchical_cost(net, gpus, inter, staging);
   }
   if (a == Algorithm::nvls) return nvls_cost(net, gpus);
+  if (a == Algorithm::nvls_tree) return nvls_tree_cost(net, gpus);
   const auto& g = net.topology().graph;
   std::map<int, int> per_server;
   for (topo::Vertex v : gpus) ++per_server[g[v].server];

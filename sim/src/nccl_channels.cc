@@ -12,7 +12,9 @@
 #include <basin/sim.h>
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
+#include <string>
 
 namespace basin::sim {
 
@@ -26,6 +28,35 @@ int count_ranks(const std::vector<std::vector<int>>& servers) {
     if (ranks.size() != servers.front().size())
       throw std::invalid_argument("channel schedules need the same number of ranks on every server");
   return static_cast<int>(servers.size() * servers.front().size());
+}
+
+// NCCL's double binary tree between servers for one channel: the channel's `share` of the vector
+// split between the two trees, each reduced up to its root and broadcast back down, between the
+// rank `head(node)` of each server.
+template <class Head>
+void add_server_trees(Step& step, int nodes, double share, Head head) {
+  for (int which : {0, 1}) {
+    const std::vector<int> parent = binary_tree_parents(nodes, which);
+    for (int node = 0; node < nodes; ++node) {
+      if (parent[node] < 0) continue;
+      step.transfers.push_back({head(node), head(parent[node]), share / 2, true});
+      step.transfers.push_back({head(parent[node]), head(node), share / 2, false});
+    }
+  }
+}
+
+// Edges from the deepest server to the root, over the taller of the two trees.
+int server_tree_height(int nodes) {
+  int height = 0;
+  for (int which : {0, 1}) {
+    const std::vector<int> parent = binary_tree_parents(nodes, which);
+    for (int node = 0; node < nodes; ++node) {
+      int depth = 0;
+      for (int v = node; parent[v] >= 0; v = parent[v]) ++depth;
+      height = std::max(height, depth);
+    }
+  }
+  return height;
 }
 
 }  // namespace
@@ -68,26 +99,24 @@ Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers) {
         step.transfers.push_back({chain_at(node, i), chain_at(node, i - 1), share, true});
         step.transfers.push_back({chain_at(node, i - 1), chain_at(node, i), share, false});
       }
-    for (int which : {0, 1}) {
-      const std::vector<int> parent = binary_tree_parents(nodes, which);
-      for (int node = 0; node < nodes; ++node) {
-        if (parent[node] < 0) continue;
-        step.transfers.push_back({chain_at(node, 0), chain_at(parent[node], 0), share / 2, true});
-        step.transfers.push_back({chain_at(parent[node], 0), chain_at(node, 0), share / 2, false});
-      }
-    }
+    add_server_trees(step, nodes, share, [&](int node) { return chain_at(node, 0); });
   }
   // The first chunk climbs a chain and the taller tree and comes back down.
-  int height = 0;
-  for (int which : {0, 1}) {
-    const std::vector<int> parent = binary_tree_parents(nodes, which);
-    for (int node = 0; node < nodes; ++node) {
-      int depth = 0;
-      for (int v = node; parent[v] >= 0; v = parent[v]) ++depth;
-      height = std::max(height, depth);
-    }
-  }
-  step.latency_hops = 2 * (static_cast<int>(per_server) - 1 + height);
+  step.latency_hops = 2 * (static_cast<int>(per_server) - 1 + server_tree_height(nodes));
+  s.steps.push_back(step);
+  return s;
+}
+
+Schedule head_trees_allreduce(const std::vector<std::vector<int>>& servers) {
+  const int p = count_ranks(servers);
+  const size_t per_server = servers.front().size();
+  const int nodes = static_cast<int>(servers.size());
+  Schedule s{"head-trees", p, {}};
+  if (nodes < 2) return s;
+  Step step;
+  for (size_t c = 0; c < per_server; ++c)
+    add_server_trees(step, nodes, 1.0 / per_server, [&](int node) { return servers[node][c]; });
+  step.latency_hops = 2 * server_tree_height(nodes);
   s.steps.push_back(step);
   return s;
 }
@@ -121,6 +150,50 @@ CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>&
   std::vector<topo::Vertex> order;
   const auto servers = chain_ranks(net, gpus, order);
   return net.cost(channel_trees_allreduce(servers), order);
+}
+
+NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus, const std::string& origin) {
+  const auto& g = net.topology().graph;
+  std::map<int, std::vector<topo::Vertex>> by_server;
+  for (topo::Vertex v : gpus) by_server[g[v].server].push_back(v);
+  const size_t per_server = by_server.begin()->second.size();
+  const bool even = std::all_of(by_server.begin(), by_server.end(),
+                                [&](const auto& kv) { return kv.second.size() == per_server; });
+  if (!even || per_server < 2)
+    throw topo::InputError(origin, "",
+                           "for nvls-tree, the same number of GPUs (two or more) on each server, but " +
+                               std::to_string(gpus.size()) + " GPUs of " + net.topology().name + " are on " +
+                               std::to_string(by_server.size()) + " server(s)" +
+                               (even ? "" : " in unequal numbers"));
+  // On one server there is nothing between servers: NVLS alone, which is what NCCL runs there
+  // (it disables NVLS-tree on one node), so a run's one-server baseline stays comparable.
+  NvlsTreeParts parts;
+  // Every server's switch sums at once, on links of its own: the slowest sets the pace.
+  for (const auto& [server, own] : by_server) {
+    CollectiveCost c = nvls_cost(net, own, origin);
+    if (c.seconds_per_byte > parts.in_servers.seconds_per_byte) parts.in_servers = std::move(c);
+  }
+  if (by_server.size() > 1) {
+    std::vector<topo::Vertex> order;
+    parts.between_servers = net.cost(head_trees_allreduce(chain_ranks(net, gpus, order)), order);
+  }
+  return parts;
+}
+
+CollectiveCost nvls_tree_cost(Network& net, const std::vector<topo::Vertex>& gpus, const std::string& origin) {
+  return nvls_tree_parts(net, gpus, origin).combined();
+}
+
+CollectiveCost NvlsTreeParts::combined(double in_servers_efficiency, double between_servers_efficiency) const {
+  // Pipelined chunk by chunk on different links (NVLink to the switch; PCIe and the NICs between
+  // servers): the slower part sets the rate, and a chunk's latency is both parts'.
+  CollectiveCost c;
+  c.seconds_per_byte = std::max(in_servers.seconds_per_byte / in_servers_efficiency,
+                                between_servers.seconds_per_byte / between_servers_efficiency);
+  c.latency_s = in_servers.latency_s + between_servers.latency_s;
+  c.busy_s_per_byte = in_servers.busy_s_per_byte;
+  for (const auto& [link, busy] : between_servers.busy_s_per_byte) c.busy_s_per_byte[link] += busy;
+  return c;
 }
 
 }  // namespace basin::sim

@@ -270,5 +270,16 @@ TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can 
   for (const char* label : {"nccl-nvls/Simple", "NCCL's fastest choice", "measured"})
     REQUIRE(s.find(std::string("data-label=\"") + label) != std::string::npos);
   REQUIRE(s.find(">2 GB<") != std::string::npos);  // sizes on the axis, not byte counts
+  // Two such servers: NVLS-tree, which a plan names for the GPU trainer to set.
+  Result two = run("select --cluster dgx-h100:2 --nccl --min-bytes 1e9");
+  CAPTURE(two.out);
+  REQUIRE(two.out.find("nccl-nvls-tree/Simple") != std::string::npos);
+  Result tree_plan = run("plan --cluster dgx-h100:2 --gpus 16 --batches 64 --precisions bf16 --algorithms "
+                         "nccl-nvls-tree/Simple --out " + (dir / "plan2.json").string());
+  CAPTURE(tree_plan.out);
+  REQUIRE(tree_plan.exit_code == 0);
+  const auto plan2 = nlohmann::json::parse(basin::test::read_file((dir / "plan2.json").string()));
+  REQUIRE(plan2["allreduce"]["algorithm"] == "nvls-tree");
+  REQUIRE(plan2["allreduce"]["protocol"] == "Simple");
   fs::remove_all(dir);
 }

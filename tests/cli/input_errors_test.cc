@@ -180,6 +180,16 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
                       {"--algorithms", "Simple protocol only"});
   require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms nccl-nvls/Simple --out " + out),
                       {"--algorithms", "nccl-nvls/Simple", "one NVSwitch"});
+  // NVLS-tree: NCCL's only, as many GPUs on each server, two servers for the planner.
+  require_input_error(run("plan --cluster dgx-h100:2 --algorithms nvls-tree --out " + out),
+                      {"--algorithms", "nccl-nvls-tree/Simple"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 12 --algorithm nccl-nvls-tree/Simple"),
+                      {"--algorithm", "same number of GPUs", "unequal"});
+  require_input_error(run("sim --cluster dgx-a100:2 --algorithm nvls-tree"), {"--algorithm", "NVSwitch"});
+  require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms hierarchical:nvls-tree --out " + out),
+                      {"--algorithms", "between servers"});
+  require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls-tree/Simple --out " + out),
+                      {"--algorithms", "nccl-nvls-tree/Simple", "two or more"});
   REQUIRE_FALSE(fs::exists(out));
 }
 

@@ -132,8 +132,9 @@ struct TrainConfig {
   enum class GpuCollective { gloo, nccl } gpu_collective = GpuCollective::gloo;
   // NCCL's algorithm for this run's communicator (NCCL_ALGO while it is created); automatic
   // leaves the choice per message size to NCCL's tuner. nvls: the NVSwitch sums (NVLink SHARP;
-  // every rank's GPU on one third-generation NVSwitch or later, else NCCL refuses the allreduce).
-  enum class NcclAlgorithm { automatic, ring, tree, nvls } nccl_algorithm = NcclAlgorithm::automatic;
+  // every rank's GPU on one third-generation NVSwitch or later, else NCCL refuses the allreduce);
+  // nvls_tree: NVLS inside each such server and NCCL's tree between them.
+  enum class NcclAlgorithm { automatic, ring, tree, nvls, nvls_tree } nccl_algorithm = NcclAlgorithm::automatic;
   double epochs = 90;              // fractional epochs train that share of the last epoch
   LrSchedule schedule;
   SgdConfig sgd;

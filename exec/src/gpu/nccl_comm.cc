@@ -90,6 +90,7 @@ const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm) {
     case TrainConfig::NcclAlgorithm::ring: return "Ring";
     case TrainConfig::NcclAlgorithm::tree: return "Tree";
     case TrainConfig::NcclAlgorithm::nvls: return "NVLS";
+    case TrainConfig::NcclAlgorithm::nvls_tree: return "NVLSTree";
     case TrainConfig::NcclAlgorithm::automatic: return nullptr;
   }
   return nullptr;

@@ -51,7 +51,9 @@ struct Schedule {
   std::vector<Step> steps;
 };
 
-enum class Algorithm { ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical, nvls };
+enum class Algorithm {
+  ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical, nvls, nvls_tree
+};
 
 std::vector<std::string> algorithm_names();  // as accepted by --algorithm
 // Throws topo::InputError naming `origin` for an unknown name.
@@ -83,6 +85,11 @@ const char* to_string(Algorithm a);
 //                      and store the sum to all GPUs; pipelined, each GPU's NVLinks carry
 //                      (1 + 1/p) n each way. Every rank on one such switch
 //                      (topo::nvlink_sharp_switch), so one server.
+//  nvls_tree:          NCCL's NVLS-tree, for such servers (nvls_tree_parts; on one it is nvls): each
+//                      server's switch sums its GPUs' vectors, every GPU of a server heads one
+//                      channel whose 1/channels of the sum crosses between servers on NCCL's double
+//                      binary tree, and the switch stores the result to all; pipelined, the
+//                      slower of the two parts sets the rate.
 Schedule ring_allreduce(int p);
 Schedule halving_doubling_allreduce(int p);
 Schedule recursive_doubling_allreduce(int p);
@@ -109,6 +116,10 @@ Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers);
 // half the channel's share on each tree). One pipelined step: 2 (ranks per server - 1 + tree
 // height) hops of latency, every chain hop and tree edge streaming at once.
 Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers);
+// The part of NCCL's NVLS-tree between servers (same file, same `servers`): per channel (one per
+// rank of a server, each 1/channels of the vector) the double binary tree between the servers'
+// c-th ranks, with no chain inside a server (there the switch sums: nvls_tree_parts).
+Schedule head_trees_allreduce(const std::vector<std::vector<int>>& servers);
 // Appends the allgather that undoes a reduce-scatter: its steps in reverse order, sending the
 // same pieces back without reducing (halving-doubling, bcube).
 void append_mirrored_allgather(Schedule& s, const std::vector<Step>& reduce_scatter);
@@ -302,6 +313,19 @@ CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>&
 // topo::InputError naming `origin` when there is no such switch.
 CollectiveCost nvls_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                          const std::string& origin = "--algorithm");
+// NCCL's NVLS-tree on `gpus` (the same number, two or more, on each server, each server's on a
+// switch that sums), as its two parts, which run at once on different links: every server's NVLS
+// (the slowest) and the heads' trees between servers (head_trees_allreduce, each GPU through its
+// own NIC; none on one server, where this is NVLS). `combined` gives the rate of the slower, each
+// part first divided by its efficiency. Throws topo::InputError naming `origin` where it cannot run.
+struct NvlsTreeParts {
+  CollectiveCost in_servers, between_servers;
+  CollectiveCost combined(double in_servers_efficiency = 1, double between_servers_efficiency = 1) const;
+};
+NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus,
+                              const std::string& origin = "--algorithm");
+CollectiveCost nvls_tree_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                              const std::string& origin = "--algorithm");
 // Any algorithm; staged through host memory where `staging` says so and the GPUs span servers.
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
                               Algorithm inter = Algorithm::halving_doubling,
