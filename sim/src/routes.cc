@@ -17,7 +17,7 @@ namespace basin::sim {
 Network::View& Network::server(int index) {
   if (auto it = views_.find(index); it != views_.end()) return it->second;
   View v{topo::server_view(*topo_, index), topo::server_boundary(*topo_, index),
-         static_cast<int>(topo::nodes_of_kind(*topo_, topo::NodeKind::gpu, index).size())};
+         topo::nodes_of_kind(*topo_, topo::NodeKind::gpu, index)};
   in_view_.resize(boost::num_vertices(topo_->graph));
   for (size_t i = 0; i < v.view.to_cluster.size(); ++i) in_view_[v.view.to_cluster[i]] = i;
   return views_.emplace(index, std::move(v)).first->second;
@@ -25,11 +25,14 @@ Network::View& Network::server(int index) {
 
 bool Network::own_nic(const View& v, topo::Vertex gpu, topo::Vertex nic) const {
   const auto& g = topo_->graph;
-  if (g[gpu].kind != topo::NodeKind::gpu || g[nic].kind != topo::NodeKind::nic || v.gpus < 1) return false;
-  // Positions, not indices: a server may number its NICs with gaps.
+  if (g[gpu].kind != topo::NodeKind::gpu || g[nic].kind != topo::NodeKind::nic) return false;
+  // Positions, not indices: a server may number its NICs with gaps, and a hand-written file may
+  // leave its GPUs' indices out (all 0), which would send every GPU to the first NIC.
   const auto at = std::find(v.boundary.begin(), v.boundary.end(), nic);
-  if (at == v.boundary.end()) return false;
-  return at - v.boundary.begin() == g[gpu].index * static_cast<long>(v.boundary.size()) / v.gpus;
+  const auto rank = std::find(v.gpus.begin(), v.gpus.end(), gpu);
+  if (at == v.boundary.end() || rank == v.gpus.end()) return false;
+  return (at - v.boundary.begin()) ==
+         (rank - v.gpus.begin()) * static_cast<long>(v.boundary.size()) / static_cast<long>(v.gpus.size());
 }
 
 Network::View& Network::fabric() {

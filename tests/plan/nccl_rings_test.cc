@@ -62,6 +62,18 @@ TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one"
   REQUIRE_THAT(rings.seconds_per_byte, WithinRel(moved / 400e9, 1e-6));
   const sim::CollectiveCost one = sim::allreduce_cost(net, gpus, Algorithm::ring);
   REQUIRE_THAT(one.seconds_per_byte, WithinRel(moved / 50e9, 1e-6));
+
+  // The same servers written by hand without GPU indices (all 0): each GPU still finds its own
+  // NIC by its place in the file, and the channels still get all eight NICs.
+  nlohmann::json doc = topo::to_json(t);
+  int stripped = 0;
+  for (auto& n : doc["nodes"])
+    if (n["kind"] == "gpu" && n.contains("index")) n.erase("index"), ++stripped;
+  REQUIRE(stripped == 16);
+  const topo::Topology plain = topo::from_json(doc, "hand-written");
+  sim::Network plain_net(plain, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  REQUIRE_THAT(sim::channel_rings_cost(plain_net, pick_gpus(plain, 16, 0)).seconds_per_byte,
+               WithinRel(moved / 400e9, 1e-6));
 }
 
 TEST_CASE("NCCL's ring on three A100 servers with four HDR NICs each is near the measured 96 GB/s", "[plan][rings]") {

@@ -210,7 +210,7 @@ class Network {
   struct View {
     topo::ServerView view;
     std::vector<topo::Vertex> boundary;  // cluster vertices where routes leave the server
-    int gpus = 0;                        // GPUs of the server
+    std::vector<topo::Vertex> gpus;      // GPUs of the server in rank order (index, then file order)
   };
   // Whether `nic` is `gpu`'s own among its server's equally placed NICs: GPU i of g takes the
   // NIC at position i * nics / g in the server's list (NIC k beside GPU k on DGX A100/H100, GPUs
