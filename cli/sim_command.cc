@@ -182,7 +182,7 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();
   cmd->add_option("--algorithm", o->algorithm,
                   "Allreduce: ring, halving-doubling, recursive-doubling, tree, bcube, 2d-torus, hierarchical, "
-                  "nvls (the NVSwitch sums: one H100 NVSwitch server), nvls-tree (NVLS in each such server, "
+                  "nvls (the NVSwitch sums: one H100 or B200 NVSwitch server), nvls-tree (NVLS in each such server, "
                   "trees between them), or NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, "
                   "LL128, Simple), nccl-nvls/Simple, nccl-nvls-tree/Simple")
       ->capture_default_str();

@@ -86,6 +86,9 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
       o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree")
     throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls or nvls-tree, got '" + o.nccl_algorithm + "'");
+  if (o.nccl_algorithm == "nvls-tree" && o.nproc > 1)
+    throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
+                           "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");
   if (collective == "nccl" && !gpu)
     throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
                            " (nccl sums GPU memory: pass --device gpu)");
@@ -100,11 +103,12 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
                            "--nccl-algorithm ring, tree, nvls, nvls-tree or auto)");
   c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
                                           : exec::TrainConfig::GpuCollective::gloo;
-  c.nccl_algorithm = o.nccl_algorithm == "ring"   ? exec::TrainConfig::NcclAlgorithm::ring
-                     : o.nccl_algorithm == "tree" ? exec::TrainConfig::NcclAlgorithm::tree
-                     : o.nccl_algorithm == "nvls" ? exec::TrainConfig::NcclAlgorithm::nvls
-                     : o.nccl_algorithm == "nvls-tree" ? exec::TrainConfig::NcclAlgorithm::nvls_tree
-                                                  : exec::TrainConfig::NcclAlgorithm::automatic;
+  using Nccl = exec::TrainConfig::NcclAlgorithm;
+  c.nccl_algorithm = o.nccl_algorithm == "ring"        ? Nccl::ring
+                     : o.nccl_algorithm == "tree"      ? Nccl::tree
+                     : o.nccl_algorithm == "nvls"      ? Nccl::nvls
+                     : o.nccl_algorithm == "nvls-tree" ? Nccl::nvls_tree
+                                                       : Nccl::automatic;
 }
 
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,
@@ -316,7 +320,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
                   "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU)");
   cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
-                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 NVSwitch servers), "
+                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 or B200 NVSwitch servers), "
                   "nvls-tree (NVLS in each such server, NCCL's tree between them), or auto (NCCL's tuner); a "
                   "plan's ring, tree, nvls or nvls-tree is used")
       ->capture_default_str();

@@ -203,10 +203,10 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     std::set<int> servers;
     for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
     const int nodes = static_cast<int>(servers.size());
-    // tuning.cc: NVLS-tree's latency is the NVLS one inside the server plus two network latencies
-    // per level of the tree between servers.
-    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())),
-                                           protocol_efficiency(sim::Algorithm::tree, Protocol::simple, nodes));
+    // tuning.cc: NVLS's efficiency inside the servers; between them the network's bandwidth as it
+    // is (the 0.92 of NCCL's tree applies to its plain tree only). NVLS-tree's latency is the
+    // NVLS one inside the server plus two network latencies per level of the tree between servers.
+    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())), 1.0);
     c.latency_s = (kNvlsLatency_us + 2 * std::floor(std::log2(nodes)) * kNvlsTreeNetLatency_us) * 1e-6;
     return c;
   }

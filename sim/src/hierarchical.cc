@@ -120,7 +120,12 @@ CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpu
     return hierarchical_cost(net, gpus, inter, staging);
   }
   if (a == Algorithm::nvls) return nvls_cost(net, gpus);
-  if (a == Algorithm::nvls_tree) return nvls_tree_cost(net, gpus);
+  if (a == Algorithm::nvls_tree) {
+    // NCCL's only, and NCCL moves GPU memory to the NICs itself (GPUDirect RDMA).
+    if (staging.mode == HostStaging::Mode::on)
+      throw topo::InputError("--host-staging", "", "off or auto with nvls-tree (NCCL's: no copies through host memory)");
+    return nvls_tree_cost(net, gpus);
+  }
   const auto& g = net.topology().graph;
   std::map<int, int> per_server;
   for (topo::Vertex v : gpus) ++per_server[g[v].server];

@@ -4,9 +4,10 @@
 // (one per GPU of a server here) enter at a different GPU each and so leave through a different
 // NIC each, and together get all of a server's NICs. Likewise NCCL's tree is not a tree over all
 // ranks but, per channel, a chain through each server's GPUs up to that channel's GPU and a
-// double binary tree between servers (src/graph/connect.cc, trees.cc). Their own file because
-// they need the servers' chains (hierarchical_parts.h), which the rank-only schedules of
-// collectives.cc do not.
+// double binary tree between servers (src/graph/connect.cc, trees.cc). NVLS-tree's parts live
+// here too: its trees between servers are the same per-channel trees, with the switch summing
+// inside each server instead of a chain. Their own file because they need the servers' chains
+// (hierarchical_parts.h), which the rank-only schedules of collectives.cc do not.
 #include "hierarchical_parts.h"
 
 #include <basin/sim.h>
@@ -153,6 +154,7 @@ CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>&
 }
 
 NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus, const std::string& origin) {
+  if (gpus.size() < 2) return {};  // nothing to reduce
   const auto& g = net.topology().graph;
   std::map<int, std::vector<topo::Vertex>> by_server;
   for (topo::Vertex v : gpus) by_server[g[v].server].push_back(v);
@@ -168,6 +170,12 @@ NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpu
   // On one server there is nothing between servers: NVLS alone, which is what NCCL runs there
   // (it disables NVLS-tree on one node), so a run's one-server baseline stays comparable.
   NvlsTreeParts parts;
+  for (const auto& [server, own] : by_server)
+    if (!topo::nvlink_sharp_switch(net.topology(), own))
+      throw topo::InputError(origin, "",
+                             "for nvls-tree, every server's GPUs on an NVSwitch that sums in the switch (NVLink 4 "
+                             "or later, as in dgx-h100 and dgx-b200), but those of server " +
+                                 std::to_string(server) + " of " + net.topology().name + " are not");
   // Every server's switch sums at once, on links of its own: the slowest sets the pace.
   for (const auto& [server, own] : by_server) {
     CollectiveCost c = nvls_cost(net, own, origin);
@@ -175,7 +183,18 @@ NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpu
   }
   if (by_server.size() > 1) {
     std::vector<topo::Vertex> order;
-    parts.between_servers = net.cost(head_trees_allreduce(chain_ranks(net, gpus, order)), order);
+    const auto servers = chain_ranks(net, gpus, order);
+    parts.between_servers = net.cost(head_trees_allreduce(servers), order);
+    // The channels cross through different NICs at once, each its own chunk stream (GPUDirect,
+    // no host stack to queue in): a chunk waits for its own channel's tree, so the latency is one
+    // channel's.
+    std::vector<std::vector<int>> first_heads;
+    std::vector<topo::Vertex> heads;
+    for (const auto& ranks : servers) {
+      first_heads.push_back({static_cast<int>(heads.size())});
+      heads.push_back(order[ranks.front()]);
+    }
+    parts.between_servers.latency_s = net.cost(head_trees_allreduce(first_heads), heads).latency_s;
   }
   return parts;
 }

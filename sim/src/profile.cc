@@ -63,7 +63,11 @@ Precision precision_from_string(const std::string& t, const std::string& origin)
 
 double bytes_per_value(Precision p) { return p == Precision::fp32 ? 4 : 2; }
 
-DeviceProfile load_device_profile(const std::string& path) {
+namespace {
+
+// `may_borrow` is false for the profile another borrows from: one level only, so a file that
+// names itself, or two that name each other, are an error rather than an endless recursion.
+DeviceProfile load_profile(const std::string& path, bool may_borrow, const std::string& borrower) {
   const std::string contents = topo::read_text_file(path, "a readable device profile file");
   json doc;
   try {
@@ -132,21 +136,25 @@ DeviceProfile load_device_profile(const std::string& path) {
     // A file beside this one that measured what this one has not. One level only: the borrowed
     // share must be a measurement, not another borrowing.
     const std::string name = text(doc, "efficiency_of", "", path);
+    if (!may_borrow)
+      throw topo::InputError(borrower, "/efficiency_of",
+                             "a profile with measurements of its own, but " +
+                                 std::filesystem::path(path).filename().string() + " borrows from " + name);
     const std::filesystem::path ref = std::filesystem::path(path).parent_path() / name;
     if (name.empty() || name.find('/') != std::string::npos || !std::filesystem::is_regular_file(ref))
       throw topo::InputError(path, "/efficiency_of",
                              "the file name of a device profile in the same directory, got \"" + name + "\"");
-    DeviceProfile other = load_device_profile(ref.string());
-    if (other.efficiency_of)
-      throw topo::InputError(path, "/efficiency_of",
-                             "a profile with measurements of its own, but " + name + " borrows from " +
-                                 std::filesystem::path(other.efficiency_of->file).filename().string());
+    DeviceProfile other = load_profile(ref.string(), false, path);
     if (other.measured.empty())
       throw topo::InputError(path, "/efficiency_of", "a profile with measurements, but " + name + " has none");
     p.efficiency_of = std::make_shared<const DeviceProfile>(std::move(other));
   }
   return p;
 }
+
+}  // namespace
+
+DeviceProfile load_device_profile(const std::string& path) { return load_profile(path, true, path); }
 
 std::string default_profiles_dir() {
   if (const char* env = std::getenv("BASIN_PROFILES")) return env;

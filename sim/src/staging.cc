@@ -18,6 +18,7 @@
 #include "hierarchical_parts.h"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -35,6 +36,27 @@ topo::Vertex host_of(const topo::Topology& t, int server) {
     for (topo::Vertex c : cpus)
       if (t.graph[c].numa == t.graph[nics[0]].numa) return c;
   return cpus[0];
+}
+
+// Gloo stages a server's GPUs through one host buffer, so every GPU must reach that CPU's memory
+// without crossing another GPU. A rack whose GPUs hang off many CPUs with no link between trays
+// (gb200-nvl72) cannot; say so rather than fail on a missing route.
+void require_one_host_per_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(t.graph[v].server);
+  for (int server : servers) {
+    const topo::Vertex host = host_of(t, server);
+    const topo::ServerView view = topo::server_view(t, server);
+    const auto local = std::find(view.to_cluster.begin(), view.to_cluster.end(), host);
+    const std::vector<double> width =
+        topo::widest_from(view.topo, static_cast<topo::Vertex>(local - view.to_cluster.begin()));
+    for (size_t i = 0; i < view.to_cluster.size(); ++i)
+      if (t.graph[view.to_cluster[i]].kind == topo::NodeKind::gpu && !(width[i] > 0))
+        throw topo::InputError("--host-staging", "",
+                               "GPUs that all reach one CPU's memory, where Gloo stages a server's buffers, "
+                               "but " + t.graph[view.to_cluster[i]].id + " does not reach " + t.graph[host].id +
+                                   " on " + t.name + " (use --host-staging off)");
+  }
 }
 
 // One step in which every listed copy runs at once, each moving the whole message.
@@ -85,6 +107,7 @@ CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& g
   // One rank per GPU (Gloo with one device pointer per process): every rank copies its buffer to
   // its host and back, all at once; each rank's sums run on its own core.
   const topo::Topology& t = net.topology();
+  require_one_host_per_server(t, gpus);
   std::vector<std::pair<topo::Vertex, topo::Vertex>> down, up;
   for (topo::Vertex v : gpus) {
     const topo::Vertex host = host_of(t, t.graph[v].server);
@@ -101,6 +124,7 @@ CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& g
 CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                                         Algorithm inter, const HostStaging& staging) {
   const topo::Topology& t = net.topology();
+  require_one_host_per_server(t, gpus);
   const auto chains = server_chains(net, gpus);
   std::vector<topo::Vertex> hosts;
   std::vector<std::pair<topo::Vertex, topo::Vertex>> lead_down, lead_up, all_down, all_up;

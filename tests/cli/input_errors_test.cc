@@ -185,7 +185,13 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
                       {"--algorithms", "nccl-nvls-tree/Simple"});
   require_input_error(run("sim --cluster dgx-h100:2 --gpus 12 --algorithm nccl-nvls-tree/Simple"),
                       {"--algorithm", "same number of GPUs", "unequal"});
-  require_input_error(run("sim --cluster dgx-a100:2 --algorithm nvls-tree"), {"--algorithm", "NVSwitch"});
+  require_input_error(run("sim --cluster dgx-a100:2 --algorithm nvls-tree"),
+                      {"--algorithm", "nvls-tree", "every server's GPUs on an NVSwitch that sums", "server 0"});
+  require_input_error(run("sim --cluster dgx-b200:2 --algorithm nvls-tree --host-staging on"),
+                      {"--host-staging", "nvls-tree"});
+  // A rack whose GPUs hang off 36 Graces cannot stage through one host buffer.
+  require_input_error(run("sim --cluster gb200-nvl72:2 --algorithm hierarchical --host-staging on"),
+                      {"--host-staging", "does not reach", "--host-staging off"});
   require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms hierarchical:nvls-tree --out " + out),
                       {"--algorithms", "between servers"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls-tree/Simple --out " + out),

@@ -94,18 +94,36 @@ TEST_CASE("NVLS-tree runs on two or more summing servers with as many GPUs on ea
 }
 
 TEST_CASE("NCCL's NVLS-tree between servers against published nccl-tests runs", "[plan][nvls-tree]") {
-  // coreweave/nccl-tests#92 (2026), two 8-GPU servers with eight 400 Gb/s NICs each, 8 GB
-  // allreduce under NCCL's own choice (NVLS-tree by default there): 690.07 GB/s busbw on B200.
-  // The NICs bound it: the tree between two servers sends n a server (n/8 a NIC).
-  REQUIRE_THAT(busbw_at_8GiB(nccl_selection("dgx-b200:2"), "nccl-nvls-tree/Simple"), WithinRel(690.07, 0.05));
-  // On H100 NVLS inside the server is the bound (NCCL's NVLS efficiency, 0.85 of 20.6 GB/s a
-  // link): the model says 524, above the 440.58 of the same run and the about 470 of another
-  // (NVIDIA/nccl-tests#309, HGX hosts with eight GPU-NIC pairs, 2025): an overestimate of 12-19%.
-  const double two = busbw_at_8GiB(nccl_selection("dgx-h100:2"), "nccl-nvls-tree/Simple");
-  REQUIRE(two > 470);
-  REQUIRE_THAT(two, WithinRel(470.0, 0.15));
-  // Four such hosts in the same report: 365.84 GB/s; here the NICs bound it again.
-  REQUIRE_THAT(busbw_at_8GiB(nccl_selection("dgx-h100:4"), "nccl-nvls-tree/Simple"), WithinRel(365.84, 0.05));
+  // The model is NCCL's own bandwidth model on the topology, an upper bound: NICs at their line
+  // rate, where NCCL's maintainers expect 46-48 GB/s of a 400 Gb/s NIC's 50 (NVIDIA/nccl-tests
+  // #290, #319). Each run below is under it by 6-19%.
+  struct Run {
+    const char* cluster;
+    double measured, within;
+    const char* source;
+  };
+  const Run runs[] = {
+      // Two 8-GPU servers, eight 400 Gb/s NICs each, 8 GB under NCCL's own choice: the NICs bound
+      // it (n/8 a NIC).
+      {"dgx-b200:2", 690.07, 0.10, "coreweave/nccl-tests#92 (2026)"},
+      // Four HGX H100 hosts, eight GPU-NIC pairs each: the NICs again (2 n/8 a NIC).
+      {"dgx-h100:4", 365.84, 0.10, "NVIDIA/nccl-tests#309 (2025)"},
+      // Two H100 hosts: NVLS inside the server binds in the model, at the efficiency that matches
+      // one server's 480; these runs lose more there.
+      {"dgx-h100:2", 470.0, 0.12, "NVIDIA/nccl-tests#309 (2025)"},
+      {"dgx-h100:2", 440.58, 0.20, "coreweave/nccl-tests#92 (2026)"},
+  };
+  for (const Run& r : runs) {
+    CAPTURE(r.cluster, r.source);
+    const Selection s = nccl_selection(r.cluster);
+    const double model = busbw_at_8GiB(s, "nccl-nvls-tree/Simple");
+    REQUIRE(model > r.measured);
+    REQUIRE_THAT(model, WithinRel(r.measured, r.within));
+  }
+  // Where the NICs bind on two servers, NVLS-tree is also NCCL's fastest in the model, as NCCL's
+  // default is there.
+  const Selection b200 = nccl_selection("dgx-b200:2");
+  REQUIRE(b200.candidates[b200.rows.back().best].name() == "nccl-nvls-tree/Simple");
 }
 
 TEST_CASE("the planner and NCCL's rules name NVLS-tree where it is fastest", "[plan][nvls-tree]") {

@@ -120,6 +120,18 @@ TEST_CASE("a profile that borrows from nothing usable is an error naming its fie
     fails(dir / "h3.json", "borrows from h100.json");
   }
   {
+    // A file that names itself, or two that name each other: an error, not an endless recursion.
+    test::TempDir dir("profiles");
+    h100_and_copy(dir, [](json& p) { p["efficiency_of"] = "h2.json"; });
+    fails(dir / "h2.json", "borrows from h2.json");
+    json other = read_json(dir / "h2.json");
+    other["efficiency_of"] = "h3.json";
+    write_json(dir / "h2.json", other);
+    other["efficiency_of"] = "h2.json";
+    write_json(dir / "h3.json", other);
+    fails(dir / "h2.json", "borrows from h2.json");
+  }
+  {
     test::TempDir dir("profiles");
     h100_and_copy(dir, [](json&) {});
     json bare = read_json(dir / "h100.json");

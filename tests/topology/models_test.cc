@@ -35,7 +35,7 @@ TEST_CASE("every built-in server model loads and validates with its GPUs", "[top
   for (Vertex g : gpus(t)) REQUIRE(t.graph[g].memory_GB > 0);
 }
 
-TEST_CASE("the five models of the issue are all built in", "[topology]") {
+TEST_CASE("the models of the issue and today's Blackwell servers are all built in", "[topology]") {
   auto names = server_model_names();
   for (const char* want : {"bigbasin", "dgx1", "dgx-a100", "dgx-h100", "dgx-b200", "gb200-nvl72", "pcie8"}) {
     CAPTURE(want);
@@ -153,6 +153,10 @@ TEST_CASE("GB200 NVL72: 72 GPUs in one NVLink domain, a Grace per two, a NIC per
       REQUIRE_THAT(t.graph[e].bandwidth_GBps, WithinRel(900.0 / 2, 1e-12));
     }
   REQUIRE(c2c == 1);
+  // The last tray alike: GPU 71 on the 36th Grace, beside its own NIC.
+  REQUIRE(t.graph[at(t, "gpu71")].numa == 35);
+  REQUIRE_THAT(bw(t, "gpu71", "nic71"), WithinRel(pcie_rate_GBps(5, 16), 1e-9));
+  REQUIRE(route(t, at(t, "gpu71"), at(t, "nic71")).links.size() == 2);  // C2C, then PCIe
   // Two racks on one switch: half the machine talks to the other through 72 NICs of 50 GB/s.
   REQUIRE_THAT(bisection_bandwidth_GBps(load_any("gb200-nvl72:2")), WithinRel(72 * gbit_to_GBps(400), 1e-9));
 }

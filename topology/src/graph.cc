@@ -56,6 +56,18 @@ std::optional<LinkKind> link_kind_from_string(std::string_view text) {
   return std::nullopt;
 }
 
+std::vector<NodeKind> all_node_kinds() {
+  std::vector<NodeKind> out;
+  for (const auto& [k, s] : kNodeKinds) out.push_back(k);
+  return out;
+}
+
+std::vector<LinkKind> all_link_kinds() {
+  std::vector<LinkKind> out;
+  for (const auto& [k, s] : kLinkKinds) out.push_back(k);
+  return out;
+}
+
 Vertex add_node(Topology& topo, Node n) {
   if (topo.by_id.count(n.id))
     throw std::logic_error("add_node: duplicate node id '" + n.id + "'");

@@ -75,13 +75,9 @@ struct ObjectReader {
 std::string kinds_list(bool nodes) {
   std::string out;
   if (nodes) {
-    for (NodeKind k : {NodeKind::gpu, NodeKind::cpu, NodeKind::host_bridge, NodeKind::pcie_switch,
-                       NodeKind::nvswitch, NodeKind::nic, NodeKind::net_switch})
-      out += std::string(out.empty() ? "" : ", ") + to_string(k);
+    for (NodeKind k : all_node_kinds()) out += std::string(out.empty() ? "" : ", ") + to_string(k);
   } else {
-    for (LinkKind k : {LinkKind::nvlink, LinkKind::pcie, LinkKind::cpu_interconnect,
-                       LinkKind::ethernet, LinkKind::infiniband, LinkKind::c2c})
-      out += std::string(out.empty() ? "" : ", ") + to_string(k);
+    for (LinkKind k : all_link_kinds()) out += std::string(out.empty() ? "" : ", ") + to_string(k);
   }
   return out;
 }
@@ -132,6 +128,9 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   if (n.kind == NodeKind::nic) {
     n.port_GBps = r.number("port_GBps", true, 0, 0, true);
     n.port_kind = read_link_kind(r, "port_kind");
+    if (n.port_kind != LinkKind::ethernet && n.port_kind != LinkKind::infiniband)
+      r.fail("/port_kind", "ethernet or infiniband (the cable a fabric attaches), got '" +
+                               std::string(to_string(n.port_kind)) + "'");
   } else if (r.has("port_GBps") || r.has("port_kind")) {
     r.fail("/port_GBps", "port_GBps and port_kind only on nodes of kind nic");
   }

@@ -278,9 +278,8 @@ Topology gb200_nvl72() {
     Vertex gpu = b.gpu(k, cpu, "GB200", 186);
     b.c2c(grace[cpu], gpu);
     b.nvlink(gpu, nvs, 5, 18);
-    Vertex nic = b.nic(k, cpu, "ConnectX-7 NDR",
-                       "tray" + std::to_string(k / 4) + "/mlx5_" + std::to_string(k % 4), gbit(400),
-                       LinkKind::infiniband);
+    // Named through the rack; the OS of tray k / 4 calls its four NICs mlx5_0 to mlx5_3.
+    Vertex nic = b.nic(k, cpu, "ConnectX-7 NDR", "mlx5_" + std::to_string(k), gbit(400), LinkKind::infiniband);
     b.pcie(grace[cpu], nic, 5, 16);
   }
   return std::move(b.topo);

@@ -91,6 +91,8 @@ const char* to_string(NodeKind kind);
 const char* to_string(LinkKind kind);
 std::optional<NodeKind> node_kind_from_string(std::string_view text);
 std::optional<LinkKind> link_kind_from_string(std::string_view text);
+std::vector<NodeKind> all_node_kinds();  // in the order the JSON format lists them
+std::vector<LinkKind> all_link_kinds();
 
 // Building. A duplex link adds one directed link each way with the same numbers.
 Vertex add_node(Topology& topo, Node node);
@@ -120,7 +122,7 @@ double default_latency_us(LinkKind kind);       // nominal per-hop latency
 // Built-in servers and clusters
 // ---------------------------------------------------------------------------------------------
 
-// "bigbasin", "dgx1", "dgx-a100", "dgx-h100", "pcie8".
+// "bigbasin", "dgx1", "dgx-a100", "dgx-h100", "dgx-b200", "gb200-nvl72", "pcie8".
 std::vector<std::string> server_model_names();
 std::string server_model_description(std::string_view name);
 Topology server_model(std::string_view name);  // throws InputError for an unknown name
