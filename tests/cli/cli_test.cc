@@ -30,6 +30,13 @@ TEST_CASE("every format prints something of its own", "[cli]") {
   REQUIRE(run("topo --cluster bigbasin:2 --route s0/gpu0 s1/gpu0").out.find("6.25 GB/s") !=
           std::string::npos);
   REQUIRE(run("topo --cluster bigbasin:32 --bisection").out.find("100 GB/s") != std::string::npos);
+  // The route shown is the simulator's: each GPU through its own NIC, though its Grace's other
+  // NIC is as wide and as fast (the graph's own search entered through nic71 here).
+  const std::string own = run("topo --cluster gb200-nvl72:2 --route s0/gpu5 s1/gpu70").out;
+  CAPTURE(own);
+  REQUIRE(own.find("s0/nic5 ") != std::string::npos);
+  REQUIRE(own.find("s1/nic70 ") != std::string::npos);
+  REQUIRE(own.find("s1/nic71 ") == std::string::npos);
 }
 
 TEST_CASE("help exists for the program and the verb", "[cli]") {
