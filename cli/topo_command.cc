@@ -33,6 +33,8 @@ struct TopoOptions {
 // and among equals the one through each GPU's own NIC (sim::Network::own_nic), so what this
 // prints is what `basin sim` and `basin select` route.
 topo::Route engine_route(const topo::Topology& t, topo::Vertex a, topo::Vertex b) {
+  // The engine routes between devices of servers; a fabric switch as an end is the graph's own.
+  if (t.graph[a].server < 0 || t.graph[b].server < 0) return topo::route(t, a, b);
   topo::Route r;
   if (a == b) {
     r.reachable = true;

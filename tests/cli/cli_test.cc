@@ -37,6 +37,10 @@ TEST_CASE("every format prints something of its own", "[cli]") {
   REQUIRE(own.find("s0/nic5 ") != std::string::npos);
   REQUIRE(own.find("s1/nic70 ") != std::string::npos);
   REQUIRE(own.find("s1/nic71 ") == std::string::npos);
+  // A fabric switch as an end: the graph's route.
+  const Result to_switch = run("topo --cluster dgx-h100:2 --route s0/gpu0 fabric/switch");
+  REQUIRE(to_switch.exit_code == 0);
+  REQUIRE(to_switch.out.find("50 GB/s bottleneck") != std::string::npos);
 }
 
 TEST_CASE("help exists for the program and the verb", "[cli]") {
