@@ -86,9 +86,15 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
       o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree")
     throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls or nvls-tree, got '" + o.nccl_algorithm + "'");
-  if (o.nccl_algorithm == "nvls-tree" && o.nproc > 1)
-    throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
-                           "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");
+  // NVLS-tree runs between servers, and --nproc starts every rank on this one, where NCCL
+  // disables it. Asked for, that is an error; a plan's NVLS-tree run here is NVLS, what NCCL runs
+  // on one server (and what the planner's model of NVLS-tree is there).
+  if (collective == "nccl" && o.nccl_algorithm == "nvls-tree" && o.nproc > 1) {
+    if (given("--nccl-algorithm"))
+      throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
+                             "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");
+    o.nccl_algorithm = "nvls";
+  }
   if (collective == "nccl" && !gpu)
     throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
                            " (nccl sums GPU memory: pass --device gpu)");
