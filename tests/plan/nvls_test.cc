@@ -1,8 +1,9 @@
 // The allreduce the NVSwitch sums (NVLink SHARP, NCCL's NVLS) and NCCL's view of NVLink: the
 // engine's line-rate bound against the closed form of the scheme's traffic, the bandwidths NCCL's
-// maintainers quote for 8 H100s, where NVLS runs and where it is refused, and the planner and
-// NCCL rules that use it.
+// maintainers quote for 8 H100s and a run measured on 8 B200s, where NVLS runs and where it is
+// refused, and the planner and NCCL rules that use it.
 #include "../catch.h"
+#include "candidate.h"
 
 #include <basin/plan.h>
 
@@ -10,17 +11,8 @@
 
 using namespace basin;
 using namespace basin::plan;
+using basin::test::candidate;
 using sim::Algorithm;
-
-namespace {
-
-int candidate(const Selection& s, const std::string& name) {
-  for (size_t i = 0; i < s.candidates.size(); ++i)
-    if (s.candidates[i].name() == name) return static_cast<int>(i);
-  return -1;
-}
-
-}  // namespace
 
 TEST_CASE("only GPUs that all hang off one NVLink-4 NVSwitch have a switch that sums", "[plan][nvls]") {
   const topo::Topology h100 = topo::load_any("dgx-h100:2");
@@ -164,4 +156,21 @@ TEST_CASE("the planner runs NVLS on GPUs of one H100 server and nowhere else", "
   o.gpu_counts = {16};
   o.algorithms = {{Algorithm::nvls, Protocol::simple}};
   REQUIRE_THROWS_AS(make_plan(t, profile, o), topo::InputError);
+}
+
+TEST_CASE("NVLS on 8 B200s reaches the busbw measured there", "[plan][nvls][blackwell]") {
+  // NVIDIA/nccl#1807 (2025, NCCL 2.27, one 8 x B200 server): all_reduce_perf reaches "830+"
+  // GB/s busbw at large sizes.
+  const topo::Topology t = topo::load_any("dgx-b200:1");
+  SelectOptions o;
+  o.nccl = true;
+  const Selection s = select_allreduce(t, o);
+  const int nvls = candidate(s, "nccl-nvls/Simple");
+  REQUIRE(nvls >= 0);
+  const SizeRow& big = s.rows.back();
+  REQUIRE(big.bytes == 8.0 * (1ull << 30));
+  REQUIRE_THAT(busbw_GBps(big.bytes, big.time_s[nvls], 8), WithinRel(830.0, 0.05));
+  // And it is the fastest of NCCL's algorithms there (NCCL's ring: 18 links x 40.1 GB/s).
+  for (size_t i = 0; i < s.candidates.size(); ++i)
+    if (s.candidates[i].name().rfind("nccl-", 0) == 0) REQUIRE(big.time_s[nvls] <= big.time_s[i]);
 }

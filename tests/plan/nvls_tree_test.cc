@@ -3,6 +3,7 @@
 // it against published nccl-tests runs on two and four servers, and the plan and NCCL rules that
 // name it.
 #include "../catch.h"
+#include "candidate.h"
 
 #include <basin/plan.h>
 
@@ -10,15 +11,10 @@
 
 using namespace basin;
 using namespace basin::plan;
+using basin::test::candidate;
 using sim::Algorithm;
 
 namespace {
-
-int candidate(const Selection& s, const std::string& name) {
-  for (size_t i = 0; i < s.candidates.size(); ++i)
-    if (s.candidates[i].name() == name) return static_cast<int>(i);
-  return -1;
-}
 
 double busbw_at_8GiB(const Selection& s, const std::string& name) {
   const SizeRow& big = s.rows.back();
