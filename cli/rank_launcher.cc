@@ -65,6 +65,7 @@ int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
     for (char** e = environ; *e; ++e) {
       const std::string kv = *e;
       if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
+          kv.starts_with("LOCAL_WORLD_SIZE=") ||
           kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
         continue;
       env.push_back(kv);
@@ -72,6 +73,7 @@ int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
     env.push_back("RANK=" + std::to_string(r));
     env.push_back("LOCAL_RANK=" + std::to_string(r));
     env.push_back("WORLD_SIZE=" + std::to_string(nproc));
+    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(nproc));  // all on this machine, as torchrun says
     env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
     env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
     std::vector<char*> cargs, cenv;

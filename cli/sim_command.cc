@@ -98,7 +98,9 @@ int run(const SimOptions& o) {
   // Staging only applies to allreduces that leave a server (allreduce_cost), so "auto" or "on" on
   // one server's GPUs stages nothing; say what actually happened rather than echo the flag.
   const auto& g = cluster.graph;
-  const bool staged = !nccl && sim::stages_through_host(cluster, cfg.host_staging) &&
+  // The switch's sums (NVLS, NVLS-tree) never stage: they are NCCL's, GPU memory to the NICs.
+  const bool in_switch = cfg.algorithm == sim::Algorithm::nvls || cfg.algorithm == sim::Algorithm::nvls_tree;
+  const bool staged = !nccl && !in_switch && sim::stages_through_host(cluster, cfg.host_staging) &&
                       g[all[0]].server != g[all[cfg.gpus - 1]].server;
   if (!o.trace.empty()) {
     topo::write_file_atomically(o.trace, sim::chrome_trace(r));

@@ -75,6 +75,15 @@ int gpu_count() {
 #endif
 }
 
+// Whether every rank runs on this machine: --nproc here, or, in a rank that --nproc (or torchrun
+// on one node) started, as many ranks on this machine as in all.
+bool ranks_on_one_machine(const TrainOptions& o) {
+  if (o.nproc > 1) return true;
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const char* world = std::getenv("WORLD_SIZE");
+  return local && world && *world && std::string(local) == world && std::string(world) != "1";
+}
+
 // --gpu-collective and --nccl-algorithm onto the config, refusing what cannot run together.
 void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*)>& given) {
   auto& c = o.config;
@@ -89,7 +98,7 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   // NVLS-tree runs between servers, and --nproc starts every rank on this one, where NCCL
   // disables it. Asked for, that is an error; a plan's NVLS-tree run here is NVLS, what NCCL runs
   // on one server (and what the planner's model of NVLS-tree is there).
-  if (collective == "nccl" && o.nccl_algorithm == "nvls-tree" && o.nproc > 1) {
+  if (collective == "nccl" && o.nccl_algorithm == "nvls-tree" && ranks_on_one_machine(o)) {
     if (given("--nccl-algorithm"))
       throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
                              "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 basin=${1:-build}/basin
 tmp=$(mktemp -d)
-trap 'rm -rf reports/blackwell.md.tmp "$tmp"' ERR
+trap 'rm -rf reports/blackwell.md.tmp "$tmp"' EXIT
 for c in dgx-b200:1 dgx-b200:2 dgx-h100:2 dgx-h100:4 gb200-nvl72:1; do
   "$basin" select --cluster "$c" --nccl --min-bytes 536870912 --json > "$tmp/select-$c.json"
 done

@@ -228,14 +228,19 @@ void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex
       double best_width = 0, best_latency = std::numeric_limits<double>::infinity();
       int best_own = -1;
       const View& to = server(g[b].server);
-      for (topo::Vertex x : from.boundary)
-        for (topo::Vertex y : to.boundary) {
+      // Whether each boundary device is the source's or the destination's own NIC, once each.
+      std::vector<int> own_out, own_in;
+      for (topo::Vertex x : from.boundary) own_out.push_back(own_nic(from, a, x));
+      for (topo::Vertex y : to.boundary) own_in.push_back(own_nic(to, b, y));
+      for (size_t i = 0; i < from.boundary.size(); ++i)
+        for (size_t j = 0; j < to.boundary.size(); ++j) {
+          const topo::Vertex x = from.boundary[i], y = to.boundary[j];
           const RouteInfo* parts[3] = {&routes_.at(key(a, x)), &routes_.at(key(x, y)),
                                        &routes_.at(key(y, b))};
           double width = std::min({parts[0]->bandwidth_GBps, parts[1]->bandwidth_GBps,
                                    parts[2]->bandwidth_GBps});
           double latency = parts[0]->latency_s + parts[1]->latency_s + parts[2]->latency_s;
-          const int own = own_nic(from, a, x) + own_nic(to, b, y);
+          const int own = own_out[i] + own_in[j];
           if (width > best_width || (width == best_width && latency < best_latency) ||
               (width == best_width && latency == best_latency && own > best_own)) {
             best_width = width, best_latency = latency, best_own = own;

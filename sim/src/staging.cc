@@ -30,7 +30,8 @@ namespace {
 topo::Vertex host_of(const topo::Topology& t, int server) {
   const auto cpus = topo::nodes_of_kind(t, topo::NodeKind::cpu, server);
   if (cpus.empty())
-    throw std::invalid_argument("host staging needs a CPU node in server " + std::to_string(server));
+    throw topo::InputError("--host-staging", "", "a CPU in every server, whose memory Gloo stages through, but "
+                           "server " + std::to_string(server) + " of " + t.name + " has none (use --host-staging off)");
   const auto nics = topo::nodes_of_kind(t, topo::NodeKind::nic, server);
   if (!nics.empty())
     for (topo::Vertex c : cpus)
@@ -44,6 +45,7 @@ topo::Vertex host_of(const topo::Topology& t, int server) {
 void require_one_host_per_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(t.graph[v].server);
+  const std::set<topo::Vertex> used(gpus.begin(), gpus.end());
   for (int server : servers) {
     const topo::Vertex host = host_of(t, server);
     const topo::ServerView view = topo::server_view(t, server);
@@ -51,7 +53,7 @@ void require_one_host_per_server(const topo::Topology& t, const std::vector<topo
     const std::vector<double> width =
         topo::widest_from(view.topo, static_cast<topo::Vertex>(local - view.to_cluster.begin()));
     for (size_t i = 0; i < view.to_cluster.size(); ++i)
-      if (t.graph[view.to_cluster[i]].kind == topo::NodeKind::gpu && !(width[i] > 0))
+      if (used.count(view.to_cluster[i]) && !(width[i] > 0))
         throw topo::InputError("--host-staging", "",
                                "GPUs that all reach one CPU's memory, where Gloo stages a server's buffers, "
                                "but " + t.graph[view.to_cluster[i]].id + " does not reach " + t.graph[host].id +

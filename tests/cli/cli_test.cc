@@ -160,6 +160,27 @@ TEST_CASE("basin sim shows the allreduce terms in its text output", "[cli]") {
   REQUIRE(r.out.find("host reduction") != std::string::npos);
 }
 
+TEST_CASE("basin sim says the switch's sums stage nothing, even over Ethernet NICs", "[cli]") {
+  // Two DGX H100s with Ethernet NICs: Gloo's ring stages through host memory under "auto", the
+  // NVSwitch's NVLS-tree (NCCL's, GPU memory to the NICs) does not, and the output says which.
+  const fs::path dir = fs::temp_directory_path() / "basin-cli-ethernet-h100";
+  fs::create_directories(dir);
+  const std::string file = (dir / "h100-ethernet.json").string();
+  REQUIRE(run("topo --cluster dgx-h100:2 --dump " + file).exit_code == 0);
+  nlohmann::json doc = nlohmann::json::parse(std::ifstream(file));
+  for (auto& n : doc["nodes"])
+    if (n["kind"] == "nic") n["port_kind"] = "ethernet";
+  std::ofstream(file) << doc.dump();
+  const Result ring = run("sim --cluster " + file + " --algorithm ring");
+  CAPTURE(ring.out);
+  REQUIRE(ring.out.find("host staging: auto (copies through host memory") != std::string::npos);
+  const Result tree = run("sim --cluster " + file + " --algorithm nvls-tree");
+  CAPTURE(tree.out);
+  REQUIRE(tree.exit_code == 0);
+  REQUIRE(tree.out.find("host staging: auto (none)") != std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("basin sim --host-staging rejects other values with exit 2", "[cli]") {
   Result r = run("sim --cluster bigbasin:2 --host-staging sometimes");
   CAPTURE(r.out);
