@@ -176,15 +176,10 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
   if (c.algorithm == sim::Algorithm::nvls) return topo::nvlink_sharp_switch(topo, gpus).has_value();
   if (c.algorithm != sim::Algorithm::nvls_tree) return true;
-  // NVLS-tree: two servers or more, as many GPUs (two or more) on each, each server's on a
-  // switch that sums (NCCL disables it on one node).
-  std::map<int, std::vector<topo::Vertex>> by_server;
-  for (topo::Vertex v : gpus) by_server[topo.graph[v].server].push_back(v);
-  if (by_server.size() < 2) return false;
-  const size_t each = by_server.begin()->second.size();
-  return std::all_of(by_server.begin(), by_server.end(), [&](const auto& kv) {
-    return kv.second.size() == each && topo::nvlink_sharp_switch(topo, kv.second).has_value();
-  });
+  // NVLS-tree where the model of it runs, and on two servers or more: NCCL disables it on one node.
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(topo.graph[v].server);
+  return servers.size() >= 2 && sim::nvls_tree_refusal(topo, gpus).empty();
 }
 
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
@@ -200,9 +195,7 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   if (algorithm == sim::Algorithm::nvls_tree) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS-tree runs Simple only");
     const sim::NvlsTreeParts parts = sim::nvls_tree_parts(net, gpus, origin);
-    std::set<int> servers;
-    for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
-    const int nodes = static_cast<int>(servers.size());
+    const int nodes = parts.servers;
     // tuning.cc: NVLS's efficiency inside the servers; between them the network's bandwidth as it
     // is (the 0.92 of NCCL's tree applies to its plain tree only). NVLS-tree's latency is the
     // NVLS one inside the server plus two network latencies per level of the tree between servers.

@@ -153,46 +153,70 @@ CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>&
   return net.cost(channel_trees_allreduce(servers), order);
 }
 
-NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus, const std::string& origin) {
-  if (gpus.size() < 2) return {};  // nothing to reduce
-  const auto& g = net.topology().graph;
-  std::map<int, std::vector<topo::Vertex>> by_server;
-  for (topo::Vertex v : gpus) by_server[g[v].server].push_back(v);
-  const size_t per_server = by_server.begin()->second.size();
-  const bool even = std::all_of(by_server.begin(), by_server.end(),
+namespace {
+
+// The GPUs of each server, servers in index order, GPUs in the order given.
+std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
+  std::map<int, std::vector<topo::Vertex>> out;
+  for (topo::Vertex v : gpus) out[t.graph[v].server].push_back(v);
+  return out;
+}
+
+}  // namespace
+
+std::string nvls_tree_refusal(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
+  if (gpus.empty()) return "";
+  const auto servers = by_server(t, gpus);
+  const size_t per_server = servers.begin()->second.size();
+  const bool even = std::all_of(servers.begin(), servers.end(),
                                 [&](const auto& kv) { return kv.second.size() == per_server; });
   if (!even || per_server < 2)
-    throw topo::InputError(origin, "",
-                           "for nvls-tree, the same number of GPUs (two or more) on each server, but " +
-                               std::to_string(gpus.size()) + " GPUs of " + net.topology().name + " are on " +
-                               std::to_string(by_server.size()) + " server(s)" +
-                               (even ? "" : " in unequal numbers"));
+    return "for nvls-tree, the same number of GPUs (two or more) on each server, but " +
+           std::to_string(gpus.size()) + " GPUs of " + t.name + " are on " + std::to_string(servers.size()) +
+           " server(s)" + (even ? "" : " in unequal numbers");
+  for (const auto& [server, own] : servers)
+    if (!topo::nvlink_sharp_switch(t, own))
+      return "for nvls-tree, every server's GPUs on an NVSwitch that sums in the switch (NVLink 4 or later, as "
+             "in dgx-h100 and dgx-b200), but those of server " + std::to_string(server) + " of " + t.name +
+             " are not";
+  return "";
+}
+
+NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus, const std::string& origin) {
+  if (gpus.size() < 2) return {};  // nothing to reduce
+  if (const std::string refused = nvls_tree_refusal(net.topology(), gpus); !refused.empty())
+    throw topo::InputError(origin, "", refused);
+  const auto servers = by_server(net.topology(), gpus);
   // On one server there is nothing between servers: NVLS alone, which is what NCCL runs there
   // (it disables NVLS-tree on one node), so a run's one-server baseline stays comparable.
   NvlsTreeParts parts;
-  for (const auto& [server, own] : by_server)
-    if (!topo::nvlink_sharp_switch(net.topology(), own))
-      throw topo::InputError(origin, "",
-                             "for nvls-tree, every server's GPUs on an NVSwitch that sums in the switch (NVLink 4 "
-                             "or later, as in dgx-h100 and dgx-b200), but those of server " +
-                                 std::to_string(server) + " of " + net.topology().name + " are not");
+  parts.servers = static_cast<int>(servers.size());
   // Every server's switch sums at once, on links of its own: the slowest sets the pace.
-  for (const auto& [server, own] : by_server) {
+  for (const auto& [server, own] : servers) {
     CollectiveCost c = nvls_cost(net, own, origin);
     if (c.seconds_per_byte > parts.in_servers.seconds_per_byte) parts.in_servers = std::move(c);
   }
-  if (by_server.size() > 1) {
+  if (servers.size() > 1) {
+    // Ranks server by server; head c of each server is its c-th GPU, which routes through its own
+    // NIC (the order inside a server does not matter to the trees, so no chain is searched).
     std::vector<topo::Vertex> order;
-    const auto servers = chain_ranks(net, gpus, order);
-    parts.between_servers = net.cost(head_trees_allreduce(servers), order);
+    std::vector<std::vector<int>> ranks;
+    for (const auto& [server, own] : servers) {
+      ranks.emplace_back();
+      for (topo::Vertex v : own) {
+        ranks.back().push_back(static_cast<int>(order.size()));
+        order.push_back(v);
+      }
+    }
+    parts.between_servers = net.cost(head_trees_allreduce(ranks), order);
     // The channels cross through different NICs at once, each its own chunk stream (GPUDirect,
     // no host stack to queue in): a chunk waits for its own channel's tree, so the latency is one
     // channel's.
     std::vector<std::vector<int>> first_heads;
     std::vector<topo::Vertex> heads;
-    for (const auto& ranks : servers) {
+    for (const auto& r : ranks) {
       first_heads.push_back({static_cast<int>(heads.size())});
-      heads.push_back(order[ranks.front()]);
+      heads.push_back(order[r.front()]);
     }
     parts.between_servers.latency_s = net.cost(head_trees_allreduce(first_heads), heads).latency_s;
   }

@@ -320,8 +320,12 @@ CollectiveCost nvls_cost(Network& net, const std::vector<topo::Vertex>& gpus,
 // part first divided by its efficiency. Throws topo::InputError naming `origin` where it cannot run.
 struct NvlsTreeParts {
   CollectiveCost in_servers, between_servers;
+  int servers = 0;  // the servers the GPUs are on
   CollectiveCost combined(double in_servers_efficiency = 1, double between_servers_efficiency = 1) const;
 };
+// Why NVLS-tree cannot run on `gpus` ("" when it can: the same number, two or more, on each
+// server, each server's on a switch that sums; one server included, where it is NVLS).
+std::string nvls_tree_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus,
                               const std::string& origin = "--algorithm");
 CollectiveCost nvls_tree_cost(Network& net, const std::vector<topo::Vertex>& gpus,
