@@ -200,7 +200,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');
   cmd->add_option("--algorithms", o->algorithms,
                   "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., "
-                  "nccl-nvls/Simple, nccl-nvls-tree/Simple (default: all basin's)")
+                  "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: all basin's)")
       ->delimiter(',');
   cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
       ->capture_default_str()

@@ -98,8 +98,9 @@ int run(const SimOptions& o) {
   // Staging only applies to allreduces that leave a server (allreduce_cost), so "auto" or "on" on
   // one server's GPUs stages nothing; say what actually happened rather than echo the flag.
   const auto& g = cluster.graph;
-  // The switch's sums (NVLS, NVLS-tree) never stage: they are NCCL's, GPU memory to the NICs.
-  const bool in_switch = cfg.algorithm == sim::Algorithm::nvls || cfg.algorithm == sim::Algorithm::nvls_tree;
+  // The switch's sums (NVLS, NVLS-tree, CollNet) never stage: they are NCCL's, GPU memory to the NICs.
+  const bool in_switch = cfg.algorithm == sim::Algorithm::nvls || cfg.algorithm == sim::Algorithm::nvls_tree ||
+                         cfg.algorithm == sim::Algorithm::collnet_chain;
   const bool staged = !nccl && !in_switch && sim::stages_through_host(cluster, cfg.host_staging) &&
                       g[all[0]].server != g[all[cfg.gpus - 1]].server;
   if (!o.trace.empty()) {
@@ -184,9 +185,11 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();
   cmd->add_option("--algorithm", o->algorithm,
                   "Allreduce: ring, halving-doubling, recursive-doubling, tree, bcube, 2d-torus, hierarchical, "
-                  "nvls (the NVSwitch sums: one H100 or B200 NVSwitch server), nvls-tree (NVLS in each such server, "
-                  "trees between them), or NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, "
-                  "LL128, Simple), nccl-nvls/Simple, nccl-nvls-tree/Simple")
+                  "nvls (the NVSwitch sums: H100 or B200 NVSwitch servers, one, or several on a fabric whose "
+                  "switches sum too, sharp=on), nvls-tree (NVLS in each such server, trees between them), "
+                  "collnet-chain (chains in the servers, the fabric's switches sum between them: sharp=on), or "
+                  "NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, LL128, Simple), "
+                  "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();
   cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")

@@ -93,8 +93,9 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (collective != "nccl" && collective != "gloo")
     throw topo::InputError("--gpu-collective", "", "nccl or gloo, got '" + collective + "'");
   if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
-      o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree")
-    throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls or nvls-tree, got '" + o.nccl_algorithm + "'");
+      o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree" && o.nccl_algorithm != "collnet-chain")
+    throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls, nvls-tree or collnet-chain, got '" +
+                                                       o.nccl_algorithm + "'");
   // NVLS-tree runs between servers, and --nproc starts every rank on this one, where NCCL
   // disables it. Asked for, that is an error; a plan's NVLS-tree run here is NVLS, what NCCL runs
   // on one server (and what the planner's model of NVLS-tree is there).
@@ -103,6 +104,14 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
       throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
                              "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");
     o.nccl_algorithm = "nvls";
+  }
+  // Likewise CollNet's chain: on one machine NCCL has no CollNet, and the planner's model of it
+  // there is the chains alone, NCCL's tree.
+  if (collective == "nccl" && o.nccl_algorithm == "collnet-chain" && ranks_on_one_machine(o)) {
+    if (given("--nccl-algorithm"))
+      throw topo::InputError("--nccl-algorithm", "", "ring, tree, nvls or auto with --nproc: collnet-chain runs "
+                             "between servers, and --nproc starts every rank on this one (NCCL's CollNet needs two)");
+    o.nccl_algorithm = "tree";
   }
   if (collective == "nccl" && !gpu)
     throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
@@ -115,7 +124,7 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
                            std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
-                           "--nccl-algorithm ring, tree, nvls, nvls-tree or auto)");
+                           "--nccl-algorithm ring, tree, nvls, nvls-tree, collnet-chain or auto)");
   c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
                                           : exec::TrainConfig::GpuCollective::gloo;
   using Nccl = exec::TrainConfig::NcclAlgorithm;
@@ -123,6 +132,7 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
                      : o.nccl_algorithm == "tree"      ? Nccl::tree
                      : o.nccl_algorithm == "nvls"      ? Nccl::nvls
                      : o.nccl_algorithm == "nvls-tree" ? Nccl::nvls_tree
+                     : o.nccl_algorithm == "collnet-chain" ? Nccl::collnet_chain
                                                        : Nccl::automatic;
 }
 
@@ -335,9 +345,10 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
                   "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU)");
   cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
-                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 or B200 NVSwitch servers), "
-                  "nvls-tree (NVLS in each such server, NCCL's tree between them), or auto (NCCL's tuner); a "
-                  "plan's ring, tree, nvls or nvls-tree is used")
+                  "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 or B200 NVSwitch servers; "
+                  "across servers with InfiniBand SHARP), nvls-tree (NVLS in each such server, NCCL's tree between "
+                  "them), collnet-chain (chains in the servers, SHARP between them), or auto (NCCL's tuner); a "
+                  "plan's ring, tree, nvls, nvls-tree or collnet-chain is used")
       ->capture_default_str();
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,

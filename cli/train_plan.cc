@@ -135,11 +135,12 @@ void apply_plan(const std::string& path, TrainOptions& o,
     o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
                                  plan.contains("/allreduce/inter"_json_pointer)
                                      ? text("/allreduce/inter") : std::string());
-  // NCCL's ring, tree, nvls or nvls-tree when the plan chose one of them (it then names a protocol
+  // NCCL's ring, tree, nvls, nvls-tree or collnet-chain when the plan chose one of them (it then names a protocol
   // too); any other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
   if (!given("--nccl-algorithm")) {
     const std::string a = text("/allreduce/algorithm");
-    o.nccl_algorithm = (a == "ring" || a == "tree" || a == "nvls" || a == "nvls-tree") ? a : "auto";
+    o.nccl_algorithm =
+        (a == "ring" || a == "tree" || a == "nvls" || a == "nvls-tree" || a == "collnet-chain") ? a : "auto";
   }
   if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
   if (!given("--wire")) o.wire = text("/precision/wire");

@@ -177,7 +177,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
       if (count == 1)  // nothing to reduce; NVLS-tree never stands for one GPU
-        return c.algorithm != sim::Algorithm::nvls_tree && (c.algorithm != sim::Algorithm::nvls || nvls_here);
+        return c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain &&
+               (c.algorithm != sim::Algorithm::nvls || nvls_here);
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
@@ -260,7 +261,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "
                            "more; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
-                           "or later; nccl-nvls-tree/Simple: such servers, two or more, as many GPUs on each), "
+                           "or later, or such servers on a fabric that sums (sharp=on); nccl-nvls-tree/Simple: such "
+                           "servers, two or more, as many GPUs on each; nccl-collnet-chain/Simple: two servers or "
+                           "more on a fabric that sums), "
                            "got none");
   if (result.rows.empty()) {
     std::string reasons;

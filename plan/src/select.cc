@@ -41,6 +41,12 @@ double nvls_efficiency(int nvlink_generation) { return nvlink_generation >= 5 ? 
 // NVLS-tree inside a server, and hwLatencies[NET][NVLS_TREE][Simple] between servers.
 constexpr double kNvlsLatency_us = 25.0;
 constexpr double kNvlsTreeNetLatency_us = 20.9;
+// hwLatencies[NET][NVLS][Simple]: NVLS across servers (with IB SHARP) adds one network latency.
+constexpr double kNvlsNetLatency_us = 18.0;
+// hwLatencies[NVLINK][COLLNET_CHAIN][Simple] per hop of the chain inside a server (both ways), and
+// hwLatencies[NET][COLLNET_CHAIN][Simple] once for the switches' sums; its base latency is 0.
+constexpr double kCollnetChainNvlinkLatency_us = 2.8;
+constexpr double kCollnetChainNetLatency_us = 30.0;
 
 // The NVLink generation of a GPU's links to the switch that sums (which sets NCCL's efficiency).
 int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
@@ -51,6 +57,8 @@ int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
       generation = std::max(generation, topo.graph[*e].generation);
   return generation;
 }
+
+constexpr double kMaxSelectBytes = 1125899906842624.0;  // 2^50
 
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
@@ -94,7 +102,8 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
   if (name.rfind("nccl-", 0) == 0) {
     auto slash = name.find('/');
     if (slash == std::string::npos)
-      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO, nccl-nvls/Simple or nccl-nvls-tree/Simple, got '" + text + "'");
+      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO, nccl-nvls/Simple, nccl-nvls-tree/Simple or "
+                                         "nccl-collnet-chain/Simple, got '" + text + "'");
     std::string proto = name.substr(slash + 1);
     c.protocol = proto == "LL" ? Protocol::ll : proto == "LL128" ? Protocol::ll128
                  : proto == "Simple" ? Protocol::simple : Protocol::none;
@@ -102,24 +111,27 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
       throw topo::InputError(origin, "", "protocol LL, LL128 or Simple, got '" + proto + "'");
     name = name.substr(5, slash - 5);
     c.algorithm = sim::algorithm_from_string(name, origin);
-    const bool in_switch = c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree;
-    if (in_switch && c.protocol != Protocol::simple)
-      throw topo::InputError(origin, "", "NCCL's NVLS and NVLS-tree with the Simple protocol only, got '" + text + "'");
-    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree && !in_switch)
-      throw topo::InputError(origin, "", "NCCL's ring, tree, nvls or nvls-tree, got '" + text + "'");
+    const bool simple_only = c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree ||
+                             c.algorithm == sim::Algorithm::collnet_chain;
+    if (simple_only && c.protocol != Protocol::simple)
+      throw topo::InputError(origin, "", "NCCL's NVLS, NVLS-tree and CollNet chain with the Simple protocol only, got '" +
+                                             text + "'");
+    if (c.algorithm != sim::Algorithm::ring && c.algorithm != sim::Algorithm::tree && !simple_only)
+      throw topo::InputError(origin, "", "NCCL's ring, tree, nvls, nvls-tree or collnet-chain, got '" + text + "'");
     return c;
   }
   if (auto colon = name.find(':'); colon != std::string::npos) {
     c.inter = sim::algorithm_from_string(name.substr(colon + 1), origin);
     if (c.inter == sim::Algorithm::hierarchical || c.inter == sim::Algorithm::nvls ||
-        c.inter == sim::Algorithm::nvls_tree)
+        c.inter == sim::Algorithm::nvls_tree || c.inter == sim::Algorithm::collnet_chain)
       throw topo::InputError(origin, "", std::string("an algorithm between servers after ':', not ") +
                                              sim::to_string(c.inter) + ", got '" + text + "'");
     name = name.substr(0, colon);
   }
   c.algorithm = sim::algorithm_from_string(name, origin);
   // Only NCCL runs the switch's sums; the plan names it as NCCL's, which the GPU trainer can set.
-  if (c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree)
+  if (c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree ||
+      c.algorithm == sim::Algorithm::collnet_chain)
     throw topo::InputError(origin, "", std::string(sim::to_string(c.algorithm)) + " as NCCL's: nccl-" +
                                            sim::to_string(c.algorithm) + "/Simple, got '" + text + "'");
   return c;
@@ -174,12 +186,15 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 }
 
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
-  if (c.algorithm == sim::Algorithm::nvls) return topo::nvlink_sharp_switch(topo, gpus).has_value();
-  if (c.algorithm != sim::Algorithm::nvls_tree) return true;
-  // NVLS-tree where the model of it runs, and on two servers or more: NCCL disables it on one node.
+  if (c.algorithm == sim::Algorithm::nvls) return sim::nvls_refusal(topo, gpus).empty();
+  if (c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain) return true;
+  // NVLS-tree and CollNet where the model of them runs, and on two servers or more: NCCL disables
+  // both on one node.
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(topo.graph[v].server);
-  return servers.size() >= 2 && sim::nvls_tree_refusal(topo, gpus).empty();
+  if (servers.size() < 2) return false;
+  return c.algorithm == sim::Algorithm::nvls_tree ? sim::nvls_tree_refusal(topo, gpus).empty()
+                                                  : sim::collnet_chain_refusal(topo, gpus).empty();
 }
 
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
@@ -187,9 +202,11 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   if (gpus.size() < 2) return {};  // nothing to reduce, and NCCL launches nothing
   if (algorithm == sim::Algorithm::nvls) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");
-    sim::CollectiveCost c = sim::nvls_cost(net, gpus, origin);
-    c.latency_s = kNvlsLatency_us * 1e-6;
-    c.seconds_per_byte /= nvls_efficiency(sharp_generation(net.topology(), gpus.front()));
+    // tuning.cc: NVLS's efficiency inside the servers; between them (IB SHARP) the network's
+    // bandwidth as it is, and one network latency.
+    const sim::NvlsTreeParts parts = sim::nvls_parts(net, gpus, origin);
+    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())), 1.0);
+    c.latency_s = (kNvlsLatency_us + (parts.servers > 1 ? kNvlsNetLatency_us : 0)) * 1e-6;
     return c;
   }
   if (algorithm == sim::Algorithm::nvls_tree) {
@@ -203,9 +220,20 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     c.latency_s = (kNvlsLatency_us + 2 * std::floor(std::log2(nodes)) * kNvlsTreeNetLatency_us) * 1e-6;
     return c;
   }
+  if (algorithm == sim::Algorithm::collnet_chain) {
+    if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's CollNet runs Simple only");
+    // tuning.cc: the bandwidth as it is (no refinement applies to CollNet's chain); latency two
+    // NVLink hops per GPU of the chain beyond the head and one network latency.
+    sim::CollectiveCost c = sim::collnet_chain_cost(net, gpus, origin);
+    std::set<int> servers;
+    for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
+    const int ppn = static_cast<int>(gpus.size() / servers.size());
+    c.latency_s = (2 * (ppn - 1) * kCollnetChainNvlinkLatency_us + kCollnetChainNetLatency_us) * 1e-6;
+    return c;
+  }
   if (protocol == Protocol::none ||
       (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree))
-    throw std::invalid_argument("nccl_cost: NCCL's ring or tree with a protocol, or NVLS with Simple");
+    throw std::invalid_argument("nccl_cost: NCCL's ring or tree with a protocol, or NVLS, NVLS-tree or CollNet with Simple");
   const auto& g = net.topology().graph;
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(g[v].server);
@@ -240,9 +268,10 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
 }
 
 Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
-  if (!(o.min_bytes > 0) || !(o.max_bytes >= o.min_bytes))
+  // Bounded above: the ladder doubles from min to max, and an infinite max never ends.
+  if (!(o.min_bytes > 0) || !(o.max_bytes >= o.min_bytes) || !(o.max_bytes <= kMaxSelectBytes))
     throw topo::InputError("--min-bytes/--max-bytes", "",
-                           "0 < min <= max, got " + std::to_string(o.min_bytes) + " and " +
+                           "0 < min <= max <= 2^50 (1 PiB), got " + std::to_string(o.min_bytes) + " and " +
                                std::to_string(o.max_bytes));
   // 0 means "every GPU" / "all of a server's"; a negative count is a mistake that would
   // otherwise quietly mean the same.
@@ -269,7 +298,7 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
       for (A a : {A::ring, A::tree})
         for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
           s.candidates.push_back({a, p});
-      for (A a : {A::nvls, A::nvls_tree})
+      for (A a : {A::nvls, A::nvls_tree, A::collnet_chain})
         if (nccl_runs({a, Protocol::simple}, topo, gpus)) s.candidates.push_back({a, Protocol::simple});
     }
   }
@@ -315,6 +344,7 @@ tuner::Selection nccl_rules(const Selection& s) {
     rule.algorithm = c.algorithm == sim::Algorithm::tree   ? tuner::Algorithm::tree
                      : c.algorithm == sim::Algorithm::nvls ? tuner::Algorithm::nvls
                      : c.algorithm == sim::Algorithm::nvls_tree ? tuner::Algorithm::nvls_tree
+                     : c.algorithm == sim::Algorithm::collnet_chain ? tuner::Algorithm::collnet_chain
                                                            : tuner::Algorithm::ring;
     rule.protocol = c.protocol == Protocol::ll      ? tuner::Protocol::ll
                     : c.protocol == Protocol::ll128 ? tuner::Protocol::ll128

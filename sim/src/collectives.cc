@@ -67,6 +67,7 @@ const char* to_string(Algorithm a) {
     case Algorithm::hierarchical: return "hierarchical";
     case Algorithm::nvls: return "nvls";
     case Algorithm::nvls_tree: return "nvls-tree";
+    case Algorithm::collnet_chain: return "collnet-chain";
   }
   return "?";
 }
@@ -74,7 +75,7 @@ const char* to_string(Algorithm a) {
 Algorithm algorithm_from_string(const std::string& name, const std::string& origin) {
   for (Algorithm a : {Algorithm::ring, Algorithm::halving_doubling, Algorithm::recursive_doubling,
                       Algorithm::tree, Algorithm::bcube, Algorithm::torus_2d,
-                      Algorithm::hierarchical, Algorithm::nvls, Algorithm::nvls_tree})
+                      Algorithm::hierarchical, Algorithm::nvls, Algorithm::nvls_tree, Algorithm::collnet_chain})
     if (name == to_string(a)) return a;
   std::string known;
   for (const auto& n : algorithm_names()) known += (known.empty() ? "" : ", ") + n;
@@ -171,6 +172,7 @@ Schedule allreduce_schedule(Algorithm a, int p) {
     case Algorithm::hierarchical: break;
     case Algorithm::nvls: throw std::logic_error("the NVSwitch's allreduce has no rank schedule: use nvls_cost");
     case Algorithm::nvls_tree: throw std::logic_error("NVLS-tree has no rank schedule: use nvls_tree_cost");
+    case Algorithm::collnet_chain: throw std::logic_error("CollNet's chain has no rank schedule: use collnet_chain_cost");
   }
   throw std::logic_error("hierarchical allreduce has no flat schedule: use hierarchical_cost");
 }

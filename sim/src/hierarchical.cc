@@ -115,17 +115,21 @@ CollectiveCost hierarchical_cost(Network& net, const std::vector<topo::Vertex>& 
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
                               Algorithm inter, const HostStaging& staging) {
   if (a == Algorithm::hierarchical) {
-    if (inter == Algorithm::hierarchical || inter == Algorithm::nvls || inter == Algorithm::nvls_tree)
+    if (inter == Algorithm::hierarchical || inter == Algorithm::nvls || inter == Algorithm::nvls_tree ||
+        inter == Algorithm::collnet_chain)
       throw topo::InputError("--inter", "", std::string("an algorithm between servers, not ") + to_string(inter));
     return hierarchical_cost(net, gpus, inter, staging);
   }
-  if (a == Algorithm::nvls) return nvls_cost(net, gpus);
-  if (a == Algorithm::nvls_tree) {
+  if (a == Algorithm::nvls_tree || a == Algorithm::collnet_chain ||
+      (a == Algorithm::nvls && by_server(net.topology(), gpus).size() > 1)) {
     // NCCL's only, and NCCL moves GPU memory to the NICs itself (GPUDirect RDMA).
     if (staging.mode == HostStaging::Mode::on)
-      throw topo::InputError("--host-staging", "", "off or auto with nvls-tree (NCCL's: no copies through host memory)");
-    return nvls_tree_cost(net, gpus);
+      throw topo::InputError("--host-staging", "", std::string("off or auto with ") + to_string(a) +
+                                                       " (NCCL's: no copies through host memory)");
   }
+  if (a == Algorithm::nvls) return nvls_parts(net, gpus).combined();
+  if (a == Algorithm::nvls_tree) return nvls_tree_cost(net, gpus);
+  if (a == Algorithm::collnet_chain) return collnet_chain_cost(net, gpus);
   const auto& g = net.topology().graph;
   std::map<int, int> per_server;
   for (topo::Vertex v : gpus) ++per_server[g[v].server];

@@ -4,6 +4,7 @@
 
 #include <basin/sim.h>
 
+#include <map>
 #include <vector>
 
 namespace basin::sim {
@@ -18,6 +19,8 @@ inline constexpr const char* kTermHost = "host reduction";                  // C
 // each chain is its server's leader.
 std::vector<std::vector<topo::Vertex>> server_chains(Network& net,
                                                      const std::vector<topo::Vertex>& gpus);
+// The GPUs of each server, servers in index order, GPUs in the order given.
+std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus);
 // Every chain at once, pipelined: reduce into the heads, or broadcast from them.
 CollectiveCost chain_phase(Network& net, const std::vector<std::vector<topo::Vertex>>& chains,
                            bool reduce);

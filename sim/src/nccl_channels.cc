@@ -153,30 +153,25 @@ CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>&
   return net.cost(channel_trees_allreduce(servers), order);
 }
 
-namespace {
-
-// The GPUs of each server, servers in index order, GPUs in the order given.
 std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
   std::map<int, std::vector<topo::Vertex>> out;
   for (topo::Vertex v : gpus) out[t.graph[v].server].push_back(v);
   return out;
 }
 
-}  // namespace
-
-std::string nvls_tree_refusal(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
+std::string nvls_tree_refusal(const topo::Topology& t, const std::vector<topo::Vertex>& gpus, const char* algorithm) {
   if (gpus.empty()) return "";
   const auto servers = by_server(t, gpus);
   const size_t per_server = servers.begin()->second.size();
   const bool even = std::all_of(servers.begin(), servers.end(),
                                 [&](const auto& kv) { return kv.second.size() == per_server; });
   if (!even || per_server < 2)
-    return "for nvls-tree, the same number of GPUs (two or more) on each server, but " +
+    return std::string("for ") + algorithm + ", the same number of GPUs (two or more) on each server, but " +
            std::to_string(gpus.size()) + " GPUs of " + t.name + " are on " + std::to_string(servers.size()) +
            " server(s)" + (even ? "" : " in unequal numbers");
   for (const auto& [server, own] : servers)
     if (!topo::nvlink_sharp_switch(t, own))
-      return "for nvls-tree, every server's GPUs on an NVSwitch that sums in the switch (NVLink 4 or later, as "
+      return std::string("for ") + algorithm + ", every server's GPUs on an NVSwitch that sums in the switch (NVLink 4 or later, as "
              "in dgx-h100 and dgx-b200), but those of server " + std::to_string(server) + " of " + t.name +
              " are not";
   return "";

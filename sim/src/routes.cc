@@ -183,14 +183,28 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
 
 void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs) {
   const auto& g = topo_->graph;
-  std::map<topo::Vertex, std::vector<topo::Vertex>> inside, across;  // source -> destinations
+  std::map<topo::Vertex, std::vector<topo::Vertex>> inside, across, in_fabric;  // source -> destinations
   for (auto [a, b] : pairs) {
     if (routes_.count(key(a, b))) continue;
     int sa = g[a].server, sb = g[b].server;
     if (sa >= 0 && sa == sb) inside[a].push_back(b);
+    else if (sa < 0 || sb < 0) in_fabric[a].push_back(b);
     else across[a].push_back(b);
   }
   for (auto& [a, destinations] : inside) find_in_view(server(g[a].server), a, destinations);
+  // A fabric switch at one end (an in-network reduction's hop): both ends must be in the fabric
+  // view, the switches and the servers' boundary devices.
+  for (auto& [a, destinations] : in_fabric) {
+    View& f = fabric();
+    auto in_view = [&](topo::Vertex v) {
+      return in_fabric_[v] < f.view.to_cluster.size() && f.view.to_cluster[in_fabric_[v]] == v;
+    };
+    for (topo::Vertex v : destinations)
+      if (!in_view(a) || !in_view(v))
+        throw std::logic_error("route from " + g[a].id + " to " + g[v].id +
+                               ": a fabric switch's routes start or end at a switch or a server's NIC");
+    find_in_view(f, a, destinations);
+  }
   if (across.empty()) return;
 
   // The pieces inside servers, each searched once per GPU however many pairs need it: every
@@ -275,5 +289,15 @@ const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
 }
 
 double Network::route_GBps(topo::Vertex a, topo::Vertex b) { return route(a, b).bandwidth_GBps; }
+
+topo::Vertex Network::own_nic_of(topo::Vertex gpu) {
+  const auto& g = topo_->graph;
+  if (g[gpu].server < 0 || g[gpu].kind != topo::NodeKind::gpu)
+    throw std::logic_error("own_nic_of: " + g[gpu].id + " is not a server's GPU");
+  View& v = server(g[gpu].server);
+  for (topo::Vertex nic : v.boundary)
+    if (own_nic(v, gpu, nic)) return nic;
+  throw topo::InputError(topo_->name, "", "a NIC for " + g[gpu].id + " to reach the other servers by, but its server has none");
+}
 
 }  // namespace basin::sim

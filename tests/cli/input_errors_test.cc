@@ -165,12 +165,19 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
   basin::test::TempDir dir{"cli-nvls"};
   const std::string out = dir / "plan.json";
   require_input_error(run("sim --cluster dgx-a100:1 --algorithm nvls"), {"--algorithm", "nvls", "NVSwitch", "NVLink 4"});
-  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nvls"), {"--algorithm", "16 GPUs", "one server"});
+  // Across servers NVLS needs the fabric's switches to sum too (NCCL's NVLS with IB SHARP).
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nvls"),
+                      {"--algorithm", "nvls across servers", "sharp=on", "dgx-h100:2"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm collnet-chain"),
+                      {"--algorithm", "collnet-chain across servers", "sharp=on"});
+  require_input_error(run("sim --cluster dgx-h100:2,sharp=on --gpus 12 --algorithm nvls"),
+                      {"--algorithm", "nvls across servers", "unequal numbers"});
   require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm hierarchical --inter nvls"),
                       {"--inter", "between servers", "nvls"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nvls --out " + out), {"--algorithms", "nccl-nvls/Simple"});
   require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-nvls/LL"), {"--algorithm", "Simple protocol only"});
-  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nccl-nvls/Simple"), {"--algorithm:", "one server"});
+  require_input_error(run("sim --cluster dgx-h100:2 --gpus 16 --algorithm nccl-nvls/Simple"), {"--algorithm:", "sharp=on"});
+  require_input_error(run("sim --cluster bigbasin:2,sharp=on"), {"--cluster", "InfiniBand", "ethernet"});
   require_input_error(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms hierarchical:nvls --out " + out),
                       {"--algorithms", "between servers", "hierarchical:nvls"});
   require_input_error(run("plan --cluster dgx-a100:1 --algorithms nccl-nvls/Simple --out " + out),

@@ -133,6 +133,7 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
   refused("--device gpu --gpu-collective nccl --nccl-algorithm butterfly", "--nccl-algorithm");
   // NVLS-tree runs between servers; --nproc starts every rank on this one.
   refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm nvls-tree", "--nproc");
+  refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm collnet-chain", "--nproc");
   refused("--wire fp8", "fp32, fp16 or bf16, got 'fp8'");
   // With NCCL built, this names the conflicting flag; without, it says NCCL is missing.
   for (const std::string flags : {"--device gpu --gpu-collective nccl --algorithm ring"}) {

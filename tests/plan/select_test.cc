@@ -6,6 +6,7 @@
 #include <basin/plan.h>
 
 #include <cmath>
+#include <limits>
 
 using namespace basin;
 using basin::test::star;
@@ -147,4 +148,17 @@ TEST_CASE("NCCL rules from a selection cover every size with the fastest NCCL ch
   // Round trip through both formats.
   REQUIRE(tuner::parse_selection_json(tuner::format_selection_json(rules), "x") == rules);
   REQUIRE(tuner::parse_nccl_conf(tuner::format_nccl_conf(rules.rules), "x") == rules.rules);
+}
+
+TEST_CASE("a size ladder without end is refused", "[plan][select]") {
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  for (double max : {std::numeric_limits<double>::infinity(), 1e30, std::nan("")}) {
+    CAPTURE(max);
+    SelectOptions o;
+    o.max_bytes = max;
+    REQUIRE_THROWS_AS(select_allreduce(t, o), topo::InputError);
+  }
+  SelectOptions o;
+  o.min_bytes = o.max_bytes = 1ull << 50;  // the largest allowed
+  REQUIRE(select_allreduce(t, o).rows.size() == 1);
 }

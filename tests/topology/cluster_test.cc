@@ -32,7 +32,11 @@ TEST_CASE("bad cluster specs are input errors that quote what was wrong", "[topo
                                  std::pair{"bigbasin:4,colour=red", "colour"},
                                  std::pair{"bigbasin:4,fabric", "fabric"},
                                  std::pair{"nosuch:4", "nosuch"}, std::pair{":4", ":4"},
-                                 std::pair{"bigbasin:4,fabric=switch:2", "switch:2"});
+                                 std::pair{"bigbasin:4,fabric=switch:2", "switch:2"},
+                                 // keys a fabric has no use for, or given twice, are not dropped
+                                 std::pair{"bigbasin:4,spines=3", "spines only with"},
+                                 std::pair{"bigbasin:4,fabric=rail,leaf-servers=2", "leaf-servers only with"},
+                                 std::pair{"bigbasin:4,fabric=switch,fabric=rail", "fabric comes twice"});
   CAPTURE(spec);
   try {
     build_cluster(parse_cluster_spec(spec));

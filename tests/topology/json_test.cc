@@ -203,3 +203,42 @@ TEST_CASE("writing to a pipe or device writes through it instead of replacing it
   REQUIRE(fifo.drain() == "through the pipe\n");
   REQUIRE(fifo.still_a_fifo());
 }
+
+TEST_CASE("hand-written files: devices on a server described, bounded numbers, no nested clusters",
+          "[topology][json]") {
+  const nlohmann::json base = to_json(load_any("dgx-h100"));
+  auto refused = [&](nlohmann::json j, const std::string& path_part, const std::string& expected_part) {
+    try {
+      from_json(j, "hand.json");
+      FAIL("accepted");
+    } catch (const InputError& e) {
+      CAPTURE(e.what());
+      REQUIRE(e.origin == "hand.json");
+      REQUIRE(e.path.find(path_part) != std::string::npos);
+      REQUIRE(e.expected.find(expected_part) != std::string::npos);
+    }
+  };
+  nlohmann::json outside = base;
+  outside["nodes"][0]["server"] = -1;  // a device outside every server: only switches may be
+  refused(outside, "/server", "net_switch nodes only");
+  nlohmann::json beyond = base;
+  beyond["nodes"][0]["server"] = 3;  // the file describes one server
+  refused(beyond, "/server", "from 0 to 0");
+  nlohmann::json fast = base;
+  fast["links"][0]["bandwidth_GBps"] = 1e300;  // would stall the engine's fair sharing
+  refused(fast, "/bandwidth_GBps", "at most 1e6");
+  // A cluster file names one server to copy, never another cluster.
+  const nlohmann::json inner = to_json(load_any("dgx-h100:2"));
+  const nlohmann::json nested = {{"format", kClusterFormat}, {"server", inner}, {"count", 2}};
+  try {
+    from_json(nested, "nested.json");
+    FAIL("accepted");
+  } catch (const InputError& e) {
+    REQUIRE(e.origin.find("nested.json") != std::string::npos);
+    REQUIRE(e.expected.find("2 servers") != std::string::npos);
+  }
+  // A fabric field the kind has no use for is an error, not ignored.
+  const nlohmann::json unused = {{"format", kClusterFormat}, {"server", "dgx-h100"}, {"count", 2},
+                                 {"fabric", {{"kind", "switch"}, {"oversubscription", 4}}}};
+  refused(unused, "/fabric/oversubscription", "only with kind fat-tree or rail");
+}

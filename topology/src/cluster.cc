@@ -101,11 +101,15 @@ ClusterSpec parse_cluster_spec(std::string_view spec, const std::string& origin)
   out.server = head[0];
   bool has_count = head.size() == 2;
   if (has_count) out.count = parse_number<int>(head[1], origin, "a server count", 1, kMaxServers);
-  bool has_fabric = false;
+  bool has_fabric = false, sharp = false;
+  std::vector<std::string> keys;
   for (size_t i = 1; i < items.size(); ++i) {
     auto kv = split(items[i], '=');
     if (kv.size() != 2)
       throw InputError(origin, "", "KEY=VALUE after the model, got '" + items[i] + "'");
+    if (std::find(keys.begin(), keys.end(), kv[0]) != keys.end())
+      throw InputError(origin, "", "each key once, but " + kv[0] + " comes twice in '" + std::string(spec) + "'");
+    keys.push_back(kv[0]);
     if (kv[0] == "fabric") {
       int spines = out.fabric.spines, leaf = out.fabric.leaf_servers;
       out.fabric = parse_fabric(kv[1], origin);
@@ -116,10 +120,24 @@ ClusterSpec parse_cluster_spec(std::string_view spec, const std::string& origin)
       out.fabric.leaf_servers = parse_number<int>(kv[1], origin, "leaf-servers", 1);
     } else if (kv[0] == "spines") {
       out.fabric.spines = parse_number<int>(kv[1], origin, "spines", 1);
+    } else if (kv[0] == "sharp") {
+      if (kv[1] != "on" && kv[1] != "off")
+        throw InputError(origin, "", "sharp=on or sharp=off, got '" + items[i] + "'");
+      sharp = kv[1] == "on";
     } else {
-      throw InputError(origin, "", "a key among fabric, leaf-servers, spines, got '" + kv[0] + "'");
+      throw InputError(origin, "", "a key among fabric, leaf-servers, spines, sharp, got '" + kv[0] + "'");
     }
   }
+  out.fabric.sharp = sharp;
+  // Keys the fabric has no use for would be dropped silently.
+  auto given = [&](const char* key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
+  if (given("leaf-servers") && out.fabric.kind != FabricKind::fat_tree)
+    throw InputError(origin, "", "leaf-servers only with fabric=fat-tree, got '" + std::string(spec) + "'");
+  if (given("spines") && out.fabric.kind != FabricKind::fat_tree && out.fabric.kind != FabricKind::rail)
+    throw InputError(origin, "", "spines only with fabric=fat-tree or fabric=rail, got '" + std::string(spec) + "'");
+  if (sharp && (out.fabric.kind == FabricKind::none || (!has_count && !has_fabric)))
+    throw InputError(origin, "", "sharp=on for servers on a fabric of switches that sum, such as '" +
+                                     out.server + ":4,sharp=on', got '" + std::string(spec) + "'");
   // A bare model name is the server alone; a count (even 1) puts servers on a fabric.
   if (!has_count && !has_fabric) out.fabric.kind = FabricKind::none;
   return out;
@@ -139,10 +157,14 @@ std::string to_string(const ClusterSpec& spec) {
   }
   if (spec.fabric.leaf_servers > 0) s += ",leaf-servers=" + std::to_string(spec.fabric.leaf_servers);
   if (spec.fabric.spines != FabricSpec{}.spines) s += ",spines=" + std::to_string(spec.fabric.spines);
+  if (spec.fabric.sharp) s += ",sharp=on";
   return s;
 }
 
 Topology build_cluster(const Topology& server, int count, const FabricSpec& fabric) {
+  if (server.servers != 1)
+    throw InputError("--cluster", "", "a server model or a one-server topology to copy, but " + server.name +
+                                          " describes " + std::to_string(server.servers) + " servers");
   Topology t;
   t.servers = count;
   const Graph& sg = server.graph;
@@ -166,6 +188,15 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
   if (fabric.kind != FabricKind::none && per_server == 0)
     throw InputError("--cluster", "", "a server model with at least one NIC to join " +
                                           std::to_string(count) + " servers on a fabric");
+  if (fabric.sharp) {
+    if (fabric.kind == FabricKind::none)
+      throw InputError("--cluster", "", "sharp=on with a fabric whose switches could sum, not fabric=none");
+    for (Vertex n : nics[0])
+      if (t.graph[n].port_kind != LinkKind::infiniband)
+        throw InputError("--cluster", "",
+                         "sharp=on only where the NICs are InfiniBand (SHARP sums in InfiniBand switches), but " +
+                             t.graph[n].id + " of " + server.name + " is " + to_string(t.graph[n].port_kind));
+  }
   switch (fabric.kind) {
     case FabricKind::none:
       t.fabric = "";
@@ -209,6 +240,11 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
       add_spines(t, rails, count * nic0.port_GBps, fabric, nic0.port_kind);
       break;
     }
+  }
+  if (fabric.sharp) {
+    t.fabric += ",sharp";
+    for (Vertex v : boost::make_iterator_range(boost::vertices(t.graph)))
+      if (t.graph[v].kind == NodeKind::net_switch) t.graph[v].sharp = true;
   }
   t.name = server.name + ":" + std::to_string(count) + (t.fabric.empty() ? "" : "," + t.fabric);
   return t;

@@ -118,14 +118,30 @@ void validate(const Topology& topo, const std::string& origin) {
     const Link& l = g[e];
     const std::string where = "/links (" + g[boost::source(e, g)].id + " -> " +
                               g[boost::target(e, g)].id + ")";
-    if (!(l.bandwidth_GBps > 0))
+    // Bounded above too: no link comes near a petabyte a second or a second per hop, and numbers
+    // past those turn the engine's sums into infinities or stall its fair sharing.
+    if (!(l.bandwidth_GBps > 0 && l.bandwidth_GBps <= kMaxLinkGBps))
       throw InputError(origin, where + "/bandwidth_GBps",
-                       "a bandwidth above 0 GB/s, got " + std::to_string(l.bandwidth_GBps));
-    if (!(l.latency_us >= 0))
+                       "a bandwidth above 0 and at most 1e6 GB/s, got " + std::to_string(l.bandwidth_GBps));
+    if (!(l.latency_us >= 0 && l.latency_us <= 1e6))
       throw InputError(origin, where + "/latency_us",
-                       "a latency of 0 us or more, got " + std::to_string(l.latency_us));
+                       "a latency from 0 to 1e6 us, got " + std::to_string(l.latency_us));
     if (boost::source(e, g) == boost::target(e, g))
       throw InputError(origin, where, "a link between two different nodes");
+  }
+  // Devices belong to one of the servers described; only fabric switches may belong to none (-1).
+  for (Vertex v : boost::make_iterator_range(boost::vertices(g))) {
+    const Node& n = g[v];
+    const int lowest = n.kind == NodeKind::net_switch ? -1 : 0;
+    if (n.server < lowest || n.server >= topo.servers)
+      throw InputError(origin, "/nodes (" + n.id + ")/server",
+                       std::string("a server from ") + std::to_string(lowest) + " to " +
+                           std::to_string(topo.servers - 1) + " (the file describes " +
+                           std::to_string(topo.servers) + " server(s); -1, outside every server, is for "
+                           "net_switch nodes only), got " + std::to_string(n.server));
+    if (n.kind == NodeKind::nic && !(n.port_GBps <= kMaxLinkGBps))
+      throw InputError(origin, "/nodes (" + n.id + ")/port_GBps",
+                       "a line rate of at most 1e6 GB/s, got " + std::to_string(n.port_GBps));
   }
   // Every GPU must reach some other GPU: a breadth-first search from each GPU in turn would be
   // quadratic on a cluster, so label connected components once and count GPUs in each.

@@ -103,13 +103,14 @@ json node_to_json(const Node& n) {
     j["port_GBps"] = n.port_GBps;
     j["port_kind"] = to_string(n.port_kind);
   }
+  if (n.sharp) j["sharp"] = true;
   return j;
 }
 
 Node node_from_json(const json& j, const std::string& path, const std::string& origin) {
   ObjectReader r(j, path, origin,
                  {"id", "kind", "model", "name", "server", "index", "numa", "memory_GB", "cores",
-                  "pci_bus", "port_GBps", "port_kind"});
+                  "pci_bus", "port_GBps", "port_kind", "sharp"});
   Node n;
   n.id = r.str("id");
   if (n.id.empty()) r.fail("/id", "a non-empty id");
@@ -134,6 +135,9 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   } else if (r.has("port_GBps") || r.has("port_kind")) {
     r.fail("/port_GBps", "port_GBps and port_kind only on nodes of kind nic");
   }
+  n.sharp = r.boolean("sharp", false);
+  if (n.sharp && n.kind != NodeKind::net_switch)
+    r.fail("/sharp", "sharp only on nodes of kind net_switch (a switch that sums in the network)");
   return n;
 }
 
@@ -188,7 +192,7 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
   }
   if (r.has("fabric")) {
     ObjectReader f(r.at("fabric"), "/fabric", origin,
-                   {"kind", "oversubscription", "leaf_servers", "spines"});
+                   {"kind", "oversubscription", "leaf_servers", "spines", "sharp"});
     std::string kind = f.str("kind");
     if (kind == "switch") spec.fabric.kind = FabricKind::single_switch;
     else if (kind == "fat-tree") spec.fabric.kind = FabricKind::fat_tree;
@@ -198,8 +202,24 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
     spec.fabric.oversubscription = f.number("oversubscription", false, 1, 1, false);
     spec.fabric.leaf_servers = f.integer("leaf_servers", false, 0, 1);
     spec.fabric.spines = f.integer("spines", false, 2, 1);
+    spec.fabric.sharp = f.boolean("sharp", false);
+    // Fields the fabric has no use for would be dropped silently.
+    if (spec.fabric.kind != FabricKind::fat_tree && f.has("leaf_servers"))
+      f.fail("/leaf_servers", "leaf_servers only with kind fat-tree, got kind " + kind);
+    if (spec.fabric.kind != FabricKind::fat_tree && spec.fabric.kind != FabricKind::rail &&
+        (f.has("oversubscription") || f.has("spines")))
+      f.fail(f.has("spines") ? "/spines" : "/oversubscription",
+             "oversubscription and spines only with kind fat-tree or rail, got kind " + kind);
   }
-  Topology t = build_cluster(server, spec.count, spec.fabric);
+  if (server.servers != 1)
+    r.fail("/server", "a server model or a one-server topology, but it describes " +
+                          std::to_string(server.servers) + " servers (a cluster file cannot nest another)");
+  Topology t;
+  try {
+    t = build_cluster(server, spec.count, spec.fabric);
+  } catch (const InputError& e) {  // what the fabric asks of the server: this file's /fabric
+    throw InputError(origin, e.path.empty() ? "/fabric" : e.path, e.expected);
+  }
   if (r.has("name")) t.name = r.str("name");
   validate(t, origin);
   return t;

@@ -133,8 +133,11 @@ struct TrainConfig {
   // NCCL's algorithm for this run's communicator (NCCL_ALGO while it is created); automatic
   // leaves the choice per message size to NCCL's tuner. nvls: the NVSwitch sums (NVLink SHARP;
   // every rank's GPU on one third-generation NVSwitch or later, else NCCL refuses the allreduce);
-  // nvls_tree: NVLS inside each such server and NCCL's tree between them.
-  enum class NcclAlgorithm { automatic, ring, tree, nvls, nvls_tree } nccl_algorithm = NcclAlgorithm::automatic;
+  // nvls_tree: NVLS inside each such server and NCCL's tree between them. collnet_chain: chains in
+  // the servers, the InfiniBand switches sum between them (SHARP, through NCCL's CollNet plugin).
+  // NVLS across servers also takes SHARP; both turn NCCL's CollNet on for the communicator.
+  enum class NcclAlgorithm { automatic, ring, tree, nvls, nvls_tree, collnet_chain } nccl_algorithm =
+      NcclAlgorithm::automatic;
   double epochs = 90;              // fractional epochs train that share of the last epoch
   LrSchedule schedule;
   SgdConfig sgd;

@@ -91,6 +91,7 @@ const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm) {
     case TrainConfig::NcclAlgorithm::tree: return "Tree";
     case TrainConfig::NcclAlgorithm::nvls: return "NVLS";
     case TrainConfig::NcclAlgorithm::nvls_tree: return "NVLSTree";
+    case TrainConfig::NcclAlgorithm::collnet_chain: return "CollNetChain";
     case TrainConfig::NcclAlgorithm::automatic: return nullptr;
   }
   return nullptr;
@@ -104,6 +105,17 @@ NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : opt
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   config.commName = "basin gradients";
+  // CollNet (IB SHARP) is off unless asked for; NCCL runs NVLS across servers only through it.
+#if NCCL_MAJOR > 2 || (NCCL_MAJOR == 2 && NCCL_MINOR >= 27)
+  if (options.algorithm == TrainConfig::NcclAlgorithm::collnet_chain ||
+      options.algorithm == TrainConfig::NcclAlgorithm::nvls)
+    config.collnetEnable = 1;
+#else
+  if (options.algorithm == TrainConfig::NcclAlgorithm::collnet_chain)
+    throw std::invalid_argument("NCCL communicator: CollNet needs NCCL 2.27 or later (ncclConfig_t::collnetEnable), "
+                                "this basin was built against " + std::to_string(NCCL_MAJOR) + "." +
+                                std::to_string(NCCL_MINOR));
+#endif
   const AlgoEnvLease algo(nccl_algo_env(options.algorithm));
   const ncclResult_t init = ncclCommInitRankConfig(&comm_, options.ranks, id, options.rank, &config);
   // A constructor that throws runs no destructor: a communicator NCCL already made (its

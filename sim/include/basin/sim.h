@@ -52,7 +52,7 @@ struct Schedule {
 };
 
 enum class Algorithm {
-  ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical, nvls, nvls_tree
+  ring, halving_doubling, recursive_doubling, tree, bcube, torus_2d, hierarchical, nvls, nvls_tree, collnet_chain
 };
 
 std::vector<std::string> algorithm_names();  // as accepted by --algorithm
@@ -84,12 +84,22 @@ const char* to_string(Algorithm a);
 //                      GPU has the switch fetch its 1/p of every GPU's vector, summed in flight,
 //                      and store the sum to all GPUs; pipelined, each GPU's NVLinks carry
 //                      (1 + 1/p) n each way. Every rank on one such switch
-//                      (topo::nvlink_sharp_switch), so one server.
+//                      (topo::nvlink_sharp_switch). Across servers (NCCL's NVLS with IB SHARP), each
+//                      server's switch sums its GPUs' vectors and the fabric's switches sum the
+//                      servers' (nvls_parts): every GPU of a server heads one channel whose
+//                      1/channels of the sum goes up an aggregation tree through its own NIC and
+//                      comes back down; a fabric that sums (topo::sharp_tree) is needed.
 //  nvls_tree:          NCCL's NVLS-tree, for such servers (nvls_tree_parts; on one it is nvls): each
 //                      server's switch sums its GPUs' vectors, every GPU of a server heads one
 //                      channel whose 1/channels of the sum crosses between servers on NCCL's double
 //                      binary tree, and the switch stores the result to all; pipelined, the
 //                      slower of the two parts sets the rate.
+//  collnet_chain:      NCCL's CollNet chain, between servers on a fabric that sums (InfiniBand
+//                      SHARP; collnet_chain_cost): per channel (one per GPU of a server, each
+//                      1/channels of the vector) a chain through each server's GPUs to its c-th
+//                      GPU, which sends the chain's sum through its own NIC up channel c's
+//                      aggregation tree and passes the total back down the chain. On one server,
+//                      the chains alone (NCCL's tree there: CollNet needs two servers).
 Schedule ring_allreduce(int p);
 Schedule halving_doubling_allreduce(int p);
 Schedule recursive_doubling_allreduce(int p);
@@ -204,6 +214,9 @@ class Network {
   const RouteInfo& route(topo::Vertex a, topo::Vertex b);
   // Bottleneck bandwidth of the route from a to b, in GB/s (cached like every route).
   double route_GBps(topo::Vertex a, topo::Vertex b);
+  // The NIC a GPU's own traffic leaves its server by (see own_nic); throws topo::InputError when
+  // its server has none.
+  topo::Vertex own_nic_of(topo::Vertex gpu);
   const topo::Topology& topology() const { return *topo_; }
 
  private:
@@ -325,11 +338,33 @@ struct NvlsTreeParts {
 };
 // Why NVLS-tree cannot run on `gpus` ("" when it can: the same number, two or more, on each
 // server, each server's on a switch that sums; one server included, where it is NVLS).
-std::string nvls_tree_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
+std::string nvls_tree_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus,
+                              const char* algorithm = "nvls-tree");
 NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpus,
                               const std::string& origin = "--algorithm");
 CollectiveCost nvls_tree_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                               const std::string& origin = "--algorithm");
+// Sums in the network between servers (InfiniBand SHARP; in_network.cc). Why `algorithm` cannot
+// use it on `gpus` ("" when it can): fabric switches that sum (topo::sharp_tree) above every NIC of
+// the servers the GPUs are on.
+std::string sharp_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus, const char* algorithm);
+// Why NVLS cannot run on `gpus` ("" when it can): on one server, all on one switch that sums; on
+// several, what NVLS-tree needs and fabric switches that sum as well (NCCL runs NVLS across
+// servers only with SHARP).
+std::string nvls_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
+// NVLS on one server or several (see Algorithm::nvls), as nvls-tree's two parts: every server's
+// NVLS, and between servers per channel c the c-th GPU of each server sending its 1/channels of
+// its server's sum through its own NIC up channel c's aggregation tree and the total back down.
+NvlsTreeParts nvls_parts(Network& net, const std::vector<topo::Vertex>& gpus,
+                         const std::string& origin = "--algorithm");
+// Why CollNet's chain cannot run on `gpus` ("" when it can): unequal GPU counts on the servers,
+// or, across servers, no summing fabric above their NICs.
+std::string collnet_chain_refusal(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
+// NCCL's CollNet chain (see Algorithm::collnet_chain; on one server the chains alone, NCCL's tree
+// there); throws topo::InputError naming `origin` where it cannot run: unequal GPU counts on the
+// servers, no summing fabric.
+CollectiveCost collnet_chain_cost(Network& net, const std::vector<topo::Vertex>& gpus,
+                                  const std::string& origin = "--algorithm");
 // Any algorithm; staged through host memory where `staging` says so and the GPUs span servers.
 CollectiveCost allreduce_cost(Network& net, const std::vector<topo::Vertex>& gpus, Algorithm a,
                               Algorithm inter = Algorithm::halving_doubling,

@@ -63,6 +63,9 @@ struct Node {
   // the fabric's switch takes when servers are joined into a cluster.
   double port_GBps = 0;
   LinkKind port_kind = LinkKind::ethernet;
+  // net_switch: sums allreduce data passing through it (InfiniBand SHARP, what NCCL's CollNet and
+  // multi-server NVLS use), so a reduction tree of such switches carries each byte once per link.
+  bool sharp = false;
 };
 
 struct Link {
@@ -105,8 +108,10 @@ int num_links(const Topology& topo);  // directed links
 std::vector<Vertex> gpus(const Topology& topo);
 std::vector<Vertex> nodes_of_kind(const Topology& topo, NodeKind kind, int server = -1);
 
-// Structural checks that JSON loading cannot express: unique ids, positive bandwidths, every GPU
-// reaching another GPU. Throws InputError naming `origin`.
+// Structural checks that JSON loading cannot express: unique ids, bandwidths above 0 and at most
+// kMaxLinkGBps, every device on one of the servers described (fabric switches may be on none,
+// -1), every GPU reaching another GPU. Throws InputError naming `origin`.
+inline constexpr double kMaxLinkGBps = 1e6;
 void validate(const Topology& topo, const std::string& origin);
 
 // ---------------------------------------------------------------------------------------------
@@ -134,6 +139,7 @@ struct FabricSpec {
   double oversubscription = 1;  // fat tree and rail: leaf downlink / uplink bandwidth
   int leaf_servers = 0;         // fat tree: servers under one leaf; 0 = 32 ports / NICs per server
   int spines = 2;               // fat tree and rail: spine switches
+  bool sharp = false;           // every switch sums in the network (InfiniBand SHARP); IB NICs only
 };
 
 // The most servers a cluster may have: past it a spec or file is a typo ("bigbasin:3200000"),
@@ -146,7 +152,8 @@ struct ClusterSpec {
   FabricSpec fabric;
 };
 
-// "bigbasin:32", "dgx-h100:16,fabric=fat-tree:2,leaf-servers=4", "dgx1" (one server, no fabric).
+// "bigbasin:32", "dgx-h100:16,fabric=fat-tree:2,leaf-servers=4", "dgx1" (one server, no fabric),
+// "dgx-h100:16,sharp=on" (InfiniBand switches that sum in the network).
 ClusterSpec parse_cluster_spec(std::string_view spec, const std::string& origin = "--cluster");
 std::string to_string(const ClusterSpec& spec);
 Topology build_cluster(const ClusterSpec& spec);
@@ -260,6 +267,20 @@ const char* path_legend();                     // the legend printed under the m
 // `gpus` has NVLinks of its own, both ways; nullopt where there is none: GPUs on several servers,
 // an older NVSwitch (NVLink 3 and before), NVLinks straight between GPUs, fewer than two GPUs.
 std::optional<Vertex> nvlink_sharp_switch(const Topology& topo, const std::vector<Vertex>& gpus);
+
+// An in-network reduction tree (InfiniBand SHARP) over the fabric switches that sum, joining the
+// given devices (the NICs one channel leaves its servers by): `up` lists the tree's links as
+// (child, parent) pairs, from each device's link to its switch up to the root; the sums flow up
+// them and the result back down the reverse links. The root is a summing switch that all devices
+// reach through summing switches only, in the fewest levels; `which` picks among equally low roots
+// (channel c takes root c modulo their number, spreading the channels over a fat tree's spines).
+// nullopt when there is none: no summing switch, or a device not below one.
+struct SharpTree {
+  Vertex root = 0;
+  std::vector<std::pair<Vertex, Vertex>> up;  // (child, parent), devices' links first
+  int levels = 0;                             // links from the deepest device to the root
+};
+std::optional<SharpTree> sharp_tree(const Topology& topo, const std::vector<Vertex>& devices, int which = 0);
 
 // Bandwidth (GB/s, each direction) across the cut between the first and second half of the
 // servers (or of the GPUs of a single server), as the maximum flow between the halves.
