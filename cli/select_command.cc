@@ -161,8 +161,9 @@ std::function<int()> add_select_command(CLI::App& app) {
   cmd->add_option("--per-server", o->select.per_server,
                   "Ranks per server, e.g. 1 for one leader per server (default: all its GPUs)");
   cmd->add_flag("--nccl", o->select.nccl,
-                "Add NCCL's ring and tree under LL, LL128 and Simple, NVLS where the NVSwitch sums, and "
-                "NVLS-tree across servers whose NVSwitches sum");
+                "Add NCCL's ring and tree under LL, LL128 and Simple, NVLS where the NVSwitch sums, "
+                "NVLS-tree across servers whose NVSwitches sum, and on a fabric that sums (sharp=on) NVLS across "
+                "servers and CollNet's chain");
   cmd->add_option("--overhead-us", o->select.network.per_message_overhead_us,
                   "Per-message software overhead (us)")
       ->capture_default_str();

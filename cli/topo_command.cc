@@ -134,7 +134,7 @@ std::function<int()> add_topo_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("topo", "Show the topology of a server, a cluster or this machine");
   cmd->add_option("--cluster", options->cluster,
                   "Built-in spec MODEL[:COUNT][,fabric=switch|fat-tree[:R]|rail[:R]|none]"
-                  "[,leaf-servers=N][,spines=N], or a basin.topology/1 or basin.cluster/1 JSON file")
+                  "[,leaf-servers=N][,spines=N][,sharp=on|off], or a basin.topology/1 or basin.cluster/1 JSON file")
       ->capture_default_str();
   cmd->add_flag("--discover", options->discover, "Discover this machine (hwloc, NVML if present)");
   cmd->add_option("--hwloc-xml", options->hwloc_xml,

@@ -22,7 +22,7 @@ std::string gloo_algorithm(const std::string& plan_algorithm, const std::string&
   if (a == "halving-doubling") return "halving_doubling";
   if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
   if (a == "bcube") return "bcube";
-  // recursive doubling, and NVLS and NVLS-tree (the NVSwitch sums, NCCL only): halving-doubling
+  // recursive doubling, and NVLS, NVLS-tree and CollNet's chain (switches sum, NCCL only): halving-doubling
   // is the bandwidth-optimal schedule Gloo has among them.
   return "halving_doubling";
 }

@@ -60,6 +60,12 @@ int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
 
 constexpr double kMaxSelectBytes = 1125899906842624.0;  // 2^50
 
+std::string shortest(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", x);
+  return text;
+}
+
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
 
@@ -224,11 +230,15 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's CollNet runs Simple only");
     // tuning.cc: the bandwidth as it is (no refinement applies to CollNet's chain); latency two
     // NVLink hops per GPU of the chain beyond the head and one network latency.
-    sim::CollectiveCost c = sim::collnet_chain_cost(net, gpus, origin);
     std::set<int> servers;
     for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
+    // One server: no CollNet, the chains alone, which is NCCL's tree there.
+    if (servers.size() == 1) return nccl_cost(net, gpus, sim::Algorithm::tree, Protocol::simple, origin);
+    sim::CollectiveCost c = sim::collnet_chain_cost(net, gpus, origin);
     const int ppn = static_cast<int>(gpus.size() / servers.size());
-    c.latency_s = (2 * (ppn - 1) * kCollnetChainNvlinkLatency_us + kCollnetChainNetLatency_us) * 1e-6;
+    // With one GPU a server the network latency is fully exposed: NCCL takes the tree's there.
+    const double net_us = ppn == 1 ? kNetLatency_us[0][2] : kCollnetChainNetLatency_us;
+    c.latency_s = (2 * (ppn - 1) * kCollnetChainNvlinkLatency_us + net_us) * 1e-6;
     return c;
   }
   if (protocol == Protocol::none ||
@@ -271,8 +281,8 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
   // Bounded above: the ladder doubles from min to max, and an infinite max never ends.
   if (!(o.min_bytes > 0) || !(o.max_bytes >= o.min_bytes) || !(o.max_bytes <= kMaxSelectBytes))
     throw topo::InputError("--min-bytes/--max-bytes", "",
-                           "0 < min <= max <= 2^50 (1 PiB), got " + std::to_string(o.min_bytes) + " and " +
-                               std::to_string(o.max_bytes));
+                           "0 < min <= max <= 2^50 (1 PiB), got " + shortest(o.min_bytes) + " and " +
+                               shortest(o.max_bytes));
   // 0 means "every GPU" / "all of a server's"; a negative count is a mistake that would
   // otherwise quietly mean the same.
   if (o.ranks < 0) throw topo::InputError("--ranks", "", "0 (every GPU) or a rank count, got " + std::to_string(o.ranks));

@@ -53,7 +53,7 @@ Schedule wrap(const std::string& name, int p, const Fold& fold, std::vector<Step
 
 std::vector<std::string> algorithm_names() {
   return {"ring", "halving-doubling", "recursive-doubling", "tree", "bcube", "2d-torus",
-          "hierarchical", "nvls", "nvls-tree"};
+          "hierarchical", "nvls", "nvls-tree", "collnet-chain"};
 }
 
 const char* to_string(Algorithm a) {

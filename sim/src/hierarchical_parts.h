@@ -21,6 +21,9 @@ std::vector<std::vector<topo::Vertex>> server_chains(Network& net,
                                                      const std::vector<topo::Vertex>& gpus);
 // The GPUs of each server, servers in index order, GPUs in the order given.
 std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus);
+// Every server's NVLS at once, on links of its own: the slowest, which sets the pace.
+CollectiveCost slowest_nvls(Network& net, const std::map<int, std::vector<topo::Vertex>>& servers,
+                            const std::string& origin);
 // Every chain at once, pipelined: reduce into the heads, or broadcast from them.
 CollectiveCost chain_phase(Network& net, const std::vector<std::vector<topo::Vertex>>& chains,
                            bool reduce);

@@ -72,6 +72,10 @@ std::string sharp_refusal(const topo::Topology& t, const std::vector<topo::Verte
   for (const auto& [server, own] : by_server(t, gpus))
     for (topo::Vertex v : topo::server_boundary(t, server))
       if (t.graph[v].kind == topo::NodeKind::nic) nics.push_back(v);
+  for (topo::Vertex v : nics)
+    if (t.graph[v].port_kind != topo::LinkKind::infiniband)
+      return std::string("for ") + algorithm + " across servers, InfiniBand NICs under switches that sum (SHARP), but " +
+             t.graph[v].id + " of " + t.name + " is " + topo::to_string(t.graph[v].port_kind);
   if (nics.empty() || !topo::sharp_tree(t, nics))
     return std::string("for ") + algorithm + " across servers, fabric switches that sum in the network (InfiniBand "
            "SHARP: a cluster spec with sharp=on, or net_switch nodes with \"sharp\": true) above every server's "
@@ -95,12 +99,7 @@ NvlsTreeParts nvls_parts(Network& net, const std::vector<topo::Vertex>& gpus, co
   if (const std::string refused = nvls_refusal(net.topology(), gpus); !refused.empty())
     throw topo::InputError(origin, "", refused);
   const auto servers = by_server(net.topology(), gpus);
-  NvlsTreeParts parts;
-  parts.servers = static_cast<int>(servers.size());
-  for (const auto& [server, own] : servers) {
-    CollectiveCost c = nvls_cost(net, own, origin);
-    if (c.seconds_per_byte > parts.in_servers.seconds_per_byte) parts.in_servers = std::move(c);
-  }
+  NvlsTreeParts parts{slowest_nvls(net, servers, origin), {}, static_cast<int>(servers.size())};
   if (servers.size() == 1) return parts;
   // Head c of each server is its c-th GPU, with 1/ppn of its server's sum.
   const size_t per_server = servers.begin()->second.size();

@@ -159,6 +159,16 @@ std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, cons
   return out;
 }
 
+CollectiveCost slowest_nvls(Network& net, const std::map<int, std::vector<topo::Vertex>>& servers,
+                            const std::string& origin) {
+  CollectiveCost slowest;
+  for (const auto& [server, own] : servers) {
+    CollectiveCost c = nvls_cost(net, own, origin);
+    if (c.seconds_per_byte > slowest.seconds_per_byte) slowest = std::move(c);
+  }
+  return slowest;
+}
+
 std::string nvls_tree_refusal(const topo::Topology& t, const std::vector<topo::Vertex>& gpus, const char* algorithm) {
   if (gpus.empty()) return "";
   const auto servers = by_server(t, gpus);
@@ -184,13 +194,7 @@ NvlsTreeParts nvls_tree_parts(Network& net, const std::vector<topo::Vertex>& gpu
   const auto servers = by_server(net.topology(), gpus);
   // On one server there is nothing between servers: NVLS alone, which is what NCCL runs there
   // (it disables NVLS-tree on one node), so a run's one-server baseline stays comparable.
-  NvlsTreeParts parts;
-  parts.servers = static_cast<int>(servers.size());
-  // Every server's switch sums at once, on links of its own: the slowest sets the pace.
-  for (const auto& [server, own] : servers) {
-    CollectiveCost c = nvls_cost(net, own, origin);
-    if (c.seconds_per_byte > parts.in_servers.seconds_per_byte) parts.in_servers = std::move(c);
-  }
+  NvlsTreeParts parts{slowest_nvls(net, servers, origin), {}, static_cast<int>(servers.size())};
   if (servers.size() > 1) {
     // Ranks server by server; head c of each server is its c-th GPU, which routes through its own
     // NIC (the order inside a server does not matter to the trees, so no chain is searched).

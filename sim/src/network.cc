@@ -128,8 +128,11 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
     int queued = 1;
     const auto& g = topo_->graph;
     for (const Transfer& t : step.transfers) {
-      const int from = g[gpus[t.src]].server;  // -1: a fabric switch, which has no host stack
-      if (from >= 0 && from != g[gpus[t.dst]].server) queued = std::max(queued, ++leaving[from]);
+      // Only messages from one server to another queue in a host stack: a fabric switch (-1) has
+      // none, and what a NIC sends to a switch that sums is the NIC's own (SHARP), not a message
+      // through the host's stack.
+      const int from = g[gpus[t.src]].server, to = g[gpus[t.dst]].server;
+      if (from >= 0 && to >= 0 && from != to) queued = std::max(queued, ++leaving[from]);
       routes.push_back(&route(gpus[t.src], gpus[t.dst]));
       fractions.push_back(t.fraction);
       latency = std::max(latency, routes.back()->latency_s);

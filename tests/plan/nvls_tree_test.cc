@@ -24,12 +24,7 @@ double busbw_at_8GiB(const Selection& s, const std::string& name) {
   return busbw_GBps(big.bytes, big.time_s[i], s.ranks);
 }
 
-Selection nccl_selection(const char* cluster) {
-  SelectOptions o;
-  o.nccl = true;
-  o.min_bytes = 8.0 * (1ull << 30);
-  return select_allreduce(topo::load_any(cluster), o);
-}
+using basin::test::nccl_selection;
 
 }  // namespace
 

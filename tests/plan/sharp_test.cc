@@ -7,24 +7,16 @@
 
 #include <basin/plan.h>
 
+#include <nlohmann/json.hpp>
+
 using namespace basin;
 using namespace basin::plan;
 using basin::test::candidate;
 using sim::Algorithm;
 
-namespace {
+using basin::test::nccl_selection;
 
-Selection nccl_selection(const char* cluster, double min_bytes = 8.0 * (1ull << 30)) {
-  SelectOptions o;
-  o.nccl = true;
-  o.min_bytes = min_bytes;
-  o.max_bytes = 8.0 * (1ull << 30);
-  return select_allreduce(topo::load_any(cluster), o);
-}
-
-}  // namespace
-
-TEST_CASE("NVLS across servers: each NIC carries its channel's share once each way, whatever the uplinks",
+TEST_CASE("NVLS across servers: each NIC carries its channel's share once each way, the uplinks too",
           "[plan][sharp]") {
   // Line rate, DGX B200 (18 NVLinks of 50 GB/s, eight 400 Gb/s NICs of 50 GB/s). Inside a server
   // NVLS moves (1 + 1/8) n each way over a GPU's NVLinks; between servers the 8 heads each send
@@ -140,4 +132,31 @@ TEST_CASE("NCCL's CollNet chain against a published nccl-tests run", "[plan][sha
   const double model = busbw_GBps(big.bytes, big.time_s[candidate(s, "nccl-collnet-chain/Simple")], s.ranks);
   REQUIRE(model > 386.56);
   REQUIRE_THAT(model, WithinRel(386.56, 0.10));
+}
+
+TEST_CASE("in-network sums pay no host-stack overhead, and need InfiniBand NICs under the switches",
+          "[plan][sharp]") {
+  // What a NIC sends to a switch that sums is the NIC's own work, not a message through the
+  // host's stack: with a 5 us per-message overhead, the chain's latency is its hops' overheads
+  // once each, not once per channel leaving the server (8 x).
+  const topo::Topology t = topo::load_any("dgx-b200:4,sharp=on");
+  sim::Network free_net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  sim::Network costly(t, {.per_message_overhead_us = 5, .reduce_GBps = 0});
+  const auto gpus = topo::gpus(t);
+  const double hops = 2 * (7 + 2);  // up a chain of 8 and a one-switch tree (GPU-NIC, NIC-switch), and down
+  REQUIRE_THAT(sim::collnet_chain_cost(costly, gpus).latency_s - sim::collnet_chain_cost(free_net, gpus).latency_s,
+               WithinRel(hops * 5e-6, 1e-9));
+  // NCCL's on one server is NCCL's tree.
+  const auto eight = pick_gpus(t, 8, 0);
+  const sim::CollectiveCost chain = nccl_cost(costly, eight, Algorithm::collnet_chain, Protocol::simple);
+  const sim::CollectiveCost tree = nccl_cost(costly, eight, Algorithm::tree, Protocol::simple);
+  REQUIRE(chain.latency_s == tree.latency_s);
+  REQUIRE(chain.seconds_per_byte == tree.seconds_per_byte);
+  // A hand-written file may mark a switch above Ethernet NICs as summing; nothing uses it.
+  nlohmann::json j = topo::to_json(topo::load_any("bigbasin:2"));
+  for (auto& n : j["nodes"])
+    if (n["kind"] == "net_switch") n["sharp"] = true;
+  const topo::Topology ethernet = topo::from_json(j, "ethernet.json");
+  REQUIRE_THAT(sim::collnet_chain_refusal(ethernet, topo::gpus(ethernet)), HasText("InfiniBand"));
+  REQUIRE_FALSE(nccl_runs({Algorithm::collnet_chain, Protocol::simple}, ethernet, topo::gpus(ethernet)));
 }

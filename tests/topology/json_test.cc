@@ -226,7 +226,7 @@ TEST_CASE("hand-written files: devices on a server described, bounded numbers, n
   refused(beyond, "/server", "from 0 to 0");
   nlohmann::json fast = base;
   fast["links"][0]["bandwidth_GBps"] = 1e300;  // would stall the engine's fair sharing
-  refused(fast, "/bandwidth_GBps", "at most 1e6");
+  refused(fast, "/bandwidth_GBps", "at most 1e9");
   // A cluster file names one server to copy, never another cluster.
   const nlohmann::json inner = to_json(load_any("dgx-h100:2"));
   const nlohmann::json nested = {{"format", kClusterFormat}, {"server", inner}, {"count", 2}};
@@ -235,10 +235,18 @@ TEST_CASE("hand-written files: devices on a server described, bounded numbers, n
     FAIL("accepted");
   } catch (const InputError& e) {
     REQUIRE(e.origin.find("nested.json") != std::string::npos);
-    REQUIRE(e.expected.find("2 servers") != std::string::npos);
+    REQUIRE(e.expected.find("2 server(s) with fabric switches") != std::string::npos);
   }
   // A fabric field the kind has no use for is an error, not ignored.
   const nlohmann::json unused = {{"format", kClusterFormat}, {"server", "dgx-h100"}, {"count", 2},
                                  {"fabric", {{"kind", "switch"}, {"oversubscription", 4}}}};
   refused(unused, "/fabric/oversubscription", "only with kind fat-tree or rail");
+}
+
+TEST_CASE("a cluster of one server is still a cluster: another cluster file cannot take it as its server",
+          "[topology][json]") {
+  // One server on a switch: servers == 1, but with the fabric's switch inside it.
+  const nlohmann::json inner = to_json(load_any("dgx-h100:1"));
+  const nlohmann::json nested = {{"format", kClusterFormat}, {"server", inner}, {"count", 2}};
+  REQUIRE_THROWS_AS(from_json(nested, "nested.json"), InputError);
 }

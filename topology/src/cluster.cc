@@ -162,9 +162,10 @@ std::string to_string(const ClusterSpec& spec) {
 }
 
 Topology build_cluster(const Topology& server, int count, const FabricSpec& fabric) {
-  if (server.servers != 1)
+  if (server.servers != 1 || !nodes_of_kind(server, NodeKind::net_switch).empty())
     throw InputError("--cluster", "", "a server model or a one-server topology to copy, but " + server.name +
-                                          " describes " + std::to_string(server.servers) + " servers");
+                                          " describes " + std::to_string(server.servers) +
+                                          " server(s) with fabric switches (a cluster cannot nest another)");
   Topology t;
   t.servers = count;
   const Graph& sg = server.graph;
@@ -244,7 +245,7 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
   if (fabric.sharp) {
     t.fabric += ",sharp";
     for (Vertex v : boost::make_iterator_range(boost::vertices(t.graph)))
-      if (t.graph[v].kind == NodeKind::net_switch) t.graph[v].sharp = true;
+      if (t.graph[v].kind == NodeKind::net_switch && t.graph[v].server < 0) t.graph[v].sharp = true;
   }
   t.name = server.name + ":" + std::to_string(count) + (t.fabric.empty() ? "" : "," + t.fabric);
   return t;

@@ -118,11 +118,12 @@ void validate(const Topology& topo, const std::string& origin) {
     const Link& l = g[e];
     const std::string where = "/links (" + g[boost::source(e, g)].id + " -> " +
                               g[boost::target(e, g)].id + ")";
-    // Bounded above too: no link comes near a petabyte a second or a second per hop, and numbers
+    // Bounded above too: no link comes near an exabyte a second (a spine of 65536 servers' NICs is
+    // under a petabyte) or a second per hop, and numbers
     // past those turn the engine's sums into infinities or stall its fair sharing.
     if (!(l.bandwidth_GBps > 0 && l.bandwidth_GBps <= kMaxLinkGBps))
       throw InputError(origin, where + "/bandwidth_GBps",
-                       "a bandwidth above 0 and at most 1e6 GB/s, got " + std::to_string(l.bandwidth_GBps));
+                       "a bandwidth above 0 and at most 1e9 GB/s, got " + std::to_string(l.bandwidth_GBps));
     if (!(l.latency_us >= 0 && l.latency_us <= 1e6))
       throw InputError(origin, where + "/latency_us",
                        "a latency from 0 to 1e6 us, got " + std::to_string(l.latency_us));
@@ -141,7 +142,7 @@ void validate(const Topology& topo, const std::string& origin) {
                            "net_switch nodes only), got " + std::to_string(n.server));
     if (n.kind == NodeKind::nic && !(n.port_GBps <= kMaxLinkGBps))
       throw InputError(origin, "/nodes (" + n.id + ")/port_GBps",
-                       "a line rate of at most 1e6 GB/s, got " + std::to_string(n.port_GBps));
+                       "a line rate of at most 1e9 GB/s, got " + std::to_string(n.port_GBps));
   }
   // Every GPU must reach some other GPU: a breadth-first search from each GPU in turn would be
   // quadratic on a cluster, so label connected components once and count GPUs in each.

@@ -211,9 +211,10 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
       f.fail(f.has("spines") ? "/spines" : "/oversubscription",
              "oversubscription and spines only with kind fat-tree or rail, got kind " + kind);
   }
-  if (server.servers != 1)
+  if (server.servers != 1 || !nodes_of_kind(server, NodeKind::net_switch).empty())
     r.fail("/server", "a server model or a one-server topology, but it describes " +
-                          std::to_string(server.servers) + " servers (a cluster file cannot nest another)");
+                          std::to_string(server.servers) +
+                          " server(s) with fabric switches (a cluster file cannot nest another)");
   Topology t;
   try {
     t = build_cluster(server, spec.count, spec.fabric);

@@ -111,10 +111,10 @@ NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : opt
       options.algorithm == TrainConfig::NcclAlgorithm::nvls)
     config.collnetEnable = 1;
 #else
-  if (options.algorithm == TrainConfig::NcclAlgorithm::collnet_chain)
-    throw std::invalid_argument("NCCL communicator: CollNet needs NCCL 2.27 or later (ncclConfig_t::collnetEnable), "
-                                "this basin was built against " + std::to_string(NCCL_MAJOR) + "." +
-                                std::to_string(NCCL_MINOR));
+  // Before 2.27 only the environment turns it on (process-wide; a user's own setting is kept).
+  if (options.algorithm == TrainConfig::NcclAlgorithm::collnet_chain ||
+      options.algorithm == TrainConfig::NcclAlgorithm::nvls)
+    setenv("NCCL_COLLNET_ENABLE", "1", 0);
 #endif
   const AlgoEnvLease algo(nccl_algo_env(options.algorithm));
   const ncclResult_t init = ncclCommInitRankConfig(&comm_, options.ranks, id, options.rank, &config);

@@ -29,8 +29,8 @@ struct Choice {
 };
 
 // "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-nvls/Simple", ... as `basin plan
-// --algorithms` takes them; throws topo::InputError naming `origin`. Plain "nvls" and "nvls-tree"
-// are refused: only NCCL runs the switch's sums, so a plan names them as NCCL's.
+// --algorithms` takes them; throws topo::InputError naming `origin`. Plain "nvls", "nvls-tree" and
+// "collnet-chain" are refused: only NCCL runs the switches' sums, so a plan names them as NCCL's.
 Choice choice_from_string(const std::string& text, const std::string& origin = "--algorithms");
 
 // The GPUs a collective of `ranks` runs on: `per_server` GPUs from each server in turn (0: all
@@ -87,8 +87,9 @@ topo::Topology nccl_view(const topo::Topology& topo);
 // cluster's nccl_view, whatever network predict passes.
 sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
                                const std::string& origin = "--algorithms");
-// Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums;
-// NVLS-tree: two or more such servers with as many GPUs on each).
+// Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums, or
+// such servers on a fabric that sums; NVLS-tree: two or more such servers with as many GPUs on
+// each; CollNet's chain: two or more servers, as many GPUs on each, on a fabric that sums).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
 // The NCCL-protocol model, on a network built from nccl_view: engine bandwidth (topology,
@@ -97,7 +98,10 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 // NVLink/PCI and inter-server NET). NVLS (Simple only): sim::nvls_cost scaled by NCCL's NVLS
 // efficiency (0.85 on NVLink 4, 0.74 on NVLink 5) and NCCL's 25 us NVLS latency. NVLS-tree (Simple
 // only): sim::nvls_tree_parts, the NVLS part scaled likewise and the trees between servers by the
-// tree's Simple efficiency, the slower setting the rate; NCCL's NVLS-tree latency.
+// tree's Simple efficiency, the slower setting the rate; NCCL's NVLS-tree latency. NVLS across
+// servers: sim::nvls_parts likewise, NCCL's NVLS latency plus its network one. CollNet's chain
+// (Simple only): sim::collnet_chain_cost as it is, NCCL's CollNet-chain latency; on one server
+// NCCL's tree.
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol,
                               const std::string& origin = "--algorithms");

@@ -111,7 +111,7 @@ std::vector<Vertex> nodes_of_kind(const Topology& topo, NodeKind kind, int serve
 // Structural checks that JSON loading cannot express: unique ids, bandwidths above 0 and at most
 // kMaxLinkGBps, every device on one of the servers described (fabric switches may be on none,
 // -1), every GPU reaching another GPU. Throws InputError naming `origin`.
-inline constexpr double kMaxLinkGBps = 1e6;
+inline constexpr double kMaxLinkGBps = 1e9;
 void validate(const Topology& topo, const std::string& origin);
 
 // ---------------------------------------------------------------------------------------------
