@@ -42,7 +42,7 @@ sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path)
   if (!path.empty()) return sim::load_device_profile(path);
   auto gpus = topo::gpus(t);
   if (gpus.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
-  return sim::find_device_profile(sim::default_profiles_dir(), t.graph[gpus[0]].model);
+  return sim::device_profile_for(sim::default_profiles_dir(), t.graph[gpus[0]]);
 }
 
 void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {

@@ -76,7 +76,7 @@ int run(const SimOptions& o) {
   if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
   sim::DeviceProfile profile =
       o.profile.empty()
-          ? sim::find_device_profile(sim::default_profiles_dir(), cluster.graph[all[0]].model)
+          ? sim::device_profile_for(sim::default_profiles_dir(), cluster.graph[all[0]])
           : sim::load_device_profile(o.profile);
   const sim::AllreduceModel model =
       nccl ? plan::nccl_model(cluster, choice, cfg.network_params, "--algorithm")

@@ -161,6 +161,15 @@ std::string default_profiles_dir() {
   return BASIN_SOURCE_DIR "/profiles/devices";
 }
 
+DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) {
+  DeviceProfile p = find_device_profile(dir, gpu.model);
+  if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {
+    p.memory_GB = gpu.memory_GB;
+    if (!gpu.model.empty()) p.device = gpu.model;
+  }
+  return p;
+}
+
 DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu_model) {
   namespace fs = std::filesystem;
   std::string known;

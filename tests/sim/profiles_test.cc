@@ -140,3 +140,31 @@ TEST_CASE("a profile that borrows from nothing usable is an error naming its fie
     fails(dir / "h2.json", "has none");
   }
 }
+
+TEST_CASE("a GPU's memory comes from the topology, its measurements from the profile", "[sim][profile]") {
+  // DGX A100 40GB: the A100 profile's measurements, the topology's 40 GB.
+  const topo::Topology a100 = topo::load_any("dgx-a100");
+  const topo::Node& gpu = a100.graph[topo::gpus(a100).front()];
+  REQUIRE(gpu.memory_GB == 40);
+  const DeviceProfile from_file = find_device_profile(default_profiles_dir(), gpu.model);
+  const DeviceProfile p = device_profile_for(default_profiles_dir(), gpu);
+  REQUIRE(p.memory_GB == 40);
+  REQUIRE(p.device == gpu.model);
+  REQUIRE(p.measured.size() == from_file.measured.size());
+  REQUIRE(p.peak_TFLOPS_fp16 == from_file.peak_TFLOPS_fp16);
+  // A batch that needs more than 40 GB is refused on it, naming the 40 GB.
+  topo::Node tiny = gpu;
+  tiny.memory_GB = 1;
+  const DeviceProfile small = device_profile_for(default_profiles_dir(), tiny);
+  TrainingConfig cfg;
+  cfg.network = model::resnet(50);
+  cfg.gpus = 1;
+  cfg.batch_per_gpu = 64;
+  REQUIRE(memory_needed_GB(cfg.network, 64, Precision::fp32) > 1);
+  try {
+    simulate_iteration(topo::load_any("dgx-a100"), small, cfg);
+    FAIL("accepted");
+  } catch (const topo::InputError& e) {
+    REQUIRE_THAT(e.expected, HasText("the 1 GB of a"));
+  }
+}

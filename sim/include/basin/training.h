@@ -59,6 +59,10 @@ DeviceProfile load_device_profile(const std::string& path);  // throws topo::Inp
 // The profile in `dir` whose `match` names the GPU model, or InputError listing what exists.
 DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu_model);
 std::string default_profiles_dir();  // $BASIN_PROFILES, else the source tree's profiles/devices
+// The profile for a GPU of a topology: find_device_profile by its model, with the GPU's own memory
+// where the topology states it (the topology describes the hardware; a 141 GB H200 runs on the
+// H100's measurements but has its own memory), and then named after the GPU.
+DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu);
 
 struct TrainingConfig {
   model::Network network;
