@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 namespace basin::sim {
@@ -62,48 +63,93 @@ struct Calibration {
   int measured_gpus = 1;  // GPUs of the measured run (stragglers.cc)
 };
 
-Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
-  for (const auto& m : p.measured) {
-    if (m.model != n.name || m.precision != prec) continue;
-    const double target = m.batch_per_gpu / m.images_per_s;
-    Calibration c{1.0, false, ""};
-    c.measured_gpus = m.gpus;
-    if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
-      double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
-      for (int i = 0; i < 100; ++i) {
-        double mid = std::sqrt(lo * hi);
-        (compute_s(n, m.batch_per_gpu, prec, p, mid) > target ? lo : hi) = mid;
-      }
-      c.efficiency = hi;
+// The share of peak that makes the roofline of `n` match measurement `m` of it on `p`.
+Calibration from_measurement(const model::Network& n, Precision prec, const DeviceProfile& p,
+                             const MeasuredThroughput& m) {
+  const double target = m.batch_per_gpu / m.images_per_s;
+  Calibration c{1.0, false, ""};
+  c.measured_gpus = m.gpus;
+  if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
+    double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
+    for (int i = 0; i < 100; ++i) {
+      double mid = std::sqrt(lo * hi);
+      (compute_s(n, m.batch_per_gpu, prec, p, mid) > target ? lo : hi) = mid;
     }
-    char text[384];
-    std::snprintf(text, sizeof text, "measured %.4g images/s at batch %d (%s): %.1f%% of peak",
-                  m.images_per_s, m.batch_per_gpu, m.source.c_str(), 100 * c.efficiency);
-    c.basis = text;
-    if (m.backward_s > 0) {
-      double forward = 0, backward = 0;
-      for (const auto& l : n.layers) {
-        LayerTimes lt = layer_times(l, m.batch_per_gpu, prec, p, c.efficiency);
-        forward += lt.forward_s, backward += lt.backward_s;
-      }
-      c.backward_scale = m.backward_s / backward;
-      c.forward_scale = (target - optimizer_s(n, p) - m.backward_s) / forward;
-      std::snprintf(text, sizeof text, "; backprop %.0f ms of it (%s)", 1e3 * m.backward_s,
-                    m.backward_source.c_str());
-      c.basis += text;
-    }
-    return c;
+    c.efficiency = hi;
   }
+  char text[384];
+  std::snprintf(text, sizeof text, "measured %.4g images/s at batch %d (%s): %.1f%% of peak",
+                m.images_per_s, m.batch_per_gpu, m.source.c_str(), 100 * c.efficiency);
+  c.basis = text;
+  if (m.backward_s > 0) {
+    double forward = 0, backward = 0;
+    for (const auto& l : n.layers) {
+      LayerTimes lt = layer_times(l, m.batch_per_gpu, prec, p, c.efficiency);
+      forward += lt.forward_s, backward += lt.backward_s;
+    }
+    c.backward_scale = m.backward_s / backward;
+    c.forward_scale = (target - optimizer_s(n, p) - m.backward_s) / forward;
+    std::snprintf(text, sizeof text, "; backprop %.0f ms of it (%s)", 1e3 * m.backward_s,
+                  m.backward_source.c_str());
+    c.basis += text;
+  }
+  return c;
+}
+
+// The same network at the same precision measured on `p`, if it was.
+std::optional<Calibration> measured(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  for (const auto& m : p.measured)
+    if (m.model == n.name && m.precision == prec) return from_measurement(n, prec, p, m);
+  return std::nullopt;
+}
+
+// Another network measured on `p` at this precision: the share of its roofline it reached, the
+// nearest in FLOPs per image first (a ResNet-101 runs at about a ResNet-50's share, not at a
+// guess). Only the share carries over; that run's forward/backward split is its own.
+std::optional<Calibration> other_network(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  const MeasuredThroughput* nearest = nullptr;
+  double nearest_gap = 0;
+  model::Network nearest_net;
+  for (const auto& m : p.measured) {
+    if (m.precision != prec || m.model == n.name) continue;
+    model::Network other;
+    try {
+      other = model::network_by_name(m.model);
+    } catch (const std::invalid_argument&) {
+      continue;  // a network basin cannot build has no roofline to compare
+    }
+    const double gap = std::abs(std::log(other.forward_flops() / n.forward_flops()));
+    if (!nearest || gap < nearest_gap) nearest = &m, nearest_gap = gap, nearest_net = std::move(other);
+  }
+  if (!nearest) return std::nullopt;
+  const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest);
+  Calibration c;
+  c.efficiency = theirs.efficiency;
+  c.basis = "roofline estimate at the share of peak " + nearest->model + " reached (" + theirs.basis + "); no " +
+            n.name + " measurement";
+  return c;
+}
+
+// Measured figures first, then estimates from the nearest evidence: this device on this network;
+// the device it borrows from on this network; this device on another network; the device it
+// borrows from on another network; half of peak.
+Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  if (auto c = measured(n, prec, p)) return *c;
   Calibration c;
   if (p.efficiency_of) {
-    const Calibration borrowed = calibrate(n, prec, *p.efficiency_of);
-    if (!borrowed.estimated) {
-      c.efficiency = borrowed.efficiency;
+    if (auto borrowed = measured(n, prec, *p.efficiency_of)) {
+      c.efficiency = borrowed->efficiency;
       c.basis = "roofline estimate at the share of peak " + p.efficiency_of->device + " reached (" +
-                borrowed.basis + "); no measurement of this device";
+                borrowed->basis + "); no measurement of this device";
       return c;
     }
   }
+  if (auto other = other_network(n, prec, p)) return *other;
+  if (p.efficiency_of)
+    if (auto other = other_network(n, prec, *p.efficiency_of)) {
+      other->basis += " on " + p.efficiency_of->device + "; no measurement of this device";
+      return *other;
+    }
   char text[160];
   std::snprintf(text, sizeof text, "roofline estimate at %.0f%% of %s peak (no measurement in %s)",
                 100 * c.efficiency, to_string(prec), p.file.c_str());
