@@ -131,6 +131,7 @@ int run(const SimOptions& o) {
         {"epoch_s", r.epoch_s},
         {"images_per_s", r.images_per_s},
         {"scaling_efficiency", p.scaling_efficiency},
+        {"scaling_efficiency_vs_one_gpu", p.scaling_efficiency_vs_one_gpu},
         {"breakdown",
          {{"compute_s", r.compute_s}, {"exposed_comm_s", r.exposed_comm_s},
           {"data_stall_s", r.data_stall_s}, {"comm_total_s", r.comm_total_s}}},
@@ -169,7 +170,8 @@ int run(const SimOptions& o) {
   std::printf("  device memory    %8.1f GB of the %.0f GB of a %s\n", r.memory_GB,
               profile.memory_GB, profile.device.c_str());
   std::printf("  epoch            %8.1f s  (90 epochs: %.2f h)\n", r.epoch_s, 90 * r.epoch_s / 3600);
-  std::printf("  scaling efficiency vs one server: %.1f%%\n", 100 * p.scaling_efficiency);
+  std::printf("  scaling efficiency vs one server: %.1f%%, vs one GPU: %.1f%%\n", 100 * p.scaling_efficiency,
+              100 * p.scaling_efficiency_vs_one_gpu);
   return 0;
 }
 

@@ -146,7 +146,16 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
 std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int per_server) {
   const auto all = topo::gpus(topo);
   if (all.empty()) throw topo::InputError(topo.name, "", "a topology with GPUs");
-  if (ranks <= 0) ranks = static_cast<int>(all.size());
+  std::map<int, int> on_server;
+  for (topo::Vertex v : all) ++on_server[topo.graph[v].server];
+  int most = 0;
+  for (const auto& [server, n] : on_server) most = std::max(most, n);
+  if (per_server > most)
+    throw topo::InputError("--per-server", "", "at most the " + std::to_string(most) + " GPUs of a server of " +
+                                                   topo.name + ", got " + std::to_string(per_server));
+  // No count: every GPU the per-server limit allows.
+  const bool every = ranks <= 0;
+  if (every) ranks = static_cast<int>(all.size());
   std::vector<topo::Vertex> out;
   std::map<int, int> taken;
   for (topo::Vertex v : all) {
@@ -156,7 +165,7 @@ std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int p
     ++n;
     out.push_back(v);
   }
-  if (static_cast<int>(out.size()) < ranks)
+  if (!every && static_cast<int>(out.size()) < ranks)
     throw topo::InputError("--ranks", "",
                            "at most " + std::to_string(out.size()) + " ranks on " + topo.name +
                                (per_server > 0 ? " with " + std::to_string(per_server) +
@@ -366,12 +375,17 @@ tuner::Selection nccl_rules(const Selection& s) {
         out.rules.back().protocol == rule.protocol) {
       out.rules.back().max_bytes = bytes;
     } else {
-      rule.min_bytes = out.rules.empty() ? 0 : out.rules.back().max_bytes + 1;
+      // Row r decides the sizes above row r-1's. The ladder's first row decides those below it
+      // only when it starts at nccl-tests' smallest size; a narrower ladder says nothing there
+      // and leaves those sizes to NCCL's own tuner.
+      const auto first = static_cast<std::uint64_t>(s.rows.front().bytes);
+      rule.min_bytes = !out.rules.empty() ? out.rules.back().max_bytes + 1 : first <= 8 ? 0 : first / 2 + 1;
       rule.max_bytes = bytes;
       out.rules.push_back(rule);
     }
   }
-  if (!out.rules.empty()) out.rules.back().max_bytes = UINT64_MAX;
+  // Likewise above the ladder's last size: to the end only from nccl-tests' largest, 8 GiB.
+  if (!out.rules.empty() && s.rows.back().bytes >= 8.0 * (1ull << 30)) out.rules.back().max_bytes = UINT64_MAX;
   return out;
 }
 

@@ -319,6 +319,10 @@ Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
       simulate_iteration(cluster, profile, one, model(network, {all.begin(), all.begin() + one.gpus}));
   p.scaling_efficiency = p.result.images_per_s /
                          (p.one_server.images_per_s * cfg.gpus / static_cast<double>(one.gpus));
+  TrainingConfig single = cfg;
+  single.gpus = 1;
+  const IterationResult alone = simulate_iteration(cluster, profile, single, CollectiveCost{});
+  p.scaling_efficiency_vs_one_gpu = p.result.images_per_s / (alone.images_per_s * cfg.gpus);
   return p;
 }
 

@@ -110,6 +110,26 @@ TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
   }
 }
 
+TEST_CASE("basin sim and basin plan agree on scaling against one GPU", "[cli]") {
+  // One GB200 NVL72 rack is one server: against one server a run on it is 100% by construction,
+  // however long its ring allreduce; against one GPU it is what basin plan reports.
+  const std::string out = (fs::temp_directory_path() / "basin-cli-scaling-plan.json").string();
+  const Result sim = run("sim --cluster gb200-nvl72 --algorithm ring --precision fp32 --batch-per-gpu 32 "
+                         "--bucket-mb 0 --json");
+  REQUIRE(sim.exit_code == 0);
+  const auto s = nlohmann::json::parse(sim.out);
+  REQUIRE(s["scaling_efficiency"].get<double>() == 1.0);
+  const Result plan = run("plan --cluster gb200-nvl72:1 --gpus 72 --algorithms ring --precisions fp32 --batches 32 "
+                          "--buckets-mb 0 --out " + out);
+  REQUIRE(plan.exit_code == 0);
+  std::ifstream in(out);
+  const auto p = nlohmann::json::parse(in);
+  fs::remove(out);
+  const double vs_one_gpu = s["scaling_efficiency_vs_one_gpu"].get<double>();
+  REQUIRE(vs_one_gpu < 0.5);  // the ring's exposed allreduce dominates the step
+  REQUIRE_THAT(p["prediction"]["scaling_efficiency"].get<double>(), WithinRel(vs_one_gpu, 1e-9));
+}
+
 TEST_CASE("basin sim --wire sends the gradients in that precision", "[cli]") {
   // PyTorch AMP: fp16 compute, fp32 gradients on the wire (ResNet-50: 25,557,032 values).
   auto gradient_MB = [](const std::string& wire) {

@@ -162,3 +162,28 @@ TEST_CASE("a size ladder without end is refused", "[plan][select]") {
   o.min_bytes = o.max_bytes = 1ull << 50;  // the largest allowed
   REQUIRE(select_allreduce(t, o).rows.size() == 1);
 }
+
+TEST_CASE("NCCL rules from a narrowed ladder cover only the sizes it decided", "[plan][select]") {
+  // Rows at 1, 2, ..., 64 MiB: the first decides (512 KiB, 1 MiB], the last nothing above 64 MiB.
+  SelectOptions o;
+  o.nccl = true;
+  o.min_bytes = 1 << 20;
+  o.max_bytes = 64 << 20;
+  const tuner::Selection rules = nccl_rules(select_allreduce(topo::load_any("dgx-h100:1"), o));
+  REQUIRE_FALSE(rules.rules.empty());
+  REQUIRE(rules.rules.front().min_bytes == (512u << 10) + 1);
+  REQUIRE(rules.rules.back().max_bytes == 64u << 20);
+}
+
+TEST_CASE("a per-server count alone takes that many GPUs of every server; more than a server has is an error",
+          "[plan][select]") {
+  const topo::Topology t = topo::load_any("dgx-b200:2");
+  REQUIRE(pick_gpus(t, 0, 4).size() == 8);  // 4 of each of the 2 servers
+  try {
+    pick_gpus(t, 0, 9);
+    FAIL("accepted");
+  } catch (const topo::InputError& e) {
+    REQUIRE(e.origin == "--per-server");
+    REQUIRE_THAT(e.expected, HasText("the 8 GPUs of a server"));
+  }
+}

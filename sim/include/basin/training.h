@@ -148,7 +148,10 @@ double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision 
 struct Prediction {
   IterationResult result;
   IterationResult one_server;  // same config on one server's GPUs (scaling baseline)
-  double scaling_efficiency = 0;
+  double scaling_efficiency = 0;  // against one server scaled linearly (Goyal et al.'s measure)
+  // Against one GPU scaled linearly, what basin plan reports: on one server the measure above is
+  // 100% by construction, however much of the step waits for the allreduce.
+  double scaling_efficiency_vs_one_gpu = 0;
 };
 Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
                    const TrainingConfig& config);
