@@ -288,9 +288,9 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
 
 Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
   // Bounded above: the ladder doubles from min to max, and an infinite max never ends.
-  if (!(o.min_bytes > 0) || !(o.max_bytes >= o.min_bytes) || !(o.max_bytes <= kMaxSelectBytes))
+  if (!(o.min_bytes >= 1) || !(o.max_bytes >= o.min_bytes) || !(o.max_bytes <= kMaxSelectBytes))
     throw topo::InputError("--min-bytes/--max-bytes", "",
-                           "0 < min <= max <= 2^50 (1 PiB), got " + shortest(o.min_bytes) + " and " +
+                           "1 <= min <= max <= 2^50 (1 PiB), got " + shortest(o.min_bytes) + " and " +
                                shortest(o.max_bytes));
   // 0 means "every GPU" / "all of a server's"; a negative count is a mistake that would
   // otherwise quietly mean the same.
@@ -300,6 +300,8 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
                                                    std::to_string(o.per_server));
   Selection s;
   s.cluster = topo.name;
+  s.min_bytes = o.min_bytes;
+  s.max_bytes = o.max_bytes;
   const std::vector<topo::Vertex> gpus = pick_gpus(topo, o.ranks, o.per_server);
   s.ranks = static_cast<int>(gpus.size());
   std::set<int> servers;
@@ -376,16 +378,17 @@ tuner::Selection nccl_rules(const Selection& s) {
       out.rules.back().max_bytes = bytes;
     } else {
       // Row r decides the sizes above row r-1's. The ladder's first row decides those below it
-      // only when it starts at nccl-tests' smallest size; a narrower ladder says nothing there
-      // and leaves those sizes to NCCL's own tuner.
+      // only when it was asked to start at nccl-tests' smallest size; a narrower ladder says
+      // nothing there and leaves those sizes to NCCL's own tuner.
       const auto first = static_cast<std::uint64_t>(s.rows.front().bytes);
-      rule.min_bytes = !out.rules.empty() ? out.rules.back().max_bytes + 1 : first <= 8 ? 0 : first / 2 + 1;
+      rule.min_bytes = !out.rules.empty() ? out.rules.back().max_bytes + 1 : s.min_bytes <= 8 ? 0 : first / 2 + 1;
       rule.max_bytes = bytes;
       out.rules.push_back(rule);
     }
   }
-  // Likewise above the ladder's last size: to the end only from nccl-tests' largest, 8 GiB.
-  if (!out.rules.empty() && s.rows.back().bytes >= 8.0 * (1ull << 30)) out.rules.back().max_bytes = UINT64_MAX;
+  // Likewise above the ladder's last size: to the end only when asked to reach nccl-tests'
+  // largest, 8 GiB (a ladder from 3 GB doubles to 6 GB and stops short of it).
+  if (!out.rules.empty() && s.max_bytes >= 8.0 * (1ull << 30)) out.rules.back().max_bytes = UINT64_MAX;
   return out;
 }
 

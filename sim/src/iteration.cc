@@ -125,6 +125,7 @@ std::optional<Calibration> other_network(const model::Network& n, Precision prec
   const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest);
   Calibration c;
   c.efficiency = theirs.efficiency;
+  c.measured_gpus = theirs.measured_gpus;  // the share already waited for that run's slowest GPU
   c.basis = "roofline estimate at the share of peak " + nearest->model + " reached (" + theirs.basis + "); no " +
             n.name + " measurement";
   return c;
@@ -139,6 +140,7 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
   if (p.efficiency_of) {
     if (auto borrowed = measured(n, prec, *p.efficiency_of)) {
       c.efficiency = borrowed->efficiency;
+      c.measured_gpus = borrowed->measured_gpus;
       c.basis = "roofline estimate at the share of peak " + p.efficiency_of->device + " reached (" +
                 borrowed->basis + "); no measurement of this device";
       return c;
@@ -211,7 +213,8 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   if (need_GB > profile.memory_GB)
     throw topo::InputError("--batch-per-gpu", "",
                            "a batch that fits in the " + std::to_string(int(profile.memory_GB)) +
-                               " GB of a " + profile.device + ", but batch " +
+                               " GB of a " + (profile.memory_of.empty() ? profile.device : profile.memory_of) +
+                               ", but batch " +
                                std::to_string(cfg.batch_per_gpu) + " needs about " +
                                std::to_string(int(std::ceil(need_GB))) + " GB");
 

@@ -165,7 +165,7 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) 
   DeviceProfile p = find_device_profile(dir, gpu.model);
   if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {
     p.memory_GB = gpu.memory_GB;
-    if (!gpu.model.empty()) p.device = gpu.model;
+    p.memory_of = gpu.model.empty() ? gpu.id : gpu.model;
   }
   return p;
 }

@@ -187,3 +187,16 @@ TEST_CASE("a per-server count alone takes that many GPUs of every server; more t
     REQUIRE_THAT(e.expected, HasText("the 8 GPUs of a server"));
   }
 }
+
+TEST_CASE("NCCL rules reach the end when the ladder was asked to, wherever its doubling stops",
+          "[plan][select]") {
+  // From 3e9 the ladder is 3e9, 6e9: the default --max-bytes (8 GiB) still means "and above".
+  SelectOptions o;
+  o.nccl = true;
+  o.min_bytes = 3e9;
+  const tuner::Selection rules = nccl_rules(select_allreduce(topo::load_any("dgx-h100:1"), o));
+  REQUIRE(rules.rules.front().min_bytes == 1500000001u);
+  REQUIRE(rules.rules.back().max_bytes == UINT64_MAX);
+  o.min_bytes = 0.5;  // sizes are whole bytes
+  REQUIRE_THROWS_AS(select_allreduce(topo::load_any("dgx-h100:1"), o), topo::InputError);
+}

@@ -86,6 +86,8 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
   TrainingConfig r18{.network = model::resnet(18), .gpus = 1, .batch_per_gpu = 64, .precision = Precision::fp16};
   const IterationResult nearest = simulate_iteration(t, twice, r18);
   REQUIRE(nearest.compute_estimated);
+  // At that share on a roofline twice as fast: half the H100's (itself at ResNet-50's share).
+  REQUIRE_THAT(nearest.compute_s, WithinRel(simulate_iteration(t, h100, r18).compute_s / 2, 1e-9));
   REQUIRE_THAT(nearest.compute_basis, HasText("resnet50"));
   REQUIRE_THAT(nearest.compute_basis, HasText("no measurement of this device"));
 }
@@ -152,10 +154,11 @@ TEST_CASE("a GPU's memory comes from the topology, its measurements from the pro
   const DeviceProfile from_file = find_device_profile(default_profiles_dir(), gpu.model);
   const DeviceProfile p = device_profile_for(default_profiles_dir(), gpu);
   REQUIRE(p.memory_GB == 40);
-  REQUIRE(p.device == gpu.model);
+  REQUIRE(p.memory_of == gpu.model);
+  REQUIRE(p.device == from_file.device);  // the measurements' device, which plans name
   REQUIRE(p.measured.size() == from_file.measured.size());
   REQUIRE(p.peak_TFLOPS_fp16 == from_file.peak_TFLOPS_fp16);
-  // A batch that needs more than 40 GB is refused on it, naming the 40 GB.
+  // A batch that does not fit is refused, naming the GPU's memory (here a 1 GB one).
   topo::Node tiny = gpu;
   tiny.memory_GB = 1;
   const DeviceProfile small = device_profile_for(default_profiles_dir(), tiny);
@@ -174,7 +177,7 @@ TEST_CASE("a GPU's memory comes from the topology, its measurements from the pro
 
 TEST_CASE("a network nobody measured runs at the share of peak the device reached on the nearest one",
           "[sim][profile]") {
-  // The H100 profile measures ResNet-50 in bf16 only. ResNet-101 at ResNet-50's share of the
+  // The H100 profile measures only ResNet-50 (fp32, fp16, bf16). ResNet-101 at ResNet-50's share of the
   // roofline costs about its FLOPs more: torchvision's 7.80 against 4.09 GMAC per image (its model
   // docs), less where memory bandwidth, not FLOPs, bounds a layer. Before, an unmeasured network
   // ran at half of peak, so ResNet-101 came out faster than the measured ResNet-50.
@@ -194,4 +197,22 @@ TEST_CASE("a network nobody measured runs at the share of peak the device reache
   REQUIRE_THAT(r101.compute_s / r50.compute_s, WithinRel(7.80 / 4.09, 0.10));
   REQUIRE(r152.compute_s > r101.compute_s);
   REQUIRE_THAT(r101.compute_basis, HasText("resnet50"));
+}
+
+TEST_CASE("a share borrowed from another network keeps the GPU count its run waited on", "[sim][profile]") {
+  // The P100 profile's ResNet-50 was measured on 8 GPUs (Goyal et al.'s server): that throughput
+  // already waited for the slowest of 8, so 8 GPUs with step-time jitter take no longer than
+  // without, for ResNet-50 and for ResNet-101 run at its share.
+  const topo::Topology t = topo::load_any("bigbasin");
+  const DeviceProfile p = device_profile_for(default_profiles_dir(), t.graph[topo::gpus(t).front()]);
+  for (const char* network : {"resnet50", "resnet101"}) {
+    CAPTURE(network);
+    TrainingConfig cfg;
+    cfg.network = model::network_by_name(network);
+    cfg.gpus = 8;
+    cfg.batch_per_gpu = 32;
+    const double steady = simulate_iteration(t, p, cfg).compute_s;
+    cfg.compute_jitter_cv = 0.05;
+    REQUIRE_THAT(simulate_iteration(t, p, cfg).compute_s, WithinRel(steady, 1e-12));
+  }
 }

@@ -220,7 +220,7 @@ TEST_CASE("hand-written files: devices on a server described, bounded numbers, n
   };
   nlohmann::json outside = base;
   outside["nodes"][0]["server"] = -1;  // a device outside every server: only switches may be
-  refused(outside, "/server", "net_switch and nvswitch nodes only");
+  refused(outside, "/server", "net_switch nodes only");
   nlohmann::json beyond = base;
   beyond["nodes"][0]["server"] = 3;  // the file describes one server
   refused(beyond, "/server", "from 0 to 0");

@@ -130,17 +130,20 @@ void validate(const Topology& topo, const std::string& origin) {
     if (boost::source(e, g) == boost::target(e, g))
       throw InputError(origin, where, "a link between two different nodes");
   }
-  // Devices belong to one of the servers described; only switches may belong to none (-1): the
-  // fabric's, or NVSwitch trays shared by several servers' GPUs.
+  // Devices belong to one of the servers described; only the fabric's switches may belong to none
+  // (-1). (An NVSwitch tray shared by several servers' GPUs would be outside them too, but routes
+  // inside a server are searched on its own devices: model such a domain as one server, as
+  // gb200-nvl72 does.)
   for (Vertex v : boost::make_iterator_range(boost::vertices(g))) {
     const Node& n = g[v];
-    const int lowest = n.kind == NodeKind::net_switch || n.kind == NodeKind::nvswitch ? -1 : 0;
+    const int lowest = n.kind == NodeKind::net_switch ? -1 : 0;
     if (n.server < lowest || n.server >= topo.servers)
       throw InputError(origin, "/nodes (" + n.id + ")/server",
                        std::string("a server from ") + std::to_string(lowest) + " to " +
                            std::to_string(topo.servers - 1) + " (the file describes " +
                            std::to_string(topo.servers) + " server(s); -1, outside every server, is for "
-                           "net_switch and nvswitch nodes only), got " + std::to_string(n.server));
+                           "net_switch nodes only; an NVLink domain across trays is one server), got " +
+                           std::to_string(n.server));
     if (n.kind == NodeKind::nic && !(n.port_GBps <= kMaxLinkGBps))
       throw InputError(origin, "/nodes (" + n.id + ")/port_GBps",
                        "a line rate of at most 1e9 GB/s, got " + std::to_string(n.port_GBps));

@@ -60,6 +60,7 @@ struct Crossover {
 struct Selection {
   std::string cluster;
   int ranks = 0, servers = 0;
+  double min_bytes = 0, max_bytes = 0;  // the ladder asked for (SelectOptions)
   std::vector<Choice> candidates;
   std::vector<SizeRow> rows;
   std::vector<Crossover> crossovers;

@@ -46,6 +46,7 @@ struct DeviceProfile {
   std::string device;
   std::vector<std::string> match;   // substrings of GPU model names it applies to
   double memory_GB = 0;
+  std::string memory_of;  // the GPU whose memory_GB this is, where the topology stated it
   double memory_GBps = 0;
   double peak_TFLOPS_fp32 = 0, peak_TFLOPS_fp16 = 0, peak_TFLOPS_bf16 = 0;
   std::vector<MeasuredThroughput> measured;
@@ -61,7 +62,7 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
 std::string default_profiles_dir();  // $BASIN_PROFILES, else the source tree's profiles/devices
 // The profile for a GPU of a topology: find_device_profile by its model, with the GPU's own memory
 // where the topology states it (the topology describes the hardware; a 141 GB H200 runs on the
-// H100's measurements but has its own memory), and then named after the GPU.
+// H100's measurements but has its own memory), recorded in `memory_of`.
 DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu);
 
 struct TrainingConfig {
