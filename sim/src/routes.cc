@@ -193,17 +193,34 @@ void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex
   }
   for (auto& [a, destinations] : inside) find_in_view(server(g[a].server), a, destinations);
   // A fabric switch at one end (an in-network reduction's hop): both ends must be in the fabric
-  // view, the switches and the servers' boundary devices.
+  // view, the switches and the servers' boundary devices. Between a boundary device and the switch
+  // it hangs off, the route is their one link (the attachment compose_across uses), which saves a
+  // search of the whole fabric per NIC; other pairs are searched on the fabric view.
   for (auto& [a, destinations] : in_fabric) {
+    const Switches& sw = switches();
+    auto attached = [&](topo::Vertex device, topo::Vertex to_switch) -> const Attachment* {
+      const auto it = sw.attach.find(device);
+      return it != sw.attach.end() && sw.view.to_cluster[it->second.sw] == to_switch ? &it->second : nullptr;
+    };
+    std::vector<topo::Vertex> searched;
+    for (topo::Vertex b : destinations) {
+      if (const Attachment* up = attached(a, b))
+        routes_.emplace(key(a, b), RouteInfo{{up->up_id}, up->up_us * 1e-6, up->up_GBps});
+      else if (const Attachment* down = attached(b, a))
+        routes_.emplace(key(a, b), RouteInfo{{down->down_id}, down->down_us * 1e-6, down->down_GBps});
+      else
+        searched.push_back(b);
+    }
+    if (searched.empty()) continue;
     View& f = fabric();
     auto in_view = [&](topo::Vertex v) {
       return in_fabric_[v] < f.view.to_cluster.size() && f.view.to_cluster[in_fabric_[v]] == v;
     };
-    for (topo::Vertex v : destinations)
+    for (topo::Vertex v : searched)
       if (!in_view(a) || !in_view(v))
         throw std::logic_error("route from " + g[a].id + " to " + g[v].id +
                                ": a fabric switch's routes start or end at a switch or a server's NIC");
-    find_in_view(f, a, destinations);
+    find_in_view(f, a, searched);
   }
   if (across.empty()) return;
 
