@@ -26,7 +26,7 @@ std::vector<std::pair<double, double>> parse_points(const std::string& text, con
       used_x = 0;
     }
     if (used_x == 0 || used_x != colon || used_y != item.size() - colon - 1 || !(x >= f.min_x) ||
-        !std::isfinite(x) || !(y > 0) || !std::isfinite(y))
+        !std::isfinite(x) || !(y > 0) || !std::isfinite(y) || y > f.max_y)
       throw topo::InputError(f.flag, "",
                              f.form + " pairs separated by commas, such as " + f.example + " (" +
                                  f.limits + "), got '" + item + "'");

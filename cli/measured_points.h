@@ -3,6 +3,7 @@
 // by one function so every such flag takes the same form and refuses bad input alike.
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@ struct PointsForm {
   std::string example;  // "256:0.9,352:0.87"
   std::string limits;   // "GPUs >= 1, efficiency > 0"
   double min_x = 0;     // x must be >= min_x; y must be > 0; both finite
+  double max_y = HUGE_VAL;  // and y <= max_y (an efficiency is at most 1)
 };
 
 // X:Y pairs separated by commas; throws topo::InputError naming the flag, the form and the bad

@@ -141,7 +141,8 @@ int run(const SimOptions& o) {
         {"memory_GB", r.memory_GB},
         {"device_memory_GB", profile.memory_GB},
         {"compute_estimated", r.compute_estimated},
-        {"compute_basis", r.compute_basis}};
+        {"compute_basis", r.compute_basis},
+        {"input_basis", r.input_basis}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -165,7 +166,7 @@ int run(const SimOptions& o) {
   for (const auto& [name, t] : r.comm_terms)
     std::printf("      %-30s %8.4f s  (adds %.1f ms to the iteration)\n", name.c_str(), t.total_s,
                 1e3 * (r.iteration_s - t.iteration_s_without));
-  std::printf("    data stall     %8.4f s\n", r.data_stall_s);
+  std::printf("    data stall     %8.4f s  (input pipeline: %s)\n", r.data_stall_s, r.input_basis.c_str());
   std::printf("  images/s         %8.0f\n", r.images_per_s);
   std::printf("  device memory    %8.1f GB of the %.0f GB of a %s\n", r.memory_GB,
               profile.memory_GB, (profile.memory_of.empty() ? profile.device : profile.memory_of).c_str());

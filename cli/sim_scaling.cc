@@ -28,8 +28,9 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
                          : parse_points(o.measured, {.flag = "--measured",
                                                      .form = "GPUS:EFFICIENCY",
                                                      .example = "256:0.9,352:0.87",
-                                                     .limits = "GPUs >= 1, efficiency > 0",
-                                                     .min_x = 1});
+                                                     .limits = "GPUs >= 1, efficiency in (0, 1]",
+                                                     .min_x = 1,
+                                                     .max_y = 1});
   const auto all = topo::gpus(cluster);
   int per_server = 0;
   for (topo::Vertex v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;

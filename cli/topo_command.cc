@@ -77,6 +77,26 @@ std::string describe_route(const topo::Topology& t, const topo::Route& r, topo::
   return out;
 }
 
+nlohmann::json route_json(const topo::Topology& t, const topo::Route& r, topo::Vertex a, topo::Vertex b) {
+  const auto& g = t.graph;
+  nlohmann::json out{{"from", g[a].id}, {"to", g[b].id}, {"reachable", r.reachable}};
+  if (!r.reachable) return out;
+  out["bandwidth_GBps"] = r.bandwidth_GBps;  // a == b: infinite, which JSON writes as null
+  out["latency_us"] = r.latency_us;
+  out["class"] = topo::path_code(topo::path_class(t, a, b));
+  nlohmann::json links = nlohmann::json::array();
+  for (const auto& e : r.links) {
+    const topo::Link& l = g[e];
+    links.push_back({{"from", g[boost::source(e, g)].id},
+                     {"to", g[boost::target(e, g)].id},
+                     {"kind", topo::to_string(l.kind)},
+                     {"bandwidth_GBps", l.bandwidth_GBps},
+                     {"latency_us", l.latency_us}});
+  }
+  out["links"] = std::move(links);
+  return out;
+}
+
 topo::Vertex require_node(const topo::Topology& t, const std::string& id) {
   if (auto v = topo::find_node(t, id)) return *v;
   throw topo::InputError("--route", "", "a node id of this topology (like gpu0 or s1/gpu3), but \"" +
@@ -100,6 +120,13 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
     t = topo::load_any(o.cluster);
   }
   // Every flag is checked before --dump writes, so that bad input leaves no file behind.
+  const bool query = o.route.size() == 2 || o.bisection;
+  if (o.route.size() == 2 && o.bisection)
+    throw topo::InputError("--bisection", "", "one query at a time: --route or --bisection, not both");
+  if (query && cmd.count("--format") && o.format != "json")
+    throw topo::InputError("--format", "", std::string("json or no --format with ") +
+                                               (o.bisection ? "--bisection" : "--route") +
+                                               " (a query prints its answer), got " + o.format);
   std::optional<std::pair<topo::Vertex, topo::Vertex>> ends;
   if (o.route.size() == 2) ends = std::pair{require_node(t, o.route[0]), require_node(t, o.route[1])};
   if (o.server < 0 || o.server >= t.servers)
@@ -111,12 +138,17 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
   }
   if (ends) {
     auto [a, b] = *ends;
-    std::cout << describe_route(t, engine_route(t, a, b), a, b);
+    const topo::Route r = engine_route(t, a, b);
+    if (o.format == "json") std::cout << route_json(t, r, a, b).dump(2) << "\n";
+    else std::cout << describe_route(t, r, a, b);
     return 0;
   }
   if (o.bisection) {
-    std::printf("bisection bandwidth of %s: %.6g GB/s per direction\n", t.name.c_str(),
-                topo::bisection_bandwidth_GBps(t));
+    const double GBps = topo::bisection_bandwidth_GBps(t);
+    if (o.format == "json")
+      std::cout << nlohmann::json{{"topology", t.name}, {"bisection_GBps_per_direction", GBps}}.dump(2) << "\n";
+    else
+      std::printf("bisection bandwidth of %s: %.6g GB/s per direction\n", t.name.c_str(), GBps);
     return 0;
   }
   if (o.format == "tree") std::cout << topo::render_tree(t);
@@ -140,7 +172,8 @@ std::function<int()> add_topo_command(CLI::App& app) {
   cmd->add_option("--hwloc-xml", options->hwloc_xml,
                   "Discover from an hwloc XML export (lstopo file.xml) instead of this machine");
   cmd->add_flag("--no-nvml", options->no_nvml, "Do not load NVML during discovery");
-  cmd->add_option("--format", options->format, "Output: tree, matrix, json, dot or summary")
+  cmd->add_option("--format", options->format,
+                  "Output: tree, matrix, json, dot or summary; with --route or --bisection, json or none")
       ->check(CLI::IsMember({"tree", "matrix", "json", "dot", "summary"}))
       ->capture_default_str();
   cmd->add_option("--server", options->server, "Server whose GPU matrix --format matrix prints")

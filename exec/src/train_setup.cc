@@ -135,8 +135,10 @@ model::Network network_for(const TrainConfig& config, int classes) {
   }
   try {
     return model::network_by_name(config.model, config.shape.image_size, classes);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(std::string("model: ") + e.what() + ", or resnet-custom");
+  } catch (const std::invalid_argument&) {
+    std::string known;
+    for (const auto& n : model::network_names()) known += n + ", ";
+    throw std::invalid_argument("model: expected " + known + "or resnet-custom, got '" + config.model + "'");
   }
 }
 

@@ -213,9 +213,12 @@ std::vector<std::string> network_names() {
 Network network_by_name(std::string_view name, int image_size, int classes) {
   for (int depth : {18, 34, 50, 101, 152})
     if (name == "resnet" + std::to_string(depth)) return resnet(depth, image_size, classes);
+  // Worded to follow "expected" in the InputError the command line wraps it in.
+  const auto names = network_names();
   std::string known;
-  for (const auto& n : network_names()) known += (known.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown network '" + std::string(name) + "', known: " + known);
+  for (size_t i = 0; i < names.size(); ++i)
+    known += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  throw std::invalid_argument("a network named " + known + ", got '" + std::string(name) + "'");
 }
 
 }  // namespace basin::model

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <optional>
 #include <nlohmann/json.hpp>
 
@@ -277,16 +278,28 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   r.exposed_comm_s = step_end - r.compute_s;
 
   // Input pipeline: decoding runs ahead on the CPU cores that serve this GPU.
-  int cores = cfg.cores_per_gpu;
-  if (cores <= 0) {
+  // A server's cores are shared by its GPUs' loaders, so a GPU gets a fractional share. A
+  // topology that states no cores cannot bound the input pipeline: it is left out, and said so.
+  double cores = cfg.cores_per_gpu;
+  char basis[160];
+  if (cores > 0) {
+    std::snprintf(basis, sizeof basis, "%d CPU cores per GPU, as configured", cfg.cores_per_gpu);
+  } else {
     const auto& g = cluster.graph;
     int server_cores = 0, server_gpus = 0;
     for (auto v : topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server))
       server_cores += g[v].cores;
     for (auto v : all) server_gpus += g[v].server == g[gpus[0]].server;
-    cores = std::max(1, server_cores / std::max(1, server_gpus));
+    cores = static_cast<double>(server_cores) / std::max(1, server_gpus);
+    if (server_cores > 0)
+      std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the server's %d cores shared by its %d GPUs",
+                    cores, server_cores, server_gpus);
+    else
+      std::snprintf(basis, sizeof basis,
+                    "not modelled: the topology states no CPU cores for the server (give the cores per GPU)");
   }
-  const double data_s = cfg.batch_per_gpu / (cfg.decode_images_per_s_per_core * cores);
+  r.input_basis = basis;
+  const double data_s = cores > 0 ? cfg.batch_per_gpu / (cfg.decode_images_per_s_per_core * cores) : 0;
   r.iteration_s = std::max(step_end, data_s);
   r.data_stall_s = r.iteration_s - step_end;
   const double global_batch = static_cast<double>(cfg.batch_per_gpu) * cfg.gpus;

@@ -30,6 +30,16 @@ TEST_CASE("every format prints something of its own", "[cli]") {
   REQUIRE(run("topo --cluster bigbasin:2 --route s0/gpu0 s1/gpu0").out.find("6.25 GB/s") !=
           std::string::npos);
   REQUIRE(run("topo --cluster bigbasin:32 --bisection").out.find("100 GB/s") != std::string::npos);
+  // A query answers in JSON when asked: Big Basin's one 50 Gb/s NIC per server is 6.25 GB/s,
+  // 16 servers on each side of the cut make 100 GB/s.
+  const auto route = nlohmann::json::parse(
+      run("topo --cluster bigbasin:2 --route s0/gpu0 s1/gpu0 --format json").out);
+  REQUIRE_THAT(route["bandwidth_GBps"].get<double>(), WithinRel(6.25, 1e-9));
+  REQUIRE(route["links"].size() >= 3);  // GPU to NIC, NIC to switch, switch to NIC, NIC to GPU
+  REQUIRE(route["links"].front()["from"] == "s0/gpu0");
+  REQUIRE(route["links"].back()["to"] == "s1/gpu0");
+  const auto cut = nlohmann::json::parse(run("topo --cluster bigbasin:32 --bisection --format json").out);
+  REQUIRE_THAT(cut["bisection_GBps_per_direction"].get<double>(), WithinRel(100.0, 1e-9));
   // The route shown is the simulator's: each GPU through its own NIC, though its Grace's other
   // NIC is as wide and as fast (the graph's own search entered through nic71 here).
   const std::string own = run("topo --cluster gb200-nvl72:2 --route s0/gpu5 s1/gpu70").out;
@@ -60,10 +70,14 @@ TEST_CASE("bad input to any verb exits 2 with the reason on stderr", "[cli]") {
       std::pair{"topo --format pdf", "pdf"},
       std::pair{"topo --cluster /nonexistent/c.json", "/nonexistent/c.json"},
       std::pair{"topo --cluster dgx1 --route gpu0 gpu99", "gpu99"},
+      std::pair{"topo --cluster dgx1 --route gpu0 gpu1 --format dot", "json or no --format with --route"},
+      std::pair{"topo --cluster dgx1 --route gpu0 gpu1 --bisection", "not both"},
       std::pair{"topo --hwloc-xml /nonexistent/m.xml", "/nonexistent/m.xml"},
       std::pair{"", "subcommand"},
       std::pair{"sim --cluster bigbasin:2 --gpus 17", "--gpus"},
-      std::pair{"sim --cluster bigbasin --model vgg16", "vgg16"},
+      std::pair{"sim --cluster bigbasin --model vgg16", "expected a network named resnet18"},
+      std::pair{"sim --cluster bigbasin:2 --scaling --plot /tmp/basin-cli-never.svg --measured 16:1.5",
+                "efficiency in (0, 1]), got '16:1.5'"},
       std::pair{"sim --cluster bigbasin --algorithm telepathy", "telepathy"},
       std::pair{"sim --cluster bigbasin --batch-per-gpu 4096", "fits"},
       std::pair{"sim --cluster bigbasin --precision fp8", "fp8"},

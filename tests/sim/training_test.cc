@@ -57,6 +57,22 @@ TEST_CASE("a slow input pipeline becomes the iteration time", "[sim]") {
   REQUIRE(r.data_stall_s > 0);
 }
 
+TEST_CASE("a server's cores are shared by its GPUs, and no stated cores bound nothing", "[sim]") {
+  // Big Basin as modelled: two 14-core sockets for 8 GPUs, 3.5 cores each, not 3.
+  topo::Topology t = topo::load_any("bigbasin");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 32,
+                     .decode_images_per_s_per_core = 10};
+  IterationResult shared = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE_THAT(shared.iteration_s, WithinRel(32.0 / (10 * 28.0 / 8), 1e-12));
+  REQUIRE_THAT(shared.input_basis, HasText("28 cores shared by its 8 GPUs"));
+  // The same server with its cores unstated: the pipeline is left out, and the basis says so.
+  for (auto v : topo::nodes_of_kind(t, topo::NodeKind::cpu)) t.graph[v].cores = 0;
+  IterationResult unstated = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE(unstated.data_stall_s == 0);
+  REQUIRE_THAT(unstated.iteration_s, WithinRel(unstated.compute_s + unstated.exposed_comm_s, 1e-12));
+  REQUIRE_THAT(unstated.input_basis, HasText("not modelled"));
+}
+
 TEST_CASE("impossible requests are input errors", "[sim]") {
   topo::Topology t = topo::load_any("bigbasin:2");
   DeviceProfile p = profile_for(t);

@@ -132,6 +132,15 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
       {"unknown link kind", [](json& d) { d["links"][0]["kind"] = "carrier-pigeon"; },
        "/links/0/kind", "nvlink"},
       {"duplicate id", [](json& d) { d["nodes"][1]["id"] = "gpu0"; }, "/nodes/1/id", "unique"},
+      // NVLink has five generations (Blackwell's is the fifth); PCIe six; InfiniBand none here.
+      {"NVLink generation 6", [](json& d) { d["links"][0]["generation"] = 6; },
+       "/links/0/generation", "from 0 to 5"},
+      {"generation on InfiniBand",
+       [](json& d) {
+         d["links"][0]["kind"] = "infiniband";
+         d["links"][0]["generation"] = 4;
+       },
+       "/links/0/generation", "nvlink and pcie"},
       {"wrong format", [](json& d) { d["format"] = "basin.topology/9"; }, "/format",
        "basin.topology/1"},
       {"isolated GPU",

@@ -291,7 +291,13 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     if (a == b) l.fail("/to", "a node other than 'from'");
     Link link;
     link.kind = read_link_kind(l, "kind");
-    link.generation = l.integer("generation", false, 0, 0);
+    // Generations the link tables know (link_specs.cc): NVLink 1 to 5, PCIe 1 to 6; 0 is
+    // "unknown", as discovery writes it for a GPU it has no name for. Others have none.
+    const int newest = link.kind == LinkKind::nvlink ? 5 : link.kind == LinkKind::pcie ? 6 : 0;
+    if (newest == 0 && l.has("generation") && l.at("generation") != 0)
+      l.fail("/generation", std::string("no generation on a link of kind ") + to_string(link.kind) +
+                                " (nvlink and pcie links have one), got " + l.at("generation").dump());
+    link.generation = l.integer("generation", false, 0, 0, newest);
     link.width = l.integer("width", false, 0, 0);
     link.count = l.integer("count", false, 1, 1);
     link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);

@@ -82,7 +82,7 @@ struct TrainingConfig {
   // from 8 workers; reports/published-scaling.md). basin's own loader does more
   // (reports/data-pipeline-2026-11-23.md): measure yours with `basin data load`.
   double decode_images_per_s_per_core = 150;
-  int cores_per_gpu = 0;                      // 0: the server's cores / its GPUs
+  int cores_per_gpu = 0;  // 0: the server's cores / its GPUs; none stated: pipeline not modelled
   long long epoch_images = 1281167;           // ImageNet-1k training set
   // Step-to-step variation of one GPU's compute time (coefficient of variation, 0: none). A
   // synchronous step waits for the slowest GPU: see straggler_stretch.
@@ -121,6 +121,7 @@ struct IterationResult {
   double memory_GB = 0;            // device memory one GPU needs for the step (memory_needed_GB)
   bool compute_estimated = false;  // no measured throughput matched: roofline estimate
   std::string compute_basis;       // which measurement or estimate set the compute speed
+  std::string input_basis;         // the CPU cores the input pipeline was given, or why none
   std::vector<Span> spans;
   std::vector<Counter> link_utilization;  // busiest link of each kind, 0..1, over time
   // What the allreduces' time is made of (CollectiveCost::terms), summed over the buckets, and
