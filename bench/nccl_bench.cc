@@ -100,9 +100,8 @@ int main(int argc, char** argv) {
     // The simulator's view of the same GPUs: `ranks` GPUs of the cluster spec's first server.
     const topo::Topology topo = topo::load_any(cluster);
     const std::vector<topo::Vertex> sim_gpus = plan::pick_gpus(topo, ranks, 0);
-    // NCCL's algorithms are timed on NCCL's view of the topology, as `basin select` times them.
-    const topo::Topology nccl_topo = plan::nccl_view(topo);
-    sim::Network net(nccl_topo, {.per_message_overhead_us = 5, .reduce_GBps = 0});
+    // Timed as `basin select` times NCCL's algorithms (NVLinks at NCCL's own per-link rates).
+    sim::Network net(topo, {.per_message_overhead_us = 5, .reduce_GBps = 0});
 
     // ResNet-50's gradient buckets: each layer's parameters, distinct sizes, and 25 MB.
     std::set<long long> counts;

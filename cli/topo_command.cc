@@ -41,7 +41,7 @@ topo::Route engine_route(const topo::Topology& t, topo::Vertex a, topo::Vertex b
     r.bandwidth_GBps = std::numeric_limits<double>::infinity();
     return r;
   }
-  sim::Network net(t);
+  sim::Network net(t, {.line_rate = true});  // the topology's own figures
   const sim::Network::RouteInfo* info = nullptr;
   try {
     info = &net.route(a, b);

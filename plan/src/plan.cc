@@ -147,8 +147,6 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                                                std::to_string(total) + ", got " + std::to_string(n));
 
   sim::Network network(cluster, o.network);
-  const topo::Topology nccl_topo = nccl_view(cluster);  // NCCL's algorithms are timed on its view
-  sim::Network nccl_network(nccl_topo, o.network);
   std::map<std::pair<int, std::string>, double> one_gpu_rate;  // (batch, precision) -> images/s
   auto base_config = [&](int gpus, int batch, const PrecisionChoice& p) {
     sim::TrainingConfig cfg;
@@ -188,7 +186,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (count == 1 && &choice != &*first) break;  // nothing to reduce
       if (!runs(choice)) continue;
       const sim::CollectiveCost cost =
-          choice.is_nccl() ? nccl_cost(nccl_network, gpus, choice.algorithm, choice.protocol)
+          choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};

@@ -23,17 +23,6 @@ constexpr double kNvlinkLatency_us[2][3] = {{0.6, 1.25, 4.0}, {0.6, 1.9, 3.4}};
 constexpr double kPciLatency_us[2][3] = {{1.0, 1.9, 4.0}, {1.0, 2.5, 5.7}};
 constexpr double kNetLatency_us[2][3] = {{5.0, 8.5, 14.0}, {2.7, 4.0, 14.0}};
 
-// NCCL 2.28 src/graph/topo.h, SMxx_NVLINK_BW: the GB/s per NVLink per direction NCCL's model
-// counts on, by the GPU generation that brought each NVLink generation (P100 SM60, V100 SM70,
-// A100 SM80, H100 SM90, B200 SM100), as a share of that generation's line rate
-// (topo::nvlink_GBps_per_link). 20.6 of 25 on H100 is what NCCL's ring measures there: about
-// 370 GB/s over 18 links (NCCL's maintainers, NVIDIA/nccl-tests#212).
-double nccl_nvlink_share(int generation) {
-  static const std::map<int, double> nccl_GBps = {{1, 18.0}, {2, 20.0}, {3, 20.0}, {4, 20.6}, {5, 40.1}};
-  const auto it = nccl_GBps.find(generation);
-  return it == nccl_GBps.end() ? 1.0 : it->second / topo::nvlink_GBps_per_link(generation);
-}
-
 // tuning.cc, nvlsEfficiency: the share of NCCL's NVLink bandwidth its NVLS allreduce keeps, by
 // generation (Hopper's NVLink 4: 0.85, Blackwell's NVLink 5: 0.74).
 double nvls_efficiency(int nvlink_generation) { return nvlink_generation >= 5 ? 0.74 : 0.85; }
@@ -180,20 +169,11 @@ double busbw_GBps(double bytes, double time_s, int ranks) {
   return ranks > 1 ? algbw_GBps(bytes, time_s) * 2.0 * (ranks - 1) / ranks : 0;
 }
 
-topo::Topology nccl_view(const topo::Topology& topo) {
-  topo::Topology view = topo;
-  for (auto [e, end] = boost::edges(view.graph); e != end; ++e) {
-    topo::Link& link = view.graph[*e];
-    if (link.kind == topo::LinkKind::nvlink) link.bandwidth_GBps *= nccl_nvlink_share(link.generation);
-  }
-  return view;
-}
-
 sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
                                const std::string& origin) {
   if (!c.is_nccl()) throw std::invalid_argument("nccl_model: one of NCCL's algorithms");
   // Shared, so the model keeps its network (and the routes it caches) alive across calls.
-  auto view = std::make_shared<const topo::Topology>(nccl_view(cluster));
+  auto view = std::make_shared<const topo::Topology>(cluster);
   auto net = std::make_shared<sim::Network>(*view, params);
   return [view, net, c, origin](sim::Network&, const std::vector<topo::Vertex>& gpus) {
     return nccl_cost(*net, gpus, c.algorithm, c.protocol, origin);
@@ -324,12 +304,9 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
     }
   }
   sim::Network net(topo, o.network);
-  // NCCL's algorithms are timed on the topology as NCCL's own model sees it.
-  const topo::Topology nccl_topo = nccl_view(topo);
-  sim::Network nccl_net(nccl_topo, o.network);
   std::vector<sim::CollectiveCost> costs;
   for (const Choice& c : s.candidates)
-    costs.push_back(c.is_nccl() ? nccl_cost(nccl_net, gpus, c.algorithm, c.protocol)
+    costs.push_back(c.is_nccl() ? nccl_cost(net, gpus, c.algorithm, c.protocol)
                                 : sim::allreduce_cost(net, gpus, c.algorithm, c.inter));
 
   for (double bytes = o.min_bytes; bytes <= o.max_bytes * (1 + 1e-12); bytes *= 2) {

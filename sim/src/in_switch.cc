@@ -8,9 +8,9 @@
 // GPU's NVLinks carry n to the switch, n/p back), and a multimem store sends the sum once for the
 // switch to write it to all p GPUs (n/p up, n down). Pipelined chunk by chunk, each direction of
 // a GPU's NVLinks carries (1 + 1/p) n at once: 1.125 n on 8 GPUs against a ring's 2 (p-1)/p n =
-// 1.75 n. This is the line-rate bound, like basin's other schedules; what NCCL's implementation
-// loses to it (its copies through NVLS buffers, protocol) is NCCL's own efficiency factor, applied
-// where NCCL's algorithms are timed (plan/src/select.cc).
+// 1.75 n. Timed, like basin's other schedules, at the rate GPUs drive NVLink (achievable_share);
+// what NCCL's implementation loses besides (its copies through NVLS buffers, protocol) is NCCL's
+// own efficiency factor, applied where NCCL's algorithms are timed (plan/src/select.cc).
 #include <basin/sim.h>
 
 #include <string>

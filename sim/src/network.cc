@@ -7,12 +7,43 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <memory>
 #include <unordered_map>
 
 namespace basin::sim {
 
-Network::Network(const topo::Topology& topo, NetworkParams params)
-    : topo_(&topo), params_(params), capacity_Bps_(topo::num_links(topo), 0) {
+double achievable_share(const topo::Link& link) {
+  if (link.kind != topo::LinkKind::nvlink) return 1.0;
+  static const std::map<int, double> nccl_GBps = {{1, 18.0}, {2, 20.0}, {3, 20.0}, {4, 20.6}, {5, 40.1}};
+  const auto it = nccl_GBps.find(link.generation);
+  // An NVLink of unknown generation: line rate, as nothing says otherwise.
+  return it == nccl_GBps.end() ? 1.0 : it->second / topo::nvlink_GBps_per_link(link.generation);
+}
+
+topo::Topology achievable_view(const topo::Topology& topo) {
+  topo::Topology view = topo;
+  for (auto [e, end] = boost::edges(view.graph); e != end; ++e)
+    view.graph[*e].bandwidth_GBps *= achievable_share(view.graph[*e]);
+  return view;
+}
+
+namespace {
+bool all_at_line_rate(const topo::Topology& topo) {
+  for (auto [e, end] = boost::edges(topo.graph); e != end; ++e)
+    if (achievable_share(topo.graph[*e]) != 1.0) return false;
+  return true;
+}
+}  // namespace
+
+Network::Network(const topo::Topology& topo_in, NetworkParams params)
+    : own_view_(params.line_rate || all_at_line_rate(topo_in)
+                    ? nullptr
+                    : std::make_shared<const topo::Topology>(achievable_view(topo_in))),
+      topo_(own_view_ ? own_view_.get() : &topo_in),
+      params_(params),
+      capacity_Bps_(topo::num_links(topo_in), 0) {
+  const topo::Topology& topo = *topo_;
   // Every prediction goes through here: a negative or NaN overhead would make collectives
   // cheaper than free or every time NaN, and the result would still print as if meaningful.
   if (!std::isfinite(params.per_message_overhead_us) || params.per_message_overhead_us < 0)

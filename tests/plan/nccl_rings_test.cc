@@ -111,7 +111,7 @@ TEST_CASE("NCCL's tree between two DGX H100s: chains inside, one tree edge per c
   // the servers each NIC carries 1/8 n each way (n/2 up one tree, n/2 down the other, over 8
   // NICs): 400 GB/s together, so NVLink binds.
   const topo::Topology t = topo::load_any("dgx-h100:2");
-  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0, .line_rate = true});
   const sim::CollectiveCost trees = sim::channel_trees_cost(net, pick_gpus(t, 16, 0));
   REQUIRE_THAT(trees.seconds_per_byte, WithinRel(1.75 / 450e9, 1e-6));
   // Latency: 2 (8 - 1 + 1) hops.
@@ -141,9 +141,8 @@ TEST_CASE("a prediction with NCCL's model times the run and its one-server basel
   cfg.decode_images_per_s_per_core = 1e9;
   const Choice ring{Algorithm::ring, Protocol::simple};
   const sim::Prediction p = sim::predict(t, profile, cfg, nccl_model(t, ring, cfg.network_params));
-  // The same as simulating with nccl_cost on NCCL's view, for 32 GPUs and for one server's 8.
-  const topo::Topology view = nccl_view(t);
-  sim::Network net(view, cfg.network_params);
+  // The same as simulating with nccl_cost, for 32 GPUs and for one server's 8.
+  sim::Network net(t, cfg.network_params);
   const double run = sim::simulate_iteration(t, profile, cfg, nccl_cost(net, pick_gpus(t, 32, 0), ring.algorithm, ring.protocol))
                          .iteration_s;
   sim::TrainingConfig one = cfg;

@@ -33,10 +33,11 @@ TEST_CASE("only GPUs that all hang off one NVLink-4 NVSwitch have a switch that 
 }
 
 TEST_CASE("the switch's allreduce moves (1 + 1/p) n each way over every GPU's NVLinks", "[plan][nvls]") {
-  // DGX H100: 18 NVLink-4 links per GPU at 25 GB/s each way (H100 whitepaper), 0.6 us a hop.
+  // DGX H100: 18 NVLink-4 links per GPU at 25 GB/s each way (H100 whitepaper), timed at the
+  // 20.6 GB/s per link NCCL's src/graph/topo.h counts on (SM90_NVLINK_BW); 0.6 us a hop.
   const topo::Topology t = topo::load_any("dgx-h100:1");
   sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
-  const double link_Bps = 18 * 25e9;
+  const double link_Bps = 18 * 20.6e9;
   for (int p : {2, 4, 8}) {
     CAPTURE(p);
     const sim::CollectiveCost c = sim::nvls_cost(net, pick_gpus(t, p, 0));
@@ -108,15 +109,16 @@ TEST_CASE("NCCL's ring and NVLS on 8 H100s reach what NCCL's maintainers quote",
   REQUIRE(candidate(a100, "nccl-ring/Simple") >= 0);
 }
 
-TEST_CASE("NCCL's view of a topology has NCCL's own NVLink rates and nothing else changed", "[plan][nvls]") {
+TEST_CASE("the engine's view of a topology has NCCL's own NVLink rates and nothing else changed", "[plan][nvls]") {
   // NCCL src/graph/topo.h: 18.0 GB/s per NVLink on P100 (of 20), 20.0 on V100 and A100 (of 25),
-  // 20.6 on H100 (of 25).
-  const std::pair<const char*, double> cases[] = {
-      {"bigbasin:1", 18.0 / 20}, {"dgx1:1", 20.0 / 25}, {"dgx-a100:1", 20.0 / 25}, {"dgx-h100:1", 20.6 / 25}};
+  // 20.6 on H100 (of 25), 40.1 on B200 (of 50).
+  const std::pair<const char*, double> cases[] = {{"bigbasin:1", 18.0 / 20}, {"dgx1:1", 20.0 / 25},
+                                                  {"dgx-a100:1", 20.0 / 25}, {"dgx-h100:1", 20.6 / 25},
+                                                  {"dgx-b200:1", 40.1 / 50}};
   for (auto [name, share] : cases) {
     CAPTURE(name);
     const topo::Topology t = topo::load_any(name);
-    const topo::Topology v = nccl_view(t);
+    const topo::Topology v = sim::achievable_view(t);
     int nvlinks = 0;
     for (auto [e, end] = boost::edges(t.graph); e != end; ++e) {
       const topo::Link& line = t.graph[*e];

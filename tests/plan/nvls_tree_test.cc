@@ -43,7 +43,7 @@ TEST_CASE("NVLS-tree's parts: each server's switch, and each head's NIC carrying
                         Case{"dgx-b200:2", 18 * 50.0, 1}}) {
     CAPTURE(c.cluster);
     const topo::Topology t = topo::load_any(c.cluster);
-    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0, .line_rate = true});
     const sim::NvlsTreeParts parts = sim::nvls_tree_parts(net, topo::gpus(t));
     const double in_servers = 1.125 / (c.nvlink_GBps * 1e9);
     const double between = c.shares_per_head * (1.0 / 8) / 50e9;

@@ -25,7 +25,7 @@ TEST_CASE("NVLS across servers: each NIC carries its channel's share once each w
   for (const char* cluster : {"dgx-b200:4,sharp=on", "dgx-b200:32,sharp=on", "dgx-b200:32,fabric=fat-tree:4,sharp=on"}) {
     CAPTURE(cluster);
     const topo::Topology t = topo::load_any(cluster);
-    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0, .line_rate = true});
     const sim::NvlsTreeParts parts = sim::nvls_parts(net, topo::gpus(t));
     REQUIRE(parts.servers == t.servers);
     REQUIRE_THAT(parts.in_servers.seconds_per_byte, WithinRel(1.125 / (18 * 50e9), 1e-9));
@@ -60,7 +60,7 @@ TEST_CASE("CollNet's chain: the chain's NVLink traffic or the NIC's share, which
                         Case{"dgx-b200:32,fabric=fat-tree:4,sharp=on", 0.125 / 50e9}}) {
     CAPTURE(c.cluster);
     const topo::Topology t = topo::load_any(c.cluster);
-    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+    sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0, .line_rate = true});
     REQUIRE_THAT(sim::collnet_chain_cost(net, topo::gpus(t)).seconds_per_byte, WithinRel(c.seconds_per_byte, 1e-9));
   }
   // On one server it is the chain alone, NCCL's tree there.

@@ -80,12 +80,8 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& opti
 // the tuner plugin reads.
 tuner::Selection nccl_rules(const Selection& selection);
 
-// The topology as NCCL's model sees it: every NVLink at NCCL's own per-link rate for its
-// generation (src/graph/topo.h: 20.6 of H100's 25 GB/s line rate, 20 of A100's 25, ...). NCCL's
-// algorithms are timed on a network built from this view.
-topo::Topology nccl_view(const topo::Topology& topo);
-// NCCL's model of choice `c` (one of NCCL's) for sim::predict: nccl_cost on a network of the
-// cluster's nccl_view, whatever network predict passes.
+// NCCL's model of choice `c` (one of NCCL's) for sim::predict: nccl_cost on a network of its own
+// over the cluster, whatever network predict passes.
 sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
                                const std::string& origin = "--algorithms");
 // Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums, or
@@ -93,8 +89,8 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 // each; CollNet's chain: two or more servers, as many GPUs on each, on a fabric that sums).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
-// The NCCL-protocol model, on a network built from nccl_view: engine bandwidth (topology,
-// contention) scaled by the protocol's efficiency, latency from NCCL's tuning constants
+// The NCCL-protocol model: engine bandwidth (topology, contention, NVLinks at the per-link rate
+// NCCL's own model counts on, sim::achievable_share, as for every schedule) scaled by the protocol's efficiency, latency from NCCL's tuning constants
 // (src/graph/tuning.cc, NCCL 2.28: base latency plus hardware latency per step, intra-server
 // NVLink/PCI and inter-server NET). NVLS (Simple only): sim::nvls_cost scaled by NCCL's NVLS
 // efficiency (0.85 on NVLink 4, 0.74 on NVLink 5) and NCCL's 25 us NVLS latency. NVLS-tree (Simple

@@ -144,7 +144,21 @@ struct NetworkParams {
   // leaving its busiest server (8 GPUs of a server each talking to another server pay 8x).
   double per_message_overhead_us = 0;
   double reduce_GBps = 0;              // rate of the receiver's reduction (0: free)
+  // Time transfers at the links' line rates instead of the rates GPUs drive them at
+  // (achievable_share): the topology's own figures, as `basin topo --route` shows them.
+  bool line_rate = false;
 };
+
+// The share of a link's line rate that transfers between GPUs reach, which every schedule the
+// engine times moves data at. NVLink: the GB/s per link NCCL's topology model counts on for
+// the GPU generation that brought that NVLink generation (NCCL 2.28 src/graph/topo.h,
+// SMxx_NVLINK_BW: P100 18 of 20, V100 and A100 20 of 25, H100 20.6 of 25, B200 40.1 of 50),
+// which is what NCCL's ring measures (about 370 GB/s over an H100's 18 links, NVIDIA/nccl-tests#212)
+// and what any copy over those links gets at best. Other links: 1 (their line rate; NICs are
+// known to run 6-8% below it, docs/decisions.md).
+double achievable_share(const topo::Link& link);
+// The topology with every link at line rate x achievable_share: what Network times.
+topo::Topology achievable_view(const topo::Topology& topo);
 
 // Time of a collective of n bytes: latency_s + n * seconds_per_byte (exact for one schedule:
 // every flow's size scales with n, so every completion time does).
@@ -194,6 +208,8 @@ std::map<std::string, double> link_utilization(const std::map<std::string, doubl
 // Flows routed over the topology's directed links. Routes are computed once per GPU pair.
 class Network {
  public:
+  // Keeps a reference to `topo`, or (links at achievable rates, unless params.line_rate) its own
+  // achievable_view of it; topology() is what it times.
   Network(const topo::Topology& topo, NetworkParams params = {});
   // Time of a schedule whose rank i runs on gpus[i] (topology vertices).
   CollectiveCost cost(const Schedule& s, const std::vector<topo::Vertex>& gpus);
@@ -267,6 +283,7 @@ class Network {
   static std::uint64_t key(topo::Vertex a, topo::Vertex b) {
     return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint64_t>(b);
   }
+  std::shared_ptr<const topo::Topology> own_view_;  // achievable_view, where it differs
   const topo::Topology* topo_;
   NetworkParams params_;
   std::vector<double> capacity_Bps_;  // by link id
