@@ -103,6 +103,15 @@ int run(SelectCliOptions o) {
               << (o.selection_file.empty() ? "" : " to " + o.selection_file)
               << (o.nccl_conf_file.empty() ? "" : " and " + o.nccl_conf_file)
               << " (NCCL_TUNER_PLUGIN=libnccl-tuner-basin.so BASIN_TUNER_FILE=...)\n";
+    // NCCL offers CollNet, and NVLS across servers (which runs through CollNet), only when CollNet
+    // is enabled; otherwise it marks those cells unusable and the rule changes nothing.
+    const bool needs_collnet = std::any_of(rules.rules.begin(), rules.rules.end(), [&](const tuner::Rule& r) {
+      return r.algorithm == tuner::Algorithm::collnet_chain ||
+             (r.algorithm == tuner::Algorithm::nvls && s.servers > 1);
+    });
+    if (needs_collnet)
+      std::cerr << "basin select: these rules name CollNet or NVLS across servers, which NCCL offers only "
+                   "with CollNet enabled: set NCCL_COLLNET_ENABLE=1 where they are used\n";
   }
   if (!o.plot.empty()) {
     topo::write_file_atomically(o.plot, plot::to_svg(busbw_chart(s, measured)));

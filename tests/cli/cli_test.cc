@@ -283,6 +283,15 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   auto conf = basin::tuner::load_rules_file((dir / "s.conf").string());
   REQUIRE(!json.rules.empty());
   REQUIRE(json.rules == conf.rules);
+  REQUIRE(w.out.find("NCCL_COLLNET_ENABLE") == std::string::npos);  // Ethernet: no CollNet
+  // Rules that name NVLS across servers (the fastest at 8 GB on 12 DGX H100s with SHARP) need
+  // CollNet enabled in NCCL, and the command says so.
+  Result sharp = run("select --cluster dgx-h100:12,sharp=on --min-bytes 8589934592 --nccl-conf " +
+                     (dir / "sharp.conf").string());
+  CAPTURE(sharp.out);
+  REQUIRE(sharp.exit_code == 0);
+  REQUIRE(basin::test::read_file((dir / "sharp.conf").string()).find("nvls") != std::string::npos);
+  REQUIRE(sharp.out.find("set NCCL_COLLNET_ENABLE=1") != std::string::npos);
   fs::remove_all(dir);
 }
 
