@@ -174,6 +174,13 @@ int run(PlanCliOptions o) {
               o.cluster.c_str(), result.device.c_str(), o.plan.epochs, o.plan.dataset_images,
               o.objective.c_str());
   print_table(result, o);
+  // The simulator leaves the input pipeline out where the topology states no CPU cores: say so,
+  // or the rows read as if decoding were free by measurement.
+  bool cores_stated = false;
+  for (topo::Vertex v : topo::nodes_of_kind(cluster, topo::NodeKind::cpu)) cores_stated |= cluster.graph[v].cores > 0;
+  if (!cores_stated)
+    std::printf("\nThe input pipeline is not modelled: %s states no CPU cores, so --decode-rate bounds nothing.\n",
+                o.cluster.c_str());
   if (!o.out.empty())
     std::printf("\nbest plan written to %s; run it with:\n  %s\n", o.out.c_str(),
                 plan::train_command(o.out).c_str());

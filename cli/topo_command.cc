@@ -31,7 +31,8 @@ struct TopoOptions {
 
 // The route the simulator's engine takes from a to b: the widest and, among those, the fastest,
 // and among equals the one through each GPU's own NIC (sim::Network::own_nic), so what this
-// prints is what `basin sim` and `basin select` route.
+// prints is what `basin sim` and `basin select` route. Its bandwidth is the line rate (the
+// hardware's); describe_route and route_json add the rate the engine times it at.
 topo::Route engine_route(const topo::Topology& t, topo::Vertex a, topo::Vertex b) {
   // The engine routes between devices of servers; a fabric switch as an end is the graph's own.
   if (t.graph[a].server < 0 || t.graph[b].server < 0) return topo::route(t, a, b);
@@ -41,7 +42,7 @@ topo::Route engine_route(const topo::Topology& t, topo::Vertex a, topo::Vertex b
     r.bandwidth_GBps = std::numeric_limits<double>::infinity();
     return r;
   }
-  sim::Network net(t, {.line_rate = true});  // the topology's own figures
+  sim::Network net(t);  // routed as the engine times it (NVLinks at their achievable rate)
   const sim::Network::RouteInfo* info = nullptr;
   try {
     info = &net.route(a, b);
@@ -52,9 +53,17 @@ topo::Route engine_route(const topo::Topology& t, topo::Vertex a, topo::Vertex b
   for (auto [e, end] = boost::edges(t.graph); e != end; ++e) by_id.emplace(t.graph[*e].id, *e);
   for (int id : info->links) r.links.push_back(by_id.at(id));
   r.latency_us = info->latency_s * 1e6;
-  r.bandwidth_GBps = info->bandwidth_GBps;
   r.reachable = info->bandwidth_GBps > 0;
+  r.bandwidth_GBps = r.reachable ? std::numeric_limits<double>::infinity() : 0;
+  for (topo::Edge e : r.links) r.bandwidth_GBps = std::min(r.bandwidth_GBps, t.graph[e].bandwidth_GBps);
   return r;
+}
+
+// The rate the engine moves data over a route at: its narrowest link at its achievable rate.
+double timed_GBps(const topo::Topology& t, const topo::Route& r) {
+  double GBps = std::numeric_limits<double>::infinity();
+  for (topo::Edge e : r.links) GBps = std::min(GBps, t.graph[e].bandwidth_GBps * sim::achievable_share(t.graph[e]));
+  return GBps;
 }
 
 std::string describe_route(const topo::Topology& t, const topo::Route& r, topo::Vertex a,
@@ -62,16 +71,17 @@ std::string describe_route(const topo::Topology& t, const topo::Route& r, topo::
   const auto& g = t.graph;
   std::string out = g[a].id + " -> " + g[b].id + ": ";
   if (!r.reachable) return out + "unreachable\n";
-  char line[160];
-  std::snprintf(line, sizeof line, "%.4g GB/s bottleneck, %.3g us, %zu hop(s), class %s\n",
-                r.bandwidth_GBps, r.latency_us, r.links.size(),
+  char line[200];
+  std::snprintf(line, sizeof line, "%.4g GB/s bottleneck (timed at %.4g), %.3g us, %zu hop(s), class %s\n",
+                r.bandwidth_GBps, timed_GBps(t, r), r.latency_us, r.links.size(),
                 topo::path_code(topo::path_class(t, a, b)).c_str());
   out += line;
   for (const auto& e : r.links) {
     const topo::Link& l = g[e];
-    std::snprintf(line, sizeof line, "  %-18s -> %-18s %-16s %8.4g GB/s %6.3g us\n",
+    std::snprintf(line, sizeof line, "  %-18s -> %-18s %-16s %8.4g GB/s (timed at %.4g) %6.3g us\n",
                   g[boost::source(e, g)].id.c_str(), g[boost::target(e, g)].id.c_str(),
-                  topo::to_string(l.kind), l.bandwidth_GBps, l.latency_us);
+                  topo::to_string(l.kind), l.bandwidth_GBps, l.bandwidth_GBps * sim::achievable_share(l),
+                  l.latency_us);
     out += line;
   }
   return out;
@@ -81,7 +91,10 @@ nlohmann::json route_json(const topo::Topology& t, const topo::Route& r, topo::V
   const auto& g = t.graph;
   nlohmann::json out{{"from", g[a].id}, {"to", g[b].id}, {"reachable", r.reachable}};
   if (!r.reachable) return out;
-  out["bandwidth_GBps"] = r.bandwidth_GBps;  // a == b: infinite, which JSON writes as null
+  if (!r.links.empty()) {  // a node to itself has no links and no bandwidth to speak of
+    out["bandwidth_GBps"] = r.bandwidth_GBps;
+    out["timed_GBps"] = timed_GBps(t, r);
+  }
   out["latency_us"] = r.latency_us;
   out["class"] = topo::path_code(topo::path_class(t, a, b));
   nlohmann::json links = nlohmann::json::array();
@@ -91,6 +104,7 @@ nlohmann::json route_json(const topo::Topology& t, const topo::Route& r, topo::V
                      {"to", g[boost::target(e, g)].id},
                      {"kind", topo::to_string(l.kind)},
                      {"bandwidth_GBps", l.bandwidth_GBps},
+                     {"timed_GBps", l.bandwidth_GBps * sim::achievable_share(l)},
                      {"latency_us", l.latency_us}});
   }
   out["links"] = std::move(links);
@@ -122,7 +136,7 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
   // Every flag is checked before --dump writes, so that bad input leaves no file behind.
   const bool query = o.route.size() == 2 || o.bisection;
   if (o.route.size() == 2 && o.bisection)
-    throw topo::InputError("--bisection", "", "one query at a time: --route or --bisection, not both");
+    throw topo::InputError("--bisection", "", "--route or --bisection, one query at a time, not both");
   if (query && cmd.count("--format") && o.format != "json")
     throw topo::InputError("--format", "", std::string("json or no --format with ") +
                                                (o.bisection ? "--bisection" : "--route") +
@@ -179,7 +193,9 @@ std::function<int()> add_topo_command(CLI::App& app) {
   cmd->add_option("--server", options->server, "Server whose GPU matrix --format matrix prints")
       ->capture_default_str();
   cmd->add_option("--dump", options->dump, "Also write the topology to this JSON file");
-  cmd->add_option("--route", options->route, "Print the widest route between two nodes: A B")
+  cmd->add_option("--route", options->route,
+                  "Print the route the simulator takes between two nodes, A B: each link's line rate and the "
+                  "rate it is timed at")
       ->expected(2);
   cmd->add_flag("--bisection", options->bisection, "Print the bisection bandwidth");
   cmd->add_flag("--list-models", options->list_models, "List the built-in server models");

@@ -172,7 +172,8 @@ double busbw_GBps(double bytes, double time_s, int ranks) {
 sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, const sim::NetworkParams& params,
                                const std::string& origin) {
   if (!c.is_nccl()) throw std::invalid_argument("nccl_model: one of NCCL's algorithms");
-  // Shared, so the model keeps its network (and the routes it caches) alive across calls.
+  // Shared, so the model keeps its network (and the routes it caches) alive across calls; the
+  // copy, because a Network over a topology without NVLinks refers to it rather than copying.
   auto view = std::make_shared<const topo::Topology>(cluster);
   auto net = std::make_shared<sim::Network>(*view, params);
   return [view, net, c, origin](sim::Network&, const std::vector<topo::Vertex>& gpus) {

@@ -289,14 +289,15 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     int server_cores = 0, server_gpus = 0;
     for (auto v : topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server))
       server_cores += g[v].cores;
-    for (auto v : all) server_gpus += g[v].server == g[gpus[0]].server;
+    // The GPUs this run uses there: a one-GPU run has the whole server's cores to decode for it.
+    for (auto v : gpus) server_gpus += g[v].server == g[gpus[0]].server;
     cores = static_cast<double>(server_cores) / std::max(1, server_gpus);
     if (server_cores > 0)
-      std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the server's %d cores shared by its %d GPUs",
+      std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the server's %d cores shared by the %d GPUs used there",
                     cores, server_cores, server_gpus);
     else
       std::snprintf(basis, sizeof basis,
-                    "not modelled: the topology states no CPU cores for the server (give the cores per GPU)");
+                    "not modelled: the topology states no CPU cores for the server (--cores-per-gpu gives them)");
   }
   r.input_basis = basis;
   const double data_s = cores > 0 ? cfg.batch_per_gpu / (cfg.decode_images_per_s_per_core * cores) : 0;

@@ -38,6 +38,12 @@ TEST_CASE("every format prints something of its own", "[cli]") {
   REQUIRE(route["links"].size() >= 3);  // GPU to NIC, NIC to switch, switch to NIC, NIC to GPU
   REQUIRE(route["links"].front()["from"] == "s0/gpu0");
   REQUIRE(route["links"].back()["to"] == "s1/gpu0");
+  // NVLink at its line rate (18 x 25 GB/s on an H100) and at the rate the simulator times it,
+  // NCCL's 20.6 GB/s per link (src/graph/topo.h, SM90_NVLINK_BW).
+  const auto nvlink = nlohmann::json::parse(run("topo --cluster dgx-h100 --route gpu0 gpu1 --format json").out);
+  REQUIRE_THAT(nvlink["bandwidth_GBps"].get<double>(), WithinRel(450.0, 1e-9));
+  REQUIRE_THAT(nvlink["timed_GBps"].get<double>(), WithinRel(18 * 20.6, 1e-9));
+  REQUIRE_THAT(route["timed_GBps"].get<double>(), WithinRel(6.25, 1e-9));  // Ethernet: line rate
   const auto cut = nlohmann::json::parse(run("topo --cluster bigbasin:32 --bisection --format json").out);
   REQUIRE_THAT(cut["bisection_GBps_per_direction"].get<double>(), WithinRel(100.0, 1e-9));
   // The route shown is the simulator's: each GPU through its own NIC, though its Grace's other
@@ -356,5 +362,24 @@ TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can 
   const auto plan2 = nlohmann::json::parse(basin::test::read_file((dir / "plan2.json").string()));
   REQUIRE(plan2["allreduce"]["algorithm"] == "nvls-tree");
   REQUIRE(plan2["allreduce"]["protocol"] == "Simple");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a topology that states no CPU cores says its input pipeline is not modelled", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / "basin-nocores-test";
+  fs::create_directories(dir);
+  auto t = nlohmann::json::parse(run("topo --cluster dgx-h100 --format json").out);
+  for (auto& n : t["nodes"]) n.erase("cores");
+  const std::string file = (dir / "nocores.json").string();
+  std::ofstream(file) << t.dump();
+  Result plan = run("plan --cluster " + file + " --out " + (dir / "p.json").string());
+  CAPTURE(plan.out);
+  REQUIRE(plan.exit_code == 0);
+  REQUIRE(plan.out.find("input pipeline is not modelled") != std::string::npos);
+  Result sim = run("sim --cluster " + file + " --json");
+  REQUIRE(sim.exit_code == 0);
+  REQUIRE(nlohmann::json::parse(sim.out)["input_basis"].get<std::string>().find("not modelled") != std::string::npos);
+  REQUIRE(run("plan --cluster dgx-h100 --out " + (dir / "p.json").string()).out.find("not modelled") ==
+          std::string::npos);
   fs::remove_all(dir);
 }

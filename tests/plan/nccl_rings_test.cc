@@ -51,9 +51,10 @@ TEST_CASE("each channel's ring visits every rank once and crosses servers at its
 }
 
 TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one", "[plan][rings]") {
-  // 2 x DGX H100: 8 x 400 Gb/s NICs a server (50 GB/s each), NVLink 450 GB/s a GPU at line rate.
-  // A channel's exit GPU sends over PCIe instead of NVLink, so NVLink carries 7/8 of a ring's
-  // 1/p per step (514 GB/s of busbw) and the NICs, 400 GB/s together, bind: busbw 400 GB/s.
+  // 2 x DGX H100: 8 x 400 Gb/s NICs a server (50 GB/s each), NVLink 18 x 20.6 = 371 GB/s a GPU
+  // at NCCL's per-link rate. A channel's exit GPU sends over PCIe instead of NVLink, so NVLink
+  // carries 7/8 of a ring's 1/p per step (424 GB/s of busbw) and the NICs, 400 GB/s together,
+  // bind: busbw 400 GB/s.
   const topo::Topology t = topo::load_any("dgx-h100:2");
   sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
   const auto gpus = pick_gpus(t, 16, 0);

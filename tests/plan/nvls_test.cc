@@ -1,5 +1,5 @@
-// The allreduce the NVSwitch sums (NVLink SHARP, NCCL's NVLS) and NCCL's view of NVLink: the
-// engine's line-rate bound against the closed form of the scheme's traffic, the bandwidths NCCL's
+// The allreduce the NVSwitch sums (NVLink SHARP, NCCL's NVLS) and the engine's NVLink rates: the
+// engine's time against the closed form of the scheme's traffic, the bandwidths NCCL's
 // maintainers quote for 8 H100s and a run measured on 8 B200s, where NVLS runs and where it is
 // refused, and the planner and NCCL rules that use it.
 #include "../catch.h"
@@ -172,7 +172,11 @@ TEST_CASE("NVLS on 8 B200s reaches the busbw measured there", "[plan][nvls][blac
   const SizeRow& big = s.rows.back();
   REQUIRE(big.bytes == 8.0 * (1ull << 30));
   REQUIRE_THAT(busbw_GBps(big.bytes, big.time_s[nvls], 8), WithinRel(830.0, 0.05));
-  // And it is the fastest of NCCL's algorithms there (NCCL's ring: 18 links x 40.1 GB/s).
-  for (size_t i = 0; i < s.candidates.size(); ++i)
-    if (s.candidates[i].name().rfind("nccl-", 0) == 0) REQUIRE(big.time_s[nvls] <= big.time_s[i]);
+  // And it is the fastest of all there (NCCL's ring: 18 links x 40.1 GB/s), basin's own schedules
+  // included: they move data over the same links at the same rates (a bcube at the NVLink line
+  // rate, 899 GB/s busbw, used to win here).
+  for (size_t i = 0; i < s.candidates.size(); ++i) {
+    CAPTURE(s.candidates[i].name());
+    REQUIRE(big.time_s[nvls] <= big.time_s[i]);
+  }
 }

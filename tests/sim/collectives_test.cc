@@ -268,7 +268,7 @@ TEST_CASE("routes composed per server and fabric equal whole-graph widest routes
 TEST_CASE("a bandwidth-bound ring keeps its bottleneck link busy all the time", "[sim]") {
   // 16 GPUs on 2 Big Basin servers: the ring crosses each NIC's 6.25 GB/s port, the narrowest
   // link on it, in every one of its steps. For 1 GB the latency is negligible, so that port is
-  // busy (nearly) the whole collective while each NVLink, at 20 GB/s, idles most of it.
+  // busy (nearly) the whole collective while each NVLink, timed at 18 GB/s, idles most of it.
   topo::Topology t = topo::load_any("bigbasin:2");
   // The network phase alone (GPU to GPU, as over RDMA): Gloo's host copies would idle the port.
   Network net(t, {.per_message_overhead_us = 5});

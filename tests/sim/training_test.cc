@@ -57,14 +57,19 @@ TEST_CASE("a slow input pipeline becomes the iteration time", "[sim]") {
   REQUIRE(r.data_stall_s > 0);
 }
 
-TEST_CASE("a server's cores are shared by its GPUs, and no stated cores bound nothing", "[sim]") {
+TEST_CASE("a server's cores are shared by the GPUs used there, and no stated cores bound nothing", "[sim]") {
   // Big Basin as modelled: two 14-core sockets for 8 GPUs, 3.5 cores each, not 3.
   topo::Topology t = topo::load_any("bigbasin");
   TrainingConfig cfg{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 32,
                      .decode_images_per_s_per_core = 10};
   IterationResult shared = simulate_iteration(t, profile_for(t), cfg);
   REQUIRE_THAT(shared.iteration_s, WithinRel(32.0 / (10 * 28.0 / 8), 1e-12));
-  REQUIRE_THAT(shared.input_basis, HasText("28 cores shared by its 8 GPUs"));
+  REQUIRE_THAT(shared.input_basis, HasText("28 cores shared by the 8 GPUs used there"));
+  // Two GPUs of the server in use: 14 cores each (at 5 images/s a core, 32 images take 0.457 s).
+  TrainingConfig two = cfg;
+  two.gpus = 2;
+  two.decode_images_per_s_per_core = 5;
+  REQUIRE_THAT(simulate_iteration(t, profile_for(t), two).iteration_s, WithinRel(32.0 / (5 * 14.0), 1e-12));
   // The same server with its cores unstated: the pipeline is left out, and the basis says so.
   for (auto v : topo::nodes_of_kind(t, topo::NodeKind::cpu)) t.graph[v].cores = 0;
   IterationResult unstated = simulate_iteration(t, profile_for(t), cfg);

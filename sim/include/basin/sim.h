@@ -211,6 +211,7 @@ class Network {
   // Keeps a reference to `topo`, or (links at achievable rates, unless params.line_rate) its own
   // achievable_view of it; topology() is what it times.
   Network(const topo::Topology& topo, NetworkParams params = {});
+  Network(const topo::Topology&& topo, NetworkParams params = {}) = delete;  // it may keep a reference
   // Time of a schedule whose rank i runs on gpus[i] (topology vertices).
   CollectiveCost cost(const Schedule& s, const std::vector<topo::Vertex>& gpus);
   // Makespan in seconds of concurrent flows of the given sizes between vertex pairs, with
