@@ -68,18 +68,11 @@ Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
   Schedule s{"channel-rings", p, {}};
   if (p < 2) return s;
   const int channels = servers.size() > 1 ? static_cast<int>(per_server) : 1;
-  Step reduce_scatter{{}, p - 1}, allgather{{}, p - 1};
-  for (int c = 0; c < channels; ++c) {
-    std::vector<int> order;
+  std::vector<std::vector<int>> rings(channels);
+  for (int c = 0; c < channels; ++c)
     for (const auto& ranks : servers)
-      for (size_t i = 0; i < per_server; ++i) order.push_back(ranks[(c + i) % per_server]);
-    for (int k = 0; k < p; ++k) {
-      const int from = order[k], to = order[(k + 1) % p];
-      reduce_scatter.transfers.push_back({from, to, 1.0 / (p * channels), true});
-      allgather.transfers.push_back({from, to, 1.0 / (p * channels), false});
-    }
-  }
-  s.steps = {reduce_scatter, allgather};
+      for (size_t i = 0; i < per_server; ++i) rings[c].push_back(ranks[(c + i) % per_server]);
+  s.steps = rings_allreduce(rings).steps;
   return s;
 }
 

@@ -120,6 +120,14 @@ Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d u
 // the channels cross between servers on different GPUs, and so through different NICs, as
 // NCCL's per-channel rings do (src/graph/search.cc). One server: the plain ring, one channel.
 Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers);
+// Ring allreduce over several rings at once, each with 1/rings of the vector; each ring is a rank
+// order, a permutation of 0..p-1 (throws std::invalid_argument otherwise).
+Schedule rings_allreduce(const std::vector<std::vector<int>>& rings);
+// NCCL's rings inside one server of point-to-point NVLinks (nvlink_rings.cc): link-disjoint
+// Hamiltonian cycles over the direct GPU-to-GPU NVLinks among `gpus`, as many as the links hold,
+// each in both directions (on two GPUs, one ring per link), as rank orders (positions in `gpus`).
+// Empty where there is none (GPUs on an NVSwitch or on PCIe only).
+std::vector<std::vector<int>> nvlink_rings(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 // NCCL's tree across servers (same file, same `servers`): per channel (one per rank of a server,
 // each 1/channels of the vector), a chain through each server's ranks ending at its c-th rank,
 // which joins NCCL's double binary tree between the servers (binary_tree_parents over servers,
@@ -339,6 +347,9 @@ CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& g
 // channel_rings_allreduce / channel_trees_allreduce on `gpus` (the same number on every server),
 // each server's GPUs in the order whose narrowest hop is widest (the hierarchical allreduce's chain).
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
+// The ring allreduce NCCL runs on one server: over nvlink_rings, or where there are none the ring
+// in rank order.
+CollectiveCost server_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // NVLink SHARP allreduce on the NVSwitch all of `gpus` hang off (see Algorithm::nvls); throws
 // topo::InputError naming `origin` when there is no such switch.
