@@ -259,8 +259,10 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   const bool even = std::all_of(per_server.begin(), per_server.end(),
                                 [&](const auto& kv) { return kv.second == ppn; });
   const bool channels = nodes > 1 && even;
-  // On one server NCCL's rings follow NVLinks wherever GPUs are wired to each other directly.
+  // On one server NCCL's rings, and its trees' chains, follow NVLinks wherever GPUs are wired to
+  // each other directly.
   sim::CollectiveCost c = nodes == 1 && algorithm == sim::Algorithm::ring ? sim::server_rings_cost(net, gpus)
+                          : nodes == 1 ? sim::server_trees_cost(net, gpus)
                           : !channels ? net.cost(sim::allreduce_schedule(algorithm, ranks), gpus)
                           : algorithm == sim::Algorithm::ring ? sim::channel_rings_cost(net, gpus)
                                                               : sim::channel_trees_cost(net, gpus);

@@ -1,11 +1,12 @@
-// NCCL's rings inside one server whose GPUs are wired to each other by NVLink, point to point
-// (the hybrid cube mesh of DGX-1 and Big Basin). A ring in rank order there crosses PCIe and the
-// CPUs' link wherever two neighbours in rank order have no NVLink (GPU 3 to GPU 4), and runs at
-// PCIe's rate. NCCL's search (src/graph/search.cc) instead builds its channels' rings along
-// NVLinks, and as many as the links hold: on DGX-1 with V100 every GPU's six NVLinks each carry a
-// ring each way. Here: as many link-disjoint Hamiltonian cycles over the direct NVLinks as the
-// mesh holds, each run in both directions, the vector split evenly among them. Its own file
-// because it is a search over the topology, which the schedules of collectives.cc never look at.
+// NCCL's rings (and its trees' chains along them) inside one server whose GPUs are wired to each
+// other by NVLink, point to point (the hybrid cube mesh of DGX-1 and Big Basin). A ring in rank
+// order there crosses PCIe and the CPUs' link wherever two neighbours in rank order have no
+// NVLink (GPU 3 to GPU 4), and runs at PCIe's rate. NCCL's search (src/graph/search.cc) instead
+// builds its channels' rings along NVLinks, and as many as the links hold: on DGX-1 with V100
+// every GPU's six NVLinks each carry a ring each way. Here: as many link-disjoint Hamiltonian
+// cycles over the direct NVLinks as the mesh holds, each run in both directions, the vector split
+// evenly among them. Its own file because it is a search over the topology, which the schedules
+// of collectives.cc never look at.
 #include <basin/sim.h>
 
 #include <algorithm>
@@ -130,6 +131,25 @@ CollectiveCost server_rings_cost(Network& net, const std::vector<topo::Vertex>& 
   const auto rings = nvlink_rings(net.topology(), gpus);
   if (rings.empty()) return net.cost(allreduce_schedule(Algorithm::ring, static_cast<int>(gpus.size())), gpus);
   return net.cost(rings_allreduce(rings), gpus);
+}
+
+CollectiveCost server_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
+  const int p = static_cast<int>(gpus.size());
+  const auto rings = nvlink_rings(net.topology(), gpus);
+  if (rings.empty()) return net.cost(allreduce_schedule(Algorithm::tree, p), gpus);
+  // NCCL's tree on one server is, per channel, a chain along that channel's ring: sums flow down
+  // the chain to its first rank and the result back up, pipelined, every hop at once.
+  Schedule s{"chains", p, {}};
+  Step step;
+  const double share = 1.0 / static_cast<double>(rings.size());
+  for (const auto& chain : rings)
+    for (int i = 1; i < p; ++i) {
+      step.transfers.push_back({chain[i], chain[i - 1], share, true});
+      step.transfers.push_back({chain[i - 1], chain[i], share, false});
+    }
+  step.latency_hops = 2 * (p - 1);  // the first chunk down the chain and back
+  s.steps.push_back(step);
+  return net.cost(s, gpus);
 }
 
 }  // namespace basin::sim

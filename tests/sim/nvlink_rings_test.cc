@@ -69,7 +69,7 @@ TEST_CASE("NCCL's rings on DGX-1 are the cube mesh's three interwoven rings, eac
   REQUIRE(nvlink_rings(h100, topo::gpus(h100)).empty());
 }
 
-TEST_CASE("the allreduce over DGX-1's six rings runs on all six NVLinks of a GPU", "[sim][rings]") {
+TEST_CASE("the allreduce over DGX-1's six rings runs on all six NVLinks of a GPU, the tree's chains too", "[sim][rings]") {
   // Each step a GPU sends 1/(8 x 6) of the vector on each of its six links, at NCCL's 20 GB/s
   // per V100 NVLink (src/graph/topo.h, SM70_NVLINK_BW); 7 steps of reduce-scatter and 7 of
   // allgather: 14 / (48 x 20 GB/s) per byte, busbw 2 (7/8) / that = 120 GB/s. The ring in rank
@@ -80,6 +80,10 @@ TEST_CASE("the allreduce over DGX-1's six rings runs on all six NVLinks of a GPU
   const CollectiveCost rings = server_rings_cost(net, gpus);
   REQUIRE_THAT(rings.seconds_per_byte, WithinRel(14.0 / (48 * 20e9), 1e-9));
   REQUIRE(net.cost(allreduce_schedule(Algorithm::ring, 8), gpus).seconds_per_byte > 4 * rings.seconds_per_byte);
+  // NCCL's tree there: per channel a chain along a ring, reduced down it and broadcast back up
+  // at once. Each direction of a link is a hop of at most two chains (one ring's reduce, the
+  // reverse ring's broadcast), 1/6 of the vector each: 2 / (6 x 20 GB/s) per byte.
+  REQUIRE_THAT(server_trees_cost(net, gpus).seconds_per_byte, WithinRel(2.0 / (6 * 20e9), 1e-9));
   // On an NVSwitch: the ring in rank order, as before.
   const topo::Topology h100 = topo::load_any("dgx-h100");
   Network nh(h100);

@@ -350,6 +350,9 @@ CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>&
 // The ring allreduce NCCL runs on one server: over nvlink_rings, or where there are none the ring
 // in rank order.
 CollectiveCost server_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
+// NCCL's tree on one server: per channel a chain along each of nvlink_rings, the vector split
+// evenly among them; where there are none, the binary tree in rank order.
+CollectiveCost server_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // NVLink SHARP allreduce on the NVSwitch all of `gpus` hang off (see Algorithm::nvls); throws
 // topo::InputError naming `origin` when there is no such switch.
