@@ -28,7 +28,7 @@ struct SimOptions {
   std::string profile;
   double overhead_us = 5;
   double decode_rate = sim::TrainingConfig{}.decode_images_per_s_per_core;
-  int cores_per_gpu = 0;
+  double cores_per_gpu = 0;
   std::string host_staging = "auto";
   double compute_jitter = 0;
   bool json = false;
@@ -206,7 +206,7 @@ std::function<int()> add_sim_command(CLI::App& app) {
   cmd->add_option("--decode-rate", o->decode_rate,
                   "JPEG decode+augment images/s per CPU core (assumed default)")
       ->capture_default_str();
-  cmd->add_option("--cores-per-gpu", o->cores_per_gpu, "CPU cores feeding each GPU (default: server's share)");
+  cmd->add_option("--cores-per-gpu", o->cores_per_gpu, "CPU cores feeding each GPU, a share such as 3.5 (default: the server's cores over its GPUs in use)");
   cmd->add_option("--host-staging", o->host_staging,
                   "Gloo's copies through host memory for allreduces between servers: auto (when "
                   "the NICs are Ethernet), on, off")

@@ -203,7 +203,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   if (!std::isfinite(cfg.decode_images_per_s_per_core) || !(cfg.decode_images_per_s_per_core > 0))
     throw topo::InputError("--decode-rate", "", "images/s per core above 0, got " +
                                                     std::to_string(cfg.decode_images_per_s_per_core));
-  if (cfg.cores_per_gpu < 0)
+  if (!(cfg.cores_per_gpu >= 0) || !std::isfinite(cfg.cores_per_gpu))
     throw topo::InputError("--cores-per-gpu", "", "0 (the server's share) or more cores, got " +
                                                       std::to_string(cfg.cores_per_gpu));
   const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
@@ -280,10 +280,10 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   // Input pipeline: decoding runs ahead on the CPU cores that serve this GPU.
   // A server's cores are shared by its GPUs' loaders, so a GPU gets a fractional share. A
   // topology that states no cores cannot bound the input pipeline: it is left out, and said so.
-  double cores = cfg.cores_per_gpu;
+  double cores = cfg.cores_per_gpu;  // a share of cores, as the default one is
   char basis[160];
   if (cores > 0) {
-    std::snprintf(basis, sizeof basis, "%d CPU cores per GPU, as configured", cfg.cores_per_gpu);
+    std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU, as configured", cfg.cores_per_gpu);
   } else {
     const auto& g = cluster.graph;
     int server_cores = 0, server_gpus = 0;

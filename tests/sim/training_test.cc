@@ -70,6 +70,12 @@ TEST_CASE("a server's cores are shared by the GPUs used there, and no stated cor
   two.gpus = 2;
   two.decode_images_per_s_per_core = 5;
   REQUIRE_THAT(simulate_iteration(t, profile_for(t), two).iteration_s, WithinRel(32.0 / (5 * 14.0), 1e-12));
+  // A share given: 3.5 cores, as given.
+  TrainingConfig given = cfg;
+  given.cores_per_gpu = 3.5;
+  REQUIRE_THAT(simulate_iteration(t, profile_for(t), given).iteration_s, WithinRel(32.0 / (10 * 3.5), 1e-12));
+  given.cores_per_gpu = std::nan("");
+  REQUIRE_THROWS_AS(simulate_iteration(t, profile_for(t), given), topo::InputError);
   // The same server with its cores unstated: the pipeline is left out, and the basis says so.
   for (auto v : topo::nodes_of_kind(t, topo::NodeKind::cpu)) t.graph[v].cores = 0;
   IterationResult unstated = simulate_iteration(t, profile_for(t), cfg);

@@ -82,7 +82,7 @@ struct TrainingConfig {
   // from 8 workers; reports/published-scaling.md). basin's own loader does more
   // (reports/data-pipeline-2026-11-23.md): measure yours with `basin data load`.
   double decode_images_per_s_per_core = 150;
-  int cores_per_gpu = 0;  // 0: the server's cores / its GPUs; none stated: pipeline not modelled
+  double cores_per_gpu = 0;  // 0: the server's cores / its GPUs used; none stated: pipeline not modelled
   long long epoch_images = 1281167;           // ImageNet-1k training set
   // Step-to-step variation of one GPU's compute time (coefficient of variation, 0: none). A
   // synchronous step waits for the slowest GPU: see straggler_stretch.
