@@ -16,22 +16,33 @@ namespace basin::sim {
 
 namespace {
 
-// Direct NVLinks between every pair of `gpus` (bonded links counted one by one).
+// Direct NVLinks between every pair of `gpus`, bonded links counted one by one: the widest entry
+// for the pair (the engine routes a pair over one edge, so a second entry adds nothing), and the
+// fewer of the two directions (a ring runs both ways). Empty when any of them hangs off an
+// NVSwitch too: the engine routes such GPUs through the switch, not around the mesh.
 std::vector<std::vector<int>> nvlink_counts(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {
   const size_t p = gpus.size();
   std::vector<std::vector<int>> count(p, std::vector<int>(p, 0));
   for (size_t i = 0; i < p; ++i)
     for (auto [e, end] = boost::out_edges(gpus[i], t.graph); e != end; ++e) {
       if (t.graph[*e].kind != topo::LinkKind::nvlink) continue;
-      const auto at = std::find(gpus.begin(), gpus.end(), boost::target(*e, t.graph));
-      if (at != gpus.end()) count[i][at - gpus.begin()] += std::max(1, t.graph[*e].count);
+      const topo::Vertex to = boost::target(*e, t.graph);
+      if (t.graph[to].kind == topo::NodeKind::nvswitch) return {};
+      const auto at = std::find(gpus.begin(), gpus.end(), to);
+      if (at != gpus.end()) {
+        int& c = count[i][at - gpus.begin()];
+        c = std::max(c, std::max(1, t.graph[*e].count));
+      }
     }
+  for (size_t i = 0; i < p; ++i)
+    for (size_t j = 0; j < i; ++j) count[i][j] = count[j][i] = std::min(count[i][j], count[j][i]);
   return count;
 }
 
 // The most link-disjoint Hamiltonian cycles over `count` (each uses one link of every pair it
 // joins), by depth-first search; cycles start at rank 0 and are taken in increasing order, so
-// no set is tried twice. A budget of search steps bounds the work on large meshes.
+// no set is tried twice. A budget of search steps bounds the work on large meshes, where the
+// best set found within it is kept (fewer cycles than the links could hold, possibly none).
 std::vector<std::vector<int>> disjoint_cycles(std::vector<std::vector<int>> count) {
   const int p = static_cast<int>(count.size());
   int bound = 1 << 30;
@@ -41,7 +52,7 @@ std::vector<std::vector<int>> disjoint_cycles(std::vector<std::vector<int>> coun
     bound = std::min(bound, degree / 2);
   }
   std::vector<std::vector<int>> best, taken;
-  long budget = 2'000'000;
+  long budget = 200'000;  // DGX-1 needs under a hundred steps
   // Every Hamiltonian cycle from 0, in lexicographic order, not below `after`, handed to `found`
   // (which returns true to stop).
   std::function<bool(std::vector<int>&, std::vector<bool>&, const std::vector<int>&,
@@ -92,6 +103,7 @@ std::vector<std::vector<int>> nvlink_rings(const topo::Topology& t, const std::v
   const int p = static_cast<int>(gpus.size());
   if (p < 2) return {};
   const auto count = nvlink_counts(t, gpus);
+  if (count.empty()) return {};
   std::vector<std::vector<int>> rings;
   if (p == 2) {  // 0 -> 1 -> 0 takes each direction of one link
     for (int k = 0; k < count[0][1]; ++k) rings.push_back({0, 1});
@@ -105,14 +117,14 @@ std::vector<std::vector<int>> nvlink_rings(const topo::Topology& t, const std::v
 }
 
 Schedule rings_allreduce(const std::vector<std::vector<int>>& rings) {
-  if (rings.empty() || rings.front().empty()) throw std::invalid_argument("rings_allreduce: at least one ring with ranks");
+  if (rings.empty() || rings.front().empty()) throw std::invalid_argument("ring allreduce: at least one ring with ranks");
   const int p = static_cast<int>(rings.front().size());
   for (const auto& ring : rings) {
     std::vector<int> sorted = ring;
     std::sort(sorted.begin(), sorted.end());
-    for (int k = 0; k < static_cast<int>(sorted.size()); ++k)
-      if (static_cast<int>(sorted.size()) != p || sorted[k] != k)
-        throw std::invalid_argument("rings_allreduce: every ring visits each of the ranks 0..p-1 once");
+    bool permutation = static_cast<int>(sorted.size()) == p;
+    for (int k = 0; permutation && k < p; ++k) permutation = sorted[k] == k;
+    if (!permutation) throw std::invalid_argument("ring allreduce: every ring visits each of the ranks 0..p-1 once");
   }
   Schedule s{"rings", p, {}};
   if (p < 2) return s;

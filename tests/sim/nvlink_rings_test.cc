@@ -63,7 +63,9 @@ TEST_CASE("NCCL's rings on DGX-1 are the cube mesh's three interwoven rings, eac
   const topo::Topology bb = topo::load_any("bigbasin");
   const auto bb_rings = nvlink_rings(bb, topo::gpus(bb));
   REQUIRE(bb_rings.size() == 4);
-  check_rings(bb, topo::gpus(bb), bb_rings);
+  int bb_total = 0;
+  for (const auto& [pair, n] : check_rings(bb, topo::gpus(bb), bb_rings)) bb_total += n;
+  REQUIRE(bb_total == 32);  // 8 GPUs x 4 links, every one used
   // GPUs on an NVSwitch have no direct NVLinks: no rings, NCCL's ring is the plain one.
   const topo::Topology h100 = topo::load_any("dgx-h100");
   REQUIRE(nvlink_rings(h100, topo::gpus(h100)).empty());
@@ -91,8 +93,42 @@ TEST_CASE("the allreduce over DGX-1's six rings runs on all six NVLinks of a GPU
           nh.cost(allreduce_schedule(Algorithm::ring, 8), topo::gpus(h100)).seconds_per_byte);
 }
 
+TEST_CASE("DGX-1's subsets get the rings their links close, and none where they close none", "[sim][rings]") {
+  // DGX-1's first GPUs (the pairs and their bonded links: DGX-1 whitepaper's cube mesh):
+  // 0-1 x1, 0-2 x1, 0-3 x2, 1-2 x2, 1-3 x1, 2-3 x2.
+  const topo::Topology t = topo::load_any("dgx1");
+  const auto all = topo::gpus(t);
+  auto first = [&](int n) { return std::vector<topo::Vertex>(all.begin(), all.begin() + n); };
+  Network net(t);
+  // Three GPUs: GPU 0 has two links to the others, so one cycle, both ways: 2 rings, each GPU
+  // sending 1/(3 x 2) a step on each of two links at 20 GB/s; 4 steps: 4 / (6 x 20 GB/s) per
+  // byte, busbw 40 GB/s.
+  REQUIRE(nvlink_rings(t, first(3)).size() == 2);
+  REQUIRE_THAT(server_rings_cost(net, first(3)).seconds_per_byte, WithinRel(4.0 / (6 * 20e9), 1e-9));
+  // Four GPUs: GPUs 0 and 1 have four links each, so two cycles (0-1-2-3, 0-2-1-3), 4 rings,
+  // 6 steps of 1/(4 x 4) on each of four links: 6 / (16 x 20 GB/s) per byte, busbw 80 GB/s.
+  REQUIRE(nvlink_rings(t, first(4)).size() == 4);
+  check_rings(t, first(4), nvlink_rings(t, first(4)));
+  REQUIRE_THAT(server_rings_cost(net, first(4)).seconds_per_byte, WithinRel(6.0 / (16 * 20e9), 1e-9));
+  // Five GPUs: GPU 4's only NVLink among them is to GPU 0, so no cycle: the ring in rank order.
+  REQUIRE(nvlink_rings(t, first(5)).empty());
+  REQUIRE(server_rings_cost(net, first(5)).seconds_per_byte ==
+          net.cost(allreduce_schedule(Algorithm::ring, 5), first(5)).seconds_per_byte);
+  REQUIRE(server_trees_cost(net, first(5)).seconds_per_byte ==
+          net.cost(allreduce_schedule(Algorithm::tree, 5), first(5)).seconds_per_byte);
+  // Two GPUs with two bonded links: one ring per link.
+  REQUIRE(nvlink_rings(t, {all[0], all[3]}).size() == 2);
+  REQUIRE(nvlink_rings(t, {all[0], all[1]}).size() == 1);
+  // On an NVSwitch the tree stays the binary tree in rank order, as before.
+  const topo::Topology h100 = topo::load_any("dgx-h100");
+  Network nh(h100);
+  REQUIRE(server_trees_cost(nh, topo::gpus(h100)).seconds_per_byte ==
+          nh.cost(allreduce_schedule(Algorithm::tree, 8), topo::gpus(h100)).seconds_per_byte);
+}
+
 TEST_CASE("rings_allreduce takes rank orders that visit every rank once", "[sim][rings]") {
   REQUIRE_THROWS_AS(rings_allreduce({}), std::invalid_argument);
+  REQUIRE_THROWS_AS(rings_allreduce({{0, 1, 2}, {}}), std::invalid_argument);
   REQUIRE_THROWS_AS(rings_allreduce({{0, 1, 2}, {0, 2}}), std::invalid_argument);
   REQUIRE_THROWS_AS(rings_allreduce({{0, 1, 1}}), std::invalid_argument);
   const Schedule s = rings_allreduce({{0, 1, 2}, {2, 1, 0}});

@@ -124,9 +124,10 @@ Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers);
 // order, a permutation of 0..p-1 (throws std::invalid_argument otherwise).
 Schedule rings_allreduce(const std::vector<std::vector<int>>& rings);
 // NCCL's rings inside one server of point-to-point NVLinks (nvlink_rings.cc): link-disjoint
-// Hamiltonian cycles over the direct GPU-to-GPU NVLinks among `gpus`, as many as the links hold,
-// each in both directions (on two GPUs, one ring per link), as rank orders (positions in `gpus`).
-// Empty where there is none (GPUs on an NVSwitch or on PCIe only).
+// Hamiltonian cycles over the direct GPU-to-GPU NVLinks among `gpus`, as many as the links hold
+// (or as a bounded search finds on large meshes), each in both directions (on two GPUs, one ring
+// per link), as rank orders (positions in `gpus`). Empty where there is none: GPUs on an NVSwitch
+// or on PCIe only, or direct NVLinks that close no cycle through all of `gpus`.
 std::vector<std::vector<int>> nvlink_rings(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 // NCCL's tree across servers (same file, same `servers`): per channel (one per rank of a server,
 // each 1/channels of the vector), a chain through each server's ranks ending at its c-th rank,
