@@ -2,6 +2,8 @@
 // each link's bandwidth shared max-min fairly among the flows crossing it (progressive filling),
 // re-shared whenever a flow finishes. This is what makes contention visible: two flows on one
 // link each get half, a ring crossing an oversubscribed uplink slows to the uplink's share.
+// Links run at the rate GPUs drive them (achievable_share: NVLinks at NCCL's per-link figure), so
+// every schedule, NCCL's or basin's, is timed on the same links.
 #include <basin/sim.h>
 
 #include <algorithm>
