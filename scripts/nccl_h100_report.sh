@@ -71,8 +71,8 @@ print("On 2 and 3 GPUs the model puts NVLS far below what was measured (210 and 
 print("367 GB/s): the (1 + 1/p) n traffic it assumes is not what NCCL's NVLS moves on so few GPUs.")
 print("The choice is unaffected, since NCCL's ring is as fast there as the measured NVLS and the model")
 print("picks the ring; from 4 GPUs on the model is within 3% of every measured figure.\n")
-print("Where NCCL's choice changes on 8 GPUs (crossovers among all candidates; basin's own schedules")
-print("at the line rate are among them):\n")
+print("Where the fastest changes on 8 GPUs (crossovers among all candidates; basin's own schedules,")
+print("timed on the same links at the same rates, are among them):\n")
 for c in d["crossovers"]:
     print(f"- from {human(c['bytes'])}: {c['from']} -> {c['to']}")
 print("\n![busbw against message size on 8 H100s](nccl-h100-select.svg)\n")

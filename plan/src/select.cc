@@ -47,6 +47,34 @@ int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
   return generation;
 }
 
+// tuning.cc, llMaxBws: the most busbw NCCL's model gives the LL protocol, GB/s. One server: by the
+// GPUs' generation (Volta and older, Ampere, Hopper, Blackwell); several: by the CPUs' vendor
+// (Intel and others, AMD), on 2 nodes and on more. Its busbw is the ring's 2 (p-1)/p x algbw and
+// the tree's 2 x algbw.
+constexpr double kLlMaxOneNode_GBps[4] = {39.0, 87.7, 141.0, 282.0};
+constexpr double kLlMaxNodes_GBps[2][2] = {{39.0, 20.4}, {22.5, 19.0}};
+
+// The GPUs' generation as NCCL indexes its tables (0 Volta and older, 1 Ampere, 2 Hopper,
+// 3 Blackwell), from the NVLink generation each brought; -1 when the GPU has no NVLink to say.
+int gpu_generation_index(const topo::Topology& topo, topo::Vertex gpu) {
+  int nvlink = 0;
+  for (auto [e, end] = boost::out_edges(gpu, topo.graph); e != end; ++e)
+    if (topo.graph[*e].kind == topo::LinkKind::nvlink) nvlink = std::max(nvlink, topo.graph[*e].generation);
+  return nvlink == 0 ? -1 : nvlink <= 2 ? 0 : nvlink - 2;
+}
+
+// llMaxBws for these GPUs, or 0 where the table has nothing to say (GPUs without NVLink alone).
+double ll_max_GBps(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus, int nodes) {
+  if (nodes == 1) {
+    const int index = gpu_generation_index(topo, gpus.front());
+    return index < 0 ? 0 : kLlMaxOneNode_GBps[index];
+  }
+  bool amd = false;
+  for (topo::Vertex v : topo::nodes_of_kind(topo, topo::NodeKind::cpu, topo.graph[gpus.front()].server))
+    amd |= topo.graph[v].model.find("EPYC") != std::string::npos || topo.graph[v].model.find("AMD") != std::string::npos;
+  return kLlMaxNodes_GBps[amd ? 1 : 0][nodes <= 2 ? 0 : 1];
+}
+
 constexpr double kMaxSelectBytes = 1125899906842624.0;  // 2^50
 
 std::string shortest(double x) {
@@ -268,6 +296,11 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
                                                               : sim::channel_trees_cost(net, gpus);
   c.latency_s = latency_us * 1e-6;
   c.seconds_per_byte /= protocol_efficiency(algorithm, protocol, nodes);
+  if (protocol == Protocol::ll)
+    if (const double cap = ll_max_GBps(net.topology(), gpus, nodes); cap > 0) {
+      const double busbw_per_algbw = algorithm == sim::Algorithm::ring ? 2.0 * (ranks - 1) / ranks : 2.0;
+      c.seconds_per_byte = std::max(c.seconds_per_byte, busbw_per_algbw / (cap * 1e9));
+    }
   return c;
 }
 

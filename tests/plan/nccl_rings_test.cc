@@ -2,6 +2,7 @@
 // shape, its time against the closed form of the NICs' aggregate, and NCCL's measured busbw on
 // a published three-server A100 cluster.
 #include "../catch.h"
+#include "candidate.h"
 
 #include <basin/model.h>
 #include <basin/plan.h>
@@ -160,4 +161,24 @@ TEST_CASE("a prediction with NCCL's model times the run and its one-server basel
     return c;
   }());
   REQUIRE(p.result.comm_total_s < single.result.comm_total_s / 4);
+}
+
+TEST_CASE("NCCL's LL protocol is held to NCCL's own ceiling for it", "[plan][rings]") {
+  // tuning.cc, llMaxBws (busbw, GB/s): one node by GPU generation (Volta 39, Hopper 141,
+  // Blackwell 282); several by CPU vendor and node count (Intel on 2 nodes 39, AMD on 3 or more
+  // 19). Below these the ring's LL runs at half its Simple rate: all of them bind at 8 GB here.
+  struct Case {
+    const char* cluster;
+    double ceiling_GBps;
+  };
+  for (const Case& c : {Case{"dgx1", 39.0}, Case{"dgx-h100", 141.0}, Case{"dgx-b200", 282.0},
+                        Case{"dgx-h100:2", 39.0}, Case{"dgx-a100:4", 19.0}}) {
+    CAPTURE(c.cluster);
+    const Selection s = basin::test::nccl_selection(c.cluster);
+    const SizeRow& row = s.rows.back();
+    const double ll = busbw_GBps(row.bytes, row.time_s[basin::test::candidate(s, "nccl-ring/LL")], s.ranks);
+    const double simple = busbw_GBps(row.bytes, row.time_s[basin::test::candidate(s, "nccl-ring/Simple")], s.ranks);
+    REQUIRE(simple / 2 > c.ceiling_GBps);
+    REQUIRE_THAT(ll, WithinRel(c.ceiling_GBps, 1e-3));
+  }
 }

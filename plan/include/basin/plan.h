@@ -90,7 +90,8 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
 // The NCCL-protocol model: engine bandwidth (topology, contention, NVLinks at the per-link rate
-// NCCL's own model counts on, sim::achievable_share, as for every schedule) scaled by the protocol's efficiency, latency from NCCL's tuning constants
+// NCCL's own model counts on, sim::achievable_share, as for every schedule; LL held to
+// tuning.cc's llMaxBws) scaled by the protocol's efficiency, latency from NCCL's tuning constants
 // (src/graph/tuning.cc, NCCL 2.28: base latency plus hardware latency per step, intra-server
 // NVLink/PCI and inter-server NET). NVLS (Simple only): sim::nvls_cost scaled by NCCL's NVLS
 // efficiency (0.85 on NVLink 4, 0.74 on NVLink 5) and NCCL's 25 us NVLS latency. NVLS-tree (Simple
