@@ -37,13 +37,12 @@ constexpr double kNvlsNetLatency_us = 18.0;
 constexpr double kCollnetChainNvlinkLatency_us = 2.8;
 constexpr double kCollnetChainNetLatency_us = 30.0;
 
-// The NVLink generation of a GPU's links to the switch that sums (which sets NCCL's efficiency).
-int sharp_generation(const topo::Topology& topo, topo::Vertex gpu) {
+// The newest generation among a GPU's NVLinks (0: none), which names the GPU's generation for
+// NCCL's tables: the NVLS efficiency by the links to the switch that sums, llMaxBws by the GPU.
+int nvlink_generation(const topo::Topology& topo, topo::Vertex gpu) {
   int generation = 0;
   for (auto [e, end] = boost::out_edges(gpu, topo.graph); e != end; ++e)
-    if (topo.graph[boost::target(*e, topo.graph)].kind == topo::NodeKind::nvswitch &&
-        topo.graph[*e].kind == topo::LinkKind::nvlink)
-      generation = std::max(generation, topo.graph[*e].generation);
+    if (topo.graph[*e].kind == topo::LinkKind::nvlink) generation = std::max(generation, topo.graph[*e].generation);
   return generation;
 }
 
@@ -57,9 +56,7 @@ constexpr double kLlMaxNodes_GBps[2][2] = {{39.0, 20.4}, {22.5, 19.0}};
 // The GPUs' generation as NCCL indexes its tables (0 Volta and older, 1 Ampere, 2 Hopper,
 // 3 Blackwell), from the NVLink generation each brought; -1 when the GPU has no NVLink to say.
 int gpu_generation_index(const topo::Topology& topo, topo::Vertex gpu) {
-  int nvlink = 0;
-  for (auto [e, end] = boost::out_edges(gpu, topo.graph); e != end; ++e)
-    if (topo.graph[*e].kind == topo::LinkKind::nvlink) nvlink = std::max(nvlink, topo.graph[*e].generation);
+  const int nvlink = nvlink_generation(topo, gpu);
   return nvlink == 0 ? -1 : nvlink <= 2 ? 0 : nvlink - 2;
 }
 
@@ -229,7 +226,7 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     // tuning.cc: NVLS's efficiency inside the servers; between them (IB SHARP) the network's
     // bandwidth as it is, and one network latency.
     const sim::NvlsTreeParts parts = sim::nvls_parts(net, gpus, origin);
-    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())), 1.0);
+    sim::CollectiveCost c = parts.combined(nvls_efficiency(nvlink_generation(net.topology(), gpus.front())), 1.0);
     c.latency_s = (kNvlsLatency_us + (parts.servers > 1 ? kNvlsNetLatency_us : 0)) * 1e-6;
     return c;
   }
@@ -240,7 +237,7 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     // tuning.cc: NVLS's efficiency inside the servers; between them the network's bandwidth as it
     // is (the 0.92 of NCCL's tree applies to its plain tree only). NVLS-tree's latency is the
     // NVLS one inside the server plus two network latencies per level of the tree between servers.
-    sim::CollectiveCost c = parts.combined(nvls_efficiency(sharp_generation(net.topology(), gpus.front())), 1.0);
+    sim::CollectiveCost c = parts.combined(nvls_efficiency(nvlink_generation(net.topology(), gpus.front())), 1.0);
     c.latency_s = (kNvlsLatency_us + 2 * std::floor(std::log2(nodes)) * kNvlsTreeNetLatency_us) * 1e-6;
     return c;
   }
