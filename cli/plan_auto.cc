@@ -32,10 +32,11 @@ std::string describe(const topo::Topology& t) {
 }
 
 // What basin's GPU trainer runs, so that the plan the search picks is one `basin train` can run
-// here: with NCCL, NCCL's ring, tree or NVLS (the trainer sets the algorithm, NCCL's tuner the protocol,
-// so each is searched under all three protocols) and any GPU count; without NCCL, one GPU, since
-// the Gloo path between GPUs of one server stages through host memory, which the simulator does
-// not price inside a server. Compute in fp32, fp16 or bf16 where the device has it; with NCCL,
+// here: with NCCL, the planner's default choices, which on one machine are NCCL's ring, tree or
+// NVLS (the trainer sets the algorithm, NCCL's tuner the protocol, so each is searched under all
+// three protocols), and any GPU count; without NCCL, one GPU, since the Gloo path between GPUs of
+// one server stages through host memory, which the simulator does not price inside a server.
+// Compute in fp32, fp16 or bf16 where the device has it; with NCCL,
 // gradients in fp32 or in the 16-bit format of the compute (fp16 also under fp32 compute, as
 // PyTorch's fp16 compression hook sends them), which NCCL sums in that format.
 void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& profile, int ranks, int gpus_found) {
@@ -58,12 +59,6 @@ void hold_to_the_gpu_trainer(plan::PlanOptions& o, const sim::DeviceProfile& pro
     throw topo::InputError("--nproc", "", "at most the " + std::to_string(gpus_found) +
                                               " GPU(s) found with --plan auto, got " + std::to_string(ranks));
   if (ranks > 0) o.gpu_counts = {ranks};
-  for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
-    for (plan::Protocol p : {plan::Protocol::ll, plan::Protocol::ll128, plan::Protocol::simple})
-      o.algorithms.push_back(plan::Choice{.algorithm = a, .protocol = p});
-  // The planner tries it only where every GPU hangs off an NVSwitch that sums (H100 NVSwitch).
-  // (NVLS-tree needs two such servers; --plan auto plans the one machine it finds.)
-  o.algorithms.push_back(plan::Choice{.algorithm = sim::Algorithm::nvls, .protocol = plan::Protocol::simple});
 }
 
 AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const std::string& topology_path) {
@@ -89,7 +84,7 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
     << best.time_to_train_h << " h for " << o.epochs << " epochs (" << result.evaluated
     << " configurations simulated on the " << profile.device
     << " profile; limited to what the GPU trainer runs: "
-    << (BASIN_HAVE_NCCL ? "NCCL ring, tree or NVLS, fp32 gradients)" : "one GPU without NCCL)");
+    << (BASIN_HAVE_NCCL ? "NCCL's ring, tree or NVLS)" : "one GPU without NCCL)");
   p.summary = s.str();
   return p;
 }

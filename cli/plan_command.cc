@@ -83,6 +83,19 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   std::printf("\n");
 }
 
+// What `basin train` runs the best plan's allreduce with, so that a schedule no library runs is
+// not read as one that does.
+std::string runs_with(const plan::PlanRow& best) {
+  const std::string name = best.algorithm.name();
+  if (best.library == "nccl") return name + " runs on NCCL (basin train sets the algorithm, NCCL's tuner the protocol)";
+  if (best.library == "gloo") return name + " runs on Gloo, every bucket staged through host memory, as priced";
+  if (best.library == "simulated-only")
+    return name + " is basin's own schedule, priced moving GPU memory directly, which neither NCCL nor Gloo "
+                  "does: a design to compare, which basin train runs only with --gpu-collective nccl (NCCL's "
+                  "choice) or gloo (staged, slower than predicted)";
+  return "";
+}
+
 // Time to train against cost: every usable plan as a point, the Pareto front as a line (and the
 // what-if cluster's front beside it). Log axes: plans span hours to weeks, and costs as much.
 void write_pareto_plot(const PlanCliOptions& o, const plan::PlanResult& r,
@@ -174,6 +187,7 @@ int run(PlanCliOptions o) {
               o.cluster.c_str(), result.device.c_str(), o.plan.epochs, o.plan.dataset_images,
               o.objective.c_str());
   print_table(result, o);
+  if (const std::string how = runs_with(best); !how.empty()) std::printf("\nThe best plan's allreduce: %s.\n", how.c_str());
   // The simulator leaves the input pipeline out where the topology states no CPU cores: say so,
   // or the rows read as if decoding were free by measurement.
   bool cores_stated = false;
@@ -207,7 +221,8 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');
   cmd->add_option("--algorithms", o->algorithms,
                   "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., "
-                  "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: all basin's)")
+                  "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: what basin train runs on GPUs "
+                  "as priced: NCCL's, and basin's own between servers joined by Ethernet, staged by Gloo)")
       ->delimiter(',');
   cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
       ->capture_default_str()

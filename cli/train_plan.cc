@@ -52,7 +52,7 @@ void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
                         "dataset_images", "prediction", "basis", "threads_per_rank"},
                        path, "");
   if (plan.contains("allreduce"))
-    require_known_fields(plan["allreduce"], {"algorithm", "inter", "protocol", "bucket_MB"}, path,
+    require_known_fields(plan["allreduce"], {"algorithm", "inter", "protocol", "library", "bucket_MB"}, path,
                          "/allreduce");
   if (plan.contains("precision"))
     require_known_fields(plan["precision"], {"compute", "wire"}, path, "/precision");
@@ -135,12 +135,33 @@ void apply_plan(const std::string& path, TrainOptions& o,
     o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
                                  plan.contains("/allreduce/inter"_json_pointer)
                                      ? text("/allreduce/inter") : std::string());
-  // NCCL's ring, tree, nvls, nvls-tree or collnet-chain when the plan chose one of them (it then names a protocol
-  // too); any other algorithm is basin's own schedule, which NCCL does not run: NCCL's tuner chooses.
-  if (!given("--nccl-algorithm")) {
-    const std::string a = text("/allreduce/algorithm");
-    o.nccl_algorithm =
-        (a == "ring" || a == "tree" || a == "nvls" || a == "nvls-tree" || a == "collnet-chain") ? a : "auto";
+  // What the plan's allreduce was priced as running on (docs/plan-format.md): on GPUs that picks
+  // the collective unless --gpu-collective does. A plan written before /allreduce/library is NCCL's
+  // where it names a protocol, else left to the defaults.
+  const std::string algorithm = text("/allreduce/algorithm");
+  const std::string library = plan.contains("/allreduce/library"_json_pointer) ? text("/allreduce/library")
+                              : plan.contains("/allreduce/protocol"_json_pointer) ? "nccl"
+                                                                                  : "";
+  if (library != "nccl" && library != "gloo" && library != "simulated-only" && library != "none" && !library.empty())
+    throw topo::InputError(path, "/allreduce/library", "nccl, gloo, simulated-only or none, got \"" + library + "\"");
+  if (!given("--nccl-algorithm"))
+    o.nccl_algorithm = library == "nccl" && (algorithm == "ring" || algorithm == "tree" || algorithm == "nvls" ||
+                                             algorithm == "nvls-tree" || algorithm == "collnet-chain")
+                           ? algorithm
+                           : "auto";
+  if (o.device == "gpu" && !given("--gpu-collective")) {
+    if (library == "simulated-only")
+      throw topo::InputError(path, "/allreduce/library",
+                             "nccl or gloo for a run on GPUs: the plan's " + algorithm +
+                                 " is basin's own schedule, priced moving GPU memory directly, which neither NCCL "
+                                 "nor Gloo does. Pass --gpu-collective nccl (NCCL chooses its algorithm) or gloo (" +
+                                 algorithm + " staged through host memory, slower than the plan predicts), or plan "
+                                 "without --algorithms, which searches what runs");
+    if (library == "nccl" && !BASIN_HAVE_NCCL)
+      throw topo::InputError(path, "/allreduce/library",
+                             "gloo in a basin built without NCCL (nccl.h and libnccl next to the CUDA toolkit), got "
+                             "nccl; pass --gpu-collective gloo to run the plan through Gloo instead");
+    if (library == "nccl" || library == "gloo") o.gpu_collective = library;
   }
   if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
   if (!given("--wire")) o.wire = text("/precision/wire");

@@ -34,6 +34,10 @@ std::vector<int> default_gpu_counts(const topo::Topology& t) {
   return {counts.begin(), counts.end()};
 }
 
+// The choices searched when none are named: what basin train runs on GPUs, as the simulator
+// prices it. NCCL's ring and tree under each protocol (the trainer sets NCCL's algorithm, NCCL's
+// tuner the protocol), and NVLS, NVLS-tree and CollNet's chain where they run; basin's own
+// schedules, flat and hierarchical, only where Gloo runs them as priced (see library_of).
 std::vector<Choice> default_algorithms() {
   using A = sim::Algorithm;
   std::vector<Choice> out;
@@ -41,7 +45,19 @@ std::vector<Choice> default_algorithms() {
     out.push_back({a});
   for (A inter : {A::halving_doubling, A::ring, A::tree})
     out.push_back({A::hierarchical, Protocol::none, inter});
+  for (A a : {A::ring, A::tree})
+    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple}) out.push_back({a, p});
+  for (A a : {A::nvls, A::nvls_tree, A::collnet_chain}) out.push_back({a, Protocol::simple});
   return out;
+}
+
+// PlanRow::library for `choice` on GPUs that span `servers`. basin's own schedules are priced
+// staged through host memory (sim::allreduce_cost) between servers whose NICs cannot move GPU
+// memory (TCP), which is how basin train's Gloo path runs them; elsewhere they are priced moving
+// GPU memory directly, which neither NCCL nor Gloo does for them.
+std::string library_of(const Choice& choice, const topo::Topology& cluster, size_t servers) {
+  if (choice.is_nccl()) return "nccl";
+  return servers > 1 && sim::stages_through_host(cluster, {}) ? "gloo" : "simulated-only";
 }
 
 double objective_value(const PlanRow& r, Objective o) {
@@ -133,7 +149,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     throw topo::InputError("--model", "", e.what());
   }
   const std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster) : o.gpu_counts;
-  const std::vector<Choice> algorithms = o.algorithms.empty() ? default_algorithms() : o.algorithms;
+  const bool named = !o.algorithms.empty();
+  const std::vector<Choice> algorithms = named ? o.algorithms : default_algorithms();
   std::vector<PrecisionChoice> precisions = o.precisions;
   if (precisions.empty()) {
     using P = sim::Precision;
@@ -174,6 +191,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
+      if (!named && library_of(c, cluster, servers.size()) == "simulated-only") return false;
       if (count == 1)  // nothing to reduce; NVLS-tree never stands for one GPU
         return c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain &&
                (c.algorithm != sim::Algorithm::nvls || nvls_here);
@@ -190,6 +208,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
+        row.library = count == 1 ? "none" : library_of(choice, cluster, servers.size());
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
         if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
             (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {

@@ -152,6 +152,36 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
   REQUIRE_FALSE(fs::exists(w.path("run") + "/log.jsonl"));
 }
 
+TEST_CASE("basin train runs a plan's allreduce on the library it was priced on, or refuses it", "[cli][train]") {
+  Workspace w;
+  const std::string data = " --data " + w.path("nowhere") + " --out " + w.path("run");
+  // basin's own halving-doubling over InfiniBand is priced moving GPU memory directly, which
+  // neither NCCL nor Gloo does: the plan says so, and a GPU run of it is refused with the ways out.
+  REQUIRE(run("plan --cluster dgx-h100:2 --gpus 16 --algorithms halving-doubling --out " + w.path("hd.json"))
+              .exit_code == 0);
+  std::ifstream hd_file(w.path("hd.json"));
+  const auto hd = nlohmann::json::parse(hd_file);
+  REQUIRE(hd["allreduce"]["library"] == "simulated-only");
+  const Result hd_run = run("train --plan " + w.path("hd.json") + " --device gpu" + data);
+  INFO(hd_run.out);
+  CHECK(hd_run.exit_code == 2);
+  CHECK(hd_run.out.find("/allreduce/library") != std::string::npos);
+  CHECK(hd_run.out.find("--gpu-collective") != std::string::npos);
+  // Between Big Basin's servers (50 GbE), Gloo's staged schedules are priced as they run.
+  REQUIRE(run("plan --cluster bigbasin:2 --gpus 16 --algorithms hierarchical:halving-doubling --out " +
+              w.path("gloo.json")).exit_code == 0);
+  std::ifstream gloo_file(w.path("gloo.json"));
+  CHECK(nlohmann::json::parse(gloo_file)["allreduce"]["library"] == "gloo");
+  // A library basin does not know is named, not guessed at.
+  auto odd = hd;
+  odd["allreduce"]["library"] = "mpi";
+  std::ofstream(w.path("odd.json")) << odd.dump();
+  const Result odd_run = run("train --plan " + w.path("odd.json") + data);
+  CHECK(odd_run.exit_code == 2);
+  CHECK(odd_run.out.find("/allreduce/library") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(w.path("run") + "/log.jsonl"));
+}
+
 TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm", "[cli][train]") {
   Workspace w;
   REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "

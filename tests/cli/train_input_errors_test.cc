@@ -63,7 +63,8 @@ TEST_CASE("basin train refuses a file as its run directory", "[cli][train][input
 TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[cli][train][input]") {
   basin::test::TempDir dir{"train-plan-fields"};
   const std::string plan = dir / "plan.json";
-  REQUIRE(run("plan --cluster bigbasin:2 --precisions fp32 --out " + plan).exit_code == 0);
+  REQUIRE(run("plan --cluster bigbasin:2 --precisions fp32 --algorithms hierarchical:halving-doubling --out " + plan)
+              .exit_code == 0);
   const auto good = nlohmann::json::parse(read_file(plan));
   REQUIRE(good["allreduce"]["algorithm"] == "hierarchical");
   auto train_with = [&](const nlohmann::json& doc) {

@@ -129,7 +129,9 @@ struct PlanOptions {
   int epochs = 90;
   std::vector<int> gpu_counts;        // empty: 1, 2, 4, then whole servers doubling, and all
   std::vector<int> batches_per_gpu = {16, 32, 64, 128};
-  std::vector<Choice> algorithms;     // empty: every flat one, and hierarchical over each
+  // empty: what basin train runs on GPUs as priced (default_algorithms in plan.cc): NCCL's, and
+  // basin's own schedules where Gloo stages them through host memory (servers joined by TCP)
+  std::vector<Choice> algorithms;
   std::vector<double> buckets_MB = {0, 1, 4, 25};
   std::vector<PrecisionChoice> precisions;  // empty: fp32, fp32/wire-fp16, fp16, bf16
   double tolerated_loss_points = 0;   // top-1 points the large minibatch may cost
@@ -153,6 +155,11 @@ struct PlanRow {
          data_stall_s = 0, scaling_efficiency = 0, time_to_train_h = 0, gpu_hours = 0, cost = 0;
   double accuracy_penalty = 0;  // top-1 points
   double memory_GB = 0;         // device memory a GPU needs (sim::memory_needed_GB)
+  // What runs the allreduce on GPUs as it was priced (plan_document's /allreduce/library):
+  // "nccl"; "gloo", staged through host memory (basin's own schedules between servers joined by
+  // TCP, where the simulator prices the staging); or "simulated-only", basin's own schedule
+  // moving GPU memory directly, which no library basin trains with runs; "none" on one GPU.
+  std::string library;
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
