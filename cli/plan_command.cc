@@ -87,7 +87,12 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
 // not read as one that does.
 std::string runs_with(const plan::PlanRow& best) {
   const std::string name = best.algorithm.name();
-  if (best.library == "nccl") return name + " runs on NCCL (basin train sets the algorithm, NCCL's tuner the protocol)";
+  if (best.library == "nccl")
+    return name + " runs on NCCL (basin train sets the algorithm; NCCL's tuner picks the protocol per bucket" +
+           (best.algorithm.protocol == plan::Protocol::automatic ||
+                    (best.algorithm.algorithm != sim::Algorithm::ring && best.algorithm.algorithm != sim::Algorithm::tree)
+                ? std::string(", as priced)")
+                : ", where the plan priced " + std::string(plan::to_string(best.algorithm.protocol)) + " throughout)");
   if (best.library == "gloo") return name + " runs on Gloo, every bucket staged through host memory, as priced";
   if (best.library == "simulated-only")
     return name + " is basin's own schedule, priced moving GPU memory directly, which neither NCCL nor Gloo "
@@ -220,7 +225,8 @@ std::function<int()> add_plan_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');
   cmd->add_option("--algorithms", o->algorithms,
-                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring/LL128 ..., "
+                  "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring, nccl-tree (NCCL's "
+                  "tuner picks the protocol per bucket), nccl-ring/LL128 ..., "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: what basin train runs on GPUs "
                   "as priced: NCCL's, and basin's own between servers joined by Ethernet, staged by Gloo)")
       ->delimiter(',');

@@ -35,9 +35,9 @@ std::vector<int> default_gpu_counts(const topo::Topology& t) {
 }
 
 // The choices searched when none are named: what basin train runs on GPUs, as the simulator
-// prices it. NCCL's ring and tree under each protocol (the trainer sets NCCL's algorithm, NCCL's
-// tuner the protocol), and NVLS, NVLS-tree and CollNet's chain where they run; basin's own
-// schedules, flat and hierarchical, only where Gloo runs them as priced (see library_of).
+// prices it. NCCL's ring and tree with the protocol NCCL's tuner picks per bucket (the trainer
+// sets only NCCL's algorithm), and NVLS, NVLS-tree and CollNet's chain where they run; basin's
+// own schedules, flat and hierarchical, only where Gloo runs them as priced (see library_of).
 std::vector<Choice> default_algorithms() {
   using A = sim::Algorithm;
   std::vector<Choice> out;
@@ -45,8 +45,7 @@ std::vector<Choice> default_algorithms() {
     out.push_back({a});
   for (A inter : {A::halving_doubling, A::ring, A::tree})
     out.push_back({A::hierarchical, Protocol::none, inter});
-  for (A a : {A::ring, A::tree})
-    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple}) out.push_back({a, p});
+  for (A a : {A::ring, A::tree}) out.push_back({a, Protocol::automatic});
   for (A a : {A::nvls, A::nvls_tree, A::collnet_chain}) out.push_back({a, Protocol::simple});
   return out;
 }

@@ -92,8 +92,9 @@ double protocol_efficiency(sim::Algorithm a, Protocol p, int nodes) {
     case Protocol::ll128: return tree ? (nodes == 1 ? 7.0 / 9.0 : 120.0 / 128.0) : 0.92;
     case Protocol::simple: return tree ? 0.92 : 1.0;
     case Protocol::none: return 1.0;
+    case Protocol::automatic: break;  // nccl_cost resolves it to the three before this
   }
-  return 1.0;
+  throw std::invalid_argument("protocol_efficiency: LL, LL128 or Simple");
 }
 
 }  // namespace
@@ -104,6 +105,7 @@ const char* to_string(Protocol p) {
     case Protocol::ll: return "LL";
     case Protocol::ll128: return "LL128";
     case Protocol::simple: return "Simple";
+    case Protocol::automatic: return "auto";
   }
   return "?";
 }
@@ -112,7 +114,8 @@ std::string Choice::name() const {
   if (algorithm == sim::Algorithm::hierarchical)
     return std::string("hierarchical(") + sim::to_string(inter) + ")";
   std::string n = sim::to_string(algorithm);
-  if (protocol != Protocol::none) n = "nccl-" + n + "/" + to_string(protocol);
+  if (protocol == Protocol::automatic) n = "nccl-" + n;
+  else if (protocol != Protocol::none) n = "nccl-" + n + "/" + to_string(protocol);
   return n;
 }
 
@@ -120,19 +123,18 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
   Choice c;
   std::string name = text;
   if (name.rfind("nccl-", 0) == 0) {
-    auto slash = name.find('/');
-    if (slash == std::string::npos)
-      throw topo::InputError(origin, "", "nccl-ring/PROTO, nccl-tree/PROTO, nccl-nvls/Simple, nccl-nvls-tree/Simple or "
-                                         "nccl-collnet-chain/Simple, got '" + text + "'");
-    std::string proto = name.substr(slash + 1);
+    // No protocol: NCCL's tuner picks it per message size.
+    const auto slash = name.find('/');
+    const std::string proto = slash == std::string::npos ? "auto" : name.substr(slash + 1);
     c.protocol = proto == "LL" ? Protocol::ll : proto == "LL128" ? Protocol::ll128
-                 : proto == "Simple" ? Protocol::simple : Protocol::none;
+                 : proto == "Simple" ? Protocol::simple : proto == "auto" ? Protocol::automatic : Protocol::none;
     if (c.protocol == Protocol::none)
-      throw topo::InputError(origin, "", "protocol LL, LL128 or Simple, got '" + proto + "'");
-    name = name.substr(5, slash - 5);
+      throw topo::InputError(origin, "", "protocol LL, LL128, Simple or auto, got '" + proto + "'");
+    name = name.substr(5, slash == std::string::npos ? std::string::npos : slash - 5);
     c.algorithm = sim::algorithm_from_string(name, origin);
     const bool simple_only = c.algorithm == sim::Algorithm::nvls || c.algorithm == sim::Algorithm::nvls_tree ||
                              c.algorithm == sim::Algorithm::collnet_chain;
+    if (simple_only && c.protocol == Protocol::automatic) c.protocol = Protocol::simple;  // the tuner's one choice
     if (simple_only && c.protocol != Protocol::simple)
       throw topo::InputError(origin, "", "NCCL's NVLS, NVLS-tree and CollNet chain with the Simple protocol only, got '" +
                                              text + "'");
@@ -221,6 +223,14 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol, const std::string& origin) {
   if (gpus.size() < 2) return {};  // nothing to reduce, and NCCL launches nothing
+  if (protocol == Protocol::automatic) {
+    if (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree)
+      return nccl_cost(net, gpus, algorithm, Protocol::simple, origin);
+    std::vector<sim::CollectiveCost> each;
+    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
+      each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
+    return sim::fastest_of(each);
+  }
   if (algorithm == sim::Algorithm::nvls) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");
     // tuning.cc: NVLS's efficiency inside the servers; between them (IB SHARP) the network's
@@ -338,6 +348,11 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
         if (nccl_runs({a, Protocol::simple}, topo, gpus)) s.candidates.push_back({a, Protocol::simple});
     }
   }
+  // The NCCL rules select writes name a protocol for every size range: a candidate that leaves it
+  // to NCCL's tuner has none to name.
+  for (const Choice& c : s.candidates)
+    if (c.protocol == Protocol::automatic)
+      throw std::invalid_argument("select_allreduce: NCCL candidates with a protocol (LL, LL128 or Simple)");
   sim::Network net(topo, o.network);
   std::vector<sim::CollectiveCost> costs;
   for (const Choice& c : s.candidates)

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace basin::sim {
@@ -214,6 +215,43 @@ CollectiveCost CollectiveCost::without(const std::string& term) const {
   }
   if (small) c.small = std::make_shared<const CollectiveCost>(small->without(term));
   return c;
+}
+
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
+  if (costs.empty()) throw std::invalid_argument("fastest_of: no costs");
+  for (const CollectiveCost& c : costs)
+    if (c.small) throw std::invalid_argument("fastest_of: costs of one schedule each, without `small`");
+  // Walk the envelope up from 0 bytes: first the line with the least latency (the least slope
+  // among equals), then each time the flatter line that crosses the current one soonest.
+  const CollectiveCost* current = &*std::min_element(costs.begin(), costs.end(), [](const auto& a, const auto& b) {
+    return a.latency_s != b.latency_s ? a.latency_s < b.latency_s : a.seconds_per_byte < b.seconds_per_byte;
+  });
+  std::vector<std::pair<const CollectiveCost*, double>> segments = {{current, 0.0}};  // line, from bytes
+  for (;;) {
+    const CollectiveCost* next = nullptr;
+    double at = std::numeric_limits<double>::infinity();
+    for (const CollectiveCost& c : costs) {
+      if (!(c.seconds_per_byte < current->seconds_per_byte)) continue;
+      const double crossing = std::max(segments.back().second, (c.latency_s - current->latency_s) /
+                                                                   (current->seconds_per_byte - c.seconds_per_byte));
+      if (crossing < at || (crossing == at && c.seconds_per_byte < next->seconds_per_byte)) {
+        at = crossing;
+        next = &c;
+      }
+    }
+    if (!next) break;
+    segments.push_back({next, at});
+    current = next;
+  }
+  // The last segment serves the largest messages; each one before it is the `small` of the next.
+  CollectiveCost out = *segments.front().first;
+  for (size_t i = 1; i < segments.size(); ++i) {
+    CollectiveCost larger = *segments[i].first;
+    larger.small = std::make_shared<const CollectiveCost>(std::move(out));
+    larger.small_below_bytes = segments[i].second;
+    out = std::move(larger);
+  }
+  return out;
 }
 
 CollectiveCost named(CollectiveCost c, const std::string& name) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -181,4 +182,35 @@ TEST_CASE("NCCL's LL protocol is held to NCCL's own ceiling for it", "[plan][rin
     REQUIRE(simple / 2 > c.ceiling_GBps);
     REQUIRE_THAT(ll, WithinRel(c.ceiling_GBps, 1e-3));
   }
+}
+
+TEST_CASE("NCCL's tuner's protocol is the fastest of the three for every size", "[plan][nccl]") {
+  // basin train sets only NCCL's algorithm; NCCL's tuner then takes, per message, the protocol its
+  // model finds fastest. The automatic choice's time is that minimum at every size.
+  for (const char* spec : {"dgx1", "dgx-h100:2", "bigbasin:2"}) {
+    topo::Topology t = topo::load_any(spec);
+    sim::Network net(t);
+    const auto gpus = topo::gpus(t);
+    for (Algorithm a : {Algorithm::ring, Algorithm::tree}) {
+      const sim::CollectiveCost tuned = nccl_cost(net, gpus, a, Protocol::automatic);
+      std::vector<sim::CollectiveCost> each;
+      for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple}) each.push_back(nccl_cost(net, gpus, a, p));
+      std::set<double> rates;  // the protocols the tuner takes somewhere along the ladder
+      for (double bytes = 8; bytes <= 8e9; bytes *= 2) {
+        double least = std::numeric_limits<double>::infinity();
+        for (const auto& c : each) least = std::min(least, c.time_s(bytes));
+        CAPTURE(spec, sim::to_string(a), bytes);
+        REQUIRE_THAT(tuned.time_s(bytes), WithinRel(least, 1e-12));
+        rates.insert(tuned.for_bytes(bytes).seconds_per_byte);
+      }
+      // LL for the smallest messages and a wider protocol for the largest: at least two.
+      REQUIRE(rates.size() >= 2);
+    }
+  }
+  // The name leaves the protocol to NCCL, and reads back as the same choice.
+  const Choice c = choice_from_string("nccl-tree");
+  REQUIRE(c.protocol == Protocol::automatic);
+  REQUIRE(c.name() == "nccl-tree");
+  REQUIRE(choice_from_string("nccl-ring/auto").protocol == Protocol::automatic);
+  REQUIRE(choice_from_string("nccl-nvls").protocol == Protocol::simple);  // its only protocol
 }

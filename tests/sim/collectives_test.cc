@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 using namespace basin;
@@ -333,4 +334,35 @@ TEST_CASE("host staging is automatic over Ethernet and absent over InfiniBand", 
   auto one = topo::gpus(bb);
   one.resize(8);
   REQUIRE_FALSE(has_staging(allreduce_cost(nb, one, Algorithm::hierarchical)));
+}
+
+TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
+  // Lines t = L + b s, in microseconds and microseconds per byte: (1, 3), (5, 2), (10, 1) cross at
+  // b = 4 (1 + 3b = 5 + 2b) and b = 5 (5 + 2b = 10 + b); (20, 2.5) is above the envelope
+  // everywhere (it would need b < 0 to beat the second or the third).
+  auto line = [](double latency_us, double us_per_byte) {
+    CollectiveCost c;
+    c.latency_s = latency_us * 1e-6;
+    c.seconds_per_byte = us_per_byte * 1e-6;
+    return c;
+  };
+  const std::vector<CollectiveCost> lines = {line(10, 1), line(20, 2.5), line(1, 3), line(5, 2)};
+  const CollectiveCost envelope = fastest_of(lines);
+  for (double b : {0.5, 1.0, 3.9, 4.0, 4.1, 4.5, 5.0, 5.5, 100.0, 1e6}) {
+    double least = std::numeric_limits<double>::infinity();
+    for (const auto& c : lines) least = std::min(least, c.latency_s + b * c.seconds_per_byte);
+    CAPTURE(b);
+    REQUIRE_THAT(envelope.time_s(b), WithinRel(least, 1e-12));
+  }
+  // Three segments, switching where the closed form says.
+  REQUIRE(envelope.seconds_per_byte == 1e-6);
+  REQUIRE_THAT(envelope.small_below_bytes, WithinRel(5.0, 1e-12));
+  REQUIRE(envelope.small->seconds_per_byte == 2e-6);
+  REQUIRE_THAT(envelope.small->small_below_bytes, WithinRel(4.0, 1e-12));
+  REQUIRE(envelope.small->small->seconds_per_byte == 3e-6);
+  REQUIRE(envelope.small->small->small == nullptr);
+  // One line is itself; no lines, or a line that already switches, is a programming error.
+  REQUIRE(fastest_of({line(1, 1)}).small == nullptr);
+  REQUIRE_THROWS_AS(fastest_of({}), std::invalid_argument);
+  REQUIRE_THROWS_AS(fastest_of({envelope}), std::invalid_argument);
 }

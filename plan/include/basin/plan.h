@@ -17,20 +17,24 @@ namespace basin::plan {
 
 // NCCL's protocols. `none` marks basin's own schedules timed by the engine alone (what a Gloo or
 // custom executor runs); ring and tree also come as NCCL's ring and tree under each protocol.
-enum class Protocol { none, ll, ll128, simple };
+// `automatic`: NCCL's tuner picks LL, LL128 or Simple for every message size, which is what runs
+// when basin train sets only NCCL's algorithm (the three costs' lower envelope, sim::fastest_of).
+enum class Protocol { none, ll, ll128, simple, automatic };
 const char* to_string(Protocol p);
 
 struct Choice {
   sim::Algorithm algorithm = sim::Algorithm::ring;
   Protocol protocol = Protocol::none;
   sim::Algorithm inter = sim::Algorithm::halving_doubling;  // for hierarchical
-  std::string name() const;  // "halving-doubling", "ring/LL128", "hierarchical(halving-doubling)"
+  // "halving-doubling", "nccl-ring/LL128", "nccl-tree" (automatic), "hierarchical(halving-doubling)"
+  std::string name() const;
   bool is_nccl() const { return protocol != Protocol::none; }
 };
 
-// "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-nvls/Simple", ... as `basin plan
-// --algorithms` takes them; throws topo::InputError naming `origin`. Plain "nvls", "nvls-tree" and
-// "collnet-chain" are refused: only NCCL runs the switches' sums, so a plan names them as NCCL's.
+// "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-ring" (or "nccl-ring/auto": NCCL's tuner
+// picks the protocol), "nccl-nvls/Simple", ... as `basin plan --algorithms` takes them; throws
+// topo::InputError naming `origin`. Plain "nvls", "nvls-tree" and "collnet-chain" are refused:
+// only NCCL runs the switches' sums, so a plan names them as NCCL's (Simple, their one protocol).
 Choice choice_from_string(const std::string& text, const std::string& origin = "--algorithms");
 
 // The GPUs a collective of `ranks` runs on: `per_server` GPUs from each server in turn (0: all

@@ -189,12 +189,13 @@ struct CollectiveCost {
   // collective is one undivided network phase.
   std::vector<CostTerm> terms;
   // Messages under `small_below_bytes` take another schedule (Gloo reduces buffers under 256 KiB
-  // on the host instead of with NCCL); null when one schedule serves every size.
+  // on the host instead of with NCCL; NCCL's tuner takes LL for small ones); null when one
+  // schedule serves every size. `small` may have its own `small`, below a smaller size.
   std::shared_ptr<const CollectiveCost> small;
   double small_below_bytes = 0;
-  // The cost that applies to a message of this size (this one or `small`).
+  // The cost that applies to a message of this size (this one or one down the `small` chain).
   const CollectiveCost& for_bytes(double bytes) const {
-    return small && bytes < small_below_bytes ? *small : *this;
+    return small && bytes < small_below_bytes ? small->for_bytes(bytes) : *this;
   }
   double time_s(double bytes) const {
     const CollectiveCost& c = for_bytes(bytes);
@@ -206,6 +207,11 @@ struct CollectiveCost {
 };
 // `c` as one term of the given name, for composing phases with CollectiveCost::add.
 CollectiveCost named(CollectiveCost c, const std::string& name);
+// For every message size the fastest of `costs` (each a single schedule, without `small`): the
+// lower envelope of their lines, as a chain of `small` costs. What a tuner that picks per size
+// among them runs (NCCL's, choosing LL, LL128 or Simple). Throws std::invalid_argument when
+// `costs` is empty or one has a `small`.
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs);
 
 // For each link kind ("nvlink", "pcie", "ethernet", ...), the seconds per message byte that its
 // busiest link is busy.
