@@ -141,12 +141,10 @@ int main(int argc, char** argv) {
       double measured[2], predicted[2];
       for (int a = 0; a < 2; ++a) {
         measured[a] = measure(comms[a], static_cast<size_t>(count), iterations);
-        // NCCL's tuner picks the protocol per size: the prediction is the fastest of the three.
-        predicted[a] = 1e30;
-        for (plan::Protocol p : {plan::Protocol::ll, plan::Protocol::ll128, plan::Protocol::simple})
-          predicted[a] = std::min(predicted[a], plan::nccl_cost(net, sim_gpus,
-                                                                a == 0 ? sim::Algorithm::ring : sim::Algorithm::tree,
-                                                                p).time_s(bytes));
+        // NCCL's tuner picks the protocol per size, as the planner prices it (Protocol::automatic).
+        predicted[a] = plan::nccl_cost(net, sim_gpus, a == 0 ? sim::Algorithm::ring : sim::Algorithm::tree,
+                                       plan::Protocol::automatic)
+                           .time_s(bytes);
       }
       std::printf("%12lld %10.0f | %12.1f %12.1f | %12.1f %12.1f\n", count, bytes, measured[0] * 1e6,
                   predicted[0] * 1e6, measured[1] * 1e6, predicted[1] * 1e6);
