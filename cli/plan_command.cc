@@ -95,9 +95,13 @@ std::string runs_with(const plan::PlanRow& best) {
                 : ", where the plan priced " + std::string(plan::to_string(best.algorithm.protocol)) + " throughout)");
   if (best.library == "gloo") return name + " runs on Gloo, every bucket staged through host memory, as priced";
   if (best.library == "simulated-only")
-    return name + " is basin's own schedule, priced moving GPU memory directly, which neither NCCL nor Gloo "
-                  "does: a design to compare, which basin train runs only with --gpu-collective nccl (NCCL's "
-                  "choice) or gloo (staged, slower than predicted)";
+    return name +
+           (best.algorithm.algorithm == sim::Algorithm::hierarchical
+                ? " is priced as Goyal et al.'s three phases (NCCL's reduce in each server, Gloo between, NCCL's "
+                  "broadcast), which basin train does not run"
+                : " is basin's own schedule, priced moving GPU memory directly, which neither NCCL nor Gloo does") +
+           ": a design to compare, which basin train runs only with --gpu-collective nccl (NCCL's choice) or "
+           "gloo (every rank staged, slower than predicted)";
   return "";
 }
 
@@ -228,7 +232,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
                   "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring, nccl-tree (NCCL's "
                   "tuner picks the protocol per bucket), nccl-ring/LL128 ..., "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: what basin train runs on GPUs "
-                  "as priced: NCCL's, and basin's own between servers joined by Ethernet, staged by Gloo)")
+                  "as priced: NCCL's, and basin's flat schedules between servers joined by Ethernet, staged by Gloo)")
       ->delimiter(',');
   cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
       ->capture_default_str()

@@ -153,9 +153,13 @@ void apply_plan(const std::string& path, TrainOptions& o,
     if (library == "simulated-only")
       throw topo::InputError(path, "/allreduce/library",
                              "nccl or gloo for a run on GPUs: the plan's " + algorithm +
-                                 " is basin's own schedule, priced moving GPU memory directly, which neither NCCL "
-                                 "nor Gloo does. Pass --gpu-collective nccl (NCCL chooses its algorithm) or gloo (" +
-                                 algorithm + " staged through host memory, slower than the plan predicts), or plan "
+                                 (algorithm == "hierarchical"
+                                      ? " was priced as three phases (NCCL's reduce in each server, Gloo between, "
+                                        "NCCL's broadcast), which basin train does not run."
+                                      : " is basin's own schedule, priced moving GPU memory directly, which neither "
+                                        "NCCL nor Gloo does.") +
+                                 " Pass --gpu-collective nccl (NCCL chooses its algorithm) or gloo (every rank's "
+                                 "buckets staged through host memory, slower than the plan predicts), or plan "
                                  "without --algorithms, which searches what runs");
     if (library == "nccl" && !BASIN_HAVE_NCCL)
       throw topo::InputError(path, "/allreduce/library",

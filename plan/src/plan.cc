@@ -37,7 +37,7 @@ std::vector<int> default_gpu_counts(const topo::Topology& t) {
 // The choices searched when none are named: what basin train runs on GPUs, as the simulator
 // prices it. NCCL's ring and tree with the protocol NCCL's tuner picks per bucket (the trainer
 // sets only NCCL's algorithm), and NVLS, NVLS-tree and CollNet's chain where they run; basin's
-// own schedules, flat and hierarchical, only where Gloo runs them as priced (see library_of).
+// own schedules only where Gloo runs them as priced (see library_of).
 std::vector<Choice> default_algorithms() {
   using A = sim::Algorithm;
   std::vector<Choice> out;
@@ -50,13 +50,17 @@ std::vector<Choice> default_algorithms() {
   return out;
 }
 
-// PlanRow::library for `choice` on GPUs that span `servers`. basin's own schedules are priced
+// PlanRow::library for `choice` on GPUs that span `servers`. basin's flat schedules are priced
 // staged through host memory (sim::allreduce_cost) between servers whose NICs cannot move GPU
 // memory (TCP), which is how basin train's Gloo path runs them; elsewhere they are priced moving
-// GPU memory directly, which neither NCCL nor Gloo does for them.
+// GPU memory directly, which neither NCCL nor Gloo does for them. The hierarchical schedule is
+// priced as Goyal et al.'s three phases (NCCL's reduce in each server, Gloo between, NCCL's
+// broadcast); basin train's Gloo path stages every rank's bucket and runs the schedule between
+// servers over all ranks instead, so it does not run as priced either.
 std::string library_of(const Choice& choice, const topo::Topology& cluster, size_t servers) {
   if (choice.is_nccl()) return "nccl";
-  return servers > 1 && sim::stages_through_host(cluster, {}) ? "gloo" : "simulated-only";
+  const bool staged = servers > 1 && sim::stages_through_host(cluster, {});
+  return staged && choice.algorithm != sim::Algorithm::hierarchical ? "gloo" : "simulated-only";
 }
 
 double objective_value(const PlanRow& r, Objective o) {

@@ -168,7 +168,7 @@ TEST_CASE("basin train runs a plan's allreduce on the library it was priced on, 
   CHECK(hd_run.out.find("/allreduce/library") != std::string::npos);
   CHECK(hd_run.out.find("--gpu-collective") != std::string::npos);
   // Between Big Basin's servers (50 GbE), Gloo's staged schedules are priced as they run.
-  REQUIRE(run("plan --cluster bigbasin:2 --gpus 16 --algorithms hierarchical:halving-doubling --out " +
+  REQUIRE(run("plan --cluster bigbasin:2 --gpus 16 --algorithms halving-doubling --out " +
               w.path("gloo.json")).exit_code == 0);
   std::ifstream gloo_file(w.path("gloo.json"));
   CHECK(nlohmann::json::parse(gloo_file)["allreduce"]["library"] == "gloo");

@@ -134,7 +134,7 @@ struct PlanOptions {
   std::vector<int> gpu_counts;        // empty: 1, 2, 4, then whole servers doubling, and all
   std::vector<int> batches_per_gpu = {16, 32, 64, 128};
   // empty: what basin train runs on GPUs as priced (default_algorithms in plan.cc): NCCL's, and
-  // basin's own schedules where Gloo stages them through host memory (servers joined by TCP)
+  // basin's flat schedules where Gloo stages them through host memory (servers joined by TCP)
   std::vector<Choice> algorithms;
   std::vector<double> buckets_MB = {0, 1, 4, 25};
   std::vector<PrecisionChoice> precisions;  // empty: fp32, fp32/wire-fp16, fp16, bf16
@@ -160,9 +160,10 @@ struct PlanRow {
   double accuracy_penalty = 0;  // top-1 points
   double memory_GB = 0;         // device memory a GPU needs (sim::memory_needed_GB)
   // What runs the allreduce on GPUs as it was priced (plan_document's /allreduce/library):
-  // "nccl"; "gloo", staged through host memory (basin's own schedules between servers joined by
-  // TCP, where the simulator prices the staging); or "simulated-only", basin's own schedule
-  // moving GPU memory directly, which no library basin trains with runs; "none" on one GPU.
+  // "nccl"; "gloo", staged through host memory (basin's flat schedules between servers joined
+  // by TCP, where the simulator prices the staging); "simulated-only", basin's own schedule as
+  // basin train does not run it (moving GPU memory directly, or hierarchical's three phases);
+  // "none" on one GPU.
   std::string library;
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
