@@ -33,8 +33,8 @@ std::string describe(const topo::Topology& t) {
 
 // What basin's GPU trainer runs, so that the plan the search picks is one `basin train` can run
 // here: with NCCL, the planner's default choices, which on one machine are NCCL's ring, tree or
-// NVLS (the trainer sets the algorithm, NCCL's tuner the protocol, so each is searched under all
-// three protocols), and any GPU count; without NCCL, one GPU, since the Gloo path between GPUs of
+// NVLS (the trainer sets the algorithm, NCCL's tuner the protocol per bucket, as the planner
+// prices it), and any GPU count; without NCCL, one GPU, since the Gloo path between GPUs of
 // one server stages through host memory, which the simulator does not price inside a server.
 // Compute in fp32, fp16 or bf16 where the device has it; with NCCL,
 // gradients in fp32 or in the 16-bit format of the compute (fp16 also under fp32 compute, as
@@ -115,6 +115,7 @@ AutoPlan cpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
   // Gloo's ring_chunked on CPU ranks of one machine (basin's `ring` maps onto it); bucket size as
   // in PyTorch's DDP default, which keeps per-message overhead small on loopback.
   row.algorithm.algorithm = sim::Algorithm::ring;
+  row.library = p.ranks > 1 ? "gloo" : "none";
   row.bucket_MB = 25;
   plan::PlanOptions o;
   o.cluster_spec = topology_path;

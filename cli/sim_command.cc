@@ -191,8 +191,8 @@ std::function<int()> add_sim_command(CLI::App& app) {
                   "nvls (the NVSwitch sums: H100 or B200 NVSwitch servers, one, or several on a fabric whose "
                   "switches sum too, sharp=on), nvls-tree (NVLS in each such server, trees between them), "
                   "collnet-chain (chains in the servers, the fabric's switches sum between them: sharp=on), or "
-                  "NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, LL128, Simple; none or auto: NCCL's "
-                  "tuner picks per bucket), "
+                  "NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, LL128, Simple; auto, or no /PROTO: "
+                  "NCCL's tuner picks per bucket), "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();

@@ -343,12 +343,13 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                                   "with gloo, ranks beyond the GPU count share GPUs round-robin)");
   cmd->add_option("--gpu-collective", o->gpu_collective,
                   "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
-                  "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU)");
+                  "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU); with --plan, "
+                  "the plan's /allreduce/library");
   cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
                   "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 or B200 NVSwitch servers; "
                   "across servers with InfiniBand SHARP), nvls-tree (NVLS in each such server, NCCL's tree between "
                   "them), collnet-chain (chains in the servers, SHARP between them), or auto (NCCL's tuner); a "
-                  "plan's ring, tree, nvls, nvls-tree or collnet-chain is used")
+                  "plan's NCCL ring, tree, nvls, nvls-tree or collnet-chain is used")
       ->capture_default_str();
   cmd->add_flag("--tf32", o->tf32, "with --device gpu: TF32 tensor-core math for fp32 convolutions and GEMMs");
   cmd->add_flag("--deterministic", o->deterministic,

@@ -142,7 +142,9 @@ void apply_plan(const std::string& path, TrainOptions& o,
   const std::string library = plan.contains("/allreduce/library"_json_pointer) ? text("/allreduce/library")
                               : plan.contains("/allreduce/protocol"_json_pointer) ? "nccl"
                                                                                   : "";
-  if (library != "nccl" && library != "gloo" && library != "simulated-only" && library != "none" && !library.empty())
+  const bool stated = plan.contains("/allreduce/library"_json_pointer);
+  if (library != "nccl" && library != "gloo" && library != "simulated-only" && library != "none" &&
+      (stated || !library.empty()))
     throw topo::InputError(path, "/allreduce/library", "nccl, gloo, simulated-only or none, got \"" + library + "\"");
   if (!given("--nccl-algorithm"))
     o.nccl_algorithm = library == "nccl" && (algorithm == "ring" || algorithm == "tree" || algorithm == "nvls" ||

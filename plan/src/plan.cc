@@ -37,30 +37,30 @@ std::vector<int> default_gpu_counts(const topo::Topology& t) {
 // The choices searched when none are named: what basin train runs on GPUs, as the simulator
 // prices it. NCCL's ring and tree with the protocol NCCL's tuner picks per bucket (the trainer
 // sets only NCCL's algorithm), and NVLS, NVLS-tree and CollNet's chain where they run; basin's
-// own schedules only where Gloo runs them as priced (see library_of).
+// ring and halving-doubling where Gloo runs them as priced (see library_of).
 std::vector<Choice> default_algorithms() {
   using A = sim::Algorithm;
   std::vector<Choice> out;
-  for (A a : {A::ring, A::halving_doubling, A::recursive_doubling, A::tree, A::bcube, A::torus_2d})
-    out.push_back({a});
-  for (A inter : {A::halving_doubling, A::ring, A::tree})
-    out.push_back({A::hierarchical, Protocol::none, inter});
+  for (A a : {A::ring, A::halving_doubling}) out.push_back({a});
   for (A a : {A::ring, A::tree}) out.push_back({a, Protocol::automatic});
   for (A a : {A::nvls, A::nvls_tree, A::collnet_chain}) out.push_back({a, Protocol::simple});
   return out;
 }
 
-// PlanRow::library for `choice` on GPUs that span `servers`. basin's flat schedules are priced
-// staged through host memory (sim::allreduce_cost) between servers whose NICs cannot move GPU
-// memory (TCP), which is how basin train's Gloo path runs them; elsewhere they are priced moving
-// GPU memory directly, which neither NCCL nor Gloo does for them. The hierarchical schedule is
-// priced as Goyal et al.'s three phases (NCCL's reduce in each server, Gloo between, NCCL's
-// broadcast); basin train's Gloo path stages every rank's bucket and runs the schedule between
-// servers over all ranks instead, so it does not run as priced either.
+// PlanRow::library for `choice` on GPUs that span `servers`. basin's ring and halving-doubling are
+// priced staged through host memory (sim::allreduce_cost) between servers whose NICs cannot move
+// GPU memory (TCP), which is how basin train's Gloo path runs them (Gloo's ring_chunked and
+// halving_doubling); elsewhere they are priced moving GPU memory directly, which neither NCCL
+// nor Gloo does for them. basin's other schedules have no Gloo counterpart of the same shape
+// (the trainer runs tree and 2d-torus as ring_chunked, recursive doubling as halving-doubling,
+// and Gloo's bcube has base 2 where basin's has 4), and hierarchical is priced as Goyal et al.'s
+// three phases (NCCL's reduce in each server, Gloo between, NCCL's broadcast) where the trainer
+// stages every rank's buckets and runs the schedule over all ranks.
 std::string library_of(const Choice& choice, const topo::Topology& cluster, size_t servers) {
   if (choice.is_nccl()) return "nccl";
   const bool staged = servers > 1 && sim::stages_through_host(cluster, {});
-  return staged && choice.algorithm != sim::Algorithm::hierarchical ? "gloo" : "simulated-only";
+  const bool gloo_runs = choice.algorithm == sim::Algorithm::ring || choice.algorithm == sim::Algorithm::halving_doubling;
+  return staged && gloo_runs ? "gloo" : "simulated-only";
 }
 
 double objective_value(const PlanRow& r, Objective o) {
@@ -204,7 +204,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     const auto first = std::find_if(algorithms.begin(), algorithms.end(), runs);
     if (first == algorithms.end()) continue;  // none of the choices runs on this many GPUs
     for (const Choice& choice : algorithms) {
-      if (count == 1 && &choice != &*first) break;  // nothing to reduce
+      if (count == 1 && &choice != &*first) continue;  // nothing to reduce: one row
       if (!runs(choice)) continue;
       const sim::CollectiveCost cost =
           choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
@@ -280,7 +280,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   if (result.rows.empty() && result.rejected.empty())
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "
-                           "more; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
+                           "more; LL128: Volta or newer GPUs on NVLink, NICs near them; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
                            "or later, or such servers on a fabric that sums (sharp=on); nccl-nvls-tree/Simple: such "
                            "servers, two or more, as many GPUs on each; nccl-collnet-chain/Simple: two servers or "
                            "more on a fabric that sums), "

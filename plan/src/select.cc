@@ -208,7 +208,27 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
   };
 }
 
+bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
+  if (gpus.empty() || nvlink_generation(topo, gpus.front()) < 2) return false;
+  const auto& g = topo.graph;
+  const int first_server = g[gpus.front()].server;
+  std::vector<topo::Vertex> on_first;
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) {
+    servers.insert(g[v].server);
+    if (g[v].server == first_server) on_first.push_back(v);
+  }
+  if (on_first.size() > 1 && topo::path_class(topo, on_first[0], on_first[1]).cls != topo::PathClass::nvlink)
+    return false;
+  if (servers.size() == 1 || gpu_generation_index(topo, gpus.front()) >= 2) return true;
+  for (topo::Vertex gpu : on_first)
+    for (topo::Vertex nic : topo::nodes_of_kind(topo, topo::NodeKind::nic, first_server))
+      if (topo::path_class(topo, gpu, nic).cls <= topo::PathClass::pxb) return true;
+  return false;
+}
+
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
+  if (c.protocol == Protocol::ll128 && !ll128_enabled(topo, gpus)) return false;
   if (c.algorithm == sim::Algorithm::nvls) return sim::nvls_refusal(topo, gpus).empty();
   if (c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain) return true;
   // NVLS-tree and CollNet where the model of them runs, and on two servers or more: NCCL disables
@@ -228,7 +248,8 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
       return nccl_cost(net, gpus, algorithm, Protocol::simple, origin);
     std::vector<sim::CollectiveCost> each;
     for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
-      each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
+      if (p != Protocol::ll128 || ll128_enabled(net.topology(), gpus))
+        each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
     return sim::fastest_of(each);
   }
   if (algorithm == sim::Algorithm::nvls) {
@@ -343,7 +364,7 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
     if (o.nccl) {
       for (A a : {A::ring, A::tree})
         for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
-          s.candidates.push_back({a, p});
+          if (nccl_runs({a, p}, topo, gpus)) s.candidates.push_back({a, p});
       for (A a : {A::nvls, A::nvls_tree, A::collnet_chain})
         if (nccl_runs({a, Protocol::simple}, topo, gpus)) s.candidates.push_back({a, Protocol::simple});
     }

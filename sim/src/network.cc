@@ -191,6 +191,7 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
 
 // Composes one size class at a time: `small` variants are built separately (staging.cc).
 void CollectiveCost::add(const CollectiveCost& phase) {
+  if (small || phase.small) throw std::invalid_argument("CollectiveCost::add: one size class at a time, no `small`");
   latency_s += phase.latency_s;
   seconds_per_byte += phase.seconds_per_byte;
   for (auto [id, busy] : phase.busy_s_per_byte) busy_s_per_byte[id] += busy;
@@ -219,8 +220,11 @@ CollectiveCost CollectiveCost::without(const std::string& term) const {
 
 CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
   if (costs.empty()) throw std::invalid_argument("fastest_of: no costs");
-  for (const CollectiveCost& c : costs)
+  for (const CollectiveCost& c : costs) {
     if (c.small) throw std::invalid_argument("fastest_of: costs of one schedule each, without `small`");
+    if (!std::isfinite(c.latency_s) || !std::isfinite(c.seconds_per_byte))
+      throw std::invalid_argument("fastest_of: finite latencies and seconds per byte");
+  }
   // Walk the envelope up from 0 bytes: first the line with the least latency (the least slope
   // among equals), then each time the flatter line that crosses the current one soonest.
   const CollectiveCost* current = &*std::min_element(costs.begin(), costs.end(), [](const auto& a, const auto& b) {
@@ -234,7 +238,7 @@ CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
       if (!(c.seconds_per_byte < current->seconds_per_byte)) continue;
       const double crossing = std::max(segments.back().second, (c.latency_s - current->latency_s) /
                                                                    (current->seconds_per_byte - c.seconds_per_byte));
-      if (crossing < at || (crossing == at && c.seconds_per_byte < next->seconds_per_byte)) {
+      if (crossing < at || (next && crossing == at && c.seconds_per_byte < next->seconds_per_byte)) {
         at = crossing;
         next = &c;
       }

@@ -315,6 +315,9 @@ TEST_CASE("basin sim times NCCL's algorithms as NCCL runs them", "[cli]") {
   // Two DGX H100s: NCCL's ring runs a channel per GPU, through all 8 NICs; basin's one ring, one.
   REQUIRE(comm("nccl-ring/Simple") < comm("ring") / 4);
   REQUIRE(comm("nccl-tree/LL128") > 0);
+  // No protocol: NCCL's tuner's, bucket by bucket, never slower than one protocol for all.
+  const double tuned = comm("nccl-ring");
+  for (const char* held : {"nccl-ring/LL", "nccl-ring/LL128", "nccl-ring/Simple"}) REQUIRE(tuned <= comm(held) * (1 + 1e-12));
 }
 
 TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can name it", "[cli]") {

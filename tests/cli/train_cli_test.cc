@@ -172,6 +172,19 @@ TEST_CASE("basin train runs a plan's allreduce on the library it was priced on, 
               w.path("gloo.json")).exit_code == 0);
   std::ifstream gloo_file(w.path("gloo.json"));
   CHECK(nlohmann::json::parse(gloo_file)["allreduce"]["library"] == "gloo");
+  // The library picks the GPU collective: NCCL's algorithm flag is refused beside a Gloo plan, and
+  // Gloo's beside an NCCL plan (both refusals come before any GPU is looked for).
+  const Result gloo_run = run("train --plan " + w.path("gloo.json") +
+                              " --device gpu --world-size 1 --nccl-algorithm ring" + data);
+  INFO(gloo_run.out);
+  CHECK(gloo_run.exit_code == 2);
+  CHECK(gloo_run.out.find("no NCCL algorithm with --gpu-collective gloo") != std::string::npos);
+  REQUIRE(run("plan --cluster dgx-h100:2 --gpus 16 --out " + w.path("nccl.json")).exit_code == 0);
+  const Result nccl_run = run("train --plan " + w.path("nccl.json") + " --device gpu --world-size 1 --algorithm ring" + data);
+  INFO(nccl_run.out);
+  CHECK(nccl_run.exit_code == 2);
+  if (BASIN_HAVE_NCCL) CHECK(nccl_run.out.find("no Gloo algorithm with --gpu-collective nccl") != std::string::npos);
+  else CHECK(nccl_run.out.find("/allreduce/library") != std::string::npos);
   // A library basin does not know is named, not guessed at.
   auto odd = hd;
   odd["allreduce"]["library"] = "mpi";

@@ -361,8 +361,21 @@ TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
   REQUIRE_THAT(envelope.small->small_below_bytes, WithinRel(4.0, 1e-12));
   REQUIRE(envelope.small->small->seconds_per_byte == 3e-6);
   REQUIRE(envelope.small->small->small == nullptr);
-  // One line is itself; no lines, or a line that already switches, is a programming error.
+  // Ties: of two lines with the same latency the flatter serves from 0 bytes; a line through the
+  // point where two others cross adds no segment of its own length; identical lines are one.
+  const CollectiveCost tie = fastest_of({line(2, 3), line(2, 1)});
+  REQUIRE(tie.small == nullptr);
+  REQUIRE(tie.seconds_per_byte == 1e-6);
+  const CollectiveCost through = fastest_of({line(1, 3), line(9, 1), line(5, 2)});  // all meet at b = 4
+  for (double b : {1.0, 4.0, 10.0})
+    REQUIRE_THAT(through.time_s(b), WithinRel(std::min({1 + 3 * b, 9 + b, 5 + 2 * b}) * 1e-6, 1e-12));
+  REQUIRE(fastest_of({line(1, 1), line(1, 1)}).small == nullptr);
+  // One line is itself; no lines, a line that already switches, or one that is not finite is a
+  // programming error.
   REQUIRE(fastest_of({line(1, 1)}).small == nullptr);
   REQUIRE_THROWS_AS(fastest_of({}), std::invalid_argument);
   REQUIRE_THROWS_AS(fastest_of({envelope}), std::invalid_argument);
+  REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::numeric_limits<double>::infinity(), 0.5)}),
+                    std::invalid_argument);
+  REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::nan(""), 0.5)}), std::invalid_argument);
 }

@@ -90,8 +90,14 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
                                const std::string& origin = "--algorithms");
 // Whether NCCL can run choice `c` on these GPUs (NVLS: all of them on one NVSwitch that sums, or
 // such servers on a fabric that sums; NVLS-tree: two or more such servers with as many GPUs on
-// each; CollNet's chain: two or more servers, as many GPUs on each, on a fabric that sums).
+// each; CollNet's chain: two or more servers, as many GPUs on each, on a fabric that sums;
+// LL128: where NCCL enables it by default, ll128_enabled).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
+// Whether NCCL enables its LL128 protocol on these GPUs by default (tuning.cc): Volta or newer
+// (basin reads the generation from the GPUs' NVLinks: NVLink 2 or later), NVLink between the GPUs
+// of a server, and between servers a NIC within the GPU's PCIe switches (PXB) or, on Hopper and
+// newer, one NCCL reaches through a peer GPU (PXN).
+bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
 // The NCCL-protocol model: engine bandwidth (topology, contention, NVLinks at the per-link rate
 // NCCL's own model counts on, sim::achievable_share, as for every schedule; LL held to
@@ -103,7 +109,8 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 // tree's Simple efficiency, the slower setting the rate; NCCL's NVLS-tree latency. NVLS across
 // servers: sim::nvls_parts likewise, NCCL's NVLS latency plus its network one. CollNet's chain
 // (Simple only): sim::collnet_chain_cost as it is, NCCL's CollNet-chain latency; on one server
-// NCCL's tree.
+// NCCL's tree. Protocol::automatic: ring and tree at the fastest of LL, LL128 (where
+// ll128_enabled) and Simple for every size (sim::fastest_of); the others at Simple.
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol,
                               const std::string& origin = "--algorithms");
