@@ -183,7 +183,8 @@ int run(PlanCliOptions o) {
   if (o.json) {
     nlohmann::json out = {{"format", "basin.plan_result/1"}, {"best", doc},
                           {"evaluated", result.evaluated}, {"search_s", result.search_s},
-                          {"usable", result.rows.size()}, {"rejected", result.rejected.size()}};
+                          {"usable", result.rows.size()}, {"rejected", result.rejected.size()},
+                          {"never_ran", result.never_ran}};
     nlohmann::json pareto = nlohmann::json::array();
     for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
     out["pareto"] = pareto;
@@ -197,6 +198,13 @@ int run(PlanCliOptions o) {
               o.objective.c_str());
   print_table(result, o);
   if (const std::string how = runs_with(best); !how.empty()) std::printf("\nThe best plan's allreduce: %s.\n", how.c_str());
+  if (!result.never_ran.empty()) {
+    std::string names;
+    for (const auto& n : result.never_ran) names += (names.empty() ? "" : ", ") + n;
+    std::printf("\nNot run on any GPU count searched beyond one: %s (hierarchical: two servers or more; LL128: "
+                "Volta or newer GPUs on NVLink, NICs near them; NVLS, NVLS-tree, CollNet: NVSwitches or a "
+                "fabric that sum).\n", names.c_str());
+  }
   // The simulator leaves the input pipeline out where the topology states no CPU cores: say so,
   // or the rows read as if decoding were free by measurement.
   bool cores_stated = false;

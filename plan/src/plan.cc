@@ -188,6 +188,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   for (topo::Vertex v : every_gpu)
     if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
   const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
+  std::set<std::string> ran;  // choices that ran on more than one GPU
   for (int count : counts) {
     const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
     std::set<int> servers;
@@ -206,6 +207,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     for (const Choice& choice : algorithms) {
       if (count == 1 && &choice != &*first) continue;  // nothing to reduce: one row
       if (!runs(choice)) continue;
+      if (count > 1) ran.insert(choice.name());
       const sim::CollectiveCost cost =
           choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
@@ -277,6 +279,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       }
     }
   }
+  if (named && std::any_of(counts.begin(), counts.end(), [](int n) { return n > 1; }))
+    for (const Choice& c : algorithms)
+      if (!ran.count(c.name())) result.never_ran.push_back(c.name());
   if (result.rows.empty() && result.rejected.empty())
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "

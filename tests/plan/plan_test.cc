@@ -221,6 +221,15 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     o.gpu_counts = {1};
     REQUIRE(make_plan(t, profile_for(t), o).rows.size() == 1);
   }
+  SECTION("a choice named on --algorithms that runs nowhere beyond one GPU is reported") {
+    // Big Basin's P100s predate LL128 (compute capability 6.0); NCCL leaves it off there.
+    topo::Topology t = topo::load_any("bigbasin:2");
+    o.algorithms = {{Algorithm::tree, Protocol::ll128}, {Algorithm::ring, Protocol::automatic}};
+    const PlanResult r = make_plan(t, profile_for(t), o);
+    REQUIRE(r.never_ran == std::vector<std::string>{"nccl-tree/LL128"});
+    for (const auto& row : r.rows)
+      if (row.gpus > 1) REQUIRE(row.algorithm.name() == "nccl-ring");
+  }
   SECTION("a schedule named on --algorithms is searched, and marked as no library's") {
     topo::Topology t = topo::load_any("dgx-h100:2");
     o.algorithms = {{Algorithm::halving_doubling}};

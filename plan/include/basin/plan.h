@@ -183,6 +183,9 @@ struct PlanResult {
   std::vector<PlanRow> rejected;  // with the reason
   std::vector<int> pareto;        // indices into rows: time against cost, fastest first
   int evaluated = 0;
+  // Choices named on --algorithms that ran on none of the GPU counts searched beyond one, by name
+  // (their one-GPU rows stand for no allreduce at all).
+  std::vector<std::string> never_ran;
   double search_s = 0;
   bool cost_in_gpu_hours = true;
 };
