@@ -154,6 +154,17 @@ int run(SelectCliOptions o) {
   std::printf("\ncandidates:");
   for (size_t i = 0; i < s.candidates.size(); ++i)
     std::printf(" [%zu] %s", i, s.candidates[i].name().c_str());
+  // Which of them a run can use as timed: the answer to "which should I use" is among these.
+  const auto gpus = plan::pick_gpus(t, o.select.ranks, o.select.per_server);  // the ones select timed
+  std::map<std::string, std::string> by_library;
+  for (size_t i = 0; i < s.candidates.size(); ++i)
+    by_library[plan::library_of(s.candidates[i], t, gpus)] += " [" + std::to_string(i) + "]";
+  std::printf("\nruns as timed:");
+  if (by_library.count("nccl")) std::printf(" on NCCL%s;", by_library["nccl"].c_str());
+  if (by_library.count("gloo")) std::printf(" on Gloo, staged through host memory%s;", by_library["gloo"].c_str());
+  if (by_library.count("simulated-only"))
+    std::printf(" simulated only (no library basin trains with runs them as timed)%s",
+                by_library["simulated-only"].c_str());
   std::printf("\ncrossovers:\n");
   for (const auto& c : s.crossovers)
     std::printf("  from %s: %s -> %s\n", human_bytes(c.bytes).c_str(), c.from.c_str(), c.to.c_str());

@@ -47,21 +47,6 @@ std::vector<Choice> default_algorithms() {
   return out;
 }
 
-// PlanRow::library for `choice` on GPUs that span `servers`. basin's ring and halving-doubling are
-// priced staged through host memory (sim::allreduce_cost) between servers whose NICs cannot move
-// GPU memory (TCP), which is how basin train's Gloo path runs them (Gloo's ring_chunked and
-// halving_doubling); elsewhere they are priced moving GPU memory directly, which neither NCCL
-// nor Gloo does for them. basin's other schedules have no Gloo counterpart of the same shape
-// (the trainer runs tree and 2d-torus as ring_chunked, recursive doubling as halving-doubling,
-// and Gloo's bcube has base 2 where basin's has 4), and hierarchical is priced as Goyal et al.'s
-// three phases (NCCL's reduce in each server, Gloo between, NCCL's broadcast) where the trainer
-// stages every rank's buckets and runs the schedule over all ranks.
-std::string library_of(const Choice& choice, const topo::Topology& cluster, size_t servers) {
-  if (choice.is_nccl()) return "nccl";
-  const bool staged = servers > 1 && sim::stages_through_host(cluster, {});
-  const bool gloo_runs = choice.algorithm == sim::Algorithm::ring || choice.algorithm == sim::Algorithm::halving_doubling;
-  return staged && gloo_runs ? "gloo" : "simulated-only";
-}
 
 double objective_value(const PlanRow& r, Objective o) {
   switch (o) {
@@ -73,6 +58,16 @@ double objective_value(const PlanRow& r, Objective o) {
 }
 
 }  // namespace
+
+std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus) {
+  if (gpus.size() < 2) return "none";
+  if (choice.is_nccl()) return "nccl";
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(cluster.graph[v].server);
+  const bool staged = servers.size() > 1 && sim::stages_through_host(cluster, {});
+  const bool gloo_runs = choice.algorithm == sim::Algorithm::ring || choice.algorithm == sim::Algorithm::halving_doubling;
+  return staged && gloo_runs ? "gloo" : "simulated-only";
+}
 
 double accuracy_penalty_points(long long global_batch) {
   // (log2 batch, added top-1 error in points): Goyal et al. 2017.
@@ -195,7 +190,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
-      if (!named && library_of(c, cluster, servers.size()) == "simulated-only") return false;
+      // Unnamed, basin's own schedules only where Gloo runs them as priced (not on one GPU either,
+      // where NCCL's choice stands for the plan that reduces nothing).
+      if (!named && !c.is_nccl() && library_of(c, cluster, gpus) != "gloo") return false;
       if (count == 1)  // nothing to reduce; NVLS-tree never stands for one GPU
         return c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain &&
                (c.algorithm != sim::Algorithm::nvls || nvls_here);
@@ -213,7 +210,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
-        row.library = count == 1 ? "none" : library_of(choice, cluster, servers.size());
+        row.library = library_of(choice, cluster, gpus);
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
         if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
             (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {

@@ -99,6 +99,17 @@ bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<to
 // newer, one NCCL reaches through a peer GPU (PXN).
 bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
+// What runs `choice` on these GPUs as the simulator prices it (PlanRow::library, a plan file's
+// /allreduce/library): "nccl" for NCCL's algorithms; "gloo" for basin's ring and halving-doubling
+// on GPUs of two servers or more joined by TCP, priced staged through host memory as basin
+// train's Gloo path runs them (Gloo's ring_chunked and halving_doubling); "simulated-only" for
+// basin's other schedules, and for those two elsewhere, where they are priced moving GPU memory
+// directly, which neither NCCL nor Gloo does (basin train runs tree and 2d-torus as ring_chunked,
+// recursive doubling as halving-doubling; Gloo's bcube has base 2 where basin's has 4;
+// hierarchical is priced as Goyal et al.'s three phases, NCCL's reduce in each server, Gloo
+// between, NCCL's broadcast, where the trainer stages every rank); "none" for one GPU.
+std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus);
+
 // The NCCL-protocol model: engine bandwidth (topology, contention, NVLinks at the per-link rate
 // NCCL's own model counts on, sim::achievable_share, as for every schedule; LL held to
 // tuning.cc's llMaxBws) scaled by the protocol's efficiency, latency from NCCL's tuning constants
