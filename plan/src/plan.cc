@@ -47,7 +47,6 @@ std::vector<Choice> default_algorithms() {
   return out;
 }
 
-
 double objective_value(const PlanRow& r, Objective o) {
   switch (o) {
     case Objective::time: return r.time_to_train_h;
@@ -282,8 +281,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   if (result.rows.empty() && result.rejected.empty())
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "
-                           "more; LL128: Volta or newer GPUs on NVLink, NICs near them; nccl-nvls/Simple: every GPU on one NVSwitch that sums in the switch, NVLink 4 "
-                           "or later, or such servers on a fabric that sums (sharp=on); nccl-nvls-tree/Simple: such "
+                           "more; LL128: Volta or newer GPUs on NVLink, NICs near them; nccl-nvls/Simple: every "
+                           "GPU on one NVSwitch that sums in the switch, NVLink 4 or later, or such servers on a "
+                           "fabric that sums (sharp=on); nccl-nvls-tree/Simple: such "
                            "servers, two or more, as many GPUs on each; nccl-collnet-chain/Simple: two servers or "
                            "more on a fabric that sums), "
                            "got none");
