@@ -261,6 +261,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             done.compute_s = r.compute_s;
             done.exposed_comm_s = r.exposed_comm_s;
             done.data_stall_s = r.data_stall_s;
+            done.input_basis = r.input_basis;
             done.scaling_efficiency = r.images_per_s / (one_gpu_rate[key] * count);
             done.time_to_train_h = o.epochs * r.epoch_s / 3600;
             done.gpu_hours = done.time_to_train_h * count;

@@ -55,6 +55,7 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
         {"compute_s", row.compute_s},
         {"exposed_comm_s", row.exposed_comm_s},
         {"data_stall_s", row.data_stall_s},
+        {"input_basis", row.input_basis},
         {"memory_GB", row.memory_GB},
         {"gpu_hours", row.gpu_hours},
         {"cost", row.cost},

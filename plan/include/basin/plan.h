@@ -183,6 +183,7 @@ struct PlanRow {
   // basin train does not run it (moving GPU memory directly, or hierarchical's three phases);
   // "none" on one GPU.
   std::string library;
+  std::string input_basis;      // the simulator's: the CPU cores decoding for a GPU, or why none
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
