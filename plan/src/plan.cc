@@ -5,6 +5,8 @@
 // algorithm, so it is solved once per pair and reused for every batch, bucket and precision.
 #include <basin/plan.h>
 
+#include "number_text.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,11 +17,7 @@
 namespace basin::plan {
 namespace {
 
-std::string format(const char* spec, double x) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, spec, x);
-  return buf;
-}
+std::string format(const char* spec, double x) { return detail::number_text(spec, x); }
 std::string percent(double x) { return format("%+.0f%%", 100 * x); }
 
 std::vector<int> default_gpu_counts(const topo::Topology& t) {

@@ -7,6 +7,8 @@
 // plugin sets.
 #include <basin/plan.h>
 
+#include "number_text.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -74,11 +76,7 @@ double ll_max_GBps(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 
 constexpr double kMaxSelectBytes = 1125899906842624.0;  // 2^50
 
-std::string shortest(double x) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", x);
-  return text;
-}
+std::string shortest(double x) { return detail::number_text("%g", x); }
 
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
