@@ -105,6 +105,26 @@ std::string runs_with(const plan::PlanRow& best) {
   return "";
 }
 
+// The named choices that skipped some GPU counts, so a plan that quietly fell back to fewer GPUs
+// or to another choice is not read as the named one's best.
+void print_not_run(const plan::PlanResult& r) {
+  if (r.not_run.empty()) return;
+  std::printf("\nNot run on every GPU count searched:");
+  for (const auto& [name, counts] : r.not_run) {
+    std::string list;
+    for (int n : counts) list += (list.empty() ? "" : ", ") + std::to_string(n);
+    std::printf(" %s on %s GPUs;", name.c_str(), list.c_str());
+  }
+  std::printf(" (hierarchical: two servers or more; LL128: Volta or newer GPUs on NVLink, NICs near them; NVLS, "
+              "NVLS-tree, CollNet: NVSwitches or a fabric that sums)\n");
+}
+
+nlohmann::json not_run_json(const plan::PlanResult& r) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, counts] : r.not_run) out[name] = counts;
+  return out;
+}
+
 // Time to train against cost: every usable plan as a point, the Pareto front as a line (and the
 // what-if cluster's front beside it). Log axes: plans span hours to weeks, and costs as much.
 void write_pareto_plot(const PlanCliOptions& o, const plan::PlanResult& r,
@@ -184,12 +204,13 @@ int run(PlanCliOptions o) {
     nlohmann::json out = {{"format", "basin.plan_result/1"}, {"best", doc},
                           {"evaluated", result.evaluated}, {"search_s", result.search_s},
                           {"usable", result.rows.size()}, {"rejected", result.rejected.size()},
-                          {"never_ran", result.never_ran}};
+                          {"not_run", not_run_json(result)}};
     nlohmann::json pareto = nlohmann::json::array();
     for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
     out["pareto"] = pareto;
     if (other) out["compare"] = {{"cluster", other_name},
-                                 {"best", plan::plan_document(*other, other->rows.front(), o.plan)}};
+                                 {"best", plan::plan_document(*other, other->rows.front(), o.plan)},
+                                 {"not_run", not_run_json(*other)}};
     std::cout << out.dump(1) << "\n";
     return 0;
   }
@@ -198,23 +219,19 @@ int run(PlanCliOptions o) {
               o.objective.c_str());
   print_table(result, o);
   if (const std::string how = runs_with(best); !how.empty()) std::printf("\nThe best plan's allreduce: %s.\n", how.c_str());
-  if (!result.never_ran.empty()) {
-    std::string names;
-    for (const auto& n : result.never_ran) names += (names.empty() ? "" : ", ") + n;
-    std::printf("\nNot run on any GPU count searched beyond one: %s (hierarchical: two servers or more; LL128: "
-                "Volta or newer GPUs on NVLink, NICs near them; NVLS, NVLS-tree, CollNet: NVSwitches or a "
-                "fabric that sum).\n", names.c_str());
-  }
-  // The simulator leaves the input pipeline out where the topology states no CPU cores: say so
-  // in its words, or the rows read as if decoding were free by measurement.
+  print_not_run(result);
+  // The simulator leaves the input pipeline out where the topology states no CPU cores (its
+  // basis for the best row says so): say so, or the rows read as if decoding were free.
   if (best.input_basis.rfind("not modelled", 0) == 0)
-    std::printf("\nThe input pipeline is %s, so --decode-rate bounds nothing.\n", best.input_basis.c_str());
+    std::printf("\nThe input pipeline is not modelled: %s states no CPU cores, so --decode-rate bounds nothing.\n",
+                o.cluster.c_str());
   if (!o.out.empty())
     std::printf("\nbest plan written to %s; run it with:\n  %s\n", o.out.c_str(),
                 plan::train_command(o.out).c_str());
   if (other) {
     std::printf("\n--- what if: %s ---\n", other_name.c_str());
     print_table(*other, o);
+    print_not_run(*other);
     std::printf("\n%s", plan::explain_difference(best, o.cluster, other->rows.front(), other_name).c_str());
   }
   return 0;
@@ -237,7 +254,8 @@ std::function<int()> add_plan_command(CLI::App& app) {
                   "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring, nccl-tree (NCCL's "
                   "tuner picks the protocol per bucket), nccl-ring/LL128 ..., "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: what basin train runs on GPUs "
-                  "as priced: NCCL's, and basin's flat schedules between servers joined by Ethernet, staged by Gloo)")
+                  "as priced: NCCL's, and basin's ring and halving-doubling between servers joined by Ethernet, staged by "
+                  "Gloo)")
       ->delimiter(',');
   cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
       ->capture_default_str()

@@ -128,10 +128,12 @@ int run(SelectCliOptions o) {
             {"busbw_GBps", plan::busbw_GBps(r.bytes, r.time_s[i], s.ranks)}};
       rows.push_back({{"bytes", r.bytes}, {"best", s.candidates[r.best].name()}, {"candidates", all}});
     }
+    nlohmann::json libraries = nlohmann::json::object();  // what runs each candidate as timed
+    for (size_t i = 0; i < s.candidates.size(); ++i) libraries[s.candidates[i].name()] = s.libraries[i];
     nlohmann::json cross = nlohmann::json::array();
     for (const auto& c : s.crossovers) cross.push_back({{"bytes", c.bytes}, {"from", c.from}, {"to", c.to}});
     std::cout << nlohmann::json{{"format", "basin.select_result/1"}, {"cluster", s.cluster},
-                                {"ranks", s.ranks}, {"servers", s.servers}, {"sizes", rows},
+                                {"ranks", s.ranks}, {"servers", s.servers}, {"libraries", libraries}, {"sizes", rows},
                                 {"crossovers", cross}}
                      .dump(1)
               << "\n";
@@ -155,16 +157,17 @@ int run(SelectCliOptions o) {
   for (size_t i = 0; i < s.candidates.size(); ++i)
     std::printf(" [%zu] %s", i, s.candidates[i].name().c_str());
   // Which of them a run can use as timed: the answer to "which should I use" is among these.
-  const auto gpus = plan::pick_gpus(t, o.select.ranks, o.select.per_server);  // the ones select timed
   std::map<std::string, std::string> by_library;
   for (size_t i = 0; i < s.candidates.size(); ++i)
-    by_library[plan::library_of(s.candidates[i], t, gpus)] += " [" + std::to_string(i) + "]";
-  std::printf("\nruns as timed:");
-  if (by_library.count("nccl")) std::printf(" on NCCL%s;", by_library["nccl"].c_str());
-  if (by_library.count("gloo")) std::printf(" on Gloo, staged through host memory%s;", by_library["gloo"].c_str());
+    by_library[s.libraries[i]] += " [" + std::to_string(i) + "]";
+  std::vector<std::string> groups;
+  if (by_library.count("nccl")) groups.push_back("on NCCL" + by_library["nccl"]);
+  if (by_library.count("gloo")) groups.push_back("on Gloo, staged through host memory" + by_library["gloo"]);
   if (by_library.count("simulated-only"))
-    std::printf(" simulated only (no library basin trains with runs them as timed)%s",
-                by_library["simulated-only"].c_str());
+    groups.push_back("simulated only (no library basin trains with runs them as timed)" + by_library["simulated-only"]);
+  if (by_library.count("none")) groups.push_back("one rank: nothing to reduce");
+  std::printf("\nruns as timed:");
+  for (size_t i = 0; i < groups.size(); ++i) std::printf("%s %s", i ? ";" : "", groups[i].c_str());
   std::printf("\ncrossovers:\n");
   for (const auto& c : s.crossovers)
     std::printf("  from %s: %s -> %s\n", human_bytes(c.bytes).c_str(), c.from.c_str(), c.to.c_str());
@@ -181,7 +184,7 @@ std::function<int()> add_select_command(CLI::App& app) {
   cmd->add_option("--per-server", o->select.per_server,
                   "Ranks per server, e.g. 1 for one leader per server (default: all its GPUs)");
   cmd->add_flag("--nccl", o->select.nccl,
-                "Add NCCL's ring and tree under LL, LL128 and Simple, NVLS where the NVSwitch sums, "
+                "Add NCCL's ring and tree under LL, LL128 (where NCCL enables it) and Simple, NVLS where the NVSwitch sums, "
                 "NVLS-tree across servers whose NVSwitches sum, and on a fabric that sums (sharp=on) NVLS across "
                 "servers and CollNet's chain");
   cmd->add_option("--overhead-us", o->select.network.per_message_overhead_us,

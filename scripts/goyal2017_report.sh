@@ -135,7 +135,7 @@ print(f"| {sys.argv[1]} | {it:.4f} | {eff:.3f} |")' "$cv"
 }
 
 # What the planner picks for the paper's hardware when asked for no accuracy loss.
-gloo_schedules=ring,halving-doubling,bcube,hierarchical:halving-doubling,hierarchical:ring
+gloo_schedules=ring,halving-doubling,hierarchical:halving-doubling,hierarchical:ring
 echo
 echo "## basin plan on the same hardware"
 echo
@@ -146,7 +146,7 @@ echo '```'
 echo '```'
 echo
 echo "The search holds to what \`basin train\` runs on GPUs as priced, NCCL's algorithms included, which"
-echo "Goyal et al. did not use. Among the shapes of Gloo's schedules, which they had (\`--algorithms $gloo_schedules\`),"
+echo "Goyal et al. did not use. Among the schedules Gloo had then (\`--algorithms $gloo_schedules\`),"
 echo "the first row is:"
 echo
 echo '```'

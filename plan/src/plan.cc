@@ -180,7 +180,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   for (topo::Vertex v : every_gpu)
     if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
   const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
-  std::set<std::string> ran;  // choices that ran on more than one GPU
+  std::map<std::string, std::vector<int>> not_run;  // named choices -> GPU counts above one they skipped
   for (int count : counts) {
     const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
     std::set<int> servers;
@@ -196,12 +196,14 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
+    if (named && count > 1)
+      for (const Choice& c : algorithms)
+        if (!runs(c)) not_run[c.name()].push_back(count);
     const auto first = std::find_if(algorithms.begin(), algorithms.end(), runs);
     if (first == algorithms.end()) continue;  // none of the choices runs on this many GPUs
     for (const Choice& choice : algorithms) {
       if (count == 1 && &choice != &*first) continue;  // nothing to reduce: one row
       if (!runs(choice)) continue;
-      if (count > 1) ran.insert(choice.name());
       const sim::CollectiveCost cost =
           choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
@@ -274,9 +276,11 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       }
     }
   }
-  if (named && std::any_of(counts.begin(), counts.end(), [](int n) { return n > 1; }))
-    for (const Choice& c : algorithms)
-      if (!ran.count(c.name())) result.never_ran.push_back(c.name());
+  for (const Choice& c : algorithms)
+    if (auto it = not_run.find(c.name()); it != not_run.end()) {
+      result.not_run.emplace_back(it->first, it->second);
+      not_run.erase(it);  // a choice named twice is reported once
+    }
   if (result.rows.empty() && result.rejected.empty())
     throw topo::InputError("--algorithms", "",
                            "an allreduce that runs on the GPU counts searched (hierarchical: GPUs on two servers or "

@@ -207,22 +207,31 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 }
 
 bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
-  if (gpus.empty() || nvlink_generation(topo, gpus.front()) < 2) return false;
+  if (gpus.empty()) return false;
   const auto& g = topo.graph;
-  const int first_server = g[gpus.front()].server;
-  std::vector<topo::Vertex> on_first;
-  std::set<int> servers;
+  std::map<int, std::vector<topo::Vertex>> by_server;
   for (topo::Vertex v : gpus) {
-    servers.insert(g[v].server);
-    if (g[v].server == first_server) on_first.push_back(v);
+    if (nvlink_generation(topo, v) < 2) return false;  // before Volta, or no NVLink to tell
+    by_server[g[v].server].push_back(v);
   }
-  if (on_first.size() > 1 && topo::path_class(topo, on_first[0], on_first[1]).cls != topo::PathClass::nvlink)
-    return false;
-  if (servers.size() == 1 || gpu_generation_index(topo, gpus.front()) >= 2) return true;
-  for (topo::Vertex gpu : on_first)
-    for (topo::Vertex nic : topo::nodes_of_kind(topo, topo::NodeKind::nic, first_server))
-      if (topo::path_class(topo, gpu, nic).cls <= topo::PathClass::pxb) return true;
-  return false;
+  for (const auto& [server, on] : by_server) {
+    // NVLink inside every server: NCCL's ring there runs over it, every pair on an NVSwitch or a
+    // cycle through direct NVLinks (a box of NVLink-bridged pairs crosses PCIe between them).
+    bool all_pairs = true;
+    for (size_t i = 0; i < on.size(); ++i)
+      for (size_t j = i + 1; j < on.size(); ++j)
+        all_pairs &= topo::path_class(topo, on[i], on[j]).cls == topo::PathClass::nvlink;
+    if (!all_pairs && sim::nvlink_rings(topo, on).empty()) return false;
+    if (by_server.size() == 1) continue;
+    // Between servers a NIC near one of the server's GPUs, which carries the channels (from
+    // Hopper on NCCL reaches it from the other GPUs through that one, PXN).
+    bool near = false;
+    for (topo::Vertex gpu : on)
+      for (topo::Vertex nic : topo::nodes_of_kind(topo, topo::NodeKind::nic, server))
+        near |= topo::path_class(topo, gpu, nic).cls <= topo::PathClass::pxb;
+    if (!near) return false;
+  }
+  return true;
 }
 
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
@@ -372,6 +381,7 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
   for (const Choice& c : s.candidates)
     if (c.protocol == Protocol::automatic)
       throw std::invalid_argument("select_allreduce: NCCL candidates with a protocol (LL, LL128 or Simple)");
+  for (const Choice& c : s.candidates) s.libraries.push_back(library_of(c, topo, gpus));
   sim::Network net(topo, o.network);
   std::vector<sim::CollectiveCost> costs;
   for (const Choice& c : s.candidates)

@@ -285,6 +285,22 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   REQUIRE(h100.exit_code == 0);
   REQUIRE(h100.out.find("runs as timed: on NCCL [7]") != std::string::npos);
   REQUIRE(h100.out.find("on Gloo") == std::string::npos);  // InfiniBand: nothing staged
+  REQUIRE(h100.out.find("nccl-ring/LL128") != std::string::npos);
+  // NCCL enables LL128 between servers only with a NIC within a GPU's PCIe switches (PXB, or PXN
+  // from a peer GPU): the same servers with their NICs moved onto the CPU lose it.
+  auto far = nlohmann::json::parse(run("topo --cluster dgx-h100:2 --format json").out);
+  for (auto& link : far["links"])
+    if (link["kind"] == "pcie" && link["to"].get<std::string>().find("/nic") != std::string::npos)
+      link["from"] = link["to"].get<std::string>().substr(0, link["to"].get<std::string>().find('/')) + "/cpu0";
+  const fs::path far_file = fs::temp_directory_path() / "basin-select-far-nics.json";
+  std::ofstream(far_file) << far.dump();
+  Result far_out = run("select --cluster " + far_file.string() + " --nccl --json");
+  REQUIRE(far_out.exit_code == 0);
+  const auto far_json = nlohmann::json::parse(far_out.out);
+  REQUIRE_FALSE(far_json["libraries"].contains("nccl-ring/LL128"));
+  REQUIRE(far_json["libraries"]["nccl-ring/LL"] == "nccl");
+  REQUIRE(far_json["libraries"]["ring"] == "simulated-only");
+  fs::remove(far_file);
   // The NCCL rules for the tuner plugin, in both formats, load back through its parser.
   fs::path dir = fs::temp_directory_path() / "basin-select-test";
   fs::create_directories(dir);
@@ -386,6 +402,8 @@ TEST_CASE("a topology that states no CPU cores says its input pipeline is not mo
   CAPTURE(plan.out);
   REQUIRE(plan.exit_code == 0);
   REQUIRE(plan.out.find("input pipeline is not modelled") != std::string::npos);
+  std::ifstream plan_file(dir / "p.json");
+  REQUIRE(nlohmann::json::parse(plan_file)["prediction"]["input_basis"].get<std::string>().rfind("not modelled", 0) == 0);
   Result sim = run("sim --cluster " + file + " --json");
   REQUIRE(sim.exit_code == 0);
   REQUIRE(nlohmann::json::parse(sim.out)["input_basis"].get<std::string>().find("not modelled") != std::string::npos);

@@ -249,6 +249,7 @@ TEST_CASE("basin train --plan auto plans for the machine it finds and runs the p
   std::string plan((std::istreambuf_iterator<char>(plan_file)), std::istreambuf_iterator<char>());
   REQUIRE(plan.find("\"world_size\": 2") != std::string::npos);
   REQUIRE(plan.find("\"threads_per_rank\": 1") != std::string::npos);
+  REQUIRE(plan.find("\"library\": \"gloo\"") != std::string::npos);  // two CPU ranks: Gloo sums
   REQUIRE(fs::exists(w.path("cpu") + "/topology.json"));
 
   // The DGX-2 export: 16 V100s. The planner's plan is held to what the GPU trainer runs (with

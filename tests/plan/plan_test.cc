@@ -34,7 +34,8 @@ TEST_CASE("accuracy penalty passes through Goyal et al.'s published points", "[p
 TEST_CASE("Goyal's setting plans 8k with hierarchical halving-doubling in about an hour", "[plan]") {
   // bigbasin:32, ResNet-50, fp32: the paper ran 256 GPUs x 32 = 8k with a 3-phase allreduce and
   // recursive halving-doubling between servers, 90 epochs in about one hour.
-  // Among Gloo's schedules, which is what the paper had, the planner picks the paper's.
+  // Among basin's own schedules (Gloo's ring and halving-doubling, and others of their kind), without
+  // NCCL's, the planner picks the paper's.
   topo::Topology t = topo::load_any("bigbasin:32");
   PlanOptions o;
   o.precisions = {{Precision::fp32, Precision::fp32}};
@@ -227,9 +228,24 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     topo::Topology t = topo::load_any("bigbasin:2");
     o.algorithms = {{Algorithm::tree, Protocol::ll128}, {Algorithm::ring, Protocol::automatic}};
     const PlanResult r = make_plan(t, profile_for(t), o);
-    REQUIRE(r.never_ran == std::vector<std::string>{"nccl-tree/LL128"});
+    REQUIRE(r.not_run.size() == 1);
+    REQUIRE(r.not_run[0].first == "nccl-tree/LL128");
+    REQUIRE(r.not_run[0].second == std::vector<int>{2, 4, 8, 16});  // every count above one
     for (const auto& row : r.rows)
       if (row.gpus > 1) REQUIRE(row.algorithm.name() == "nccl-ring");
+  }
+  SECTION("a choice that skips some GPU counts is reported with them") {
+    // hierarchical needs two servers: on one Big Basin server (2, 4, 8 GPUs) it does not run.
+    topo::Topology t = topo::load_any("bigbasin:2");
+    o.algorithms = {{Algorithm::hierarchical}, {Algorithm::ring, Protocol::automatic}};
+    o.gpu_counts = {1, 2, 8, 16};
+    const PlanResult r = make_plan(t, profile_for(t), o);
+    REQUIRE(r.not_run.size() == 1);
+    REQUIRE(r.not_run[0].first == "hierarchical(halving-doubling)");
+    REQUIRE(r.not_run[0].second == std::vector<int>{2, 8});
+    // One GPU only: nothing to skip.
+    o.gpu_counts = {1};
+    REQUIRE(make_plan(t, profile_for(t), o).not_run.empty());
   }
   SECTION("a schedule named on --algorithms is searched, and marked as no library's") {
     topo::Topology t = topo::load_any("dgx-h100:2");

@@ -369,6 +369,9 @@ TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
   const CollectiveCost through = fastest_of({line(1, 3), line(9, 1), line(5, 2)});  // all meet at b = 4
   for (double b : {1.0, 4.0, 10.0})
     REQUIRE_THAT(through.time_s(b), WithinRel(std::min({1 + 3 * b, 9 + b, 5 + 2 * b}) * 1e-6, 1e-12));
+  REQUIRE(through.small != nullptr);  // the steepest line below 4 bytes, the flattest above
+  REQUIRE(through.small->seconds_per_byte == 3e-6);
+  REQUIRE(through.small->small == nullptr);
   REQUIRE(fastest_of({line(1, 1), line(1, 1)}).small == nullptr);
   // One line is itself; no lines, a line that already switches, or one that is not finite is a
   // programming error.
@@ -378,4 +381,8 @@ TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::numeric_limits<double>::infinity(), 0.5)}),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::nan(""), 0.5)}), std::invalid_argument);
+  // Phases compose one size class at a time: a cost that switches schedules by size cannot be added.
+  CollectiveCost phase = line(1, 1);
+  REQUIRE_THROWS_AS(phase.add(envelope), std::invalid_argument);
+  REQUIRE_THROWS_AS(CollectiveCost(envelope).add(line(1, 1)), std::invalid_argument);
 }

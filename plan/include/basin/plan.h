@@ -66,6 +66,7 @@ struct Selection {
   int ranks = 0, servers = 0;
   double min_bytes = 0, max_bytes = 0;  // the ladder asked for (SelectOptions)
   std::vector<Choice> candidates;
+  std::vector<std::string> libraries;  // per candidate: what runs it as timed (library_of)
   std::vector<SizeRow> rows;
   std::vector<Crossover> crossovers;
 };
@@ -94,9 +95,11 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 // LL128: where NCCL enables it by default, ll128_enabled).
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 // Whether NCCL enables its LL128 protocol on these GPUs by default (tuning.cc): Volta or newer
-// (basin reads the generation from the GPUs' NVLinks: NVLink 2 or later), NVLink between the GPUs
-// of a server, and between servers a NIC within the GPU's PCIe switches (PXB) or, on Hopper and
-// newer, one NCCL reaches through a peer GPU (PXN).
+// (basin reads the generation from every GPU's NVLinks: NVLink 2 or later, so NVLink-bridged
+// Turing and Ampere workstation parts count as newer than NCCL allows, and PCIe-only GPUs as
+// older), NCCL's ring inside each server on NVLink (every pair on it, or an NVLink cycle through
+// them, sim::nvlink_rings), and between servers on each a NIC
+// within a GPU's PCIe switches (PXB; from Hopper on NCCL reaches it from the others, PXN).
 bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
 
 // What runs `choice` on these GPUs as the simulator prices it (PlanRow::library, a plan file's
@@ -152,7 +155,8 @@ struct PlanOptions {
   std::vector<int> gpu_counts;        // empty: 1, 2, 4, then whole servers doubling, and all
   std::vector<int> batches_per_gpu = {16, 32, 64, 128};
   // empty: what basin train runs on GPUs as priced (default_algorithms in plan.cc): NCCL's, and
-  // basin's flat schedules where Gloo stages them through host memory (servers joined by TCP)
+  // basin's ring and halving-doubling where Gloo stages them through host memory (servers joined
+  // by TCP)
   std::vector<Choice> algorithms;
   std::vector<double> buckets_MB = {0, 1, 4, 25};
   std::vector<PrecisionChoice> precisions;  // empty: fp32, fp32/wire-fp16, fp16, bf16
@@ -178,8 +182,8 @@ struct PlanRow {
   double accuracy_penalty = 0;  // top-1 points
   double memory_GB = 0;         // device memory a GPU needs (sim::memory_needed_GB)
   // What runs the allreduce on GPUs as it was priced (plan_document's /allreduce/library):
-  // "nccl"; "gloo", staged through host memory (basin's flat schedules between servers joined
-  // by TCP, where the simulator prices the staging); "simulated-only", basin's own schedule as
+  // "nccl"; "gloo", staged through host memory (basin's ring and halving-doubling between
+  // servers joined by TCP, where the simulator prices the staging); "simulated-only", basin's own schedule as
   // basin train does not run it (moving GPU memory directly, or hierarchical's three phases);
   // "none" on one GPU.
   std::string library;
@@ -195,9 +199,9 @@ struct PlanResult {
   std::vector<PlanRow> rejected;  // with the reason
   std::vector<int> pareto;        // indices into rows: time against cost, fastest first
   int evaluated = 0;
-  // Choices named on --algorithms that ran on none of the GPU counts searched beyond one, by name
-  // (their one-GPU rows stand for no allreduce at all).
-  std::vector<std::string> never_ran;
+  // Choices named on --algorithms that did not run on some GPU counts searched beyond one: the
+  // choice's name and those counts, e.g. {"nccl-tree/LL128", {16}}. (One-GPU rows reduce nothing.)
+  std::vector<std::pair<std::string, std::vector<int>>> not_run;
   double search_s = 0;
   bool cost_in_gpu_hours = true;
 };

@@ -201,7 +201,9 @@ struct CollectiveCost {
     const CollectiveCost& c = for_bytes(bytes);
     return bytes > 0 ? c.latency_s + bytes * c.seconds_per_byte : 0;
   }
-  void add(const CollectiveCost& phase);  // a phase that runs after this one
+  // A phase that runs after this one; one size class at a time (std::invalid_argument when
+  // either has a `small`).
+  void add(const CollectiveCost& phase);
   // The same cost with every term of that name taken out (what the time would be without it).
   CollectiveCost without(const std::string& term) const;
 };
@@ -210,7 +212,7 @@ CollectiveCost named(CollectiveCost c, const std::string& name);
 // For every message size the fastest of `costs` (each a single schedule, without `small`): the
 // lower envelope of their lines, as a chain of `small` costs. What a tuner that picks per size
 // among them runs (NCCL's, choosing LL, LL128 or Simple). Throws std::invalid_argument when
-// `costs` is empty or one has a `small`.
+// `costs` is empty, or one has a `small` or a latency or rate that is not finite.
 CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs);
 
 // For each link kind ("nvlink", "pcie", "ethernet", ...), the seconds per message byte that its
