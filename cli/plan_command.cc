@@ -87,6 +87,9 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
 // not read as one that does.
 std::string runs_with(const plan::PlanRow& best) {
   const std::string name = best.algorithm.name();
+  if (best.library == "nccl" && best.algorithm.nccl_picks_algorithm)
+    return "nccl runs on NCCL (basin train leaves NCCL_ALGO unset: NCCL's tuner picks algorithm and protocol per "
+           "bucket, priced as its fastest by basin's model of NCCL)";
   if (best.library == "nccl")
     return name + " runs on NCCL (basin train sets the algorithm; NCCL's tuner picks the protocol per bucket" +
            (best.algorithm.protocol == plan::Protocol::automatic ||
@@ -252,7 +255,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');
   cmd->add_option("--algorithms", o->algorithms,
                   "Allreduce choices: ring, halving-doubling, ..., hierarchical[:INTER], nccl-ring, nccl-tree (NCCL's "
-                  "tuner picks the protocol per bucket), nccl-ring/LL128 ..., "
+                  "tuner picks the protocol per bucket), nccl (it picks the algorithm too), nccl-ring/LL128 ..., "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple (default: what basin train runs on GPUs "
                   "as priced: NCCL's, and basin's ring and halving-doubling between servers joined by Ethernet, staged by "
                   "Gloo)")

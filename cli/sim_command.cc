@@ -60,7 +60,7 @@ int run(const SimOptions& o) {
   cfg.batch_per_gpu = o.batch_per_gpu;
   // NCCL's algorithms ("nccl-ring/Simple") are timed by NCCL's model (plan::nccl_model); basin's
   // own by the engine alone.
-  const bool nccl = o.algorithm.rfind("nccl-", 0) == 0;
+  const bool nccl = o.algorithm.rfind("nccl-", 0) == 0 || o.algorithm == "nccl";
   const plan::Choice choice = nccl ? plan::choice_from_string(o.algorithm, "--algorithm") : plan::Choice{};
   cfg.algorithm = nccl ? choice.algorithm : sim::algorithm_from_string(o.algorithm);
   cfg.inter = sim::algorithm_from_string(o.inter, "--inter");
@@ -192,7 +192,8 @@ std::function<int()> add_sim_command(CLI::App& app) {
                   "switches sum too, sharp=on), nvls-tree (NVLS in each such server, trees between them), "
                   "collnet-chain (chains in the servers, the fabric's switches sum between them: sharp=on), or "
                   "NCCL's as NCCL runs them: nccl-ring/PROTO, nccl-tree/PROTO (LL, LL128, Simple; auto, or no /PROTO: "
-                  "NCCL's tuner picks per bucket), "
+                  "NCCL's tuner picks per bucket), nccl (NCCL's tuner picks the algorithm too, as with NCCL_ALGO "
+                  "unset), "
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();

@@ -205,7 +205,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (count == 1 && &choice != &*first) continue;  // nothing to reduce: one row
       if (!runs(choice)) continue;
       const sim::CollectiveCost cost =
-          choice.is_nccl() ? nccl_cost(network, gpus, choice.algorithm, choice.protocol)
+          choice.is_nccl() ? nccl_choice_cost(network, gpus, choice)
                            : sim::allreduce_cost(network, gpus, choice.algorithm, choice.inter);
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};

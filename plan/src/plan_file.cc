@@ -26,7 +26,9 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
                              {"weight_decay", 1e-4},
                              {"weight_decay_on_bn_and_bias", false},
                              {"zero_init_last_bn_gamma", true}};
-  nlohmann::json allreduce = {{"algorithm", sim::to_string(row.algorithm.algorithm)},
+  nlohmann::json allreduce = {{"algorithm", row.algorithm.nccl_picks_algorithm
+                                                ? "auto"
+                                                : sim::to_string(row.algorithm.algorithm)},
                               {"library", row.library},
                               {"bucket_MB", row.bucket_MB}};
   if (row.algorithm.algorithm == sim::Algorithm::hierarchical)

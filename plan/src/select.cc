@@ -109,6 +109,7 @@ const char* to_string(Protocol p) {
 }
 
 std::string Choice::name() const {
+  if (nccl_picks_algorithm) return "nccl";
   if (algorithm == sim::Algorithm::hierarchical)
     return std::string("hierarchical(") + sim::to_string(inter) + ")";
   std::string n = sim::to_string(algorithm);
@@ -120,6 +121,11 @@ std::string Choice::name() const {
 Choice choice_from_string(const std::string& text, const std::string& origin) {
   Choice c;
   std::string name = text;
+  if (name == "nccl") {
+    c.protocol = Protocol::automatic;
+    c.nccl_picks_algorithm = true;
+    return c;
+  }
   if (name.rfind("nccl-", 0) == 0) {
     // No protocol: NCCL's tuner picks it per message size.
     const auto slash = name.find('/');
@@ -202,8 +208,26 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
   auto view = std::make_shared<const topo::Topology>(cluster);
   auto net = std::make_shared<sim::Network>(*view, params);
   return [view, net, c, origin](sim::Network&, const std::vector<topo::Vertex>& gpus) {
-    return nccl_cost(*net, gpus, c.algorithm, c.protocol, origin);
+    return nccl_choice_cost(*net, gpus, c, origin);
   };
+}
+
+sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus, const Choice& c,
+                                     const std::string& origin) {
+  if (!c.nccl_picks_algorithm) return nccl_cost(net, gpus, c.algorithm, c.protocol, origin);
+  if (gpus.size() < 2) return {};
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
+  // NCCL's defaults: CollNet off, so no CollNet chain and no NVLS across servers (tuning.cc
+  // disables both without it); NVLS on one server and NVLS-tree across several where they run.
+  std::vector<Choice> each;
+  for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
+    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple}) each.push_back({a, p});
+  each.push_back({servers.size() == 1 ? sim::Algorithm::nvls : sim::Algorithm::nvls_tree, Protocol::simple});
+  std::vector<sim::CollectiveCost> costs;
+  for (const Choice& one : each)
+    if (nccl_runs(one, net.topology(), gpus)) costs.push_back(nccl_cost(net, gpus, one.algorithm, one.protocol, origin));
+  return sim::fastest_of(costs);
 }
 
 bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
@@ -235,6 +259,7 @@ bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 }
 
 bool nccl_runs(const Choice& c, const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
+  if (c.nccl_picks_algorithm) return true;  // its ring runs wherever there are GPUs
   if (c.protocol == Protocol::ll128 && !ll128_enabled(topo, gpus)) return false;
   if (c.algorithm == sim::Algorithm::nvls) return sim::nvls_refusal(topo, gpus).empty();
   if (c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain) return true;

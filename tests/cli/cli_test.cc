@@ -341,6 +341,10 @@ TEST_CASE("basin sim times NCCL's algorithms as NCCL runs them", "[cli]") {
   // No protocol: NCCL's tuner's, bucket by bucket, never slower than one protocol for all.
   const double tuned = comm("nccl-ring");
   for (const char* held : {"nccl-ring/LL", "nccl-ring/LL128", "nccl-ring/Simple"}) REQUIRE(tuned <= comm(held) * (1 + 1e-12));
+  // "nccl": the tuner picks the algorithm too, never slower than the ring or the tree alone.
+  const double stock = comm("nccl");
+  REQUIRE(stock <= tuned * (1 + 1e-12));
+  REQUIRE(stock <= comm("nccl-tree") * (1 + 1e-12));
 }
 
 TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can name it", "[cli]") {

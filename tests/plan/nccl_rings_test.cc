@@ -221,3 +221,33 @@ TEST_CASE("NCCL's tuner's protocol is the fastest of those it enables, for every
   REQUIRE(choice_from_string("nccl-ring/auto").protocol == Protocol::automatic);
   REQUIRE(choice_from_string("nccl-nvls").protocol == Protocol::simple);  // its only protocol
 }
+
+TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protocol it enables", "[plan][nccl]") {
+  // NCCL_ALGO unset: ring and tree under each enabled protocol, and NVLS on one server or
+  // NVLS-tree across several where the switches sum (CollNet, off by default, takes no part).
+  const Choice nccl = choice_from_string("nccl");
+  REQUIRE(nccl.nccl_picks_algorithm);
+  REQUIRE(nccl.name() == "nccl");
+  for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1"}) {
+    topo::Topology t = topo::load_any(spec);
+    sim::Network net(t);
+    const auto gpus = topo::gpus(t);
+    const sim::CollectiveCost tuned = nccl_choice_cost(net, gpus, nccl);
+    std::set<int> servers;
+    for (auto v : gpus) servers.insert(t.graph[v].server);
+    std::vector<sim::CollectiveCost> each;
+    for (Algorithm a : {Algorithm::ring, Algorithm::tree})
+      for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
+        if (p != Protocol::ll128 || ll128_enabled(t, gpus)) each.push_back(nccl_cost(net, gpus, a, p));
+    const Algorithm sums = servers.size() == 1 ? Algorithm::nvls : Algorithm::nvls_tree;
+    const bool switch_sums = std::string(spec).rfind("dgx-h100", 0) == 0;  // H100 NVSwitch: NVLink SHARP
+    REQUIRE(nccl_runs({sums, Protocol::simple}, t, gpus) == switch_sums);
+    if (switch_sums) each.push_back(nccl_cost(net, gpus, sums, Protocol::simple));
+    for (double bytes = 8; bytes <= 8e9; bytes *= 4) {
+      double least = std::numeric_limits<double>::infinity();
+      for (const auto& c : each) least = std::min(least, c.time_s(bytes));
+      CAPTURE(spec, bytes);
+      REQUIRE_THAT(tuned.time_s(bytes), WithinRel(least, 1e-12));
+    }
+  }
+}

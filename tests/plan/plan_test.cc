@@ -247,6 +247,17 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     o.gpu_counts = {1};
     REQUIRE(make_plan(t, profile_for(t), o).not_run.empty());
   }
+  SECTION("NCCL's own choice of algorithm is a plan that leaves NCCL_ALGO unset") {
+    topo::Topology t = topo::load_any("dgx-h100:2");
+    o.algorithms = {choice_from_string("nccl")};
+    o.gpu_counts = {16};
+    const PlanResult r = make_plan(t, profile_for(t), o);
+    REQUIRE_FALSE(r.rows.empty());
+    const auto doc = plan_document(r, r.rows.front(), o);
+    REQUIRE(doc["allreduce"]["algorithm"] == "auto");
+    REQUIRE(doc["allreduce"]["library"] == "nccl");
+    REQUIRE(doc["allreduce"]["protocol"] == "auto");
+  }
   SECTION("a schedule named on --algorithms is searched, and marked as no library's") {
     topo::Topology t = topo::load_any("dgx-h100:2");
     o.algorithms = {{Algorithm::halving_doubling}};

@@ -26,13 +26,18 @@ struct Choice {
   sim::Algorithm algorithm = sim::Algorithm::ring;
   Protocol protocol = Protocol::none;
   sim::Algorithm inter = sim::Algorithm::halving_doubling;  // for hierarchical
+  // "nccl": NCCL's tuner picks the algorithm too, per message (NCCL_ALGO unset: ring, tree, and
+  // NVLS or NVLS-tree where they run, as NCCL enables them without CollNet), and the protocol;
+  // `algorithm` is then unused and `protocol` automatic.
+  bool nccl_picks_algorithm = false;
   // "halving-doubling", "nccl-ring/LL128", "nccl-tree" (automatic), "hierarchical(halving-doubling)"
   std::string name() const;
   bool is_nccl() const { return protocol != Protocol::none; }
 };
 
 // "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-ring" (or "nccl-ring/auto": NCCL's tuner
-// picks the protocol), "nccl-nvls/Simple", ... as `basin plan --algorithms` takes them; throws
+// picks the protocol), "nccl" (it picks the algorithm too), "nccl-nvls/Simple", ... as `basin plan
+// --algorithms` takes them; throws
 // topo::InputError naming `origin`. Plain "nvls", "nvls-tree" and "collnet-chain" are refused:
 // only NCCL runs the switches' sums, so a plan names them as NCCL's (Simple, their one protocol).
 Choice choice_from_string(const std::string& text, const std::string& origin = "--algorithms");
@@ -128,6 +133,11 @@ std::string library_of(const Choice& choice, const topo::Topology& cluster, cons
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol,
                               const std::string& origin = "--algorithms");
+// nccl_cost for one of NCCL's choices; for "nccl" (Choice::nccl_picks_algorithm) the fastest, at
+// every size, of ring and tree under each protocol NCCL enables and of NVLS (one server) or
+// NVLS-tree (several) where they run: what NCCL's tuner picks when nothing is set.
+sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus, const Choice& c,
+                                     const std::string& origin = "--algorithms");
 
 // ---------------------------------------------------------------------------------------------
 // Training plans
