@@ -88,8 +88,9 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
 std::string runs_with(const plan::PlanRow& best) {
   const std::string name = best.algorithm.name();
   if (best.library == "nccl" && best.algorithm.nccl_picks_algorithm)
-    return "nccl runs on NCCL (basin train leaves NCCL_ALGO unset: NCCL's tuner picks algorithm and protocol per "
-           "bucket, priced as its fastest by basin's model of NCCL)";
+    return "nccl runs on NCCL (basin train sets no algorithm: NCCL's tuner picks algorithm and protocol per "
+           "bucket as the environment lets it, priced as NCCL's defaults, CollNet off, at the fastest by basin's "
+           "model of NCCL)";
   if (best.library == "nccl")
     return name + " runs on NCCL (basin train sets the algorithm; NCCL's tuner picks the protocol per bucket" +
            (best.algorithm.protocol == plan::Protocol::automatic ||

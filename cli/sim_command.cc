@@ -60,7 +60,7 @@ int run(const SimOptions& o) {
   cfg.batch_per_gpu = o.batch_per_gpu;
   // NCCL's algorithms ("nccl-ring/Simple") are timed by NCCL's model (plan::nccl_model); basin's
   // own by the engine alone.
-  const bool nccl = o.algorithm.rfind("nccl-", 0) == 0 || o.algorithm == "nccl";
+  const bool nccl = o.algorithm.rfind("nccl", 0) == 0;
   const plan::Choice choice = nccl ? plan::choice_from_string(o.algorithm, "--algorithm") : plan::Choice{};
   cfg.algorithm = nccl ? choice.algorithm : sim::algorithm_from_string(o.algorithm);
   cfg.inter = sim::algorithm_from_string(o.inter, "--inter");

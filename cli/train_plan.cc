@@ -22,6 +22,7 @@ std::string gloo_algorithm(const std::string& plan_algorithm, const std::string&
   if (a == "halving-doubling") return "halving_doubling";
   if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
   if (a == "bcube") return "bcube";
+  if (a == "auto") return "halving_doubling";  // NCCL's own choice: Gloo's bandwidth-optimal one
   // recursive doubling, and NVLS, NVLS-tree and CollNet's chain (switches sum, NCCL only): halving-doubling
   // is the bandwidth-optimal schedule Gloo has among them.
   return "halving_doubling";

@@ -126,6 +126,9 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
     c.nccl_picks_algorithm = true;
     return c;
   }
+  if (name.rfind("nccl", 0) == 0 && name.rfind("nccl-", 0) != 0)
+    throw topo::InputError(origin, "", "nccl (NCCL's tuner picks), nccl-ring[/PROTO], nccl-tree[/PROTO], nccl-nvls/Simple, "
+                                       "nccl-nvls-tree/Simple or nccl-collnet-chain/Simple, got '" + text + "'");
   if (name.rfind("nccl-", 0) == 0) {
     // No protocol: NCCL's tuner picks it per message size.
     const auto slash = name.find('/');
@@ -215,6 +218,10 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus, const Choice& c,
                                      const std::string& origin) {
   if (!c.nccl_picks_algorithm) return nccl_cost(net, gpus, c.algorithm, c.protocol, origin);
+  // The fastest by basin's model of NCCL's costs. NCCL ranks with two further factors used only
+  // to choose (tuning.cc: the tree's bandwidth times treeCorrectionFactor below 8 MB, ring Simple's
+  // latency times 1.4, 1.9 before Ampere, across nodes), not modelled: where the tree wins by a
+  // little on these lines NCCL may run the ring, up to ~10% slower from 16 KB to 256 KB.
   if (gpus.size() < 2) return {};
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
@@ -404,8 +411,8 @@ Selection select_allreduce(const topo::Topology& topo, const SelectOptions& o) {
   // The NCCL rules select writes name a protocol for every size range: a candidate that leaves it
   // to NCCL's tuner has none to name.
   for (const Choice& c : s.candidates)
-    if (c.protocol == Protocol::automatic)
-      throw std::invalid_argument("select_allreduce: NCCL candidates with a protocol (LL, LL128 or Simple)");
+    if (c.protocol == Protocol::automatic || c.nccl_picks_algorithm)
+      throw std::invalid_argument("select_allreduce: NCCL candidates with an algorithm and a protocol (LL, LL128 or Simple)");
   for (const Choice& c : s.candidates) s.libraries.push_back(library_of(c, topo, gpus));
   sim::Network net(topo, o.network);
   std::vector<sim::CollectiveCost> costs;

@@ -232,7 +232,8 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   r.compute_basis = cal.basis;
 
   // The largest messages' schedule: a `small` one below a size may load other links (Gloo's
-  // small buffers through the host), but NCCL's protocols share one route and one busy map.
+  // small buffers through the host; NCCL's own choice of algorithm for small buckets), which the
+  // trace's busiest-link counters leave out.
   const std::map<std::string, double> busiest = busiest_links(cluster, allreduce);
 
   double t = 0;

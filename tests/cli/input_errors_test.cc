@@ -182,6 +182,8 @@ TEST_CASE("NVLS where no switch sums, or not as NCCL's, is refused with the reas
                       {"--algorithms", "between servers", "hierarchical:nvls"});
   require_input_error(run("plan --cluster dgx-a100:1 --algorithms nccl-nvls/Simple --out " + out),
                       {"--algorithms", "one NVSwitch"});
+  require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl/LL --out " + out),
+                      {"--algorithms", "nccl (NCCL's tuner picks)", "nccl/LL"});
   require_input_error(run("sim --cluster dgx-h100:1 --algorithm nccl-ring/LL64"),
                       {"--algorithm", "LL, LL128, Simple or auto", "LL64"});
   require_input_error(run("plan --cluster dgx-h100:1 --algorithms nccl-nvls/LL128 --out " + out),

@@ -227,12 +227,27 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
   // NVLS-tree across several where the switches sum (CollNet, off by default, takes no part).
   const Choice nccl = choice_from_string("nccl");
   REQUIRE(nccl.nccl_picks_algorithm);
+  REQUIRE(nccl.is_nccl());
   REQUIRE(nccl.name() == "nccl");
+  // basin select writes NCCL rules that name an algorithm and a protocol for every size: it has
+  // none to name for this choice.
+  SelectOptions so;
+  so.candidates = {nccl};
+  REQUIRE_THROWS_AS(select_allreduce(topo::load_any("dgx-h100:1"), so), std::invalid_argument);
   for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1"}) {
     topo::Topology t = topo::load_any(spec);
     sim::Network net(t);
     const auto gpus = topo::gpus(t);
     const sim::CollectiveCost tuned = nccl_choice_cost(net, gpus, nccl);
+    // Switches that sum change nothing by default: CollNet is off, so neither its chain nor NVLS
+    // across servers takes part.
+    if (std::string(spec) == "dgx-h100:2") {
+      topo::Topology sharp = topo::load_any("dgx-h100:2,sharp=on");
+      sim::Network sharp_net(sharp);
+      REQUIRE(nccl_runs({Algorithm::collnet_chain, Protocol::simple}, sharp, topo::gpus(sharp)));
+      const sim::CollectiveCost with_sharp = nccl_choice_cost(sharp_net, topo::gpus(sharp), nccl);
+      for (double bytes : {1e3, 1e6, 1e9}) REQUIRE_THAT(with_sharp.time_s(bytes), WithinRel(tuned.time_s(bytes), 1e-12));
+    }
     std::set<int> servers;
     for (auto v : gpus) servers.insert(t.graph[v].server);
     std::vector<sim::CollectiveCost> each;

@@ -28,11 +28,12 @@ struct Choice {
   sim::Algorithm inter = sim::Algorithm::halving_doubling;  // for hierarchical
   // "nccl": NCCL's tuner picks the algorithm too, per message (NCCL_ALGO unset: ring, tree, and
   // NVLS or NVLS-tree where they run, as NCCL enables them without CollNet), and the protocol;
-  // `algorithm` is then unused and `protocol` automatic.
+  // `protocol` is then automatic and `algorithm` stays ring (what runs anywhere, for the checks
+  // that look at it).
   bool nccl_picks_algorithm = false;
   // "halving-doubling", "nccl-ring/LL128", "nccl-tree" (automatic), "hierarchical(halving-doubling)"
   std::string name() const;
-  bool is_nccl() const { return protocol != Protocol::none; }
+  bool is_nccl() const { return protocol != Protocol::none || nccl_picks_algorithm; }
 };
 
 // "ring", "hierarchical:ring", "nccl-ring/LL128", "nccl-ring" (or "nccl-ring/auto": NCCL's tuner
