@@ -49,14 +49,15 @@ std::string process_state(pid_t pid) {
 // directory (as torchrun starts ranks). Waits for all; if one fails, the others are stopped
 // (they would otherwise wait out the communication timeout) and the first failure's code is
 // returned, with every rank's fate printed.
-int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
+int launch_ranks(int nproc, int servers, const std::string& out, int argc, char** argv) {
+  const int per_server = nproc / servers;
   const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
   std::filesystem::create_directories(rendezvous);
   std::vector<std::string> args;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--nproc") { ++i; continue; }
-    if (a.starts_with("--nproc=")) continue;
+    if (a == "--nproc" || a == "--servers") { ++i; continue; }
+    if (a.starts_with("--nproc=") || a.starts_with("--servers=")) continue;
     args.push_back(a);
   }
   std::vector<pid_t> pids;
@@ -71,9 +72,9 @@ int launch_ranks(int nproc, const std::string& out, int argc, char** argv) {
       env.push_back(kv);
     }
     env.push_back("RANK=" + std::to_string(r));
-    env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("LOCAL_RANK=" + std::to_string(r % per_server));
     env.push_back("WORLD_SIZE=" + std::to_string(nproc));
-    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(nproc));  // all on this machine, as torchrun says
+    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(per_server));  // as torchrun says on `servers` machines
     env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
     env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
     std::vector<char*> cargs, cenv;

@@ -5,8 +5,10 @@
 
 namespace basin::cli {
 
-// Runs this program again `nproc` times (argv without --nproc) as ranks 0..nproc-1 meeting in a
-// file store under `out`; returns 0, or the exit code of the first rank that failed.
-int launch_ranks(int nproc, const std::string& out, int argc, char** argv);
+// Runs this program again `nproc` times (argv without --nproc and --servers) as ranks 0..nproc-1
+// meeting in a file store under `out`, numbered as torchrun numbers `servers` machines of
+// nproc / servers ranks each (LOCAL_RANK, LOCAL_WORLD_SIZE); returns 0, or the exit code of the
+// first rank that failed.
+int launch_ranks(int nproc, int servers, const std::string& out, int argc, char** argv);
 
 }  // namespace basin::cli

@@ -122,6 +122,8 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (collective == "gloo" && given("--nccl-algorithm"))
     throw topo::InputError("--nccl-algorithm", "", "no NCCL algorithm with --gpu-collective gloo" +
                            std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
+  if (collective == "nccl" && given("--inter"))
+    throw topo::InputError("--inter", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is --nccl-algorithm)");
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
                            "--nccl-algorithm ring, tree, nvls, nvls-tree, collnet-chain or auto)");
@@ -154,6 +156,11 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   if (!(o.comm_timeout_s > 0) || !std::isfinite(o.comm_timeout_s))
     throw topo::InputError("--comm-timeout-s", "", "seconds above 0, got " + std::to_string(o.comm_timeout_s));
   if (o.nproc < 1) throw topo::InputError("--nproc", "", "1 or more ranks, got " + std::to_string(o.nproc));
+  if (o.servers < 1 || o.nproc % o.servers != 0)
+    throw topo::InputError("--servers", "", "a count of emulated servers dividing --nproc " + std::to_string(o.nproc) +
+                                                ", got " + std::to_string(o.servers));
+  if (o.servers > 1 && o.nproc == 1)
+    throw topo::InputError("--servers", "", "--nproc with --servers (it splits the ranks --nproc starts)");
   if (o.nproc > 1 && std::getenv("WORLD_SIZE"))
     throw topo::InputError("--nproc", "", "no WORLD_SIZE in the environment (this process is "
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
@@ -200,6 +207,15 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            o.plan.empty() || given("--algorithm") ? "" : "/allreduce/algorithm", e.what());
   }
   try {
+    c.allreduce.inter = comm::parse_algorithm(o.inter);
+  } catch (const comm::CommError& e) {
+    throw topo::InputError(o.plan.empty() || given("--inter") ? "--inter" : o.plan,
+                           o.plan.empty() || given("--inter") ? "" : "/allreduce/inter", e.what());
+  }
+  if (given("--inter") && c.allreduce.algorithm != comm::Algorithm::hierarchical)
+    throw topo::InputError("--inter", "", "--algorithm hierarchical with --inter (the algorithm between servers), got "
+                                          "--algorithm " + o.algorithm);
+  try {
     c.allreduce.precision = comm::parse_wire_precision(o.wire);
   } catch (const comm::CommError&) {
     throw topo::InputError(o.plan.empty() || given("--wire") ? "--wire" : o.plan,
@@ -221,7 +237,10 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     if (c.world_size != o.nproc)
       throw topo::InputError("--world-size", "", std::to_string(o.nproc) + " (--nproc), got " +
                              std::to_string(c.world_size));
-    return launch_ranks(o.nproc, o.out, argc, argv);
+    if (o.servers > 1 && c.gpu_collective == exec::TrainConfig::GpuCollective::nccl)
+      throw topo::InputError("--servers", "", "--gpu-collective gloo or --device cpu with --servers: the emulated "
+                                              "servers number their GPUs from 0 each, and NCCL runs one rank per GPU");
+    return launch_ranks(o.nproc, o.servers, o.out, argc, argv);
   }
   // A rank started by --nproc, torchrun or a batch system: meet the others.
   std::unique_ptr<comm::Communicator> mesh;
@@ -296,10 +315,18 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
       ->capture_default_str();
   cmd->add_option("--nproc", o->nproc, "start this many local ranks (one process each, Gloo over loopback)")
       ->capture_default_str();
+  cmd->add_option("--servers", o->servers,
+                  "number the --nproc ranks as this many servers' (LOCAL_RANK, LOCAL_WORLD_SIZE), as torchrun "
+                  "would on that many machines: what --algorithm hierarchical groups by")
+      ->capture_default_str();
   cmd->add_option("--micro-batches", c.micro_batches, "gradient accumulation: micro-batches per step")
       ->capture_default_str();
   cmd->add_option("--algorithm", o->algorithm,
-                  "Gloo allreduce: ring_chunked, halving_doubling, bcube, ring (ring: 2 ranks at most)")
+                  "Gloo allreduce: ring_chunked, halving_doubling, bcube, ring (ring: 2 ranks at most), or "
+                  "hierarchical (Goyal et al.'s three phases; servers of LOCAL_WORLD_SIZE ranks)")
+      ->capture_default_str();
+  cmd->add_option("--inter", o->inter,
+                  "Gloo allreduce between servers for --algorithm hierarchical: halving_doubling, ring_chunked")
       ->capture_default_str();
   cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
   cmd->add_option("--wire", o->wire, "gradients on the wire: fp32, fp16 or bf16 (NCCL or Gloo)")->capture_default_str();

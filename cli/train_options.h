@@ -14,6 +14,7 @@ struct TrainOptions {
   exec::TrainConfig config;
   std::string data, out = "basin-run", plan, decay = "step", precision = "fp32";
   std::string algorithm = "ring_chunked", wire = "fp32";
+  std::string inter = "halving_doubling";  // Gloo's algorithm between servers for --algorithm hierarchical
   std::string hwloc_xml;
   std::string device = "cpu";
   std::string input_stage = "auto";  // --input-stage: auto, cpu or gpu
@@ -24,6 +25,7 @@ struct TrainOptions {
   exec::Precision compute = exec::Precision::fp32;  // parsed from `precision`
   std::string loss_scale = "auto";  // auto (dynamic for fp16, off otherwise), dynamic, off
   int threads = 0, nproc = 1;
+  int servers = 1;  // --servers: the --nproc ranks numbered as this many machines' (emulated)
   double comm_timeout_s = 300;
   bool no_zero_init = false, no_validate = false, quiet = false, no_overlap = false;
 };
@@ -31,9 +33,13 @@ struct TrainOptions {
 // Whether the user gave a flag (flags win over the plan's fields).
 using GivenFlag = std::function<bool(const char*)>;
 
-// The plan's allreduce onto Gloo's algorithms for CPU ranks: the hierarchical plan's
-// inter-server algorithm (one rank per host here), and NCCL's names to Gloo's nearest.
-std::string gloo_algorithm(const std::string& plan_algorithm, const std::string& inter);
+// The plan's allreduce onto Gloo's algorithms for ranks that run it through Gloo: the hierarchical
+// plan's three phases with its algorithm between servers, basin's flat schedules and NCCL's names
+// onto Gloo's nearest.
+struct GlooChoice {
+  std::string algorithm, inter;  // comm's names; inter is read only for "hierarchical"
+};
+GlooChoice gloo_algorithm(const std::string& plan_algorithm, const std::string& inter);
 // WORLD_SIZE when this process is a rank that a launcher (basin's --nproc, torchrun, a batch
 // system) started, else 1.
 int ranks_from_env();

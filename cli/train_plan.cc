@@ -17,15 +17,23 @@
 
 namespace basin::cli {
 
-std::string gloo_algorithm(const std::string& plan_algorithm, const std::string& inter) {
-  const std::string a = plan_algorithm == "hierarchical" ? inter : plan_algorithm;
+namespace {
+// One of basin's flat schedules onto Gloo's class of the same shape, else Gloo's bandwidth-optimal one.
+std::string gloo_flat(const std::string& a) {
   if (a == "halving-doubling") return "halving_doubling";
   if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
   if (a == "bcube") return "bcube";
-  if (a == "auto") return "halving_doubling";  // NCCL's own choice: Gloo's bandwidth-optimal one
-  // recursive doubling, and NVLS, NVLS-tree and CollNet's chain (switches sum, NCCL only): halving-doubling
-  // is the bandwidth-optimal schedule Gloo has among them.
+  // auto (NCCL's own choice), recursive doubling, and NVLS, NVLS-tree and CollNet's chain
+  // (switches sum, NCCL only): halving-doubling is the bandwidth-optimal schedule Gloo has.
   return "halving_doubling";
+}
+}  // namespace
+
+GlooChoice gloo_algorithm(const std::string& plan_algorithm, const std::string& inter) {
+  // Bcube between servers is refused by comm's hierarchical allreduce; halving-doubling stands in.
+  if (plan_algorithm == "hierarchical")
+    return {"hierarchical", inter == "bcube" ? "halving_doubling" : gloo_flat(inter.empty() ? "halving-doubling" : inter)};
+  return {gloo_flat(plan_algorithm), "halving_doubling"};
 }
 
 int ranks_from_env() {
@@ -132,10 +140,13 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--momentum")) c.sgd.momentum = number("/lr_schedule/momentum");
   if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
   if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
-  if (!given("--algorithm"))
-    o.algorithm = gloo_algorithm(text("/allreduce/algorithm"),
-                                 plan.contains("/allreduce/inter"_json_pointer)
-                                     ? text("/allreduce/inter") : std::string());
+  if (!given("--algorithm")) {
+    const GlooChoice gloo = gloo_algorithm(text("/allreduce/algorithm"), plan.contains("/allreduce/inter"_json_pointer)
+                                                                             ? text("/allreduce/inter")
+                                                                             : std::string());
+    o.algorithm = gloo.algorithm;
+    if (!given("--inter")) o.inter = gloo.inter;
+  }
   // What the plan's allreduce was priced as running on (docs/plan-format.md): on GPUs that picks
   // the collective unless --gpu-collective does. A plan written before /allreduce/library is NCCL's
   // where it names a protocol, else left to the defaults.
@@ -158,7 +169,9 @@ void apply_plan(const std::string& path, TrainOptions& o,
                              "nccl or gloo for a run on GPUs: the plan's " + algorithm +
                                  (algorithm == "hierarchical"
                                       ? " was priced as three phases (NCCL's reduce in each server, Gloo between, "
-                                        "NCCL's broadcast), which basin train does not run."
+                                        "NCCL's broadcast); basin train runs the three phases on GPUs only through "
+                                        "Gloo, every rank's buckets copied to host memory and each server's reduce "
+                                        "and broadcast over loopback TCP."
                                       : " is basin's own schedule, priced moving GPU memory directly, which neither "
                                         "NCCL nor Gloo does.") +
                                  " Pass --gpu-collective nccl (NCCL chooses its algorithm) or gloo (every rank's "

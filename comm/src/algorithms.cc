@@ -13,6 +13,7 @@ const char* name(Algorithm algorithm) {
     case Algorithm::ring_chunked: return "ring_chunked";
     case Algorithm::halving_doubling: return "halving_doubling";
     case Algorithm::bcube: return "bcube";
+    case Algorithm::hierarchical: return "hierarchical";
   }
   return "?";
 }
@@ -33,9 +34,11 @@ WirePrecision parse_wire_precision(const std::string& text) {
 }
 
 Algorithm parse_algorithm(const std::string& text) {
-  for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube})
+  for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube,
+                 Algorithm::hierarchical})
     if (text == name(a)) return a;
-  throw CommError("allreduce algorithm \"" + text + "\": expected ring, ring_chunked, halving_doubling or bcube");
+  throw CommError("allreduce algorithm \"" + text +
+                  "\": expected ring, ring_chunked, halving_doubling, bcube or hierarchical");
 }
 
 std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base) {
@@ -59,6 +62,23 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
          std::to_string(bcube_base) + " (1, " + std::to_string(bcube_base) + ", " +
          std::to_string(bcube_base * bcube_base) + ", ...); world size " + std::to_string(world_size) +
          " is not: use ring_chunked or halving_doubling, or a bcube_base whose power it is";
+}
+
+std::string hierarchy_reason(const RendezvousConfig& c, Algorithm inter) {
+  const int k = c.local_world_size;
+  const std::string layout = " (world_size " + std::to_string(c.world_size) + ", rank " + std::to_string(c.rank) +
+                             ", local_rank " + std::to_string(c.local_rank) + ", local_world_size " +
+                             std::to_string(k) + ")";
+  if (k < 1 || c.world_size % k != 0)
+    return "the hierarchical allreduce needs the same number of ranks on every server: local_world_size "
+           "(LOCAL_WORLD_SIZE) dividing world_size" + layout;
+  if (c.local_rank != c.rank % k)
+    return "the hierarchical allreduce needs each server's ranks numbered consecutively, as torchrun does: "
+           "local_rank = rank % local_world_size" + layout;
+  if (inter != Algorithm::ring && inter != Algorithm::ring_chunked && inter != Algorithm::halving_doubling)
+    return std::string("the hierarchical allreduce's algorithm between servers: expected ring, ring_chunked or "
+                       "halving_doubling, got ") + name(inter);
+  return {};
 }
 
 // Gloo's own sum (gloo/math.h) is a loop over possibly aliasing pointers with an int index, which

@@ -51,8 +51,28 @@ std::unique_ptr<gloo::Algorithm> make_algorithm(Algorithm algorithm, const std::
     case Algorithm::halving_doubling:
       return std::make_unique<gloo::AllreduceHalvingDoubling<T>>(context, ptrs, count, fn);
     case Algorithm::bcube: return std::make_unique<gloo::AllreduceBcube<T>>(context, ptrs, count, fn);
+    case Algorithm::hierarchical: break;  // three Gloo collectives, not one class (hierarchical.cc)
   }
-  throw CommError("unknown allreduce algorithm " + std::to_string(static_cast<int>(algorithm)));
+  throw CommError(std::string("no single Gloo class runs the allreduce algorithm ") + name(algorithm));
+}
+
+// Gloo's reduce and broadcast take the sum as z = x + y over raw bytes.
+void float_element_sum(void* z, const void* x, const void* y, std::size_t n) {
+  auto* out = static_cast<float*>(z);
+  const auto* a = static_cast<const float*>(x);
+  const auto* b = static_cast<const float*>(y);
+  if (out == a) {
+    add_into(out, b, n);
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+template <std::uint16_t (*narrow)(float), float (*widen)(std::uint16_t)>
+void half_element_sum(void* z, const void* x, const void* y, std::size_t n) {
+  auto* out = static_cast<std::uint16_t*>(z);
+  const auto* a = static_cast<const std::uint16_t*>(x);
+  const auto* b = static_cast<const std::uint16_t*>(y);
+  for (std::size_t i = 0; i < n; ++i) out[i] = narrow(widen(a[i]) + widen(b[i]));
 }
 
 // Cached algorithms past this many are dropped all at once. Every rank sees the same sequence of
@@ -60,6 +80,25 @@ std::unique_ptr<gloo::Algorithm> make_algorithm(Algorithm algorithm, const std::
 constexpr std::size_t max_cached = 1024;
 
 }  // namespace
+
+std::unique_ptr<gloo::Algorithm> make_allreduce(Algorithm algorithm, const std::shared_ptr<gloo::Context>& context,
+                                                float* data, int count) {
+  return make_algorithm(algorithm, context, data, count, &float_sum_function);
+}
+std::unique_ptr<gloo::Algorithm> make_allreduce(Algorithm algorithm, const std::shared_ptr<gloo::Context>& context,
+                                                gloo::float16* data, int count, WirePrecision wire) {
+  return make_algorithm(algorithm, context, data, count,
+                        wire == WirePrecision::fp16 ? &fp16_sum_function : &bf16_sum_function);
+}
+
+ElementSum element_sum(WirePrecision wire) {
+  switch (wire) {
+    case WirePrecision::fp32: return &float_element_sum;
+    case WirePrecision::fp16: return &half_element_sum<kn::float_to_fp16_bits, kn::fp16_bits_to_float>;
+    case WirePrecision::bf16: return &half_element_sum<kn::float_to_bf16_bits, kn::bf16_bits_to_float>;
+  }
+  throw CommError("unknown wire precision " + std::to_string(static_cast<int>(wire)));
+}
 
 Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 // Gloo's tcp Buffer::waitRecv checks the pair for an exception before it looks at completed
@@ -80,19 +119,24 @@ Communicator::~Communicator() {
 int Communicator::rank() const { return impl_->config.rank; }
 int Communicator::world_size() const { return impl_->config.world_size; }
 int Communicator::local_rank() const { return impl_->config.local_rank; }
+int Communicator::local_world_size() const { return impl_->config.local_world_size; }
 std::chrono::milliseconds Communicator::timeout() const { return impl_->config.timeout; }
 std::size_t Communicator::cached_algorithms() const { return impl_->cache.size(); }
 
 void Communicator::allreduce(std::span<float> data, const AllreduceOptions& options) {
   Impl& m = *impl_;
   const int rank = m.config.rank, world = m.config.world_size;
-  const std::string operation = std::string("allreduce ") + name(options.algorithm) + " " + name(options.precision) +
-                                " of " + std::to_string(data.size()) + " floats";
+  const bool hierarchical = options.algorithm == Algorithm::hierarchical;
+  const std::string operation = std::string("allreduce ") + name(options.algorithm) +
+                                (hierarchical ? std::string("(") + name(options.inter) + ")" : std::string()) + " " +
+                                name(options.precision) + " of " + std::to_string(data.size()) + " floats";
   auto refuse = [&](const std::string& why) {
     throw CommError("rank " + std::to_string(rank) + ": " + operation + ": " + why, rank);
   };
   m.ensure_usable();
   if (const auto why = unsupported_reason(options.algorithm, world, options.bcube_base); !why.empty()) refuse(why);
+  if (hierarchical)
+    if (const auto why = hierarchy_reason(m.config, options.inter); !why.empty()) refuse(why);
   if (!std::isfinite(options.scale)) refuse("scale " + std::to_string(options.scale) + ": expected a finite number");
   // Gloo's AllreduceRing keeps count * sizeof(T) in an int.
   if (data.size() > static_cast<std::size_t>(INT_MAX) / sizeof(float))
@@ -106,29 +150,36 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
     return;
   }
 
+  if (hierarchical && !m.hierarchy)
+    BASIN_GLOO_CALL(m, "connecting the meshes of " + operation, m.connect_hierarchy());
   const CacheKey key{data.data(), data.size(), static_cast<int>(options.algorithm), static_cast<int>(options.precision),
-                     options.algorithm == Algorithm::bcube ? options.bcube_base : 0};
+                     options.algorithm == Algorithm::bcube ? options.bcube_base : 0,
+                     hierarchical ? static_cast<int>(options.inter) : -1};
   auto it = m.cache.find(key);
   if (it == m.cache.end()) {
     if (m.cache.size() >= max_cached) m.cache.clear();
     CachedAllreduce entry;
     const int count = static_cast<int>(data.size());
+    // The flat algorithm's ranks: the whole mesh, or for hierarchical the leaders (none elsewhere).
+    const std::shared_ptr<gloo::Context> ranks =
+        hierarchical ? std::shared_ptr<gloo::Context>(m.hierarchy->leaders) : std::shared_ptr<gloo::Context>(m.context);
+    const Algorithm flat = hierarchical ? options.inter : options.algorithm;
     m.context->base = options.bcube_base;  // AllreduceBcube reads its group size from the context
-    if (options.precision != WirePrecision::fp32) {
-      entry.staging.resize(data.size());
-      entry.algorithm = BASIN_GLOO_CALL(
-          m, "building " + operation,
-          make_algorithm(options.algorithm, m.context, entry.staging.data(), count,
-                         options.precision == WirePrecision::fp16 ? &fp16_sum_function : &bf16_sum_function));
-    } else {
-      entry.algorithm = BASIN_GLOO_CALL(
-          m, "building " + operation,
-          make_algorithm(options.algorithm, m.context, data.data(), count, &float_sum_function));
+    if (options.precision != WirePrecision::fp32) entry.staging.resize(data.size());
+    if (ranks && ranks->size > 1) {
+      entry.algorithm = BASIN_GLOO_CALL(m, "building " + operation,
+                                        options.precision == WirePrecision::fp32
+                                            ? make_allreduce(flat, ranks, data.data(), count)
+                                            : make_allreduce(flat, ranks, entry.staging.data(), count, options.precision));
     }
     it = m.cache.emplace(key, std::move(entry)).first;
   }
 
   CachedAllreduce& entry = it->second;
+  auto run = [&](void* wire) {
+    if (hierarchical) m.hierarchical_allreduce(wire, data.size(), options, entry, operation);
+    else BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
+  };
   // Gloo's AllreduceBcube is not safe to run twice: a fast peer's next run can write into a
   // receive buffer this rank is still reducing from (intermittently wrong sums in our tests).
   // A fresh object takes fresh slots, so bcube is rebuilt for every call instead of cached.
@@ -145,10 +196,10 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
     const auto narrow = options.precision == WirePrecision::fp16 ? kn::float_to_fp16_bits : kn::float_to_bf16_bits;
     const auto widen = options.precision == WirePrecision::fp16 ? kn::fp16_bits_to_float : kn::bf16_bits_to_float;
     for (std::size_t i = 0; i < data.size(); ++i) entry.staging[i].x = narrow(data[i] * options.scale);
-    BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
+    run(entry.staging.data());
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = widen(entry.staging[i].x);
   } else {
-    BASIN_GLOO_CALL(m, operation, entry.algorithm->run());
+    run(data.data());
     if (options.scale != 1.0f)
       for (float& x : data) x *= options.scale;
   }
@@ -169,6 +220,7 @@ Communicator::Impl::~Impl() {
   try {
     farewell.reset();
     cache.clear();
+    hierarchy.reset();
   } catch (...) {
     // gloo::Algorithm's destructor is noexcept(false); a failing teardown must not terminate.
   }

@@ -1,5 +1,5 @@
 // Rendezvous configuration from the environment, under torchrun's names (RANK, WORLD_SIZE,
-// LOCAL_RANK, MASTER_ADDR, MASTER_PORT) plus basin's store choice, so `torchrun`-style launchers
+// LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) plus basin's store choice, so `torchrun`-style launchers
 // and Slurm wrappers start basin ranks unchanged. Needs no Gloo: bad values are reported even
 // on builds without it. Also the roll call's share of the timeout, which every build needs.
 #include <basin/comm.h>
@@ -60,6 +60,11 @@ RendezvousConfig rendezvous_from_env(const Getenv& getenv) {
 
   if (const auto local = get("LOCAL_RANK"))
     config.local_rank = static_cast<int>(parse_integer("LOCAL_RANK", *local, 0, config.world_size - 1, rank_range));
+  if (const auto local_world = get("LOCAL_WORLD_SIZE"))
+    config.local_world_size = static_cast<int>(
+        parse_integer("LOCAL_WORLD_SIZE", *local_world, 1, config.world_size,
+                      "an integer in [1, " + std::to_string(config.world_size) + "] (WORLD_SIZE=" +
+                          std::to_string(config.world_size) + ")"));
 
   const auto master_addr = get("MASTER_ADDR");
   const auto master_port = get("MASTER_PORT");

@@ -13,6 +13,7 @@
 #include <gloo/transport/device.h>
 #include <gloo/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -43,7 +44,26 @@ struct RollCall {
   std::string text;           // "; roll call ...": empty when there was nobody to call
 };
 
-using CacheKey = std::tuple<const float*, std::size_t, int /*algorithm*/, int /*precision*/, int /*base*/>;
+using CacheKey = std::tuple<const float*, std::size_t, int /*algorithm*/, int /*precision*/, int /*base*/,
+                            int /*inter*/>;
+
+// The hierarchical allreduce's two extra meshes, connected at its first use (hierarchical.cc).
+struct Hierarchy {
+  std::shared_ptr<gloo::rendezvous::Context> server;   // this server's ranks, by local rank
+  std::shared_ptr<gloo::rendezvous::Context> leaders;  // every server's local rank 0; null elsewhere
+  std::uint32_t calls = 0;  // tags each call's reduce and broadcast, in step on every rank
+};
+
+// Gloo's flat allreduce `algorithm` over `context` on `count` values at `data`: fp32 with basin's
+// vectorized sum, or a 16-bit wire (gloo::float16 holding fp16 or bf16 bits) with its rounding sum
+// (allreduce.cc).
+std::unique_ptr<gloo::Algorithm> make_allreduce(Algorithm algorithm, const std::shared_ptr<gloo::Context>& context,
+                                                float* data, int count);
+std::unique_ptr<gloo::Algorithm> make_allreduce(Algorithm algorithm, const std::shared_ptr<gloo::Context>& context,
+                                                gloo::float16* data, int count, WirePrecision wire);
+// z = x + y for n elements of the wire precision, in the form Gloo's reduce takes (x may be z).
+using ElementSum = void (*)(void* z, const void* x, const void* y, std::size_t n);
+ElementSum element_sum(WirePrecision wire);
 
 struct Communicator::Impl {
   RendezvousConfig config;
@@ -52,6 +72,7 @@ struct Communicator::Impl {
   std::vector<std::string> peer_addresses;  // by rank, as Gloo prints them ("[127.0.0.1]:41234")
   RendezvousStore store;                    // empty for a world of one
   std::map<CacheKey, CachedAllreduce> cache;
+  std::unique_ptr<Hierarchy> hierarchy;  // after the first hierarchical allreduce
   std::string broken;                      // the first Gloo failure; the mesh is unusable after it
   std::vector<float> barrier_value = std::vector<float>(1);
   // The destructor's barrier, built at connect before any collective so that its slots are its own:
@@ -69,6 +90,12 @@ struct Communicator::Impl {
   // for the other ranks to do the same. The ranks that never answer are the ones that hung,
   // stopped or died; the ones that answer failed because of them.
   RollCall roll_call(const std::string& operation);
+  // Connects `hierarchy`: every rank of the world calls it at the same collective (rendezvous.cc).
+  void connect_hierarchy();
+  // The three phases on `wire` (data itself for fp32, else the entry's 16-bit staging), with the
+  // leaders' allreduce cached in `entry` (hierarchical.cc).
+  void hierarchical_allreduce(void* wire, std::size_t count, const AllreduceOptions& options,
+                              CachedAllreduce& entry, const std::string& operation);
   // Builds the CommError for a Gloo failure during `operation` (and records it as `broken`).
   CommError failure(const char* file, int line, const std::string& operation, const std::string& gloo_message);
 };

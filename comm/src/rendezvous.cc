@@ -68,6 +68,8 @@ void validate(const RendezvousConfig& c) {
   if (c.rank < 0 || c.rank >= c.world_size)
     bad("rank " + std::to_string(c.rank) + ": expected [0, " + std::to_string(c.world_size - 1) + "]");
   if (c.local_rank < 0) bad("local_rank " + std::to_string(c.local_rank) + ": expected >= 0");
+  if (c.local_world_size < 1)
+    bad("local_world_size " + std::to_string(c.local_world_size) + ": expected at least 1 (ranks per server)");
   if (c.timeout.count() <= 0) bad("timeout " + std::to_string(c.timeout.count()) + " ms: expected > 0");
   if (c.run_id.empty()) bad("run_id is empty: expected a name for this run");
   if (c.interface.empty() && c.address.empty()) bad("interface and address are both empty: expected one to bind to");

@@ -32,10 +32,15 @@ RollCall Communicator::Impl::roll_call(const std::string& operation) {
   if (world < 2 || !store.store) return call;
   const auto window = roll_call_window(config.timeout);
   auto key = [&](int r) { return config.run_id + "/rollcall/" + std::to_string(r); };
-  try {
-    if (context) context->closeConnections();
-  } catch (const std::exception&) {
-    // Pairs already broken by the failure itself: nothing left to close.
+  // The hierarchical allreduce's meshes too: a peer blocked in its server's reduce must fail at
+  // once as well.
+  for (gloo::rendezvous::Context* mesh : {context.get(), hierarchy ? hierarchy->server.get() : nullptr,
+                                          hierarchy ? hierarchy->leaders.get() : nullptr}) {
+    try {
+      if (mesh) mesh->closeConnections();
+    } catch (const std::exception&) {
+      // Pairs already broken by the failure itself: nothing left to close.
+    }
   }
   try {
     store.store->set(key(me), std::vector<char>(operation.begin(), operation.end()));

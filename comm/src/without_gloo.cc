@@ -22,6 +22,7 @@ Communicator::~Communicator() = default;
 int Communicator::rank() const { return 0; }
 int Communicator::world_size() const { return 1; }
 int Communicator::local_rank() const { return 0; }
+int Communicator::local_world_size() const { return 1; }
 std::chrono::milliseconds Communicator::timeout() const { return {}; }
 std::size_t Communicator::cached_algorithms() const { return 0; }
 void Communicator::allreduce(std::span<float>, const AllreduceOptions&) {

@@ -39,6 +39,17 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   const auto total = static_cast<long long>(net.grads().size());
   if (config.micro_batches > 1) accumulated_ = backend.alloc_flat(total);
   if (!config.comm || config.comm->world_size() == 1) return;
+  const comm::AllreduceOptions& a = config.allreduce;
+  const int ranks = config.comm->world_size(), per_server = config.comm->local_world_size();
+  const std::string gloo =
+      a.algorithm == comm::Algorithm::hierarchical
+          ? "Gloo's hierarchical allreduce (" + std::to_string(ranks / std::max(1, per_server)) + " servers of " +
+                std::to_string(per_server) + " rank(s), " + comm::name(a.inter) + " between)"
+          : std::string("Gloo's ") + comm::name(a.algorithm);
+  const std::string wire = std::string(", ") + comm::name(a.precision) + " on the wire";
+  if (!device) path_ = gloo + wire;
+  else if (!nccl) path_ = gloo + wire + ", every bucket staged through host memory";
+  else path_ = "NCCL" + wire;
   if (!device) {
     transport_ = make_host_transport(*config.comm, net.grads(), config.allreduce);
   } else if (!nccl) {

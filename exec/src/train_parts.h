@@ -46,6 +46,10 @@ class GradientSync {
   // disagree on which collective runs.
   void sum(std::vector<float>& values, const char* what = "summing the loss");
   comm::Communicator* comm() const { return config_.comm; }
+  // How the gradients travel between ranks, for the run's first lines ("Gloo's hierarchical
+  // allreduce (2 servers of 2 ranks, halving_doubling between), fp32 on the wire"); empty
+  // with one rank.
+  const std::string& describe() const { return path_; }
   // Where the training loop is, for communication errors: "step 12 (epoch 2)".
   void set_place(std::string place) { place_ = std::move(place); }
 
@@ -56,6 +60,7 @@ class GradientSync {
   decltype(auto) saying(const char* doing, F&& f);
 
   std::string place_ = "before the first step";
+  std::string path_;
   Net& net_;
   const TrainConfig& config_;
   long long bucket_floats_ = 0, submitted_ = 0, summed_ = 0;

@@ -58,6 +58,22 @@ void check_config(const TrainConfig& c) {
   if (c.comm) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);
+    const bool hierarchical = c.allreduce.algorithm == comm::Algorithm::hierarchical;
+    if (hierarchical) {
+      comm::RendezvousConfig layout;
+      layout.rank = c.comm->rank();
+      layout.world_size = ranks;
+      layout.local_rank = c.comm->local_rank();
+      layout.local_world_size = c.comm->local_world_size();
+      if (const std::string wrong = comm::hierarchy_reason(layout, c.allreduce.inter); !wrong.empty())
+        bad("algorithm", wrong);
+      // The leaders' plain ring drifts as the flat one does (below); the broadcasts copy each
+      // leader's sum to its own server only.
+      if (c.allreduce.inter == comm::Algorithm::ring && ranks / layout.local_world_size >= 3)
+        bad("inter", "ring_chunked or halving_doubling between " + std::to_string(ranks / layout.local_world_size) +
+                         " servers, got ring: Gloo's plain ring leaves each leader its sum in a different order, so "
+                         "the servers' replicas drift apart");
+    }
     // Gloo's AllreduceRing adds each rank's arriving values into its own buffer, so rank r holds
     // x_r + x_(r-1) + ... in its own order: from 3 ranks on, the replicas' sums differ in their
     // last bits, their weights drift apart step by step, and with fp16 loss scaling one rank can

@@ -146,6 +146,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         (raw_input ? ", input stage in the backend" : ", input stage in the loader"));
 
   detail::GradientSync sync(net, config);
+  if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());
   auto checkpoint = [&] {
     if (scaling.enabled) state.loss_scale = scaler;
     if (lead) write_checkpoint(checkpoint_path, net, velocity, state);

@@ -226,6 +226,36 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   REQUIRE(bad.out.find("--algorithm") != std::string::npos);
 }
 
+TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce over emulated servers", "[cli][train]") {
+  Workspace w;
+  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
+              "--val-per-class 4 --size 64 --quiet").exit_code == 0);
+  const std::string args = "train --data " + w.path("data") + " --blocks 1,1,1 --width 8 "
+                           "--image-size 48 --batch 4 --epochs 1 --threads 1 --loader-threads 1 "
+                           "--comm-timeout-s 60 --nproc 4 --out ";
+  Result four = run(args + w.path("run") + " --servers 2 --algorithm hierarchical --inter ring_chunked --bucket-mb 0.01");
+  if (four.out.find("built without oneDNN") != std::string::npos) {
+    WARN("skipped: " << four.out);
+    return;
+  }
+  INFO(four.out);
+  REQUIRE(four.exit_code == 0);
+  // Ranks 0-1 and 2-3 as two servers (LOCAL_RANK, LOCAL_WORLD_SIZE from the launcher), said once.
+  const std::string said = "gradients: Gloo's hierarchical allreduce (2 servers of 2 rank(s), ring_chunked between)";
+  REQUIRE(four.out.find(said) != std::string::npos);
+  REQUIRE(four.out.find(said) == four.out.rfind(said));
+  REQUIRE(four.out.find("\"steps\": 4") != std::string::npos);  // 64 images, 4 x 4 a step
+
+  Result uneven = run(args + w.path("uneven") + " --servers 3 --algorithm hierarchical");
+  CHECK(uneven.exit_code == 2);
+  CHECK(uneven.out.find("--servers") != std::string::npos);
+  Result stray = run(args + w.path("stray") + " --inter ring_chunked");
+  CHECK(stray.exit_code == 2);
+  CHECK(stray.out.find("--algorithm hierarchical with --inter") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(w.path("uneven") + "/log.jsonl"));
+  REQUIRE_FALSE(fs::exists(w.path("stray") + "/log.jsonl"));
+}
+
 TEST_CASE("basin train --plan auto plans for the machine it finds and runs the plan", "[cli][train]") {
   Workspace w;
   REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "

@@ -47,12 +47,15 @@ inline std::string unique_run_id(const std::string& what) {
   return what + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
 }
 
+// ranks_per_server 0: every rank on one machine as far as local_rank says, and no server layout
+// (local_world_size 1); else servers of that many consecutive ranks, as torchrun numbers them.
 inline RendezvousConfig thread_config(int rank, int world, const std::shared_ptr<InProcessStore>& store,
-                                      const std::string& run_id, milliseconds timeout) {
+                                      const std::string& run_id, milliseconds timeout, int ranks_per_server = 0) {
   RendezvousConfig c;
   c.rank = rank;
   c.world_size = world;
-  c.local_rank = rank;
+  c.local_rank = ranks_per_server > 0 ? rank % ranks_per_server : rank;
+  c.local_world_size = ranks_per_server > 0 ? ranks_per_server : 1;
   c.store = StoreKind::in_process;
   c.in_process = store;
   c.run_id = run_id;
@@ -96,12 +99,12 @@ class ThreadMesh {
 };
 
 // Connects `world` ranks on threads through one in-process store.
-inline ThreadMesh connect_threads(int world, milliseconds timeout = milliseconds(10000)) {
+inline ThreadMesh connect_threads(int world, milliseconds timeout = milliseconds(10000), int ranks_per_server = 0) {
   auto store = make_in_process_store();
   const std::string run_id = unique_run_id("threads");
   std::vector<std::unique_ptr<Communicator>> comms(static_cast<std::size_t>(world));
   const auto errors = on_threads(world, [&](int r) {
-    comms[static_cast<std::size_t>(r)] = connect(thread_config(r, world, store, run_id, timeout));
+    comms[static_cast<std::size_t>(r)] = connect(thread_config(r, world, store, run_id, timeout, ranks_per_server));
   });
   for (const auto& e : errors)
     if (!e.empty()) throw std::runtime_error("connecting the test mesh: " + e);

@@ -35,12 +35,14 @@ std::string error_of(const Getenv& getenv) {
 
 TEST_CASE("comm env: torchrun variables and a file store", "[comm]") {
   const auto c = rendezvous_from_env(env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
-                                          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"},
+                                          {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"},
                                           {"BASIN_RENDEZVOUS_DIR", "/shared/rdzv"}, {"BASIN_TIMEOUT_S", "2.5"},
                                           {"BASIN_RUN_ID", "job42"}}));
   CHECK(c.rank == 3);
   CHECK(c.world_size == 8);
   CHECK(c.local_rank == 1);
+  CHECK(c.local_world_size == 2);
+  CHECK(hierarchy_reason(c, Algorithm::halving_doubling) == "");  // rank 3 = server 1 * 2 + local rank 1
   CHECK(c.store == StoreKind::file);
   CHECK(c.file_dir == "/shared/rdzv");
   CHECK(c.timeout == std::chrono::milliseconds(2500));
@@ -53,6 +55,7 @@ TEST_CASE("comm env: redis host and port or the master's", "[comm]") {
   CHECK(c.store == StoreKind::redis);
   CHECK(c.redis_host == "redis.example");
   CHECK(c.redis_port == 6380);
+  CHECK(c.local_world_size == 1);  // without LOCAL_WORLD_SIZE every rank is a server of its own
   c = rendezvous_from_env(env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"BASIN_REDIS", "master"},
                                {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "7000"}, {"GLOO_SOCKET_IFNAME", "eth1"}}));
   CHECK(c.redis_host == "10.0.0.7");
@@ -79,6 +82,8 @@ TEST_CASE("comm env: bad values name the variable and what was expected", "[comm
   CHECK_THAT(error_of(with("RANK", "-1")), Contains("RANK=\"-1\""));
   CHECK_THAT(error_of(with("RANK", "1x")), Contains("RANK=\"1x\""));
   CHECK_THAT(error_of(with("LOCAL_RANK", "5")), Contains("LOCAL_RANK=\"5\""));
+  CHECK_THAT(error_of(with("LOCAL_WORLD_SIZE", "3")), Contains("LOCAL_WORLD_SIZE=\"3\"") && Contains("[1, 2]"));
+  CHECK_THAT(error_of(with("LOCAL_WORLD_SIZE", "0")), Contains("LOCAL_WORLD_SIZE=\"0\""));
   CHECK_THAT(error_of(with("MASTER_PORT", "70000")), Contains("MASTER_PORT=\"70000\"") && Contains("[1, 65535]"));
   CHECK_THAT(error_of(with("BASIN_TIMEOUT_S", "-3")), Contains("BASIN_TIMEOUT_S=\"-3\"") && Contains("seconds"));
   CHECK_THAT(error_of(with("BASIN_REDIS", "nohost")), Contains("BASIN_REDIS") && Contains("both set"));

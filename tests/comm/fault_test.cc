@@ -61,6 +61,50 @@ TEST_CASE("comm faults: a hung rank makes the reducer of the others fail within 
   }
 }
 
+TEST_CASE("comm faults: a hung rank inside a server stops the hierarchical allreduce of every server", "[comm]") {
+  // Servers {0, 1} and {2, 3}; rank 3 hangs. Its leader waits for it in the server's reduce, rank
+  // 0 for that leader in the leaders' allreduce, rank 1 for rank 0 in the broadcast: each must fail
+  // within the timeout (a failing rank closes all three of its meshes) and name rank 3.
+  const int world = 4, hung = 3;
+  const auto timeout = milliseconds(1000);
+  auto comms = connect_threads(world, timeout, 2);
+  std::vector<std::string> messages(world);
+  std::vector<int> peers(world, -1);
+  std::vector<double> seconds(world, 0);
+  std::atomic<int> failed{0};
+  const AllreduceOptions options{.algorithm = Algorithm::hierarchical};
+  const auto errors = on_threads(world, [&](int r) {
+    std::vector<float> g = rank_vector(r, 5000);
+    BucketReducer reducer(*comms[static_cast<std::size_t>(r)], g, options);
+    reducer.submit(0, 5000);  // one healthy iteration first: every mesh connected
+    reducer.wait();
+    if (r == hung) {
+      while (failed.load() < world - 1) std::this_thread::sleep_for(milliseconds(10));
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    reducer.submit(0, 5000);
+    try {
+      reducer.wait();
+    } catch (const CommError& e) {
+      messages[static_cast<std::size_t>(r)] = e.what();
+      peers[static_cast<std::size_t>(r)] = e.peer;
+    }
+    seconds[static_cast<std::size_t>(r)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++failed;
+  });
+  REQUIRE(join_errors(errors) == "");
+  for (int r = 0; r < world; ++r) {
+    if (r == hung) continue;
+    INFO("rank " << r << ": " << messages[static_cast<std::size_t>(r)]);
+    CHECK_THAT(messages[static_cast<std::size_t>(r)],
+               Contains("allreduce hierarchical(halving_doubling) fp32 of 5000 floats") &&
+                   Contains("rank 3 did not answer the roll call"));
+    CHECK(peers[static_cast<std::size_t>(r)] == hung);
+    CHECK(seconds[static_cast<std::size_t>(r)] < 8.0);
+  }
+}
+
 TEST_CASE("comm faults: a rank that dies is named by the ranks still running", "[comm]") {
   // The test process is rank 0; ranks 1 and 2 are forked before it opens any socket. Rank 2
   // leaves after the first allreduce. Rank 1 reports through its exit status: 0 when it failed

@@ -28,10 +28,11 @@ struct Setup : fixture::SmallRun {
   Setup() : SmallRun("data-parallel") {}
 };
 
-// Runs `ranks` threads of train() with `micro` micro-batches each on the CPU backend; returns
-// rank 0's weights from the checkpoint it wrote at stop_after.
-std::vector<float> run(TrainConfig c, int ranks, int micro) {
-  fixture::train_ranks(c, ranks, micro, [](int) { return make_cpu_backend(1); });
+// Runs `ranks` threads of train() with `micro` micro-batches each on the CPU backend, as servers
+// of `per_server` ranks; returns rank 0's weights from the checkpoint it wrote at stop_after.
+std::vector<float> run(TrainConfig c, int ranks, int micro, int per_server = 1) {
+  fixture::train_ranks(c, ranks, micro, [](int) { return make_cpu_backend(1); }, std::chrono::seconds(30),
+                       per_server);
   auto backend = make_cpu_backend(1);
   return fixture::checkpoint_weights(c, *backend);
 }
@@ -104,6 +105,53 @@ TEST_CASE("The comparison can fail: batch norm over the whole batch is another s
   const double d = weight_difference(micro, run(whole, 1, 1));
   INFO("difference " << d);
   CHECK(d > 1e-3);
+}
+
+TEST_CASE("The hierarchical allreduce over servers of 2 ranks reaches the single-process weights",
+          "[exec][train][comm]") {
+  // 4 ranks as 2 servers of 2 (reduce, the leaders' allreduce, broadcast) and as 1 server of 4
+  // (no network phase): the same step as 4 micro-batches, as for the flat algorithms above.
+  const Setup setup;
+  const TrainConfig& c = setup.c;
+  const std::vector<float> one = run(c, 1, 4);
+  for (auto [per_server, inter] : {std::pair{2, comm::Algorithm::halving_doubling},
+                                   std::pair{2, comm::Algorithm::ring_chunked},
+                                   std::pair{4, comm::Algorithm::halving_doubling}}) {
+    TrainConfig four = c;
+    four.out = setup.dir.path / ("hierarchical-" + std::to_string(per_server) + "-" + comm::name(inter));
+    four.allreduce.algorithm = comm::Algorithm::hierarchical;
+    four.allreduce.inter = inter;
+    four.bucket_mb = 0.02;
+    const double d = weight_difference(one, run(four, 4, 1, per_server));
+    INFO(per_server << " ranks per server, " << comm::name(inter) << " between: " << d);
+    CHECK(d < 1e-5);
+  }
+}
+
+TEST_CASE("Training refuses a hierarchical allreduce its ranks are not laid out for", "[exec][train][comm]") {
+  const Setup setup;
+  for (auto [ranks, per_server, inter, expected] :
+       {std::tuple{3, 1, comm::Algorithm::ring, "inter: expected ring_chunked or halving_doubling between 3 servers"},
+        std::tuple{2, 1, comm::Algorithm::bcube, "got bcube"}}) {
+    TrainConfig c = setup.c;
+    c.out = setup.dir.path / ("refused-" + std::string(comm::name(inter)));
+    c.allreduce.algorithm = comm::Algorithm::hierarchical;
+    c.allreduce.inter = inter;
+    c.world_size = ranks;
+    std::vector<std::string> errors(static_cast<std::size_t>(ranks));
+    fixture::on_ranks(ranks, [&](int rank, comm::Communicator& mesh) {
+      TrainConfig mine = c;
+      mine.comm = &mesh;
+      auto backend = make_cpu_backend(1);
+      try {
+        train(mine, *backend);
+      } catch (const std::invalid_argument& e) {
+        errors[static_cast<std::size_t>(rank)] = e.what();
+      }
+    }, std::chrono::seconds(30), per_server);
+    for (const auto& e : errors) CHECK_THAT(e, Catch::Matchers::Contains(expected));
+    CHECK_FALSE(fs::exists(c.out / "checkpoint.basin"));
+  }
 }
 
 TEST_CASE("bcube on two ranks reaches the single-process weights", "[exec][train][comm]") {

@@ -61,16 +61,18 @@ inline TrainConfig learning_run(const std::filesystem::path& data, const std::fi
 }
 
 // `ranks` threads, each with its own mesh through one in-process store, run body(rank, mesh);
-// every rank's exception is collected and none may have been thrown.
+// every rank's exception is collected and none may have been thrown. The ranks form servers of
+// `per_server` consecutive ranks (what the hierarchical allreduce reads).
 template <class Body>
-void on_ranks(int ranks, Body body, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+void on_ranks(int ranks, Body body, std::chrono::milliseconds timeout = std::chrono::seconds(30), int per_server = 1) {
   auto store = comm::make_in_process_store();
   std::vector<std::string> errors(ranks);
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r)
     threads.emplace_back([&, r] {
       try {
-        auto mesh = comm::connect({.rank = r, .world_size = ranks, .store = comm::StoreKind::in_process,
+        auto mesh = comm::connect({.rank = r, .world_size = ranks, .local_rank = r % per_server,
+                                   .local_world_size = per_server, .store = comm::StoreKind::in_process,
                                    .in_process = store, .timeout = timeout});
         body(r, *mesh);
       } catch (const std::exception& e) {
@@ -85,7 +87,7 @@ void on_ranks(int ranks, Body body, std::chrono::milliseconds timeout = std::chr
 // rank on the backend make(rank) returns.
 template <class MakeBackend>
 void train_ranks(TrainConfig c, int ranks, int micro, MakeBackend make,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+                 std::chrono::milliseconds timeout = std::chrono::seconds(30), int per_server = 1) {
   c.micro_batches = micro;
   c.world_size = ranks;
   if (ranks == 1) {
@@ -98,7 +100,7 @@ void train_ranks(TrainConfig c, int ranks, int micro, MakeBackend make,
     TrainConfig mine = c;
     mine.comm = &mesh;
     train(mine, *backend);
-  }, timeout);
+  }, timeout, per_server);
 }
 
 // The weights of the checkpoint rank 0 wrote at c.stop_after, read through `backend`.

@@ -40,6 +40,10 @@ struct RendezvousConfig {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
+  // Ranks per server (torchrun's LOCAL_WORLD_SIZE), read only by the hierarchical allreduce: it
+  // takes ranks [s * local_world_size, (s + 1) * local_world_size) as server s, as torchrun numbers
+  // them. 1: every rank is a server of its own.
+  int local_world_size = 1;
   StoreKind store = StoreKind::file;
   std::string file_dir;                        // StoreKind::file: a directory every rank can see
   std::string redis_host;                      // StoreKind::redis
@@ -54,7 +58,7 @@ struct RendezvousConfig {
   std::chrono::milliseconds timeout{30000};
 };
 
-// Fills the config from torchrun's variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// Fills the config from torchrun's variables RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT and basin's: BASIN_RENDEZVOUS_DIR (file store) or BASIN_REDIS (host:port, or
 // "master" for MASTER_ADDR:MASTER_PORT), GLOO_SOCKET_IFNAME, BASIN_BIND_ADDR, BASIN_TIMEOUT_S,
 // BASIN_RUN_ID. Throws CommError naming the variable and what was expected.
@@ -64,8 +68,11 @@ RendezvousConfig rendezvous_from_env(const Getenv& getenv);
 
 // ---- allreduce --------------------------------------------------------------------------------
 
-// Gloo's own allreduce classes.
-enum class Algorithm { ring, ring_chunked, halving_doubling, bcube };
+// Gloo's own allreduce classes, and Goyal et al.'s three phases built from Gloo's collectives:
+// `hierarchical` reduces each server's ranks onto its first (Gloo's ring reduce), allreduces
+// among those leaders with the `inter` algorithm, and broadcasts back inside each server (Gloo's
+// binomial broadcast). Only the leaders' traffic crosses the network.
+enum class Algorithm { ring, ring_chunked, halving_doubling, bcube, hierarchical };
 // What travels on the wire and is reduced: fp16 and bf16 halve the bytes and round each partial
 // sum to 16 bits: IEEE half (11 significant bits; values beyond 65504 become infinite) or bfloat16
 // (8 significant bits, fp32's range), each partial sum formed in fp32 and rounded to nearest even.
@@ -76,6 +83,8 @@ struct AllreduceOptions {
   WirePrecision precision = WirePrecision::fp32;
   float scale = 1.0f;  // the sum is multiplied by this (1/world_size for a mean); fp16/bf16 pre-scale
   int bcube_base = 2;  // bcube's group size: the world size must be a power of it
+  // hierarchical's algorithm among the servers' leaders: ring, ring_chunked or halving_doubling.
+  Algorithm inter = Algorithm::halving_doubling;
 };
 
 const char* name(Algorithm algorithm);
@@ -84,7 +93,12 @@ WirePrecision parse_wire_precision(const std::string& text);  // "fp32", "fp16",
 Algorithm parse_algorithm(const std::string& text);  // "ring", "ring_chunked", ...; throws CommError
 
 // Empty when Gloo's `algorithm` can run on `world_size` ranks, else why not and what to use.
+// For hierarchical this checks only the world size; hierarchy_reason checks the servers.
 std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base = 2);
+// Empty when the hierarchical allreduce can run on this rank's layout: local_world_size dividing
+// the world, rank = server * local_world_size + local_rank, and `inter` one of the flat
+// algorithms that runs on world_size / local_world_size leaders. Else why not and what to set.
+std::string hierarchy_reason(const RendezvousConfig& config, Algorithm inter);
 
 // The fp32 reduction every allreduce runs between network steps (x[i] += y[i]; x and y do not
 // overlap): AVX2 where the CPU has it. Exposed so that the emulated-cluster probe and benchmarks
@@ -99,9 +113,12 @@ class Communicator {
   int rank() const;
   int world_size() const;
   int local_rank() const;
+  int local_world_size() const;
   std::chrono::milliseconds timeout() const;
 
-  // Sums `data` across all ranks in place (every rank passes the same count and options).
+  // Sums `data` across all ranks in place (every rank passes the same count and options). The
+  // first hierarchical allreduce connects two more meshes through the same store: one among the
+  // ranks of this rank's server and one among the servers' leaders.
   // Gloo's algorithm objects are built once per (buffer, count, options) and reused, so every
   // rank must pass buffers with the same history: a long-lived buffer per purpose. A fresh
   // vector whose address happens to repeat an earlier one on some ranks only would have them

@@ -1,0 +1,70 @@
+// The hierarchical allreduce of Goyal et al. 2017 (sec. 4) on CPU ranks: reduce inside each
+// server onto its first rank, allreduce among those leaders across the network, broadcast back
+// inside each server. With k ranks per server only one rank per server sends across the
+// network, so a halving-doubling among n servers moves its 2(n-1)/n of the buffer once per NIC
+// where the flat one over n*k ranks would send k ranks' shares through the same NIC at once.
+//
+// Each phase is Gloo's own collective: the reduce is gloo::reduce (a ring reduce-scatter and a
+// gather to the root), the leaders' allreduce the cached flat algorithm (allreduce.cc), the
+// broadcast gloo::broadcast (a binomial tree). The two extra meshes are connected at the first
+// call, through the store the world met in, so runs that never use them pay nothing.
+#include "gloo_impl.h"
+
+#include <gloo/broadcast.h>
+#include <gloo/reduce.h>
+#include <gloo/rendezvous/prefix_store.h>
+
+namespace basin::comm {
+
+void Communicator::Impl::hierarchical_allreduce(void* wire, std::size_t count, const AllreduceOptions& options,
+                                                CachedAllreduce& entry, const std::string& operation) {
+  Hierarchy& h = *hierarchy;
+  // Every rank of a server runs the same sequence of calls, so a per-call tag keeps one call's
+  // messages from ever matching another's slots.
+  const std::uint32_t tag = h.calls++;
+  const bool fp32 = options.precision == WirePrecision::fp32;
+  auto set_buffer = [&](auto& opts) {
+    if (fp32) opts.template setOutput<float>(static_cast<float*>(wire), count);
+    else opts.template setOutput<gloo::float16>(static_cast<gloo::float16*>(wire), count);
+  };
+  if (h.server->size > 1) {
+    gloo::ReduceOptions reduce(h.server);
+    set_buffer(reduce);
+    reduce.setRoot(0);
+    reduce.setReduceFunction(element_sum(options.precision));
+    reduce.setTag(tag);
+    BASIN_GLOO_CALL(*this, operation + ", reducing onto the server's first rank", gloo::reduce(reduce));
+  }
+  if (entry.algorithm) BASIN_GLOO_CALL(*this, operation + ", among the servers' first ranks", entry.algorithm->run());
+  if (h.server->size > 1) {
+    gloo::BroadcastOptions broadcast(h.server);
+    set_buffer(broadcast);
+    broadcast.setRoot(0);
+    broadcast.setTag(tag);
+    BASIN_GLOO_CALL(*this, operation + ", broadcasting from the server's first rank", gloo::broadcast(broadcast));
+  }
+}
+
+void Communicator::Impl::connect_hierarchy() {
+  const RendezvousConfig& c = config;
+  const int k = c.local_world_size, server = c.rank / k, servers = c.world_size / k;
+  auto h = std::make_unique<Hierarchy>();
+  // A group that is the whole world reuses its mesh: Gloo's reduce and broadcast take slots of
+  // their own (gloo/types.h: kReduceSlotPrefix and kBroadcastSlotPrefix in the top byte), apart
+  // from the small slot numbers the algorithm classes take with Context::nextSlot.
+  auto mesh = [&](const std::string& name, int rank, int size) -> std::shared_ptr<gloo::rendezvous::Context> {
+    if (size == c.world_size) return context;
+    auto group = std::make_shared<gloo::rendezvous::Context>(rank, size);
+    group->setTimeout(context->getTimeout());
+    if (size > 1) {
+      gloo::rendezvous::PrefixStore prefixed(c.run_id + "/" + name, *store.store);
+      group->connectFullMesh(prefixed, device);
+    }
+    return group;
+  };
+  h->server = mesh("server-" + std::to_string(server), c.local_rank, k);
+  if (c.local_rank == 0) h->leaders = mesh("leaders", server, servers);
+  hierarchy = std::move(h);
+}
+
+}  // namespace basin::comm

@@ -1,0 +1,217 @@
+// The hierarchical allreduce (Goyal et al.'s three phases from Gloo's reduce, a flat allreduce
+// among the servers' first ranks, and Gloo's broadcast) on meshes of threads laid out as servers:
+// exact sums against the closed form for every layout from one server to one rank per server,
+// 16-bit wires within p * u of the sum, every rank the same bits, reuse of the leaders' cached
+// algorithm, flat and hierarchical calls interleaved on one mesh, and the layouts and inner
+// algorithms it refuses, named before anything is sent.
+#include "comm_test_util.h"
+
+#include <basin/kernels.h>
+
+#include <cmath>
+#include <random>
+
+#include "../catch.h"
+
+#if BASIN_HAVE_GLOO
+
+using namespace basin::comm;
+using namespace basin::comm::test;
+namespace kn = basin::kernels;
+
+namespace {
+
+std::string check_sum(const std::vector<float>& got, int world, const std::string& what) {
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] != expected_sum(world, static_cast<long long>(i)))
+      return what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
+             std::to_string(expected_sum(world, static_cast<long long>(i)));
+  return "";
+}
+
+AllreduceOptions hierarchical(Algorithm inter, WirePrecision precision = WirePrecision::fp32, float scale = 1.0f) {
+  return {.algorithm = Algorithm::hierarchical, .precision = precision, .scale = scale, .inter = inter};
+}
+
+}  // namespace
+
+TEST_CASE("comm hierarchical: exact sums on every server layout", "[comm]") {
+  // (world, ranks per server): several servers of 2, 3 and 4; one server of all ranks (no
+  // network phase); one rank per server (no local phases); 5 ranks on one server (Gloo's
+  // broadcast tree with a missing branch).
+  const std::pair<int, int> layouts[] = {{4, 2}, {6, 2}, {6, 3}, {8, 4}, {4, 4}, {5, 5}, {3, 1}, {8, 2}};
+  for (auto [world, per_server] : layouts) {
+    auto comms = connect_threads(world, milliseconds(10000), per_server);
+    std::vector<std::string> mismatches(static_cast<std::size_t>(world));
+    const auto errors = on_threads(world, [&](int r) {
+      for (Algorithm inter : {Algorithm::halving_doubling, Algorithm::ring_chunked, Algorithm::ring})
+        for (WirePrecision precision : {WirePrecision::fp32, WirePrecision::fp16, WirePrecision::bf16})
+          for (long long count : {0LL, 1LL, 257LL, 1000LL, 4099LL}) {
+            auto data = rank_vector(r, count);
+            comms[static_cast<std::size_t>(r)]->allreduce(data, hierarchical(inter, precision));
+            // Integer sums up to 36 * 7 = 252: exact in half and bfloat16 too.
+            const auto bad = check_sum(data, world, std::string(name(inter)) + " " + name(precision) + " count " +
+                                                        std::to_string(count));
+            if (!bad.empty() && mismatches[static_cast<std::size_t>(r)].empty())
+              mismatches[static_cast<std::size_t>(r)] = bad;
+          }
+    });
+    INFO("world " << world << ", " << per_server << " ranks per server");
+    CHECK(join_errors(errors) == "");
+    CHECK(join_errors(mismatches) == "");
+  }
+}
+
+TEST_CASE("comm hierarchical: 16-bit wires within p * u of the sum, the same bits everywhere", "[comm]") {
+  // As for the flat algorithms (allreduce_test.cc): positive values, so each of the p input
+  // roundings and p - 1 partial-sum roundings errs by at most u of the final sum S, whatever the
+  // order the three phases add in; broadcasts only copy.
+  const auto [precision, unit_roundoff] =
+      GENERATE(std::pair{WirePrecision::fp16, 0x1p-11}, std::pair{WirePrecision::bf16, 0x1p-8});
+  const int world = 6, per_server = 3;
+  auto comms = connect_threads(world, milliseconds(10000), per_server);
+  const long long count = 3001;
+  auto value = [](int r, long long i) { return static_cast<float>((r + 1) * (1.0 + (i % 13) / 13.0)); };
+  std::vector<std::vector<float>> results(world);
+  const auto errors = on_threads(world, [&](int r) {
+    auto& data = results[static_cast<std::size_t>(r)];
+    data.resize(count);
+    for (long long i = 0; i < count; ++i) data[static_cast<std::size_t>(i)] = value(r, i);
+    comms[static_cast<std::size_t>(r)]->allreduce(data, hierarchical(Algorithm::halving_doubling, precision));
+  });
+  REQUIRE(join_errors(errors) == "");
+  double worst = 0;
+  for (long long i = 0; i < count; ++i) {
+    const double exact = (1.0 + (i % 13) / 13.0) * world * (world + 1) / 2;
+    for (const auto& got : results) worst = std::max(worst, std::abs(got[static_cast<std::size_t>(i)] - exact) / exact);
+  }
+  INFO(name(precision) << " worst relative error " << worst);
+  CHECK(worst <= world * unit_roundoff);
+  CHECK(worst > 0);  // 16 bits really travelled
+  long long off_format = 0;
+  for (float x : results[0])
+    off_format += (precision == WirePrecision::bf16 ? kn::bf16_bits_to_float(kn::float_to_bf16_bits(x))
+                                                    : kn::fp16_bits_to_float(kn::float_to_fp16_bits(x))) != x;
+  CHECK(off_format == 0);
+  for (const auto& got : results) CHECK(got == results[0]);
+}
+
+TEST_CASE("comm hierarchical: replicas stay equal and the mean matches a double-precision sum", "[comm]") {
+  // Full-mantissa values: the sum is formed once (reduce, then halving-doubling or the chunked
+  // ring among leaders, each element reduced in one place) and copied, so every rank holds the
+  // same bits; the fp32 result is within (p - 1) * 2^-24 of the double sum of |x| per element.
+  const int world = 8, per_server = 4;
+  const long long count = 5000;
+  auto comms = connect_threads(world, milliseconds(10000), per_server);
+  for (Algorithm inter : {Algorithm::halving_doubling, Algorithm::ring_chunked}) {
+    std::vector<std::vector<float>> inputs(world), results(world);
+    for (int r = 0; r < world; ++r) {
+      std::mt19937 rng(static_cast<std::uint32_t>(101 + r));
+      std::normal_distribution<float> normal;
+      inputs[static_cast<std::size_t>(r)].resize(count);
+      for (float& x : inputs[static_cast<std::size_t>(r)]) x = normal(rng);
+    }
+    const auto errors = on_threads(world, [&](int r) {
+      results[static_cast<std::size_t>(r)] = inputs[static_cast<std::size_t>(r)];
+      comms[static_cast<std::size_t>(r)]->allreduce(results[static_cast<std::size_t>(r)],
+                                                    hierarchical(inter, WirePrecision::fp32, 1.0f / world));
+    });
+    REQUIRE(join_errors(errors) == "");
+    for (const auto& got : results) CHECK(got == results[0]);
+    long long outside = 0;
+    for (long long i = 0; i < count; ++i) {
+      double exact = 0, magnitude = 0;
+      for (const auto& in : inputs) {
+        exact += in[static_cast<std::size_t>(i)];
+        magnitude += std::abs(in[static_cast<std::size_t>(i)]);
+      }
+      // The sum's p - 1 roundings err by at most (p - 1) u sum|x| (u = 2^-24); divided by p (a
+      // power of two: exact), at most u sum|x| with room to spare.
+      const double bound = 0x1p-24 * magnitude;
+      outside += std::abs(results[0][static_cast<std::size_t>(i)] - exact / world) > bound;
+    }
+    INFO(name(inter));
+    CHECK(outside == 0);
+  }
+}
+
+TEST_CASE("comm hierarchical: repeated buckets reuse the leaders' algorithm; flat calls interleave", "[comm]") {
+  // (4, 4): the server is the whole mesh, so reduce and broadcast share the world's context with
+  // the flat algorithms; (4, 1): the leaders are the whole mesh. (4, 2): two extra meshes.
+  for (int per_server : {4, 1, 2}) {
+    const int world = 4;
+    auto comms = connect_threads(world, milliseconds(10000), per_server);
+    std::vector<std::string> mismatches(world);
+    std::vector<std::size_t> cached(world);
+    const auto errors = on_threads(world, [&](int r) {
+      Communicator& comm = *comms[static_cast<std::size_t>(r)];
+      std::vector<float> bucket(70000), other(3000);
+      for (int round = 0; round < 4; ++round) {
+        const auto fresh = rank_vector(r, 70000);
+        bucket.assign(fresh.begin(), fresh.end());
+        comm.allreduce(bucket, hierarchical(Algorithm::halving_doubling));
+        auto bad = check_sum(bucket, world, "hierarchical round " + std::to_string(round));
+        const auto fresh_other = rank_vector(r, 3000);
+        other.assign(fresh_other.begin(), fresh_other.end());
+        comm.allreduce(other, {.algorithm = Algorithm::halving_doubling});
+        if (bad.empty()) bad = check_sum(other, world, "flat halving_doubling round " + std::to_string(round));
+        if (!bad.empty() && mismatches[static_cast<std::size_t>(r)].empty()) mismatches[static_cast<std::size_t>(r)] = bad;
+      }
+      cached[static_cast<std::size_t>(r)] = comm.cached_algorithms();
+    });
+    INFO(per_server << " ranks per server");
+    REQUIRE(join_errors(errors) == "");
+    CHECK(join_errors(mismatches) == "");
+    for (std::size_t c : cached) CHECK(c == 2);  // one entry per (buffer, options), however often run
+  }
+}
+
+TEST_CASE("comm hierarchical: layouts and inner algorithms it cannot run are refused before sending", "[comm]") {
+  SECTION("the rules, without a network") {
+    RendezvousConfig c;
+    c.world_size = 6;
+    c.rank = 3;
+    c.local_rank = 1;
+    c.local_world_size = 2;
+    CHECK(hierarchy_reason(c, Algorithm::halving_doubling) == "");
+    c.local_world_size = 4;  // 6 ranks do not make servers of 4
+    CHECK_THAT(hierarchy_reason(c, Algorithm::halving_doubling),
+               Catch::Matchers::Contains("LOCAL_WORLD_SIZE") && Catch::Matchers::Contains("world_size 6"));
+    c.local_world_size = 3;
+    c.local_rank = 1;  // rank 3 of servers of 3 is local rank 0
+    CHECK_THAT(hierarchy_reason(c, Algorithm::halving_doubling),
+               Catch::Matchers::Contains("local_rank = rank % local_world_size") &&
+                   Catch::Matchers::Contains("local_rank 1"));
+    c.local_rank = 0;
+    CHECK_THAT(hierarchy_reason(c, Algorithm::bcube), Catch::Matchers::Contains("got bcube"));
+    CHECK_THAT(hierarchy_reason(c, Algorithm::hierarchical), Catch::Matchers::Contains("got hierarchical"));
+    CHECK(parse_algorithm("hierarchical") == Algorithm::hierarchical);
+  }
+  SECTION("on a mesh, which stays usable") {
+    const int world = 4;
+    auto comms = connect_threads(world, milliseconds(10000), 2);
+    std::vector<float> data(10, 1.0f);
+    CHECK_THROWS_WITH(comms[1]->allreduce(data, hierarchical(Algorithm::bcube)),
+                      Catch::Matchers::Contains("rank 1") && Catch::Matchers::Contains("got bcube"));
+    std::vector<std::vector<float>> results(world);
+    const auto errors = on_threads(world, [&](int r) {
+      results[static_cast<std::size_t>(r)] = rank_vector(r, 1000);
+      comms[static_cast<std::size_t>(r)]->allreduce(results[static_cast<std::size_t>(r)],
+                                                    hierarchical(Algorithm::ring_chunked));
+    });
+    REQUIRE(join_errors(errors) == "");
+    for (const auto& got : results) CHECK(check_sum(got, world, "after the refusal") == "");
+  }
+  SECTION("a mesh whose ranks say servers of 3 in a world of 4") {
+    auto comms = connect_threads(4, milliseconds(10000), 0);  // local_rank = rank, local_world_size 1
+    std::vector<float> data(10, 1.0f);
+    CHECK_THROWS_WITH(comms[2]->allreduce(data, hierarchical(Algorithm::halving_doubling)),
+                      Catch::Matchers::Contains("local_rank 2") && Catch::Matchers::Contains("local_world_size 1"));
+  }
+}
+
+#else
+
+TEST_CASE("comm hierarchical: skipped: built without Gloo (libgloo-dev)", "[comm]") { SUCCEED("no Gloo"); }
+
+#endif
