@@ -161,6 +161,10 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                                                 ", got " + std::to_string(o.servers));
   if (o.servers > 1 && o.nproc == 1)
     throw topo::InputError("--servers", "", "--nproc with --servers (it splits the ranks --nproc starts)");
+  // A GPU rank picks its GPU by LOCAL_RANK, which restarts at 0 on every emulated server.
+  if (o.servers > 1 && o.device == "gpu")
+    throw topo::InputError("--servers", "", "--device cpu with --servers (GPU ranks pick their GPU by LOCAL_RANK, "
+                                            "which --servers restarts on every emulated server), got --device gpu");
   if (o.nproc > 1 && std::getenv("WORLD_SIZE"))
     throw topo::InputError("--nproc", "", "no WORLD_SIZE in the environment (this process is "
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
@@ -213,8 +217,10 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            o.plan.empty() || given("--inter") ? "" : "/allreduce/inter", e.what());
   }
   if (given("--inter") && c.allreduce.algorithm != comm::Algorithm::hierarchical)
-    throw topo::InputError("--inter", "", "--algorithm hierarchical with --inter (the algorithm between servers), got "
-                                          "--algorithm " + o.algorithm);
+    throw topo::InputError("--inter", "", "--algorithm hierarchical with --inter (the algorithm between servers), got " +
+                                              (o.plan.empty() || given("--algorithm")
+                                                   ? "--algorithm " + o.algorithm
+                                                   : o.plan + "'s allreduce, run as Gloo's " + o.algorithm));
   try {
     c.allreduce.precision = comm::parse_wire_precision(o.wire);
   } catch (const comm::CommError&) {
@@ -326,7 +332,8 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "hierarchical (Goyal et al.'s three phases; servers of LOCAL_WORLD_SIZE ranks)")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter,
-                  "Gloo allreduce between servers for --algorithm hierarchical: halving_doubling, ring_chunked")
+                  "Gloo allreduce between servers for --algorithm hierarchical: halving_doubling, ring_chunked, "
+                  "ring (2 servers at most)")
       ->capture_default_str();
   cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
   cmd->add_option("--wire", o->wire, "gradients on the wire: fp32, fp16 or bf16 (NCCL or Gloo)")->capture_default_str();

@@ -140,12 +140,13 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--momentum")) c.sgd.momentum = number("/lr_schedule/momentum");
   if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
   if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
-  if (!given("--algorithm")) {
+  {
     const GlooChoice gloo = gloo_algorithm(text("/allreduce/algorithm"), plan.contains("/allreduce/inter"_json_pointer)
                                                                              ? text("/allreduce/inter")
                                                                              : std::string());
-    o.algorithm = gloo.algorithm;
-    if (!given("--inter")) o.inter = gloo.inter;
+    if (!given("--algorithm")) o.algorithm = gloo.algorithm;
+    // The plan's algorithm between servers, also under an --algorithm hierarchical of the user's.
+    if (!given("--inter") && o.algorithm == "hierarchical" && gloo.algorithm == "hierarchical") o.inter = gloo.inter;
   }
   // What the plan's allreduce was priced as running on (docs/plan-format.md): on GPUs that picks
   // the collective unless --gpu-collective does. A plan written before /allreduce/library is NCCL's

@@ -40,11 +40,12 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   if (config.micro_batches > 1) accumulated_ = backend.alloc_flat(total);
   if (!config.comm || config.comm->world_size() == 1) return;
   const comm::AllreduceOptions& a = config.allreduce;
-  const int ranks = config.comm->world_size(), per_server = config.comm->local_world_size();
+  const int ranks = config.comm->world_size(), per_server = std::max(1, config.comm->local_world_size());
+  auto count = [](int n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
   const std::string gloo =
       a.algorithm == comm::Algorithm::hierarchical
-          ? "Gloo's hierarchical allreduce (" + std::to_string(ranks / std::max(1, per_server)) + " servers of " +
-                std::to_string(per_server) + " rank(s), " + comm::name(a.inter) + " between)"
+          ? "Gloo's hierarchical allreduce (" + count(ranks / per_server, "server") + " of " +
+                count(per_server, "rank") + ", " + comm::name(a.inter) + " between)"
           : std::string("Gloo's ") + comm::name(a.algorithm);
   const std::string wire = std::string(", ") + comm::name(a.precision) + " on the wire";
   if (!device) path_ = gloo + wire;

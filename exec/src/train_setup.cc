@@ -55,7 +55,8 @@ void check_config(const TrainConfig& c) {
   if (c.trace_step < 0) bad("trace_step", "a step of 0 or more, got " + std::to_string(c.trace_step));
   if (c.out.empty()) bad("out", "a run directory");
   if (c.loss_scale.enabled) check_loss_scale(c.loss_scale);
-  if (c.comm) {
+  // Gloo's algorithm and layout matter only where Gloo sums the gradients.
+  if (c.comm && c.gpu_collective == TrainConfig::GpuCollective::gloo) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);
     const bool hierarchical = c.allreduce.algorithm == comm::Algorithm::hierarchical;
@@ -66,7 +67,7 @@ void check_config(const TrainConfig& c) {
       layout.local_rank = c.comm->local_rank();
       layout.local_world_size = c.comm->local_world_size();
       if (const std::string wrong = comm::hierarchy_reason(layout, c.allreduce.inter); !wrong.empty())
-        bad("algorithm", wrong);
+        bad(wrong.find("between servers") != std::string::npos ? "inter" : "algorithm", wrong);
       // The leaders' plain ring drifts as the flat one does (below); the broadcasts copy each
       // leader's sum to its own server only.
       if (c.allreduce.inter == comm::Algorithm::ring && ranks / layout.local_world_size >= 3)

@@ -241,10 +241,36 @@ TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce ove
   INFO(four.out);
   REQUIRE(four.exit_code == 0);
   // Ranks 0-1 and 2-3 as two servers (LOCAL_RANK, LOCAL_WORLD_SIZE from the launcher), said once.
-  const std::string said = "gradients: Gloo's hierarchical allreduce (2 servers of 2 rank(s), ring_chunked between)";
+  const std::string said = "gradients: Gloo's hierarchical allreduce (2 servers of 2 ranks, ring_chunked between)";
   REQUIRE(four.out.find(said) != std::string::npos);
   REQUIRE(four.out.find(said) == four.out.rfind(said));
   REQUIRE(four.out.find("\"steps\": 4") != std::string::npos);  // 64 images, 4 x 4 a step
+
+  // A plan's hierarchical allreduce runs as such, with the plan's algorithm between servers
+  // (basin's ring as Gloo's ring_chunked). The plan is Big Basin's, cut to 4 ranks of 4 images.
+  REQUIRE(run("plan --cluster bigbasin:2 --gpus 16 --algorithms hierarchical:ring --precisions fp32 --out " +
+              w.path("h.json")).exit_code == 0);
+  nlohmann::json plan = nlohmann::json::parse(std::ifstream(w.path("h.json")));
+  REQUIRE(plan["allreduce"]["algorithm"] == "hierarchical");
+  plan["world_size"] = 4;
+  plan["batch_per_device"] = 4;
+  plan["global_batch"] = 16;
+  std::ofstream(w.path("h4.json")) << plan.dump();
+  const std::string planned = "train --plan " + w.path("h4.json") + " --data " + w.path("data") +
+                              " --blocks 1,1,1 --width 8 --image-size 48 --epochs 1 --threads 1 --loader-threads 1 "
+                              "--comm-timeout-s 60 --nproc 4 --out ";
+  Result from_plan = run(planned + w.path("planned") + " --servers 2");
+  INFO(from_plan.out);
+  REQUIRE(from_plan.exit_code == 0);
+  CHECK(from_plan.out.find("gradients: Gloo's hierarchical allreduce (2 servers of 2 ranks, ring_chunked between)") !=
+        std::string::npos);
+  // --algorithm hierarchical of the user's keeps the plan's algorithm between servers; without
+  // --servers the four ranks are one machine's, and the line says so.
+  Result one_server = run(planned + w.path("one") + " --algorithm hierarchical");
+  INFO(one_server.out);
+  REQUIRE(one_server.exit_code == 0);
+  CHECK(one_server.out.find("gradients: Gloo's hierarchical allreduce (1 server of 4 ranks, ring_chunked between)") !=
+        std::string::npos);
 
   Result uneven = run(args + w.path("uneven") + " --servers 3 --algorithm hierarchical");
   CHECK(uneven.exit_code == 2);
@@ -252,6 +278,9 @@ TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce ove
   Result stray = run(args + w.path("stray") + " --inter ring_chunked");
   CHECK(stray.exit_code == 2);
   CHECK(stray.out.find("--algorithm hierarchical with --inter") != std::string::npos);
+  Result gpu = run(args + w.path("gpu") + " --servers 2 --device gpu --gpu-collective gloo");
+  CHECK(gpu.exit_code == 2);
+  CHECK(gpu.out.find("--device cpu with --servers") != std::string::npos);
   REQUIRE_FALSE(fs::exists(w.path("uneven") + "/log.jsonl"));
   REQUIRE_FALSE(fs::exists(w.path("stray") + "/log.jsonl"));
 }

@@ -162,7 +162,7 @@ TEST_CASE("comm hierarchical: repeated buckets reuse the leaders' algorithm; fla
     INFO(per_server << " ranks per server");
     REQUIRE(join_errors(errors) == "");
     CHECK(join_errors(mismatches) == "");
-    for (std::size_t c : cached) CHECK(c == 2);  // one entry per (buffer, options), however often run
+    for (std::size_t c : cached) CHECK(c == 2);  // one cache entry per (buffer, options), however often run
   }
 }
 
@@ -202,7 +202,7 @@ TEST_CASE("comm hierarchical: layouts and inner algorithms it cannot run are ref
     REQUIRE(join_errors(errors) == "");
     for (const auto& got : results) CHECK(check_sum(got, world, "after the refusal") == "");
   }
-  SECTION("a mesh whose ranks say servers of 3 in a world of 4") {
+  SECTION("a mesh whose local ranks do not follow its ranks (local_world_size 1, local_rank = rank)") {
     auto comms = connect_threads(4, milliseconds(10000), 0);  // local_rank = rank, local_world_size 1
     std::vector<float> data(10, 1.0f);
     CHECK_THROWS_WITH(comms[2]->allreduce(data, hierarchical(Algorithm::halving_doubling)),

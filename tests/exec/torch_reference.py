@@ -10,6 +10,11 @@ builds torchvision.models.<arch>(num_classes=K), and writes to DIR/torch/:
   grad64.<param>.npy the same gradients computed in float64 (stored as float32): the reference
                      for gradients, since ResNet-50's fp32 gradients in training mode differ
                      from the exact ones by up to a few percent in torch itself
+With --relu-masks MASKS, the float64 model's ReLUs keep exactly the outputs basin kept
+(MASKS/000.npy, 001.npy, ...: 1 where basin's ReLU output was positive, in call order), so
+its gradients are of the same piecewise-linear function as basin's even where a pre-activation
+lies within rounding of zero; relu_flipped.npy holds how many of basin's decisions float64 would
+have made otherwise, and of how many.
 Used by tests/exec/torch_test.cc; needs Debian's python3-torch and python3-torchvision.
 """
 import argparse
@@ -21,12 +26,42 @@ import torch
 import torchvision
 
 
+class MaskedReLU(torch.nn.Module):
+    """ReLU whose kept outputs are given: the next mask of a shared list at each call."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+        self.used = 0
+        self.flipped = 0
+
+    def forward(self, x):
+        if self.used >= len(self.masks):
+            sys.exit(f"--relu-masks: the model called ReLU more than the {len(self.masks)} times basin did")
+        mask = self.masks[self.used]
+        if tuple(mask.shape) != tuple(x.shape):
+            sys.exit(f"--relu-masks: mask {self.used} has shape {tuple(mask.shape)}, the ReLU's input {tuple(x.shape)}")
+        self.used += 1
+        self.flipped += int(((x > 0).to(mask.dtype) != mask).sum())
+        return x * mask
+
+
+def use_masks(model, masks):
+    relu = MaskedReLU(masks)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.ReLU):
+                setattr(module, name, relu)
+    return relu
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--arch", required=True)
     ap.add_argument("--classes", type=int, required=True)
     ap.add_argument("--divisor", type=float, required=True)
+    ap.add_argument("--relu-masks", help="directory of basin's ReLU masks for the float64 model")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -66,8 +101,18 @@ def main():
         np.save(os.path.join(out, "grad." + name + ".npy"), p.grad.numpy())
 
     exact.train()
+    relu = None
+    if a.relu_masks:
+        files = sorted(f for f in os.listdir(a.relu_masks) if f.endswith(".npy"))
+        relu = use_masks(exact, [torch.from_numpy(np.load(os.path.join(a.relu_masks, f))).double() for f in files])
     loss = torch.nn.functional.cross_entropy(exact(x.double()), labels, reduction="sum") / a.divisor
     loss.backward()
+    if relu is not None:
+        if relu.used != len(relu.masks):
+            sys.exit(f"--relu-masks: basin ran {len(relu.masks)} ReLUs, the model {relu.used}")
+        total = sum(int(m.numel()) for m in relu.masks)
+        print(f"float64 would have decided {relu.flipped} of basin's {total} ReLU outputs otherwise")
+        np.save(os.path.join(out, "relu_flipped.npy"), np.array([relu.flipped, total], dtype=np.float32))
     for name, p in exact.named_parameters():
         np.save(os.path.join(out, "grad64." + name + ".npy"), p.grad.numpy().astype(np.float32))
 

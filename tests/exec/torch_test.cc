@@ -7,17 +7,26 @@
 //
 // Logits are compared with torch's fp32 results: max |basin - torch| / max |torch| under 1e-4,
 // the figure; running statistics under 1e-3 (batch variances are summed in fp32 here,
-// in double by torch). Gradients are compared with torch's float64
-// gradients, the exact reference: ResNet-18's within 1e-3 (max-relative, as above; measured
-// ~2e-5). ResNet-50's fp32 gradients in training mode are ill-conditioned: torch's own fp32
-// gradients differ from its float64 ones by up to ~1e-2 in norm and 1e-1 in the largest entry
-// (batch-statistics backward through 16 bottlenecks amplifies rounding), and basin's, whose
-// batchnorm sums in fp32 where torch sums in double, by ~3e-2 in norm. So ResNet-50 gradients
-// must be within 1e-1 in norm per tensor, which any real mistake (a wrong layout, a missing
-// term, a swapped gradient) exceeds by far; the finite-difference tests check the details.
+// in double by torch). Gradients are compared with torch's float64 gradients, the exact
+// reference, within 1e-3 max-relative per tensor (measured 1e-5 for ResNet-18 and 2e-4 to 3e-4
+// for ResNet-50, with oneDNN's AVX2 and AVX-512 kernels alike).
+//
+// The float64 reference takes basin's ReLU decisions. A pre-activation within rounding of zero
+// (at 4x4 maps and batch 4 there are always some a few 1e-6 from it) is positive in one
+// correct computation and negative in another, and one such element flipped moves a whole
+// channel's gradients by percents: ResNet-18 on an AVX-512 CPU, whose oneDNN kernels round
+// differently from its AVX2 ones, kept one output float64 drops and was 7% off; torch's own
+// fp32 gradients, deciding ties for themselves, are up to 2e-1 off ResNet-50's float64 ones,
+// which had been taken for ill-conditioning. So the test records which outputs of every
+// training-mode ReLU basin kept (RecordingBackend) and torch_reference.py's float64 model
+// applies those masks in place of its ReLUs: the gradients compared are then of the same
+// piecewise-linear function, and the bound measures arithmetic, not which side of zero a tie
+// fell on. The script prints how many of basin's decisions float64 would have made otherwise
+// (1 of 753,664 for ResNet-18 on AVX-512, 4 to 11 of 3,137,536 for ResNet-50).
 #include <basin/exec.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -33,15 +42,76 @@ using namespace basin::exec;
 
 namespace {
 
-double relative_norm_error(std::span<const float> ours, std::span<const float> theirs) {
-  REQUIRE(ours.size() == theirs.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ours.size(); ++i) {
-    diff += (1.0 * ours[i] - theirs[i]) * (1.0 * ours[i] - theirs[i]);
-    norm += 1.0 * theirs[i] * theirs[i];
+// The CPU backend, recording after each training-mode ReLU (its own, or fused into batch norm)
+// which outputs are positive, in call order: the masks torch_reference.py's float64 model
+// applies. Residual add + ReLU is Backend::add_relu's default, add then relu_forward, so it
+// passes through relu_forward here as it does in the CPU backend.
+class RecordingBackend final : public Backend {
+ public:
+  RecordingBackend() : inner_(make_cpu_backend(1)) {}
+  bool recording = false;
+  std::vector<std::pair<TensorDesc, std::vector<float>>> masks;
+
+  std::string name() const override { return inner_->name(); }
+  Tensor alloc(const TensorDesc& d, Layout l) override { return inner_->alloc(d, l); }
+  Tensor view(const Tensor& s, const TensorDesc& d, Layout l, long long o) override { return inner_->view(s, d, l, o); }
+  void write_nchw(const float* src, Tensor& dst) override { inner_->write_nchw(src, dst); }
+  void read_nchw(const Tensor& src, float* dst) override { inner_->read_nchw(src, dst); }
+  void copy(const Tensor& src, Tensor& dst) override { inner_->copy(src, dst); }
+  void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override {
+    inner_->conv_forward(op, d, x, w, y);
   }
-  return std::sqrt(diff / std::max(norm, 1e-60));
-}
+  void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy, Tensor* dx,
+                     float* dw, bool add_to_dx) override {
+    inner_->conv_backward(op, d, x, w, dy, dx, dw, add_to_dx);
+  }
+  void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
+                                  const float* beta, Tensor& y, float* mean, float* var) override {
+    inner_->batchnorm_forward_training(op, d, x, gamma, beta, y, mean, var);
+    if (d.fused_relu) record(y);
+  }
+  void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma, const float* beta,
+                              const float* mean, const float* var, Tensor& y) override {
+    inner_->batchnorm_forward_eval(op, d, x, gamma, beta, mean, var, y);
+  }
+  void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma, Tensor& dy, Tensor& dx,
+                          float* dgamma, float* dbeta) override {
+    inner_->batchnorm_backward(op, d, x, gamma, dy, dx, dgamma, dbeta);
+  }
+  void relu_forward(int op, const Tensor& x, Tensor& y) override {
+    inner_->relu_forward(op, x, y);
+    record(y);
+  }
+  void relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) override {
+    inner_->relu_backward(op, y, dy, dx);
+  }
+  void pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) override { inner_->pool_forward(op, d, x, y); }
+  void pool_backward(int op, const PoolDesc& d, const Tensor& dy, Tensor& dx) override {
+    inner_->pool_backward(op, d, dy, dx);
+  }
+  void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w, const float* b, Tensor& y) override {
+    inner_->fc_forward(op, d, x, w, b, y);
+  }
+  void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w, const Tensor& dy, Tensor& dx, float* dw,
+                   float* db) override {
+    inner_->fc_backward(op, d, x, w, dy, dx, dw, db);
+  }
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override { inner_->add(a, b, y); }
+  double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor, Tensor& dlogits,
+                               double grad_scale) override {
+    return inner_->softmax_cross_entropy(logits, labels, divisor, dlogits, grad_scale);
+  }
+
+ private:
+  void record(const Tensor& y) {
+    if (!recording) return;
+    std::vector<float> v(static_cast<size_t>(y.desc.elements()));
+    inner_->read_nchw(y, v.data());
+    for (float& e : v) e = e > 0 ? 1.f : 0.f;
+    masks.emplace_back(y.desc, std::move(v));
+  }
+  std::unique_ptr<Backend> inner_;
+};
 
 double relative_max_error(std::span<const float> ours, std::span<const float> theirs) {
   REQUIRE(ours.size() == theirs.size());
@@ -54,9 +124,8 @@ double relative_max_error(std::span<const float> ours, std::span<const float> th
 }
 
 void compare_with_torchvision(int depth, int image, int batch) {
-  const bool well_conditioned = depth < 50;
   const int classes = 10;
-  auto backend = make_cpu_backend(1);
+  auto backend = std::make_unique<RecordingBackend>();
   Net net(model::resnet(depth, image, classes), *backend, batch);
   net.init({.seed = 17, .zero_init_residual = false});
   std::mt19937 rng(depth);
@@ -81,43 +150,58 @@ void compare_with_torchvision(int depth, int image, int batch) {
   save_state(net, dir / "state");
   write_npy(dir / "input.npy", images, {batch, 3, image, image});
   write_npy(dir / "labels.npy", std::vector<float>(labels.begin(), labels.end()), {batch});
+  // basin first: the training forward's ReLU masks are the float64 reference's.
+  net.forward(images.data(), Mode::eval);
+  const std::vector<float> eval_logits = net.logits();
+  backend->recording = true;
+  net.forward(images.data(), Mode::training);
+  backend->recording = false;
+  const std::vector<float> train_logits = net.logits();
+  std::filesystem::create_directories(dir / "masks");
+  for (size_t i = 0; i < backend->masks.size(); ++i) {
+    const auto& [d, mask] = backend->masks[i];
+    char file[32];
+    std::snprintf(file, sizeof file, "%03zu.npy", i);
+    write_npy(dir / "masks" / file, mask, {d.n, d.c, d.h, d.w});
+  }
+  net.loss(labels.data(), divisor);
+  net.backward();
+
   const std::string cmd = "/usr/bin/python3 " BASIN_EXEC_TORCH_SCRIPT " " + dir.string() +
                           " --arch " + net.network().name + " --classes " +
-                          std::to_string(classes) + " --divisor " + std::to_string(divisor);
+                          std::to_string(classes) + " --divisor " + std::to_string(divisor) +
+                          " --relu-masks " + (dir / "masks").string();
   INFO(cmd);
   REQUIRE(std::system(cmd.c_str()) == 0);
   auto torch = [&](const std::string& name) {
     return read_npy(dir / "torch" / (name + ".npy"), nullptr);
   };
 
-  net.forward(images.data(), Mode::eval);
-  CHECK(relative_max_error(net.logits(), torch("eval_logits")) < 1e-4);
-
-  net.forward(images.data(), Mode::training);
-  CHECK(relative_max_error(net.logits(), torch("train_logits")) < 1e-4);
+  // The masks are basin's to give only if its ReLUs decide as float64 does but for ties:
+  // a handful of outputs within rounding of zero, not a wrong comparison or a stale tensor.
+  const std::vector<float> flipped = torch("relu_flipped");
+  REQUIRE(flipped.size() == 2);
+  INFO("float64 decides " << flipped[0] << " of basin's " << flipped[1] << " ReLU outputs otherwise");
+  CHECK(flipped[0] <= 1e-5 * flipped[1]);
+  CHECK(relative_max_error(eval_logits, torch("eval_logits")) < 1e-4);
+  CHECK(relative_max_error(train_logits, torch("train_logits")) < 1e-4);
   for (const auto& b : net.buffer_info()) {
     CAPTURE(b.name);
     // Batch variances summed in fp32 here and in double by torch: 1e-3.
     CHECK(relative_max_error(std::as_const(net).buffers().subspan(b.offset, b.count),
                              torch("after." + b.name)) < 1e-3);
   }
-  net.loss(labels.data(), divisor);
-  net.backward();
   double worst = 0, torch_worst = 0;
   for (const auto& p : net.param_info()) {
     CAPTURE(p.name);
     const auto ours = std::as_const(net).grads().subspan(p.offset, p.count);
     const std::vector<float> exact = torch("grad64." + p.name), fp32 = torch("grad." + p.name);
-    const double e =
-        well_conditioned ? relative_max_error(ours, exact) : relative_norm_error(ours, exact);
-    const double t =
-        well_conditioned ? relative_max_error(fp32, exact) : relative_norm_error(fp32, exact);
+    const double e = relative_max_error(ours, exact), t = relative_max_error(fp32, exact);
     worst = std::max(worst, e), torch_worst = std::max(torch_worst, t);
-    CHECK(e < (well_conditioned ? 1e-3 : 1e-1));
+    CHECK(e < 1e-3);
   }
-  WARN(net.network().name << " gradients against float64 torch, worst tensor ("
-                          << (well_conditioned ? "max" : "norm") << "-relative): basin " << worst
-                          << ", torch fp32 " << torch_worst);
+  WARN(net.network().name << " gradients against float64 torch with basin's ReLU masks, worst tensor "
+                          "(max-relative): basin " << worst << "; torch fp32, deciding its own ReLUs, " << torch_worst);
   std::filesystem::remove_all(dir);
 }
 

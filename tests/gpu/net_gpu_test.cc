@@ -119,8 +119,10 @@ TEST_CASE("ResNet-50 forward and backward on the GPU match the CPU backend withi
           "[exec][gpu][net][resnet50]") {
   // torchvision's initialization with zero-init residuals (what training starts from), batch 2
   // at 224x224. Bound 1e-3 relative: logits, loss and running statistics max-relative, and each
-  // gradient tensor norm-relative (through 50 layers fp32 fixes gradients to about 1e-3 as a
-  // whole, not every entry; the exec tests find the same for the CPU against float64 torch).
+  // gradient tensor norm-relative: the two backends each decide ReLU ties (pre-activations
+  // within rounding of zero) for themselves, and one tie decided differently moves single
+  // entries of its channel's gradients by percents (tests/exec/torch_test.cc, which therefore
+  // hands basin's decisions to its float64 reference; not yet done between GPU and CPU here).
   compare_networks(model::network_by_name("resnet50", 224, 1000), 2, true, 1e-3, true);
 }
 #endif

@@ -195,8 +195,8 @@ struct PlanRow {
   // What runs the allreduce on GPUs as it was priced (plan_document's /allreduce/library):
   // "nccl"; "gloo", staged through host memory (basin's ring and halving-doubling between
   // servers joined by TCP, where the simulator prices the staging); "simulated-only", basin's own schedule as
-  // basin train does not run it (moving GPU memory directly, or hierarchical's three phases);
-  // "none" on one GPU.
+  // basin train does not run it (moving GPU memory directly, or hierarchical's three phases with
+  // NCCL's reduce and broadcast, where basin train's Gloo path stages every rank); "none" on one GPU.
   std::string library;
   std::string input_basis;      // the simulator's: the CPU cores decoding for a GPU, or why none
   std::string rejected;         // why it cannot be used; empty when it can
