@@ -3,13 +3,24 @@
 # emulated_cluster.sh up) and collects rank 0's JSON lines: the measurement half of the
 # simulator check, shared by scripts/emulated_cluster_report.sh and tests/cluster/cluster_test.sh.
 #
-# Usage: scripts/emulated_cluster_run.sh PROBE OUT.jsonl [probe flags...]
+# Usage: scripts/emulated_cluster_run.sh [--ranks-per-host K] PROBE OUT.jsonl [probe flags...]
 # Ranks meet through a FileStore in a fresh directory (the namespaces share the file system, as
-# the hosts of a cluster share NFS), each binding its namespace's address. Exit status: 0 when
-# every rank succeeded; otherwise 1 with every failing rank's stderr printed.
+# the hosts of a cluster share NFS), each binding its namespace's address. With --ranks-per-host
+# K (default 1) each host runs K ranks, numbered as torchrun numbers them (RANK = host * K +
+# LOCAL_RANK, LOCAL_WORLD_SIZE = K), which is what the hierarchical allreduce groups by. Exit
+# status: 0 when every rank succeeded; otherwise 1 with every failing rank's stderr printed.
 set -eu
-probe=${1:?usage: emulated_cluster_run.sh PROBE OUT.jsonl [probe flags...]}
-out=${2:?usage: emulated_cluster_run.sh PROBE OUT.jsonl [probe flags...]}
+usage="usage: emulated_cluster_run.sh [--ranks-per-host K] PROBE OUT.jsonl [probe flags...]"
+per_host=1
+if [ "${1:-}" = --ranks-per-host ]; then
+  per_host=${2:?$usage}
+  shift 2
+  case "$per_host" in
+    ''|*[!0-9]*|0) echo "emulated_cluster_run: --ranks-per-host '$per_host': expected an integer of 1 or more" >&2; exit 2 ;;
+  esac
+fi
+probe=${1:?$usage}
+out=${2:?$usage}
 shift 2
 [ -x "$probe" ] || { echo "emulated_cluster_run: PROBE '$probe' is not an executable" >&2; exit 2; }
 state=/run/basin-emulated-cluster
@@ -17,11 +28,14 @@ state=/run/basin-emulated-cluster
 hosts=$(sed -n 's/^hosts=//p' "$state")
 
 work=$(mktemp -d /tmp/basin-emulated-run.XXXXXX)
+world=$((hosts * per_host))
 pids=""
 i=0
-while [ "$i" -lt "$hosts" ]; do
-  ip netns exec "basin-h$i" env RANK=$i WORLD_SIZE=$hosts LOCAL_RANK=0 BASIN_RENDEZVOUS_DIR="$work/store" \
-    BASIN_BIND_ADDR="10.77.0.$((i + 1))" BASIN_TIMEOUT_S=60 "$probe" "$@" > "$work/rank$i.out" 2> "$work/rank$i.err" &
+while [ "$i" -lt "$world" ]; do
+  host=$((i / per_host))
+  ip netns exec "basin-h$host" env RANK=$i WORLD_SIZE=$world LOCAL_RANK=$((i % per_host)) LOCAL_WORLD_SIZE=$per_host \
+    BASIN_RENDEZVOUS_DIR="$work/store" BASIN_BIND_ADDR="10.77.0.$((host + 1))" BASIN_TIMEOUT_S=60 \
+    "$probe" "$@" > "$work/rank$i.out" 2> "$work/rank$i.err" &
   pids="$pids $!"
   i=$((i + 1))
 done

@@ -10,6 +10,9 @@
 // message latency apart), gathered with an allreduce of one slot per rank. Rank 0 prints one JSON
 // line per (algorithm, size) with the median; every rank checks its sums against the closed form.
 //
+// `--algorithms hierarchical` runs comm's three-phase allreduce (`--inter` between hosts) over
+// the hosts LOCAL_WORLD_SIZE says (scripts/emulated_cluster_run.sh --ranks-per-host).
+//
 // `--cpu-rates` instead prints this core's rate of the float sum Gloo's algorithms reduce with
 // (basin's comm::add_into, which the comm layer hands Gloo in place of its own loop) and of
 // memcpy, one thread, on buffers far beyond the caches: the rates the predictor charges for the
@@ -33,6 +36,7 @@ namespace {
 struct Options {
   std::vector<long long> sizes;  // bytes, multiples of 4
   std::vector<comm::Algorithm> algorithms;
+  comm::Algorithm inter = comm::Algorithm::halving_doubling;  // hierarchical's, between hosts
   int warmup = 2;
   int reps = 5;
   bool cpu_rates = false;
@@ -40,7 +44,8 @@ struct Options {
 
 [[noreturn]] void usage_error(const std::string& what) {
   throw std::invalid_argument(what + "\nusage: basin_allreduce_probe [--sizes 4096,1048576,...] "
-                              "[--algorithms ring,ring_chunked,halving_doubling] [--warmup N] [--reps N] | --cpu-rates");
+                              "[--algorithms ring,ring_chunked,halving_doubling,hierarchical] [--inter halving_doubling] "
+                              "[--warmup N] [--reps N] | --cpu-rates");
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -88,6 +93,8 @@ Options parse(int argc, char** argv) {
     } else if (flag == "--algorithms") {
       o.algorithms.clear();
       for (const std::string& s : split(value)) o.algorithms.push_back(comm::parse_algorithm(s));
+    } else if (flag == "--inter") {
+      o.inter = comm::parse_algorithm(value);
     } else if (flag == "--warmup") {
       o.warmup = static_cast<int>(parse_int("--warmup", value, 0, 100));
     } else if (flag == "--reps") {
@@ -132,10 +139,15 @@ int run(const Options& o) {
   const float expected = static_cast<float>(p) * static_cast<float>(p + 1) / 2.0f;
   int failures = 0;
   for (comm::Algorithm algorithm : o.algorithms) {
-    const std::string refused = comm::unsupported_reason(algorithm, p);
+    const bool hierarchical = algorithm == comm::Algorithm::hierarchical;
+    // hierarchical is named with its algorithm between hosts: "hierarchical(ring_chunked)".
+    const std::string label =
+        hierarchical ? std::string("hierarchical(") + comm::name(o.inter) + ")" : comm::name(algorithm);
+    std::string refused = comm::unsupported_reason(algorithm, p);
+    if (refused.empty() && hierarchical) refused = comm::hierarchy_reason(config, o.inter);
     if (!refused.empty()) {
       if (rank == 0)
-        std::printf("{\"algorithm\": \"%s\", \"ranks\": %d, \"skipped\": \"%s\"}\n", comm::name(algorithm), p,
+        std::printf("{\"algorithm\": \"%s\", \"ranks\": %d, \"skipped\": \"%s\"}\n", label.c_str(), p,
                     refused.c_str());
       continue;
     }
@@ -146,7 +158,7 @@ int run(const Options& o) {
         std::fill(buf.begin(), buf.end(), static_cast<float>(rank + 1));
         mesh->barrier();
         const auto t0 = Clock::now();
-        mesh->allreduce(buf, {.algorithm = algorithm});
+        mesh->allreduce(buf, {.algorithm = algorithm, .inter = o.inter});
         const double s = seconds_since(t0);
         if (buf.front() != expected || buf.back() != expected || buf[buf.size() / 2] != expected) ++failures;
         std::fill(times.begin(), times.end(), 0.0f);
@@ -158,7 +170,7 @@ int run(const Options& o) {
       if (rank == 0)
         std::printf("{\"algorithm\": \"%s\", \"ranks\": %d, \"bytes\": %lld, \"median_s\": %.6e, \"min_s\": %.6e, "
                     "\"max_s\": %.6e, \"reps\": %d}\n",
-                    comm::name(algorithm), p, bytes, slowest[slowest.size() / 2], slowest.front(), slowest.back(),
+                    label.c_str(), p, bytes, slowest[slowest.size() / 2], slowest.front(), slowest.back(),
                     o.reps);
       std::fflush(stdout);
     }
