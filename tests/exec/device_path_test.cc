@@ -42,8 +42,8 @@ std::vector<float> checkpoint_weights(const TrainConfig& c) {
 // Rank 0's weights after c.stop_after steps of `ranks` x `micro`, each rank on a fresh backend
 // from `make` (the DeviceDouble or the CPU backend).
 template <class MakeBackend>
-std::vector<float> train_weights(const TrainConfig& c, int ranks, int micro, MakeBackend make) {
-  fixture::train_ranks(c, ranks, micro, [&](int) { return make(); });
+std::vector<float> train_weights(const TrainConfig& c, int ranks, int micro, MakeBackend make, int per_server = 1) {
+  fixture::train_ranks(c, ranks, micro, [&](int) { return make(); }, std::chrono::seconds(30), per_server);
   return checkpoint_weights(c);
 }
 
@@ -176,6 +176,22 @@ TEST_CASE("Two ranks on the staged Gloo path reach one process's weights", "[exe
   const double accumulated = weight_difference(four, train_weights(d, 2, 2, device));
   INFO("2 ranks x 2 micro-batches: " << accumulated);
   CHECK(accumulated < bound);
+}
+
+TEST_CASE("The hierarchical allreduce on the staged Gloo path reaches one process's weights",
+          "[exec][train][comm][device]") {
+  // 4 device ranks as 2 servers of 2: every bucket copied to host, reduced in each server,
+  // allreduced between the servers' first ranks, broadcast, copied back. Same bound as above.
+  Setup s;
+  TrainConfig c = s.c;
+  c.out = s.dir.path / "one";
+  const std::vector<float> one = train_weights(c, 1, 4, cpu);
+  c.out = s.dir.path / "hierarchical";
+  c.allreduce.algorithm = comm::Algorithm::hierarchical;
+  c.bucket_mb = 0.02;
+  const double d = weight_difference(one, train_weights(c, 4, 1, device, 2));
+  INFO("4 device ranks, 2 servers of 2: " << d);
+  CHECK(d < 1e-5);
 }
 
 TEST_CASE("Validation shards across ranks on a device backend as on the CPU",
