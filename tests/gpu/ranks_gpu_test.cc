@@ -1,6 +1,7 @@
 // Data-parallel training on the GPU backend: the flat operations behind micro-batch accumulation
 // and host staging, two ranks sharing one GPU through the Gloo staged path against one rank
-// summing the same two shards as micro-batches (the issue's check), also with bf16 on the wire,
+// summing the same two shards as micro-batches (the issue's check), four as two servers through
+// the hierarchical allreduce, also with bf16 on the wire,
 // and, with two GPUs, the same through NCCL. The CPU suite proves the same logic with a device
 // double (device_path_test.cc); these are what only a GPU can show.
 #include "../catch.h"
@@ -61,11 +62,11 @@ struct Run : fixture::SmallRun {
 // `ranks` threads of train(), rank r on GPU device_of(r); returns the weights rank 0
 // checkpointed.
 template <class DeviceOf>
-std::vector<float> run_ranks(const TrainConfig& c, int ranks, int micro, DeviceOf device_of) {
+std::vector<float> run_ranks(const TrainConfig& c, int ranks, int micro, DeviceOf device_of, int per_server = 1) {
   // Deterministic convolutions: the shards' gradients must not depend on atomics' order.
   fixture::train_ranks(c, ranks, micro, [&](int r) {
     return make_gpu_backend({.device = device_of(r), .deterministic = true});
-  }, std::chrono::seconds(60));
+  }, std::chrono::seconds(60), per_server);
   auto backend = make_gpu_backend();
   return fixture::checkpoint_weights(c, *backend);
 }
@@ -91,6 +92,19 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   c.bucket_mb = 0.02;
   c.overlap = false;
   CHECK(fixture::weight_difference(one, run_ranks(c, 2, 1, [](int) { return 0; })) < 1e-5);
+
+  // Goyal et al.'s three phases on the staged path: 4 ranks on the one GPU as 2 servers of 2
+  // (reduce in each, halving-doubling between the first ranks, broadcast), against one rank
+  // summing 4 micro-batches.
+  TrainConfig h = run.c;
+  h.out = run.dir.path / "one-of-four";
+  const std::vector<float> four = run_ranks(h, 1, 4, [](int) { return 0; });
+  h.out = run.dir.path / "hierarchical";
+  h.gpu_collective = TrainConfig::GpuCollective::gloo;
+  h.allreduce.algorithm = comm::Algorithm::hierarchical;
+  const double dh = fixture::weight_difference(four, run_ranks(h, 4, 1, [](int) { return 0; }, 2));
+  INFO("four ranks on one GPU, hierarchical through Gloo: " << dh);
+  CHECK(dh < 1e-5);
 
   // bf16 on the wire: the weights move from fp32's by about the rounding, within the bound of
   // tests/exec/data_parallel_test.cc (4 u of how far the steps moved them, u = 2^-8).
