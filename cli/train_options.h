@@ -33,13 +33,6 @@ struct TrainOptions {
 // Whether the user gave a flag (flags win over the plan's fields).
 using GivenFlag = std::function<bool(const char*)>;
 
-// The plan's allreduce onto Gloo's algorithms for ranks that run it through Gloo: the hierarchical
-// plan's three phases with its algorithm between servers, basin's flat schedules and NCCL's names
-// onto Gloo's nearest.
-struct GlooChoice {
-  std::string algorithm, inter;  // comm's names; inter is read only for "hierarchical"
-};
-GlooChoice gloo_algorithm(const std::string& plan_algorithm, const std::string& inter);
 // WORLD_SIZE when this process is a rank that a launcher (basin's --nproc, torchrun, a batch
 // system) started, else 1.
 int ranks_from_env();

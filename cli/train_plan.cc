@@ -4,6 +4,7 @@
 #include "plan_auto.h"
 #include "train_options.h"
 
+#include <basin/plan.h>
 #include <basin/topology.h>
 
 #include <nlohmann/json.hpp>
@@ -16,25 +17,6 @@
 #include <limits>
 
 namespace basin::cli {
-
-namespace {
-// One of basin's flat schedules onto Gloo's class of the same shape, else Gloo's bandwidth-optimal one.
-std::string gloo_flat(const std::string& a) {
-  if (a == "halving-doubling") return "halving_doubling";
-  if (a == "ring" || a == "tree" || a == "2d-torus") return "ring_chunked";
-  if (a == "bcube") return "bcube";
-  // auto (NCCL's own choice), recursive doubling, and NVLS, NVLS-tree and CollNet's chain
-  // (switches sum, NCCL only): halving-doubling is the bandwidth-optimal schedule Gloo has.
-  return "halving_doubling";
-}
-}  // namespace
-
-GlooChoice gloo_algorithm(const std::string& plan_algorithm, const std::string& inter) {
-  // Bcube between servers is refused by comm's hierarchical allreduce; halving-doubling stands in.
-  if (plan_algorithm == "hierarchical")
-    return {"hierarchical", inter == "bcube" ? "halving_doubling" : gloo_flat(inter.empty() ? "halving-doubling" : inter)};
-  return {gloo_flat(plan_algorithm), "halving_doubling"};
-}
 
 int ranks_from_env() {
   const char* w = std::getenv("WORLD_SIZE");
@@ -141,9 +123,9 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--nesterov")) c.sgd.nesterov = boolean("/lr_schedule/nesterov");
   if (!given("--weight-decay")) c.sgd.weight_decay = number("/lr_schedule/weight_decay");
   {
-    const GlooChoice gloo = gloo_algorithm(text("/allreduce/algorithm"), plan.contains("/allreduce/inter"_json_pointer)
-                                                                             ? text("/allreduce/inter")
-                                                                             : std::string());
+    const plan::GlooRun gloo = plan::gloo_run(text("/allreduce/algorithm"), plan.contains("/allreduce/inter"_json_pointer)
+                                                                                 ? text("/allreduce/inter")
+                                                                                 : std::string());
     if (!given("--algorithm")) o.algorithm = gloo.algorithm;
     // The plan's algorithm between servers, also under an --algorithm hierarchical of the user's.
     if (!given("--inter") && o.algorithm == "hierarchical" && gloo.algorithm == "hierarchical") o.inter = gloo.inter;

@@ -56,14 +56,28 @@ double objective_value(const PlanRow& r, Objective o) {
 
 }  // namespace
 
+GlooRun gloo_run(const std::string& algorithm, const std::string& inter) {
+  if (algorithm == "hierarchical") {
+    // Gloo's bcube is refused between leaders; halving-doubling stands in, as for flat bcube's
+    // other shapes. The three phases are comm's, but on GPUs the trainer stages every rank where
+    // the simulator prices NCCL's reduce in each server: not the same shape there.
+    const GlooRun between = gloo_run(inter.empty() ? "halving-doubling" : inter);
+    return {"hierarchical", between.algorithm == "bcube" ? "halving_doubling" : between.algorithm, false};
+  }
+  if (algorithm == "ring") return {"ring_chunked", "", true};
+  if (algorithm == "halving-doubling") return {"halving_doubling", "", true};
+  if (algorithm == "tree" || algorithm == "2d-torus") return {"ring_chunked", "", false};
+  if (algorithm == "bcube") return {"bcube", "", false};
+  return {"halving_doubling", "", false};
+}
+
 std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus) {
   if (gpus.size() < 2) return "none";
   if (choice.is_nccl()) return "nccl";
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(cluster.graph[v].server);
   const bool staged = servers.size() > 1 && sim::stages_through_host(cluster, {});
-  const bool gloo_runs = choice.algorithm == sim::Algorithm::ring || choice.algorithm == sim::Algorithm::halving_doubling;
-  return staged && gloo_runs ? "gloo" : "simulated-only";
+  return staged && gloo_run(sim::to_string(choice.algorithm)).same_shape ? "gloo" : "simulated-only";
 }
 
 double accuracy_penalty_points(long long global_batch) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 using namespace basin;
 using namespace basin::plan;
@@ -175,6 +176,28 @@ TEST_CASE("plan inputs that cannot work are input errors", "[plan]") {
   o.model = "vgg16";
   REQUIRE_THROWS_AS(make_plan(t, profile_for(t), o), topo::InputError);
   REQUIRE_THROWS_AS(objective_from_string("speed"), topo::InputError);
+}
+
+TEST_CASE("gloo_run maps every algorithm name to what Gloo runs, its shape only where it is Gloo's", "[plan]") {
+  // Gloo's own classes (comm/README.md): AllreduceRingChunked is reduce-scatter + allgather, the
+  // ring basin's simulator prices; AllreduceHalvingDoubling is Goyal et al.'s; bcube's base is 2
+  // where basin's schedule uses 4; nothing in Gloo is a tree, a 2d torus or recursive doubling.
+  const std::set<std::string> comm_names{"ring_chunked", "halving_doubling", "bcube", "hierarchical"};
+  for (const std::string& name : sim::algorithm_names()) {
+    const GlooRun g = gloo_run(name);
+    CAPTURE(name, g.algorithm);
+    CHECK(comm_names.count(g.algorithm) == 1);
+    CHECK(g.same_shape == (name == "ring" || name == "halving-doubling"));
+  }
+  CHECK(gloo_run("ring").algorithm == "ring_chunked");
+  CHECK(gloo_run("tree").algorithm == "ring_chunked");
+  CHECK(gloo_run("auto").algorithm == "halving_doubling");  // NCCL's own choice, run on CPU ranks
+  // The three phases keep the plan's algorithm between servers (as Gloo names it); bcube, which
+  // comm refuses there, becomes halving-doubling.
+  CHECK(gloo_run("hierarchical", "ring").inter == "ring_chunked");
+  CHECK(gloo_run("hierarchical", "halving-doubling").inter == "halving_doubling");
+  CHECK(gloo_run("hierarchical", "bcube").inter == "halving_doubling");
+  CHECK(gloo_run("hierarchical").inter == "halving_doubling");
 }
 
 TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]") {

@@ -119,6 +119,19 @@ bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 // between, NCCL's broadcast, where the trainer stages every rank); "none" for one GPU.
 std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus);
 
+// How basin train runs one of basin's allreduce names (a plan file's /allreduce/algorithm and
+// /allreduce/inter) through Gloo, in the comm layer's names: its own shape where Gloo has it
+// (ring as ring_chunked, the reduce-scatter + allgather ring; halving-doubling; hierarchical as
+// comm's three phases with its algorithm between servers), else Gloo's nearest (tree and
+// 2d-torus as ring_chunked; bcube as Gloo's base-2 bcube; recursive doubling, NCCL's auto and
+// the switch-summing algorithms as halving_doubling). `same_shape` says the schedule the
+// simulator prices is Gloo's own; library_of's "gloo" needs it. The one table of both.
+struct GlooRun {
+  std::string algorithm, inter;  // comm's names; inter only for "hierarchical"
+  bool same_shape = false;
+};
+GlooRun gloo_run(const std::string& algorithm, const std::string& inter = "");
+
 // The NCCL-protocol model: engine bandwidth (topology, contention, NVLinks at the per-link rate
 // NCCL's own model counts on, sim::achievable_share, as for every schedule; LL held to
 // tuning.cc's llMaxBws) scaled by the protocol's efficiency, latency from NCCL's tuning constants
