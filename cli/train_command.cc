@@ -216,11 +216,6 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     throw topo::InputError(o.plan.empty() || given("--inter") ? "--inter" : o.plan,
                            o.plan.empty() || given("--inter") ? "" : "/allreduce/inter", e.what());
   }
-  if (given("--inter") && c.allreduce.algorithm != comm::Algorithm::hierarchical)
-    throw topo::InputError("--inter", "", "--algorithm hierarchical with --inter (the algorithm between servers), got " +
-                                              (o.plan.empty() || given("--algorithm")
-                                                   ? "--algorithm " + o.algorithm
-                                                   : o.plan + "'s allreduce, run as Gloo's " + o.algorithm));
   try {
     c.allreduce.precision = comm::parse_wire_precision(o.wire);
   } catch (const comm::CommError&) {
@@ -228,7 +223,19 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            o.plan.empty() || given("--wire") ? "" : "/precision/wire",
                            "fp32, fp16 or bf16, got '" + o.wire + "'");
   }
-  choose_gpu_collective(o, given);
+  choose_gpu_collective(o, given);  // first: it names --inter beside NCCL as NCCL's matter
+  if (given("--inter") && c.allreduce.algorithm != comm::Algorithm::hierarchical)
+    throw topo::InputError("--inter", "", "--algorithm hierarchical with --inter (the algorithm between servers), got " +
+                                              (o.plan.empty() || given("--algorithm")
+                                                   ? "--algorithm " + o.algorithm
+                                                   : o.plan + "'s allreduce, run as Gloo's " + o.algorithm));
+  // Checked here, before any rank starts, as well as by every rank's trainer.
+  if (c.allreduce.algorithm == comm::Algorithm::hierarchical && c.allreduce.inter != comm::Algorithm::ring &&
+      c.allreduce.inter != comm::Algorithm::ring_chunked && c.allreduce.inter != comm::Algorithm::halving_doubling)
+    throw topo::InputError(o.plan.empty() || given("--inter") ? "--inter" : o.plan,
+                           o.plan.empty() || given("--inter") ? "" : "/allreduce/inter",
+                           std::string("halving_doubling, ring_chunked or ring between servers, got ") +
+                               comm::name(c.allreduce.inter));
   if (o.nproc > 1) {
     if (o.device == "gpu" && gpu_count() == 0)
       throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
@@ -243,9 +250,6 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     if (c.world_size != o.nproc)
       throw topo::InputError("--world-size", "", std::to_string(o.nproc) + " (--nproc), got " +
                              std::to_string(c.world_size));
-    if (o.servers > 1 && c.gpu_collective == exec::TrainConfig::GpuCollective::nccl)
-      throw topo::InputError("--servers", "", "--gpu-collective gloo or --device cpu with --servers: the emulated "
-                                              "servers number their GPUs from 0 each, and NCCL runs one rank per GPU");
     return launch_ranks(o.nproc, o.servers, o.out, argc, argv);
   }
   // A rank started by --nproc, torchrun or a batch system: meet the others.

@@ -64,24 +64,30 @@ for r in sorted(rows, key=lambda r: (r.get("bytes", 0), r["algorithm"])):
 median = {(r["algorithm"], r["bytes"]): r["median_s"] for r in rows if "median_s" in r}
 print()
 for hier, flat in (("hierarchical(ring_chunked)", "ring_chunked"), ("hierarchical(halving_doubling)", "halving_doubling")):
-    ratios = [f"{median[(hier, s)] / median[(flat, s)]:.2f} at {s / 2**20:g} MiB"
-              for s in sorted({b for (_, b) in median}) if (hier, s) in median and (flat, s) in median]
-    print(f"- {hier} / flat {flat}, measured: {', '.join(ratios)}.")
+    pairs = [(s, median[(hier, s)] / median[(flat, s)]) for s in sorted({b for (_, b) in median})
+             if (hier, s) in median and (flat, s) in median]
+    if not pairs:
+        print(f"- {hier} against flat {flat}: not both measured.")
+        continue
+    faster = sum(1 for _, q in pairs if q < 1)
+    verdict = ("faster at every size" if faster == len(pairs) else "slower at every size" if faster == 0
+               else f"faster at {faster} of {len(pairs)} sizes")
+    listed = ", ".join(f"{q:.2f} at {s / 2**20:g} MiB" for s, q in pairs)
+    print(f"- {hier} against flat {flat}: {verdict} (time ratio {listed}).")
 PY
   cat <<'ANALYSIS'
 
 ## What it shows
 
 - **The chunked ring pays for every rank on the link**: over 4 ranks in rank order each host
-  link carries one ring hop, 1.5 times the buffer, and the flat ring's time follows that bound.
-  The hierarchical allreduce with the same ring between the two leaders carries 1.0 times it
-  and finishes sooner (the ratios under the table), by less than the bytes alone would say,
-  since it adds its two phases inside each host.
+  link carries one ring hop, 1.5 times the buffer. The hierarchical allreduce with the same
+  ring between the two leaders carries 1.0 times it, and adds its two phases inside each host
+  (Gloo's reduce and broadcast over loopback TCP, on cores the four ranks share): the ratios
+  under the table say which weighed more in this run.
 - **Halving-doubling is already hierarchical in its bytes**: with ranks numbered by host, its
   first step stays inside a host and only its last crosses, moving the same bytes over the link
-  as the leaders' allreduce does. The hierarchical allreduce then costs the same on the link
-  and adds its two phases inside each host (Gloo's reduce and broadcast over loopback TCP, on
-  cores the four ranks share), so here it is slower than flat halving-doubling. Goyal et al.
+  as the leaders' allreduce does. The hierarchical allreduce then saves nothing on the link and
+  still pays its phases inside each host. Goyal et al.
   ran the phases inside a server on NVLink with NCCL, where they cost far less than the link
   between servers; basin's simulator prices that case on a topology (`basin sim --algorithm
   hierarchical`), and the GPU trainer does not yet run it that way (docs/decisions.md, "The

@@ -50,7 +50,13 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   const std::string wire = std::string(", ") + comm::name(a.precision) + " on the wire";
   if (!device) path_ = gloo + wire;
   else if (!nccl) path_ = gloo + wire + ", every bucket staged through host memory";
-  else path_ = "NCCL" + wire;
+  else {
+    using N = TrainConfig::NcclAlgorithm;
+    const N n = config.nccl_algorithm;
+    path_ = std::string("NCCL (") +
+            (n == N::ring ? "Ring" : n == N::tree ? "Tree" : n == N::nvls ? "NVLS" : n == N::nvls_tree ? "NVLSTree"
+             : n == N::collnet_chain ? "CollNetChain" : "its tuner's algorithm") + ")" + wire;
+  }
   if (!device) {
     transport_ = make_host_transport(*config.comm, net.grads(), config.allreduce);
   } else if (!nccl) {

@@ -58,11 +58,12 @@ double objective_value(const PlanRow& r, Objective o) {
 
 GlooRun gloo_run(const std::string& algorithm, const std::string& inter) {
   if (algorithm == "hierarchical") {
-    // Gloo's bcube is refused between leaders; halving-doubling stands in, as for flat bcube's
-    // other shapes. The three phases are comm's, but on GPUs the trainer stages every rank where
+    // Between leaders comm runs ring, ring_chunked or halving_doubling; for anything else (bcube,
+    // hierarchical itself) halving-doubling stands in. The three phases are comm's, but on GPUs the trainer stages every rank where
     // the simulator prices NCCL's reduce in each server: not the same shape there.
     const GlooRun between = gloo_run(inter.empty() ? "halving-doubling" : inter);
-    return {"hierarchical", between.algorithm == "bcube" ? "halving_doubling" : between.algorithm, false};
+    const bool flat = between.algorithm == "ring_chunked" || between.algorithm == "halving_doubling";
+    return {"hierarchical", flat ? between.algorithm : "halving_doubling", false};
   }
   if (algorithm == "ring") return {"ring_chunked", "", true};
   if (algorithm == "halving-doubling") return {"halving_doubling", "", true};

@@ -278,6 +278,12 @@ TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce ove
   Result stray = run(args + w.path("stray") + " --inter ring_chunked");
   CHECK(stray.exit_code == 2);
   CHECK(stray.out.find("--algorithm hierarchical with --inter") != std::string::npos);
+  // Refused before any rank starts: an algorithm comm's three phases cannot run between servers.
+  Result bcube = run(args + w.path("bcube") + " --servers 2 --algorithm hierarchical --inter bcube");
+  CHECK(bcube.exit_code == 2);
+  CHECK(bcube.out.find("--inter: expected halving_doubling, ring_chunked or ring between servers, got bcube") !=
+        std::string::npos);
+  CHECK(bcube.out.find("rank") == std::string::npos);  // no rank ran to say it
   Result gpu = run(args + w.path("gpu") + " --servers 2 --device gpu --gpu-collective gloo");
   CHECK(gpu.exit_code == 2);
   CHECK(gpu.out.find("--device cpu with --servers") != std::string::npos);

@@ -198,6 +198,7 @@ TEST_CASE("gloo_run maps every algorithm name to what Gloo runs, its shape only 
   CHECK(gloo_run("hierarchical", "halving-doubling").inter == "halving_doubling");
   CHECK(gloo_run("hierarchical", "bcube").inter == "halving_doubling");
   CHECK(gloo_run("hierarchical").inter == "halving_doubling");
+  CHECK(gloo_run("hierarchical", "hierarchical").inter == "halving_doubling");
 }
 
 TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]") {
