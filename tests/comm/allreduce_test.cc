@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <random>
 
-#include <basin/kernels.h>
 
 #include "../catch.h"
 
@@ -16,7 +15,6 @@
 
 using namespace basin::comm;
 using namespace basin::comm::test;
-namespace kn = basin::kernels;
 
 namespace {
 
@@ -24,14 +22,6 @@ constexpr Algorithm all_algorithms[] = {Algorithm::ring, Algorithm::ring_chunked
                                         Algorithm::bcube};
 constexpr long long counts[] = {0, 1, 257, 1000, 4099};
 
-// What one rank found wrong, as text (empty when every element matched).
-std::string check_sum(const std::vector<float>& got, int world, const std::string& what) {
-  for (std::size_t i = 0; i < got.size(); ++i)
-    if (got[i] != expected_sum(world, static_cast<long long>(i)))
-      return what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
-             std::to_string(expected_sum(world, static_cast<long long>(i)));
-  return "";
-}
 
 }  // namespace
 
@@ -112,11 +102,7 @@ TEST_CASE("comm allreduce: fp16 and bf16 of non-integers stay within p * u of th
     CHECK(worst <= world * unit_roundoff);
     CHECK(worst > 0);  // the values are not all representable: 16 bits really were on the wire
     // and the last rounding was to the format asked for: every result is one of its values.
-    long long off_format = 0;
-    for (float x : results[0])
-      off_format += (precision == WirePrecision::bf16 ? kn::bf16_bits_to_float(kn::float_to_bf16_bits(x))
-                                                      : kn::fp16_bits_to_float(kn::float_to_fp16_bits(x))) != x;
-    CHECK(off_format == 0);
+    CHECK(off_wire_format(results[0], precision) == 0);
     // Every rank ends with the same bits.
     for (const auto& got : results) CHECK(got == results[0]);
   }

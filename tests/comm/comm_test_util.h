@@ -7,6 +7,7 @@
 #pragma once
 
 #include <basin/comm.h>
+#include <basin/kernels.h>
 
 #include "../temp_dir.h"
 
@@ -36,6 +37,26 @@ inline std::vector<float> rank_vector(int rank, long long count, long long first
   std::vector<float> v(static_cast<std::size_t>(count));
   for (long long i = 0; i < count; ++i) v[static_cast<std::size_t>(i)] = rank_value(rank, first_index + i);
   return v;
+}
+
+// What one rank found wrong against expected_sum, as text (empty when every element matched).
+inline std::string check_sum(const std::vector<float>& got, int world, const std::string& what) {
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] != expected_sum(world, static_cast<long long>(i)))
+      return what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
+             std::to_string(expected_sum(world, static_cast<long long>(i)));
+  return "";
+}
+
+// How many of `values` are not values of the 16-bit wire format (fp16 or bf16): after an
+// allreduce whose last rounding was to that format, none should be.
+inline long long off_wire_format(const std::vector<float>& values, WirePrecision precision) {
+  namespace kn = basin::kernels;
+  long long off = 0;
+  for (float x : values)
+    off += (precision == WirePrecision::bf16 ? kn::bf16_bits_to_float(kn::float_to_bf16_bits(x))
+                                             : kn::fp16_bits_to_float(kn::float_to_fp16_bits(x))) != x;
+  return off;
 }
 
 // A fresh directory under the system's temp dir, removed with the object.

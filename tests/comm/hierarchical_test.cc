@@ -6,7 +6,6 @@
 // algorithms it refuses, named before anything is sent.
 #include "comm_test_util.h"
 
-#include <basin/kernels.h>
 
 #include <cmath>
 #include <random>
@@ -17,17 +16,8 @@
 
 using namespace basin::comm;
 using namespace basin::comm::test;
-namespace kn = basin::kernels;
 
 namespace {
-
-std::string check_sum(const std::vector<float>& got, int world, const std::string& what) {
-  for (std::size_t i = 0; i < got.size(); ++i)
-    if (got[i] != expected_sum(world, static_cast<long long>(i)))
-      return what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
-             std::to_string(expected_sum(world, static_cast<long long>(i)));
-  return "";
-}
 
 AllreduceOptions hierarchical(Algorithm inter, WirePrecision precision = WirePrecision::fp32, float scale = 1.0f) {
   return {.algorithm = Algorithm::hierarchical, .precision = precision, .scale = scale, .inter = inter};
@@ -88,11 +78,7 @@ TEST_CASE("comm hierarchical: 16-bit wires within p * u of the sum, the same bit
   INFO(name(precision) << " worst relative error " << worst);
   CHECK(worst <= world * unit_roundoff);
   CHECK(worst > 0);  // 16 bits really travelled
-  long long off_format = 0;
-  for (float x : results[0])
-    off_format += (precision == WirePrecision::bf16 ? kn::bf16_bits_to_float(kn::float_to_bf16_bits(x))
-                                                    : kn::fp16_bits_to_float(kn::float_to_fp16_bits(x))) != x;
-  CHECK(off_format == 0);
+  CHECK(off_wire_format(results[0], precision) == 0);
   for (const auto& got : results) CHECK(got == results[0]);
 }
 

@@ -37,6 +37,23 @@ std::vector<float> run(TrainConfig c, int ranks, int micro, int per_server = 1) 
   return fixture::checkpoint_weights(c, *backend);
 }
 
+// What each of `ranks` threads' train() refused with (std::invalid_argument), servers of
+// `per_server` ranks.
+std::vector<std::string> refusals(const TrainConfig& c, int ranks, int per_server = 1) {
+  std::vector<std::string> errors(static_cast<std::size_t>(ranks));
+  fixture::on_ranks(ranks, [&](int rank, comm::Communicator& mesh) {
+    TrainConfig mine = c;
+    mine.comm = &mesh;
+    auto backend = make_cpu_backend(1);
+    try {
+      train(mine, *backend);
+    } catch (const std::invalid_argument& e) {
+      errors[static_cast<std::size_t>(rank)] = e.what();
+    }
+  }, std::chrono::seconds(30), per_server);
+  return errors;
+}
+
 }  // namespace
 
 TEST_CASE("Ranks and micro-batches of one global batch reach the same weights", "[exec][train][comm]") {
@@ -76,17 +93,7 @@ TEST_CASE("Training refuses Gloo's plain ring on 3 or more ranks, whose sums dif
   c.out = setup.dir.path / "ring-three";
   c.allreduce.algorithm = comm::Algorithm::ring;
   c.world_size = 3;
-  std::vector<std::string> errors(3);
-  fixture::on_ranks(3, [&](int rank, comm::Communicator& mesh) {
-    TrainConfig mine = c;
-    mine.comm = &mesh;
-    auto backend = make_cpu_backend(1);
-    try {
-      train(mine, *backend);
-    } catch (const std::invalid_argument& e) {
-      errors[rank] = e.what();
-    }
-  });
+  const std::vector<std::string> errors = refusals(c, 3);
   // Every rank refuses before its first step, naming the field and what to use instead.
   for (const auto& e : errors) {
     CHECK_THAT(e, Catch::Matchers::Contains("algorithm: expected ring_chunked or halving_doubling on 3 ranks, got ring"));
@@ -138,18 +145,7 @@ TEST_CASE("Training refuses a hierarchical allreduce its ranks are not laid out 
     c.allreduce.algorithm = comm::Algorithm::hierarchical;
     c.allreduce.inter = inter;
     c.world_size = ranks;
-    std::vector<std::string> errors(static_cast<std::size_t>(ranks));
-    fixture::on_ranks(ranks, [&](int rank, comm::Communicator& mesh) {
-      TrainConfig mine = c;
-      mine.comm = &mesh;
-      auto backend = make_cpu_backend(1);
-      try {
-        train(mine, *backend);
-      } catch (const std::invalid_argument& e) {
-        errors[static_cast<std::size_t>(rank)] = e.what();
-      }
-    }, std::chrono::seconds(30), per_server);
-    for (const auto& e : errors) CHECK_THAT(e, Catch::Matchers::Contains(expected));
+    for (const auto& e : refusals(c, ranks, per_server)) CHECK_THAT(e, Catch::Matchers::Contains(expected));
     CHECK_FALSE(fs::exists(c.out / "checkpoint.basin"));
   }
 }
