@@ -1,8 +1,10 @@
-// The hierarchical allreduce of Goyal et al. 2017 (sec. 4) on CPU ranks: reduce inside each
-// server onto its first rank, allreduce among those leaders across the network, broadcast back
-// inside each server. With k ranks per server only one rank per server sends across the
-// network, so a halving-doubling among n servers moves its 2(n-1)/n of the buffer once per NIC
-// where the flat one over n*k ranks would send k ranks' shares through the same NIC at once.
+// The hierarchical allreduce of Goyal et al. 2017 (sec. 4) on ranks that sum through Gloo (CPU
+// ranks, or GPU ranks' host copies): reduce inside each server onto its first rank, allreduce
+// among those leaders across the network, broadcast back inside each server. Only the leaders
+// cross the network: 2(n-1)/n of the buffer through each NIC each way for n servers, where
+// Gloo's flat chunked ring over n*k ranks moves 2(nk-1)/(nk). (Flat halving-doubling over ranks
+// numbered by server already moves the leaders' bytes; there the phases pay off only where a
+// server's own links are much faster than its NIC. reports/emulated-hierarchical-*.md.)
 //
 // Each phase is Gloo's own collective: the reduce is gloo::reduce (a ring reduce-scatter and a
 // gather to the root), the leaders' allreduce the cached flat algorithm (allreduce.cc), the
