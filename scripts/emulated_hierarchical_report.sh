@@ -13,8 +13,9 @@ date=${2:-$(date +%F)}
 probe=$build/tests/cluster/basin_allreduce_probe
 [ -x "$probe" ] || { echo "emulated_hierarchical_report: $probe not built (ninja -C $build basin_allreduce_probe)" >&2; exit 2; }
 out=$root/reports/emulated-hierarchical-$date.md
+svg=$root/reports/emulated-hierarchical-$date.svg
 work=$(mktemp -d /tmp/basin-hierarchical-report.XXXXXX)
-trap 'sh "$root/scripts/emulated_cluster.sh" down >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'sh "$root/scripts/emulated_cluster.sh" down >/dev/null 2>&1 || true; rm -rf "$work" "$out.tmp" "$svg.tmp"' EXIT
 
 hosts=2 per_host=2
 sizes=1048576,4194304,16777216
@@ -43,10 +44,13 @@ cat "$work/flat.jsonl" "$work/hier-hd.jsonl" "$work/hier-ring.jsonl" > "$work/al
   echo "- Measured: basin_allreduce_probe, median of 7 repetitions after 2 warm-ups; each repetition is the slowest rank's time between barriers; every rank checks its sums."
   echo "- NIC bound: the bytes the busiest host link carries each way, over TCP's payload share of 1 Gbit/s (1448 of every 1514 bytes: 119.5 MB/s). With p = 4 ranks on n = 2 hosts in rank order: the chunked ring crosses each link with one rank's 2(p-1)/p of the buffer; halving-doubling's steps between hosts (the last log2 n) move 2(1 - 1/n) of it through each link, all of a host's ranks together; the hierarchical allreduce sends only the leaders' allreduce across, 2(n-1)/n for either algorithm between them. Closed forms, not fitted."
   echo
-  python3 - "$work/all.jsonl" $hosts $per_host <<'PY'
+  echo "![measured time over one buffer's time on the link, by size and algorithm](emulated-hierarchical-$date.svg)"
+  echo
+  python3 - "$work/all.jsonl" $hosts $per_host "$svg.tmp" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 n, k = int(sys.argv[2]), int(sys.argv[3])
+svg_path = sys.argv[4]
 p = n * k
 rate = 1e9 / 8 * 1448 / 1514
 share = {"ring_chunked": 2 * (p - 1) / p, "halving_doubling": 2 * (1 - 1 / n),
@@ -74,6 +78,39 @@ for hier, flat in (("hierarchical(ring_chunked)", "ring_chunked"), ("hierarchica
                else f"faster at {faster} of {len(pairs)} sizes")
     listed = ", ".join(f"{q:.2f} at {s / 2**20:g} MiB" for s, q in pairs)
     print(f"- {hier} against flat {flat}: {verdict} (time ratio {listed}).")
+
+# The plot: each measured time over the time the link needs for one buffer (size / 119.5 MB/s),
+# grouped by size, with the two closed-form bounds (1.0 and the flat ring's 1.5) as lines.
+order = ["ring_chunked", "hierarchical(ring_chunked)", "halving_doubling", "hierarchical(halving_doubling)"]
+colors = ["#d62728", "#ff9896", "#1f77b4", "#aec7e8"]
+sizes = sorted({b for (_, b) in median})
+W, H, left, bottom, top = 800, 320, 60, 40, 30
+right = W - 210  # the plot's right edge; the bounds' labels sit beyond it
+ymax = 2.0
+def y(v): return top + (H - top - bottom) * (1 - v / ymax)
+group = (right - left) / max(1, len(sizes))
+bar = group * 0.8 / len(order)
+out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H + 40}" font-family="sans-serif" font-size="11">',
+       f'<text x="{left}" y="16" font-size="13">Measured time over one buffer\'s time on the link (2 hosts x 2 ranks, 1 Gbit/s)</text>']
+for v in (0, 0.5, 1.0, 1.5, 2.0):
+    out.append(f'<line x1="{left}" x2="{right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+               f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+for v, label in ((1.0, "bound: 1.0 x size over the link"), (1.5, "bound: flat ring, 1.5 x size")):
+    out.append(f'<line x1="{left}" x2="{right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#555" stroke-dasharray="4 3"/>'
+               f'<text x="{right + 6}" y="{y(v) + 4:.1f}" fill="#555">{label}</text>')
+for i, s in enumerate(sizes):
+    x0 = left + i * group + group * 0.1
+    for j, a in enumerate(order):
+        if (a, s) not in median: continue
+        v = min(ymax, median[(a, s)] / (s / rate))
+        out.append(f'<rect x="{x0 + j * bar:.1f}" y="{y(v):.1f}" width="{bar - 2:.1f}" height="{y(0) - y(v):.1f}" fill="{colors[j]}"/>')
+    out.append(f'<text x="{x0 + group * 0.4:.1f}" y="{H - bottom + 16}" text-anchor="middle">{s / 2**20:g} MiB</text>')
+for j, a in enumerate(order):
+    lx, ly = left + (j % 2) * 260, H + 4 + (j // 2) * 16
+    out.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colors[j]}"/>'
+               f'<text x="{lx + 14}" y="{ly + 9}">{a}</text>')
+out.append("</svg>")
+open(svg_path, "w").write("\n".join(out) + "\n")
 PY
   cat <<'ANALYSIS'
 
@@ -97,5 +134,6 @@ PY
   and the hierarchical phases inside a host; both show as measured / bound above 1.
 ANALYSIS
 } > "$out.tmp"
+mv "$svg.tmp" "$svg"
 mv "$out.tmp" "$out"
 echo "wrote $out"
