@@ -51,11 +51,8 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   if (!device) path_ = gloo + wire;
   else if (!nccl) path_ = gloo + wire + ", every bucket staged through host memory";
   else {
-    using N = TrainConfig::NcclAlgorithm;
-    const N n = config.nccl_algorithm;
-    path_ = std::string("NCCL (") +
-            (n == N::ring ? "Ring" : n == N::tree ? "Tree" : n == N::nvls ? "NVLS" : n == N::nvls_tree ? "NVLSTree"
-             : n == N::collnet_chain ? "CollNetChain" : "its tuner's algorithm") + ")" + wire;
+    const char* algorithm = nccl_algo_name(config.nccl_algorithm);
+    path_ = std::string("NCCL (") + (algorithm ? algorithm : "its tuner's algorithm") + ")" + wire;
   }
   if (!device) {
     transport_ = make_host_transport(*config.comm, net.grads(), config.allreduce);

@@ -140,6 +140,18 @@ void check_same_recipe(const std::string& saved_text, const nlohmann::json& want
 
 }  // namespace detail
 
+const char* nccl_algo_name(TrainConfig::NcclAlgorithm algorithm) {
+  switch (algorithm) {
+    case TrainConfig::NcclAlgorithm::ring: return "Ring";
+    case TrainConfig::NcclAlgorithm::tree: return "Tree";
+    case TrainConfig::NcclAlgorithm::nvls: return "NVLS";
+    case TrainConfig::NcclAlgorithm::nvls_tree: return "NVLSTree";
+    case TrainConfig::NcclAlgorithm::collnet_chain: return "CollNetChain";
+    case TrainConfig::NcclAlgorithm::automatic: return nullptr;
+  }
+  return nullptr;
+}
+
 long long global_batch(const TrainConfig& c) {
   return 1LL * c.batch * c.micro_batches * (c.comm ? c.comm->world_size() : 1);
 }

@@ -190,6 +190,10 @@ struct Diverged : std::runtime_error {
 // The global batch: batch * micro_batches * ranks.
 long long global_batch(const TrainConfig& config);
 
+// NCCL's own name of the algorithm, as NCCL_ALGO spells it ("Ring", "Tree", "NVLS", "NVLSTree",
+// "CollNetChain"); nullptr for automatic (NCCL's tuner chooses).
+const char* nccl_algo_name(TrainConfig::NcclAlgorithm algorithm);
+
 // Trains on `backend`. Writes into config.out (rank 0 only):
 //   log.jsonl         one line per step (step, epoch, loss, lr, images/s, compute, data-wait and
 //                     exposed-communication seconds) and one per validation; on resume, lines after the checkpoint's

@@ -85,17 +85,7 @@ Event make_event(unsigned flags) {
   return Event(e);
 }
 
-const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm) {
-  switch (algorithm) {
-    case TrainConfig::NcclAlgorithm::ring: return "Ring";
-    case TrainConfig::NcclAlgorithm::tree: return "Tree";
-    case TrainConfig::NcclAlgorithm::nvls: return "NVLS";
-    case TrainConfig::NcclAlgorithm::nvls_tree: return "NVLSTree";
-    case TrainConfig::NcclAlgorithm::collnet_chain: return "CollNetChain";
-    case TrainConfig::NcclAlgorithm::automatic: return nullptr;
-  }
-  return nullptr;
-}
+const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm) { return nccl_algo_name(algorithm); }
 
 NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : options_(options) {
   if (options.ranks < 1 || options.rank < 0 || options.rank >= options.ranks)
