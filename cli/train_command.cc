@@ -230,8 +230,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                                                    ? "--algorithm " + o.algorithm
                                                    : o.plan + "'s allreduce, run as Gloo's " + o.algorithm));
   // Checked here, before any rank starts, as well as by every rank's trainer.
-  if (c.allreduce.algorithm == comm::Algorithm::hierarchical && c.allreduce.inter != comm::Algorithm::ring &&
-      c.allreduce.inter != comm::Algorithm::ring_chunked && c.allreduce.inter != comm::Algorithm::halving_doubling)
+  if (c.allreduce.algorithm == comm::Algorithm::hierarchical && !comm::runs_between_servers(c.allreduce.inter))
     throw topo::InputError(o.plan.empty() || given("--inter") ? "--inter" : o.plan,
                            o.plan.empty() || given("--inter") ? "" : "/allreduce/inter",
                            std::string("halving_doubling, ring_chunked or ring between servers, got ") +

@@ -64,6 +64,10 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
          " is not: use ring_chunked or halving_doubling, or a bcube_base whose power it is";
 }
 
+bool runs_between_servers(Algorithm inter) {
+  return inter == Algorithm::ring || inter == Algorithm::ring_chunked || inter == Algorithm::halving_doubling;
+}
+
 std::string hierarchy_reason(const RendezvousConfig& c, Algorithm inter) {
   const int k = c.local_world_size;
   const std::string layout = " (world_size " + std::to_string(c.world_size) + ", rank " + std::to_string(c.rank) +
@@ -75,7 +79,7 @@ std::string hierarchy_reason(const RendezvousConfig& c, Algorithm inter) {
   if (c.local_rank != c.rank % k)
     return "the hierarchical allreduce needs each server's ranks numbered consecutively, as torchrun does: "
            "local_rank = rank % local_world_size" + layout;
-  if (inter != Algorithm::ring && inter != Algorithm::ring_chunked && inter != Algorithm::halving_doubling)
+  if (!runs_between_servers(inter))
     return std::string("the hierarchical allreduce's algorithm between servers: expected ring, ring_chunked or "
                        "halving_doubling, got ") + name(inter);
   return {};

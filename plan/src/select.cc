@@ -81,6 +81,13 @@ std::string shortest(double x) { return detail::number_text("%g", x); }
 int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
 
+// The protocols NCCL's tuner chooses among on these GPUs by default: LL and Simple, and LL128
+// where NCCL enables it (ll128_enabled).
+std::vector<Protocol> enabled_protocols(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
+  if (ll128_enabled(topo, gpus)) return {Protocol::ll, Protocol::ll128, Protocol::simple};
+  return {Protocol::ll, Protocol::simple};
+}
+
 // Fraction of the link bandwidth each protocol delivers (tuning.cc: LL sends a flag with every
 // 4-byte word, LL128 one 8-byte flag per 128-byte line; the tree's LL is slower still).
 double protocol_efficiency(sim::Algorithm a, Protocol p, int nodes) {
@@ -227,13 +234,13 @@ sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::
   for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
   // NCCL's defaults: CollNet off, so no CollNet chain and no NVLS across servers (tuning.cc
   // disables both without it); NVLS on one server and NVLS-tree across several where they run.
-  std::vector<Choice> each;
-  for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
-    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple}) each.push_back({a, p});
-  each.push_back({servers.size() == 1 ? sim::Algorithm::nvls : sim::Algorithm::nvls_tree, Protocol::simple});
   std::vector<sim::CollectiveCost> costs;
-  for (const Choice& one : each)
-    if (nccl_runs(one, net.topology(), gpus)) costs.push_back(nccl_cost(net, gpus, one.algorithm, one.protocol, origin));
+  const std::vector<Protocol> protocols = enabled_protocols(net.topology(), gpus);
+  for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
+    for (Protocol p : protocols) costs.push_back(nccl_cost(net, gpus, a, p, origin));
+  const Choice switch_sums{servers.size() == 1 ? sim::Algorithm::nvls : sim::Algorithm::nvls_tree, Protocol::simple};
+  if (nccl_runs(switch_sums, net.topology(), gpus))
+    costs.push_back(nccl_cost(net, gpus, switch_sums.algorithm, switch_sums.protocol, origin));
   return sim::fastest_of(costs);
 }
 
@@ -286,9 +293,7 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     if (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree)
       return nccl_cost(net, gpus, algorithm, Protocol::simple, origin);
     std::vector<sim::CollectiveCost> each;
-    for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
-      if (p != Protocol::ll128 || ll128_enabled(net.topology(), gpus))
-        each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
+    for (Protocol p : enabled_protocols(net.topology(), gpus)) each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
     return sim::fastest_of(each);
   }
   if (algorithm == sim::Algorithm::nvls) {

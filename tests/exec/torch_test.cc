@@ -34,6 +34,7 @@
 
 #include "../catch.h"
 #include "../temp_dir.h"
+#include "cpu_forwarding.h"
 
 #if BASIN_HAVE_DNNL && BASIN_EXEC_HAVE_TORCH
 
@@ -46,71 +47,29 @@ namespace {
 // which outputs are positive, in call order: the masks torch_reference.py's float64 model
 // applies. Residual add + ReLU is Backend::add_relu's default, add then relu_forward, so it
 // passes through relu_forward here as it does in the CPU backend.
-class RecordingBackend final : public Backend {
+class RecordingBackend final : public exec::test::CpuForwarding {
  public:
-  RecordingBackend() : inner_(make_cpu_backend(1)) {}
   bool recording = false;
   std::vector<std::pair<TensorDesc, std::vector<float>>> masks;
 
-  std::string name() const override { return inner_->name(); }
-  Tensor alloc(const TensorDesc& d, Layout l) override { return inner_->alloc(d, l); }
-  Tensor view(const Tensor& s, const TensorDesc& d, Layout l, long long o) override { return inner_->view(s, d, l, o); }
-  void write_nchw(const float* src, Tensor& dst) override { inner_->write_nchw(src, dst); }
-  void read_nchw(const Tensor& src, float* dst) override { inner_->read_nchw(src, dst); }
-  void copy(const Tensor& src, Tensor& dst) override { inner_->copy(src, dst); }
-  void conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w, Tensor& y) override {
-    inner_->conv_forward(op, d, x, w, y);
-  }
-  void conv_backward(int op, const ConvDesc& d, const Tensor& x, const float* w, const Tensor& dy, Tensor* dx,
-                     float* dw, bool add_to_dx) override {
-    inner_->conv_backward(op, d, x, w, dy, dx, dw, add_to_dx);
-  }
   void batchnorm_forward_training(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma,
                                   const float* beta, Tensor& y, float* mean, float* var) override {
-    inner_->batchnorm_forward_training(op, d, x, gamma, beta, y, mean, var);
+    CpuForwarding::batchnorm_forward_training(op, d, x, gamma, beta, y, mean, var);
     if (d.fused_relu) record(y);
   }
-  void batchnorm_forward_eval(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma, const float* beta,
-                              const float* mean, const float* var, Tensor& y) override {
-    inner_->batchnorm_forward_eval(op, d, x, gamma, beta, mean, var, y);
-  }
-  void batchnorm_backward(int op, const BatchNormDesc& d, const Tensor& x, const float* gamma, Tensor& dy, Tensor& dx,
-                          float* dgamma, float* dbeta) override {
-    inner_->batchnorm_backward(op, d, x, gamma, dy, dx, dgamma, dbeta);
-  }
   void relu_forward(int op, const Tensor& x, Tensor& y) override {
-    inner_->relu_forward(op, x, y);
+    CpuForwarding::relu_forward(op, x, y);
     record(y);
-  }
-  void relu_backward(int op, const Tensor& y, const Tensor& dy, Tensor& dx) override {
-    inner_->relu_backward(op, y, dy, dx);
-  }
-  void pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) override { inner_->pool_forward(op, d, x, y); }
-  void pool_backward(int op, const PoolDesc& d, const Tensor& dy, Tensor& dx) override {
-    inner_->pool_backward(op, d, dy, dx);
-  }
-  void fc_forward(int op, const FcDesc& d, const Tensor& x, const float* w, const float* b, Tensor& y) override {
-    inner_->fc_forward(op, d, x, w, b, y);
-  }
-  void fc_backward(int op, const FcDesc& d, const Tensor& x, const float* w, const Tensor& dy, Tensor& dx, float* dw,
-                   float* db) override {
-    inner_->fc_backward(op, d, x, w, dy, dx, dw, db);
-  }
-  void add(const Tensor& a, const Tensor& b, Tensor& y) override { inner_->add(a, b, y); }
-  double softmax_cross_entropy(const Tensor& logits, const int* labels, double divisor, Tensor& dlogits,
-                               double grad_scale) override {
-    return inner_->softmax_cross_entropy(logits, labels, divisor, dlogits, grad_scale);
   }
 
  private:
   void record(const Tensor& y) {
     if (!recording) return;
     std::vector<float> v(static_cast<size_t>(y.desc.elements()));
-    inner_->read_nchw(y, v.data());
+    read_nchw(y, v.data());
     for (float& e : v) e = e > 0 ? 1.f : 0.f;
     masks.emplace_back(y.desc, std::move(v));
   }
-  std::unique_ptr<Backend> inner_;
 };
 
 double relative_max_error(std::span<const float> ours, std::span<const float> theirs) {

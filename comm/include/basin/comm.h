@@ -99,6 +99,9 @@ std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_ba
 // the world, rank = server * local_world_size + local_rank, and `inter` one of the flat
 // algorithms that runs on world_size / local_world_size leaders. Else why not and what to set.
 std::string hierarchy_reason(const RendezvousConfig& config, Algorithm inter);
+// Whether the hierarchical allreduce runs `inter` among the servers' leaders: ring, ring_chunked
+// or halving_doubling (Gloo's bcube, refused on more than 2 ranks, and hierarchical itself not).
+bool runs_between_servers(Algorithm inter);
 
 // The fp32 reduction every allreduce runs between network steps (x[i] += y[i]; x and y do not
 // overlap): AVX2 where the CPU has it. Exposed so that the emulated-cluster probe and benchmarks
