@@ -43,6 +43,24 @@ std::string process_state(pid_t pid) {
   }
 }
 
+// The outermost directory on the way to `out` that does not exist yet (empty when `out` exists):
+// what the launcher creates for the rendezvous, and removes again when no rank wrote anything.
+std::filesystem::path first_missing(const std::filesystem::path& out) {
+  std::filesystem::path missing;
+  for (std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
+       !p.empty() && !std::filesystem::exists(p); p = p.parent_path()) {
+    missing = p;
+    if (p == p.parent_path()) break;
+  }
+  return missing;
+}
+
+bool holds_only_directories(const std::filesystem::path& dir) {
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
+    if (!entry.is_directory()) return false;
+  return true;
+}
+
 }  // namespace
 
 // `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
@@ -52,6 +70,7 @@ std::string process_state(pid_t pid) {
 int launch_ranks(int nproc, int servers, const std::string& out, int argc, char** argv) {
   const int per_server = nproc / servers;
   const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
+  const std::filesystem::path made = first_missing(out);
   std::filesystem::create_directories(rendezvous);
   std::vector<std::string> args;
   for (int i = 0; i < argc; ++i) {
@@ -128,6 +147,9 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     }
   }
   std::filesystem::remove_all(rendezvous);
+  // A run refused by its ranks (a bad batch, no checkpoint to resume) leaves nothing behind.
+  std::error_code ignored;
+  if (!made.empty() && holds_only_directories(made)) std::filesystem::remove_all(made, ignored);
   return first_failure;
 }
 

@@ -27,6 +27,26 @@
 namespace basin::cli {
 namespace {
 
+// The trainer's refusals name TrainConfig's fields ("base_lr: expected ..."), which are also the
+// plan file's; the user typed flags. Prefixes the flag: "--lr (base_lr): expected ...".
+std::string naming_the_flag(const std::string& message) {
+  static const std::pair<const char*, const char*> flags[] = {
+      {"batch", "--batch"}, {"micro_batches", "--micro-batches"}, {"world_size", "--world-size"},
+      {"epochs", "--epochs"}, {"base_lr", "--lr"}, {"base_batch", "--base-batch"},
+      {"warmup_epochs", "--warmup-epochs"}, {"warmup_start_lr", "--warmup-start-lr"},
+      {"gamma", "--gamma"}, {"milestones", "--milestones"}, {"momentum", "--momentum"},
+      {"weight_decay", "--weight-decay"}, {"min_scale", "--min-scale"},
+      {"flip_probability", "--flip-probability"}, {"loader_threads", "--loader-threads"},
+      {"bucket_mb", "--bucket-mb"}, {"checkpoint_every", "--checkpoint-every"},
+      {"trace_step", "--trace-step"}, {"val_resize", "--val-resize"}, {"algorithm", "--algorithm"},
+      {"inter", "--inter"}, {"initial", "--loss-scale-init"}, {"growth_interval", "--loss-scale-interval"},
+      {"out", "--out"}};
+  for (const auto& [field, flag] : flags)
+    if (message.starts_with(std::string(field) + ": "))
+      return std::string(flag) + " (" + field + ")" + message.substr(std::strlen(field));
+  return message;
+}
+
 
 // The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
 // when not given, so local ranks take one GPU each).
@@ -292,7 +312,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;
   } catch (const std::invalid_argument& e) {
-    std::cerr << "basin: error: " << e.what() << "\n";
+    std::cerr << "basin: error: " << naming_the_flag(e.what()) << "\n";
     return 2;
   } catch (const comm::CommError& e) {
     std::cerr << "basin: communication failed: " << e.what() << "\n";

@@ -29,6 +29,23 @@ nlohmann::json loss_for_log(double loss) {
   if (std::isfinite(loss)) return loss;
   return std::isnan(loss) ? "nan" : "inf";
 }
+
+// The schedule's first line, e.g. "peak lr 3.2 after 5 epochs of warmup from 0.1", or, where
+// the peak is at or below the start, "peak lr 0.0125 from the first step (no warmup: ...)".
+std::string describe_warmup(const LrSchedule& s, long long global_batch) {
+  char text[200];
+  const double peak = scaled_lr(s, global_batch), start = warmup_start(s, global_batch);
+  if (s.warmup_epochs > 0 && start < peak)
+    std::snprintf(text, sizeof text, "peak lr %g after %g epochs of warmup from %g", peak,
+                  s.warmup_epochs, start);
+  else if (s.warmup_epochs > 0)
+    std::snprintf(text, sizeof text,
+                  "peak lr %g from the first step (no warmup: the peak is at or below its start %g)",
+                  peak, s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr);
+  else
+    std::snprintf(text, sizeof text, "peak lr %g from the first step", peak);
+  return text;
+}
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, Backend& backend,
@@ -54,7 +71,6 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const std::span<float> velocity(velocity_memory.get(), net.params().size());
   const nlohmann::json recipe = detail::recipe_of(config, net.network(), layout.train.samples.size());
 
-  if (lead) std::filesystem::create_directories(config.out);
   const auto checkpoint_path = config.out / "checkpoint.basin";
   RunState state{.recipe = recipe.dump()};
   const LossScaleConfig& scaling = config.loss_scale;
@@ -103,13 +119,21 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const int micros = config.micro_batches, shards = ranks * micros;
   const auto images = static_cast<std::int64_t>(layout.train.samples.size());
   const std::int64_t per_epoch = data::shard_size(images, shards - 1, shards) / config.batch;
-  if (per_epoch < 1 || data::shard_size(images, 0, shards) / config.batch != per_epoch)
+  const std::int64_t smallest = data::shard_size(images, shards - 1, shards),
+                     largest = data::shard_size(images, 0, shards);
+  const std::string split = std::to_string(images) + " training images in " + std::to_string(shards) +
+                            (shards == 1 ? " shard" : " shards (ranks x micro-batches)");
+  if (per_epoch < 1)
+    throw std::invalid_argument("batch: expected at most " + std::to_string(smallest) + " (" + split +
+                                " leave " + std::to_string(smallest) + " to a shard, which must hold " +
+                                "a whole batch), got " + std::to_string(config.batch));
+  if (largest / config.batch != per_epoch)
     throw std::invalid_argument(
-        "batch: " + std::to_string(images) + " training images in " + std::to_string(shards) +
-        " shards give shards of " + std::to_string(data::shard_size(images, shards - 1, shards)) +
-        " to " + std::to_string(data::shard_size(images, 0, shards)) + " images, which hold " +
-        "different numbers of whole batches of " + std::to_string(config.batch) +
-        " (or none): choose a batch that divides them alike");
+        "batch: expected a batch that gives every shard the same number of steps: " + split +
+        " leave " + std::to_string(smallest) + " to " + std::to_string(largest) + " to a shard, " +
+        std::to_string(per_epoch) + " or " + std::to_string(largest / config.batch) +
+        " whole batches of " + std::to_string(config.batch) + ", and ranks that take different numbers " +
+        "of steps would wait for each other forever; got " + std::to_string(config.batch));
   // The input stage in the backend (raw batches) or in the loader's workers (float batches).
   const bool raw_input = config.input_stage == InputStage::device ||
                          (config.input_stage == InputStage::automatic && backend.on_device());
@@ -130,6 +154,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const long long batch_all = global_batch(config);
   const long long whole_epochs = (total + per_epoch - 1) / per_epoch;
 
+  // The run directory is made only now, when every check that can refuse the run has passed:
+  // a refused run leaves nothing behind.
+  if (lead) std::filesystem::create_directories(config.out);
   std::optional<detail::JsonlLog> log;
   if (lead) log.emplace(config.out / "log.jsonl", config.resume ? state.step : -1);
   auto write_log = [&](const nlohmann::json& record) {
@@ -142,7 +169,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         std::to_string(layout.train.classes.size()) + " classes: " + std::to_string(total) +
         " steps of " + std::to_string(batch_all) + " images (" + std::to_string(ranks) +
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
-        "), peak lr " + std::to_string(scaled_lr(config.schedule, batch_all)) +
+        "), " + describe_warmup(config.schedule, batch_all) +
         (raw_input ? ", input stage in the backend" : ", input stage in the loader"));
 
   detail::GradientSync sync(net, config);

@@ -2,6 +2,7 @@
 // runs, and the plain-words comparison of two plans for what-if questions.
 #include <basin/plan.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -10,14 +11,14 @@ namespace basin::plan {
 
 nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const PlanOptions& o) {
   // Goyal et al. 2017: lr = 0.1 x global batch / 256, 5 warmup epochs ramping linearly from
-  // 0.1, x0.1 at epochs 30, 60 and 80, momentum 0.9, weight decay 1e-4 (not on BN or biases),
+  // 0.1 (from lr itself, no ramp, where the global batch is at most 256), x0.1 at epochs 30, 60 and 80, momentum 0.9, weight decay 1e-4 (not on BN or biases),
   // gamma = 0 for each residual block's last BN.
   const double base_lr = 0.1, lr = base_lr * static_cast<double>(row.global_batch) / 256;
   nlohmann::json schedule = {{"base_lr", base_lr},
                              {"base_batch", 256},
                              {"lr", lr},
                              {"warmup_epochs", 5},
-                             {"warmup_start_lr", base_lr},
+                             {"warmup_start_lr", std::min(base_lr, lr)},
                              {"decay", "step"},
                              {"milestones", {30, 60, 80}},
                              {"gamma", 0.1},

@@ -51,6 +51,15 @@ TEST_CASE("basin train runs a basin plan file on one process and resumes it", "[
   REQUIRE(first.exit_code == 0);
   REQUIRE(first.out.find("\"steps\": 2") != std::string::npos);
   REQUIRE(first.out.find("resnet50") != std::string::npos);
+  // The plan's 0.1 warmup start is above this run's peak 0.1 x 2 / 256: warmup only climbs, so
+  // the first step already runs at the peak (it ran at 0.1, 128 times the peak, before).
+  REQUIRE(first.out.find("no warmup") != std::string::npos);
+  {
+    std::ifstream log(w.path("run") + "/log.jsonl");
+    std::string line;
+    REQUIRE(std::getline(log, line));
+    REQUIRE_THAT(nlohmann::json::parse(line).at("lr").get<double>(), WithinRel(0.1 * 2 / 256, 1e-9));
+  }
   // The run draws its log (no validation here, so no accuracy plot).
   REQUIRE(fs::exists(w.path("run") + "/loss.svg"));
   REQUIRE_FALSE(fs::exists(w.path("run") + "/accuracy.svg"));

@@ -25,7 +25,7 @@ TEST_CASE("basin train refuses NaN and out-of-range recipe numbers before it sta
   auto [flags, named] = GENERATE(
       std::pair{"--momentum nan", "momentum"},
       std::pair{"--weight-decay nan", "weight_decay"},
-      std::pair{"--lr inf", "base_lr"},
+      std::pair{"--lr inf", "--lr (base_lr)"},
       std::pair{"--gamma -1", "gamma"},
       std::pair{"--gamma nan", "gamma"},
       std::pair{"--bucket-mb nan", "bucket_mb"},
@@ -58,6 +58,28 @@ TEST_CASE("basin train refuses a file as its run directory", "[cli][train][input
   REQUIRE_THAT(r.out, HasText("--out"));
   REQUIRE_THAT(r.out, HasText("notes.txt"));
   REQUIRE(read_file(dir / "notes.txt") == "mine\n");
+}
+
+TEST_CASE("basin train refused after the dataset is read leaves no run directory", "[cli][train][input]") {
+  basin::test::TempDir dir{"train-refused"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 10 "
+              "--val-per-class 1 --size 32 --quiet").exit_code == 0);
+  const std::string base = "train --data " + (dir / "data") + " --out " + (dir / "run/deeper") +
+                           " --blocks 1,1,1 --width 8 --image-size 32 --threads 1 --quiet ";
+  // 20 images: one shard holds at most 20, two ranks' shards 10 each; and nothing to resume.
+  auto [flags, named] = GENERATE(std::pair{"--batch 21", "--batch (batch): expected at most 20"},
+                                 std::pair{"--batch 11 --nproc 2", "--batch (batch): expected at most 10"},
+                                 std::pair{"--resume", "--resume: no checkpoint"});
+  CAPTURE(flags);
+  const Result r = run(base + flags);
+  INFO(r.out);
+  if (r.out.find("built without oneDNN") != std::string::npos) {
+    WARN("skipped: " << r.out);
+    return;
+  }
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText(named));
+  REQUIRE_FALSE(fs::exists(dir / "run"));
 }
 
 TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[cli][train][input]") {

@@ -44,10 +44,18 @@ TEST_CASE("Learning rate follows the linear scaling rule warmup and step decay",
   REQUIRE_THAT(learning_rate(s, 8192, 85, 90), WithinRel(0.0032, 1e-12));
   // The reference batch: no warmup ramp is visible since it starts where it ends.
   REQUIRE_THAT(learning_rate(s, 256, 1, 90), WithinRel(0.1, 1e-12));
+  // Below it the peak 0.1 * 32 / 256 = 0.0125 is under the paper's start 0.1: warmup only
+  // climbs, so every step of the first 5 epochs runs at 0.0125, never above it.
+  for (double epoch : {0.0, 0.5, 2.5, 4.99, 5.0})
+    REQUIRE_THAT(learning_rate(s, 32, epoch, 90), WithinRel(0.0125, 1e-12));
+  REQUIRE_THAT(warmup_start(s, 32), WithinRel(0.0125, 1e-12));
 
   SECTION("an explicit warmup start and no warmup") {
     s.warmup_start_lr = 0;
     REQUIRE_THAT(learning_rate(s, 1024, 1, 90), WithinRel(0.4 / 5, 1e-12));
+    s.warmup_start_lr = 1.0;  // above the peak 0.4: lowered to it
+    REQUIRE_THAT(learning_rate(s, 1024, 1, 90), WithinRel(0.4, 1e-12));
+    s.warmup_start_lr = 0;
     s.warmup_epochs = 0;
     REQUIRE_THAT(learning_rate(s, 1024, 0, 90), WithinRel(0.4, 1e-12));
   }

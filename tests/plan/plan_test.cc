@@ -159,6 +159,13 @@ TEST_CASE("the plan file carries the linear scaling rule and the prediction", "[
                WithinRel(0.1 * static_cast<double>(best.global_batch) / 256, 1e-12));
   REQUIRE(doc.at("lr_schedule").at("warmup_epochs") == 5);
   REQUIRE(doc.at("lr_schedule").at("milestones") == nlohmann::json({30, 60, 80}));
+  // Warmup climbs from the paper's 0.1, or starts at lr where lr is under it (batch <= 256).
+  REQUIRE(best.global_batch > 256);
+  REQUIRE(doc.at("lr_schedule").at("warmup_start_lr") == 0.1);
+  PlanRow small = best;
+  small.global_batch = 64;
+  REQUIRE_THAT(plan_document(r, small, o).at("lr_schedule").at("warmup_start_lr").get<double>(),
+               WithinRel(0.1 * 64 / 256, 1e-12));
   REQUIRE_THAT(doc.at("prediction").at("time_to_train_h").get<double>(),
                WithinRel(best.time_to_train_h, 1e-12));
   REQUIRE(train_command("p.json").find("basin train --plan p.json") == 0);

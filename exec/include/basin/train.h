@@ -32,7 +32,8 @@ struct LrSchedule {
   double base_lr = 0.1;  // for base_batch images; the linear scaling rule gives the rest
   int base_batch = 256;
   // Gradual warmup: linear, per step, from warmup_start_lr to the scaled lr over warmup_epochs.
-  // A negative start means base_lr (the paper starts at 0.1 and climbs to 0.1 kn/256).
+  // A negative start means base_lr (the paper starts at 0.1 and climbs to 0.1 kn/256). A start
+  // above the scaled lr is lowered to it (warmup_start): the rate never warms down.
   double warmup_epochs = 5;
   double warmup_start_lr = -1;
   enum class Decay { step, cosine } decay = Decay::step;
@@ -42,6 +43,8 @@ struct LrSchedule {
 
 // base_lr * global_batch / base_batch.
 double scaled_lr(const LrSchedule& s, long long global_batch);
+// The rate warmup starts from: warmup_start_lr (base_lr when negative), at most scaled_lr.
+double warmup_start(const LrSchedule& s, long long global_batch);
 // The rate at a fractional epoch (step / steps per epoch). Cosine decays from the end of warmup
 // to 0 at total_epochs (Loshchilov and Hutter 2017, without restarts).
 double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
