@@ -7,6 +7,7 @@
 #include <basin/plot.h>
 
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -56,10 +57,21 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
     std::printf(
         "%4zu %5d %5d %6lld  %-31s %6.3g %-16s %6.1f %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
         i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
-        x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB, x.precision.name().c_str(),
+        x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
+        (x.precision.name() + (x.compute_estimated ? " *" : "")).c_str(),
         x.memory_GB, x.iteration_s, x.epoch_s, x.images_per_s, 100 * x.scaling_efficiency,
         x.time_to_train_h, x.cost, x.accuracy_penalty, why.c_str());
   }
+  // Which rows' compute speed nothing measured directly, and what it was estimated from.
+  std::map<std::string, std::string> estimated;
+  for (size_t i = 0; i < r.rows.size() && static_cast<int>(i) < o.top; ++i)
+    if (r.rows[i].compute_estimated) estimated.emplace(sim::to_string(r.rows[i].precision.compute), r.rows[i].compute_basis);
+  for (const auto& [precision, basis] : estimated)
+    std::printf("%s* %s compute is an ESTIMATE: %s\n", precision == estimated.begin()->first ? "\n" : "",
+                precision.c_str(), basis.c_str());
+  for (const auto& [precision, basis] : r.unmeasured)
+    std::printf("%s not searched: its speed would rest on no measurement (%s); name it with --precisions to plan it\n",
+                precision.c_str(), basis.c_str());
   // An input-bound winner is worth a sentence: the GPUs idle, and the fix is on the CPU side.
   if (!r.rows.empty() && r.rows.front().bottleneck() == "input pipeline") {
     const auto& b = r.rows.front();
@@ -77,8 +89,8 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
                 x.gpus, x.batch_per_gpu, x.gpus == 1 ? "-" : x.algorithm.name().c_str(),
                 x.precision.name().c_str());
   }
-  std::printf("\n%d configurations simulated in %.2f s; %zu usable, %zu rejected", r.evaluated,
-              r.search_s, r.rows.size(), r.rejected.size());
+  std::printf("\n%zu configurations (%d simulated in %.2f s): %zu usable, %zu rejected",
+              r.rows.size() + r.rejected.size(), r.evaluated, r.search_s, r.rows.size(), r.rejected.size());
   if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
   std::printf("\n");
 }

@@ -162,10 +162,23 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   const bool named = !o.algorithms.empty();
   const std::vector<Choice> algorithms = named ? o.algorithms : default_algorithms();
   std::vector<PrecisionChoice> precisions = o.precisions;
+  std::vector<std::pair<std::string, std::string>> unmeasured;
   if (precisions.empty()) {
     using P = sim::Precision;
     precisions = {{P::fp32, P::fp32}, {P::fp32, P::fp16}, {P::fp16, P::fp16}};
     if (profile.peak_TFLOPS_bf16 > 0) precisions.push_back({P::bf16, P::bf16});
+    // A winner whose speed rests on nothing measured would outrank the measured plans on a
+    // guess (fp16 on a P100 at half its datasheet peak came out 2.7x its measured fp32).
+    auto peak_only = [&](const PrecisionChoice& p) {
+      return sim::compute_evidence(net, p.compute, profile).kind == sim::ComputeEvidence::Kind::peak_only;
+    };
+    if (!std::all_of(precisions.begin(), precisions.end(), peak_only)) {
+      for (const PrecisionChoice& p : precisions)
+        if (peak_only(p) && std::none_of(unmeasured.begin(), unmeasured.end(),
+                                         [&](const auto& u) { return u.first == sim::to_string(p.compute); }))
+          unmeasured.emplace_back(sim::to_string(p.compute), sim::compute_evidence(net, p.compute, profile).basis);
+      std::erase_if(precisions, peak_only);
+    }
   }
   const int total = static_cast<int>(topo::gpus(cluster).size());
   for (int n : counts)
@@ -277,6 +290,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             done.exposed_comm_s = r.exposed_comm_s;
             done.data_stall_s = r.data_stall_s;
             done.input_basis = r.input_basis;
+            done.compute_estimated = r.compute_estimated;
+            done.compute_basis = r.compute_basis;
             done.scaling_efficiency = r.images_per_s / (one_gpu_rate[key] * count);
             done.time_to_train_h = o.epochs * r.epoch_s / 3600;
             done.gpu_hours = done.time_to_train_h * count;
@@ -291,6 +306,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       }
     }
   }
+  result.unmeasured = std::move(unmeasured);
   for (const Choice& c : algorithms)
     if (auto it = not_run.find(c.name()); it != not_run.end()) {
       result.not_run.emplace_back(it->first, it->second);

@@ -59,6 +59,8 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
         {"exposed_comm_s", row.exposed_comm_s},
         {"data_stall_s", row.data_stall_s},
         {"input_basis", row.input_basis},
+        {"compute_estimated", row.compute_estimated},
+        {"compute_basis", row.compute_basis},
         {"memory_GB", row.memory_GB},
         {"gpu_hours", row.gpu_hours},
         {"cost", row.cost},

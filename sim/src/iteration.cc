@@ -13,12 +13,16 @@
 namespace basin::sim {
 namespace {
 
-double peak_flops(const DeviceProfile& p, Precision prec) {
-  double tf = p.peak_TFLOPS_fp32;
-  if (prec == Precision::fp16 && p.peak_TFLOPS_fp16 > 0) tf = p.peak_TFLOPS_fp16;
-  if (prec == Precision::bf16) tf = p.peak_TFLOPS_bf16 > 0 ? p.peak_TFLOPS_bf16 : p.peak_TFLOPS_fp16 > 0 ? p.peak_TFLOPS_fp16 : tf;
-  return tf * 1e12;
+// The datasheet peak at `prec`; 0 where the profile states none (no such arithmetic).
+double peak_TFLOPS(const DeviceProfile& p, Precision prec) {
+  switch (prec) {
+    case Precision::fp16: return p.peak_TFLOPS_fp16;
+    case Precision::bf16: return p.peak_TFLOPS_bf16;
+    default: return p.peak_TFLOPS_fp32;
+  }
 }
+
+double peak_flops(const DeviceProfile& p, Precision prec) { return peak_TFLOPS(p, prec) * 1e12; }
 
 // Roofline time of one layer: the larger of its FLOPs at `efficiency` of peak and its memory
 // traffic (read input, write output, read weights) at full bandwidth. Backward does the data and
@@ -57,6 +61,7 @@ double compute_s(const model::Network& n, int batch, Precision prec, const Devic
 struct Calibration {
   double efficiency = 0.5;  // of peak FLOP/s, when nothing was measured
   bool estimated = true;
+  bool peak_only = false;  // no measurement behind it at all: a share of the datasheet peak
   std::string basis;
   // Where the profile measured backprop, the roofline's forward and backward are scaled so the
   // calibrated iteration splits as measured (the total is unchanged).
@@ -68,7 +73,7 @@ struct Calibration {
 Calibration from_measurement(const model::Network& n, Precision prec, const DeviceProfile& p,
                              const MeasuredThroughput& m) {
   const double target = m.batch_per_gpu / m.images_per_s;
-  Calibration c{1.0, false, ""};
+  Calibration c{.efficiency = 1.0, .estimated = false};
   c.measured_gpus = m.gpus;
   if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
     double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
@@ -132,11 +137,31 @@ std::optional<Calibration> other_network(const model::Network& n, Precision prec
   return c;
 }
 
-// Measured figures first, then estimates from the nearest evidence: this device on this network;
-// the device it borrows from on this network; this device on another network; the device it
-// borrows from on another network; half of peak.
+// The other 16-bit format measured on `p` for this network, where its peak is this one's: bf16
+// and fp16 run on the same tensor cores at the same rate on A100 and later, move the same bytes,
+// so the share of peak one reached is the best evidence for the other. (Where both are measured,
+// on the H100 with PyTorch, bf16 ran at 0.81 of fp16: the estimate may be that much fast.)
+std::optional<Calibration> same_peak_sibling(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  if (prec == Precision::fp32) return std::nullopt;
+  const Precision other = prec == Precision::bf16 ? Precision::fp16 : Precision::bf16;
+  if (peak_TFLOPS(p, other) != peak_TFLOPS(p, prec)) return std::nullopt;
+  auto c = measured(n, other, p);
+  if (!c) return std::nullopt;
+  char text[96];
+  std::snprintf(text, sizeof text, "roofline estimate at the share of the %g TFLOPS peak %s reached (",
+                peak_TFLOPS(p, prec), to_string(other));
+  c->estimated = true;
+  c->forward_scale = c->backward_scale = 1;  // only the share carries over
+  c->basis = text + c->basis + "); no " + to_string(prec) + " measurement";
+  return c;
+}
+
+// Measured figures first, then estimates from the nearest evidence: this device on this network
+// in the other 16-bit format at the same peak; the device it borrows from on this network; this
+// device on another network; the device it borrows from on another network; half of peak.
 Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
   if (auto c = measured(n, prec, p)) return *c;
+  if (auto c = same_peak_sibling(n, prec, p)) return *c;
   Calibration c;
   if (p.efficiency_of) {
     if (auto borrowed = measured(n, prec, *p.efficiency_of)) {
@@ -157,10 +182,28 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
   std::snprintf(text, sizeof text, "roofline estimate at %.0f%% of %s peak (no measurement in %s)",
                 100 * c.efficiency, to_string(prec), p.file.c_str());
   c.basis = text;
+  c.peak_only = true;
   return c;
 }
 
+void check_precision(const DeviceProfile& p, Precision prec) {
+  if (peak_TFLOPS(p, prec) > 0) return;
+  std::string has = "fp32";
+  for (Precision q : {Precision::fp16, Precision::bf16})
+    if (peak_TFLOPS(p, q) > 0) has += std::string(" or ") + to_string(q);
+  throw topo::InputError("--precision", "",
+                         has + " on a " + p.device + " (its profile, " + p.file + ", states no " + to_string(prec) +
+                             " peak in /peak_TFLOPS: the GPU has no such arithmetic), got " + to_string(prec));
+}
+
 }  // namespace
+
+ComputeEvidence compute_evidence(const model::Network& net, Precision prec, const DeviceProfile& profile) {
+  check_precision(profile, prec);
+  const Calibration c = calibrate(net, prec, profile);
+  using Kind = ComputeEvidence::Kind;
+  return {!c.estimated ? Kind::measured : c.peak_only ? Kind::peak_only : Kind::from_measurement, c.basis};
+}
 
 double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision prec) {
   // fp32 weights, gradients and momentum (plus a 16-bit copy in mixed precision), and the
@@ -221,6 +264,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
 
   if (!(cfg.compute_jitter_cv >= 0 && cfg.compute_jitter_cv < 1))
     throw topo::InputError("--compute-jitter", "", "a coefficient of variation in [0, 1)");
+  check_precision(profile, prec);
   Calibration cal = calibrate(net, prec, profile);
   // Every bucket waits for its gradients from the slowest GPU: the compute timeline stretches.
   const double stretch = straggler_stretch(cfg.compute_jitter_cv, cfg.gpus, cal.measured_gpus);
@@ -229,6 +273,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   IterationResult r;
   r.memory_GB = need_GB;
   r.compute_estimated = cal.estimated;
+  r.compute_peak_only = cal.peak_only;
   r.compute_basis = cal.basis;
 
   // The largest messages' schedule: a `small` one below a size may load other links (Gloo's

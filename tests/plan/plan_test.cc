@@ -299,3 +299,41 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     REQUIRE(plan_document(r, r.rows.front(), o)["allreduce"]["library"] == "simulated-only");
   }
 }
+
+TEST_CASE("the default search leaves out precisions nothing measured, and marks estimates", "[plan]") {
+  // Big Basin's P100 was measured in fp32 only (Goyal et al.); its fp16 speed would be half the
+  // datasheet's fp16 peak, a guess that priced it 2.7x the measured fp32.
+  topo::Topology t = topo::load_any("bigbasin:2");
+  PlanOptions o;
+  o.batches_per_gpu = {32};
+  PlanResult r = make_plan(t, profile_for(t), o);
+  for (const PlanRow& row : r.rows) {
+    REQUIRE(row.precision.compute == Precision::fp32);
+    REQUIRE_FALSE(row.compute_estimated);
+  }
+  REQUIRE(r.unmeasured.size() == 1);
+  REQUIRE(r.unmeasured.front().first == "fp16");
+  REQUIRE_THAT(r.unmeasured.front().second, HasText("peak"));
+  // Named, it is planned, and the row and the plan file say what it rests on.
+  o.precisions = {{Precision::fp16, Precision::fp16}};
+  PlanResult named = make_plan(t, profile_for(t), o);
+  REQUIRE(named.unmeasured.empty());
+  REQUIRE(named.rows.front().compute_estimated);
+  const nlohmann::json doc = plan_document(named, named.rows.front(), o);
+  REQUIRE(doc.at("prediction").at("compute_estimated") == true);
+  REQUIRE_THAT(doc.at("prediction").at("compute_basis").get<std::string>(), HasText("estimate"));
+
+  // DGX A100: fp32 (TF32) and fp16 measured, bf16 estimated from fp16 at the same peak: all searched.
+  topo::Topology a100 = topo::load_any("dgx-a100");
+  PlanOptions all;
+  all.batches_per_gpu = {128};
+  all.gpu_counts = {8};
+  PlanResult searched = make_plan(a100, profile_for(a100), all);
+  REQUIRE(searched.unmeasured.empty());
+  std::set<Precision> seen;
+  for (const PlanRow& row : searched.rows) {
+    seen.insert(row.precision.compute);
+    REQUIRE(row.compute_estimated == (row.precision.compute == Precision::bf16));
+  }
+  REQUIRE(seen == std::set<Precision>{Precision::fp32, Precision::fp16, Precision::bf16});
+}

@@ -216,3 +216,39 @@ TEST_CASE("a share borrowed from another network keeps the GPU count its run wai
     REQUIRE_THAT(simulate_iteration(t, p, cfg).compute_s, WithinRel(steady, 1e-12));
   }
 }
+
+TEST_CASE("bf16 is refused where the GPU has none, and estimated from fp16 at the same peak",
+          "[sim][profile]") {
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = Precision::bf16};
+  cfg.decode_images_per_s_per_core = 1e9;  // compute alone
+  // P100 and V100 have no bf16 arithmetic; their datasheets, and so their profiles, state none.
+  for (const char* cluster : {"bigbasin", "dgx1"}) {
+    CAPTURE(cluster);
+    const topo::Topology t = topo::load_any(cluster);
+    const DeviceProfile p = device_profile_for(default_profiles_dir(), t.graph[topo::gpus(t).front()]);
+    REQUIRE(p.peak_TFLOPS_bf16 == 0);
+    cfg.batch_per_gpu = 32;
+    try {
+      simulate_iteration(t, p, cfg);
+      FAIL("accepted bf16");
+    } catch (const topo::InputError& e) {
+      REQUIRE(e.origin == "--precision");
+      REQUIRE_THAT(e.expected, HasText("fp32 or fp16 on a"));
+      REQUIRE_THAT(e.expected, HasText("got bf16"));
+    }
+    REQUIRE_THROWS_AS(compute_evidence(cfg.network, Precision::bf16, p), topo::InputError);
+  }
+  // A100: bf16 and fp16 share the 312 TFLOPS tensor-core peak; only fp16 was measured, 2,470
+  // images/s at 256 (NVIDIA's DeepLearningExamples table). bf16 runs at that share: the same rate.
+  const topo::Topology a100 = topo::load_any("dgx-a100");
+  const DeviceProfile p = device_profile_for(default_profiles_dir(), a100.graph[topo::gpus(a100).front()]);
+  REQUIRE(p.peak_TFLOPS_bf16 == p.peak_TFLOPS_fp16);
+  cfg.batch_per_gpu = 256;
+  const IterationResult bf16 = simulate_iteration(a100, p, cfg);
+  REQUIRE(bf16.compute_estimated);
+  REQUIRE_FALSE(bf16.compute_peak_only);
+  REQUIRE_THAT(bf16.compute_basis, HasText("fp16 reached"));
+  REQUIRE_THAT(bf16.images_per_s, WithinRel(2470, 1e-6));
+  REQUIRE(compute_evidence(cfg.network, Precision::bf16, p).kind == ComputeEvidence::Kind::from_measurement);
+  REQUIRE(compute_evidence(cfg.network, Precision::fp16, p).kind == ComputeEvidence::Kind::measured);
+}

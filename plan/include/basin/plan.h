@@ -183,7 +183,10 @@ struct PlanOptions {
   // by TCP)
   std::vector<Choice> algorithms;
   std::vector<double> buckets_MB = {0, 1, 4, 25};
-  std::vector<PrecisionChoice> precisions;  // empty: fp32, fp32/wire-fp16, fp16, bf16
+  // Empty: fp32, fp32/wire-fp16, fp16 and bf16 where the device has them, each only where a
+  // measurement stands behind its compute speed (its own or one it is estimated from), unless
+  // none has one; a datasheet-only estimate must be named here to be planned.
+  std::vector<PrecisionChoice> precisions;
   double tolerated_loss_points = 0;   // top-1 points the large minibatch may cost
   int max_global_batch = 0;           // 0: no limit beyond the accuracy one
   double price_per_gpu_hour = 0;      // 0: costs in GPU-hours
@@ -212,6 +215,8 @@ struct PlanRow {
   // NCCL's reduce and broadcast, where basin train's Gloo path stages every rank); "none" on one GPU.
   std::string library;
   std::string input_basis;      // the simulator's: the CPU cores decoding for a GPU, or why none
+  bool compute_estimated = false;  // the simulator's: no measurement of this device, network and precision
+  std::string compute_basis;       // the measurement or estimate that set the compute speed
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
@@ -226,6 +231,9 @@ struct PlanResult {
   // Choices named on --algorithms that did not run on some GPU counts searched beyond one: the
   // choice's name and those counts, e.g. {"nccl-tree/LL128", {16}}. (One-GPU rows reduce nothing.)
   std::vector<std::pair<std::string, std::vector<int>>> not_run;
+  // Precisions left out of the default search: only a share of the datasheet peak stood behind
+  // their compute speed, e.g. {"fp16", "roofline estimate at 50% of fp16 peak (...)"}.
+  std::vector<std::pair<std::string, std::string>> unmeasured;
   double search_s = 0;
   bool cost_in_gpu_hours = true;
 };

@@ -120,6 +120,7 @@ struct IterationResult {
   double gradient_MB = 0;
   double memory_GB = 0;            // device memory one GPU needs for the step (memory_needed_GB)
   bool compute_estimated = false;  // no measured throughput matched: roofline estimate
+  bool compute_peak_only = false;  // ... from no measurement at all: a share of the datasheet peak
   std::string compute_basis;       // which measurement or estimate set the compute speed
   std::string input_basis;         // the CPU cores the input pipeline was given, or why none
   std::vector<Span> spans;
@@ -146,6 +147,16 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
 // the batch's activations and gradients as the executor keeps them (model/memory_plan.h).
 // Library workspaces (cuDNN's, bounded by the executor at 256 MB) are not counted.
 double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision precision);
+
+// How the compute speed of `net` at `precision` on `profile` is known: measured; estimated from a
+// measurement (the other 16-bit format at the same peak, the device the profile borrows from,
+// another network); or only from a share of the datasheet peak. Throws an InputError naming
+// --precision where the profile states no peak for it (bf16 before Ampere).
+struct ComputeEvidence {
+  enum class Kind { measured, from_measurement, peak_only } kind;
+  std::string basis;  // as IterationResult::compute_basis
+};
+ComputeEvidence compute_evidence(const model::Network& net, Precision precision, const DeviceProfile& profile);
 
 struct Prediction {
   IterationResult result;
