@@ -60,7 +60,9 @@ int run_synth(SynthOptions o) {
   const bool tty = ::isatty(2);
   int last_percent = -1;
   auto progress = [&](int done, int total) {
+    // On a terminal one line redrawn each percent; into a file or pipe a line each 10%.
     int percent = 100 * done / total;
+    if (!tty && done != total) percent -= percent % 10;
     if (o.quiet || (percent == last_percent && done != total)) return;
     last_percent = percent;
     std::fprintf(stderr, "%sbasin data synth: %d/%d images (%d%%)%s", tty ? "\r" : "", done, total,

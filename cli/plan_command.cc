@@ -42,7 +42,9 @@ plan::PrecisionChoice parse_precision(const std::string& text) {
 sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path) {
   if (!path.empty()) return sim::load_device_profile(path);
   auto gpus = topo::gpus(t);
-  if (gpus.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
+  if (gpus.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + t.name +
+                                                      "' with none (discovery finds GPUs only through a CUDA driver; "
+                                                      "without one, load a model such as dgx-h100)");
   return sim::device_profile_for(sim::default_profiles_dir(), t.graph[gpus[0]]);
 }
 
@@ -283,7 +285,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--tolerated-loss", o->plan.tolerated_loss_points,
                   "Top-1 points the large minibatch may cost (Goyal et al.: 0 up to 8k)")->capture_default_str();
-  cmd->add_option("--max-global-batch", o->plan.max_global_batch, "Hard limit on the global batch");
+  cmd->add_option("--max-global-batch", o->plan.max_global_batch, "Hard limit on the global batch (0: none beyond --tolerated-loss)");
   cmd->add_option("--price-per-gpu-hour", o->plan.price_per_gpu_hour, "Price of one GPU-hour (default: cost in GPU-hours)");
   cmd->add_option("--objective", o->objective, "time, cost or throughput-per-dollar")->capture_default_str();
   cmd->add_option("--deadline-h", o->plan.deadline_h, "Reject plans that take longer (hours)");
@@ -295,11 +297,11 @@ std::function<int()> add_plan_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--profile", o->profile, "Device profile JSON (default: matched in profiles/devices)");
   cmd->add_option("--out", o->out, "Write the best plan here (basin.plan/1)")->capture_default_str();
-  cmd->add_option("--top", o->top, "Rows of the table to print")->capture_default_str();
+  cmd->add_option("--top", o->top, "Rows of the table to print (0: none, only the summary)")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->add_option("--plot", o->plot, "Write the Pareto front of time against cost as SVG");
   cmd->add_option("--compare", o->compare, "What if: the same search on this cluster, side by side");
-  cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps, "What if: every network port at this rate (GB/s)");
+  cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps, "What if: every network port at this rate (GB/s; 0: no comparison)");
   cmd->add_option("--compare-profile", o->compare_profile, "What if: another GPU profile");
   return [o] { return run(*o); };
 }

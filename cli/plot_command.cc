@@ -68,7 +68,12 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
   plot::Chart loss{.title = "Loss (" + log.parent_path().filename().string() + ")",
                    .x = {"step"}, .y = {"cross-entropy loss"}, .series = {train}};
   if (!val.x.empty()) loss.series.push_back(val);
-  // Both files are checked before either is written, so a bad --out-dir leaves neither.
+  // The directory is made if missing (as `basin train --out` is), and both files are checked
+  // before either is written, so a bad --out-dir leaves neither.
+  std::error_code made;
+  if (!fs::exists(dir) && !fs::create_directories(dir, made) && made)
+    throw topo::InputError("--out-dir", "", "a directory that can be made, got " + dir.string() + " (" +
+                                                made.message() + ")");
   topo::require_writable((dir / "loss.svg").string());
   if (!top1.x.empty()) topo::require_writable((dir / "accuracy.svg").string());
   written.push_back((dir / "loss.svg").string());

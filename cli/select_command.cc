@@ -180,9 +180,9 @@ std::function<int()> add_select_command(CLI::App& app) {
   auto o = std::make_shared<SelectCliOptions>();
   CLI::App* cmd = app.add_subcommand("select", "Best allreduce algorithm for every message size");
   cmd->add_option("--cluster", o->cluster, "Cluster spec or topology/cluster JSON")->capture_default_str();
-  cmd->add_option("--ranks", o->select.ranks, "Ranks (default: every GPU)");
+  cmd->add_option("--ranks", o->select.ranks, "Ranks (default or 0: every GPU)");
   cmd->add_option("--per-server", o->select.per_server,
-                  "Ranks per server, e.g. 1 for one leader per server (default: all its GPUs)");
+                  "Ranks per server, e.g. 1 for one leader per server (default or 0: all its GPUs)");
   cmd->add_flag("--nccl", o->select.nccl,
                 "Add NCCL's ring and tree under LL, LL128 (where NCCL enables it) and Simple, NVLS where the NVSwitch sums, "
                 "NVLS-tree across servers whose NVSwitches sum, and on a fabric that sums (sharp=on) NVLS across "

@@ -73,7 +73,9 @@ int run(const SimOptions& o) {
   cfg.host_staging.mode = host_staging_mode(o.host_staging);
   cfg.compute_jitter_cv = o.compute_jitter;
   auto all = topo::gpus(cluster);
-  if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs");
+  if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + cluster.name +
+                                                      "' with none (discovery finds GPUs only through a CUDA driver; "
+                                                      "without one, load a model such as dgx-h100)");
   sim::DeviceProfile profile =
       o.profile.empty()
           ? sim::device_profile_for(sim::default_profiles_dir(), cluster.graph[all[0]])

@@ -263,7 +263,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             if (&choice == &*first) {
               char why[160];
               std::snprintf(why, sizeof why, "batch %d in %s needs about %.1f GB of the %s's %.0f GB",
-                            batch, p.name().c_str(), need, profile.device.c_str(), profile.memory_GB);
+                            batch, p.name().c_str(), need,
+                            (profile.memory_of.empty() ? profile.device : profile.memory_of).c_str(),
+                            profile.memory_GB);
               row.rejected = why;
               result.rejected.push_back(row);
             }

@@ -49,8 +49,10 @@ Network::Network(const topo::Topology& topo_in, NetworkParams params)
   const topo::Topology& topo = *topo_;
   // Every prediction goes through here: a negative or NaN overhead would make collectives
   // cheaper than free or every time NaN, and the result would still print as if meaningful.
-  if (!std::isfinite(params.per_message_overhead_us) || params.per_message_overhead_us < 0)
-    throw topo::InputError("--overhead-us", "", "microseconds of 0 or more, got " +
+  // At most a second a message: beyond that no network is being described, and the times
+  // printed would run to hundreds of digits.
+  if (!(params.per_message_overhead_us >= 0 && params.per_message_overhead_us <= 1e6))
+    throw topo::InputError("--overhead-us", "", "microseconds from 0 to 1e6 (a second), got " +
                                                     std::to_string(params.per_message_overhead_us));
   if (!std::isfinite(params.reduce_GBps) || params.reduce_GBps < 0)
     throw topo::InputError("reduce_GBps", "", "0 (free) or more GB/s, got " +

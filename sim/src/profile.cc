@@ -162,7 +162,15 @@ std::string default_profiles_dir() {
 }
 
 DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) {
-  DeviceProfile p = find_device_profile(dir, gpu.model);
+  DeviceProfile p;
+  try {
+    p = find_device_profile(dir, gpu.model);
+  } catch (const topo::InputError& e) {
+    if (e.origin != "--profile") throw;  // the directory or a profile in it is at fault
+    // The user wrote the model into a topology (or discovery read it): name that GPU.
+    throw topo::InputError("GPU " + gpu.id + " of the topology", "model",
+                           "a model that a device profile matches, got '" + gpu.model + "': " + e.expected);
+  }
   if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {
     p.memory_GB = gpu.memory_GB;
     p.memory_of = gpu.model.empty() ? gpu.id : gpu.model;

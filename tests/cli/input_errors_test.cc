@@ -74,6 +74,8 @@ TEST_CASE("negative or zero or NaN numbers are refused rather than read as a def
       std::pair{"sim --cluster bigbasin:2 --bucket-mb -1", "--bucket-mb"},
       std::pair{"sim --cluster bigbasin:2 --bucket-mb nan", "--bucket-mb"},
       std::pair{"sim --cluster bigbasin:2 --overhead-us -100", "--overhead-us"},
+      std::pair{"sim --cluster bigbasin:2 --overhead-us 1e300", "--overhead-us"},
+      std::pair{"sim --cluster bigbasin:2 --precision bf16", "--precision"},
       std::pair{"sim --cluster bigbasin:2 --decode-rate 0", "--decode-rate"},
       std::pair{"sim --cluster bigbasin:2 --decode-rate nan", "--decode-rate"},
       std::pair{"sim --cluster bigbasin:2 --cores-per-gpu -2", "--cores-per-gpu"},

@@ -151,7 +151,13 @@ TEST_CASE("basin plot names a record type it does not know and a bad --out-dir",
   REQUIRE_THAT(r.out, HasText("vall"));
   REQUIRE_FALSE(fs::exists(dir / "loss.svg"));
   std::ofstream(dir / "log.jsonl") << "{\"step\": 0, \"loss\": 2.0}\n";
-  r = run("plot " + dir.path.string() + " --out-dir " + (dir / "no/such"));
+  // A missing --out-dir is made; one under a file cannot be, and is named.
+  r = run("plot " + dir.path.string() + " --out-dir " + (dir / "new/plots"));
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(fs::exists(dir / "new/plots/loss.svg"));
+  r = run("plot " + dir.path.string() + " --out-dir " + (dir / "log.jsonl/plots"));
   REQUIRE(r.exit_code == 2);
-  REQUIRE_THAT(r.out, HasText(dir / "no/such/loss.svg"));
+  REQUIRE_THAT(r.out, HasText("--out-dir"));
+  REQUIRE_THAT(r.out, HasText(dir / "log.jsonl/plots"));
+  REQUIRE(read_file(dir / "log.jsonl") == "{\"step\": 0, \"loss\": 2.0}\n");
 }

@@ -141,6 +141,8 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
          d["links"][0]["generation"] = 4;
        },
        "/links/0/generation", "nvlink and pcie"},
+      {"GPU memory of 0", [](json& d) { d["nodes"][0]["memory_GB"] = 0; }, "/nodes/0/memory_GB",
+       "above 0"},
       {"wrong format", [](json& d) { d["format"] = "basin.topology/9"; }, "/format",
        "basin.topology/1"},
       {"isolated GPU",

@@ -123,7 +123,7 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   n.server = r.integer("server", false, 0, -1);
   n.index = r.integer("index", false, 0, 0);
   n.numa = r.integer("numa", false, -1, -1);
-  n.memory_GB = r.number("memory_GB", false, 0, 0, false);
+  n.memory_GB = r.number("memory_GB", false, 0, 0, true);  // absent when unknown, never 0
   n.cores = r.integer("cores", false, 0, 0);
   n.pci_bus = r.str("pci_bus", false);
   if (n.kind == NodeKind::nic) {
