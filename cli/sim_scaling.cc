@@ -39,25 +39,34 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
   nlohmann::json points = nlohmann::json::array();
   plot::Series curve{"basin sim", {}, {}, plot::Series::Style::line_and_points};
   if (!o.json)
-    std::printf("%6s %12s %10s %10s %12s %10s\n", "GPUs", "iteration s", "exposed s", "images/s",
-                "epoch s", "efficiency");
+    std::printf("%6s %12s %10s %10s %10s %12s %10s %12s\n", "GPUs", "iteration s", "exposed s", "stall s",
+                "images/s", "epoch s", "efficiency", "vs one GPU");
+  std::string input_basis;  // the largest count's
   for (size_t i = 0; i < counts.size(); ++i) {
     config.gpus = counts[i];
     const sim::Prediction p = sim::predict(cluster, profile, config, model);
     const sim::IterationResult& r = p.result;
+    input_basis = r.input_basis;
     points.push_back({{"gpus", counts[i]}, {"iteration_s", r.iteration_s},
-                      {"exposed_comm_s", r.exposed_comm_s}, {"images_per_s", r.images_per_s},
+                      {"exposed_comm_s", r.exposed_comm_s}, {"data_stall_s", r.data_stall_s},
+                      {"images_per_s", r.images_per_s},
                       {"epoch_s", r.epoch_s}, {"scaling_efficiency", p.scaling_efficiency},
                       {"scaling_efficiency_vs_one_gpu", p.scaling_efficiency_vs_one_gpu}});
     curve.x.push_back(counts[i]);
     curve.y.push_back(p.scaling_efficiency);
     if (!o.json)
-      std::printf("%6d %12.4f %10.4f %10.0f %12.1f %9.1f%%\n", counts[i], r.iteration_s,
-                  r.exposed_comm_s, r.images_per_s, r.epoch_s, 100 * p.scaling_efficiency);
+      std::printf("%6d %12.4f %10.4f %10.4f %10.0f %12.1f %9.1f%% %11.1f%%\n", counts[i], r.iteration_s,
+                  r.exposed_comm_s, r.data_stall_s, r.images_per_s, r.epoch_s, 100 * p.scaling_efficiency,
+                  100 * p.scaling_efficiency_vs_one_gpu);
     else
       std::cerr << "basin sim: " << i + 1 << "/" << counts.size() << " (" << counts[i]
                 << " GPUs)\n";
   }
+  // Efficiency against one server hides a pipeline that starves every GPU alike: say so.
+  if (!o.json && !points.empty() && points.back()["data_stall_s"].get<double>() > 1e-3 * points.back()["iteration_s"].get<double>())
+    std::printf("The input pipeline stalls every GPU (%s); efficiency vs one server leaves that out, "
+                "vs one GPU does not: raise --decode-rate or --cores-per-gpu to see the GPUs' own scaling.\n",
+                input_basis.c_str());
   if (o.json)
     std::cout << nlohmann::json{{"format", "basin.sim_scaling/1"},
                                 {"cluster", cluster.name},

@@ -1,5 +1,6 @@
 // `basin sim --scaling`: the sweep's points are the single-configuration predictions of the
 // same command, from one server up, and its plot and bad input behave.
+#include "../catch.h"
 #include "../run_basin.h"
 #include "../temp_dir.h"
 
@@ -34,7 +35,21 @@ TEST_CASE("basin sim --scaling predicts each count as basin sim --gpus does", "[
     REQUIRE_THAT(p["iteration_s"].get<double>(), WithinRel(k["iteration_s"].get<double>(), 1e-12));
     REQUIRE_THAT(p["scaling_efficiency"].get<double>(),
                  WithinRel(k["scaling_efficiency"].get<double>(), 1e-12));
+    REQUIRE(p["data_stall_s"].get<double>() == k["breakdown"]["data_stall_s"].get<double>());
   }
+}
+
+TEST_CASE("basin sim --scaling shows the input pipeline's stall and says when it sets the pace", "[cli]") {
+  // 14 cores per H100 at 150 images/s each feed 2,100 images/s; one H100 computes 3,976 in bf16
+  // (profiles/devices/h100.json): every GPU waits, alike at every count.
+  auto r = run("sim --cluster dgx-h100:2 --precision bf16 --batch-per-gpu 256 --scaling");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("stall s"));
+  REQUIRE_THAT(r.out, HasText("The input pipeline stalls every GPU"));
+  // Fed fast enough, it does not.
+  r = run("sim --cluster dgx-h100:2 --precision bf16 --batch-per-gpu 256 --scaling --decode-rate 1000");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, !HasText("The input pipeline stalls"));
 }
 
 TEST_CASE("basin sim --scaling --plot writes the curve and the measured points", "[cli]") {
