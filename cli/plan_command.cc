@@ -79,10 +79,10 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
     const auto& b = r.rows.front();
     const double decoded = b.batch_per_gpu / b.iteration_s;
     const double could = b.batch_per_gpu / (b.iteration_s - b.data_stall_s);
-    std::printf("\nThe best plan waits for its input: the CPU cores serving each GPU decode about %.0f "
-                "images/s (--decode-rate %.4g per core) where the GPU could take %.0f. More cores per "
-                "GPU or decoding on the GPU would raise the ceiling.\n",
-                decoded, o.plan.decode_images_per_s_per_core, could);
+    std::printf("\nThe best plan waits for its input: each GPU is fed about %.0f images/s (%s; --decode-rate "
+                "%.4g per core) where it could take %.0f. More cores per GPU or decoding on the GPU "
+                "(--gpu-decode-rate) would raise the ceiling.\n",
+                decoded, b.input_basis.c_str(), o.plan.decode_images_per_s_per_core, could);
   }
   std::printf("\nPareto front (time to train against %s):\n", cost_unit);
   for (int i : r.pareto) {
@@ -292,6 +292,8 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--budget", o->plan.budget, "Reject plans that cost more");
   cmd->add_option("--overhead-us", o->plan.network.per_message_overhead_us, "Per-message software overhead (us)")->capture_default_str();
   cmd->add_option("--decode-rate", o->plan.decode_images_per_s_per_core, "JPEG decode+augment images/s per CPU core")->capture_default_str();
+  cmd->add_option("--gpu-decode-rate", o->plan.gpu_decode_images_per_s,
+                  "JPEG images/s each GPU decodes itself beside its CPU cores (DALI's mixed decoder; default 0: none)");
   cmd->add_option("--compute-jitter", o->plan.compute_jitter_cv,
                   "Step-to-step variation of one GPU's compute time (coefficient of variation)")
       ->capture_default_str();

@@ -29,6 +29,7 @@ struct SimOptions {
   std::string profile;
   double overhead_us = 5;
   double decode_rate = sim::TrainingConfig{}.decode_images_per_s_per_core;
+  double gpu_decode_rate = 0;
   double cores_per_gpu = 0;
   std::string host_staging = "auto";
   double compute_jitter = 0;
@@ -70,6 +71,7 @@ int run(const SimOptions& o) {
   if (!o.wire.empty()) cfg.wire_precision = sim::precision_from_string(o.wire, "--wire");
   cfg.network_params.per_message_overhead_us = o.overhead_us;
   cfg.decode_images_per_s_per_core = o.decode_rate;
+  cfg.gpu_decode_images_per_s = o.gpu_decode_rate;
   cfg.cores_per_gpu = o.cores_per_gpu;
   cfg.host_staging.mode = host_staging_mode(o.host_staging);
   cfg.compute_jitter_cv = o.compute_jitter;
@@ -127,7 +129,7 @@ int run(const SimOptions& o) {
           {"wire", sim::to_string(cfg.wire_precision.value_or(cfg.precision))},
           {"profile", profile.file},
           {"per_message_overhead_us", o.overhead_us},
-          {"decode_images_per_s_per_core", o.decode_rate}, {"host_staging", o.host_staging},
+          {"decode_images_per_s_per_core", o.decode_rate}, {"gpu_decode_images_per_s", o.gpu_decode_rate}, {"host_staging", o.host_staging},
           {"compute_jitter_cv", o.compute_jitter}}},
         {"staged_through_host", staged},
         {"iteration_s", r.iteration_s},
@@ -225,6 +227,9 @@ std::function<int()> add_sim_command(CLI::App& app) {
                   "JPEG decode+augment images/s per CPU core (assumed default)")
       ->capture_default_str();
   cmd->add_option("--cores-per-gpu", o->cores_per_gpu, "CPU cores feeding each GPU, a share such as 3.5 (default: the server's cores over its GPUs in use)");
+  cmd->add_option("--gpu-decode-rate", o->gpu_decode_rate,
+                  "JPEG images/s each GPU decodes itself beside its CPU cores (DALI's mixed decoder on "
+                  "A100/H100 hardware JPEG engines; default 0: none)");
   cmd->add_option("--host-staging", o->host_staging,
                   "Gloo's copies through host memory for allreduces between servers: auto (when "
                   "the NICs are Ethernet), on, off")

@@ -113,8 +113,11 @@ nlohmann::json route_json(const topo::Topology& t, const topo::Route& r, topo::V
 
 topo::Vertex require_node(const topo::Topology& t, const std::string& id) {
   if (auto v = topo::find_node(t, id)) return *v;
-  throw topo::InputError("--route", "", "a node id of this topology (like gpu0 or s1/gpu3), but \"" +
-                                            id + "\" is not one");
+  // Examples from this topology: a server's own ids are bare (gpu0), a cluster's carry the
+  // server (s0/gpu0).
+  const auto gpus = topo::gpus(t);
+  const std::string like = gpus.empty() ? "" : " (like " + t.graph[gpus.front()].id + " or " + t.graph[gpus.back()].id + ")";
+  throw topo::InputError("--route", "", "a node id of this topology" + like + ", but \"" + id + "\" is not one");
 }
 
 int run(const TopoOptions& o, const CLI::App& cmd) {

@@ -48,7 +48,8 @@ print(f"\nInter-server algorithm at 32 servers: halving-doubling {it256:.4f} s p
       f"{itring:.4f} s ({100*(itring/it256-1):+.0f}%): halving-doubling clearly faster, as the paper reports.\n")
 
 print("## What the iteration is made of\n")
-print("Each allreduce term summed over the 161 per-layer allreduces of an iteration (most of it runs")
+buckets = json.load(open(f"{tmp}/256.json"))["buckets"]
+print(f"Each allreduce term summed over the {buckets} per-layer allreduces of an iteration (most of it runs")
 print("behind backprop), and in brackets how much shorter the iteration would be without that term")
 print("alone (its contribution to the iteration). Published: 0.23 s on 8 GPUs, ~0.26 s on 256 and")
 print("~0.264 s on 352 (30 s per epoch of 114 iterations).\n")

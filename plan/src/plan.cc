@@ -197,6 +197,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     cfg.wire_precision = p.wire;
     cfg.network_params = o.network;
     cfg.decode_images_per_s_per_core = o.decode_images_per_s_per_core;
+    cfg.gpu_decode_images_per_s = o.gpu_decode_images_per_s;
     cfg.compute_jitter_cv = o.compute_jitter_cv;
     cfg.epoch_images = o.dataset_images;
     return cfg;

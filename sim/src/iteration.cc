@@ -246,6 +246,9 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   if (!std::isfinite(cfg.decode_images_per_s_per_core) || !(cfg.decode_images_per_s_per_core > 0))
     throw topo::InputError("--decode-rate", "", "images/s per core above 0, got " +
                                                     std::to_string(cfg.decode_images_per_s_per_core));
+  if (!(cfg.gpu_decode_images_per_s >= 0) || !std::isfinite(cfg.gpu_decode_images_per_s))
+    throw topo::InputError("--gpu-decode-rate", "", "0 (none) or images/s decoded on each GPU, got " +
+                                                        std::to_string(cfg.gpu_decode_images_per_s));
   if (!(cfg.cores_per_gpu >= 0) || !std::isfinite(cfg.cores_per_gpu))
     throw topo::InputError("--cores-per-gpu", "", "0 (the server's share) or more cores, got " +
                                                       std::to_string(cfg.cores_per_gpu));
@@ -348,7 +351,13 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
                     "not modelled: the topology states no CPU cores for the server (--cores-per-gpu gives them)");
   }
   r.input_basis = basis;
-  const double data_s = cores > 0 ? cfg.batch_per_gpu / (cfg.decode_images_per_s_per_core * cores) : 0;
+  const double fed = (cores > 0 ? cfg.decode_images_per_s_per_core * cores : 0) + cfg.gpu_decode_images_per_s;
+  if (cfg.gpu_decode_images_per_s > 0) {
+    std::snprintf(basis, sizeof basis, "%.4g images/s decoded on the GPU", cfg.gpu_decode_images_per_s);
+    r.input_basis = cores > 0 ? r.input_basis + ", and " + basis : std::string(basis) + " alone";
+  }
+  // Only where something bounds it: a topology without cores and no GPU decoding is not modelled.
+  const double data_s = fed > 0 && (cores > 0 || cfg.gpu_decode_images_per_s > 0) ? cfg.batch_per_gpu / fed : 0;
   r.iteration_s = std::max(step_end, data_s);
   r.data_stall_s = r.iteration_s - step_end;
   const double global_batch = static_cast<double>(cfg.batch_per_gpu) * cfg.gpus;

@@ -84,6 +84,23 @@ TEST_CASE("a server's cores are shared by the GPUs used there, and no stated cor
   REQUIRE_THAT(unstated.input_basis, HasText("not modelled"));
 }
 
+TEST_CASE("decoding on the GPU adds to what its CPU cores decode", "[sim]") {
+  topo::Topology t = topo::load_any("bigbasin");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 8, .batch_per_gpu = 32,
+                     .decode_images_per_s_per_core = 10, .gpu_decode_images_per_s = 15};
+  // 3.5 cores at 10 images/s and 15 on the GPU: 50 images/s, so 32 images take 0.64 s.
+  IterationResult both = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE_THAT(both.iteration_s, WithinRel(32.0 / 50, 1e-12));
+  REQUIRE_THAT(both.input_basis, HasText("15 images/s decoded on the GPU"));
+  // Without stated cores the GPU's decoder alone bounds it.
+  for (auto v : topo::nodes_of_kind(t, topo::NodeKind::cpu)) t.graph[v].cores = 0;
+  IterationResult alone = simulate_iteration(t, profile_for(t), cfg);
+  REQUIRE_THAT(alone.iteration_s, WithinRel(32.0 / 15, 1e-12));
+  REQUIRE_THAT(alone.input_basis, HasText("alone"));
+  cfg.gpu_decode_images_per_s = -1;
+  REQUIRE_THROWS_AS(simulate_iteration(t, profile_for(t), cfg), topo::InputError);
+}
+
 TEST_CASE("impossible requests are input errors", "[sim]") {
   topo::Topology t = topo::load_any("bigbasin:2");
   DeviceProfile p = profile_for(t);

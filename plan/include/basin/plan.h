@@ -194,6 +194,7 @@ struct PlanOptions {
   double deadline_h = 0, budget = 0;  // 0: none
   sim::NetworkParams network{.per_message_overhead_us = 5, .reduce_GBps = 0};
   double decode_images_per_s_per_core = sim::TrainingConfig{}.decode_images_per_s_per_core;
+  double gpu_decode_images_per_s = 0;  // sim::TrainingConfig::gpu_decode_images_per_s
   double compute_jitter_cv = 0;  // per-GPU compute variation: sim::TrainingConfig's
 };
 

@@ -83,6 +83,10 @@ struct TrainingConfig {
   // (reports/data-pipeline-2026-11-23.md): measure yours with `basin data load`.
   double decode_images_per_s_per_core = 150;
   double cores_per_gpu = 0;  // 0: the server's cores / its GPUs used; none stated: pipeline not modelled
+  // JPEG decode on each GPU beside its CPU cores (NVIDIA DALI's "mixed" decoder: the A100's and
+  // H100's hardware JPEG engines, which run beside the SMs), images/s; 0: none. No default: the
+  // one public reading for an A100, 5,000 to 8,000 images/s, is not a table of NVIDIA's.
+  double gpu_decode_images_per_s = 0;
   long long epoch_images = 1281167;           // ImageNet-1k training set
   // Step-to-step variation of one GPU's compute time (coefficient of variation, 0: none). A
   // synchronous step waits for the slowest GPU: see straggler_stretch.
