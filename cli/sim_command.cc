@@ -147,6 +147,7 @@ int run(const SimOptions& o) {
         {"device_memory_GB", profile.memory_GB},
         {"compute_estimated", r.compute_estimated},
         {"compute_basis", r.compute_basis},
+        {"step_overhead_s", r.step_overhead_s},
         {"input_basis", r.input_basis}};
     std::cout << j.dump(2) << "\n";
     return 0;

@@ -67,14 +67,30 @@ struct Calibration {
   // calibrated iteration splits as measured (the total is unchanged).
   double forward_scale = 1, backward_scale = 1;
   int measured_gpus = 1;  // GPUs of the measured run (stragglers.cc)
+  // A fixed cost of every step whatever its batch (kernel launches, the framework's host work),
+  // spread evenly over the layers' forward and backward passes (step_overhead).
+  double step_overhead_s = 0;
 };
 
-// The share of peak that makes the roofline of `n` match measurement `m` of it on `p`.
+// The step's fixed cost, fitted where a profile measured one network at one precision at two
+// batches: t(b) = overhead + roofline(b) at one share of peak fits both exactly (an affine step
+// time, Amdahl's form). The H100's PyTorch ResNet-50 fp32 step at 32 and 256 images (1,771 and
+// 2,520 images/s) gives about 6 ms. A profile that measured one batch per run has none (0),
+// unless it borrows from one that has; the cost scales with the network's layer count.
+struct StepOverhead {
+  double seconds = 0;  // for the network measured
+  size_t layers = 0;   // of that network
+  std::string basis;
+};
+
+// The share of peak that makes the roofline of `n`, plus the step's fixed cost `overhead`,
+// match measurement `m` of it on `p`.
 Calibration from_measurement(const model::Network& n, Precision prec, const DeviceProfile& p,
-                             const MeasuredThroughput& m) {
-  const double target = m.batch_per_gpu / m.images_per_s;
+                             const MeasuredThroughput& m, double overhead = 0) {
+  const double target = m.batch_per_gpu / m.images_per_s - overhead;
   Calibration c{.efficiency = 1.0, .estimated = false};
   c.measured_gpus = m.gpus;
+  c.step_overhead_s = overhead;
   if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
     double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
     for (int i = 0; i < 100; ++i) {
@@ -93,8 +109,8 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
       LayerTimes lt = layer_times(l, m.batch_per_gpu, prec, p, c.efficiency);
       forward += lt.forward_s, backward += lt.backward_s;
     }
-    c.backward_scale = m.backward_s / backward;
-    c.forward_scale = (target - optimizer_s(n, p) - m.backward_s) / forward;
+    c.backward_scale = (m.backward_s - overhead / 2) / backward;
+    c.forward_scale = (target - optimizer_s(n, p) - (m.backward_s - overhead / 2)) / forward;
     std::snprintf(text, sizeof text, "; backprop %.0f ms of it (%s)", 1e3 * m.backward_s,
                   m.backward_source.c_str());
     c.basis += text;
@@ -102,11 +118,68 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   return c;
 }
 
-// The same network at the same precision measured on `p`, if it was.
+StepOverhead fit_step_overhead(const DeviceProfile& p) {
+  for (const auto& small : p.measured)
+    for (const auto& large : p.measured) {
+      if (small.model != large.model || small.precision != large.precision ||
+          !(small.batch_per_gpu < large.batch_per_gpu))
+        continue;
+      model::Network net;
+      try {
+        net = model::network_by_name(small.model);
+      } catch (const std::invalid_argument&) {
+        continue;
+      }
+      const double t_small = small.batch_per_gpu / small.images_per_s,
+                   t_large = large.batch_per_gpu / large.images_per_s;
+      // The share of peak at which the roofline grows by what the measurements grew by.
+      auto growth = [&](double e) {
+        return compute_s(net, large.batch_per_gpu, small.precision, p, e) -
+               compute_s(net, small.batch_per_gpu, small.precision, p, e);
+      };
+      double lo = 1e-4, hi = 1.0;  // growth falls as the share rises
+      if (growth(hi) >= t_large - t_small) lo = hi;
+      else
+        for (int i = 0; i < 100; ++i) {
+          const double mid = std::sqrt(lo * hi);
+          (growth(mid) > t_large - t_small ? lo : hi) = mid;
+        }
+      const double overhead = t_small - compute_s(net, small.batch_per_gpu, small.precision, p, hi);
+      if (!(overhead > 0)) continue;  // no fixed cost to speak of
+      char text[256];
+      std::snprintf(text, sizeof text,
+                    "a fixed %.1f ms a step for %s, fitted on %s %s at batches %d and %d (%s, %s)", 1e3 * overhead,
+                    p.device.c_str(), small.model.c_str(), to_string(small.precision), small.batch_per_gpu,
+                    large.batch_per_gpu, small.source.c_str(), large.source.c_str());
+      return {overhead, net.layers.size(), text};
+    }
+  return {};
+}
+
+// The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from.
+StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p) {
+  StepOverhead o = fit_step_overhead(p);
+  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of);
+  if (o.seconds > 0 && o.layers != n.layers.size()) {
+    char text[96];
+    std::snprintf(text, sizeof text, " x %zu/%zu layers", n.layers.size(), o.layers);
+    o.seconds *= static_cast<double>(n.layers.size()) / o.layers;
+    o.basis += text;
+  }
+  return o;
+}
+
+// The same network at the same precision measured on `p`, if it was (the largest batch, where
+// the fixed cost weighs least).
 std::optional<Calibration> measured(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  const MeasuredThroughput* best = nullptr;
   for (const auto& m : p.measured)
-    if (m.model == n.name && m.precision == prec) return from_measurement(n, prec, p, m);
-  return std::nullopt;
+    if (m.model == n.name && m.precision == prec && (!best || m.batch_per_gpu > best->batch_per_gpu)) best = &m;
+  if (!best) return std::nullopt;
+  const StepOverhead o = step_overhead(n, p);
+  Calibration c = from_measurement(n, prec, p, *best, o.seconds);
+  if (o.seconds > 0) c.basis += "; " + o.basis;
+  return c;
 }
 
 // Another network measured on `p` at this precision: the share of its roofline it reached, the
@@ -128,7 +201,7 @@ std::optional<Calibration> other_network(const model::Network& n, Precision prec
     if (!nearest || gap < nearest_gap) nearest = &m, nearest_gap = gap, nearest_net = std::move(other);
   }
   if (!nearest) return std::nullopt;
-  const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest);
+  const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest, step_overhead(nearest_net, p).seconds);
   Calibration c;
   c.efficiency = theirs.efficiency;
   c.measured_gpus = theirs.measured_gpus;  // the share already waited for that run's slowest GPU
@@ -159,8 +232,7 @@ std::optional<Calibration> same_peak_sibling(const model::Network& n, Precision 
 // Measured figures first, then estimates from the nearest evidence: this device on this network
 // in the other 16-bit format at the same peak; the device it borrows from on this network; this
 // device on another network; the device it borrows from on another network; half of peak.
-Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
-  if (auto c = measured(n, prec, p)) return *c;
+Calibration estimate_share(const model::Network& n, Precision prec, const DeviceProfile& p) {
   if (auto c = same_peak_sibling(n, prec, p)) return *c;
   Calibration c;
   if (p.efficiency_of) {
@@ -183,6 +255,16 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
                 100 * c.efficiency, to_string(prec), p.file.c_str());
   c.basis = text;
   c.peak_only = true;
+  return c;
+}
+
+Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  if (auto c = measured(n, prec, p)) return *c;
+  Calibration c = estimate_share(n, prec, p);
+  // An estimate carries this device's fixed cost of a step for this network, as a measurement does.
+  const StepOverhead o = step_overhead(n, p);
+  if (c.step_overhead_s == 0 && o.seconds > 0) c.basis += "; " + o.basis;
+  c.step_overhead_s = o.seconds;
   return c;
 }
 
@@ -278,15 +360,18 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   r.compute_estimated = cal.estimated;
   r.compute_peak_only = cal.peak_only;
   r.compute_basis = cal.basis;
+  r.step_overhead_s = cal.step_overhead_s;
 
   // The largest messages' schedule: a `small` one below a size may load other links (Gloo's
   // small buffers through the host; NCCL's own choice of algorithm for small buckets), which the
   // trace's busiest-link counters leave out.
   const std::map<std::string, double> busiest = busiest_links(cluster, allreduce);
 
+  // The step's fixed cost, a share on each layer's forward and backward pass.
+  const double per_pass = stretch * cal.step_overhead_s / (2.0 * static_cast<double>(net.layers.size()));
   double t = 0;
   for (const auto& l : net.layers) {
-    double d = cal.forward_scale *
+    double d = per_pass + cal.forward_scale *
                layer_times(l, cfg.batch_per_gpu, prec, profile, cal.efficiency).forward_s;
     r.spans.push_back({l.name, "compute", t, t + d});
     t += d;
@@ -312,7 +397,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     pending = 0;
   };
   for (auto it = net.layers.rbegin(); it != net.layers.rend(); ++it) {
-    double d = cal.backward_scale *
+    double d = per_pass + cal.backward_scale *
                layer_times(*it, cfg.batch_per_gpu, prec, profile, cal.efficiency).backward_s;
     r.spans.push_back({it->name + " backward", "compute", t, t + d});
     t += d;

@@ -263,7 +263,8 @@ TEST_CASE("basin plan says when its best plan waits for the input pipeline, and 
   CAPTURE(fed_by_cpu.out);
   REQUIRE(fed_by_cpu.exit_code == 0);
   REQUIRE_THAT(fed_by_cpu.out, HasText("best; bound by input pipeline"));
-  REQUIRE_THAT(fed_by_cpu.out, HasText("decode about 2100 images/s (--decode-rate 150 per core)"));
+  REQUIRE_THAT(fed_by_cpu.out, HasText("each GPU is fed about 2100 images/s (14 CPU cores per GPU"));
+  REQUIRE_THAT(fed_by_cpu.out, HasText("--decode-rate 150 per core"));
   // Decoding fast enough: nothing waits, and nothing is said.
   Result fast = run("plan --cluster dgx-h100:2 --top 1 --out '' --decode-rate 100000");
   CAPTURE(fast.out);

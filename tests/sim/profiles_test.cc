@@ -68,6 +68,13 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
   REQUIRE(twice.efficiency_of);
 
   const topo::Topology t = topo::load_any("dgx-h100:1");
+  // The step's fixed cost (launches, host work) is the framework's, not the roofline's: the same
+  // on both, so what doubles is the part that grows with the batch, t(256) - t(32).
+  auto growth = [&](const DeviceProfile& p, TrainingConfig cfg) {
+    const double large = simulate_iteration(t, p, cfg).compute_s;
+    cfg.batch_per_gpu = 32;
+    return large - simulate_iteration(t, p, cfg).compute_s;
+  };
   for (Precision prec : {Precision::bf16, Precision::fp32}) {
     CAPTURE(to_string(prec));
     TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = prec};
@@ -76,7 +83,7 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
     REQUIRE_FALSE(measured.compute_estimated);
     // The H100 runs at its measurement (DEVICE.md: 3,976 bf16, 2,520 fp32 images/s at 256).
     REQUIRE_THAT(measured.compute_s, WithinRel(256.0 / (prec == Precision::bf16 ? 3976 : 2520), 1e-6));
-    REQUIRE_THAT(borrowed.compute_s, WithinRel(measured.compute_s / 2, 1e-9));
+    REQUIRE_THAT(growth(twice, cfg), WithinRel(growth(h100, cfg) / 2, 1e-9));
     REQUIRE(borrowed.compute_estimated);
     REQUIRE(borrowed.compute_basis.find("no measurement of this device") != std::string::npos);
     REQUIRE(borrowed.compute_basis.find(h100.device) != std::string::npos);
@@ -87,7 +94,7 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
   const IterationResult nearest = simulate_iteration(t, twice, r18);
   REQUIRE(nearest.compute_estimated);
   // At that share on a roofline twice as fast: half the H100's (itself at ResNet-50's share).
-  REQUIRE_THAT(nearest.compute_s, WithinRel(simulate_iteration(t, h100, r18).compute_s / 2, 1e-9));
+  REQUIRE_THAT(growth(twice, r18), WithinRel(growth(h100, r18) / 2, 1e-9));
   REQUIRE_THAT(nearest.compute_basis, HasText("resnet50"));
   REQUIRE_THAT(nearest.compute_basis, HasText("no measurement of this device"));
 }
@@ -251,4 +258,36 @@ TEST_CASE("bf16 is refused where the GPU has none, and estimated from fp16 at th
   REQUIRE_THAT(bf16.images_per_s, WithinRel(2470, 1e-6));
   REQUIRE(compute_evidence(cfg.network, Precision::bf16, p).kind == ComputeEvidence::Kind::from_measurement);
   REQUIRE(compute_evidence(cfg.network, Precision::fp16, p).kind == ComputeEvidence::Kind::measured);
+}
+
+TEST_CASE("a step's fixed cost, fitted on two batches, reproduces both and slows small batches",
+          "[sim][profile]") {
+  // PyTorch's ResNet-50 fp32 step on one H100 (DEVICE.md): 1,771 images/s at 32, 2,520 at 256.
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  const DeviceProfile h100 = device_profile_for(default_profiles_dir(), t.graph[topo::gpus(t).front()]);
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .precision = Precision::fp32};
+  cfg.decode_images_per_s_per_core = 1e9;
+  std::vector<double> rates;
+  for (int batch : {1, 8, 32, 64, 128, 256}) {
+    cfg.batch_per_gpu = batch;
+    rates.push_back(simulate_iteration(t, h100, cfg).images_per_s);
+  }
+  REQUIRE_THAT(rates[2], WithinRel(1771, 1e-6));
+  REQUIRE_THAT(rates[5], WithinRel(2520, 1e-6));
+  // Affine in the batch through both points: t(b) = t32 + (b - 32)(t256 - t32)/224 wherever the
+  // roofline stays compute-bound; t(128) so, within 1%.
+  const double t32 = 32 / 1771.0, t256 = 256 / 2520.0;
+  REQUIRE_THAT(128 / rates[4], WithinRel(t32 + 96 * (t256 - t32) / 224, 1e-2));
+  for (size_t i = 1; i < rates.size(); ++i) REQUIRE(rates[i] > rates[i - 1]);
+  // The intercept, about 6 ms, is named; batch 1 is then well under a tenth of batch 256's rate.
+  cfg.batch_per_gpu = 1;
+  const IterationResult one = simulate_iteration(t, h100, cfg);
+  REQUIRE_THAT(one.step_overhead_s, WithinAbs(t32 - 32 * (t256 - t32) / 224, 1e-3));
+  REQUIRE_THAT(one.compute_basis, HasText("fitted on resnet50 fp32 at batches 32 and 256"));
+  REQUIRE(rates[0] < 0.1 * rates[5]);
+  // A profile with one batch per measurement has no fixed cost: the P100's.
+  const topo::Topology bb = topo::load_any("bigbasin");
+  cfg.batch_per_gpu = 32;
+  REQUIRE(simulate_iteration(bb, device_profile_for(default_profiles_dir(), bb.graph[topo::gpus(bb).front()]), cfg)
+              .step_overhead_s == 0);
 }
