@@ -155,7 +155,7 @@ print(f"Reading: at {decode:.0f} images/s a core the CPUs feed DGX H100 and DGX 
 print(f"cores a GPU, {decode * h100_cores:,.0f} images/s), so the B200's faster step buys nothing until decoding")
 print(f"leaves the CPU; the NVL72's {nvl72_cores:.0f} Grace cores a GPU feed it {decode * nvl72_cores:,.0f}. With the input out of")
 print(f"the way the B200's step is {step_ratio:.1f}x as fast as the H100's (the ratio of peaks, by construction of")
-print(f"the borrowed efficiency), and the gradients ({load('sim-dgx-b200:32-unbound')['gradient_MB']:.0f} MB in bf16) hide behind backprop")
+print(f"the borrowed efficiency, less the H100's fixed {1e3 * load('sim-dgx-b200:32-unbound')['step_overhead_s']:.1f} ms a step, which the B200 keeps), and the gradients ({load('sim-dgx-b200:32-unbound')['gradient_MB']:.0f} MB in bf16) hide behind backprop")
 print("except for the last bucket.\n")
 print("```sh")
 print("build/basin topo --cluster gb200-nvl72 --format matrix")
