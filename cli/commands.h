@@ -2,6 +2,8 @@
 // and runs from a typed options struct; main.cc maps errors to exit codes.
 #pragma once
 
+#include <basin/topology.h>
+
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
@@ -33,6 +35,10 @@ std::function<int()> add_plan_command(CLI::App& app);
 std::function<int()> add_data_command(CLI::App& app);
 // Registers `basin train`.
 std::function<int()> add_train_command(CLI::App& app, int argc, char** argv);  // argv: for --nproc
+// The topology's GPUs in rank order, or an InputError naming --cluster that says why a
+// topology (a discovered machine without a CUDA driver) has none.
+std::vector<topo::Vertex> gpus_of_cluster(const topo::Topology& t);
+
 // Registers `basin plot`.
 std::function<int()> add_plot_command(CLI::App& app);
 // Draws log.jsonl of a run as `dir`/loss.svg and, with validation records, accuracy.svg;

@@ -13,6 +13,16 @@
 #include <sstream>
 
 namespace basin::cli {
+
+std::vector<topo::Vertex> gpus_of_cluster(const topo::Topology& t) {
+  auto gpus = topo::gpus(t);
+  if (gpus.empty())
+    throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + t.name +
+                                                "' with none (discovery finds GPUs only through a CUDA driver; "
+                                                "without one, load a model such as dgx-h100)");
+  return gpus;
+}
+
 namespace {
 
 struct PlanCliOptions {
@@ -40,11 +50,8 @@ plan::PrecisionChoice parse_precision(const std::string& text) {
 }
 
 sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path) {
+  const auto gpus = gpus_of_cluster(t);
   if (!path.empty()) return sim::load_device_profile(path);
-  auto gpus = topo::gpus(t);
-  if (gpus.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + t.name +
-                                                      "' with none (discovery finds GPUs only through a CUDA driver; "
-                                                      "without one, load a model such as dgx-h100)");
   return sim::device_profile_for(sim::default_profiles_dir(), t.graph[gpus[0]]);
 }
 
@@ -225,6 +232,9 @@ int run(PlanCliOptions o) {
                           {"evaluated", result.evaluated}, {"search_s", result.search_s},
                           {"usable", result.rows.size()}, {"rejected", result.rejected.size()},
                           {"not_run", not_run_json(result)}};
+    // Precisions left out of the default search, and the estimate each would have rested on.
+    out["unmeasured"] = nlohmann::json::object();
+    for (const auto& [precision, basis] : result.unmeasured) out["unmeasured"][precision] = basis;
     nlohmann::json pareto = nlohmann::json::array();
     for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
     out["pareto"] = pareto;

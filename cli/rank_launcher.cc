@@ -55,12 +55,6 @@ std::filesystem::path first_missing(const std::filesystem::path& out) {
   return missing;
 }
 
-bool holds_only_directories(const std::filesystem::path& dir) {
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
-    if (!entry.is_directory()) return false;
-  return true;
-}
-
 }  // namespace
 
 // `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
@@ -147,9 +141,15 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     }
   }
   std::filesystem::remove_all(rendezvous);
-  // A run refused by its ranks (a bad batch, no checkpoint to resume) leaves nothing behind.
-  std::error_code ignored;
-  if (!made.empty() && holds_only_directories(made)) std::filesystem::remove_all(made, ignored);
+  // A run refused by its ranks (a bad batch, no checkpoint to resume) leaves nothing behind: the
+  // directories made for it go again, innermost first, each only while empty (remove() takes no
+  // directory that holds anything, a file of the run or another run's rendezvous).
+  if (!made.empty()) {
+    std::error_code kept;
+    for (std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
+         std::filesystem::remove(p, kept) && p != made; p = p.parent_path()) {
+    }
+  }
   return first_failure;
 }
 

@@ -75,10 +75,7 @@ int run(const SimOptions& o) {
   cfg.cores_per_gpu = o.cores_per_gpu;
   cfg.host_staging.mode = host_staging_mode(o.host_staging);
   cfg.compute_jitter_cv = o.compute_jitter;
-  auto all = topo::gpus(cluster);
-  if (all.empty()) throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + cluster.name +
-                                                      "' with none (discovery finds GPUs only through a CUDA driver; "
-                                                      "without one, load a model such as dgx-h100)");
+  const auto all = gpus_of_cluster(cluster);
   sim::DeviceProfile profile =
       o.profile.empty()
           ? sim::device_profile_for(sim::default_profiles_dir(), cluster.graph[all[0]])

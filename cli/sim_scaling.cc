@@ -65,7 +65,8 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
   // Efficiency against one server hides a pipeline that starves every GPU alike: say so.
   if (!o.json && !points.empty() && points.back()["data_stall_s"].get<double>() > 1e-3 * points.back()["iteration_s"].get<double>())
     std::printf("The input pipeline stalls every GPU (%s); efficiency vs one server leaves that out, "
-                "vs one GPU does not: raise --decode-rate or --cores-per-gpu to see the GPUs' own scaling.\n",
+                "vs one GPU does not: raise --decode-rate, --cores-per-gpu or --gpu-decode-rate to see the GPUs' own "
+                "scaling.\n",
                 input_basis.c_str());
   if (o.json)
     std::cout << nlohmann::json{{"format", "basin.sim_scaling/1"},

@@ -39,7 +39,8 @@ std::string naming_the_flag(const std::string& message) {
       {"flip_probability", "--flip-probability"}, {"loader_threads", "--loader-threads"},
       {"bucket_mb", "--bucket-mb"}, {"checkpoint_every", "--checkpoint-every"},
       {"trace_step", "--trace-step"}, {"val_resize", "--val-resize"}, {"algorithm", "--algorithm"},
-      {"inter", "--inter"}, {"initial", "--loss-scale-init"}, {"growth_interval", "--loss-scale-interval"},
+      {"inter", "--inter"}, {"loss_scale.initial", "--loss-scale-init"},
+      {"loss_scale.growth_interval", "--loss-scale-interval"},
       {"out", "--out"}};
   for (const auto& [field, flag] : flags)
     if (message.starts_with(std::string(field) + ": "))

@@ -162,10 +162,17 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   const bool named = !o.algorithms.empty();
   const std::vector<Choice> algorithms = named ? o.algorithms : default_algorithms();
   std::vector<PrecisionChoice> precisions = o.precisions;
+  for (const PrecisionChoice& p : precisions)
+    try {
+      sim::compute_evidence(net, p.compute, profile);
+    } catch (const topo::InputError& e) {
+      throw topo::InputError("--precisions", "", e.expected);  // the flag plan has
+    }
   std::vector<std::pair<std::string, std::string>> unmeasured;
   if (precisions.empty()) {
     using P = sim::Precision;
-    precisions = {{P::fp32, P::fp32}, {P::fp32, P::fp16}, {P::fp16, P::fp16}};
+    precisions = {{P::fp32, P::fp32}, {P::fp32, P::fp16}};
+    if (profile.peak_TFLOPS_fp16 > 0) precisions.push_back({P::fp16, P::fp16});
     if (profile.peak_TFLOPS_bf16 > 0) precisions.push_back({P::bf16, P::bf16});
     // A winner whose speed rests on nothing measured would outrank the measured plans on a
     // guess (fp16 on a P100 at half its datasheet peak came out 2.7x its measured fp32).

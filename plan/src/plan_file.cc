@@ -18,7 +18,7 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
                              {"base_batch", 256},
                              {"lr", lr},
                              {"warmup_epochs", 5},
-                             {"warmup_start_lr", std::min(base_lr, lr)},
+                             {"warmup_start_lr", std::min(base_lr, lr)},  // exec::warmup_start's rule
                              {"decay", "step"},
                              {"milestones", {30, 60, 80}},
                              {"gamma", 0.1},

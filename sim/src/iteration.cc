@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <nlohmann/json.hpp>
 
 namespace basin::sim {
@@ -91,6 +94,16 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   Calibration c{.efficiency = 1.0, .estimated = false};
   c.measured_gpus = m.gpus;
   c.step_overhead_s = overhead;
+  // Without a fixed cost a measurement faster than the roofline at full peak keeps the peak, as
+  // before; with one, the fit has left this row no time, and the profile is at fault.
+  if (overhead > 0 && !(compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target)) {
+    char text[320];
+    std::snprintf(text, sizeof text,
+                  "rows one fixed cost of a step fits: %.1f ms a step leaves %s %s at batch %d (%.4g images/s) "
+                  "less time than its roofline takes at full peak",
+                  1e3 * overhead, m.model.c_str(), to_string(prec), m.batch_per_gpu, m.images_per_s);
+    throw topo::InputError(p.file, "/measured", text);
+  }
   if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
     double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
     for (int i = 0; i < 100; ++i) {
@@ -103,7 +116,9 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   std::snprintf(text, sizeof text, "measured %.4g images/s at batch %d (%s): %.1f%% of peak",
                 m.images_per_s, m.batch_per_gpu, m.source.c_str(), 100 * c.efficiency);
   c.basis = text;
-  if (m.backward_s > 0) {
+  // The measured split, less the fixed cost's half on backprop (a borrowed or scaled fixed cost
+  // can exceed what was measured: then the roofline's own split stands).
+  if (m.backward_s > overhead / 2 && target - optimizer_s(n, p) > m.backward_s - overhead / 2) {
     double forward = 0, backward = 0;
     for (const auto& l : n.layers) {
       LayerTimes lt = layer_times(l, m.batch_per_gpu, prec, p, c.efficiency);
@@ -121,7 +136,7 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
 StepOverhead fit_step_overhead(const DeviceProfile& p) {
   for (const auto& small : p.measured)
     for (const auto& large : p.measured) {
-      if (small.model != large.model || small.precision != large.precision ||
+      if (small.model != large.model || small.precision != large.precision || small.gpus != large.gpus ||
           !(small.batch_per_gpu < large.batch_per_gpu))
         continue;
       model::Network net;
@@ -137,13 +152,14 @@ StepOverhead fit_step_overhead(const DeviceProfile& p) {
         return compute_s(net, large.batch_per_gpu, small.precision, p, e) -
                compute_s(net, small.batch_per_gpu, small.precision, p, e);
       };
+      // Measurements that grew no more than the roofline at full peak would leave no share below
+      // 1 to fit: no fixed cost can be read off them.
+      if (!(t_large > t_small) || growth(1.0) >= t_large - t_small) continue;
       double lo = 1e-4, hi = 1.0;  // growth falls as the share rises
-      if (growth(hi) >= t_large - t_small) lo = hi;
-      else
-        for (int i = 0; i < 100; ++i) {
-          const double mid = std::sqrt(lo * hi);
-          (growth(mid) > t_large - t_small ? lo : hi) = mid;
-        }
+      for (int i = 0; i < 100; ++i) {
+        const double mid = std::sqrt(lo * hi);
+        (growth(mid) > t_large - t_small ? lo : hi) = mid;
+      }
       const double overhead = t_small - compute_s(net, small.batch_per_gpu, small.precision, p, hi);
       if (!(overhead > 0)) continue;  // no fixed cost to speak of
       char text[256];
@@ -156,10 +172,29 @@ StepOverhead fit_step_overhead(const DeviceProfile& p) {
   return {};
 }
 
+// fit_step_overhead, once per profile's contents: the planner calibrates thousands of times.
+StepOverhead cached_step_overhead(const DeviceProfile& p) {
+  std::string key = p.file + '|' + p.device + '|' + std::to_string(p.memory_GBps) + '|' +
+                    std::to_string(p.peak_TFLOPS_fp32) + '|' + std::to_string(p.peak_TFLOPS_fp16) + '|' +
+                    std::to_string(p.peak_TFLOPS_bf16);
+  for (const auto& m : p.measured)
+    key += '|' + m.model + to_string(m.precision) + std::to_string(m.batch_per_gpu) + '/' +
+           std::to_string(m.images_per_s) + '/' + std::to_string(m.gpus);
+  static std::mutex mutex;
+  static std::map<std::string, StepOverhead> fitted;
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = fitted.find(key); it != fitted.end()) return it->second;
+  }
+  StepOverhead o = fit_step_overhead(p);
+  std::lock_guard lock(mutex);
+  return fitted.emplace(std::move(key), std::move(o)).first->second;
+}
+
 // The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from.
 StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p) {
-  StepOverhead o = fit_step_overhead(p);
-  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of);
+  StepOverhead o = cached_step_overhead(p);
+  if (o.seconds == 0 && p.efficiency_of) o = cached_step_overhead(*p.efficiency_of);
   if (o.seconds > 0 && o.layers != n.layers.size()) {
     char text[96];
     std::snprintf(text, sizeof text, " x %zu/%zu layers", n.layers.size(), o.layers);
@@ -275,7 +310,8 @@ void check_precision(const DeviceProfile& p, Precision prec) {
     if (peak_TFLOPS(p, q) > 0) has += std::string(" or ") + to_string(q);
   throw topo::InputError("--precision", "",
                          has + " on a " + p.device + " (its profile, " + p.file + ", states no " + to_string(prec) +
-                             " peak in /peak_TFLOPS: the GPU has no such arithmetic), got " + to_string(prec));
+                             " peak in /peak_TFLOPS, as for a GPU without that arithmetic, such as bf16 before "
+                             "the A100; add the peak if the GPU has it), got " + to_string(prec));
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ TEST_CASE("basin train refuses NaN and out-of-range recipe numbers before it sta
       std::pair{"--flip-probability 7", "flip_probability"},
       std::pair{"--checkpoint-every -1", "checkpoint_every"},
       std::pair{"--trace-step -5", "trace_step"},
+      std::pair{"--loss-scale dynamic --loss-scale-init 0", "--loss-scale-init (loss_scale.initial)"},
       std::pair{"--threads -3", "--threads"},
       std::pair{"--comm-timeout-s -1", "--comm-timeout-s"});
   CAPTURE(flags);

@@ -337,3 +337,27 @@ TEST_CASE("the default search leaves out precisions nothing measured, and marks 
   }
   REQUIRE(seen == std::set<Precision>{Precision::fp32, Precision::fp16, Precision::bf16});
 }
+
+TEST_CASE("the default search follows the profile's peaks; a named precision without one is refused",
+          "[plan]") {
+  topo::Topology t = topo::load_any("dgx1");
+  PlanOptions o;
+  o.batches_per_gpu = {64};
+  o.gpu_counts = {8};
+  // A profile that states no fp16 peak (and measured none): fp32 alone, no error.
+  sim::DeviceProfile fp32_only = profile_for(t);
+  fp32_only.peak_TFLOPS_fp16 = 0;
+  std::erase_if(fp32_only.measured, [](const auto& m) { return m.precision != Precision::fp32; });
+  const PlanResult r = make_plan(t, fp32_only, o);
+  REQUIRE_FALSE(r.rows.empty());
+  for (const PlanRow& row : r.rows) REQUIRE(row.precision.compute == Precision::fp32);
+  // bf16 named on a V100, whose profile states no bf16 peak: the flag plan has is named.
+  o.precisions = {{Precision::bf16, Precision::bf16}};
+  try {
+    make_plan(t, profile_for(t), o);
+    FAIL("planned bf16 on a V100");
+  } catch (const topo::InputError& e) {
+    REQUIRE(e.origin == "--precisions");
+    REQUIRE_THAT(e.expected, HasText("got bf16"));
+  }
+}

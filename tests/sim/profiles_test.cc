@@ -87,6 +87,9 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
     REQUIRE(borrowed.compute_estimated);
     REQUIRE(borrowed.compute_basis.find("no measurement of this device") != std::string::npos);
     REQUIRE(borrowed.compute_basis.find(h100.device) != std::string::npos);
+    // ... and the fixed cost itself is the H100's.
+    REQUIRE(measured.step_overhead_s > 0);
+    REQUIRE(borrowed.step_overhead_s == measured.step_overhead_s);
   }
   // ResNet-18 was never measured on either: the share the H100 reached on its nearest measured
   // network, ResNet-50, at the same precision.
@@ -95,6 +98,13 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
   REQUIRE(nearest.compute_estimated);
   // At that share on a roofline twice as fast: half the H100's (itself at ResNet-50's share).
   REQUIRE_THAT(growth(twice, r18), WithinRel(growth(h100, r18) / 2, 1e-9));
+  // Its fixed cost is ResNet-50's in proportion to the layers, whose launches it is.
+  const model::Network r50 = model::resnet(50);
+  REQUIRE_THAT(nearest.step_overhead_s,
+               WithinRel(simulate_iteration(t, h100, TrainingConfig{.network = r50, .gpus = 1, .batch_per_gpu = 64})
+                                 .step_overhead_s *
+                             static_cast<double>(r18.network.layers.size()) / r50.layers.size(),
+                         1e-12));
   REQUIRE_THAT(nearest.compute_basis, HasText("resnet50"));
   REQUIRE_THAT(nearest.compute_basis, HasText("no measurement of this device"));
 }
@@ -290,4 +300,36 @@ TEST_CASE("a step's fixed cost, fitted on two batches, reproduces both and slows
   cfg.batch_per_gpu = 32;
   REQUIRE(simulate_iteration(bb, device_profile_for(default_profiles_dir(), bb.graph[topo::gpus(bb).front()]), cfg)
               .step_overhead_s == 0);
+}
+
+TEST_CASE("two batches that no fixed cost reconciles with the other rows are a profile error", "[sim][profile]") {
+  // fp32 at 32 images measured at 700 images/s (45.7 ms) beside 2,520 at 256 (101.6 ms): the
+  // roofline takes most of the 56 ms between them at nearly full peak, so most of the 32-image
+  // step is fixed cost, more than the bf16 step at 256 the same file measured (64.4 ms) leaves
+  // room for beside its own roofline.
+  test::TempDir dir("profiles-fit");
+  json h100 = read_json(shipped("h100.json"));
+  auto small_batch_at = [&](double images_per_s) {
+    for (auto& m : h100["measured"])
+      if (m["batch_per_gpu"] == 32) m["images_per_s"] = images_per_s;
+    write_json(dir / "h100.json", h100);
+    return load_device_profile(dir / "h100.json");
+  };
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = Precision::bf16};
+  try {
+    simulate_iteration(t, small_batch_at(700), cfg);
+    FAIL("accepted");
+  } catch (const topo::InputError& e) {
+    REQUIRE(e.origin == dir / "h100.json");
+    REQUIRE(e.path == "/measured");
+    REQUIRE_THAT(e.expected, HasText("bf16 at batch 256"));
+  }
+  // At 330 images/s the 32-image step (97.0 ms) is within 4.6 ms of the 256-image one: less than
+  // the roofline grows even at full peak, so no fixed cost fits. None is taken, and the largest
+  // batch calibrates as it would alone (2,520 images/s at 256).
+  cfg.precision = Precision::fp32;
+  const IterationResult r = simulate_iteration(t, small_batch_at(330), cfg);
+  REQUIRE(r.step_overhead_s == 0);
+  REQUIRE_THAT(r.compute_s, WithinRel(256.0 / 2520, 1e-6));
 }

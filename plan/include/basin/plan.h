@@ -183,7 +183,7 @@ struct PlanOptions {
   // by TCP)
   std::vector<Choice> algorithms;
   std::vector<double> buckets_MB = {0, 1, 4, 25};
-  // Empty: fp32, fp32/wire-fp16, fp16 and bf16 where the device has them, each only where a
+  // Empty: fp32, fp32/wire-fp16, and fp16 and bf16 where the profile states their peaks, each only where a
   // measurement stands behind its compute speed (its own or one it is estimated from), unless
   // none has one; a datasheet-only estimate must be named here to be planned.
   std::vector<PrecisionChoice> precisions;

@@ -126,7 +126,8 @@ struct IterationResult {
   bool compute_estimated = false;  // no measured throughput matched: roofline estimate
   bool compute_peak_only = false;  // ... from no measurement at all: a share of the datasheet peak
   std::string compute_basis;       // which measurement or estimate set the compute speed
-  double step_overhead_s = 0;      // of compute_s: fixed whatever the batch (0 where none was fitted)
+  double step_overhead_s = 0;      // fixed whatever the batch (0 where none was fitted); compute_s holds
+                                   // it stretched by --compute-jitter's straggler factor
   std::string input_basis;         // the CPU cores the input pipeline was given, or why none
   std::vector<Span> spans;
   std::vector<Counter> link_utilization;  // busiest link of each kind, 0..1, over time
