@@ -38,10 +38,12 @@ std::string describe_warmup(const LrSchedule& s, long long global_batch) {
   if (s.warmup_epochs > 0 && start < peak)
     std::snprintf(text, sizeof text, "peak lr %g after %g epochs of warmup from %g", peak,
                   s.warmup_epochs, start);
-  else if (s.warmup_epochs > 0)
+  else if (const double stated = s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr; s.warmup_epochs > 0 && stated > peak)
     std::snprintf(text, sizeof text,
-                  "peak lr %g from the first step (no warmup: the peak is at or below its start %g)",
-                  peak, s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr);
+                  "peak lr %g from the first step (no warmup: the peak is below its start %g, and warmup only climbs)",
+                  peak, stated);
+  else if (s.warmup_epochs > 0)
+    std::snprintf(text, sizeof text, "peak lr %g from the first step (no warmup: it starts at the peak)", peak);
   else
     std::snprintf(text, sizeof text, "peak lr %g from the first step", peak);
   return text;
