@@ -24,18 +24,19 @@ double warmup_start(const LrSchedule& s, long long global_batch) {
 
 double learning_rate(const LrSchedule& s, long long global_batch, double epoch,
                      double total_epochs) {
-  const double peak = scaled_lr(s, global_batch);
-  if (epoch < s.warmup_epochs) {
-    const double start = warmup_start(s, global_batch);
-    return start + (peak - start) * epoch / s.warmup_epochs;
-  }
+  const double peak = scaled_lr(s, global_batch), start = warmup_start(s, global_batch);
+  const bool warming = epoch < s.warmup_epochs;
+  const double ramp = warming ? start + (peak - start) * epoch / s.warmup_epochs : peak;
   if (s.decay == LrSchedule::Decay::cosine) {
+    if (warming) return ramp;
     const double span = total_epochs - s.warmup_epochs;
     if (span <= 0) return peak;
     const double t = std::clamp((epoch - s.warmup_epochs) / span, 0.0, 1.0);
     return peak * 0.5 * (1 + std::cos(std::numbers::pi * t));
   }
-  double lr = peak;
+  // Step decay multiplies the ramp too: a milestone inside the warmup (a short run's) decays it
+  // rather than being lost until the warmup ends.
+  double lr = ramp;
   for (double m : s.milestones)
     if (epoch >= m) lr *= s.gamma;
   return lr;

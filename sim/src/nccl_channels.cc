@@ -134,10 +134,45 @@ std::vector<std::vector<int>> chain_ranks(Network& net, const std::vector<topo::
 
 }  // namespace
 
+// NCCL's PXN (NCCL 2.12 on): a rank sending to another server hands its data over NVLink to the
+// GPU of its own server on the destination's rail (the same place in its server's chain, as the
+// servers are alike: each GPU's own NIC is its rail), whose NIC sends it, so a ring's hop between servers stays on one rail instead of
+// crossing a rail-optimized fabric's spines or a host's PCIe (src/transport/net.cc, "PXN").
+// Taken where any such hop gets shorter by it, and then for every hop, so that each GPU's NIC
+// carries one ring's traffic each way; on one switch, where no hop does, nothing changes.
+Schedule through_rail_proxies(Network& net, Schedule s, const std::vector<std::vector<int>>& servers,
+                              const std::vector<topo::Vertex>& order) {
+  std::vector<int> server_of(order.size()), place(order.size());
+  for (size_t node = 0; node < servers.size(); ++node)
+    for (size_t i = 0; i < servers[node].size(); ++i) {
+      server_of[servers[node][i]] = static_cast<int>(node);
+      place[servers[node][i]] = static_cast<int>(i);
+    }
+  auto hops = [&](int a, int b) { return net.route(order[a], order[b]).links.size(); };
+  // The rank of the sender's server on the destination's rail.
+  auto on_rail_of = [&](int from, int to) { return servers[server_of[from]][place[to]]; };
+  bool shorter = false;
+  for (const Step& step : s.steps)
+    for (const Transfer& t : step.transfers)
+      if (server_of[t.src] != server_of[t.dst] && hops(on_rail_of(t.src, t.dst), t.dst) < hops(t.src, t.dst))
+        shorter = true;
+  if (!shorter) return s;
+  for (Step& step : s.steps) {
+    std::vector<Transfer> out;
+    for (const Transfer& t : step.transfers) {
+      const int proxy = server_of[t.src] == server_of[t.dst] ? t.src : on_rail_of(t.src, t.dst);
+      if (proxy != t.src) out.push_back({t.src, proxy, t.fraction, false});
+      out.push_back({proxy, t.dst, t.fraction, t.reduce});
+    }
+    step.transfers = std::move(out);
+  }
+  return s;
+}
+
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
   std::vector<topo::Vertex> order;
   const auto servers = chain_ranks(net, gpus, order);
-  return net.cost(channel_rings_allreduce(servers), order);
+  return net.cost(through_rail_proxies(net, channel_rings_allreduce(servers), servers, order), order);
 }
 
 CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus) {

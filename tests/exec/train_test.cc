@@ -59,6 +59,17 @@ TEST_CASE("Learning rate follows the linear scaling rule warmup and step decay",
     s.warmup_epochs = 0;
     REQUIRE_THAT(learning_rate(s, 1024, 0, 90), WithinRel(0.4, 1e-12));
   }
+  SECTION("a milestone inside the warmup decays the ramp") {
+    // 3 epochs at batch 16 with base batch 16 (peak 0.1, no ramp) and milestones 1 and 2: 0.1,
+    // then 0.01, then 0.001, although the default 5 warmup epochs cover them all.
+    s.base_batch = 16;
+    s.milestones = {1, 2};
+    REQUIRE_THAT(learning_rate(s, 16, 0.5, 3), WithinRel(0.1, 1e-12));
+    REQUIRE_THAT(learning_rate(s, 16, 1.5, 3), WithinRel(0.01, 1e-12));
+    REQUIRE_THAT(learning_rate(s, 16, 2.5, 3), WithinRel(0.001, 1e-12));
+    // With a ramp (peak 0.4 at 64 images), epoch 2.5 is half way up, times gamma twice.
+    REQUIRE_THAT(learning_rate(s, 64, 2.5, 3), WithinRel((0.1 + 0.3 * 2.5 / 5) * 0.01, 1e-12));
+  }
   SECTION("cosine decays to half way at the midpoint and to 0 at the end") {
     s.decay = LrSchedule::Decay::cosine;
     REQUIRE_THAT(learning_rate(s, 512, 5, 45), WithinRel(0.2, 1e-12));

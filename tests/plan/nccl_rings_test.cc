@@ -79,6 +79,26 @@ TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one"
                WithinRel(moved / 400e9, 1e-6));
 }
 
+TEST_CASE("NCCL's ring keeps to its rail on a rail-optimized fabric (PXN)", "[plan][rings]") {
+  // A rail fabric joins NIC k of every server through leaf k alone. A channel's ring leaves a
+  // server at the GPU before its entry GPU, on the next rail; NCCL's PXN hands the data over
+  // NVLink to the GPU on the destination's rail, whose NIC sends it. The NICs stay the bound:
+  // NVIDIA builds SuperPODs on rails because rings run there as on one switch. Before PXN was
+  // modelled, the crossings doubled up on host links and the ring ran at half.
+  for (const char* model : {"dgx-h100", "dgx-a100"}) {
+    CAPTURE(model);
+    auto seconds_per_byte = [&](const std::string& fabric) {
+      const topo::Topology t = topo::load_any(std::string(model) + ":2,fabric=" + fabric);
+      sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+      return sim::channel_rings_cost(net, pick_gpus(t, 16, 0)).seconds_per_byte;
+    };
+    const double one_switch = seconds_per_byte("switch"), rails = seconds_per_byte("rail");
+    // Within the extra NVLink hop's share of the time, not twice it.
+    REQUIRE(rails <= 1.1 * one_switch);
+    REQUIRE(rails >= one_switch * (1 - 1e-9));
+  }
+}
+
 TEST_CASE("NCCL's ring on three A100 servers with four HDR NICs each is near the measured 96 GB/s", "[plan][rings]") {
   // NVIDIA/nccl-tests#119 (2022): 3 servers of 8 A100 SXM4 and 4 HDR InfiniBand NICs (200 Gb/s),
   // all_reduce_perf up to 128 MB: peak busbw about 96 GB/s (the NICs' 4 x 25 GB/s = 100).
