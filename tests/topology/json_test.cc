@@ -98,6 +98,15 @@ TEST_CASE("every built-in model and a cluster survive save and load unchanged", 
   REQUIRE(load_any(path).servers == t.servers);
 }
 
+TEST_CASE("one-way links may run both ways as two entries", "[topology]") {
+  json doc = small_doc();
+  doc["links"][0]["duplex"] = false;
+  json back = doc["links"][0];
+  std::swap(back["from"], back["to"]);
+  doc["links"].push_back(back);
+  REQUIRE(num_links(from_json(doc, "one-way")) == 2);
+}
+
 TEST_CASE("a minimal hand-written file loads with its numbers", "[topology]") {
   Topology t = from_json(small_doc(), "mem");
   REQUIRE(gpus(t).size() == 2);
@@ -143,6 +152,17 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
        "/links/0/generation", "nvlink and pcie"},
       {"GPU memory of 0", [](json& d) { d["nodes"][0]["memory_GB"] = 0; }, "/nodes/0/memory_GB",
        "above 0"},
+      {"a second link between the same GPUs", [](json& d) { d["links"].push_back(d["links"][0]); },
+       "/links/1", "/links/0 already is"},
+      {"the reverse of a duplex link", [](json& d) {
+         json back = d["links"][0];
+         std::swap(back["from"], back["to"]);
+         back["bandwidth_GBps"] = 10;
+         d["links"].push_back(back);
+       },
+       "/links/1", "from 'gpu1' to 'gpu0'"},
+      {"two GPUs stating one index", [](json& d) { d["nodes"][1]["index"] = 0; }, "/nodes/1/index",
+       "'gpu0' has"},
       {"wrong format", [](json& d) { d["format"] = "basin.topology/9"; }, "/format",
        "basin.topology/1"},
       {"isolated GPU",

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -268,13 +269,24 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
   t.fabric = r.str("fabric", false);
   const json& nodes = r.at("nodes");
   if (!nodes.is_array() || nodes.empty()) r.fail("/nodes", "a non-empty array of nodes");
+  std::map<std::pair<int, int>, std::string> gpu_at;  // (server, index) stated -> the node's id
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string path = "/nodes/" + std::to_string(i);
     Node n = node_from_json(nodes[i], path, origin);
     if (t.by_id.count(n.id))
       throw InputError(origin, path + "/id", "a unique node id, got '" + n.id + "' again");
+    // A GPU's index is its rank order in its server: two GPUs stating one are a typo. (Left out,
+    // GPUs take their place in the file.)
+    if (n.kind == NodeKind::gpu && nodes[i].contains("index")) {
+      auto [it, fresh] = gpu_at.emplace(std::pair(n.server, n.index), n.id);
+      if (!fresh)
+        throw InputError(origin, path + "/index",
+                         "an index no other GPU of server " + std::to_string(n.server) + " has, got " +
+                             std::to_string(n.index) + ", which '" + it->second + "' has");
+    }
     add_node(t, std::move(n));
   }
+  std::map<std::pair<Vertex, Vertex>, size_t> linked;  // directed pair -> its first entry
   const json& links = r.at("links");
   if (!links.is_array()) r.fail("/links", "an array of links");
   for (size_t i = 0; i < links.size(); ++i) {
@@ -302,7 +314,17 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     link.count = l.integer("count", false, 1, 1);
     link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);
     link.latency_us = l.number("latency_us", true, 0, 0, false);
-    add_link(t, a, b, link, l.boolean("duplex", true));
+    const bool duplex = l.boolean("duplex", true);
+    // One entry per pair and direction: a second would be routed past, not added to (an NVLink
+    // bond is one entry with its count and total bandwidth).
+    for (auto pair : {std::pair(a, b), std::pair(b, a)}) {
+      if (pair.first == b && !duplex) break;
+      if (auto [it, fresh] = linked.emplace(pair, i); !fresh)
+        l.fail("", "one link from '" + t.graph[pair.first].id + "' to '" + t.graph[pair.second].id +
+                       "', which /links/" + std::to_string(it->second) +
+                       " already is (a bond of several is one entry with its count and total bandwidth_GBps)");
+    }
+    add_link(t, a, b, link, duplex);
   }
   validate(t, origin);
   return t;
