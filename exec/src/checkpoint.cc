@@ -60,6 +60,11 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
       {"buffers", net.buffers().size()},
       {"tensors", tensor_list(net)}};
   // /2 adds this header field and nothing else, so /1 files read as runs without loss scaling.
+  header["epoch_so_far"] = {{"loss_sum", state.epoch.loss_sum},
+                            {"finite_steps", state.epoch.finite_steps},
+                            {"images", state.epoch.images},
+                            {"seconds", state.epoch.seconds}};
+  header["seconds"] = state.seconds;
   if (state.loss_scale)
     header["loss_scale"] = {{"scale", state.loss_scale->scale},
                             {"good_steps", state.loss_scale->good_steps},
@@ -129,6 +134,14 @@ RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<
     state.position.epoch = h.at("position").at("epoch").get<std::int64_t>();
     state.position.next_sample = h.at("position").at("next_sample").get<std::int64_t>();
     state.recipe = h.at("recipe").get<std::string>();
+    if (h.contains("epoch_so_far")) {
+      const auto& e = h.at("epoch_so_far");
+      state.epoch = {.loss_sum = e.at("loss_sum").get<double>(),
+                     .finite_steps = e.at("finite_steps").get<long long>(),
+                     .images = e.at("images").get<double>(),
+                     .seconds = e.at("seconds").get<double>()};
+    }
+    if (h.contains("seconds")) state.seconds = h.at("seconds").get<double>();
     if (h.contains("loss_scale")) {
       const auto& l = h.at("loss_scale");
       state.loss_scale = LossScaleState{.scale = l.at("scale").get<double>(),

@@ -79,13 +79,27 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   LossScaleState scaler = initial_loss_scale(scaling);
   if (backend.precision() == Precision::fp16 && !scaling.enabled)
     say("warning: fp16 without dynamic loss scaling: gradients below 2^-24 flush to zero");
+  // Each rank's batch-norm running statistics are its own (it normalized its own batches), and
+  // the checkpoint holds rank 0's: every other rank keeps its own beside it, named by the step,
+  // so that a resumed run validates as the uninterrupted one does.
+  auto own_statistics = [&](long long step) {
+    return config.out / ("running_stats.rank" + std::to_string(rank) + ".step" + std::to_string(step) + ".npy");
+  };
   if (config.resume) {
     if (!std::filesystem::exists(checkpoint_path))
       throw std::invalid_argument("--resume: no checkpoint at " + checkpoint_path.string());
     const RunState saved = read_checkpoint(checkpoint_path, net, velocity);
+    if (!lead) {
+      if (const auto own = own_statistics(saved.step); std::filesystem::exists(own))
+        net.from_host(read_npy(own, nullptr), net.buffers());
+      else
+        say("warning: no " + own.string() + ": this rank resumes with rank 0's batch-norm running statistics");
+    }
     detail::check_same_recipe(saved.recipe, recipe, checkpoint_path);
     state.step = saved.step;
     state.position = saved.position;
+    state.epoch = saved.epoch;
+    state.seconds = saved.seconds;
     // A checkpoint of a run without scaling (or of an older basin) starts at the initial scale.
     if (scaling.enabled && saved.loss_scale) scaler = *saved.loss_scale;
     say("resumed from " + checkpoint_path.string() + " at step " + std::to_string(state.step));
@@ -176,9 +190,19 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
 
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());
+  const double earlier_seconds = state.seconds;  // of the sessions before this one
+  long long statistics_written = config.resume ? state.step : -1;
   auto checkpoint = [&] {
     if (scaling.enabled) state.loss_scale = scaler;
-    if (lead) write_checkpoint(checkpoint_path, net, velocity, state);
+    state.seconds = earlier_seconds + seconds_between(started, Clock::now());
+    if (lead) {
+      write_checkpoint(checkpoint_path, net, velocity, state);
+    } else if (statistics_written != state.step) {
+      const std::vector<float> own = net.to_host(net.buffers());
+      write_npy(own_statistics(state.step), own, {static_cast<long long>(own.size())});
+      if (statistics_written >= 0) std::filesystem::remove(own_statistics(statistics_written));
+      statistics_written = state.step;
+    }
   };
   auto validate = [&](long long epoch, double train_loss, double images_per_s) {
     EpochSummary e{.epoch = epoch, .train_loss = train_loss, .val_loss = NAN, .top1 = NAN,
@@ -197,8 +221,12 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     summary.epochs.push_back(e);
   };
 
-  double epoch_loss = 0, epoch_images = 0, epoch_seconds = 0;
-  long long epoch_steps = 0;     // with a finite loss, for the epoch's mean
+  // The epoch in progress, carried through checkpoints (state.epoch) so that a resume in its
+  // middle reports it whole.
+  double& epoch_loss = state.epoch.loss_sum;
+  double& epoch_images = state.epoch.images;
+  double& epoch_seconds = state.epoch.seconds;
+  long long& epoch_steps = state.epoch.finite_steps;  // with a finite loss, for the epoch's mean
   long long nonfinite_losses = 0;  // steps in a row whose loss was not finite
   // With loss scaling, the running statistics before each step: a step skipped for a
   // non-finite loss puts them back, since its overflowed forward folded NaN or Inf into them
@@ -353,7 +381,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   summary.skipped_steps = scaler.skipped_steps;
   for (const auto& l : loaders)
     summary.skipped_files += static_cast<std::int64_t>(l->stats().skipped_files.size());
-  summary.seconds = seconds_between(started, Clock::now());
+  summary.seconds = earlier_seconds + seconds_between(started, Clock::now());
   if (!lead) return summary;
   if (summary.finished) save_state(net, config.out / "weights");
 

@@ -233,6 +233,26 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   Result bad = run(args + w.path("bad") + " --algorithm tree");
   REQUIRE(bad.exit_code == 2);
   REQUIRE(bad.out.find("--algorithm") != std::string::npos);
+
+  // Stopped mid-epoch and resumed, two ranks validate as the uninterrupted run did: rank 1's
+  // batch-norm running statistics, its own, come back from beside the checkpoint.
+  std::string twice = args;
+  twice.replace(twice.find("--epochs 1"), 10, "--epochs 2");
+  const std::string flags = " --algorithm halving_doubling --bucket-mb 0.01";
+  REQUIRE(run(twice + w.path("stopped") + flags + " --stop-after 2").exit_code == 0);
+  REQUIRE(fs::exists(w.path("stopped") + "/running_stats.rank1.step2.npy"));
+  REQUIRE(run(twice + w.path("stopped") + flags + " --resume").exit_code == 0);
+  REQUIRE(run(twice + w.path("whole") + flags).exit_code == 0);
+  auto validation = [](const std::string& dir) {
+    std::ifstream in(dir + "/log.jsonl");
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);)
+      if (l.find("\"type\":\"val\"") != std::string::npos) lines.push_back(l);
+    return lines;
+  };
+  REQUIRE(validation(w.path("whole")).size() == 2);
+  REQUIRE(validation(w.path("stopped")) == validation(w.path("whole")));
+  REQUIRE_FALSE(fs::exists(w.path("stopped") + "/running_stats.rank1.step2.npy"));  // superseded
 }
 
 TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce over emulated servers", "[cli][train]") {

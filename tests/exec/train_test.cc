@@ -186,7 +186,7 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
   const fs::path data = synth_dataset(dir.path);
   TrainConfig whole = small_run(data, dir.path / "whole");
   whole.epochs = 2;
-  train(whole, cpu());
+  const TrainSummary uninterrupted = train(whole, cpu());
 
   TrainConfig part = whole;
   part.out = dir.path / "parts";
@@ -199,6 +199,11 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
   TrainSummary second = train(part, cpu());
   REQUIRE(second.finished);
   REQUIRE(second.steps == 62);
+  // The second epoch straddles the stop (steps 31..39 before it): its mean loss is over all 31
+  // of its steps, the uninterrupted run's to the bit, and the seconds count both sessions.
+  REQUIRE(second.epochs.size() == 1);
+  REQUIRE(second.epochs.back().train_loss == uninterrupted.epochs.back().train_loss);
+  REQUIRE(second.seconds > first.seconds);
 
   Net a(network_for(whole, 10), cpu(), whole.batch), b(network_for(whole, 10), cpu(), whole.batch);
   load_state(a, whole.out / "weights");
@@ -232,12 +237,19 @@ TEST_CASE("Checkpoints round-trip and refuse damage", "[exec][train]") {
   std::vector<float> velocity(net.params().size());
   for (size_t i = 0; i < velocity.size(); ++i) velocity[i] = 0.001f * static_cast<float>(i);
   const fs::path path = dir.path / "c.basin";
-  write_checkpoint(path, net, velocity, {.step = 17, .position = {2, 64}, .recipe = "{}"});
+  write_checkpoint(path, net, velocity,
+                   {.step = 17, .position = {2, 64}, .recipe = "{}",
+                    .epoch = {.loss_sum = 12.5, .finite_steps = 5, .images = 160, .seconds = 0.75}, .seconds = 9.5});
 
   Net other(model::resnet(shape), cpu(), 2);
   std::vector<float> v2(velocity.size());
   const RunState st = read_checkpoint(path, other, v2);
   REQUIRE(st.step == 17);
+  REQUIRE(st.epoch.loss_sum == 12.5);
+  REQUIRE(st.epoch.finite_steps == 5);
+  REQUIRE(st.epoch.images == 160);
+  REQUIRE(st.epoch.seconds == 0.75);
+  REQUIRE(st.seconds == 9.5);
   REQUIRE(st.position == data::Position{2, 64});
   REQUIRE(std::equal(net.params().begin(), net.params().end(), other.params().begin()));
   REQUIRE(std::equal(net.buffers().begin(), net.buffers().end(), other.buffers().begin()));

@@ -80,6 +80,15 @@ struct RunState {
   // Dynamic loss scaling's state, in runs that scale (absent otherwise, and in checkpoints
   // written before basin.checkpoint/2).
   std::optional<LossScaleState> loss_scale;
+  // The epoch in progress, so that a run resumed in the middle of one reports the epoch's mean
+  // loss and rate over all its steps, and the wall-clock seconds of every session before this
+  // one's (both absent from checkpoints of older basins: 0).
+  struct EpochSoFar {
+    double loss_sum = 0;       // of the steps with a finite loss
+    long long finite_steps = 0;
+    double images = 0, seconds = 0;
+  } epoch;
+  double seconds = 0;
 };
 
 // One file: a magic line, a JSON header (format basin.checkpoint/2, the state, tensor sizes), then
