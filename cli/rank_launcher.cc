@@ -43,11 +43,17 @@ std::string process_state(pid_t pid) {
   }
 }
 
+// `out` absolute and normal, without the trailing separator that would make parent_path() itself.
+std::filesystem::path without_trailing_slash(const std::filesystem::path& out) {
+  std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
+  return p.has_filename() ? p : p.parent_path();
+}
+
 // The outermost directory on the way to `out` that does not exist yet (empty when `out` exists):
 // what the launcher creates for the rendezvous, and removes again when no rank wrote anything.
 std::filesystem::path first_missing(const std::filesystem::path& out) {
   std::filesystem::path missing;
-  for (std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
+  for (std::filesystem::path p = without_trailing_slash(out);
        !p.empty() && !std::filesystem::exists(p); p = p.parent_path()) {
     missing = p;
     if (p == p.parent_path()) break;
@@ -146,7 +152,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
   // directory that holds anything, a file of the run or another run's rendezvous).
   if (!made.empty()) {
     std::error_code kept;
-    for (std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
+    for (std::filesystem::path p = without_trailing_slash(out);
          std::filesystem::remove(p, kept) && p != made; p = p.parent_path()) {
     }
   }

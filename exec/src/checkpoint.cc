@@ -59,7 +59,8 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
       {"params", net.params().size()},
       {"buffers", net.buffers().size()},
       {"tensors", tensor_list(net)}};
-  // /2 adds this header field and nothing else, so /1 files read as runs without loss scaling.
+  // The epoch so far and the earlier sessions' seconds are optional (zero when absent), as is
+  // loss_scale, which /2 added: /1 files read as runs without loss scaling.
   header["epoch_so_far"] = {{"loss_sum", state.epoch.loss_sum},
                             {"finite_steps", state.epoch.finite_steps},
                             {"images", state.epoch.images},

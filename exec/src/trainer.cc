@@ -89,13 +89,13 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     if (!std::filesystem::exists(checkpoint_path))
       throw std::invalid_argument("--resume: no checkpoint at " + checkpoint_path.string());
     const RunState saved = read_checkpoint(checkpoint_path, net, velocity);
+    detail::check_same_recipe(saved.recipe, recipe, checkpoint_path);
     if (!lead) {
       if (const auto own = own_statistics(saved.step); std::filesystem::exists(own))
         net.from_host(read_npy(own, nullptr), net.buffers());
       else
         say("warning: no " + own.string() + ": this rank resumes with rank 0's batch-norm running statistics");
     }
-    detail::check_same_recipe(saved.recipe, recipe, checkpoint_path);
     state.step = saved.step;
     state.position = saved.position;
     state.epoch = saved.epoch;
@@ -191,17 +191,31 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());
   const double earlier_seconds = state.seconds;  // of the sessions before this one
-  long long statistics_written = config.resume ? state.step : -1;
+  // The last two steps whose statistics this rank wrote: the older goes only once a newer
+  // checkpoint follows the newer, so rank 0's checkpoint, written at about the same time, always
+  // finds its step's file (a failed or killed write leaves the one before).
+  std::vector<long long> statistics_written;
+  if (config.resume) statistics_written.push_back(state.step);
   auto checkpoint = [&] {
     if (scaling.enabled) state.loss_scale = scaler;
     state.seconds = earlier_seconds + seconds_between(started, Clock::now());
     if (lead) {
       write_checkpoint(checkpoint_path, net, velocity, state);
-    } else if (statistics_written != state.step) {
-      const std::vector<float> own = net.to_host(net.buffers());
-      write_npy(own_statistics(state.step), own, {static_cast<long long>(own.size())});
-      if (statistics_written >= 0) std::filesystem::remove(own_statistics(statistics_written));
-      statistics_written = state.step;
+    } else if (statistics_written.empty() || statistics_written.back() != state.step) {
+      // Another host's rank may not share rank 0's directory: make it, and lose only the
+      // statistics (said, not fatal) where it cannot be written.
+      try {
+        std::filesystem::create_directories(config.out);
+        const std::vector<float> own = net.to_host(net.buffers());
+        write_npy(own_statistics(state.step), own, {static_cast<long long>(own.size())});
+        statistics_written.push_back(state.step);
+        if (statistics_written.size() > 2) {
+          std::filesystem::remove(own_statistics(statistics_written.front()));
+          statistics_written.erase(statistics_written.begin());
+        }
+      } catch (const std::exception& e) {
+        say(std::string("warning: this rank's batch-norm running statistics not kept: ") + e.what());
+      }
     }
   };
   auto validate = [&](long long epoch, double train_loss, double images_per_s) {

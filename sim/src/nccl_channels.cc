@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -138,9 +139,10 @@ std::vector<std::vector<int>> chain_ranks(Network& net, const std::vector<topo::
 // GPU of its own server on the destination's rail (the same place in its server's chain, as the
 // servers are alike: each GPU's own NIC is its rail), whose NIC sends it, so a ring's hop between servers stays on one rail instead of
 // crossing a rail-optimized fabric's spines or a host's PCIe (src/transport/net.cc, "PXN").
-// Taken where any such hop gets shorter by it, and then for every hop, so that each GPU's NIC
-// carries one ring's traffic each way; on one switch, where no hop does, nothing changes.
-Schedule through_rail_proxies(Network& net, Schedule s, const std::vector<std::vector<int>>& servers,
+// Taken where any such hop gets shorter by it and every hop's proxy is an NVLink away (NCCL
+// hands data over NVLink only), and then for every hop, so that each GPU's NIC carries one
+// ring's traffic each way (none otherwise); channel_rings_cost keeps it only where it is faster.
+static std::optional<Schedule> through_rail_proxies(Network& net, Schedule s, const std::vector<std::vector<int>>& servers,
                               const std::vector<topo::Vertex>& order) {
   std::vector<int> server_of(order.size()), place(order.size());
   for (size_t node = 0; node < servers.size(); ++node)
@@ -153,10 +155,15 @@ Schedule through_rail_proxies(Network& net, Schedule s, const std::vector<std::v
   auto on_rail_of = [&](int from, int to) { return servers[server_of[from]][place[to]]; };
   bool shorter = false;
   for (const Step& step : s.steps)
-    for (const Transfer& t : step.transfers)
-      if (server_of[t.src] != server_of[t.dst] && hops(on_rail_of(t.src, t.dst), t.dst) < hops(t.src, t.dst))
-        shorter = true;
-  if (!shorter) return s;
+    for (const Transfer& t : step.transfers) {
+      if (server_of[t.src] == server_of[t.dst]) continue;
+      const int proxy = on_rail_of(t.src, t.dst);
+      if (proxy != t.src &&
+          topo::path_class(net.topology(), order[t.src], order[proxy]).cls != topo::PathClass::nvlink)
+        return std::nullopt;
+      if (hops(proxy, t.dst) < hops(t.src, t.dst)) shorter = true;
+    }
+  if (!shorter) return std::nullopt;
   for (Step& step : s.steps) {
     std::vector<Transfer> out;
     for (const Transfer& t : step.transfers) {
@@ -172,7 +179,12 @@ Schedule through_rail_proxies(Network& net, Schedule s, const std::vector<std::v
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
   std::vector<topo::Vertex> order;
   const auto servers = chain_ranks(net, gpus, order);
-  return net.cost(through_rail_proxies(net, channel_rings_allreduce(servers), servers, order), order);
+  const Schedule rings = channel_rings_allreduce(servers);
+  CollectiveCost direct = net.cost(rings, order);
+  const std::optional<Schedule> pxn = through_rail_proxies(net, rings, servers, order);
+  if (!pxn) return direct;
+  CollectiveCost proxied = net.cost(*pxn, order);
+  return proxied.seconds_per_byte < direct.seconds_per_byte ? proxied : direct;
 }
 
 CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus) {

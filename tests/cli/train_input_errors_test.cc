@@ -65,7 +65,8 @@ TEST_CASE("basin train refused after the dataset is read leaves no run directory
   basin::test::TempDir dir{"train-refused"};
   REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 10 "
               "--val-per-class 1 --size 32 --quiet").exit_code == 0);
-  const std::string base = "train --data " + (dir / "data") + " --out " + (dir / "run/deeper") +
+  // A trailing slash on --out too: the directories --nproc made must still all go.
+  const std::string base = "train --data " + (dir / "data") + " --out " + (dir / "run/deeper/") +
                            " --blocks 1,1,1 --width 8 --image-size 32 --threads 1 --quiet ";
   // 20 images: one shard holds at most 20, two ranks' shards 10 each; and nothing to resume.
   auto [flags, named] = GENERATE(std::pair{"--batch 21", "--batch (batch): expected at most 20"},

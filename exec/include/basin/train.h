@@ -206,7 +206,9 @@ long long global_batch(const TrainConfig& config);
 // "CollNetChain"); nullptr for automatic (NCCL's tuner chooses).
 const char* nccl_algo_name(TrainConfig::NcclAlgorithm algorithm);
 
-// Trains on `backend`. Writes into config.out (rank 0 only):
+// Trains on `backend`. Writes into config.out (rank 0, but for the other ranks'
+// running_stats.rank<r>.step<n>.npy, their batch-norm running statistics at the last two
+// checkpoints):
 //   log.jsonl         one line per step (step, epoch, loss, lr, images/s, compute, data-wait and
 //                     exposed-communication seconds) and one per validation; on resume, lines after the checkpoint's
 //                     step are dropped so the log reads as one uninterrupted run
