@@ -175,7 +175,7 @@ int run(const SimOptions& o) {
   std::printf("    data stall     %8.4f s  (input pipeline: %s)\n", r.data_stall_s, r.input_basis.c_str());
   std::printf("  images/s         %8.0f\n", r.images_per_s);
   std::printf("  device memory    %8.1f GB of the %.0f GB of a %s\n", r.memory_GB,
-              profile.memory_GB, (profile.memory_of.empty() ? profile.device : profile.memory_of).c_str());
+              profile.memory_GB, sim::memory_owner(profile).c_str());
   std::printf("  epoch            %8.1f s  (90 epochs: %.2f h)\n", r.epoch_s, 90 * r.epoch_s / 3600);
   std::printf("  scaling efficiency vs one server: %.1f%%, vs one GPU: %.1f%%\n", 100 * p.scaling_efficiency,
               100 * p.scaling_efficiency_vs_one_gpu);

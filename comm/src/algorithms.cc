@@ -70,15 +70,17 @@ bool runs_between_servers(Algorithm inter) {
 
 std::string hierarchy_reason(const RendezvousConfig& c, Algorithm inter) {
   const int k = c.local_world_size;
-  const std::string layout = " (world_size " + std::to_string(c.world_size) + ", rank " + std::to_string(c.rank) +
-                             ", local_rank " + std::to_string(c.local_rank) + ", local_world_size " +
-                             std::to_string(k) + ")";
+  // Checked on every hierarchical call: the text is made only for a refusal.
+  auto layout = [&] {
+    return " (world_size " + std::to_string(c.world_size) + ", rank " + std::to_string(c.rank) + ", local_rank " +
+           std::to_string(c.local_rank) + ", local_world_size " + std::to_string(k) + ")";
+  };
   if (k < 1 || c.world_size % k != 0)
     return "the hierarchical allreduce needs the same number of ranks on every server: local_world_size "
-           "(LOCAL_WORLD_SIZE) dividing world_size" + layout;
+           "(LOCAL_WORLD_SIZE) dividing world_size" + layout();
   if (c.local_rank != c.rank % k)
     return "the hierarchical allreduce needs each server's ranks numbered consecutively, as torchrun does: "
-           "local_rank = rank % local_world_size" + layout;
+           "local_rank = rank % local_world_size" + layout();
   if (!runs_between_servers(inter))
     return std::string("the hierarchical allreduce's algorithm between servers: expected ring, ring_chunked or "
                        "halving_doubling, got ") + name(inter);

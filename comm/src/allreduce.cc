@@ -26,13 +26,18 @@ namespace {
 // through its own conversions. Gloo has no bfloat16 type; its float16 is only a 16-bit container
 // to the algorithms (they copy and call the reduction), so bf16 travels in it too, with its sum.
 namespace kn = basin::kernels;
+template <std::uint16_t (*narrow)(float), float (*widen)(std::uint16_t)>
+void half_element_sum(void* z, const void* x, const void* y, std::size_t n) {
+  auto* out = static_cast<std::uint16_t*>(z);
+  const auto* a = static_cast<const std::uint16_t*>(x);
+  const auto* b = static_cast<const std::uint16_t*>(y);
+  for (std::size_t i = 0; i < n; ++i) out[i] = narrow(widen(a[i]) + widen(b[i]));
+}
 void fp16_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    x[i].x = kn::float_to_fp16_bits(kn::fp16_bits_to_float(x[i].x) + kn::fp16_bits_to_float(y[i].x));
+  half_element_sum<kn::float_to_fp16_bits, kn::fp16_bits_to_float>(x, x, y, n);
 }
 void bf16_sum(gloo::float16* x, const gloo::float16* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    x[i].x = kn::float_to_bf16_bits(kn::bf16_bits_to_float(x[i].x) + kn::bf16_bits_to_float(y[i].x));
+  half_element_sum<kn::float_to_bf16_bits, kn::bf16_bits_to_float>(x, x, y, n);
 }
 const gloo::ReductionFunction<gloo::float16> fp16_sum_function(gloo::SUM, &fp16_sum);
 const gloo::ReductionFunction<gloo::float16> bf16_sum_function(gloo::SUM, &bf16_sum);
@@ -66,13 +71,6 @@ void float_element_sum(void* z, const void* x, const void* y, std::size_t n) {
     return;
   }
   for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-}
-template <std::uint16_t (*narrow)(float), float (*widen)(std::uint16_t)>
-void half_element_sum(void* z, const void* x, const void* y, std::size_t n) {
-  auto* out = static_cast<std::uint16_t*>(z);
-  const auto* a = static_cast<const std::uint16_t*>(x);
-  const auto* b = static_cast<const std::uint16_t*>(y);
-  for (std::size_t i = 0; i < n; ++i) out[i] = narrow(widen(a[i]) + widen(b[i]));
 }
 
 // Cached algorithms past this many are dropped all at once. Every rank sees the same sequence of

@@ -272,7 +272,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
               char why[160];
               std::snprintf(why, sizeof why, "batch %d in %s needs about %.1f GB of the %s's %.0f GB",
                             batch, p.name().c_str(), need,
-                            (profile.memory_of.empty() ? profile.device : profile.memory_of).c_str(),
+                            sim::memory_owner(profile).c_str(),
                             profile.memory_GB);
               row.rejected = why;
               result.rejected.push_back(row);

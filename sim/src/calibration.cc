@@ -72,7 +72,8 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   c.step_overhead_s = overhead;
   // Without a fixed cost a measurement faster than the roofline at full peak keeps the peak, as
   // before; with one, the fit has left this row no time, and the profile is at fault.
-  if (overhead > 0 && !(compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target)) {
+  const double at_peak = compute_s(n, m.batch_per_gpu, prec, p, 1.0);
+  if (overhead > 0 && !(at_peak < target)) {
     char text[320];
     std::snprintf(text, sizeof text,
                   "rows one fixed cost of a step fits: %.1f ms a step leaves %s %s at batch %d (%.4g images/s) "
@@ -80,7 +81,7 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
                   1e3 * overhead, m.model.c_str(), to_string(prec), m.batch_per_gpu, m.images_per_s);
     throw topo::InputError(p.file, "/measured", text);
   }
-  if (compute_s(n, m.batch_per_gpu, prec, p, 1.0) < target) {
+  if (at_peak < target) {
     double lo = 1e-4, hi = 1.0;  // compute time falls as efficiency rises
     for (int i = 0; i < 100; ++i) {
       double mid = std::sqrt(lo * hi);
@@ -148,29 +149,23 @@ StepOverhead fit_step_overhead(const DeviceProfile& p) {
   return {};
 }
 
-// fit_step_overhead, once per profile's contents: the planner calibrates thousands of times.
-StepOverhead cached_step_overhead(const DeviceProfile& p) {
+// What a calibration depends on in a profile, as text: the cache's key (calibrate).
+std::string profile_key(const DeviceProfile& p) {
   std::string key = p.file + '|' + p.device + '|' + std::to_string(p.memory_GBps) + '|' +
                     std::to_string(p.peak_TFLOPS_fp32) + '|' + std::to_string(p.peak_TFLOPS_fp16) + '|' +
                     std::to_string(p.peak_TFLOPS_bf16);
   for (const auto& m : p.measured)
     key += '|' + m.model + to_string(m.precision) + std::to_string(m.batch_per_gpu) + '/' +
-           std::to_string(m.images_per_s) + '/' + std::to_string(m.gpus);
-  static std::mutex mutex;
-  static std::map<std::string, StepOverhead> fitted;
-  {
-    std::lock_guard lock(mutex);
-    if (auto it = fitted.find(key); it != fitted.end()) return it->second;
-  }
-  StepOverhead o = fit_step_overhead(p);
-  std::lock_guard lock(mutex);
-  return fitted.emplace(std::move(key), std::move(o)).first->second;
+           std::to_string(m.images_per_s) + '/' + std::to_string(m.gpus) + '/' + std::to_string(m.backward_s) +
+           '/' + m.source + '/' + m.backward_source;
+  if (p.efficiency_of) key += "|of:" + profile_key(*p.efficiency_of);
+  return key;
 }
 
 // The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from.
 StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p) {
-  StepOverhead o = cached_step_overhead(p);
-  if (o.seconds == 0 && p.efficiency_of) o = cached_step_overhead(*p.efficiency_of);
+  StepOverhead o = fit_step_overhead(p);
+  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of);
   if (o.seconds > 0 && o.layers != n.layers.size()) {
     char text[96];
     std::snprintf(text, sizeof text, " x %zu/%zu layers", n.layers.size(), o.layers);
@@ -269,9 +264,7 @@ Calibration estimate_share(const model::Network& n, Precision prec, const Device
   return c;
 }
 
-}  // namespace
-
-Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
+Calibration calibrate_afresh(const model::Network& n, Precision prec, const DeviceProfile& p) {
   if (auto c = measured(n, prec, p)) return *c;
   Calibration c = estimate_share(n, prec, p);
   // An estimate carries this device's fixed cost of a step for this network, as a measurement does.
@@ -279,6 +272,25 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
   if (c.step_overhead_s == 0 && o.seconds > 0) c.basis += "; " + o.basis;
   c.step_overhead_s = o.seconds;
   return c;
+}
+
+}  // namespace
+
+// Once per profile's contents, network and precision: the planner simulates thousands of
+// configurations of one network on one device, and each calibration bisects over every layer.
+Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfile& p) {
+  const std::string key = profile_key(p) + "|net:" + n.name + '/' + std::to_string(n.layers.size()) + '/' +
+                          std::to_string(n.forward_flops()) + '/' + std::to_string(n.params()) + '|' +
+                          to_string(prec);
+  static std::mutex mutex;
+  static std::map<std::string, Calibration> done;
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = done.find(key); it != done.end()) return it->second;
+  }
+  Calibration c = calibrate_afresh(n, prec, p);  // throws, uncached, for a profile at fault
+  std::lock_guard lock(mutex);
+  return done.emplace(key, std::move(c)).first->second;
 }
 
 void check_precision(const DeviceProfile& p, Precision prec) {

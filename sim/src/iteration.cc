@@ -77,7 +77,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   if (need_GB > profile.memory_GB)
     throw topo::InputError("--batch-per-gpu", "",
                            "a batch that fits in the " + std::to_string(int(profile.memory_GB)) +
-                               " GB of a " + (profile.memory_of.empty() ? profile.device : profile.memory_of) +
+                               " GB of a " + memory_owner(profile) +
                                ", but batch " +
                                std::to_string(cfg.batch_per_gpu) + " needs about " +
                                std::to_string(int(std::ceil(need_GB))) + " GB");
@@ -177,7 +177,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     r.input_basis = cores > 0 ? r.input_basis + ", and " + basis : std::string(basis) + " alone";
   }
   // Only where something bounds it: a topology without cores and no GPU decoding is not modelled.
-  const double data_s = fed > 0 && (cores > 0 || cfg.gpu_decode_images_per_s > 0) ? cfg.batch_per_gpu / fed : 0;
+  const double data_s = fed > 0 ? cfg.batch_per_gpu / fed : 0;
   r.iteration_s = std::max(step_end, data_s);
   r.data_stall_s = r.iteration_s - step_end;
   const double global_batch = static_cast<double>(cfg.batch_per_gpu) * cfg.gpus;

@@ -121,7 +121,7 @@ TEST_CASE("Two NCCL ranks on two GPUs sum buffers of awkward sizes", "[exec][gpu
         }
       });
     for (auto& t : ranks) t.join();
-    CAPTURE(gpu::nccl_algo_env(algorithm));
+    CAPTURE(exec::nccl_algo_name(algorithm));
     CHECK(errors[0] == "");
     CHECK(errors[1] == "");
     CHECK(wrong[0] == 0);

@@ -85,8 +85,6 @@ Event make_event(unsigned flags) {
   return Event(e);
 }
 
-const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm) { return nccl_algo_name(algorithm); }
-
 NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : options_(options) {
   if (options.ranks < 1 || options.rank < 0 || options.rank >= options.ranks)
     throw std::invalid_argument("NCCL communicator: rank " + std::to_string(options.rank) +
@@ -106,7 +104,7 @@ NcclComm::NcclComm(const ncclUniqueId& id, const NcclCommOptions& options) : opt
       options.algorithm == TrainConfig::NcclAlgorithm::nvls)
     setenv("NCCL_COLLNET_ENABLE", "1", 0);
 #endif
-  const AlgoEnvLease algo(nccl_algo_env(options.algorithm));
+  const AlgoEnvLease algo(nccl_algo_name(options.algorithm));
   const ncclResult_t init = ncclCommInitRankConfig(&comm_, options.ranks, id, options.rank, &config);
   // A constructor that throws runs no destructor: a communicator NCCL already made (its
   // threads running) is aborted here before the error leaves.

@@ -39,8 +39,6 @@ struct StreamOwnerDeleter {
 };
 using OwnedStream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamOwnerDeleter>;
 
-// The NCCL_ALGO value for an algorithm: "Ring", "Tree", or nullptr for NCCL's own choice.
-const char* nccl_algo_env(TrainConfig::NcclAlgorithm algorithm);
 
 struct NcclCommOptions {
   int rank = 0, ranks = 1;

@@ -56,6 +56,9 @@ struct DeviceProfile {
   std::shared_ptr<const DeviceProfile> efficiency_of;
 };
 
+// The GPU a profile's memory_GB belongs to: the topology's where it stated it, else the profile's.
+inline const std::string& memory_owner(const DeviceProfile& p) { return p.memory_of.empty() ? p.device : p.memory_of; }
+
 DeviceProfile load_device_profile(const std::string& path);  // throws topo::InputError
 // The profile in `dir` whose `match` names the GPU model, or InputError listing what exists.
 DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu_model);
