@@ -15,11 +15,13 @@ double scaled_lr(const LrSchedule& s, long long global_batch) {
   return s.base_lr * static_cast<double>(global_batch) / s.base_batch;
 }
 
+double stated_warmup_start(const LrSchedule& s) { return s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr; }
+
 double warmup_start(const LrSchedule& s, long long global_batch) {
   // Warmup climbs to the scaled rate; it never runs down to it. A global batch at most
   // base_batch has its peak at or under base_lr and needs no warmup (Goyal et al. warm up
   // because kn > 256 makes the early rate too high), so it starts at its peak.
-  return std::min(s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr, scaled_lr(s, global_batch));
+  return std::min(stated_warmup_start(s), scaled_lr(s, global_batch));
 }
 
 double learning_rate(const LrSchedule& s, long long global_batch, double epoch,

@@ -59,32 +59,34 @@ void check_config(const TrainConfig& c) {
   if (c.comm && c.gpu_collective == TrainConfig::GpuCollective::gloo) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);
-    const bool hierarchical = c.allreduce.algorithm == comm::Algorithm::hierarchical;
-    if (hierarchical) {
+    // Gloo's AllreduceRing adds each rank's arriving values into its own buffer, so rank r holds
+    // x_r + x_(r-1) + ... in its own order: from 3 participants on, their sums differ in the last
+    // bits, the replicas' weights drift apart step by step, and with fp16 loss scaling one can
+    // overflow and skip a step another takes. Training needs one sum, the same everywhere.
+    // Between servers the participants are the leaders, whose broadcasts copy each leader's sum to
+    // its own server only, so the rule is the same over servers.
+    auto refuse_drifting_ring = [&](const char* field, comm::Algorithm runs, int participants,
+                                    const std::string& where) {
+      if (runs != comm::Algorithm::ring || participants < 3) return;
+      bad(field, "ring_chunked or halving_doubling " + where +
+                     ", got ring: Gloo's plain ring leaves each its sum in a different order, so replicas drift "
+                     "apart; ring_chunked is the same ring as reduce-scatter + allgather, one sum copied to all");
+    };
+    if (c.allreduce.algorithm == comm::Algorithm::hierarchical) {
+      if (!comm::runs_between_servers(c.allreduce.inter))
+        bad("inter", std::string("halving_doubling, ring_chunked or ring between servers, got ") +
+                         comm::name(c.allreduce.inter));
       comm::RendezvousConfig layout;
       layout.rank = c.comm->rank();
       layout.world_size = ranks;
       layout.local_rank = c.comm->local_rank();
       layout.local_world_size = c.comm->local_world_size();
       if (const std::string wrong = comm::hierarchy_reason(layout, c.allreduce.inter); !wrong.empty())
-        bad(wrong.find("between servers") != std::string::npos ? "inter" : "algorithm", wrong);
-      // The leaders' plain ring drifts as the flat one does (below); the broadcasts copy each
-      // leader's sum to its own server only.
-      if (c.allreduce.inter == comm::Algorithm::ring && ranks / layout.local_world_size >= 3)
-        bad("inter", "ring_chunked or halving_doubling between " + std::to_string(ranks / layout.local_world_size) +
-                         " servers, got ring: Gloo's plain ring leaves each leader its sum in a different order, so "
-                         "the servers' replicas drift apart");
+        bad("algorithm", wrong);
+      const int servers = ranks / layout.local_world_size;
+      refuse_drifting_ring("inter", c.allreduce.inter, servers, "between " + std::to_string(servers) + " servers");
     }
-    // Gloo's AllreduceRing adds each rank's arriving values into its own buffer, so rank r holds
-    // x_r + x_(r-1) + ... in its own order: from 3 ranks on, the replicas' sums differ in their
-    // last bits, their weights drift apart step by step, and with fp16 loss scaling one rank can
-    // overflow and skip a step another takes. Training needs one sum, the same on every rank.
-    if (c.allreduce.algorithm == comm::Algorithm::ring && ranks >= 3)
-      bad("algorithm",
-          "ring_chunked or halving_doubling on " + std::to_string(ranks) +
-              " ranks, got ring: Gloo's plain ring leaves each rank its sum in a different order, "
-              "so replicas drift apart; ring_chunked is the same ring as reduce-scatter + "
-              "allgather, one sum copied to every rank");
+    refuse_drifting_ring("algorithm", c.allreduce.algorithm, ranks, "on " + std::to_string(ranks) + " ranks");
   }
 }
 

@@ -38,10 +38,10 @@ std::string describe_warmup(const LrSchedule& s, long long global_batch) {
   if (s.warmup_epochs > 0 && start < peak)
     std::snprintf(text, sizeof text, "peak lr %g after %g epochs of warmup from %g", peak,
                   s.warmup_epochs, start);
-  else if (const double stated = s.warmup_start_lr < 0 ? s.base_lr : s.warmup_start_lr; s.warmup_epochs > 0 && stated > peak)
+  else if (s.warmup_epochs > 0 && stated_warmup_start(s) > peak)
     std::snprintf(text, sizeof text,
                   "peak lr %g from the first step (no warmup: the peak is below its start %g, and warmup only climbs)",
-                  peak, stated);
+                  peak, stated_warmup_start(s));
   else if (s.warmup_epochs > 0)
     std::snprintf(text, sizeof text, "peak lr %g from the first step (no warmup: it starts at the peak)", peak);
   else

@@ -43,7 +43,9 @@ struct LrSchedule {
 
 // base_lr * global_batch / base_batch.
 double scaled_lr(const LrSchedule& s, long long global_batch);
-// The rate warmup starts from: warmup_start_lr (base_lr when negative), at most scaled_lr.
+// The start the recipe states: warmup_start_lr, or base_lr when that is negative.
+double stated_warmup_start(const LrSchedule& s);
+// The rate warmup starts from: the stated start, at most scaled_lr.
 double warmup_start(const LrSchedule& s, long long global_batch);
 // The rate at a fractional epoch (step / steps per epoch). Cosine decays from the end of warmup
 // to 0 at total_epochs (Loshchilov and Hutter 2017, without restarts).
