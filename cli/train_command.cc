@@ -148,6 +148,12 @@ void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
                            "--nccl-algorithm ring, tree, nvls, nvls-tree, collnet-chain or auto)");
+  // One --gpu for every local rank puts them all on that GPU, which NCCL refuses at init.
+  const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
+  if (collective == "nccl" && o.gpu >= 0 && (o.nproc > 1 || (local_ranks && std::atoi(local_ranks) > 1)))
+    throw topo::InputError("--gpu", "", "none with several local ranks and --gpu-collective nccl (each rank takes "
+                           "GPU LOCAL_RANK), got " + std::to_string(o.gpu) + " for every rank: NCCL runs one rank "
+                           "per GPU; --gpu-collective gloo lets ranks share one");
   c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
                                           : exec::TrainConfig::GpuCollective::gloo;
   using Nccl = exec::TrainConfig::NcclAlgorithm;

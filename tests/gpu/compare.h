@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 // got is within tolerance of want when |got - want| <= max(abs, rel * |want|); NaN must meet
@@ -33,12 +34,20 @@ inline std::string first_mismatch(const std::vector<float>& got, const std::vect
   return "";
 }
 
+// Equal values, element by element. Two NaNs count as equal: a GPU's arithmetic returns the
+// canonical NaN (0x7fffffff) where the CPU keeps the NaN it was given, so neither == nor the bits
+// would match.
 template <class T>
 std::string first_difference(const std::vector<T>& got, const std::vector<T>& want) {
   if (got.size() != want.size())
     return "sizes differ: " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
+  auto same = [](T a, T b) {
+    if constexpr (std::is_floating_point_v<T>)
+      if (std::isnan(a) && std::isnan(b)) return true;
+    return a == b;
+  };
   for (size_t i = 0; i < got.size(); ++i)
-    if (!(got[i] == want[i])) {
+    if (!same(got[i], want[i])) {
       std::ostringstream s;
       s.precision(9);
       s << "element " << i << ": GPU " << +got[i] << ", CPU " << +want[i];

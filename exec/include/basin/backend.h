@@ -247,6 +247,10 @@ struct GpuOptions {
   // and the mode is chosen by measurement (bench/exec_gpu_bench.cc runs both). Layers cuDNN
   // turns down fall back to the plain mode, each said once on stderr.
   bool persistent_batchnorm = false;
+  // bf16/fp16 only: batch norm's plain-mode calls and pooling on fp32 copies of their tensors
+  // from the start, as a layer runs them once cuDNN has refused its 16-bit type. For tests of
+  // that fallback; it costs memory and traffic.
+  bool fp32_copies = false;
   // The most workspace any one convolution algorithm may use: the algorithm searches get this
   // much, and after them only the most a chosen algorithm needs is kept.
   std::size_t workspace_bytes = std::size_t{256} << 20;

@@ -29,6 +29,8 @@
 
 #include <cuda_runtime.h>
 
+#include <functional>
+
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -160,10 +162,13 @@ struct BatchNormState {
   TensorDescriptor stats;  // gamma, beta, means, variances: 1 x C x 1 x 1
   // Training through cuDNN's Ex functions in the persistent mode (GpuOptions::
   // persistent_batchnorm) with `ops`: the plain batch norm, or with the ReLU fused where cuDNN
-  // has that (fp16 NHWC). Cleared, for good, the first time cuDNN says NOT_SUPPORTED for the
-  // layer's shape; the layer then runs the legacy spatial mode.
+  // has that (fp16 NHWC). Cleared, for good, the first time cuDNN says NOT_SUPPORTED (or
+  // BAD_PARAM) for the layer; the layer then runs the legacy spatial mode.
   bool persistent = false;
   cudnnBatchNormOps_t ops = CUDNN_BATCHNORM_OPS_BN;
+  // The legacy calls on fp32 copies, for good, once cuDNN refused the 16-bit type (call_widening).
+  bool widened = false;
+  TensorDescriptor x32;  // x's shape in fp32, for that
   DeviceMemory reserve;  // the Ex forward's reserve space, handed to the Ex backward
   size_t backward_workspace_bytes = 0;  // what the Ex backward asked for (queried in forward)
   // 16-byte-aligned copies of gamma, beta, dgamma and dbeta (4 x `padded_c` floats) for the
@@ -180,7 +185,19 @@ struct PoolState {
   TensorDescriptor x, y;
   PoolingDescriptor pool;
   Tensor input, output;  // of the last forward: cuDNN's max-pool backward rereads both
+  bool widened = false;     // on fp32 copies, once cuDNN refused the 16-bit type (call_widening)
+  TensorDescriptor x32, y32;  // the shapes in fp32, for that
 };
+
+// A tensor call_widening reads or writes: its memory and elements.
+template <class T>
+struct WideningBuffer {
+  T* ptr;
+  size_t elements;
+};
+// A cuDNN call given fp32 descriptors (`fp32`) or the tensors' own, and the buffers in order.
+using WideningCall =
+    std::function<cudnnStatus_t(bool fp32, const std::vector<const void*>& in, const std::vector<void*>& out)>;
 
 struct InputUpload;  // stage_input's pinned and device buffers (gpu_input_stage.cc)
 
@@ -249,7 +266,8 @@ class CudnnBackend final : public Backend {
   // Device scratch of at least `floats` floats (or `bytes`); independent slots, so one
   // operation can hold several. Contents live until the next call for the same slot. Slots 0
   // and 1: staging at the host boundary and the fc's transposes; 2: weights cast on the fly;
-  // 3 and 4: weight and fc gradients in the compute precision; 5: batch norm's Ex workspace.
+  // 3 and 4: weight and fc gradients in the compute precision; 5: batch norm's Ex workspace;
+  // 6 to 9: call_widening's fp32 copies.
   Precision precision_for(const TensorDesc& desc, Layout layout) const;  // what alloc stores it in
   float* scratch(int slot, size_t floats);
   void* scratch_bytes(int slot, size_t bytes);
@@ -295,6 +313,14 @@ class CudnnBackend final : public Backend {
   float* bn_aligned_slot(BatchNormState& s, int slot);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
   void relu_in_place(Tensor& y);  // a batch norm's fused ReLU
+  // `call` on the tensors as they are or, once cuDNN has refused their 16-bit type for this layer
+  // (`widened`, then set for good and said on stderr), on fp32 copies: `in` widened into
+  // scratch, `out` computed in scratch and rounded back (gpu_widening.cc). `what` names the call
+  // and the layer in errors.
+  static constexpr int kFirstWideningSlot = 6;
+  void call_widening(bool& widened, const std::string& what, Precision precision,
+                     const std::vector<WideningBuffer<const void>>& in,
+                     const std::vector<WideningBuffer<void>>& out, const WideningCall& call);
 
   GpuOptions options_;
   Stream stream_owner_;
@@ -308,7 +334,7 @@ class CudnnBackend final : public Backend {
   DeviceMemory workspace_;
   size_t workspace_needed_ = 0;
   bool searched_ = false;  // a search ran since the last shrink
-  DeviceMemory scratch_[6];
+  DeviceMemory scratch_[10];
   // prepare_weights' copy of the parameter array in the compute precision (bf16/fp16 only),
   // and which array it copies.
   DeviceMemory weights_low_;

@@ -18,11 +18,14 @@
 //   gets the ReLU's output and beta to mask dy itself, and the forward's reserve space);
 //   elsewhere the ReLU is the same second pass. cuDNN documents that this mode may overflow
 //   (NaN/Inf) on some inputs, which is why it is asked for, not assumed. A layer whose shape
-//   cuDNN turns down (any NOT_SUPPORTED status) falls back to the legacy mode for good, and
-//   says so on stderr.
+//   or type cuDNN turns down (a NOT_SUPPORTED or BAD_PARAM status) falls back to the legacy
+//   mode for good, and says so on stderr.
 //
-// bf16/fp16: x, y, dy and dx in the compute precision, everything per channel fp32 (the
-// descriptor cudnnDeriveBNTensorDescriptor derives from a half or bf16 x is float), so the
+// Should cuDNN refuse the legacy calls' 16-bit type (bf16 had not run on a GPU when this was
+// written), the layer runs them on fp32 copies (call_widening, gpu_widening.cc).
+//
+// bf16/fp16: x, y, dy and dx in the compute precision, everything per channel fp32 (stated as
+// such; cudnnDeriveBNTensorDescriptor would derive float from a half or bf16 x too), so the
 // statistics are accumulated and kept in fp32.
 #include <basin/kernels.h>
 
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 
 #include "gpu_backend.h"
 
@@ -39,6 +43,14 @@ namespace {
 const float kOne = 1.f, kZero = 0.f;
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+size_t elements(const BatchNormDesc& d) { return static_cast<size_t>(d.io.elements()); }
+
+// A legacy call's name and its layer, for call_widening's messages.
+std::string bn_call(const char* call, int op, const BatchNormDesc& d) {
+  return std::string(call) + " (batch norm layer " + std::to_string(op) + ", " + std::to_string(d.io.n) + "x" +
+         std::to_string(d.io.c) + "x" + std::to_string(d.io.h) + "x" + std::to_string(d.io.w) + ")";
+}
 
 }  // namespace
 
@@ -53,7 +65,13 @@ BatchNormState& CudnnBackend::bn_state(int op, const BatchNormDesc& d, const Ten
   BatchNormState s;
   s.desc = d;
   s.x = nhwc_descriptor(d.io, precision_of(x));
-  CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(s.stats, s.x, CUDNN_BATCHNORM_SPATIAL));
+  // Stated, not derived: cuDNN derives float for half and bf16 data too, but the flat arrays
+  // these vectors live in are fp32 whatever it would say.
+  s.stats = nchw_descriptor({1, d.io.c, 1, 1}, Precision::fp32);
+  if (precision_of(x) != Precision::fp32) {
+    s.x32 = nhwc_descriptor(d.io, Precision::fp32);
+    s.widened = options_.fp32_copies;
+  }
   s.saved_mean = DeviceMemory(sizeof(float) * d.io.c);
   s.saved_inv_std = DeviceMemory(sizeof(float) * d.io.c);
   s.persistent = options_.persistent_batchnorm;
@@ -142,7 +160,9 @@ void CudnnBackend::batchnorm_forward_training(int op, const BatchNormDesc& d, co
     const cudnnStatus_t status = bn_forward_persistent(s, x, gamma, beta, y, batch_mean, batch_var);
     if (status == CUDNN_STATUS_SUCCESS) break;
     // cuDNN 9 details NOT_SUPPORTED (3001 shape, 3003 data type, ...): the category decides.
-    if (CUDNN_STATUS_CATEGORY(status) != CUDNN_STATUS_NOT_SUPPORTED) CUDNN_CHECK(status);
+    // BAD_PARAM too: the Ex functions' documentation lists it for data types they do not take.
+    const auto category = CUDNN_STATUS_CATEGORY(status);
+    if (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM) CUDNN_CHECK(status);
     // Without the fused ReLU first, then the legacy mode (which clears `persistent`), said
     // once per layer so that a benchmark of the persistent mode shows what it really ran.
     std::fprintf(stderr, "basin: batch norm layer %d (%dx%dx%dx%d %s%s): cuDNN's persistent mode: %s; %s\n",
@@ -155,10 +175,15 @@ void CudnnBackend::batchnorm_forward_training(int op, const BatchNormDesc& d, co
       s.persistent = false;
   }
   if (!s.persistent)
-    CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-        cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, s.x, x.ptr(), s.x, y.ptr(), s.stats, gamma,
-        beta, 1.0, batch_mean, batch_var, static_cast<double>(d.epsilon), s.saved_mean.as<float>(),
-        s.saved_inv_std.as<float>()));
+    call_widening(s.widened, bn_call("cudnnBatchNormalizationForwardTraining", op, d), precision_of(x),
+                  {{x.ptr(), elements(d)}}, {{y.ptr(), elements(d)}},
+                  [&](bool fp32, const auto& in, const auto& out) {
+                    const cudnnTensorDescriptor_t io = fp32 ? s.x32 : s.x;
+                    return cudnnBatchNormalizationForwardTraining(
+                        cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, io, in[0], io, out[0], s.stats,
+                        gamma, beta, 1.0, batch_mean, batch_var, static_cast<double>(d.epsilon),
+                        s.saved_mean.as<float>(), s.saved_inv_std.as<float>());
+                  });
   const double count = 1.0 * d.io.n * d.io.h * d.io.w;
   if (count > 1) {
     const auto biased = static_cast<float>((count - 1) / count);
@@ -179,9 +204,14 @@ void CudnnBackend::batchnorm_forward_eval(int op, const BatchNormDesc& d, const 
                                           const float* running_mean, const float* running_var,
                                           Tensor& y) {
   BatchNormState& s = bn_state(op, d, x);
-  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-      cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, s.x, x.ptr(), s.x, y.ptr(), s.stats, gamma,
-      beta, running_mean, running_var, static_cast<double>(d.epsilon)));
+  call_widening(s.widened, bn_call("cudnnBatchNormalizationForwardInference", op, d), precision_of(x),
+                {{x.ptr(), elements(d)}}, {{y.ptr(), elements(d)}},
+                [&](bool fp32, const auto& in, const auto& out) {
+                  const cudnnTensorDescriptor_t io = fp32 ? s.x32 : s.x;
+                  return cudnnBatchNormalizationForwardInference(
+                      cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, io, in[0], io, out[0], s.stats, gamma,
+                      beta, running_mean, running_var, static_cast<double>(d.epsilon));
+                });
   if (d.fused_relu) relu_in_place(y);
 }
 
@@ -206,10 +236,15 @@ void CudnnBackend::batchnorm_backward(int op, const BatchNormDesc& d, const Tens
                                             kernel_precision(precision_of(dy)), stream_);
   }
   if (!s.persistent) {
-    CUDNN_CHECK(cudnnBatchNormalizationBackward(
-        cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, s.x, x.ptr(), s.x, grad,
-        s.x, dx.ptr(), s.stats, gamma, dgamma, dbeta, static_cast<double>(d.epsilon),
-        s.saved_mean.as<float>(), s.saved_inv_std.as<float>()));
+    call_widening(s.widened, bn_call("cudnnBatchNormalizationBackward", op, d), precision_of(x),
+                  {{x.ptr(), elements(d)}, {grad, elements(d)}}, {{dx.ptr(), elements(d)}},
+                  [&](bool fp32, const auto& in, const auto& out) {
+                    const cudnnTensorDescriptor_t io = fp32 ? s.x32 : s.x;
+                    return cudnnBatchNormalizationBackward(
+                        cudnn_, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, io, in[0], io, in[1],
+                        io, out[0], s.stats, gamma, dgamma, dbeta, static_cast<double>(d.epsilon),
+                        s.saved_mean.as<float>(), s.saved_inv_std.as<float>());
+                  });
     return;
   }
   // y only with the fused ReLU (its mask): without it Net may have lent y's memory to a gradient.

@@ -62,9 +62,12 @@ std::uintptr_t common_alignment(std::initializer_list<const void*> buffers) {
 // cuDNN's search reports per algorithm its status, time, workspace, determinism and math type;
 // results come fastest first, so the first acceptable one is the choice.
 // Whether a found algorithm's math type is one the options allow: any in bf16/fp16 (tensor
-// cores are the point), with TF32 any, otherwise plain FMA math only.
+// cores are the point); in fp32 with TF32 any but a conversion of the data to fp16 (ALLOW_
+// CONVERSION: TF32 is what was asked for, not fp16's 11 bits), otherwise plain FMA math only.
 bool math_allowed(cudnnMathType_t m, const GpuOptions& o) {
-  return o.precision != Precision::fp32 || o.tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+  if (o.precision != Precision::fp32) return true;
+  if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  return o.tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
 }
 
 template <class Perf>

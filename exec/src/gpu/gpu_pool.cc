@@ -1,6 +1,7 @@
 // The GPU backend's pooling: cuDNN max pooling (deterministic when asked) and the global
 // average in front of the fc, both on the compute precision directly.
 #include <stdexcept>
+#include <string>
 
 #include "gpu_backend.h"
 
@@ -8,6 +9,14 @@ namespace basin::exec::gpu {
 namespace {
 
 const float kOne = 1.f, kZero = 0.f;
+
+size_t elements(const TensorDesc& d) { return static_cast<size_t>(d.elements()); }
+
+// A call's name and its layer, for call_widening's messages.
+std::string pool_call(const char* call, int op, const PoolDesc& d) {
+  return std::string(call) + " (pooling layer " + std::to_string(op) + ", " + std::to_string(d.in.n) + "x" +
+         std::to_string(d.in.c) + "x" + std::to_string(d.in.h) + "x" + std::to_string(d.in.w) + ")";
+}
 
 bool same(const PoolDesc& a, const PoolDesc& b) {
   return a.in == b.in && a.out == b.out && a.kind == b.kind && a.kernel == b.kernel &&
@@ -25,6 +34,11 @@ PoolState& CudnnBackend::pool_state(int op, const PoolDesc& d, const Tensor& x, 
   s.desc = d;
   s.x = nhwc_descriptor(d.in, precision_of(x));
   s.y = nhwc_descriptor(d.out, precision_of(y));
+  if (precision_of(x) != Precision::fp32) {
+    s.x32 = nhwc_descriptor(d.in, Precision::fp32);
+    s.y32 = nhwc_descriptor(d.out, Precision::fp32);
+    s.widened = options_.fp32_copies;
+  }
   // Average pooling is the global pool before the fc (no padding), where including or excluding
   // padding agree; excluding matches torch's AdaptiveAvgPool2d by construction.
   const cudnnPoolingMode_t mode =
@@ -42,7 +56,12 @@ PoolState& CudnnBackend::pool_state(int op, const PoolDesc& d, const Tensor& x, 
 
 void CudnnBackend::pool_forward(int op, const PoolDesc& d, const Tensor& x, Tensor& y) {
   PoolState& s = pool_state(op, d, x, y);
-  CUDNN_CHECK(cudnnPoolingForward(cudnn_, s.pool, &kOne, s.x, x.ptr(), &kZero, s.y, y.ptr()));
+  call_widening(s.widened, pool_call("cudnnPoolingForward", op, d), precision_of(x),
+                {{x.ptr(), elements(d.in)}}, {{y.ptr(), elements(d.out)}},
+                [&](bool fp32, const auto& in, const auto& out) {
+                  return cudnnPoolingForward(cudnn_, s.pool, &kOne, fp32 ? s.x32 : s.x, in[0], &kZero,
+                                             fp32 ? s.y32 : s.y, out[0]);
+                });
   // The executor keeps both until backward (they are layer outputs), which rereads them.
   s.input = x;
   s.output = y;
@@ -52,8 +71,13 @@ void CudnnBackend::pool_backward(int op, const PoolDesc& d, const Tensor& dy, Te
   PoolState& s = pool_state(op, d, dx, dy);
   if (!s.input.data)
     throw std::logic_error("pool backward of layer " + std::to_string(op) + " before its forward");
-  CUDNN_CHECK(cudnnPoolingBackward(cudnn_, s.pool, &kOne, s.y, s.output.ptr(), s.y, dy.ptr(), s.x,
-                                   s.input.ptr(), &kZero, s.x, dx.ptr()));
+  call_widening(s.widened, pool_call("cudnnPoolingBackward", op, d), precision_of(dx),
+                {{s.output.ptr(), elements(d.out)}, {dy.ptr(), elements(d.out)}, {s.input.ptr(), elements(d.in)}},
+                {{dx.ptr(), elements(d.in)}}, [&](bool fp32, const auto& in, const auto& out) {
+                  const cudnnTensorDescriptor_t x_desc = fp32 ? s.x32 : s.x, y_desc = fp32 ? s.y32 : s.y;
+                  return cudnnPoolingBackward(cudnn_, s.pool, &kOne, y_desc, in[0], y_desc, in[1], x_desc,
+                                              in[2], &kZero, x_desc, out[0]);
+                });
 }
 
 }  // namespace basin::exec::gpu

@@ -1,0 +1,53 @@
+// A cuDNN call on 16-bit tensors with a way out: should this cuDNN refuse the data type, the
+// layer runs the same call on fp32 copies from then on.
+//
+// cuDNN documents 16-bit data for the calls basin makes, but its legacy batch norm and pooling
+// in bf16 NHWC had not run on a GPU when they were written (docs/decisions.md, mixed
+// precision). A refusal there would stop every bf16 network; fp32 copies cost memory (up to one
+// scratch buffer per tensor the call reads or writes) and traffic, not correctness: the inputs
+// widen exactly, cuDNN computes in fp32 either way, and the outputs are rounded once into the
+// 16-bit tensors, as cuDNN itself rounds them. The switch is said once per layer on stderr, so a
+// benchmark shows what ran.
+#include <basin/kernels.h>
+
+#include <cstdio>
+
+#include "gpu_backend.h"
+
+namespace basin::exec::gpu {
+
+void CudnnBackend::call_widening(bool& widened, const std::string& what, Precision precision,
+                                 const std::vector<WideningBuffer<const void>>& in,
+                                 const std::vector<WideningBuffer<void>>& out, const WideningCall& call) {
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  if (!widened) {
+    for (const auto& b : in) in_ptrs.push_back(b.ptr);
+    for (const auto& b : out) out_ptrs.push_back(b.ptr);
+    const cudnnStatus_t status = call(false, in_ptrs, out_ptrs);
+    if (status == CUDNN_STATUS_SUCCESS) return;
+    const auto category = CUDNN_STATUS_CATEGORY(status);
+    if (precision == Precision::fp32 ||
+        (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM))
+      detail::cudnn_fail(status, what.c_str(), __FILE__, __LINE__);
+    std::fprintf(stderr, "basin: %s: cuDNN refused %s data (%s); the layer runs on fp32 copies from now on\n",
+                 what.c_str(), precision_name(precision), cudnnGetErrorString(status));
+    widened = true;
+    in_ptrs.clear();
+    out_ptrs.clear();
+  }
+  const kernels::Precision from = kernel_precision(precision);
+  int slot = kFirstWideningSlot;
+  for (const auto& b : in) {
+    float* wide = scratch(slot++, b.elements);
+    kernels::cast_gpu(b.ptr, from, wide, kernels::Precision::fp32, b.elements, stream_);
+    in_ptrs.push_back(wide);
+  }
+  for (const auto& b : out) out_ptrs.push_back(scratch(slot++, b.elements));
+  if (const cudnnStatus_t status = call(true, in_ptrs, out_ptrs); status != CUDNN_STATUS_SUCCESS)
+    detail::cudnn_fail(status, (what + " on fp32 copies").c_str(), __FILE__, __LINE__);
+  for (size_t i = 0; i < out.size(); ++i)
+    kernels::cast_gpu(out_ptrs[i], kernels::Precision::fp32, out[i].ptr, from, out[i].elements, stream_);
+}
+
+}  // namespace basin::exec::gpu
