@@ -13,6 +13,7 @@
 // Run on a GPU machine: build/bench/basin_exec_gpu_bench [--benchmark_filter=...]
 // (BASIN_PYTHON names the interpreter with torch and torchvision; default python3).
 #include <basin/exec.h>
+#include <basin/cuda_check.h>
 #include <basin/kernels.h>
 #include <basin/train.h>
 #include <basin/training.h>
@@ -83,7 +84,7 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
     for (auto _ : state) {
       const auto t0 = std::chrono::steady_clock::now();
       step();
-      cudaDeviceSynchronize();
+      CUDA_CHECK(cudaDeviceSynchronize());  // an asynchronous error surfaces here, not as a time
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       state.SetIterationTime(s);
       seconds += s;
