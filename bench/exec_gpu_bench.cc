@@ -23,6 +23,7 @@
 #include "torch_peer.h"
 
 #include <chrono>
+#include <exception>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -47,7 +48,7 @@ double device_bytes_in_use() {
   return static_cast<double>(total - free);
 }
 
-void BM_BasinGpuResNet50Step(benchmark::State& state) {
+void basin_step(benchmark::State& state) {
   using namespace basin;
   const int batch = static_cast<int>(state.range(0));
   const auto precision = static_cast<Precision>(state.range(1));
@@ -102,6 +103,16 @@ void BM_BasinGpuResNet50Step(benchmark::State& state) {
                                                                 : sim::Precision::fp16;
   state.counters["planned_GiB"] =
       sim::memory_needed_GB(model::resnet(50), batch, planned) * 1e9 / (1 << 30);
+}
+
+// A failing CUDA or cuDNN call throws; Google Benchmark would terminate on it, losing every later
+// configuration, the PyTorch lines and the JSON. This configuration is reported failed instead.
+void BM_BasinGpuResNet50Step(benchmark::State& state) {
+  try {
+    basin_step(state);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
 }
 
 // PyTorch's step, `mode` eager or compile: the script times `iterations` steps after warm-up.

@@ -25,14 +25,32 @@ def read(folder, name):
     return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else None
 
 
-def benchmarks(folder, name):
+def benchmarks(folder, name, notes):
+    """The entries of Google Benchmark's JSON. A run stopped by its cap leaves the file cut off
+    after its last complete entry (the reporter writes each as it finishes): those are kept and
+    the cut is noted; a file with no entries list at all is an error."""
     text = read(folder, name)
     if text is None:
         return []
+    path = os.path.join(folder, name)
     try:
         return json.loads(text).get("benchmarks", [])
     except json.JSONDecodeError as e:
-        sys.exit(f"{os.path.join(folder, name)}: not Google Benchmark's JSON ({e})")
+        start = text.find('"benchmarks"')
+        bracket = text.find("[", start) if start >= 0 else -1
+        if bracket < 0:
+            sys.exit(f"{path}: not Google Benchmark's JSON ({e})")
+        entries, decoder, at = [], json.JSONDecoder(), bracket + 1
+        while True:
+            while at < len(text) and text[at] in " \t\r\n,":
+                at += 1
+            try:
+                entry, at = decoder.raw_decode(text, at)
+            except json.JSONDecodeError:
+                break
+            entries.append(entry)
+        notes.append(f"{name} was cut off (its phase stopped early): {len(entries)} complete entries kept.")
+        return entries
 
 
 def step_rows(entries):
@@ -47,27 +65,30 @@ def step_rows(entries):
     return rows
 
 
-def step_table(rows):
+def step_table(rows, compile_rows):
+    """basin and PyTorch eager from the bench phase; torch.compile against basin's line measured
+    in the same (compile) process where there is one, else against the bench phase's."""
     out = ["| batch | precision | basin images/s | basin, persistent BN | basin GiB | planned GiB "
            "| PyTorch eager images/s | PyTorch GiB | PyTorch reserved GiB | basin / eager "
            "| torch.compile images/s | basin / compile |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    configs = sorted({(k[1], k[2]) for k in rows}, key=lambda c: (-c[0], c[1]))
+    configs = sorted({(k[1], k[2]) for k in list(rows) + list(compile_rows)}, key=lambda c: (-c[0], c[1]))
     fmt = lambda v, spec=".0f": "" if v is None else format(v, spec)
     for batch, precision in configs:
         basin = rows.get(("Basin", batch, precision, False), {})
         persistent = rows.get(("Basin", batch, precision, True), {})
         eager = rows.get(("PyTorch", batch, precision, False), {})
-        compiled = rows.get(("PyTorchCompiled", batch, precision, False), {})
+        compiled = compile_rows.get(("PyTorchCompiled", batch, precision, False), {})
         best = max(basin.get("images_per_s", 0), persistent.get("images_per_s", 0)) or None
-        ratio = lambda peer: best / peer["images_per_s"] if best and peer.get("images_per_s") else None
+        beside = compile_rows.get(("Basin", batch, precision, False), {}).get("images_per_s") or best
+        ratio = lambda peer, mine=best: mine / peer["images_per_s"] if mine and peer.get("images_per_s") else None
         out.append(f"| {batch} | {precision} | {fmt(basin.get('images_per_s'))} | "
                    f"{fmt(persistent.get('images_per_s'))} | {fmt(basin.get('device_GiB'), '.1f')} | "
                    f"{fmt(basin.get('planned_GiB'), '.1f')} | "
                    f"{fmt(eager.get('images_per_s'))} | {fmt(eager.get('device_GiB'), '.1f')} | "
                    f"{fmt(eager.get('peak_reserved_GiB'), '.1f')} | "
                    f"{fmt(ratio(eager), '.2f')} | {fmt(compiled.get('images_per_s'))} | "
-                   f"{fmt(ratio(compiled), '.2f')} |")
+                   f"{fmt(ratio(compiled, beside), '.2f')} |")
     return out
 
 
@@ -93,7 +114,9 @@ def main():
         sys.exit(f"{folder}/summary.md: missing (expected the files scripts/gpu_session.sh writes)")
     date = re.search(r"(\d{4}-\d{2}-\d{2})", summary)
     target = sys.argv[2] if len(sys.argv) == 3 else f"reports/gpu-{date.group(1) if date else 'undated'}.md"
-    rows = step_rows(benchmarks(folder, "exec-gpu-bench.json") + benchmarks(folder, "exec-gpu-compile.json"))
+    notes = []
+    rows = step_rows(benchmarks(folder, "exec-gpu-bench.json", notes))
+    compile_rows = step_rows(benchmarks(folder, "exec-gpu-compile.json", notes))
     failed = [l for l in (read(folder, "test.log") or "").splitlines() if "FAILED" in l]
     # summary.md's own title becomes a section of this report.
     machine = re.sub(r"^# ", "## Machine: ", summary.rstrip(), count=1)
@@ -107,8 +130,10 @@ def main():
             "GiB: device memory in use after the timed steps less that with only the CUDA context,"
             " measured alike for both; planned GiB: what basin's planner budgets for the step"
             " (sim::memory_needed_GB); PyTorch's reserved GiB: its caching allocator's peak reservation."
-            " Ratios use basin's faster batch-norm mode.", ""]
-    out += step_table(rows) if rows else ["(no benchmark JSON came back)"]
+            " basin / eager uses basin's faster batch-norm mode; basin / compile uses basin's plain-mode"
+            " line measured in the compile phase's own process where it came back.", ""]
+    out += step_table(rows, compile_rows) if rows or compile_rows else ["(no benchmark JSON came back)"]
+    out += [""] + [f"Note: {n}" for n in notes] if notes else []
     out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
     out += ["", "## NCCL per-bucket allreduce beside the simulator (nccl.log)", ""] + fenced(read(folder, "nccl.log"))
     directory = os.path.dirname(os.path.abspath(target))

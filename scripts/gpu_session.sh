@@ -31,7 +31,8 @@ have_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | gre
 deadline=$(( $(date +%s) + ${BASIN_CALL_BUDGET_S:-570} ))
 # Each phase's own cap, in seconds: about twice what it is expected to take on the device's 16
 # cores (the build took 250 s on 2 cores here), so a hang loses that much, not the whole call.
-declare -A default_cap=([build]=240 [test]=200 [bench]=240 [nccl]=60 [e2e]=150 [compile]=240)
+# The build's cap is the whole budget's share it may take: nothing runs without it.
+declare -A default_cap=([build]=420 [test]=200 [bench]=240 [nccl]=60 [e2e]=150 [compile]=240)
 
 phase_build() {
   local archs=${BASIN_CUDA_ARCHS:-}
@@ -42,7 +43,8 @@ phase_build() {
   for t in basin_exec_gpu_bench basin_kernels_bench basin_nccl_bench; do
     ninja -C "$build" -t targets all 2>/dev/null | grep -q "^$t:" && targets+=("$t")
   done
-  ninja -C "$build" -j "$(nproc)" "${targets[@]}"
+  # -k 0: one target that fails to build leaves the others built, and their phases run.
+  ninja -C "$build" -k 0 -j "$(nproc)" "${targets[@]}"
 }
 
 phase_test() {
@@ -51,18 +53,22 @@ phase_test() {
 
 phase_bench() {
   have_gpu || { echo "skipped: no GPU"; return 77; }
-  "$build/bench/basin_kernels_bench" || return
+  # Independent: a failing kernel benchmark does not cost the ResNet-50 comparison.
+  "$build/bench/basin_kernels_bench"
+  local kernels=$?
   # basin (plain and persistent batch norm) and PyTorch eager, every configuration.
   "$build/bench/basin_exec_gpu_bench" --benchmark_out="$out/exec-gpu-bench.json" \
     --benchmark_filter='^BM_BasinGpuResNet50Step/|^BM_PyTorchGpuResNet50Step/'
+  local step=$?
+  return $(( step != 0 ? step : kernels ))
 }
 
 # torch.compile (a minute or more of compiling) for the issue's bf16 batch 256, beside basin's
-# bf16 line again, so that its ratio is measured in the same process.
+# bf16 line (plain batch norm) again, so that its ratio is measured in the same process.
 phase_compile() {
   have_gpu || { echo "skipped: no GPU"; return 77; }
   "$build/bench/basin_exec_gpu_bench" --benchmark_out="$out/exec-gpu-compile.json" \
-    --benchmark_filter='^BM_BasinGpuResNet50Step/256/1/|^BM_PyTorchCompiledGpuResNet50Step/256/1/'
+    --benchmark_filter='^BM_BasinGpuResNet50Step/256/1/0/|^BM_PyTorchCompiledGpuResNet50Step/256/1/'
 }
 
 # ResNet-50, bf16, batch 256, from ImageNet-sized JPEGs (470x390 at quality 97, ImageNet's mean
@@ -111,7 +117,7 @@ summary="$out/summary.md"
 {
   echo "# basin on $(hostname), $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- commit: $(git describe --always --dirty 2>/dev/null || echo unknown)"
   if have_gpu; then
     echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
   else
@@ -125,6 +131,7 @@ summary="$out/summary.md"
   echo "|---|---|---|---|"
 } >"$summary"
 status=0
+build_tail=
 for p in "${phases[@]}"; do
   declare -F "phase_$p" >/dev/null || { echo "unknown phase: $p (build test bench nccl e2e compile all)" >&2; exit 2; }
   start=$(date +%s)
@@ -132,19 +139,31 @@ for p in "${phases[@]}"; do
   cap_name="BASIN_CAP_$p"
   cap=${!cap_name:-${default_cap[$p]}}
   [ "$cap" -lt "$left" ] && left=$cap
+  # The device tool returns at most 8 files: a build that succeeds keeps its log beside the
+  # build (its last lines go into the summary), so that the other phases' 7 files fit.
+  log="$out/$p.log"
+  [ "$p" = build ] && log="$build/build.log" && mkdir -p "$build"
   if [ "$left" -lt 15 ]; then
     echo "phase $p: not started, the call's budget is spent" | tee "$out/$p.log"
+    log="$out/$p.log"
     rc=124
   else
     # The phase runs in a child bash, so that timeout can stop it with everything it started.
     export -f "phase_$p" have_gpu
     export build out
-    timeout "$left" bash -c "phase_$p" 2>&1 | tee "$out/$p.log"
+    # -k: a phase that ignores the TERM is killed 10 s later, inside the call's last 30 s.
+    timeout -k 10 "$left" bash -c "phase_$p" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
-    [ "$rc" -eq 124 ] && echo "phase $p: stopped after $left s (its cap or the call's budget)" | tee -a "$out/$p.log"
+    [ "$rc" -eq 124 ] && echo "phase $p: stopped after $left s (its cap or the call's budget)" | tee -a "$log"
+    if [ "$p" = build ]; then
+      if [ "$rc" -ne 0 ]; then cp "$log" "$out/build.log" && log="$out/build.log"; else build_tail=$(tail -n 3 "$log"); fi
+    fi
   fi
-  echo "| $p | $rc | $(( $(date +%s) - start )) | $p.log |" >>"$summary"
+  echo "| $p | $rc | $(( $(date +%s) - start )) | ${log#"$out/"} |" >>"$summary"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && status=1
 done
+if [ -n "${build_tail:-}" ]; then
+  { echo; echo "The build's last lines:"; echo; printf '%s\n' "$build_tail" | sed 's/^/    /'; } >>"$summary"
+fi
 cat "$summary"
 exit $status
