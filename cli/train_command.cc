@@ -23,6 +23,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <string>
+#include <string_view>
 
 namespace basin::cli {
 namespace {
@@ -48,6 +50,19 @@ std::string naming_the_flag(const std::string& message) {
   return message;
 }
 
+
+// A flag whose value is one list, given twice: CLI11 joins the lists, so `--blocks 1,1 --blocks
+// 2,2` would train four stages. (A scalar flag given twice is CLI11's own error.)
+void refuse_repeated_lists(int argc, char** argv) {
+  for (const std::string flag : {"--blocks", "--milestones"}) {
+    int times = 0;
+    for (int i = 1; i < argc; ++i)
+      if (const std::string_view a = argv[i]; a == flag || a.starts_with(flag + "=")) ++times;
+    if (times > 1)
+      throw topo::InputError(flag, "", "once, its list as one comma-separated value (e.g. 1,1,1,1), got it " +
+                             std::to_string(times) + " times, whose lists would be joined");
+  }
+}
 
 // The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
 // when not given, so local ranks take one GPU each).
@@ -433,6 +448,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_flag("--no-validate", o->no_validate, "skip the per-epoch validation");
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
   return [o, cmd, argc, argv] {
+    refuse_repeated_lists(argc, argv);
     return run_train(*o, [cmd](const char* flag) { return cmd->count(flag) > 0; }, argc, argv);
   };
 }

@@ -144,6 +144,9 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
   refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm nvls-tree", "--nproc");
   refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm collnet-chain", "--nproc");
   refused("--wire fp8", "fp32, fp16 or bf16, got 'fp8'");
+  // A list flag given twice would be joined by CLI11 (four stages here).
+  refused("--blocks 1,1 --blocks 2,2", "--blocks: expected once");
+  refused("--milestones=1 --milestones 2", "--milestones: expected once");
   // One --gpu for two NCCL ranks would put both on it (NCCL: "Duplicate GPU detected").
   if (BASIN_HAVE_NCCL) refused("--device gpu --gpu-collective nccl --nproc 2 --gpu 0", "--gpu: expected none with several local ranks");
   // With NCCL built, this names the conflicting flag; without, it says NCCL is missing.
