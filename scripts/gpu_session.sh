@@ -40,7 +40,7 @@ phase_build() {
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     ${archs:+-DCMAKE_CUDA_ARCHITECTURES=$archs} || return
   local targets=(basin basin_gpu_tests)
-  for t in basin_exec_gpu_bench basin_kernels_bench basin_nccl_bench; do
+  for t in basin_exec_gpu_bench basin_kernels_bench basin_nccl_bench basin_nccl_tuner; do
     ninja -C "$build" -t targets all 2>/dev/null | grep -q "^$t:" && targets+=("$t")
   done
   # -k 0: one target that fails to build leaves the others built, and their phases run.
@@ -108,6 +108,19 @@ phase_nccl() {
   local gpus
   gpus=$(nvidia-smi -L | grep -c '^GPU ')
   "$build/bench/basin_nccl_bench" --ranks "$gpus"
+  local bench=$?
+  # basin's NCCL tuner plugin inside a real NCCL (docs/tuner.md): it loads, reads its rules and
+  # says so in one line at the communicator's creation.
+  local plugin="$build/libnccl-tuner-basin.so" rules="$build/tuner-check.conf"
+  if [ -f "$plugin" ]; then
+    printf '%s\n' "allreduce,0,65535,tree,ll,4,-1,-1" "allreduce,65536,4294967295,ring,simple,-1,-1,-1" >"$rules"
+    NCCL_TUNER_PLUGIN="$plugin" BASIN_TUNER_FILE="$rules" NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,TUNING \
+      "$build/bench/basin_nccl_bench" --ranks 1 --iterations 2 2>&1 | grep -i -E 'tuner' | head -20
+    echo "tuner plugin check: ${PIPESTATUS[0]} (the lines above should include 'basin tuner: 2 rules')"
+  else
+    echo "tuner plugin check: $plugin was not built"
+  fi
+  return $bench
 }
 
 phases=("$@")
