@@ -110,7 +110,7 @@ DeviceProfile load_profile(const std::string& path, bool may_borrow, const std::
                    "backward_source"}, at, path);
     MeasuredThroughput t;
     t.model = text(m, "model", at, path);
-    t.precision = precision_from_string(text(m, "precision", at, path), path + ": " + at);
+    t.precision = precision_from_string(text(m, "precision", at, path), path + ": " + at + "/precision");
     const json& batch = field(m, "batch_per_gpu", at, path);
     if (!batch.is_number_integer() || batch.get<long long>() < 1 || batch.get<long long>() > 1 << 20)
       throw topo::InputError(path, at + "/batch_per_gpu", "a whole batch of 1 or more images, got " + batch.dump());

@@ -140,6 +140,9 @@ TEST_CASE("a device profile's misspelt or mistyped field is named", "[cli][input
   wrong = good;
   wrong["measured"][0]["batch_per_gpu"] = 32.5;
   require_input_error(run_with(wrong), {"p.json", "/measured/0/batch_per_gpu", "32.5"});
+  wrong = good;
+  wrong["measured"][0]["precision"] = "fp8";
+  require_input_error(run_with(wrong), {"p.json", "/measured/0/precision", "'fp8'"});
 }
 
 TEST_CASE("a negative seed is refused rather than wrapped to 2^64 - 1", "[cli][input]") {
