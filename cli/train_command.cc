@@ -8,7 +8,6 @@
 
 #include <basin/comm.h>
 #include <basin/data.h>
-#include <basin/kernels.h>
 #include <basin/topology.h>
 #include <basin/train.h>
 
@@ -62,122 +61,6 @@ void refuse_repeated_lists(int argc, char** argv) {
       throw topo::InputError(flag, "", "once, its list as one comma-separated value (e.g. 1,1,1,1), got it " +
                              std::to_string(times) + " times, whose lists would be joined");
   }
-}
-
-// The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
-// when not given, so local ranks take one GPU each).
-std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
-  if (o.device == "gpu") {
-#if BASIN_HAVE_CUDNN
-    if (kernels::cuda_device_count() == 0)
-      throw topo::InputError("--device", "", "gpu on a machine with a usable CUDA GPU: none found (no driver or no device)");
-    const char* local = std::getenv("LOCAL_RANK");
-    const int gpus = kernels::cuda_device_count();
-    int gpu = o.gpu >= 0 ? o.gpu : local && *local ? std::atoi(local) : 0;
-    // Gloo's staged path lets local ranks share GPUs round-robin; NCCL refuses two ranks on
-    // one GPU at init, so that is said here, before the rendezvous, in words.
-    if (o.gpu < 0 && gpu >= gpus && o.config.gpu_collective == exec::TrainConfig::GpuCollective::gloo)
-      gpu %= gpus;
-    if (gpu >= gpus)
-      throw topo::InputError(o.gpu >= 0 ? "--gpu" : "LOCAL_RANK", "",
-                             "a GPU index below " + std::to_string(gpus) + ", got " + std::to_string(gpu) +
-                                 (o.gpu < 0 ? " (NCCL needs a GPU per rank: start at most " + std::to_string(gpus) +
-                                                  " local ranks, or pass --gpu-collective gloo to share GPUs)"
-                                            : std::string()));
-    return exec::make_gpu_backend(
-        {.device = gpu,
-         .tf32 = o.tf32,
-         .deterministic = o.deterministic,
-         .persistent_batchnorm = o.persistent_batchnorm,
-         .precision = o.compute});
-#else
-    throw topo::InputError("--device", "", "cpu: this basin was built without cuDNN (CUDA toolkit with cuDNN at "
-                                           "/usr/local/cuda), so it has no GPU backend");
-#endif
-  }
-  if (o.device != "cpu") throw topo::InputError("--device", "", "cpu or gpu, got '" + o.device + "'");
-#if BASIN_HAVE_DNNL
-  return exec::make_cpu_backend(o.threads);
-#else
-  throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
-#endif
-}
-
-int gpu_count() {
-#if BASIN_HAVE_CUDNN
-  return kernels::cuda_device_count();
-#else
-  return 0;
-#endif
-}
-
-// Whether every rank runs on this machine: --nproc here, or, in a rank that --nproc (or torchrun
-// on one node) started, as many ranks on this machine as in all.
-bool ranks_on_one_machine(const TrainOptions& o) {
-  if (o.nproc > 1) return true;
-  const char* local = std::getenv("LOCAL_WORLD_SIZE");
-  const char* world = std::getenv("WORLD_SIZE");
-  return local && world && *world && std::string(local) == world && std::string(world) != "1";
-}
-
-// --gpu-collective and --nccl-algorithm onto the config, refusing what cannot run together.
-void choose_gpu_collective(TrainOptions& o, const std::function<bool(const char*)>& given) {
-  auto& c = o.config;
-  const bool gpu = o.device == "gpu";
-  std::string collective = o.gpu_collective;
-  if (collective.empty()) collective = gpu && BASIN_HAVE_NCCL ? "nccl" : "gloo";
-  if (collective != "nccl" && collective != "gloo")
-    throw topo::InputError("--gpu-collective", "", "nccl or gloo, got '" + collective + "'");
-  if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
-      o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree" && o.nccl_algorithm != "collnet-chain")
-    throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls, nvls-tree or collnet-chain, got '" +
-                                                       o.nccl_algorithm + "'");
-  // NVLS-tree runs between servers, and --nproc starts every rank on this one, where NCCL
-  // disables it. Asked for, that is an error; a plan's NVLS-tree run here is NVLS, what NCCL runs
-  // on one server (and what the planner's model of NVLS-tree is there).
-  if (collective == "nccl" && o.nccl_algorithm == "nvls-tree" && ranks_on_one_machine(o)) {
-    if (given("--nccl-algorithm"))
-      throw topo::InputError("--nccl-algorithm", "", "nvls, ring, tree or auto with --nproc: nvls-tree runs between "
-                             "servers, and --nproc starts every rank on this one (NCCL disables NVLS-tree there)");
-    o.nccl_algorithm = "nvls";
-  }
-  // Likewise CollNet's chain: on one machine NCCL has no CollNet, and the planner's model of it
-  // there is the chains alone, NCCL's tree.
-  if (collective == "nccl" && o.nccl_algorithm == "collnet-chain" && ranks_on_one_machine(o)) {
-    if (given("--nccl-algorithm"))
-      throw topo::InputError("--nccl-algorithm", "", "ring, tree, nvls or auto with --nproc: collnet-chain runs "
-                             "between servers, and --nproc starts every rank on this one (NCCL's CollNet needs two)");
-    o.nccl_algorithm = "tree";
-  }
-  if (collective == "nccl" && !gpu)
-    throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
-                           " (nccl sums GPU memory: pass --device gpu)");
-  if (collective == "nccl" && !BASIN_HAVE_NCCL)
-    throw topo::InputError("--gpu-collective", "", "gloo: this basin was built without NCCL (nccl.h and "
-                           "libnccl next to the CUDA toolkit)");
-  if (collective == "gloo" && given("--nccl-algorithm"))
-    throw topo::InputError("--nccl-algorithm", "", "no NCCL algorithm with --gpu-collective gloo" +
-                           std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
-  if (collective == "nccl" && given("--inter"))
-    throw topo::InputError("--inter", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is --nccl-algorithm)");
-  if (collective == "nccl" && given("--algorithm"))
-    throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
-                           "--nccl-algorithm ring, tree, nvls, nvls-tree, collnet-chain or auto)");
-  // One --gpu for every local rank puts them all on that GPU, which NCCL refuses at init.
-  const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
-  if (collective == "nccl" && o.gpu >= 0 && (o.nproc > 1 || (local_ranks && std::atoi(local_ranks) > 1)))
-    throw topo::InputError("--gpu", "", "none with several local ranks and --gpu-collective nccl (each rank takes "
-                           "GPU LOCAL_RANK), got " + std::to_string(o.gpu) + " for every rank: NCCL runs one rank "
-                           "per GPU; --gpu-collective gloo lets ranks share one");
-  c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
-                                          : exec::TrainConfig::GpuCollective::gloo;
-  using Nccl = exec::TrainConfig::NcclAlgorithm;
-  c.nccl_algorithm = o.nccl_algorithm == "ring"        ? Nccl::ring
-                     : o.nccl_algorithm == "tree"      ? Nccl::tree
-                     : o.nccl_algorithm == "nvls"      ? Nccl::nvls
-                     : o.nccl_algorithm == "nvls-tree" ? Nccl::nvls_tree
-                     : o.nccl_algorithm == "collnet-chain" ? Nccl::collnet_chain
-                                                       : Nccl::automatic;
 }
 
 int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, int argc,

@@ -5,6 +5,7 @@
 #include <basin/train.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,5 +45,13 @@ void apply_plan(const std::string& path, TrainOptions& o, const GivenFlag& given
 // all run the one plan the launcher wrote. Returns the arguments the ranks get.
 std::vector<std::string> plan_for_this_machine(TrainOptions& o, const GivenFlag& given, int argc,
                                                char** argv);
+
+// The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
+// when not given, so local ranks take one GPU each). train_gpu.cc, as the three below.
+std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o);
+// CUDA devices this basin can use (0 when built without cuDNN).
+int gpu_count();
+// --gpu-collective and --nccl-algorithm onto the config, refusing what cannot run together.
+void choose_gpu_collective(TrainOptions& o, const GivenFlag& given);
 
 }  // namespace basin::cli
