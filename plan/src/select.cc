@@ -74,12 +74,96 @@ double ll_max_GBps(const topo::Topology& topo, const std::vector<topo::Vertex>& 
   return kLlMaxNodes_GBps[amd ? 1 : 0][nodes <= 2 ? 0 : 1];
 }
 
+int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
+int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
+
+// tuning.cc, treeCorrectionFactor ("Trees are not perfectly sticking to the model for medium
+// sizes"): the share of its modelled bandwidth NCCL's tree allreduce keeps for messages of
+// 64 B x 2^k up to 64 B x 2^(k+1), k = 0..22, by protocol (LL, LL128, Simple).
+constexpr double kTreeCorrection[3][23] = {
+    {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0},
+    {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0},
+    {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9}};
+
+// `c` with its bandwidth times NCCL's tree correction in each size class: a chain of `small`
+// costs, one per class whose factor differs from the next larger one's.
+sim::CollectiveCost tree_corrected(const sim::CollectiveCost& c, Protocol protocol) {
+  const double* factor = kTreeCorrection[proto_index(protocol)];
+  auto scaled = [&](double f) {
+    sim::CollectiveCost piece = c;
+    piece.seconds_per_byte = c.seconds_per_byte / f;
+    return piece;
+  };
+  sim::CollectiveCost out = c;  // under 64 B
+  double below = 64;            // where the class being added starts
+  for (int k = 0; k <= 22; ++k, below *= 2) {
+    if (k > 0 && factor[k] == factor[k - 1]) continue;  // the same line as the class below
+    sim::CollectiveCost piece = scaled(factor[k]);
+    piece.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
+    piece.small_below_bytes = below;
+    out = std::move(piece);
+  }
+  sim::CollectiveCost top = c;  // from 64 B x 2^23 (512 MB) on, as modelled
+  top.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
+  top.small_below_bytes = 64.0 * (1 << 23);
+  return top;
+}
+
+// One of NCCL's algorithm and protocol pairs: basin's cost of it (`line`) and the cost NCCL's
+// tuner ranks it by (`view`: the line with NCCL's corrections by size, nccl_view).
+struct Candidate {
+  sim::CollectiveCost line, view;
+};
+
+// NCCL's two corrections of its model by size (tuning.cc, ncclTopoGetAlgoTime), which it applies
+// only to choose: the tree's bandwidth at medium sizes (tree_corrected), and the ring's "plateau
+// effect" across servers, its Simple latency x1.4 (x1.9 before Ampere) once a message gives each
+// channel and rank 64 bytes or more. The channels are this model's, one per GPU of a server; NCCL
+// often runs more, which moves that threshold down. Prices stay basin's lines: the plateau
+// factor taken as a price put 3 A100 servers' ring at 90 GB/s busbw at 128 MB where 96 was
+// measured (tests/plan/nccl_rings_test.cc).
+sim::CollectiveCost nccl_view(const sim::CollectiveCost& line, const topo::Topology& topo,
+                              const std::vector<topo::Vertex>& gpus, sim::Algorithm algorithm, Protocol protocol) {
+  if (algorithm == sim::Algorithm::tree) return tree_corrected(line, protocol);
+  std::set<int> servers;
+  for (topo::Vertex v : gpus) servers.insert(topo.graph[v].server);
+  if (algorithm != sim::Algorithm::ring || protocol != Protocol::simple || servers.size() < 2) return line;
+  const double ranks = static_cast<double>(gpus.size()), ppn = ranks / static_cast<double>(servers.size());
+  sim::CollectiveCost plateau = line;
+  plateau.latency_s *= gpu_generation_index(topo, gpus.front()) == 0 ? 1.9 : 1.4;
+  plateau.small = std::make_shared<const sim::CollectiveCost>(line);
+  plateau.small_below_bytes = 64.0 * ppn * ranks;
+  return plateau;
+}
+
+Candidate candidate(sim::Network& net, const std::vector<topo::Vertex>& gpus, sim::Algorithm algorithm,
+                    Protocol protocol, const std::string& origin) {
+  sim::CollectiveCost line = nccl_cost(net, gpus, algorithm, protocol, origin);
+  sim::CollectiveCost view = nccl_view(line, net.topology(), gpus, algorithm, protocol);
+  return {std::move(line), std::move(view)};
+}
+
+// For every message size the candidate NCCL's tuner picks (the lower envelope of the views), at
+// its line's cost: a chain of `small` costs.
+sim::CollectiveCost as_nccl_picks(const std::vector<Candidate>& candidates) {
+  std::vector<sim::CollectiveCost> views;
+  for (const Candidate& c : candidates) views.push_back(c.view);
+  const auto picks = sim::fastest_segments(views);
+  sim::CollectiveCost out = candidates[picks.front().first].line;
+  for (size_t i = 1; i < picks.size(); ++i) {
+    if (picks[i].first == picks[i - 1].first) continue;  // the same pick, another piece of its view
+    sim::CollectiveCost larger = candidates[picks[i].first].line;
+    larger.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
+    larger.small_below_bytes = picks[i].second;
+    out = std::move(larger);
+  }
+  return out;
+}
+
 constexpr double kMaxSelectBytes = 1125899906842624.0;  // 2^50
 
 std::string shortest(double x) { return detail::number_text("%g", x); }
 
-int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
-int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
 
 // The protocols NCCL's tuner chooses among on these GPUs by default: LL and Simple, and LL128
 // where NCCL enables it (ll128_enabled).
@@ -225,23 +309,21 @@ sim::AllreduceModel nccl_model(const topo::Topology& cluster, const Choice& c, c
 sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus, const Choice& c,
                                      const std::string& origin) {
   if (!c.nccl_picks_algorithm) return nccl_cost(net, gpus, c.algorithm, c.protocol, origin);
-  // The fastest by basin's model of NCCL's costs. NCCL ranks with two further factors used only
-  // to choose (tuning.cc: the tree's bandwidth times treeCorrectionFactor below 8 MB, ring Simple's
-  // latency times 1.4, 1.9 before Ampere, across nodes), not modelled: where the tree wins by a
-  // little on these lines NCCL may run the ring, up to ~10% slower from 16 KB to 256 KB.
+  // What NCCL's tuner picks by its own model, corrected by size as NCCL corrects it
+  // (as_nccl_picks), at basin's cost of each pick.
   if (gpus.size() < 2) return {};
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(net.topology().graph[v].server);
   // NCCL's defaults: CollNet off, so no CollNet chain and no NVLS across servers (tuning.cc
   // disables both without it); NVLS on one server and NVLS-tree across several where they run.
-  std::vector<sim::CollectiveCost> costs;
+  std::vector<Candidate> costs;
   const std::vector<Protocol> protocols = enabled_protocols(net.topology(), gpus);
   for (sim::Algorithm a : {sim::Algorithm::ring, sim::Algorithm::tree})
-    for (Protocol p : protocols) costs.push_back(nccl_cost(net, gpus, a, p, origin));
+    for (Protocol p : protocols) costs.push_back(candidate(net, gpus, a, p, origin));
   const Choice switch_sums{servers.size() == 1 ? sim::Algorithm::nvls : sim::Algorithm::nvls_tree, Protocol::simple};
   if (nccl_runs(switch_sums, net.topology(), gpus))
-    costs.push_back(nccl_cost(net, gpus, switch_sums.algorithm, switch_sums.protocol, origin));
-  return sim::fastest_of(costs);
+    costs.push_back(candidate(net, gpus, switch_sums.algorithm, switch_sums.protocol, origin));
+  return as_nccl_picks(costs);
 }
 
 bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus) {
@@ -292,9 +374,9 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
   if (protocol == Protocol::automatic) {
     if (algorithm != sim::Algorithm::ring && algorithm != sim::Algorithm::tree)
       return nccl_cost(net, gpus, algorithm, Protocol::simple, origin);
-    std::vector<sim::CollectiveCost> each;
-    for (Protocol p : enabled_protocols(net.topology(), gpus)) each.push_back(nccl_cost(net, gpus, algorithm, p, origin));
-    return sim::fastest_of(each);
+    std::vector<Candidate> each;
+    for (Protocol p : enabled_protocols(net.topology(), gpus)) each.push_back(candidate(net, gpus, algorithm, p, origin));
+    return as_nccl_picks(each);
   }
   if (algorithm == sim::Algorithm::nvls) {
     if (protocol != Protocol::simple) throw std::invalid_argument("nccl_cost: NCCL's NVLS runs Simple only");

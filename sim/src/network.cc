@@ -220,39 +220,81 @@ CollectiveCost CollectiveCost::without(const std::string& term) const {
   return c;
 }
 
-CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
+std::vector<std::pair<size_t, double>> fastest_segments(const std::vector<CollectiveCost>& costs) {
   if (costs.empty()) throw std::invalid_argument("fastest_of: no costs");
-  for (const CollectiveCost& c : costs) {
-    if (c.small) throw std::invalid_argument("fastest_of: costs of one schedule each, without `small`");
-    if (!std::isfinite(c.latency_s) || !std::isfinite(c.seconds_per_byte))
-      throw std::invalid_argument("fastest_of: finite latencies and seconds per byte");
-  }
-  // Walk the envelope up from 0 bytes: first the line with the least latency (the least slope
-  // among equals), then each time the flatter line that crosses the current one soonest.
-  const CollectiveCost* current = &*std::min_element(costs.begin(), costs.end(), [](const auto& a, const auto& b) {
-    return a.latency_s != b.latency_s ? a.latency_s < b.latency_s : a.seconds_per_byte < b.seconds_per_byte;
-  });
-  std::vector<std::pair<const CollectiveCost*, double>> segments = {{current, 0.0}};  // line, from bytes
-  for (;;) {
-    const CollectiveCost* next = nullptr;
-    double at = std::numeric_limits<double>::infinity();
-    for (const CollectiveCost& c : costs) {
-      if (!(c.seconds_per_byte < current->seconds_per_byte)) continue;
-      const double crossing = std::max(segments.back().second, (c.latency_s - current->latency_s) /
-                                                                   (current->seconds_per_byte - c.seconds_per_byte));
-      if (crossing < at || (next && crossing == at && c.seconds_per_byte < next->seconds_per_byte)) {
-        at = crossing;
-        next = &c;
+  // Where any input changes from one line to the next (its `small` chain): between two such
+  // sizes every input is one line, and the envelope of lines is walked as below.
+  std::vector<double> cuts = {0.0};
+  for (const CollectiveCost& c : costs)
+    for (const CollectiveCost* piece = &c; piece; piece = piece->small.get()) {
+      if (!std::isfinite(piece->latency_s) || !std::isfinite(piece->seconds_per_byte))
+        throw std::invalid_argument("fastest_of: finite latencies and seconds per byte");
+      if (piece->small) {
+        if (!(piece->small_below_bytes > 0) || !std::isfinite(piece->small_below_bytes))
+          throw std::invalid_argument("fastest_of: a size class's bound above 0 and finite");
+        cuts.push_back(piece->small_below_bytes);
       }
     }
-    if (!next) break;
-    segments.push_back({next, at});
-    current = next;
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  struct Line {
+    size_t input;
+    const CollectiveCost* piece;
+  };
+  auto time_at = [](const Line& l, double bytes) { return l.piece->latency_s + bytes * l.piece->seconds_per_byte; };
+  std::vector<std::pair<Line, double>> segments;  // line, from bytes
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    const double from = cuts[i];
+    const double to = i + 1 < cuts.size() ? cuts[i + 1] : std::numeric_limits<double>::infinity();
+    std::vector<Line> lines;
+    for (size_t k = 0; k < costs.size(); ++k) lines.push_back({k, &costs[k].for_bytes(from)});
+    // First the line fastest at `from` (the flatter among equals), then each time the flatter
+    // line that crosses the current one soonest, up to `to`.
+    Line current = *std::min_element(lines.begin(), lines.end(), [&](const Line& a, const Line& b) {
+      const double ta = time_at(a, from), tb = time_at(b, from);
+      return ta != tb ? ta < tb : a.piece->seconds_per_byte < b.piece->seconds_per_byte;
+    });
+    double at = from;
+    for (;;) {
+      // One segment per line: the same line again (an identical input, or an input that did not
+      // change at this cut) goes on.
+      const bool same = !segments.empty() && segments.back().first.piece->latency_s == current.piece->latency_s &&
+                        segments.back().first.piece->seconds_per_byte == current.piece->seconds_per_byte;
+      if (!same) segments.push_back({current, at});
+      const Line* next = nullptr;
+      double soonest = std::numeric_limits<double>::infinity();
+      for (const Line& c : lines) {
+        if (!(c.piece->seconds_per_byte < current.piece->seconds_per_byte)) continue;
+        const double crossing = std::max(at, (c.piece->latency_s - current.piece->latency_s) /
+                                                 (current.piece->seconds_per_byte - c.piece->seconds_per_byte));
+        if (crossing < soonest ||
+            (next && crossing == soonest && c.piece->seconds_per_byte < next->piece->seconds_per_byte)) {
+          soonest = crossing;
+          next = &c;
+        }
+      }
+      if (!next || !(soonest < to)) break;
+      current = *next;
+      at = soonest;
+    }
   }
+  std::vector<std::pair<size_t, double>> out;
+  for (const auto& [line, from] : segments) out.push_back({line.input, from});
+  return out;
+}
+
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
+  const auto segments = fastest_segments(costs);
   // The last segment serves the largest messages; each one before it is the `small` of the next.
-  CollectiveCost out = *segments.front().first;
+  auto piece = [&](const std::pair<size_t, double>& segment) {
+    CollectiveCost one = costs[segment.first].for_bytes(segment.second);
+    one.small = nullptr;
+    one.small_below_bytes = 0;
+    return one;
+  };
+  CollectiveCost out = piece(segments.front());
   for (size_t i = 1; i < segments.size(); ++i) {
-    CollectiveCost larger = *segments[i].first;
+    CollectiveCost larger = piece(segments[i]);
     larger.small = std::make_shared<const CollectiveCost>(std::move(out));
     larger.small_below_bytes = segments[i].second;
     out = std::move(larger);

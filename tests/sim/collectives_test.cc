@@ -377,7 +377,24 @@ TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
   // programming error.
   REQUIRE(fastest_of({line(1, 1)}).small == nullptr);
   REQUIRE_THROWS_AS(fastest_of({}), std::invalid_argument);
-  REQUIRE_THROWS_AS(fastest_of({envelope}), std::invalid_argument);
+  // A cost that already changes with size is itself, and its pieces join the envelope where each
+  // holds: below 10 bytes (1, 3), from 10 on (2, 0.5), beside the line (5, 1), which wins from 2
+  // to 10 bytes (1 + 3b = 5 + b at b = 2) and never after (2 + 0.5b < 5 + b).
+  for (double b : {0.5, 3.9, 4.5, 100.0}) REQUIRE_THAT(fastest_of({envelope}).time_s(b), WithinRel(envelope.time_s(b), 1e-12));
+  CollectiveCost stepped = line(2, 0.5);
+  stepped.small = std::make_shared<const CollectiveCost>(line(1, 3));
+  stepped.small_below_bytes = 10;
+  const CollectiveCost mixed = fastest_of({stepped, line(5, 1)});
+  for (double b : {0.5, 1.9, 2.0, 2.1, 5.0, 9.99, 10.0, 11.0, 1e3}) {
+    CAPTURE(b);
+    const double least = b < 10 ? std::min(1 + 3 * b, 5 + b) : std::min(2 + 0.5 * b, 5 + b);
+    REQUIRE_THAT(mixed.time_s(b), WithinRel(least * 1e-6, 1e-12));
+  }
+  REQUIRE(mixed.seconds_per_byte == 0.5e-6);  // three pieces: (1, 3), (5, 1) from 2, (2, 0.5) from 10
+  REQUIRE(mixed.small_below_bytes == 10);
+  REQUIRE(mixed.small->seconds_per_byte == 1e-6);
+  REQUIRE_THAT(mixed.small->small_below_bytes, WithinRel(2.0, 1e-12));
+  REQUIRE(mixed.small->small->small == nullptr);
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::numeric_limits<double>::infinity(), 0.5)}),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::nan(""), 0.5)}), std::invalid_argument);

@@ -18,7 +18,8 @@ namespace basin::plan {
 // NCCL's protocols. `none` marks basin's own schedules timed by the engine alone (what a Gloo or
 // custom executor runs); ring and tree also come as NCCL's ring and tree under each protocol.
 // `automatic`: NCCL's tuner picks LL, LL128 or Simple for every message size, which is what runs
-// when basin train sets only NCCL's algorithm (the three costs' lower envelope, sim::fastest_of).
+// when basin train sets only NCCL's algorithm (the one NCCL's corrected model ranks fastest, at
+// basin's cost of it; nccl_cost).
 enum class Protocol { none, ll, ll128, simple, automatic };
 const char* to_string(Protocol p);
 
@@ -142,14 +143,17 @@ GlooRun gloo_run(const std::string& algorithm, const std::string& inter = "");
 // tree's Simple efficiency, the slower setting the rate; NCCL's NVLS-tree latency. NVLS across
 // servers: sim::nvls_parts likewise, NCCL's NVLS latency plus its network one. CollNet's chain
 // (Simple only): sim::collnet_chain_cost as it is, NCCL's CollNet-chain latency; on one server
-// NCCL's tree. Protocol::automatic: ring and tree at the fastest of LL, LL128 (where
-// ll128_enabled) and Simple for every size (sim::fastest_of); the others at Simple.
+// NCCL's tree. Protocol::automatic: ring and tree, for every size, at the cost of whichever of LL,
+// LL128 (where ll128_enabled) and Simple NCCL's tuner ranks fastest by its model corrected by size
+// (tuning.cc: the tree's treeCorrectionFactor, the ring's plateau across servers); the others at
+// Simple.
 sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus,
                               sim::Algorithm algorithm, Protocol protocol,
                               const std::string& origin = "--algorithms");
-// nccl_cost for one of NCCL's choices; for "nccl" (Choice::nccl_picks_algorithm) the fastest, at
-// every size, of ring and tree under each protocol NCCL enables and of NVLS (one server) or
-// NVLS-tree (several) where they run: what NCCL's tuner picks when nothing is set.
+// nccl_cost for one of NCCL's choices; for "nccl" (Choice::nccl_picks_algorithm), at every size,
+// the cost of what NCCL's tuner picks when nothing is set, ranked as for Protocol::automatic,
+// among ring and tree under each protocol NCCL enables and NVLS (one server) or NVLS-tree
+// (several) where they run.
 sim::CollectiveCost nccl_choice_cost(sim::Network& net, const std::vector<topo::Vertex>& gpus, const Choice& c,
                                      const std::string& origin = "--algorithms");
 

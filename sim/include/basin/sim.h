@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace basin::sim {
@@ -209,11 +210,16 @@ struct CollectiveCost {
 };
 // `c` as one term of the given name, for composing phases with CollectiveCost::add.
 CollectiveCost named(CollectiveCost c, const std::string& name);
-// For every message size the fastest of `costs` (each a single schedule, without `small`): the
-// lower envelope of their lines, as a chain of `small` costs. What a tuner that picks per size
-// among them runs (NCCL's, choosing LL, LL128 or Simple). Throws std::invalid_argument when
-// `costs` is empty, or one has a `small` or a latency or rate that is not finite.
+// For every message size the fastest of `costs`: the lower envelope of their lines (of each
+// one's pieces where it already changes with size, through `small`), as a chain of `small`
+// costs. What a tuner that picks per size among them runs (NCCL's, choosing LL, LL128 or
+// Simple). Throws std::invalid_argument when `costs` is empty, or a piece has a latency or rate
+// that is not finite.
 CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs);
+// The same envelope as (index into `costs` of the fastest, from which message size in bytes),
+// in increasing sizes from 0: for a tuner that chooses by one model and runs at the cost of
+// another (NCCL's by its corrected tables; plan::nccl_choice_cost).
+std::vector<std::pair<size_t, double>> fastest_segments(const std::vector<CollectiveCost>& costs);
 
 // For each link kind ("nvlink", "pcie", "ethernet", ...), the seconds per message byte that its
 // busiest link is busy.
