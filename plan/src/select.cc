@@ -78,16 +78,17 @@ int algo_index(sim::Algorithm a) { return a == sim::Algorithm::tree ? 0 : 1; }
 int proto_index(Protocol p) { return p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2; }
 
 // tuning.cc, treeCorrectionFactor ("Trees are not perfectly sticking to the model for medium
-// sizes"): the share of its modelled bandwidth NCCL's tree allreduce keeps for messages of
-// 64 B x 2^k up to 64 B x 2^(k+1), k = 0..22, by protocol (LL, LL128, Simple).
-constexpr double kTreeCorrection[3][23] = {
-    {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0},
-    {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0},
-    {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9}};
+// sizes"): the share of its modelled bandwidth NCCL ranks its tree allreduce by for messages of
+// 64 B x 2^k up to 64 B x 2^(k+1), by protocol (LL, LL128, Simple). The tree uses k = 0..22,
+// NVLS-tree (Blackwell on x86) k = 0..23.
+constexpr double kTreeCorrection[3][24] = {
+    {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0, 1.0},
+    {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0, 1.0},
+    {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9, .9}};
 
-// `c` with its bandwidth times NCCL's tree correction in each size class: a chain of `small`
-// costs, one per class whose factor differs from the next larger one's.
-sim::CollectiveCost tree_corrected(const sim::CollectiveCost& c, Protocol protocol) {
+// `c` with its bandwidth times NCCL's tree correction in each of `classes` size classes: a chain
+// of `small` costs, one per class whose factor differs from the next smaller one's.
+sim::CollectiveCost tree_corrected(const sim::CollectiveCost& c, Protocol protocol, int classes) {
   const double* factor = kTreeCorrection[proto_index(protocol)];
   auto scaled = [&](double f) {
     sim::CollectiveCost piece = c;
@@ -96,16 +97,16 @@ sim::CollectiveCost tree_corrected(const sim::CollectiveCost& c, Protocol protoc
   };
   sim::CollectiveCost out = c;  // under 64 B
   double below = 64;            // where the class being added starts
-  for (int k = 0; k <= 22; ++k, below *= 2) {
+  for (int k = 0; k < classes; ++k, below *= 2) {
     if (k > 0 && factor[k] == factor[k - 1]) continue;  // the same line as the class below
     sim::CollectiveCost piece = scaled(factor[k]);
     piece.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
     piece.small_below_bytes = below;
     out = std::move(piece);
   }
-  sim::CollectiveCost top = c;  // from 64 B x 2^23 (512 MB) on, as modelled
+  sim::CollectiveCost top = c;  // from the largest class on, as modelled
   top.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
-  top.small_below_bytes = 64.0 * (1 << 23);
+  top.small_below_bytes = below;
   return top;
 }
 
@@ -115,16 +116,25 @@ struct Candidate {
   sim::CollectiveCost line, view;
 };
 
-// NCCL's two corrections of its model by size (tuning.cc, ncclTopoGetAlgoTime), which it applies
-// only to choose: the tree's bandwidth at medium sizes (tree_corrected), and the ring's "plateau
-// effect" across servers, its Simple latency x1.4 (x1.9 before Ampere) once a message gives each
+// NCCL's corrections of its model by size (tuning.cc, ncclTopoGetAlgoTime), which it applies
+// only to choose: the tree's bandwidth at medium sizes (tree_corrected), the same for NVLS-tree on
+// Blackwell GPUs with x86 CPUs, and the ring's "plateau effect" across servers, its Simple latency x1.4 (x1.9 before Ampere) once a message gives each
 // channel and rank 64 bytes or more. The channels are this model's, one per GPU of a server; NCCL
 // often runs more, which moves that threshold down. Prices stay basin's lines: the plateau
 // factor taken as a price put 3 A100 servers' ring at 90 GB/s busbw at 128 MB where 96 was
 // measured (tests/plan/nccl_rings_test.cc).
 sim::CollectiveCost nccl_view(const sim::CollectiveCost& line, const topo::Topology& topo,
                               const std::vector<topo::Vertex>& gpus, sim::Algorithm algorithm, Protocol protocol) {
-  if (algorithm == sim::Algorithm::tree) return tree_corrected(line, protocol);
+  if (algorithm == sim::Algorithm::tree) return tree_corrected(line, protocol, 23);
+  if (algorithm == sim::Algorithm::nvls_tree) {
+    // compute capability 10.0 on (NVLink 5) and an x86 CPU (Grace is Arm; a server that names
+    // no CPU is taken for x86, as most are).
+    bool arm = false;
+    for (topo::Vertex v : topo::nodes_of_kind(topo, topo::NodeKind::cpu, topo.graph[gpus.front()].server))
+      arm |= topo.graph[v].model.find("Grace") != std::string::npos ||
+             topo.graph[v].model.find("Neoverse") != std::string::npos;
+    return gpu_generation_index(topo, gpus.front()) >= 3 && !arm ? tree_corrected(line, protocol, 24) : line;
+  }
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(topo.graph[v].server);
   if (algorithm != sim::Algorithm::ring || protocol != Protocol::simple || servers.size() < 2) return line;

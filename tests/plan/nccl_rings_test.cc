@@ -214,15 +214,18 @@ namespace {
 // 1.4 (1.9 before Ampere) once bytes / (channels x ranks) reaches 64, with one channel per GPU of
 // a server as basin's model has. The time it ranks `line` (basin's cost of the pair) by.
 double nccl_ranked_s(const sim::CollectiveCost& line, Algorithm a, Protocol p, double bytes, int servers,
-                     int ranks, bool before_ampere) {
-  static const double tree_factor[3][23] = {
-      {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0},
-      {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0},
-      {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9}};
+                     int ranks, bool before_ampere, bool blackwell_x86 = false) {
+  static const double tree_factor[3][24] = {
+      {1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0, 1.0},
+      {1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0, 1.0},
+      {.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9, .9}};
   double latency = line.latency_s, per_byte = line.seconds_per_byte;
   const int log_size = bytes >= 64 ? static_cast<int>(std::floor(std::log2(bytes / 64))) : -1;
   const int proto = p == Protocol::ll ? 0 : p == Protocol::ll128 ? 1 : 2;
   if (a == Algorithm::tree && log_size >= 0 && log_size < 23) per_byte /= tree_factor[proto][log_size];
+  // NVLS-tree likewise up to 24 classes, on Blackwell (compute capability 10) with x86 CPUs.
+  if (a == Algorithm::nvls_tree && blackwell_x86 && log_size >= 0 && log_size < 24)
+    per_byte /= tree_factor[proto][log_size];
   if (a == Algorithm::ring && p == Protocol::simple && servers > 1 &&
       bytes / (1.0 * ranks / servers * ranks) >= 64)
     latency *= before_ampere ? 1.9 : 1.4;
@@ -287,7 +290,7 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
   SelectOptions so;
   so.candidates = {nccl};
   REQUIRE_THROWS_AS(select_allreduce(topo::load_any("dgx-h100:1"), so), std::invalid_argument);
-  for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1"}) {
+  for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1", "dgx-b200:2"}) {
     topo::Topology t = topo::load_any(spec);
     sim::Network net(t);
     const auto gpus = topo::gpus(t);
@@ -308,7 +311,8 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
       for (Protocol p : {Protocol::ll, Protocol::ll128, Protocol::simple})
         if (p != Protocol::ll128 || ll128_enabled(t, gpus)) each.push_back({a, p, nccl_cost(net, gpus, a, p)});
     const Algorithm sums = servers.size() == 1 ? Algorithm::nvls : Algorithm::nvls_tree;
-    const bool switch_sums = std::string(spec).rfind("dgx-h100", 0) == 0;  // H100 NVSwitch: NVLink SHARP
+    // H100's and B200's NVSwitch: NVLink SHARP.
+    const bool switch_sums = std::string(spec).rfind("dgx-h100", 0) == 0 || std::string(spec).rfind("dgx-b200", 0) == 0;
     REQUIRE(nccl_runs({sums, Protocol::simple}, t, gpus) == switch_sums);
     if (switch_sums) each.push_back({sums, Protocol::simple, nccl_cost(net, gpus, sums, Protocol::simple)});
     const bool before_ampere = !switch_sums;  // P100 and V100
@@ -318,7 +322,8 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
       double least = std::numeric_limits<double>::infinity();
       for (const auto& [a, p, c] : each) {
         const double r = nccl_ranked_s(c, a, p, bytes, static_cast<int>(servers.size()),
-                                       static_cast<int>(gpus.size()), before_ampere);
+                                       static_cast<int>(gpus.size()), before_ampere,
+                                       std::string(spec) == "dgx-b200:2");  // Xeon CPUs
         if (r < ranked) ranked = r, picked = c.time_s(bytes);
         least = std::min(least, c.time_s(bytes));
       }
