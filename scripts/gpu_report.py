@@ -133,6 +133,10 @@ def main():
             " basin / eager uses basin's faster batch-norm mode; basin / compile uses basin's plain-mode"
             " line measured in the compile phase's own process where it came back.", ""]
     out += step_table(rows, compile_rows) if rows or compile_rows else ["(no benchmark JSON came back)"]
+    contexts = sorted({b["context_GiB"] for b in rows.values() if "context_GiB" in b})
+    if contexts:
+        out += ["", "Device memory in use before basin's first allocation (the CUDA context and the driver;"
+                f" not in the planner's budget): {', '.join(format(c, '.2f') for c in contexts)} GiB."]
     out += [""] + [f"Note: {n}" for n in notes] if notes else []
     out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
     out += ["", "## NCCL per-bucket allreduce beside the simulator (nccl.log)", ""] + fenced(read(folder, "nccl.log"))

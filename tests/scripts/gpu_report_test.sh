@@ -18,7 +18,7 @@ MD
 # basin 4100 (plain BN) and 4400 (persistent) against eager 4000 and compiled 5500 images/s.
 cat >"$work/ok/exec-gpu-bench.json" <<'JSON'
 {"context": {}, "benchmarks": [
- {"name": "BM_BasinGpuResNet50Step/256/1/0/iterations:20/manual_time", "images_per_s": 4100.0, "device_GiB": 9.5, "planned_GiB": 11.2},
+ {"name": "BM_BasinGpuResNet50Step/256/1/0/iterations:20/manual_time", "images_per_s": 4100.0, "device_GiB": 9.5, "planned_GiB": 11.2, "context_GiB": 0.5234},
  {"name": "BM_BasinGpuResNet50Step/256/1/1/iterations:20/manual_time", "images_per_s": 4400.0, "device_GiB": 9.6},
  {"name": "BM_PyTorchGpuResNet50Step/256/1/iterations:20/manual_time", "images_per_s": 4000.0, "device_GiB": 11.4, "peak_reserved_GiB": 11.0},
  {"name": "BM_BasinGpuResNet50Step/32/0/0/iterations:20/manual_time", "images_per_s": 1500.0, "device_GiB": 2.0},
@@ -43,6 +43,7 @@ bf16=$(grep '^| 256 | bf16 |' "$report") || fail "no bf16 batch-256 row"
 fp32=$(grep '^| 32 | fp32 |' "$report") || fail "no fp32 batch-32 row"
 [[ "$fp32" == *"| $(ratio 1500 1200) |  |  |" ]] || fail "fp32 row: $fp32"
 grep -q '^## Machine: basin on gpu-host' "$report" || fail "machine section"
+grep -q "the CUDA context and the driver; not in the planner's budget): 0.52 GiB" "$report" || fail "context memory line"
 grep -q 'test cases: 56 | 55 passed | 1 failed' "$report" || fail "test summary line"
 grep -q -- '- tests/gpu/net_gpu_test.cc:120: FAILED:' "$report" || fail "failed test not listed"
 [ "$(grep -c '(none came back)' "$report")" -eq 2 ] || fail "missing e2e.log and nccl.log not said"
