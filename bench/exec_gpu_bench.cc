@@ -97,8 +97,9 @@ void basin_step(benchmark::State& state) {
   basin_images_per_s()[{batch, static_cast<int>(precision), persistent}] = ips;
   state.counters["images_per_s"] = ips;
   state.counters["device_GiB"] = held / (1 << 30);
-  // What the CUDA context (and the driver) holds before basin allocates: the reserve a plan must
-  // leave beside the step's own memory, which the planner does not count yet.
+  // Device memory in use before this configuration's backend: the CUDA context and the driver,
+  // and libraries earlier configurations loaded (the report takes the least). The reserve a plan
+  // must leave beside the step's own memory, which the planner does not count yet.
   state.counters["context_GiB"] = before / (1 << 30);
   // What the planner budgets for this step (sim::memory_needed_GB), beside what it held.
   const sim::Precision planned = precision == Precision::fp32   ? sim::Precision::fp32

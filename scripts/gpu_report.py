@@ -53,11 +53,14 @@ def benchmarks(folder, name, notes):
         return entries
 
 
-def step_rows(entries):
-    """(who, batch, precision, persistent) -> entry, from BM_*GpuResNet50Step/... names."""
+def step_rows(entries, notes):
+    """(who, batch, precision, persistent) -> entry, from BM_*GpuResNet50Step/... names; a run
+    that failed is left out of the table and its error noted."""
     rows = {}
     for b in entries:
         m = re.match(r"BM_(Basin|PyTorch|PyTorchCompiled)GpuResNet50Step/(\d+)/(\d)(?:/(\d))?/", b["name"])
+        if m and b.get("error_occurred"):
+            notes.append(f"{b['name']} failed: {b.get('error_message', 'no message')}")
         if not m or b.get("error_occurred"):
             continue
         who, batch, precision, persistent = m.group(1), int(m.group(2)), PRECISION[m.group(3)], m.group(4) == "1"
@@ -66,8 +69,8 @@ def step_rows(entries):
 
 
 def step_table(rows, compile_rows):
-    """basin and PyTorch eager from the bench phase; torch.compile against basin's line measured
-    in the same (compile) process where there is one, else against the bench phase's."""
+    """basin and PyTorch eager from the bench phase; torch.compile against basin's plain-mode line
+    measured in the same (compile) process where there is one, else the bench phase's."""
     out = ["| batch | precision | basin images/s | basin, persistent BN | basin GiB | planned GiB "
            "| PyTorch eager images/s | PyTorch GiB | PyTorch reserved GiB | basin / eager "
            "| torch.compile images/s | basin / compile |",
@@ -80,7 +83,8 @@ def step_table(rows, compile_rows):
         eager = rows.get(("PyTorch", batch, precision, False), {})
         compiled = compile_rows.get(("PyTorchCompiled", batch, precision, False), {})
         best = max(basin.get("images_per_s", 0), persistent.get("images_per_s", 0)) or None
-        beside = compile_rows.get(("Basin", batch, precision, False), {}).get("images_per_s") or best
+        beside = (compile_rows.get(("Basin", batch, precision, False), {}).get("images_per_s")
+                  or basin.get("images_per_s"))
         ratio = lambda peer, mine=best: mine / peer["images_per_s"] if mine and peer.get("images_per_s") else None
         out.append(f"| {batch} | {precision} | {fmt(basin.get('images_per_s'))} | "
                    f"{fmt(persistent.get('images_per_s'))} | {fmt(basin.get('device_GiB'), '.1f')} | "
@@ -115,8 +119,8 @@ def main():
     date = re.search(r"(\d{4}-\d{2}-\d{2})", summary)
     target = sys.argv[2] if len(sys.argv) == 3 else f"reports/gpu-{date.group(1) if date else 'undated'}.md"
     notes = []
-    rows = step_rows(benchmarks(folder, "exec-gpu-bench.json", notes))
-    compile_rows = step_rows(benchmarks(folder, "exec-gpu-compile.json", notes))
+    rows = step_rows(benchmarks(folder, "exec-gpu-bench.json", notes), notes)
+    compile_rows = step_rows(benchmarks(folder, "exec-gpu-compile.json", notes), notes)
     failed = [l for l in (read(folder, "test.log") or "").splitlines() if "FAILED" in l]
     # summary.md's own title becomes a section of this report.
     machine = re.sub(r"^# ", "## Machine: ", summary.rstrip(), count=1)
@@ -133,10 +137,11 @@ def main():
             " basin / eager uses basin's faster batch-norm mode; basin / compile uses basin's plain-mode"
             " line measured in the compile phase's own process where it came back.", ""]
     out += step_table(rows, compile_rows) if rows or compile_rows else ["(no benchmark JSON came back)"]
-    contexts = sorted({b["context_GiB"] for b in rows.values() if "context_GiB" in b})
+    contexts = [b["context_GiB"] for b in rows.values() if "context_GiB" in b]
     if contexts:
-        out += ["", "Device memory in use before basin's first allocation (the CUDA context and the driver;"
-                f" not in the planner's budget): {', '.join(format(c, '.2f') for c in contexts)} GiB."]
+        # The least: later configurations also count libraries earlier ones loaded.
+        out += ["", "Device memory in use before a configuration's backend, at least (the CUDA context, the"
+                f" driver and any other process; not in the planner's budget): {min(contexts):.2f} GiB."]
     out += [""] + [f"Note: {n}" for n in notes] if notes else []
     out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
     out += ["", "## NCCL per-bucket allreduce beside the simulator (nccl.log)", ""] + fenced(read(folder, "nccl.log"))

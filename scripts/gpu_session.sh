@@ -152,8 +152,9 @@ for p in "${phases[@]}"; do
   cap_name="BASIN_CAP_$p"
   cap=${!cap_name:-${default_cap[$p]}}
   [ "$cap" -lt "$left" ] && left=$cap
-  # The device tool returns at most 8 files: a build that succeeds keeps its log beside the
-  # build (its last lines go into the summary), so that the other phases' 7 files fit.
+  # The device tool returns at most 8 files: the build keeps its log beside the build and its
+  # last lines go into the summary (40 when it fails), so that the other phases' 7 files fit,
+  # also when `ninja -k 0` built some targets and those phases wrote their JSON.
   log="$out/$p.log"
   [ "$p" = build ] && log="$build/build.log" && mkdir -p "$build"
   if [ "$left" -lt 15 ]; then
@@ -169,14 +170,16 @@ for p in "${phases[@]}"; do
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 124 ] && echo "phase $p: stopped after $left s (its cap or the call's budget)" | tee -a "$log"
     if [ "$p" = build ]; then
-      if [ "$rc" -ne 0 ]; then cp "$log" "$out/build.log" && log="$out/build.log"; else build_tail=$(tail -n 3 "$log"); fi
+      if [ "$rc" -ne 0 ]; then build_tail=$(tail -n 40 "$log"); else build_tail=$(tail -n 3 "$log"); fi
     fi
   fi
-  echo "| $p | $rc | $(( $(date +%s) - start )) | ${log#"$out/"} |" >>"$summary"
+  shown=${log#"$out/"}
+  [ "$p" = build ] && shown="kept on the machine; its end is below"
+  echo "| $p | $rc | $(( $(date +%s) - start )) | $shown |" >>"$summary"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && status=1
 done
 if [ -n "${build_tail:-}" ]; then
-  { echo; echo "The build's last lines:"; echo; printf '%s\n' "$build_tail" | sed 's/^/    /'; } >>"$summary"
+  { echo; echo "The build log's last lines:"; echo; printf '%s\n' "$build_tail" | sed 's/^/    /'; } >>"$summary"
 fi
 cat "$summary"
 exit $status

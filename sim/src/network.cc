@@ -256,9 +256,11 @@ std::vector<std::pair<size_t, double>> fastest_segments(const std::vector<Collec
     });
     double at = from;
     for (;;) {
-      // One segment per line: the same line again (an identical input, or an input that did not
-      // change at this cut) goes on.
-      const bool same = !segments.empty() && segments.back().first.piece->latency_s == current.piece->latency_s &&
+      // One segment per input's line: the same input on the same line (it did not change at this
+      // cut, or changed to an identical piece) goes on; another input is another segment even on
+      // an equal line, since a tuner that picks by one model runs the input it picked.
+      const bool same = !segments.empty() && segments.back().first.input == current.input &&
+                        segments.back().first.piece->latency_s == current.piece->latency_s &&
                         segments.back().first.piece->seconds_per_byte == current.piece->seconds_per_byte;
       if (!same) segments.push_back({current, at});
       const Line* next = nullptr;

@@ -207,11 +207,14 @@ TEST_CASE("bf16 and fp16 GPU layers match the CPU backend on rounded inputs",
         CAPTURE(io.c, relu, persistent);
         compare(run_bn(gpu(p, persistent), d, same), run_bn(*cpu, d, round), layer_bound(p));
       }
-  // The way out should cuDNN refuse 16-bit batch norm: the same layers on fp32 copies.
+  // The way out should cuDNN refuse 16-bit batch norm: the same layers on fp32 copies, which
+  // the count of such calls shows ran (training forward, eval forward and backward each time).
   for (const bool relu : {false, true}) {
     const BatchNormDesc d{{3, 5, 7, 9}, 1e-5f, relu};
     CAPTURE(relu);
+    const long long before = fp32_copy_calls();
     compare(run_bn(gpu(p, false, true), d, same), run_bn(*cpu, d, round), layer_bound(p));
+    CHECK(fp32_copy_calls() - before == 3);
   }
   for (const TensorDesc& in : {TensorDesc{3, 10, 1, 1}, TensorDesc{3, 4, 3, 2}}) {
     const FcDesc d{in, {in.n, 7, 1, 1}};
@@ -263,7 +266,10 @@ TEST_CASE("A small ResNet in bf16 and fp16 on the GPU matches the fp32 CPU backe
     for (float& g : r.grads) g = static_cast<float>(g / grad_scale);
     return r;
   };
+  const long long copies_before = fp32_copy_calls();
   const Result c = step(on_cpu, 1), g = step(on_gpu, scale);
+  // With fp32_copies every batch norm and pooling call of the step ran on copies.
+  if (fp32_copies) CHECK(fp32_copy_calls() > copies_before);
   CHECK(relative_norm_error(g.logits, c.logits) <= bound);
   CHECK_THAT(g.loss, WithinRel(c.loss, bound));
   CHECK(relative_norm_error(g.buffers, c.buffers) <= bound);

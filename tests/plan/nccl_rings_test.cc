@@ -212,7 +212,7 @@ namespace {
 // src/graph/tuning.cc, ncclTopoGetAlgoTime): the tree's bandwidth times treeCorrectionFactor
 // [protocol][log2(bytes / 64)] below 512 MB, and across servers the ring's Simple latency times
 // 1.4 (1.9 before Ampere) once bytes / (channels x ranks) reaches 64, with one channel per GPU of
-// a server as basin's model has. The time it ranks `line` (basin's cost of the pair) by.
+// a server as basin's model has (NCCL's own count, often higher, starts it at larger sizes). The time it ranks `line` (basin's cost of the pair) by.
 double nccl_ranked_s(const sim::CollectiveCost& line, Algorithm a, Protocol p, double bytes, int servers,
                      int ranks, bool before_ampere, bool blackwell_x86 = false) {
   static const double tree_factor[3][24] = {
@@ -290,7 +290,7 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
   SelectOptions so;
   so.candidates = {nccl};
   REQUIRE_THROWS_AS(select_allreduce(topo::load_any("dgx-h100:1"), so), std::invalid_argument);
-  for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1", "dgx-b200:2"}) {
+  for (const char* spec : {"dgx-h100:1", "dgx-h100:2", "bigbasin:2", "dgx1", "dgx-b200:2", "pcie8:2"}) {
     topo::Topology t = topo::load_any(spec);
     sim::Network net(t);
     const auto gpus = topo::gpus(t);
@@ -315,7 +315,7 @@ TEST_CASE("with nothing set, NCCL's tuner takes the fastest algorithm and protoc
     const bool switch_sums = std::string(spec).rfind("dgx-h100", 0) == 0 || std::string(spec).rfind("dgx-b200", 0) == 0;
     REQUIRE(nccl_runs({sums, Protocol::simple}, t, gpus) == switch_sums);
     if (switch_sums) each.push_back({sums, Protocol::simple, nccl_cost(net, gpus, sums, Protocol::simple)});
-    const bool before_ampere = !switch_sums;  // P100 and V100
+    const bool before_ampere = !switch_sums;  // P100 and V100 (SXM2 and PCIe)
     bool ranked_otherwise = false;  // somewhere NCCL's correction picks other than basin's fastest line
     for (double bytes = 8; bytes <= 8e9; bytes *= 2) {
       double ranked = std::numeric_limits<double>::infinity(), picked = 0;

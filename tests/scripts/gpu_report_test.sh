@@ -22,7 +22,8 @@ cat >"$work/ok/exec-gpu-bench.json" <<'JSON'
  {"name": "BM_BasinGpuResNet50Step/256/1/1/iterations:20/manual_time", "images_per_s": 4400.0, "device_GiB": 9.6},
  {"name": "BM_PyTorchGpuResNet50Step/256/1/iterations:20/manual_time", "images_per_s": 4000.0, "device_GiB": 11.4, "peak_reserved_GiB": 11.0},
  {"name": "BM_BasinGpuResNet50Step/32/0/0/iterations:20/manual_time", "images_per_s": 1500.0, "device_GiB": 2.0},
- {"name": "BM_PyTorchGpuResNet50Step/32/0/iterations:20/manual_time", "images_per_s": 1200.0, "peak_reserved_GiB": 2.9}
+ {"name": "BM_PyTorchGpuResNet50Step/32/0/iterations:20/manual_time", "images_per_s": 1200.0, "peak_reserved_GiB": 2.9},
+ {"name": "BM_BasinGpuResNet50Step/256/2/1/iterations:20/manual_time", "error_occurred": true, "error_message": "gpu_batchnorm.cc:200: cudnnBatchNormalizationBackwardEx failed"}
 ]}
 JSON
 # The compile phase measures basin's plain mode again in its own process (4300): the compile
@@ -43,7 +44,8 @@ bf16=$(grep '^| 256 | bf16 |' "$report") || fail "no bf16 batch-256 row"
 fp32=$(grep '^| 32 | fp32 |' "$report") || fail "no fp32 batch-32 row"
 [[ "$fp32" == *"| $(ratio 1500 1200) |  |  |" ]] || fail "fp32 row: $fp32"
 grep -q '^## Machine: basin on gpu-host' "$report" || fail "machine section"
-grep -q "the CUDA context and the driver; not in the planner's budget): 0.52 GiB" "$report" || fail "context memory line"
+grep -q 'Note: BM_BasinGpuResNet50Step/256/2/1/.* failed: gpu_batchnorm.cc:200: cudnnBatchNormalizationBackwardEx failed' "$report" || fail "a failed configuration is not noted"
+grep -q "not in the planner's budget): 0.52 GiB" "$report" || fail "context memory line"
 grep -q 'test cases: 56 | 55 passed | 1 failed' "$report" || fail "test summary line"
 grep -q -- '- tests/gpu/net_gpu_test.cc:120: FAILED:' "$report" || fail "failed test not listed"
 [ "$(grep -c '(none came back)' "$report")" -eq 2 ] || fail "missing e2e.log and nccl.log not said"

@@ -395,6 +395,16 @@ TEST_CASE("fastest_of is the lower envelope of its costs' lines", "[sim]") {
   REQUIRE(mixed.small->seconds_per_byte == 1e-6);
   REQUIRE_THAT(mixed.small->small_below_bytes, WithinRel(2.0, 1e-12));
   REQUIRE(mixed.small->small->small == nullptr);
+  // fastest_segments names which input wins where: A is (1, 1) below 10 bytes and (5, 5) from 10,
+  // B (1, 1) throughout. A wins the tie below 10 (the first of equals), B from 10, even though
+  // its line there equals A's line below.
+  CollectiveCost a = line(5, 5);
+  a.small = std::make_shared<const CollectiveCost>(line(1, 1));
+  a.small_below_bytes = 10;
+  const auto segments = fastest_segments({a, line(1, 1)});
+  REQUIRE(segments.size() == 2);
+  REQUIRE(segments[0] == std::pair<size_t, double>{0, 0.0});
+  REQUIRE(segments[1] == std::pair<size_t, double>{1, 10.0});
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::numeric_limits<double>::infinity(), 0.5)}),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(fastest_of({line(1, 1), line(std::nan(""), 0.5)}), std::invalid_argument);

@@ -261,6 +261,10 @@ struct GpuOptions {
   Precision precision = Precision::fp32;
 };
 std::unique_ptr<Backend> make_gpu_backend(const GpuOptions& options = {});
+// How many cuDNN calls, in this process so far, ran on fp32 copies of 16-bit tensors (after
+// cuDNN refused their type, or under GpuOptions::fp32_copies): the tests' evidence that the way
+// out ran.
+long long fp32_copy_calls();
 #endif
 
 }  // namespace basin::exec

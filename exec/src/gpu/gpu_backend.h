@@ -189,6 +189,10 @@ struct PoolState {
   TensorDescriptor x32, y32;  // the shapes in fp32, for that
 };
 
+// A cuDNN call's name and the layer it ran for ("cudnnPoolingForward (pooling layer 3,
+// 256x64x112x112)"), for call_widening's messages.
+std::string layer_call(const char* call, const char* kind, int op, const TensorDesc& d);
+
 // A tensor call_widening reads or writes: its memory and elements.
 template <class T>
 struct WideningBuffer {

@@ -46,11 +46,7 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 
 size_t elements(const BatchNormDesc& d) { return static_cast<size_t>(d.io.elements()); }
 
-// A legacy call's name and its layer, for call_widening's messages.
-std::string bn_call(const char* call, int op, const BatchNormDesc& d) {
-  return std::string(call) + " (batch norm layer " + std::to_string(op) + ", " + std::to_string(d.io.n) + "x" +
-         std::to_string(d.io.c) + "x" + std::to_string(d.io.h) + "x" + std::to_string(d.io.w) + ")";
-}
+std::string bn_call(const char* call, int op, const BatchNormDesc& d) { return layer_call(call, "batch norm", op, d.io); }
 
 }  // namespace
 
@@ -160,9 +156,7 @@ void CudnnBackend::batchnorm_forward_training(int op, const BatchNormDesc& d, co
     const cudnnStatus_t status = bn_forward_persistent(s, x, gamma, beta, y, batch_mean, batch_var);
     if (status == CUDNN_STATUS_SUCCESS) break;
     // cuDNN 9 details NOT_SUPPORTED (3001 shape, 3003 data type, ...): the category decides.
-    // BAD_PARAM too: the Ex functions' documentation lists it for data types they do not take.
-    const auto category = CUDNN_STATUS_CATEGORY(status);
-    if (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM) CUDNN_CHECK(status);
+    if (!detail::cudnn_refused(status)) CUDNN_CHECK(status);
     // Without the fused ReLU first, then the legacy mode (which clears `persistent`), said
     // once per layer so that a benchmark of the persistent mode shows what it really ran.
     std::fprintf(stderr, "basin: batch norm layer %d (%dx%dx%dx%d %s%s): cuDNN's persistent mode: %s; %s\n",

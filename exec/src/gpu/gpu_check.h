@@ -28,6 +28,13 @@ namespace basin::exec::gpu::detail {
                            cublasGetStatusString(status));
 }
 
+// Whether cuDNN turned a call down for what it was given (NOT_SUPPORTED, or BAD_PARAM, which its
+// documentation also lists for data types a function does not take), rather than failing.
+inline bool cudnn_refused(cudnnStatus_t status) {
+  const auto category = CUDNN_STATUS_CATEGORY(status);
+  return category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM;
+}
+
 }  // namespace basin::exec::gpu::detail
 
 #define CUDNN_CHECK(call)                                                             \

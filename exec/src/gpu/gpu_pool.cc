@@ -1,5 +1,6 @@
 // The GPU backend's pooling: cuDNN max pooling (deterministic when asked) and the global
-// average in front of the fc, both on the compute precision directly.
+// average in front of the fc, both on the compute precision directly (on fp32 copies should
+// cuDNN refuse it: call_widening).
 #include <stdexcept>
 #include <string>
 
@@ -12,11 +13,7 @@ const float kOne = 1.f, kZero = 0.f;
 
 size_t elements(const TensorDesc& d) { return static_cast<size_t>(d.elements()); }
 
-// A call's name and its layer, for call_widening's messages.
-std::string pool_call(const char* call, int op, const PoolDesc& d) {
-  return std::string(call) + " (pooling layer " + std::to_string(op) + ", " + std::to_string(d.in.n) + "x" +
-         std::to_string(d.in.c) + "x" + std::to_string(d.in.h) + "x" + std::to_string(d.in.w) + ")";
-}
+std::string pool_call(const char* call, int op, const PoolDesc& d) { return layer_call(call, "pooling", op, d.in); }
 
 bool same(const PoolDesc& a, const PoolDesc& b) {
   return a.in == b.in && a.out == b.out && a.kind == b.kind && a.kernel == b.kernel &&

@@ -3,18 +3,33 @@
 //
 // cuDNN documents 16-bit data for the calls basin makes, but its legacy batch norm and pooling
 // in bf16 NHWC had not run on a GPU when they were written (docs/decisions.md, mixed
-// precision). A refusal there would stop every bf16 network; fp32 copies cost memory (up to one
-// scratch buffer per tensor the call reads or writes) and traffic, not correctness: the inputs
-// widen exactly, cuDNN computes in fp32 either way, and the outputs are rounded once into the
-// 16-bit tensors, as cuDNN itself rounds them. The switch is said once per layer on stderr, so a
-// benchmark shows what ran.
+// precision). A refusal there would stop every bf16 network. fp32 copies cost memory and
+// traffic, not correctness: a scratch buffer per tensor the call reads or writes, each growing to
+// the largest such tensor in fp32 and held for the run (about 3.3 GB for ResNet-50 at batch 256,
+// whose stem's outputs are the largest); the inputs widen exactly, cuDNN computes in fp32 either
+// way, and the outputs are rounded once into the 16-bit tensors, as cuDNN itself rounds them.
+// The switch is said once per layer on stderr, with the memory, so a benchmark shows what ran.
 #include <basin/kernels.h>
 
+#include <atomic>
 #include <cstdio>
+#include <string>
 
 #include "gpu_backend.h"
 
-namespace basin::exec::gpu {
+namespace basin::exec {
+namespace {
+std::atomic<long long> widened_calls{0};
+}  // namespace
+
+long long fp32_copy_calls() { return widened_calls.load(); }
+
+namespace gpu {
+
+std::string layer_call(const char* call, const char* kind, int op, const TensorDesc& d) {
+  return std::string(call) + " (" + kind + " layer " + std::to_string(op) + ", " + std::to_string(d.n) + "x" +
+         std::to_string(d.c) + "x" + std::to_string(d.h) + "x" + std::to_string(d.w) + ")";
+}
 
 void CudnnBackend::call_widening(bool& widened, const std::string& what, Precision precision,
                                  const std::vector<WideningBuffer<const void>>& in,
@@ -26,12 +41,15 @@ void CudnnBackend::call_widening(bool& widened, const std::string& what, Precisi
     for (const auto& b : out) out_ptrs.push_back(b.ptr);
     const cudnnStatus_t status = call(false, in_ptrs, out_ptrs);
     if (status == CUDNN_STATUS_SUCCESS) return;
-    const auto category = CUDNN_STATUS_CATEGORY(status);
-    if (precision == Precision::fp32 ||
-        (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM))
+    if (precision == Precision::fp32 || !detail::cudnn_refused(status))
       detail::cudnn_fail(status, what.c_str(), __FILE__, __LINE__);
-    std::fprintf(stderr, "basin: %s: cuDNN refused %s data (%s); the layer runs on fp32 copies from now on\n",
-                 what.c_str(), precision_name(precision), cudnnGetErrorString(status));
+    size_t floats = 0;
+    for (const auto& b : in) floats += b.elements;
+    for (const auto& b : out) floats += b.elements;
+    std::fprintf(stderr,
+                 "basin: %s: cuDNN refused %s data (%s); the layer runs on fp32 copies from now on, in "
+                 "scratch held for the run (this call's: %.2f GB of device memory, not in the plan's budget)\n",
+                 what.c_str(), precision_name(precision), cudnnGetErrorString(status), 4e-9 * static_cast<double>(floats));
     widened = true;
     in_ptrs.clear();
     out_ptrs.clear();
@@ -48,6 +66,8 @@ void CudnnBackend::call_widening(bool& widened, const std::string& what, Precisi
     detail::cudnn_fail(status, (what + " on fp32 copies").c_str(), __FILE__, __LINE__);
   for (size_t i = 0; i < out.size(); ++i)
     kernels::cast_gpu(out_ptrs[i], kernels::Precision::fp32, out[i].ptr, from, out[i].elements, stream_);
+  ++widened_calls;
 }
 
-}  // namespace basin::exec::gpu
+}  // namespace gpu
+}  // namespace basin::exec
