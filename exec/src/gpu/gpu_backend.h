@@ -126,14 +126,21 @@ using ActivationDescriptor =
 TensorDescriptor nhwc_descriptor(const TensorDesc& d, Precision p = Precision::fp32);
 TensorDescriptor nchw_descriptor(const TensorDesc& d, Precision p = Precision::fp32);
 
-// The algorithms cuDNN's search picked for one convolution shape, per direction, found the
-// first time that direction runs (backward data never runs for the stem).
+// One algorithm cuDNN's search found usable: the math type to run it with and its workspace.
+template <class Algo>
+struct FoundAlgorithm {
+  Algo algo;
+  cudnnMathType_t math;
+  size_t memory;
+};
+
+// The algorithms cuDNN's search found usable for one convolution shape, per direction, fastest
+// first, found the first time that direction runs (backward data never runs for the stem). The
+// first runs; should it fail at run time, the next takes its place (run_found in gpu_conv_fc.cc).
 struct ConvAlgorithms {
-  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
+  std::vector<FoundAlgorithm<cudnnConvolutionFwdAlgo_t>> fwd;
+  std::vector<FoundAlgorithm<cudnnConvolutionBwdDataAlgo_t>> bwd_data;
+  std::vector<FoundAlgorithm<cudnnConvolutionBwdFilterAlgo_t>> bwd_filter;
 };
 
 struct ConvState {
@@ -291,6 +298,11 @@ class CudnnBackend final : public Backend {
   // Runs pass workspace_ and its size.
   void* search_workspace();
   void shrink_workspace();
+  // Runs `run(found.front())`; should the chosen algorithm fail at run time, the next one the
+  // search found takes its place for good (the workspace grown to it), said on stderr. Not
+  // where the call adds into its output (`may_retry` false): a failed attempt may have added.
+  template <class Algo, class Run>
+  void run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const std::string& what, Run run);
 
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   // The weights in the layout and precision the convolution reads (OHWI), from fp32 OIHW.

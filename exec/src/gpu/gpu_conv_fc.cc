@@ -20,9 +20,12 @@
 // gradient array after the layout transform. The fc runs cublasGemmEx on compute-precision
 // inputs with fp32 accumulation, writing the fp32 logits and the fp32 weight gradient directly;
 // only the input gradient is rounded to the compute precision.
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "gpu_backend.h"
 
@@ -70,16 +73,21 @@ bool math_allowed(cudnnMathType_t m, const GpuOptions& o) {
   return o.tf32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
 }
 
-template <class Perf>
-const Perf* pick(const Perf* perf, int count, const GpuOptions& o, const char* direction,
-                 const ConvDesc& d) {
+cudnnMathType_t math_for(cudnnMathType_t found, const GpuOptions& o);  // below
+
+// The acceptable results of a search, fastest first (cuDNN's order).
+template <class Algo, class Perf>
+std::vector<FoundAlgorithm<Algo>> usable(const Perf* perf, int count, const GpuOptions& o, const char* direction,
+                                         const ConvDesc& d) {
+  std::vector<FoundAlgorithm<Algo>> found;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > o.workspace_bytes) continue;
     if (o.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
     if (!math_allowed(p.mathType, o)) continue;
-    return &p;
+    found.push_back({p.algo, math_for(p.mathType, o), p.memory});
   }
+  if (!found.empty()) return found;
   throw std::runtime_error(std::string("cuDNN has no usable ") + direction +
                            " convolution algorithm for input " + std::to_string(d.in.n) + "x" +
                            std::to_string(d.in.c) + "x" + std::to_string(d.in.h) + "x" +
@@ -111,6 +119,27 @@ void reset_search_math(cudnnConvolutionDescriptor_t conv, const GpuOptions& o) {
 }
 
 }  // namespace
+
+// cuDNN's search ran each algorithm it reports, yet one can still fail when run later (PyTorch's
+// Conv_v7.cpp tries the next on a cuDNN error for that reason).
+template <class Algo, class Run>
+void CudnnBackend::run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const std::string& what,
+                             Run run) {
+  for (;;) {
+    const cudnnStatus_t status = run(found.front());
+    if (status == CUDNN_STATUS_SUCCESS) return;
+    if (!may_retry || found.size() == 1) detail::cudnn_fail(status, what.c_str(), __FILE__, __LINE__);
+    std::fprintf(stderr, "basin: %s: cuDNN's algorithm %d failed when run (%s); the next its search found runs from now on\n",
+                 what.c_str(), static_cast<int>(found.front().algo), cudnnGetErrorString(status));
+    found.erase(found.begin());
+    if (found.front().memory > workspace_.bytes()) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old workspace may still be in use
+      workspace_ = DeviceMemory();
+      workspace_ = DeviceMemory(found.front().memory);
+    }
+    workspace_needed_ = std::max(workspace_needed_, found.front().memory);
+  }
+}
 
 ConvState& CudnnBackend::conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y) {
   auto it = convs_.find(op);
@@ -178,11 +207,8 @@ void CudnnBackend::find_forward(ConvState& s, ConvAlgorithms& a, const void* x, 
   CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
       cudnn_, s.x, x, s.w, w, s.conv, s.y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf,
       search_workspace(), options_.workspace_bytes));
-  const auto* p = pick(perf, count, options_, "forward", s.desc);
-  workspace_needed_ = std::max(workspace_needed_, p->memory);
-  a.fwd = p->algo;
-  a.fwd_math = math_for(p->mathType, options_);
-  a.have_fwd = true;
+  a.fwd = usable<cudnnConvolutionFwdAlgo_t>(perf, count, options_, "forward", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, a.fwd.front().memory);
 }
 
 void CudnnBackend::find_backward_data(ConvState& s, ConvAlgorithms& a, const void* w,
@@ -193,11 +219,8 @@ void CudnnBackend::find_backward_data(ConvState& s, ConvAlgorithms& a, const voi
   CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
       cudnn_, s.w, w, s.y, dy, s.conv, s.x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count,
       perf, search_workspace(), options_.workspace_bytes));
-  const auto* p = pick(perf, count, options_, "backward-data", s.desc);
-  workspace_needed_ = std::max(workspace_needed_, p->memory);
-  a.bwd_data = p->algo;
-  a.bwd_data_math = math_for(p->mathType, options_);
-  a.have_bwd_data = true;
+  a.bwd_data = usable<cudnnConvolutionBwdDataAlgo_t>(perf, count, options_, "backward-data", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, a.bwd_data.front().memory);
 }
 
 void CudnnBackend::find_backward_filter(ConvState& s, ConvAlgorithms& a, const void* x,
@@ -208,11 +231,8 @@ void CudnnBackend::find_backward_filter(ConvState& s, ConvAlgorithms& a, const v
   CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       cudnn_, s.x, x, s.y, dy, s.conv, s.w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count,
       perf, search_workspace(), options_.workspace_bytes));
-  const auto* p = pick(perf, count, options_, "backward-filter", s.desc);
-  workspace_needed_ = std::max(workspace_needed_, p->memory);
-  a.bwd_filter = p->algo;
-  a.bwd_filter_math = math_for(p->mathType, options_);
-  a.have_bwd_filter = true;
+  a.bwd_filter = usable<cudnnConvolutionBwdFilterAlgo_t>(perf, count, options_, "backward-filter", s.desc);
+  workspace_needed_ = std::max(workspace_needed_, a.bwd_filter.front().memory);
 }
 
 void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, const float* w,
@@ -220,11 +240,12 @@ void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, cons
   ConvState& s = conv_state(op, d, x, y);
   const void* weights = conv_weights(s, w);
   ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), weights, y.ptr()});
-  if (!a.have_fwd) find_forward(s, a, x.ptr(), weights, y.ptr());
-  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.fwd_math));
-  CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv, a.fwd,
-                                      workspace_.as<void>(), workspace_.bytes(), &kZero, s.y,
-                                      y.ptr()));
+  if (a.fwd.empty()) find_forward(s, a, x.ptr(), weights, y.ptr());
+  run_found(a.fwd, true, layer_call("cudnnConvolutionForward", "convolution", op, d.in), [&](const auto& f) {
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
+    return cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv, f.algo, workspace_.as<void>(),
+                                   workspace_.bytes(), &kZero, s.y, y.ptr());
+  });
 }
 
 // add_to_dx: cuDNN blends into dx (beta 1), the sum taken in fp32 and rounded once.
@@ -234,7 +255,7 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
   if (dx != nullptr) {
     const void* weights = conv_weights(s, w);
     ConvAlgorithms& a = conv_algorithms(s, {weights, dy.ptr(), dx->ptr()});
-    if (!a.have_bwd_data) {
+    if (a.bwd_data.empty()) {
       if (!add_to_dx) {
         find_backward_data(s, a, weights, dy.ptr(), dx->ptr());
       } else {
@@ -249,10 +270,13 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
         find_backward_data(s, a, weights, dy.ptr(), search_dx.as<char>() + skew);
       }
     }
-    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_data_math));
-    CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv,
-                                             a.bwd_data, workspace_.as<void>(), workspace_.bytes(),
-                                             add_to_dx ? &kOne : &kZero, s.x, dx->ptr()));
+    run_found(a.bwd_data, !add_to_dx, layer_call("cudnnConvolutionBackwardData", "convolution", op, d.in),
+              [&](const auto& f) {
+                CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
+                return cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv, f.algo,
+                                                    workspace_.as<void>(), workspace_.bytes(),
+                                                    add_to_dx ? &kOne : &kZero, s.x, dx->ptr());
+              });
   }
   const Precision p = options_.precision;
   const size_t count = static_cast<size_t>(d.out.c) * d.in.c * d.kernel * d.kernel;
@@ -262,11 +286,13 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
     s.dw_data = DeviceMemory(sizeof(float) * count);
   void* dw_ohwi = direct ? dw : s.dw_data.as<void>();
   ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), dy.ptr(), dw_ohwi});
-  if (!a.have_bwd_filter) find_backward_filter(s, a, x.ptr(), dy.ptr(), dw_ohwi);
-  CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, a.bwd_filter_math));
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv,
-                                             a.bwd_filter, workspace_.as<void>(), workspace_.bytes(),
-                                             &kZero, s.w, dw_ohwi));
+  if (a.bwd_filter.empty()) find_backward_filter(s, a, x.ptr(), dy.ptr(), dw_ohwi);
+  run_found(a.bwd_filter, true, layer_call("cudnnConvolutionBackwardFilter", "convolution", op, d.in),
+            [&](const auto& f) {
+              CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
+              return cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv, f.algo,
+                                                    workspace_.as<void>(), workspace_.bytes(), &kZero, s.w, dw_ohwi);
+            });
   if (p == Precision::fp32) {
     if (d.kernel > 1) transform(s.w_ohwi, dw_ohwi, s.w_oihw, dw);
     else if (!direct)
