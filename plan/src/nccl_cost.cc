@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <set>
@@ -59,15 +60,23 @@ int gpu_generation_index(const topo::Topology& topo, topo::Vertex gpu) {
   return nvlink == 0 ? -1 : nvlink <= 2 ? 0 : nvlink - 2;
 }
 
+// Whether a CPU of the first GPU's server names one of `words` in its model (NCCL reads the
+// CPU's vendor and architecture for its tables).
+bool cpu_model_mentions(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus,
+                        std::initializer_list<const char*> words) {
+  for (topo::Vertex v : topo::nodes_of_kind(topo, topo::NodeKind::cpu, topo.graph[gpus.front()].server))
+    for (const char* word : words)
+      if (topo.graph[v].model.find(word) != std::string::npos) return true;
+  return false;
+}
+
 // llMaxBws for these GPUs, or 0 where the table has nothing to say (GPUs without NVLink alone).
 double ll_max_GBps(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus, int nodes) {
   if (nodes == 1) {
     const int index = gpu_generation_index(topo, gpus.front());
     return index < 0 ? 0 : kLlMaxOneNode_GBps[index];
   }
-  bool amd = false;
-  for (topo::Vertex v : topo::nodes_of_kind(topo, topo::NodeKind::cpu, topo.graph[gpus.front()].server))
-    amd |= topo.graph[v].model.find("EPYC") != std::string::npos || topo.graph[v].model.find("AMD") != std::string::npos;
+  const bool amd = cpu_model_mentions(topo, gpus, {"EPYC", "AMD"});
   return kLlMaxNodes_GBps[amd ? 1 : 0][nodes <= 2 ? 0 : 1];
 }
 
@@ -121,7 +130,7 @@ bool before_ampere(const topo::Topology& topo, const std::vector<topo::Vertex>& 
     if (index == 0) return true;
     if (index > 0) continue;
     const std::string& model = topo.graph[v].model;
-    for (const char* old : {"P100", "V100", "P40", "P4", "T4", "K80", "M60", "TITAN V", "Titan V"})
+    for (const char* old : {"P100", "V100", "P4", "T4", "K80", "M60", "TITAN V", "Titan V"})  // P4 also P40
       if (model.find(old) != std::string::npos) return true;
   }
   return false;
@@ -141,10 +150,7 @@ sim::CollectiveCost nccl_view(const sim::CollectiveCost& line, const topo::Topol
   if (algorithm == sim::Algorithm::nvls_tree) {
     // Compute capability 10.0 on (NVLink 5) on every GPU, and an x86 CPU (Grace is Arm, POWER is
     // not x86; a server that names no CPU is taken for x86, as most are).
-    bool x86 = true;
-    for (topo::Vertex v : topo::nodes_of_kind(topo, topo::NodeKind::cpu, topo.graph[gpus.front()].server))
-      for (const char* other : {"Grace", "Neoverse", "POWER", "Power"})
-        x86 &= topo.graph[v].model.find(other) == std::string::npos;
+    const bool x86 = !cpu_model_mentions(topo, gpus, {"Grace", "Neoverse", "POWER", "Power"});
     const bool blackwell = std::all_of(gpus.begin(), gpus.end(), [&](topo::Vertex v) {
       return gpu_generation_index(topo, v) >= 3;
     });
@@ -171,22 +177,10 @@ Candidate candidate(sim::Network& net, const std::vector<topo::Vertex>& gpus, si
 // For every message size the candidate NCCL's tuner picks (the lower envelope of the views), at
 // its line's cost: a chain of `small` costs.
 sim::CollectiveCost as_nccl_picks(const std::vector<Candidate>& candidates) {
-  std::vector<sim::CollectiveCost> views;
-  for (const Candidate& c : candidates) views.push_back(c.view);
-  const auto picks = sim::fastest_segments(views);
-  sim::CollectiveCost out = candidates[picks.front().first].line;
-  for (size_t i = 1; i < picks.size(); ++i) {
-    if (picks[i].first == picks[i - 1].first) continue;  // the same pick, another piece of its view
-    sim::CollectiveCost larger = candidates[picks[i].first].line;
-    larger.small = std::make_shared<const sim::CollectiveCost>(std::move(out));
-    larger.small_below_bytes = picks[i].second;
-    out = std::move(larger);
-  }
-  return out;
+  std::vector<sim::CollectiveCost> views, lines;
+  for (const Candidate& c : candidates) views.push_back(c.view), lines.push_back(c.line);
+  return sim::fastest_of(views, lines);
 }
-
-
-
 
 // The protocols NCCL's tuner chooses among on these GPUs by default: LL and Simple, and LL128
 // where NCCL enables it (ll128_enabled).

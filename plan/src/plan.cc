@@ -166,7 +166,10 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     try {
       sim::compute_evidence(net, p.compute, profile);
     } catch (const topo::InputError& e) {
-      throw topo::InputError("--precisions", "", e.expected);  // the flag plan has
+      // check_precision's refusal names sim's flag; plan's is --precisions. A fault of the
+      // profile itself keeps its file and field.
+      if (e.origin != "--precision") throw;
+      throw topo::InputError("--precisions", "", e.expected);
     }
   std::vector<std::pair<std::string, std::string>> unmeasured;
   if (precisions.empty()) {

@@ -285,21 +285,30 @@ std::vector<std::pair<size_t, double>> fastest_segments(const std::vector<Collec
   return out;
 }
 
-CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) {
-  const auto segments = fastest_segments(costs);
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs) { return fastest_of(costs, costs); }
+
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& rank_by, const std::vector<CollectiveCost>& priced) {
+  if (rank_by.size() != priced.size()) throw std::invalid_argument("fastest_of: a price for every ranked cost");
+  const auto segments = fastest_segments(rank_by);
   // The last segment serves the largest messages; each one before it is the `small` of the next.
-  auto piece = [&](const std::pair<size_t, double>& segment) {
-    CollectiveCost one = costs[segment.first].for_bytes(segment.second);
+  // A segment whose input and priced piece are the previous one's goes on as that one.
+  auto piece = [&](const std::pair<size_t, double>& segment) { return &priced[segment.first].for_bytes(segment.second); };
+  auto single = [](const CollectiveCost* c) {
+    CollectiveCost one = *c;
     one.small = nullptr;
     one.small_below_bytes = 0;
     return one;
   };
-  CollectiveCost out = piece(segments.front());
+  CollectiveCost out = single(piece(segments.front()));
+  const CollectiveCost* last = piece(segments.front());
   for (size_t i = 1; i < segments.size(); ++i) {
-    CollectiveCost larger = piece(segments[i]);
+    const CollectiveCost* next = piece(segments[i]);
+    if (segments[i].first == segments[i - 1].first && next == last) continue;
+    CollectiveCost larger = single(next);
     larger.small = std::make_shared<const CollectiveCost>(std::move(out));
     larger.small_below_bytes = segments[i].second;
     out = std::move(larger);
+    last = next;
   }
   return out;
 }

@@ -29,7 +29,10 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <array>
 #include <functional>
+#include <stdexcept>
 
 #include <initializer_list>
 #include <map>
@@ -196,9 +199,15 @@ struct PoolState {
   TensorDescriptor x32, y32;  // the shapes in fp32, for that
 };
 
-// A cuDNN call's name and the layer it ran for ("cudnnPoolingForward (pooling layer 3,
-// 256x64x112x112)"), for call_widening's messages.
-std::string layer_call(const char* call, const char* kind, int op, const TensorDesc& d);
+// A cuDNN call's name and the layer it runs for, made into text ("cudnnPoolingForward (pooling
+// layer 3, 256x64x112x112)") only for an error or a notice: these go with every layer call.
+struct LayerCall {
+  const char* call;
+  const char* kind;
+  int op;
+  TensorDesc desc;
+  std::string text() const;
+};
 
 // A tensor call_widening reads or writes: its memory and elements.
 template <class T>
@@ -206,9 +215,9 @@ struct WideningBuffer {
   T* ptr;
   size_t elements;
 };
-// A cuDNN call given fp32 descriptors (`fp32`) or the tensors' own, and the buffers in order.
-using WideningCall =
-    std::function<cudnnStatus_t(bool fp32, const std::vector<const void*>& in, const std::vector<void*>& out)>;
+// The buffers a widening call passes its cuDNN call, in order: at most 3 read, 1 written.
+using WideningIns = std::array<const void*, 3>;
+using WideningOuts = std::array<void*, 1>;
 
 struct InputUpload;  // stage_input's pinned and device buffers (gpu_input_stage.cc)
 
@@ -302,7 +311,7 @@ class CudnnBackend final : public Backend {
   // search found takes its place for good (the workspace grown to it), said on stderr. Not
   // where the call adds into its output (`may_retry` false): a failed attempt may have added.
   template <class Algo, class Run>
-  void run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const std::string& what, Run run);
+  void run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const LayerCall& what, Run run);
 
   ConvState& conv_state(int op, const ConvDesc& d, const Tensor& x, const Tensor& y);
   // The weights in the layout and precision the convolution reads (OHWI), from fp32 OIHW.
@@ -329,14 +338,40 @@ class CudnnBackend final : public Backend {
   float* bn_aligned_slot(BatchNormState& s, int slot);
   PoolState& pool_state(int op, const PoolDesc& d, const Tensor& x, const Tensor& y);
   void relu_in_place(Tensor& y);  // a batch norm's fused ReLU
-  // `call` on the tensors as they are or, once cuDNN has refused their 16-bit type for this layer
-  // (`widened`, then set for good and said on stderr), on fp32 copies: `in` widened into
-  // scratch, `out` computed in scratch and rounded back (gpu_widening.cc). `what` names the call
-  // and the layer in errors.
+  // `run(fp32, ins, outs)` on the tensors as they are or, once cuDNN has refused their 16-bit type
+  // for this layer (`widened`, then set for good and said on stderr), on fp32 copies: `in`
+  // widened into scratch, `out` computed in scratch and rounded back (gpu_widening.cc). `run`
+  // gets fp32 true for the copies, to pick fp32 descriptors. Inline, so that the usual path (no
+  // refusal) costs the call alone.
   static constexpr int kFirstWideningSlot = 6;
-  void call_widening(bool& widened, const std::string& what, Precision precision,
-                     const std::vector<WideningBuffer<const void>>& in,
-                     const std::vector<WideningBuffer<void>>& out, const WideningCall& call);
+  template <class Run>
+  void call_widening(bool& widened, const LayerCall& what, Precision precision,
+                     std::initializer_list<WideningBuffer<const void>> in,
+                     std::initializer_list<WideningBuffer<void>> out, Run run) {
+    if (in.size() > 3 || out.size() > 1) throw std::logic_error("call_widening: at most 3 inputs and 1 output");
+    WideningIns ins{};
+    WideningOuts outs{};
+    if (!widened) {
+      std::transform(in.begin(), in.end(), ins.begin(), [](const auto& b) { return b.ptr; });
+      std::transform(out.begin(), out.end(), outs.begin(), [](const auto& b) { return b.ptr; });
+      const cudnnStatus_t status = run(false, ins, outs);
+      if (status == CUDNN_STATUS_SUCCESS) return;
+      start_widening(widened, status, what, precision, in, out);
+    }
+    widen_inputs(precision, in, ins, outs, out);
+    if (const cudnnStatus_t status = run(true, ins, outs); status != CUDNN_STATUS_SUCCESS)
+      detail::cudnn_fail(status, (what.text() + " on fp32 copies").c_str(), __FILE__, __LINE__);
+    narrow_outputs(precision, out, outs);
+  }
+  // call_widening's slow path (gpu_widening.cc): throws unless cuDNN refused the 16-bit type,
+  // else says so and sets `widened`; casts `in` into scratch and points `outs` at scratch; rounds
+  // the scratch outputs into `out` and counts the call.
+  void start_widening(bool& widened, cudnnStatus_t status, const LayerCall& what, Precision precision,
+                      std::initializer_list<WideningBuffer<const void>> in,
+                      std::initializer_list<WideningBuffer<void>> out);
+  void widen_inputs(Precision precision, std::initializer_list<WideningBuffer<const void>> in, WideningIns& ins,
+                    WideningOuts& outs, std::initializer_list<WideningBuffer<void>> out);
+  void narrow_outputs(Precision precision, std::initializer_list<WideningBuffer<void>> out, const WideningOuts& outs);
 
   GpuOptions options_;
   Stream stream_owner_;

@@ -46,7 +46,7 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 
 size_t elements(const BatchNormDesc& d) { return static_cast<size_t>(d.io.elements()); }
 
-std::string bn_call(const char* call, int op, const BatchNormDesc& d) { return layer_call(call, "batch norm", op, d.io); }
+LayerCall bn_call(const char* call, int op, const BatchNormDesc& d) { return {call, "batch norm", op, d.io}; }
 
 }  // namespace
 

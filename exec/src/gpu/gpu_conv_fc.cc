@@ -123,14 +123,14 @@ void reset_search_math(cudnnConvolutionDescriptor_t conv, const GpuOptions& o) {
 // cuDNN's search ran each algorithm it reports, yet one can still fail when run later (PyTorch's
 // Conv_v7.cpp tries the next on a cuDNN error for that reason).
 template <class Algo, class Run>
-void CudnnBackend::run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const std::string& what,
+void CudnnBackend::run_found(std::vector<FoundAlgorithm<Algo>>& found, bool may_retry, const LayerCall& what,
                              Run run) {
   for (;;) {
     const cudnnStatus_t status = run(found.front());
     if (status == CUDNN_STATUS_SUCCESS) return;
-    if (!may_retry || found.size() == 1) detail::cudnn_fail(status, what.c_str(), __FILE__, __LINE__);
+    if (!may_retry || found.size() == 1) detail::cudnn_fail(status, what.text().c_str(), __FILE__, __LINE__);
     std::fprintf(stderr, "basin: %s: cuDNN's algorithm %d failed when run (%s); the next its search found runs from now on\n",
-                 what.c_str(), static_cast<int>(found.front().algo), cudnnGetErrorString(status));
+                 what.text().c_str(), static_cast<int>(found.front().algo), cudnnGetErrorString(status));
     found.erase(found.begin());
     if (found.front().memory > workspace_.bytes()) {
       CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old workspace may still be in use
@@ -241,7 +241,7 @@ void CudnnBackend::conv_forward(int op, const ConvDesc& d, const Tensor& x, cons
   const void* weights = conv_weights(s, w);
   ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), weights, y.ptr()});
   if (a.fwd.empty()) find_forward(s, a, x.ptr(), weights, y.ptr());
-  run_found(a.fwd, true, layer_call("cudnnConvolutionForward", "convolution", op, d.in), [&](const auto& f) {
+  run_found(a.fwd, true, LayerCall{"cudnnConvolutionForward", "convolution", op, d.in}, [&](const auto& f) {
     CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
     return cudnnConvolutionForward(cudnn_, &kOne, s.x, x.ptr(), s.w, weights, s.conv, f.algo, workspace_.as<void>(),
                                    workspace_.bytes(), &kZero, s.y, y.ptr());
@@ -270,7 +270,7 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
         find_backward_data(s, a, weights, dy.ptr(), search_dx.as<char>() + skew);
       }
     }
-    run_found(a.bwd_data, !add_to_dx, layer_call("cudnnConvolutionBackwardData", "convolution", op, d.in),
+    run_found(a.bwd_data, !add_to_dx, LayerCall{"cudnnConvolutionBackwardData", "convolution", op, d.in},
               [&](const auto& f) {
                 CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
                 return cudnnConvolutionBackwardData(cudnn_, &kOne, s.w, weights, s.y, dy.ptr(), s.conv, f.algo,
@@ -287,7 +287,7 @@ void CudnnBackend::conv_backward(int op, const ConvDesc& d, const Tensor& x, con
   void* dw_ohwi = direct ? dw : s.dw_data.as<void>();
   ConvAlgorithms& a = conv_algorithms(s, {x.ptr(), dy.ptr(), dw_ohwi});
   if (a.bwd_filter.empty()) find_backward_filter(s, a, x.ptr(), dy.ptr(), dw_ohwi);
-  run_found(a.bwd_filter, true, layer_call("cudnnConvolutionBackwardFilter", "convolution", op, d.in),
+  run_found(a.bwd_filter, true, LayerCall{"cudnnConvolutionBackwardFilter", "convolution", op, d.in},
             [&](const auto& f) {
               CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, f.math));
               return cudnnConvolutionBackwardFilter(cudnn_, &kOne, s.x, x.ptr(), s.y, dy.ptr(), s.conv, f.algo,

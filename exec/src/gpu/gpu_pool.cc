@@ -13,7 +13,7 @@ const float kOne = 1.f, kZero = 0.f;
 
 size_t elements(const TensorDesc& d) { return static_cast<size_t>(d.elements()); }
 
-std::string pool_call(const char* call, int op, const PoolDesc& d) { return layer_call(call, "pooling", op, d.in); }
+LayerCall pool_call(const char* call, int op, const PoolDesc& d) { return {call, "pooling", op, d.in}; }
 
 bool same(const PoolDesc& a, const PoolDesc& b) {
   return a.in == b.in && a.out == b.out && a.kind == b.kind && a.kernel == b.kernel &&

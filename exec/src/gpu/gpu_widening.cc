@@ -26,46 +26,46 @@ long long fp32_copy_calls() { return widened_calls.load(); }
 
 namespace gpu {
 
-std::string layer_call(const char* call, const char* kind, int op, const TensorDesc& d) {
-  return std::string(call) + " (" + kind + " layer " + std::to_string(op) + ", " + std::to_string(d.n) + "x" +
-         std::to_string(d.c) + "x" + std::to_string(d.h) + "x" + std::to_string(d.w) + ")";
+std::string LayerCall::text() const {
+  return std::string(call) + " (" + kind + " layer " + std::to_string(op) + ", " + std::to_string(desc.n) + "x" +
+         std::to_string(desc.c) + "x" + std::to_string(desc.h) + "x" + std::to_string(desc.w) + ")";
 }
 
-void CudnnBackend::call_widening(bool& widened, const std::string& what, Precision precision,
-                                 const std::vector<WideningBuffer<const void>>& in,
-                                 const std::vector<WideningBuffer<void>>& out, const WideningCall& call) {
-  std::vector<const void*> in_ptrs;
-  std::vector<void*> out_ptrs;
-  if (!widened) {
-    for (const auto& b : in) in_ptrs.push_back(b.ptr);
-    for (const auto& b : out) out_ptrs.push_back(b.ptr);
-    const cudnnStatus_t status = call(false, in_ptrs, out_ptrs);
-    if (status == CUDNN_STATUS_SUCCESS) return;
-    if (precision == Precision::fp32 || !detail::cudnn_refused(status))
-      detail::cudnn_fail(status, what.c_str(), __FILE__, __LINE__);
-    size_t floats = 0;
-    for (const auto& b : in) floats += b.elements;
-    for (const auto& b : out) floats += b.elements;
-    std::fprintf(stderr,
-                 "basin: %s: cuDNN refused %s data (%s); the layer runs on fp32 copies from now on, in "
-                 "scratch held for the run (this call's: %.2f GB of device memory, not in the plan's budget)\n",
-                 what.c_str(), precision_name(precision), cudnnGetErrorString(status), 4e-9 * static_cast<double>(floats));
-    widened = true;
-    in_ptrs.clear();
-    out_ptrs.clear();
-  }
+void CudnnBackend::start_widening(bool& widened, cudnnStatus_t status, const LayerCall& what, Precision precision,
+                                  std::initializer_list<WideningBuffer<const void>> in,
+                                  std::initializer_list<WideningBuffer<void>> out) {
+  if (precision == Precision::fp32 || !detail::cudnn_refused(status))
+    detail::cudnn_fail(status, what.text().c_str(), __FILE__, __LINE__);
+  size_t floats = 0;
+  for (const auto& b : in) floats += b.elements;
+  for (const auto& b : out) floats += b.elements;
+  std::fprintf(stderr,
+               "basin: %s: cuDNN refused %s data (%s); the layer runs on fp32 copies from now on, in "
+               "scratch held for the run (this call's: %.2f GB of device memory, not in the plan's budget)\n",
+               what.text().c_str(), precision_name(precision), cudnnGetErrorString(status),
+               4e-9 * static_cast<double>(floats));
+  widened = true;
+}
+
+void CudnnBackend::widen_inputs(Precision precision, std::initializer_list<WideningBuffer<const void>> in,
+                                WideningIns& ins, WideningOuts& outs, std::initializer_list<WideningBuffer<void>> out) {
   const kernels::Precision from = kernel_precision(precision);
   int slot = kFirstWideningSlot;
+  size_t i = 0;
   for (const auto& b : in) {
     float* wide = scratch(slot++, b.elements);
     kernels::cast_gpu(b.ptr, from, wide, kernels::Precision::fp32, b.elements, stream_);
-    in_ptrs.push_back(wide);
+    ins[i++] = wide;
   }
-  for (const auto& b : out) out_ptrs.push_back(scratch(slot++, b.elements));
-  if (const cudnnStatus_t status = call(true, in_ptrs, out_ptrs); status != CUDNN_STATUS_SUCCESS)
-    detail::cudnn_fail(status, (what + " on fp32 copies").c_str(), __FILE__, __LINE__);
-  for (size_t i = 0; i < out.size(); ++i)
-    kernels::cast_gpu(out_ptrs[i], kernels::Precision::fp32, out[i].ptr, from, out[i].elements, stream_);
+  i = 0;
+  for (const auto& b : out) outs[i++] = scratch(slot++, b.elements);
+}
+
+void CudnnBackend::narrow_outputs(Precision precision, std::initializer_list<WideningBuffer<void>> out,
+                                  const WideningOuts& outs) {
+  size_t i = 0;
+  for (const auto& b : out)
+    kernels::cast_gpu(outs[i++], kernels::Precision::fp32, b.ptr, kernel_precision(precision), b.elements, stream_);
   ++widened_calls;
 }
 

@@ -216,6 +216,10 @@ CollectiveCost named(CollectiveCost c, const std::string& name);
 // Simple). Throws std::invalid_argument when `costs` is empty, or a piece has a latency or rate
 // that is not finite.
 CollectiveCost fastest_of(const std::vector<CollectiveCost>& costs);
+// For every message size priced[i] where rank_by[i] is the fastest (the same number of each):
+// what a tuner runs that chooses by one model (NCCL's corrected tables) and runs at the cost of
+// another. fastest_of(costs) is fastest_of(costs, costs).
+CollectiveCost fastest_of(const std::vector<CollectiveCost>& rank_by, const std::vector<CollectiveCost>& priced);
 // The same envelope as (index into `costs` of the fastest, from which message size in bytes),
 // in increasing sizes from 0: for a tuner that chooses by one model and runs at the cost of
 // another (NCCL's by its corrected tables; plan::nccl_choice_cost).
