@@ -41,6 +41,8 @@ std::vector<topo::Vertex> gpus_of_cluster(const topo::Topology& t);
 
 // Registers `basin plot`.
 std::function<int()> add_plot_command(CLI::App& app);
+// Registers `basin profile`.
+std::function<int()> add_profile_command(CLI::App& app);
 // Draws log.jsonl of a run as `dir`/loss.svg and, with validation records, accuracy.svg;
 // returns the files written. Throws topo::InputError naming the log, the line and the field.
 std::vector<std::string> plot_training_log(const std::filesystem::path& log,

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   std::function<int()> run_data = basin::cli::add_data_command(app);
   std::function<int()> run_train = basin::cli::add_train_command(app, argc, argv);
   std::function<int()> run_plot = basin::cli::add_plot_command(app);
+  std::function<int()> run_profile = basin::cli::add_profile_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("data")) return run_data();
     if (app.got_subcommand("train")) return run_train();
     if (app.got_subcommand("plot")) return run_plot();
+    if (app.got_subcommand("profile")) return run_profile();
   } catch (const basin::topo::InputError& e) {
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;

@@ -45,11 +45,16 @@ std::vector<Choice> default_algorithms() {
   return out;
 }
 
+// What the GPUs of a plan cost an hour (GPU-hours an hour, its GPU count, without a price).
+double hourly_cost(const PlanRow& r) { return r.cost / r.time_to_train_h; }
+
 double objective_value(const PlanRow& r, Objective o) {
   switch (o) {
     case Objective::time: return r.time_to_train_h;
     case Objective::cost: return r.cost;
-    case Objective::throughput_per_dollar: return r.cost / r.images_per_s;  // cost per image rate
+    // The cluster's price an hour over its images a second: the cost of an image, whose
+    // inverse is the throughput a dollar buys.
+    case Objective::throughput_per_dollar: return hourly_cost(r) / r.images_per_s;
   }
   return 0;
 }
@@ -366,7 +371,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     const double delta = o.objective == Objective::time ? r.time_to_train_h / best.time_to_train_h - 1
                          : o.objective == Objective::cost
                              ? r.cost / best.cost - 1
-                             : (best.images_per_s / best.cost) / (r.images_per_s / r.cost) - 1;
+                             : objective_value(r, o.objective) / objective_value(best, o.objective) - 1;
     r.lost = percent(delta) + (o.objective == Objective::time ? " time to train"
                                : o.objective == Objective::cost ? " cost"
                                                                 : " cost per image") +

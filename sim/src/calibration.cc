@@ -110,42 +110,45 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   return c;
 }
 
-StepOverhead fit_step_overhead(const DeviceProfile& p) {
-  for (const auto& small : p.measured)
-    for (const auto& large : p.measured) {
-      if (small.model != large.model || small.precision != large.precision || small.gpus != large.gpus ||
-          !(small.batch_per_gpu < large.batch_per_gpu))
-        continue;
-      model::Network net;
-      try {
-        net = model::network_by_name(small.model);
-      } catch (const std::invalid_argument&) {
-        continue;
+// The first pair of `network`'s own measurements that fits one, else the first of any network's
+// (a profile measured by basin profile beside a framework's figures fits each network on its own).
+StepOverhead fit_step_overhead(const DeviceProfile& p, const std::string& network) {
+  for (const bool own : {true, false})
+    for (const auto& small : p.measured)
+      for (const auto& large : p.measured) {
+        if (small.model != large.model || small.precision != large.precision || small.gpus != large.gpus ||
+            !(small.batch_per_gpu < large.batch_per_gpu) || (own && small.model != network))
+          continue;
+        model::Network net;
+        try {
+          net = model::network_by_name(small.model);
+        } catch (const std::invalid_argument&) {
+          continue;
+        }
+        const double t_small = small.batch_per_gpu / small.images_per_s,
+                     t_large = large.batch_per_gpu / large.images_per_s;
+        // The share of peak at which the roofline grows by what the measurements grew by.
+        auto growth = [&](double e) {
+          return compute_s(net, large.batch_per_gpu, small.precision, p, e) -
+                 compute_s(net, small.batch_per_gpu, small.precision, p, e);
+        };
+        // Measurements that grew no more than the roofline at full peak would leave no share below
+        // 1 to fit: no fixed cost can be read off them.
+        if (!(t_large > t_small) || growth(1.0) >= t_large - t_small) continue;
+        double lo = 1e-4, hi = 1.0;  // growth falls as the share rises
+        for (int i = 0; i < 100; ++i) {
+          const double mid = std::sqrt(lo * hi);
+          (growth(mid) > t_large - t_small ? lo : hi) = mid;
+        }
+        const double overhead = t_small - compute_s(net, small.batch_per_gpu, small.precision, p, hi);
+        if (!(overhead > 0)) continue;  // no fixed cost to speak of
+        char text[256];
+        std::snprintf(text, sizeof text,
+                      "a fixed %.1f ms a step for %s, fitted on %s %s at batches %d and %d (%s, %s)", 1e3 * overhead,
+                      p.device.c_str(), small.model.c_str(), to_string(small.precision), small.batch_per_gpu,
+                      large.batch_per_gpu, small.source.c_str(), large.source.c_str());
+        return {overhead, net.layers.size(), text};
       }
-      const double t_small = small.batch_per_gpu / small.images_per_s,
-                   t_large = large.batch_per_gpu / large.images_per_s;
-      // The share of peak at which the roofline grows by what the measurements grew by.
-      auto growth = [&](double e) {
-        return compute_s(net, large.batch_per_gpu, small.precision, p, e) -
-               compute_s(net, small.batch_per_gpu, small.precision, p, e);
-      };
-      // Measurements that grew no more than the roofline at full peak would leave no share below
-      // 1 to fit: no fixed cost can be read off them.
-      if (!(t_large > t_small) || growth(1.0) >= t_large - t_small) continue;
-      double lo = 1e-4, hi = 1.0;  // growth falls as the share rises
-      for (int i = 0; i < 100; ++i) {
-        const double mid = std::sqrt(lo * hi);
-        (growth(mid) > t_large - t_small ? lo : hi) = mid;
-      }
-      const double overhead = t_small - compute_s(net, small.batch_per_gpu, small.precision, p, hi);
-      if (!(overhead > 0)) continue;  // no fixed cost to speak of
-      char text[256];
-      std::snprintf(text, sizeof text,
-                    "a fixed %.1f ms a step for %s, fitted on %s %s at batches %d and %d (%s, %s)", 1e3 * overhead,
-                    p.device.c_str(), small.model.c_str(), to_string(small.precision), small.batch_per_gpu,
-                    large.batch_per_gpu, small.source.c_str(), large.source.c_str());
-      return {overhead, net.layers.size(), text};
-    }
   return {};
 }
 
@@ -164,8 +167,8 @@ std::string profile_key(const DeviceProfile& p) {
 
 // The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from.
 StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p) {
-  StepOverhead o = fit_step_overhead(p);
-  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of);
+  StepOverhead o = fit_step_overhead(p, n.name);
+  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of, n.name);
   if (o.seconds > 0 && o.layers != n.layers.size()) {
     char text[96];
     std::snprintf(text, sizeof text, " x %zu/%zu layers", n.layers.size(), o.layers);

@@ -136,6 +136,15 @@ TEST_CASE("the Pareto front of time against cost is a true front", "[plan]") {
     REQUIRE(row.cost >= first.cost / 1.005);
     if (row.cost <= first.cost) REQUIRE(row.time_to_train_h >= first.time_to_train_h / 1.005);
   }
+  // Objective throughput per dollar: images/s over the GPUs' price an hour, no row more than the
+  // tie band above the first's.
+  // On DGX A100s, where more GPUs buy time at a price per image.
+  const topo::Topology a100 = topo::load_any("dgx-a100:4");
+  o.objective = Objective::throughput_per_dollar;
+  PlanResult per_dollar = make_plan(a100, profile_for(a100), o);
+  auto per_dollar_of = [](const PlanRow& row) { return row.images_per_s / (row.gpus * 2.5); };
+  for (const auto& row : per_dollar.rows)
+    REQUIRE(per_dollar_of(row) <= per_dollar_of(per_dollar.rows.front()) * 1.005);
   // A deadline shorter than the fastest plan leaves nothing: an input error naming the reasons.
   o.objective = Objective::time;
   o.deadline_h = 0.01;

@@ -333,3 +333,32 @@ TEST_CASE("two batches that no fixed cost reconciles with the other rows are a p
   REQUIRE(r.step_overhead_s == 0);
   REQUIRE_THAT(r.compute_s, WithinRel(256.0 / 2520, 1e-6));
 }
+
+TEST_CASE("a network measured at two batches fits its own fixed cost beside another network's", "[sim][profile]") {
+  // The H100 profile with ResNet-18 fp32 measured at 64 and 256 images beside PyTorch's ResNet-50
+  // pair, as basin profile writes one: each network's prediction reproduces both of its own
+  // measurements, which only its own fixed cost can (ResNet-50's, scaled by layers, would put
+  // ResNet-18's 64-image step elsewhere).
+  test::TempDir dir("profiles-own-fit");
+  json h100 = read_json(shipped("h100.json"));
+  h100["measured"].push_back(
+      {{"model", "resnet18"}, {"precision", "fp32"}, {"batch_per_gpu", 64}, {"images_per_s", 5000}, {"source", "basin"}});
+  h100["measured"].push_back(
+      {{"model", "resnet18"}, {"precision", "fp32"}, {"batch_per_gpu", 256}, {"images_per_s", 8000}, {"source", "basin"}});
+  write_json(dir / "h100.json", h100);
+  const DeviceProfile p = load_device_profile(dir / "h100.json");
+  const topo::Topology t = topo::load_any("dgx-h100:1");
+  auto rate = [&](const char* network, int batch) {
+    TrainingConfig cfg{.network = model::network_by_name(network), .gpus = 1, .batch_per_gpu = batch,
+                       .precision = Precision::fp32};
+    cfg.decode_images_per_s_per_core = 1e9;
+    return simulate_iteration(t, p, cfg);
+  };
+  REQUIRE_THAT(rate("resnet18", 64).images_per_s, WithinRel(5000, 1e-6));
+  REQUIRE_THAT(rate("resnet18", 256).images_per_s, WithinRel(8000, 1e-6));
+  // t(b) = c + b (t256 - t64) / 192 through both points: c = 12.8 ms - 64 x 0.1 ms.
+  REQUIRE_THAT(rate("resnet18", 64).step_overhead_s, WithinAbs(64 / 5000.0 - 64 * (256 / 8000.0 - 64 / 5000.0) / 192, 1e-4));
+  REQUIRE_THAT(rate("resnet18", 64).compute_basis, HasText("fitted on resnet18 fp32 at batches 64 and 256 (basin, basin)"));
+  REQUIRE_THAT(rate("resnet50", 32).images_per_s, WithinRel(1771, 1e-6));
+  REQUIRE_THAT(rate("resnet50", 256).images_per_s, WithinRel(2520, 1e-6));
+}
