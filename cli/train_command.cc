@@ -28,9 +28,18 @@
 namespace basin::cli {
 namespace {
 
-// The trainer's refusals name TrainConfig's fields ("base_lr: expected ..."), which are also the
-// plan file's; the user typed flags. Prefixes the flag: "--lr (base_lr): expected ...".
-std::string naming_the_flag(const std::string& message) {
+// The trainer's refusals name TrainConfig's fields ("base_lr: expected ..."). The user typed a
+// flag, "--lr (base_lr): expected ...", or the value came from the plan file, which is then named
+// with the field's JSON path: "plan.json: /lr_schedule/base_lr: expected ...".
+std::string naming_the_flag(const std::string& message, const std::string& plan,
+                            const std::function<bool(const char*)>& given) {
+  static const std::pair<const char*, const char*> in_plan[] = {
+      {"batch", "/batch_per_device"}, {"world_size", "/world_size"}, {"epochs", "/epochs"},
+      {"base_lr", "/lr_schedule/base_lr"}, {"base_batch", "/lr_schedule/base_batch"},
+      {"warmup_epochs", "/lr_schedule/warmup_epochs"}, {"warmup_start_lr", "/lr_schedule/warmup_start_lr"},
+      {"gamma", "/lr_schedule/gamma"}, {"milestones", "/lr_schedule/milestones"},
+      {"momentum", "/lr_schedule/momentum"}, {"weight_decay", "/lr_schedule/weight_decay"},
+      {"bucket_mb", "/allreduce/bucket_MB"}, {"algorithm", "/allreduce/algorithm"}, {"inter", "/allreduce/inter"}};
   static const std::pair<const char*, const char*> flags[] = {
       {"batch", "--batch"}, {"micro_batches", "--micro-batches"}, {"world_size", "--world-size"},
       {"epochs", "--epochs"}, {"base_lr", "--lr"}, {"base_batch", "--base-batch"},
@@ -43,9 +52,13 @@ std::string naming_the_flag(const std::string& message) {
       {"inter", "--inter"}, {"loss_scale.initial", "--loss-scale-init"},
       {"loss_scale.growth_interval", "--loss-scale-interval"},
       {"out", "--out"}};
-  for (const auto& [field, flag] : flags)
-    if (message.starts_with(std::string(field) + ": "))
-      return std::string(flag) + " (" + field + ")" + message.substr(std::strlen(field));
+  for (const auto& [field, flag] : flags) {
+    if (!message.starts_with(std::string(field) + ": ")) continue;
+    if (!plan.empty() && !given(flag))
+      for (const auto& [plan_field, pointer] : in_plan)
+        if (std::string_view(plan_field) == field) return plan + ": " + pointer + message.substr(std::strlen(field));
+    return std::string(flag) + " (" + field + ")" + message.substr(std::strlen(field));
+  }
   return message;
 }
 
@@ -217,7 +230,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     std::cerr << "basin: error: " << e.what() << "\n";
     return 2;
   } catch (const std::invalid_argument& e) {
-    std::cerr << "basin: error: " << naming_the_flag(e.what()) << "\n";
+    std::cerr << "basin: error: " << naming_the_flag(e.what(), o.plan, given) << "\n";
     return 2;
   } catch (const comm::CommError& e) {
     std::cerr << "basin: communication failed: " << e.what() << "\n";

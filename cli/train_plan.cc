@@ -5,16 +5,21 @@
 #include "train_options.h"
 
 #include <basin/plan.h>
+#include <basin/sim.h>
 #include <basin/topology.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 namespace basin::cli {
 
@@ -53,6 +58,63 @@ void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
                           "milestones", "gamma", "momentum", "nesterov", "weight_decay",
                           "weight_decay_on_bn_and_bias", "zero_init_last_bn_gamma"},
                          path, "/lr_schedule");
+}
+
+std::string format_number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", x);
+  return text;
+}
+
+// The allreduce's names as plan_document writes them: a misspelt algorithm ("rnig") would
+// otherwise run Gloo's nearest stand-in, and a protocol nobody checks is a plan nobody made.
+void check_allreduce_names(const nlohmann::json& plan, const std::string& path) {
+  auto name_at = [&](const char* pointer) -> std::string {
+    const nlohmann::json::json_pointer ptr(pointer);
+    if (!plan.contains(ptr)) return "";
+    if (!plan[ptr].is_string()) throw topo::InputError(path, pointer, "a string, got " + plan[ptr].dump());
+    return plan[ptr].get<std::string>();
+  };
+  auto basin_algorithm = [&](const char* pointer, const std::string& name, const std::string& also) {
+    try {
+      sim::algorithm_from_string(name, path);
+    } catch (const topo::InputError& e) {
+      throw topo::InputError(path, pointer, also + e.expected);
+    }
+  };
+  const std::string algorithm = name_at("/allreduce/algorithm");
+  if (algorithm != "auto" && !algorithm.empty())
+    basin_algorithm("/allreduce/algorithm", algorithm, "auto (NCCL's tuner) or ");
+  if (const std::string inter = name_at("/allreduce/inter"); !inter.empty())
+    basin_algorithm("/allreduce/inter", inter, "");
+  if (const std::string protocol = name_at("/allreduce/protocol");
+      !protocol.empty() && protocol != "auto" && protocol != "LL" && protocol != "LL128" && protocol != "Simple")
+    throw topo::InputError(path, "/allreduce/protocol", "auto, LL, LL128 or Simple, got \"" + protocol + "\"");
+}
+
+// Fields a plan states beside those they follow from (docs/plan-format.md): one that disagrees
+// means the file was edited halfway, and which of the two was meant is not for basin to guess.
+void check_derived_fields(const nlohmann::json& plan, const std::string& path) {
+  auto number_at = [&](const char* pointer) -> std::optional<double> {
+    const nlohmann::json::json_pointer ptr(pointer);
+    if (!plan.contains(ptr) || !plan[ptr].is_number()) return std::nullopt;  // the readers say what is wrong
+    return plan[ptr].get<double>();
+  };
+  const auto world = number_at("/world_size"), batch = number_at("/batch_per_device"),
+             global = number_at("/global_batch");
+  if (world && batch && global && *global != *world * *batch)
+    throw topo::InputError(path, "/global_batch",
+                           "world_size x batch_per_device = " + format_number(*world * *batch) + ", got " +
+                               format_number(*global));
+  const auto base_lr = number_at("/lr_schedule/base_lr"), base_batch = number_at("/lr_schedule/base_batch"),
+             lr = number_at("/lr_schedule/lr");
+  if (world && batch && base_lr && base_batch && lr && *base_batch > 0) {
+    const double rule = *base_lr * *world * *batch / *base_batch;
+    if (std::abs(*lr - rule) > 1e-6 * std::max(std::abs(rule), 1e-12))
+      throw topo::InputError(path, "/lr_schedule/lr",
+                             "base_lr x global_batch / base_batch = " + format_number(rule) +
+                                 " (the linear scaling rule), got " + format_number(*lr));
+  }
 }
 
 }  // namespace
@@ -97,9 +159,16 @@ void apply_plan(const std::string& path, TrainOptions& o,
   };
   if (field("/format") != "basin.plan/1")
     throw topo::InputError(path, "/format", "\"basin.plan/1\", got " + field("/format").dump());
+  check_allreduce_names(plan, path);
   auto& c = o.config;
   auto& s = c.schedule;
   if (!given("--model")) c.model = text("/model");
+  // A network of --blocks has no name to rebuild it by: the plan records none of its shape.
+  if (c.model == "resnet-custom" && !given("--blocks"))
+    throw topo::InputError(path, "/model",
+                           "a network name; resnet-custom (a --blocks network, whose blocks, width and image size "
+                           "a plan does not record) runs only with the --blocks, --width and --image-size it was "
+                           "planned with");
   if (!given("--batch")) c.batch = whole("/batch_per_device");
   if (!given("--world-size")) c.world_size = whole("/world_size");
   if (!given("--epochs")) c.epochs = number("/epochs");
@@ -107,7 +176,18 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--lr")) s.base_lr = number("/lr_schedule/base_lr");
   if (!given("--base-batch")) s.base_batch = whole("/lr_schedule/base_batch");
   if (!given("--warmup-epochs")) s.warmup_epochs = number("/lr_schedule/warmup_epochs");
-  if (!given("--warmup-start-lr")) s.warmup_start_lr = number("/lr_schedule/warmup_start_lr");
+  // The plan's start is min(base_lr, lr) of its own recipe where basin plan wrote it: a flag that
+  // moves the peak (--lr, --base-batch, or the global batch's --batch, --world-size,
+  // --micro-batches) leaves the start to that rule for the run's own numbers, as without a plan.
+  // A start the plan's author set apart from the rule stays.
+  if (!given("--warmup-start-lr")) {
+    const double start = number("/lr_schedule/warmup_start_lr");
+    const double rule = std::min(number("/lr_schedule/base_lr"), number("/lr_schedule/lr"));
+    const bool derived = std::abs(start - rule) <= 1e-9 * std::max(std::abs(rule), 1e-12);
+    const bool peak_moved = given("--lr") || given("--base-batch") || given("--batch") || given("--world-size") ||
+                            given("--micro-batches");
+    if (!(derived && peak_moved)) s.warmup_start_lr = start;
+  }
   if (!given("--decay")) o.decay = text("/lr_schedule/decay");
   if (!given("--gamma")) s.gamma = number("/lr_schedule/gamma");
   if (!given("--milestones")) {
@@ -172,6 +252,7 @@ void apply_plan(const std::string& path, TrainOptions& o,
     c.sgd.decay_bn_and_bias = boolean("/lr_schedule/weight_decay_on_bn_and_bias");
   if (!given("--no-zero-init-residual"))
     o.no_zero_init = !boolean("/lr_schedule/zero_init_last_bn_gamma");
+  check_derived_fields(plan, path);  // after the fields' own types and values are checked
   const int ranks = std::max(o.nproc, ranks_from_env());
   if (c.world_size != ranks)
     throw topo::InputError(path, "/world_size",
@@ -185,6 +266,45 @@ void apply_plan(const std::string& path, TrainOptions& o,
 
 std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::function<bool(const char*)>& given,
                                                int argc, char** argv) {
+  // A run directory with a run in it: resuming takes the plan it was made with; anything else is
+  // refused by the trainer, and the plan must not be rewritten before that.
+  const std::filesystem::path earlier = std::filesystem::path(o.out) / "plan.json";
+  if (o.config.resume && std::filesystem::exists(earlier)) {
+    o.plan = earlier.string();
+    std::vector<std::string> args;
+    for (int i = 0; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--plan=auto") args.push_back("--plan=" + o.plan);
+      else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(o.plan);
+      else args.push_back(a);
+    }
+    // What the launcher took from the plan when it was made: ranks, threads and the device.
+    nlohmann::json made;
+    try {
+      made = nlohmann::json::parse(topo::read_text_file(o.plan, "the run's basin.plan/1 file"));
+    } catch (const nlohmann::json::exception& e) {
+      throw topo::InputError(o.plan, "", std::string("JSON: ") + e.what());
+    }
+    if (!given("--nproc") && made.value("/world_size"_json_pointer, 0) > 0)
+      o.nproc = made["world_size"].get<int>();
+    if (!given("--threads") && made.contains("threads_per_rank") && made["threads_per_rank"].is_number_integer()) {
+      o.threads = made["threads_per_rank"].get<int>();
+      args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+    }
+    if (!given("--device") && made.value("device", "cpu") != "cpu") {
+      o.device = "gpu";
+      args.insert(args.end(), {"--device", "gpu"});
+    }
+    if (!o.quiet) std::cerr << "basin: --plan auto --resume: the run's own plan, " << o.plan << "\n";
+    return args;
+  }
+  if (!o.config.resume)
+    for (const char* name : {"checkpoint.basin", "log.jsonl"})
+      if (const auto f = std::filesystem::path(o.out) / name;
+          std::filesystem::exists(f) && std::filesystem::file_size(f) > 0)
+        throw topo::InputError("--out", "", "a directory without a run: " + f.string() +
+                                                " exists (pass --resume to continue that run, or choose another "
+                                                "directory); its plan is left as it was");
   AutoPlanRequest r;
   r.out = o.out;
   r.model = given("--blocks") ? std::string("resnet-custom") : o.config.model;

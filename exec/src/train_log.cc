@@ -40,7 +40,10 @@ JsonlLog::JsonlLog(const std::filesystem::path& path, long long keep_steps_below
       auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       // A torn last line (the run was killed mid-write) is dropped with the redone steps.
       if (record.is_discarded() || !record.contains("step")) continue;
-      if (record["step"].get<long long>() >= keep_steps_below) continue;
+      const bool validation = record.value("type", "") == "val";
+      const long long step = record["step"].get<long long>();
+      if (step > keep_steps_below || (step == keep_steps_below && !validation)) continue;
+      if (validation) earlier_validations_.push_back(record);
       kept += line + "\n";
     }
     topo::write_file_atomically(path.string(), kept);

@@ -29,16 +29,21 @@ std::string measured_trace(const std::vector<MeasuredSpan>& spans, const nlohman
 class JsonlLog {
  public:
   // Opens `path` for appending. With keep_steps_below >= 0, first rewrites the file without the
-  // lines whose "step" is at or after it (the steps a resumed run will redo).
+  // lines whose "step" is at or after it (the steps a resumed run will redo), keeping a
+  // validation record at that step: it counts the steps done, and the epoch-end checkpoint the
+  // run resumes from was written after it.
   JsonlLog(const std::filesystem::path& path, long long keep_steps_below);
   ~JsonlLog();
   JsonlLog(const JsonlLog&) = delete;
   JsonlLog& operator=(const JsonlLog&) = delete;
   void write(const nlohmann::json& record);
+  // The validation records kept from the sessions before this one, in order.
+  const std::vector<nlohmann::json>& earlier_validations() const { return earlier_validations_; }
 
  private:
   std::filesystem::path path_;
   std::FILE* file_ = nullptr;
+  std::vector<nlohmann::json> earlier_validations_;
 };
 
 // "1:02:03", "4:05", "0:07".

@@ -169,6 +169,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const long long stop = config.stop_after >= 0 ? std::min(total, config.stop_after) : total;
   const long long batch_all = global_batch(config);
   const long long whole_epochs = (total + per_epoch - 1) / per_epoch;
+  if (state.step > total)
+    throw std::invalid_argument("epochs: at least the " + std::to_string(state.step) + " steps the checkpoint has run (" +
+                                std::to_string(total) + " steps make this run's epochs)");
 
   // The run directory is made only now, when every check that can refuse the run has passed:
   // a refused run leaves nothing behind.
@@ -179,6 +182,21 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     if (log) log->write(record);
   };
   TrainSummary summary{.steps = state.step, .total_steps = total};
+  // The epochs of the sessions before a resume, from their validation records, so that the
+  // summary describes the whole run.
+  if (log)
+    for (const nlohmann::json& v : log->earlier_validations()) {
+      auto number = [&](const char* key) {
+        return v.contains(key) && v[key].is_number() ? v[key].get<double>() : NAN;
+      };
+      summary.epochs.push_back({.epoch = static_cast<long long>(number("epoch")) - 1,
+                                .train_loss = number("train_loss"), .val_loss = number("loss"),
+                                .top1 = number("top1"), .top5 = number("top5"),
+                                .images_per_s = number("images_per_s")});
+    }
+  if (config.resume && state.step == total)
+    say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) +
+        " of " + std::to_string(total) + "); nothing to do");
   if (state.step == 0)
     say("training " + net.network().name + " (" + std::to_string(net.params().size()) +
         " parameters) on " + std::to_string(images) + " images of " +
@@ -226,7 +244,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                                                   config.loader_threads, config.seed, sync, raw_input);
       e.val_loss = a.loss, e.top1 = a.top1, e.top5 = a.top5;
       write_log({{"type", "val"}, {"step", state.step}, {"epoch", epoch + 1}, {"loss", a.loss},
-                 {"top1", a.top1}, {"top5", a.top5}});
+                 {"top1", a.top1}, {"top5", a.top5}, {"train_loss", loss_for_log(train_loss)},
+                 {"images_per_s", images_per_s}});
       char buf[160];
       std::snprintf(buf, sizeof buf, "epoch %lld/%lld: train loss %.4f, val loss %.4f, top-1 %.2f%%, top-5 %.2f%%",
                     epoch + 1, whole_epochs, train_loss, a.loss, 100 * a.top1, 100 * a.top5);

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -118,6 +119,45 @@ TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[c
   REQUIRE(r.exit_code == 2);
   REQUIRE_THAT(r.out, HasText("/batch_per_device"));
   REQUIRE_THAT(r.out, HasText("whole number"));
+  // A misspelt algorithm or protocol would run Gloo's nearest stand-in; a global batch or lr
+  // that disagrees with the fields it follows from leaves which one was meant to a guess.
+  const std::pair<std::function<void(nlohmann::json&)>, const char*> edits[] = {
+      {[](nlohmann::json& d) { d["allreduce"]["algorithm"] = "rnig"; }, "/allreduce/algorithm"},
+      {[](nlohmann::json& d) { d["allreduce"]["inter"] = "halving-doublnig"; }, "/allreduce/inter"},
+      {[](nlohmann::json& d) { d["allreduce"]["protocol"] = "bogus"; }, "/allreduce/protocol"},
+      {[](nlohmann::json& d) { d["global_batch"] = d["global_batch"].get<int>() * 2; }, "/global_batch"},
+      {[](nlohmann::json& d) { d["lr_schedule"]["lr"] = 0.5; }, "/lr_schedule/lr"},
+  };
+  for (const auto& [edit, pointer] : edits) {
+    nlohmann::json bad = good;
+    edit(bad);
+    r = train_with(bad);
+    INFO(r.out);
+    REQUIRE(r.exit_code == 2);
+    REQUIRE_THAT(r.out, HasText(std::string("edited.json: ") + pointer));
+  }
+  REQUIRE_FALSE(fs::exists(dir / "run"));
+}
+
+TEST_CASE("a plan's value out of range is named by the plan's field, a flag's by the flag", "[cli][train][input]") {
+  basin::test::TempDir dir{"train-plan-values"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 4 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  REQUIRE(run("plan --cluster dgx1:1 --model resnet18 --gpus 1 --batches 16 --buckets-mb 0 --precisions fp32 "
+              "--epochs 1 --dataset-images 8 --out " + (dir / "plan.json")).exit_code == 0);
+  nlohmann::json plan = nlohmann::json::parse(read_file(dir / "plan.json"));
+  plan["lr_schedule"]["base_lr"] = -1;
+  plan["lr_schedule"]["lr"] = -1.0 * plan["global_batch"].get<double>() / plan["lr_schedule"]["base_batch"].get<double>();
+  std::ofstream(dir / "negative.json") << plan.dump(2);
+  const std::string args = "train --plan " + (dir / "negative.json") + " --data " + (dir / "data") +
+                           " --blocks 1,1 --width 8 --image-size 24 --threads 1 --loader-threads 1 --out ";
+  Result r = run(args + (dir / "run"));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("negative.json: /lr_schedule/base_lr: expected more than 0"));
+  r = run(args + (dir / "run") + " --lr -2");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--lr (base_lr): expected more than 0"));
   REQUIRE_FALSE(fs::exists(dir / "run"));
 }
 

@@ -1,0 +1,140 @@
+// `basin train --resume` keeps what the sessions before it measured: the validation of the epoch
+// whose end it resumes from, every epoch in summary.json, and a finished run's results; a plan's
+// warmup start follows the run's own peak when flags move it; `--plan auto` leaves a run
+// directory's plan alone when it refuses to start.
+#include "../catch.h"
+#include "../run_basin.h"
+#include "../temp_dir.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using basin::test::read_file;
+using basin::test::Result;
+using basin::test::run;
+using nlohmann::json;
+
+namespace {
+
+const char* tiny = " --blocks 1,1 --width 8 --image-size 24 --threads 1 --loader-threads 1 --quiet";
+
+std::vector<json> records(const std::string& log, const std::string& type) {
+  std::vector<json> out;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);)
+    if (auto r = json::parse(line); r.value("type", "step") == type) out.push_back(r);
+  return out;
+}
+
+bool skipped_without_onednn(const Result& r) {
+  if (r.out.find("built without oneDNN") == std::string::npos) return false;
+  WARN("skipped: " << r.out);
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a resume from an epoch's end keeps that epoch's validation and summary", "[cli][train]") {
+  basin::test::TempDir dir{"train-resume"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 4 --train-per-class 8 --val-per-class 4 "
+              "--size 32 --quiet").exit_code == 0);
+  // 32 images in batches of 8: 4 steps an epoch, 3 epochs.
+  const std::string args = "train --data " + (dir / "data") + tiny +
+                           " --batch 8 --epochs 3 --lr 0.1 --base-batch 16 --warmup-epochs 1 --milestones 2 --out ";
+  Result stopped = run(args + (dir / "stopped") + " --stop-after 4");  // the checkpoint at epoch 1's end
+  if (skipped_without_onednn(stopped)) return;
+  REQUIRE(stopped.exit_code == 0);
+  REQUIRE(run(args + (dir / "stopped") + " --resume").exit_code == 0);
+  REQUIRE(run(args + (dir / "whole")).exit_code == 0);
+  // Validation at steps 4, 8 and 12 in both; the resumed run's epoch 1 from before the resume.
+  auto steps_of = [](const std::vector<json>& v) {
+    std::vector<int> s;
+    for (const auto& r : v) s.push_back(r["step"]);
+    return s;
+  };
+  const auto resumed = records(dir / "stopped/log.jsonl", "val"), whole = records(dir / "whole/log.jsonl", "val");
+  REQUIRE(steps_of(resumed) == std::vector<int>{4, 8, 12});
+  REQUIRE(steps_of(whole) == steps_of(resumed));
+  REQUIRE(resumed.front()["top1"] == whole.front()["top1"]);
+  const json summary = json::parse(read_file(dir / "stopped/summary.json"));
+  REQUIRE(summary["epochs"].size() == 3);
+  REQUIRE(summary["epochs"][0]["epoch"] == 1);
+  REQUIRE(summary["epochs"][0]["top1"] == whole.front()["top1"]);
+  REQUIRE(summary["epochs"][0]["train_loss"] == whole.front()["train_loss"]);
+
+  // Resumed once finished: said, and the results stand.
+  const std::string before = read_file(dir / "stopped/summary.json");
+  Result again = run(args + (dir / "stopped") + " --resume");
+  INFO(again.out);
+  REQUIRE(again.exit_code == 0);
+  REQUIRE_THAT(again.out, HasText("\"top1\""));
+  const json after = json::parse(read_file(dir / "stopped/summary.json"));
+  REQUIRE(after["epochs"] == json::parse(before)["epochs"]);
+  REQUIRE(records(dir / "stopped/log.jsonl", "val").size() == 3);
+  // Fewer epochs than the checkpoint has run: refused, naming --epochs, the run left as it was.
+  std::string fewer = args;
+  fewer.replace(fewer.find("--epochs 3"), 10, "--epochs 1");
+  Result shorter = run(fewer + (dir / "stopped") + " --resume");
+  REQUIRE(shorter.exit_code == 2);
+  REQUIRE_THAT(shorter.out, HasText("--epochs (epochs): at least the 12 steps"));
+  REQUIRE(records(dir / "stopped/log.jsonl", "val").size() == 3);
+}
+
+TEST_CASE("a plan's warmup start follows the run's peak when flags move it", "[cli][train]") {
+  basin::test::TempDir dir{"train-warmup-start"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 8 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  // Global batch 16 of base batch 256: lr 0.00625, and the plan's start min(0.1, 0.00625).
+  REQUIRE(run("plan --cluster dgx1:1 --model resnet18 --gpus 1 --batches 16 --buckets-mb 0 --precisions fp32 "
+              "--epochs 2 --dataset-images 16 --out " + (dir / "plan.json")).exit_code == 0);
+  const json plan = json::parse(read_file(dir / "plan.json"));
+  REQUIRE(plan["lr_schedule"]["warmup_start_lr"] == plan["lr_schedule"]["lr"]);
+  const std::string args = "train --plan " + (dir / "plan.json") + " --data " + (dir / "data") +
+                           " --blocks 1,1 --width 8 --image-size 24 --threads 1 --loader-threads 1 --epochs 2 "
+                           "--stop-after 1 --out ";
+  // --lr 3.2 puts the peak at 3.2 x 16 / 256 = 0.2: warmup climbs from min(3.2, 0.2), the peak
+  // itself, so there is none (it climbed from the plan's 0.00625 before).
+  Result r = run(args + (dir / "run") + " --lr 3.2");
+  if (skipped_without_onednn(r)) return;
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("peak lr 0.2 from the first step"));
+  // A start the plan's author set apart from the rule stays.
+  json own = plan;
+  own["lr_schedule"]["warmup_start_lr"] = 0.001;
+  std::ofstream(dir / "own.json") << own.dump();
+  r = run("train --plan " + (dir / "own.json") + args.substr(args.find(" --data")) + (dir / "run2") + " --lr 3.2");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("warmup from 0.001"));
+}
+
+TEST_CASE("basin train --plan auto leaves a run's plan alone when it refuses, and resumes by it", "[cli][train]") {
+  basin::test::TempDir dir{"train-auto-again"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 8 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  const std::string args = "train --plan auto --data " + (dir / "data") + tiny + " --epochs 2 --out " + (dir / "run");
+  Result first = run(args + " --batch 8 --stop-after 1");
+  if (skipped_without_onednn(first)) return;
+  INFO(first.out);
+  REQUIRE(first.exit_code == 0);
+  const std::string plan = read_file(dir / "run/plan.json");
+  Result again = run(args + " --batch 4");
+  REQUIRE(again.exit_code == 2);
+  REQUIRE_THAT(again.out, HasText("checkpoint.basin exists"));
+  REQUIRE(read_file(dir / "run/plan.json") == plan);
+  Result resumed = run(args + " --batch 8 --resume");
+  INFO(resumed.out);
+  REQUIRE(resumed.exit_code == 0);
+  REQUIRE(read_file(dir / "run/plan.json") == plan);
+  // The plan names resnet-custom, whose shape it does not record: refused without --blocks.
+  Result bare = run("train --plan " + (dir / "run/plan.json") + " --data " + (dir / "data") + " --out " +
+                    (dir / "other"));
+  REQUIRE(bare.exit_code == 2);
+  REQUIRE_THAT(bare.out, HasText("/model"));
+  REQUIRE_FALSE(fs::exists(dir / "other"));
+}
