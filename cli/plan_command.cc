@@ -98,6 +98,8 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
                 x.gpus, x.batch_per_gpu, x.gpus == 1 ? "-" : x.algorithm.name().c_str(),
                 x.precision.name().c_str());
   }
+  if (r.pareto.size() == 1)
+    std::printf("  (one point: no slower plan costs more than 0.5%% less, so time costs nothing here)\n");
   std::printf("\n%zu configurations (%d simulated in %.2f s): %zu usable, %zu rejected",
               r.rows.size() + r.rejected.size(), r.evaluated, r.search_s, r.rows.size(), r.rejected.size());
   if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());

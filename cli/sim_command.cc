@@ -95,6 +95,18 @@ int run(const SimOptions& o) {
   if (!o.scaling_options.plot.empty() || !o.scaling_options.measured.empty())
     throw topo::InputError(o.scaling_options.plot.empty() ? "--measured" : "--plot", "",
                            "--scaling, which makes the curve it draws");
+  // What NCCL would not run on these GPUs by default (LL128 before Volta or off NVLink, NVLS
+  // without a switch that sums) is priced as asked, as NCCL_PROTO/NCCL_ALGO would force it, and
+  // said: basin plan leaves it out of its search for the same reason.
+  if (nccl && cfg.gpus > 1) {
+    const std::vector<topo::Vertex> used(all.begin(), all.begin() + std::min<size_t>(cfg.gpus, all.size()));
+    if (!plan::nccl_runs(choice, cluster, used))
+      std::cerr << "basin sim: note: NCCL does not run " << choice.name() << " on these " << cfg.gpus
+                << " GPUs by default (" << (choice.protocol == plan::Protocol::ll128
+                                                ? "LL128: Volta or newer GPUs on NVLink, and between servers NICs within their PCIe switches"
+                                                : "it needs hardware these GPUs lack")
+                << "); priced as if forced, and basin plan does not consider it here\n";
+  }
   sim::Prediction p = sim::predict(cluster, profile, cfg, model);
   const sim::IterationResult& r = p.result;
   // Staging only applies to allreduces that leave a server (allreduce_cost), so "auto" or "on" on
@@ -132,7 +144,7 @@ int run(const SimOptions& o) {
         {"iteration_s", r.iteration_s},
         {"epoch_s", r.epoch_s},
         {"images_per_s", r.images_per_s},
-        {"scaling_efficiency", p.scaling_efficiency},
+        {"scaling_efficiency_vs_one_server", p.scaling_efficiency},
         {"scaling_efficiency_vs_one_gpu", p.scaling_efficiency_vs_one_gpu},
         {"breakdown",
          {{"compute_s", r.compute_s}, {"exposed_comm_s", r.exposed_comm_s},

@@ -50,7 +50,7 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
     points.push_back({{"gpus", counts[i]}, {"iteration_s", r.iteration_s},
                       {"exposed_comm_s", r.exposed_comm_s}, {"data_stall_s", r.data_stall_s},
                       {"images_per_s", r.images_per_s},
-                      {"epoch_s", r.epoch_s}, {"scaling_efficiency", p.scaling_efficiency},
+                      {"epoch_s", r.epoch_s}, {"scaling_efficiency_vs_one_server", p.scaling_efficiency},
                       {"scaling_efficiency_vs_one_gpu", p.scaling_efficiency_vs_one_gpu}});
     curve.x.push_back(counts[i]);
     curve.y.push_back(p.scaling_efficiency);

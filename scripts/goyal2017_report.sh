@@ -7,7 +7,7 @@ basin=${1:-build}/basin
 # One run per configuration, kept whole: the tables below read its headline figures, its
 # breakdown and its allreduce terms from the same result.
 s() { "$basin" sim --json "${@:2}" > "$tmp/$1.json"; }
-q() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["iteration_s"], d["epoch_s"], d["scaling_efficiency"])' "$tmp/$1.json"; }
+q() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["iteration_s"], d["epoch_s"], d["scaling_efficiency_vs_one_server"])' "$tmp/$1.json"; }
 tmp=$(mktemp -d)
 exec > reports/goyal2017.md.tmp
 trap 'rm -rf reports/goyal2017.md.tmp "$tmp"' ERR
@@ -126,7 +126,7 @@ print(f"| {sys.argv[1]} | {it:.4f} | {ex:.4f} | {tot:.4f} |")' "$spec"
     "$basin" sim --json --cluster bigbasin:32 --gpus 256 --compute-jitter "$cv" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-it, eff = d["iteration_s"], d["scaling_efficiency"]
+it, eff = d["iteration_s"], d["scaling_efficiency_vs_one_server"]
 print(f"| {sys.argv[1]} | {it:.4f} | {eff:.3f} |")' "$cv"
   done
   echo

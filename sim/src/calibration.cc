@@ -4,6 +4,7 @@
 #include "calibration.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -154,7 +155,7 @@ StepOverhead fit_step_overhead(const DeviceProfile& p, const std::string& networ
 
 // What a calibration depends on in a profile, as text: the cache's key (calibrate).
 std::string profile_key(const DeviceProfile& p) {
-  std::string key = p.file + '|' + p.device + '|' + std::to_string(p.memory_GBps) + '|' +
+  std::string key = p.file + '|' + p.device + '|' + p.gpu_model + '|' + std::to_string(p.memory_GBps) + '|' +
                     std::to_string(p.peak_TFLOPS_fp32) + '|' + std::to_string(p.peak_TFLOPS_fp16) + '|' +
                     std::to_string(p.peak_TFLOPS_bf16);
   for (const auto& m : p.measured)
@@ -292,6 +293,16 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
     if (auto it = done.find(key); it != done.end()) return it->second;
   }
   Calibration c = calibrate_afresh(n, prec, p);  // throws, uncached, for a profile at fault
+  // A PCIe card found by an SXM part's profile (its name matched: an H100 PCIe the H100 SXM's, a
+  // V100 PCIe the V100 SXM2's) runs on that part's measurements: said, since the card's power
+  // and clocks are lower. Other differences in the name (memory size, spelling) are not.
+  auto pcie = [](std::string name) {
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return name.find("pcie") != std::string::npos;
+  };
+  if (!p.gpu_model.empty() && pcie(p.gpu_model) != pcie(p.device))
+    c.basis = "by the " + p.device + "'s profile (" + p.gpu_model + " matched its name; a PCIe card runs at lower " +
+              "power and clocks than an SXM part): " + c.basis;
   std::lock_guard lock(mutex);
   return done.emplace(key, std::move(c)).first->second;
 }

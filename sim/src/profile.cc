@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -171,6 +173,7 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) 
     throw topo::InputError("GPU " + gpu.id + " of the topology", "model",
                            "a model that a device profile matches, got '" + gpu.model + "': " + e.expected);
   }
+  p.gpu_model = gpu.model;
   if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {
     p.memory_GB = gpu.memory_GB;
     p.memory_of = gpu.model.empty() ? gpu.id : gpu.model;
@@ -187,14 +190,26 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().extension() == ".json") files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  // The longest matching substring wins, so "GB200" finds its own profile before "B200"'s.
+  // The longest matching substring wins, so "GB200" finds its own profile before "B200"'s. A
+  // match is a whole word of the model name: "A100" names "NVIDIA A100-SXM4-80GB", not the
+  // workstation "NVIDIA A1000".
+  auto names = [&](const std::string& m) {
+    auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    for (size_t at = gpu_model.find(m); at != std::string::npos; at = gpu_model.find(m, at + 1)) {
+      const size_t end = at + m.size();
+      if ((at == 0 || !word(gpu_model[at - 1]) || !word(m.front())) &&
+          (end == gpu_model.size() || !word(gpu_model[end]) || !word(m.back())))
+        return true;
+    }
+    return false;
+  };
   std::optional<DeviceProfile> best;
   size_t best_length = 0;
   for (const auto& f : files) {
     DeviceProfile p = load_device_profile(f.string());
     known += (known.empty() ? "" : ", ") + p.device;
     for (const auto& m : p.match)
-      if (gpu_model.find(m) != std::string::npos && m.size() > best_length) {
+      if (names(m) && m.size() > best_length) {
         best_length = m.size();
         best = p;
       }

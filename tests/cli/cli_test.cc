@@ -123,7 +123,7 @@ TEST_CASE("basin sim prints the documented JSON fields", "[cli]") {
   Result r = run("sim --cluster bigbasin:2 --json");
   REQUIRE(r.exit_code == 0);
   for (const char* key :
-       {"\"iteration_s\"", "\"epoch_s\"", "\"images_per_s\"", "\"scaling_efficiency\"",
+       {"\"iteration_s\"", "\"epoch_s\"", "\"images_per_s\"", "\"scaling_efficiency_vs_one_server\"",
         "\"exposed_comm_s\"", "\"data_stall_s\"", "\"memory_GB\"", "\"device_memory_GB\""}) {
     CAPTURE(key);
     REQUIRE(r.out.find(key) != std::string::npos);
@@ -138,7 +138,8 @@ TEST_CASE("basin sim and basin plan agree on scaling against one GPU", "[cli]") 
                          "--bucket-mb 0 --json");
   REQUIRE(sim.exit_code == 0);
   const auto s = nlohmann::json::parse(sim.out);
-  REQUIRE(s["scaling_efficiency"].get<double>() == 1.0);
+  REQUIRE(s["scaling_efficiency_vs_one_server"].get<double>() == 1.0);
+  REQUIRE_FALSE(s.contains("scaling_efficiency"));  // the plan's name, which means against one GPU
   const Result plan = run("plan --cluster gb200-nvl72:1 --gpus 72 --algorithms ring --precisions fp32 --batches 32 "
                           "--buckets-mb 0 --out " + out);
   REQUIRE(plan.exit_code == 0);
@@ -415,4 +416,14 @@ TEST_CASE("a topology that states no CPU cores says its input pipeline is not mo
   REQUIRE(run("plan --cluster dgx-h100 --out " + (dir / "p.json").string()).out.find("not modelled") ==
           std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST_CASE("basin sim says when NCCL would not run the algorithm it was asked to price", "[cli]") {
+  // Big Basin's P100s: NCCL enables LL128 from Volta on; basin plan leaves it out there.
+  auto r = basin::test::run("sim --cluster bigbasin:2 --algorithm nccl-ring/LL128");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("NCCL does not run nccl-ring/LL128 on these 16 GPUs by default"));
+  r = basin::test::run("sim --cluster dgx-h100:2 --precision bf16 --algorithm nccl-ring/LL128");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, !HasText("NCCL does not run"));
 }

@@ -85,12 +85,12 @@ TEST_CASE("basin plot leaves out steps skipped for an overflowed loss", "[cli]")
 TEST_CASE("basin plan --plot draws every Pareto plan of its JSON answer", "[cli]") {
   basin::test::TempDir dir{"plot-plan"};
   const std::string svg = dir / "pareto.svg";
-  auto r = run("plan --cluster bigbasin:4 --out '' --json --plot " + svg);
+  auto r = run("plan --cluster dgx1:4 --out '' --json --plot " + svg);
   REQUIRE(r.exit_code == 0);
   const std::string out = r.out.substr(r.out.find('{'));
   // The JSON lists the front's plans; the plot draws one vertex per plan on the front's line.
   const auto j = nlohmann::json::parse(out);
-  const auto front = series_points(read_file(svg), "Pareto front, bigbasin:4");
+  const auto front = series_points(read_file(svg), "Pareto front, dgx1:4");
   REQUIRE(front.size() == j["pareto"].size());
   REQUIRE(front.size() >= 2);
   // Fastest first: time grows to the right, cost does not grow along the front.

@@ -25,7 +25,7 @@ TEST_CASE("basin sim --scaling predicts each count as basin sim --gpus does", "[
   std::vector<int> counts;
   for (const auto& p : j["points"]) counts.push_back(p["gpus"]);
   REQUIRE(counts == std::vector<int>{8, 16, 32, 48});
-  REQUIRE_THAT(j["points"][0]["scaling_efficiency"].get<double>(), WithinRel(1.0, 1e-12));
+  REQUIRE_THAT(j["points"][0]["scaling_efficiency_vs_one_server"].get<double>(), WithinRel(1.0, 1e-12));
   for (const auto& p : j["points"]) {
     const int gpus = p["gpus"];
     CAPTURE(gpus);
@@ -33,8 +33,8 @@ TEST_CASE("basin sim --scaling predicts each count as basin sim --gpus does", "[
     REQUIRE(one.exit_code == 0);
     const auto k = json_of(one.out);
     REQUIRE_THAT(p["iteration_s"].get<double>(), WithinRel(k["iteration_s"].get<double>(), 1e-12));
-    REQUIRE_THAT(p["scaling_efficiency"].get<double>(),
-                 WithinRel(k["scaling_efficiency"].get<double>(), 1e-12));
+    REQUIRE_THAT(p["scaling_efficiency_vs_one_server"].get<double>(),
+                 WithinRel(k["scaling_efficiency_vs_one_server"].get<double>(), 1e-12));
     REQUIRE(p["data_stall_s"].get<double>() == k["breakdown"]["data_stall_s"].get<double>());
   }
 }

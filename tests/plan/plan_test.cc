@@ -108,7 +108,7 @@ TEST_CASE("forbidding accuracy loss keeps the global batch at 8k however many GP
 }
 
 TEST_CASE("the Pareto front of time against cost is a true front", "[plan]") {
-  topo::Topology t = topo::load_any("bigbasin:8");
+  topo::Topology t = topo::load_any("dgx1:4");
   PlanOptions o;
   o.price_per_gpu_hour = 2.5;
   PlanResult r = make_plan(t, profile_for(t), o);
@@ -116,7 +116,7 @@ TEST_CASE("the Pareto front of time against cost is a true front", "[plan]") {
   REQUIRE(r.pareto.size() >= 2);
   for (size_t k = 1; k < r.pareto.size(); ++k) {
     REQUIRE(r.rows[r.pareto[k]].time_to_train_h >= r.rows[r.pareto[k - 1]].time_to_train_h);
-    REQUIRE(r.rows[r.pareto[k]].cost < r.rows[r.pareto[k - 1]].cost);
+    REQUIRE(r.rows[r.pareto[k]].cost * 1.005 < r.rows[r.pareto[k - 1]].cost);  // beyond the tie band
   }
   for (int i : r.pareto)
     for (const auto& other : r.rows) {

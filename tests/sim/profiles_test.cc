@@ -362,3 +362,23 @@ TEST_CASE("a network measured at two batches fits its own fixed cost beside anot
   REQUIRE_THAT(rate("resnet50", 32).images_per_s, WithinRel(1771, 1e-6));
   REQUIRE_THAT(rate("resnet50", 256).images_per_s, WithinRel(2520, 1e-6));
 }
+
+TEST_CASE("a profile names a GPU by a whole word of its model, and a PCIe card by an SXM profile is said",
+          "[sim][profile]") {
+  // "A100" is not the workstation "NVIDIA A1000", nor "V100" the "Tesla V100S-PCIE-32GB".
+  for (const char* other : {"NVIDIA A1000", "NVIDIA RTX A1000 6GB", "Tesla V100S-PCIE-32GB"})
+    REQUIRE_THROWS_AS(find_device_profile(default_profiles_dir(), other), topo::InputError);
+  REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA A100-SXM4-40GB").device == "NVIDIA A100-SXM4-80GB");
+  REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA GB200").device == "NVIDIA GB200");
+  // An A100 PCIe card runs on the A100 SXM4's measurements, which its basis says.
+  topo::Node card;
+  card.id = "gpu0";
+  card.model = "NVIDIA A100-PCIE-40GB";
+  const DeviceProfile p = device_profile_for(default_profiles_dir(), card);
+  const topo::Topology t = topo::load_any("dgx-a100:1");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = Precision::fp16};
+  REQUIRE_THAT(simulate_iteration(t, p, cfg).compute_basis, HasText("a PCIe card runs at lower power"));
+  card.model = "NVIDIA A100-SXM4-40GB";
+  REQUIRE_THAT(simulate_iteration(t, device_profile_for(default_profiles_dir(), card), cfg).compute_basis,
+               !HasText("PCIe"));
+}

@@ -47,6 +47,7 @@ struct DeviceProfile {
   std::vector<std::string> match;   // substrings of GPU model names it applies to
   double memory_GB = 0;
   std::string memory_of;  // the GPU whose memory_GB this is, where the topology stated it
+  std::string gpu_model;  // the topology's GPU model this profile was found for (device_profile_for)
   double memory_GBps = 0;
   double peak_TFLOPS_fp32 = 0, peak_TFLOPS_fp16 = 0, peak_TFLOPS_bf16 = 0;
   std::vector<MeasuredThroughput> measured;
