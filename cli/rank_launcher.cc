@@ -61,6 +61,11 @@ std::filesystem::path first_missing(const std::filesystem::path& out) {
   return missing;
 }
 
+// SIGINT or SIGTERM to the launcher: its ranks are stopped and its rendezvous removed, as when a
+// rank fails, rather than left in the run directory by a launcher that died at once.
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" void note_stop_signal(int signal) { stop_signal = signal; }
+
 }  // namespace
 
 // `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
@@ -107,12 +112,28 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
                                std::strerror(errno));
     pids.push_back(pid);
   }
+  struct sigaction on_stop {}, was_int {}, was_term {};
+  on_stop.sa_handler = note_stop_signal;
+  sigemptyset(&on_stop.sa_mask);
+  ::sigaction(SIGINT, &on_stop, &was_int);
+  ::sigaction(SIGTERM, &on_stop, &was_term);
   int first_failure = 0;
+  bool stopping = false;
   std::vector<int> codes(nproc, -1);
   // After the first failure the others get SIGTERM (and SIGCONT, which a stopped rank needs to
   // act on it); whatever is left after the grace period is killed.
   auto kill_at = std::chrono::steady_clock::time_point::max();
   for (int left = nproc; left > 0;) {
+    // Checked first: a Ctrl-C reaches the ranks too, whose deaths are then the interrupt's.
+    if (stop_signal != 0 && !stopping) {
+      stopping = true;
+      first_failure = 128 + stop_signal;
+      std::cerr << "basin: " << strsignal(stop_signal) << ": stopping the ranks; the run resumes from its last "
+                << "checkpoint with --resume\n";
+      for (int q = 0; q < nproc; ++q)
+        if (codes[q] < 0) ::kill(pids[q], SIGTERM), ::kill(pids[q], SIGCONT);
+      kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid < 0) break;
@@ -130,7 +151,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     --left;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     codes[r] = code;
-    if (code != 0 && first_failure == 0) {
+    if (code != 0 && first_failure == 0 && !stopping) {
       first_failure = code;
       std::cerr << "basin: rank " << r << " "
                 << (WIFEXITED(status) ? "exited with code " + std::to_string(code)
@@ -146,6 +167,8 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
       kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     }
   }
+  ::sigaction(SIGINT, &was_int, nullptr);
+  ::sigaction(SIGTERM, &was_term, nullptr);
   std::filesystem::remove_all(rendezvous);
   // A run refused by its ranks (a bad batch, no checkpoint to resume) leaves nothing behind: the
   // directories made for it go again, innermost first, each only while empty (remove() takes no

@@ -135,6 +135,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
                               "step or cosine, got '" + o.decay + "'");
   if (given("--blocks")) c.model = "resnet-custom";
+  // The library takes a negative start as "the base lr"; typed, it is a mistake.
+  if (given("--warmup-start-lr") && !(c.schedule.warmup_start_lr >= 0))
+    throw topo::InputError("--warmup-start-lr", "", "a rate of 0 or more (leave it out to start from --lr), got " +
+                                                        std::to_string(c.schedule.warmup_start_lr));
+  if (given("--stop-after") && c.stop_after < 1)
+    throw topo::InputError("--stop-after", "", "1 or more steps (counted from the run's start), got " +
+                                                   std::to_string(c.stop_after));
   if (o.input_stage == "auto") c.input_stage = exec::InputStage::automatic;
   else if (o.input_stage == "cpu") c.input_stage = exec::InputStage::cpu;
   else if (o.input_stage == "gpu") c.input_stage = exec::InputStage::device;
@@ -338,7 +345,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "auto (gpu with --device gpu, else cpu)")
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints (0: each epoch end)")->capture_default_str();
-  cmd->add_option("--stop-after", c.stop_after, "stop after this many steps, with a checkpoint (resume later)");
+  cmd->add_option("--stop-after", c.stop_after, "stop once the run has done this many steps (counted from its start, resumes included), with a checkpoint (resume later)");
   cmd->add_option("--trace-step", c.trace_step, "the step measured into trace.json")->capture_default_str();
   cmd->add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");
   cmd->add_flag("--no-validate", o->no_validate, "skip the per-epoch validation");

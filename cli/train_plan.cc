@@ -182,6 +182,7 @@ void apply_plan(const std::string& path, TrainOptions& o,
   // A start the plan's author set apart from the rule stays.
   if (!given("--warmup-start-lr")) {
     const double start = number("/lr_schedule/warmup_start_lr");
+    if (!(start >= 0)) throw topo::InputError(path, "/lr_schedule/warmup_start_lr", "a rate of 0 or more, got " + format_number(start));
     const double rule = std::min(number("/lr_schedule/base_lr"), number("/lr_schedule/lr"));
     const bool derived = std::abs(start - rule) <= 1e-9 * std::max(std::abs(rule), 1e-12);
     const bool peak_moved = given("--lr") || given("--base-batch") || given("--batch") || given("--world-size") ||
@@ -310,7 +311,7 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
   r.model = given("--blocks") ? std::string("resnet-custom") : o.config.model;
   r.batch_per_device = o.config.batch;
   r.epochs = o.config.epochs;
-  r.dataset_images = static_cast<long long>(data::open_imagenet(o.data).train.samples.size());
+  r.dataset_images = static_cast<long long>(data::open_imagenet(o.data, !o.no_validate).train.samples.size());
   r.hwloc_xml = o.hwloc_xml;
   r.use_nvml = o.hwloc_xml.empty();  // an export describes another machine: not this one's driver
   r.ranks = given("--nproc") ? o.nproc : 0;

@@ -60,7 +60,7 @@ ImageFolder scan_image_folder(const fs::path& dir) {
   return folder;
 }
 
-ImageNetLayout open_imagenet(const fs::path& root) {
+ImageNetLayout open_imagenet(const fs::path& root, bool with_val) {
   std::error_code ec;
   if (!fs::is_directory(root, ec))
     throw InputError(root.string(), "", "an ImageNet-layout root directory with train/ and val/ (" +
@@ -68,12 +68,14 @@ ImageNetLayout open_imagenet(const fs::path& root) {
                                                                              : "it does not exist") +
                                             ")");
   for (const char* split : {"train", "val"}) {
+    if (!with_val && std::string_view(split) == "val" && !fs::exists(root / split, ec)) continue;
     if (!fs::is_directory(root / split, ec))
       throw InputError(root.string(), std::string(split) + "/",
                        "a " + std::string(split) + "/ directory of class folders, found none");
   }
-  ImageNetLayout layout{root, scan_image_folder(root / "train"), scan_image_folder(root / "val")};
-  if (layout.val.classes != layout.train.classes) {
+  ImageNetLayout layout{root, scan_image_folder(root / "train"),
+                        fs::exists(root / "val", ec) ? scan_image_folder(root / "val") : ImageFolder{}};
+  if (fs::exists(root / "val", ec) && layout.val.classes != layout.train.classes) {
     std::set<std::string> train(layout.train.classes.begin(), layout.train.classes.end());
     std::set<std::string> val(layout.val.classes.begin(), layout.val.classes.end());
     std::string detail;

@@ -64,7 +64,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       progress_out(ranks > 1 && !lead ? "rank " + std::to_string(rank) + ": " + line : line);
   };
 
-  const data::ImageNetLayout layout = data::open_imagenet(config.data);
+  const data::ImageNetLayout layout = data::open_imagenet(config.data, config.validate);
   Net net(network_for(config, static_cast<int>(layout.train.classes.size())), backend,
           config.batch);
   // Momentum sits beside the parameters, in the backend's memory.
@@ -91,10 +91,18 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     const RunState saved = read_checkpoint(checkpoint_path, net, velocity);
     detail::check_same_recipe(saved.recipe, recipe, checkpoint_path);
     if (!lead) {
-      if (const auto own = own_statistics(saved.step); std::filesystem::exists(own))
+      const auto own = own_statistics(saved.step);
+      if (std::filesystem::exists(own))
         net.from_host(read_npy(own, nullptr), net.buffers());
       else
         say("warning: no " + own.string() + ": this rank resumes with rank 0's batch-norm running statistics");
+      // This rank's files of other steps are a stopped session's: the run goes on from this one.
+      const std::string mine = "running_stats.rank" + std::to_string(rank) + ".step";
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(config.out, ec))
+        if (const std::string name = e.path().filename().string();
+            name.starts_with(mine) && name.ends_with(".npy") && e.path() != own)
+          std::filesystem::remove(e.path(), ec);
     }
     state.step = saved.step;
     state.position = saved.position;
@@ -393,8 +401,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       const double eta = (stop - state.step) * run_seconds / run_steps;
       char buf[220];
       std::snprintf(buf, sizeof buf,
-                    "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.1f img/s data wait %.0f%% "
-                    "comm wait %.0f%% ETA %s",
+                    "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.1f img/s this epoch; last step: "
+                    "data wait %.0f%%, comm wait %.0f%%; ETA %s",
                     step / per_epoch + 1, whole_epochs, state.step, total, loss, lr,
                     epoch_images / epoch_seconds, 100 * wait_s / step_s, 100 * comm_s / step_s,
                     detail::clock_text(eta).c_str());

@@ -31,7 +31,7 @@ TEST_CASE("basin train refuses NaN and out-of-range recipe numbers before it sta
       std::pair{"--gamma nan", "gamma"},
       std::pair{"--bucket-mb nan", "bucket_mb"},
       std::pair{"--warmup-epochs nan", "warmup_epochs"},
-      std::pair{"--warmup-start-lr nan", "warmup_start_lr"},
+      std::pair{"--warmup-start-lr nan", "--warmup-start-lr"},
       std::pair{"--milestones -1", "milestones"},
       std::pair{"--min-scale 0", "min_scale"},
       std::pair{"--min-scale 2", "min_scale"},

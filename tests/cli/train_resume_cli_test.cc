@@ -8,6 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
+
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -137,4 +141,49 @@ TEST_CASE("basin train --plan auto leaves a run's plan alone when it refuses, an
   REQUIRE(bare.exit_code == 2);
   REQUIRE_THAT(bare.out, HasText("/model"));
   REQUIRE_FALSE(fs::exists(dir / "other"));
+}
+
+TEST_CASE("basin train refuses a negative warmup start and --stop-after 0, and --no-validate needs no val/",
+          "[cli][train]") {
+  basin::test::TempDir dir{"train-small-flags"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 8 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  const std::string args = "train --data " + (dir / "data") + tiny + " --batch 8 --epochs 1 --out " + (dir / "run");
+  Result r = run(args + " --warmup-start-lr -0.5");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--warmup-start-lr: expected a rate of 0 or more"));
+  r = run(args + " --stop-after 0");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--stop-after: expected 1 or more steps"));
+  REQUIRE_FALSE(fs::exists(dir / "run"));
+  // A training-only tree: refused when validating, trained when not.
+  fs::remove_all(dir.path / "data" / "val");
+  r = run(args);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("val/"));
+  r = run(args + " --no-validate");
+  if (skipped_without_onednn(r)) return;
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("\"finished\": true"));
+}
+
+TEST_CASE("an interrupted --nproc run stops its ranks, says how to resume, and removes its rendezvous", "[cli][train]") {
+  basin::test::TempDir dir{"train-interrupt"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 64 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  // Long enough (hundreds of steps) that the interrupt lands while the ranks train.
+  const std::string args = std::string(BASIN_EXE) + " train --data " + (dir / "data") + tiny +
+                           " --batch 4 --epochs 40 --checkpoint-every 5 --nproc 2 --comm-timeout-s 20 --out " +
+                           (dir / "run");
+  const int status = std::system(("timeout --preserve-status -s INT 3 " + args + " > " + (dir / "out.txt") +
+                                  " 2>&1").c_str());
+  const std::string said = read_file(dir / "out.txt");
+  INFO(said);
+  if (said.find("built without oneDNN") != std::string::npos) return;
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 128 + SIGINT);
+  REQUIRE_THAT(said, HasText("stopping the ranks; the run resumes from its last checkpoint with --resume"));
+  for (const auto& e : fs::directory_iterator(dir.path / "run"))
+    REQUIRE_FALSE(e.path().filename().string().starts_with(".rendezvous"));
 }

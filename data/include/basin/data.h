@@ -68,7 +68,8 @@ bool is_jpeg_name(std::string_view filename);
 // Scans one split. Throws InputError for a missing directory or one without class directories.
 ImageFolder scan_image_folder(const std::filesystem::path& dir);
 // Scans root/train and root/val and checks that val has exactly train's classes.
-ImageNetLayout open_imagenet(const std::filesystem::path& root);
+// `with_val` false: a root without val/ is accepted (a run that does not validate), its val empty.
+ImageNetLayout open_imagenet(const std::filesystem::path& root, bool with_val = true);
 
 // ---------------------------------------------------------------------------------------------
 // JPEG (libjpeg-turbo's TurboJPEG API)
