@@ -222,9 +222,15 @@ int run(PlanCliOptions o) {
     if (!o.compare_profile.empty()) other_name += " with " + o.compare_profile;
     plan::PlanOptions p2 = o.plan;
     p2.cluster_spec = o.compare.empty() ? o.cluster : o.compare;
-    other = plan::make_plan(second, profile_for(second, o.compare_profile.empty() && o.compare.empty()
-                                                            ? o.profile : o.compare_profile),
-                            p2);
+    try {
+      other = plan::make_plan(second, profile_for(second, o.compare_profile.empty() && o.compare.empty()
+                                                              ? o.profile : o.compare_profile),
+                              p2);
+    } catch (const topo::InputError& e) {
+      // A flag both sides share (--gpus 256 on a 16-GPU --compare) is the second cluster's fault here.
+      if (!e.origin.starts_with("--")) throw;
+      throw topo::InputError(e.origin, e.path, e.expected + " (on the --compare cluster, " + other_name + ")");
+    }
   }
 
   if (!o.out.empty()) topo::write_file_atomically(o.out, doc.dump(2) + "\n");

@@ -188,7 +188,13 @@ int run(const SimOptions& o) {
   std::printf("  images/s         %8.0f\n", r.images_per_s);
   std::printf("  device memory    %8.1f GB of the %.0f GB of a %s\n", r.memory_GB,
               profile.memory_GB, sim::memory_owner(profile).c_str());
-  std::printf("  epoch            %8.1f s  (90 epochs: %.2f h)\n", r.epoch_s, 90 * r.epoch_s / 3600);
+  // A last, partly filled batch takes a whole iteration: the epoch is its iterations, not the
+  // images over images/s.
+  const double images_a_step = static_cast<double>(cfg.gpus) * cfg.batch_per_gpu;
+  const bool partly = std::fmod(static_cast<double>(cfg.epoch_images), images_a_step) != 0;
+  std::printf("  epoch            %8.1f s  (%.0f iterations%s; 90 epochs: %.2f h)\n", r.epoch_s,
+              std::ceil(static_cast<double>(cfg.epoch_images) / images_a_step),
+              partly ? ", the last one partly filled" : "", 90 * r.epoch_s / 3600);
   std::printf("  scaling efficiency vs one server: %.1f%%, vs one GPU: %.1f%%\n", 100 * p.scaling_efficiency,
               100 * p.scaling_efficiency_vs_one_gpu);
   // Time is not the whole answer past 8k images (Goyal et al. 2017, fig. 1): say what accuracy

@@ -95,6 +95,16 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   r.compute_estimated = cal.estimated;
   r.compute_peak_only = cal.peak_only;
   r.compute_basis = cal.basis;
+  // The measurement already waited for the slowest of its own GPUs: fewer GPUs than it ran on
+  // wait for fewer stragglers and run faster than it, more run slower. Said with the factor.
+  if (cfg.compute_jitter_cv > 0 && stretch != 1) {
+    char text[200];
+    std::snprintf(text, sizeof text,
+                  "; compute x%.3f for jitter %.3g: the slowest of %d GPUs against the slowest of the %d "
+                  "the measurement ran on",
+                  stretch, cfg.compute_jitter_cv, cfg.gpus, cal.measured_gpus);
+    r.compute_basis += text;
+  }
   r.step_overhead_s = cal.step_overhead_s;
 
   // The largest messages' schedule: a `small` one below a size may load other links (Gloo's

@@ -170,8 +170,7 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) 
   } catch (const topo::InputError& e) {
     if (e.origin != "--profile") throw;  // the directory or a profile in it is at fault
     // The user wrote the model into a topology (or discovery read it): name that GPU.
-    throw topo::InputError("GPU " + gpu.id + " of the topology", "model",
-                           "a model that a device profile matches, got '" + gpu.model + "': " + e.expected);
+    throw topo::InputError("the topology's GPU " + gpu.id, "model '" + gpu.model + "'", e.expected);
   }
   p.gpu_model = gpu.model;
   if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {

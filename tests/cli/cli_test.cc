@@ -427,3 +427,11 @@ TEST_CASE("basin sim says when NCCL would not run the algorithm it was asked to 
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, !HasText("NCCL does not run"));
 }
+
+TEST_CASE("basin sim says how compute jitter moves a run against the GPUs its measurement ran on", "[cli]") {
+  // The P100's figure was measured on 8 GPUs (e_8 = 1.42 standard deviations for the slowest);
+  // one GPU waits for no one: (1 + 0.3 x 0) / (1 + 0.3 x 1.4236) = 0.701.
+  auto r = basin::test::run("sim --cluster bigbasin:1 --gpus 1 --compute-jitter 0.3 --algorithm nccl");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("compute x0.701 for jitter 0.3: the slowest of 1 GPUs against the slowest of the 8"));
+}

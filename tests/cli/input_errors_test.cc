@@ -224,3 +224,33 @@ TEST_CASE("basin select's measured points need a plot and a size and a busbw eac
   require_input_error(run("select --plot " + (dir / "no/such/dir/s.svg") + " --cluster bigbasin:2"), {"s.svg"});
   REQUIRE_FALSE(fs::exists(svg));
 }
+
+TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are named plainly", "[cli][input]") {
+  basin::test::TempDir dir{"cli-topology-plain"};
+  Result saved = run("topo --cluster pcie8 --format json");
+  REQUIRE(saved.exit_code == 0);
+  const nlohmann::json box = nlohmann::json::parse(saved.out);
+  // One server described, four counted.
+  nlohmann::json four = box;
+  four["servers"] = 4;
+  std::ofstream(dir / "four.json") << four.dump();
+  require_input_error(run("topo --cluster " + (dir / "four.json")), {"four.json", "/servers", "server 1 has none"});
+  // A bandwidth of 1e300 is written as such, not as three hundred digits.
+  nlohmann::json huge = box;
+  huge["links"][0]["bandwidth_GBps"] = 1e300;
+  std::ofstream(dir / "huge.json") << huge.dump();
+  Result r = run("topo --cluster " + (dir / "huge.json"));
+  require_input_error(r, {"huge.json", "bandwidth_GBps", "got 1e+300"});
+  REQUIRE(r.out.size() < 400);
+  // A GPU no profile names: the GPU, its model and the profiles there are.
+  nlohmann::json l4 = box;
+  for (auto& node : l4["nodes"])
+    if (node["kind"] == "gpu") node["model"] = "NVIDIA L4";
+  std::ofstream(dir / "l4.json") << l4.dump();
+  require_input_error(run("sim --cluster " + (dir / "l4.json")),
+                      {"the topology's GPU", "model 'NVIDIA L4'", "have: ", "--profile FILE"});
+  // A flag that fits --cluster but not --compare is the --compare cluster's.
+  require_input_error(run("plan --cluster bigbasin:32 --gpus 256 --compare dgx-a100:2 --out " + (dir / "p.json")),
+                      {"--gpus", "on the --compare cluster, dgx-a100:2"});
+  REQUIRE_FALSE(fs::exists(dir / "p.json"));
+}

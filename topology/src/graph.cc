@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <queue>
 #include <utility>
 
@@ -112,6 +113,15 @@ std::vector<Vertex> nodes_of_kind(const Topology& topo, NodeKind kind, int serve
 
 std::vector<Vertex> gpus(const Topology& topo) { return nodes_of_kind(topo, NodeKind::gpu); }
 
+namespace {
+// A number as a person writes it: 1e+300, not three hundred digits.
+std::string short_number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", x);
+  return text;
+}
+}  // namespace
+
 void validate(const Topology& topo, const std::string& origin) {
   const Graph& g = topo.graph;
   for (Edge e : boost::make_iterator_range(boost::edges(g))) {
@@ -123,10 +133,10 @@ void validate(const Topology& topo, const std::string& origin) {
     // past those turn the engine's sums into infinities or stall its fair sharing.
     if (!(l.bandwidth_GBps > 0 && l.bandwidth_GBps <= kMaxLinkGBps))
       throw InputError(origin, where + "/bandwidth_GBps",
-                       "a bandwidth above 0 and at most 1e9 GB/s, got " + std::to_string(l.bandwidth_GBps));
+                       "a bandwidth above 0 and at most 1e9 GB/s, got " + short_number(l.bandwidth_GBps));
     if (!(l.latency_us >= 0 && l.latency_us <= 1e6))
       throw InputError(origin, where + "/latency_us",
-                       "a latency from 0 to 1e6 us, got " + std::to_string(l.latency_us));
+                       "a latency from 0 to 1e6 us, got " + short_number(l.latency_us));
     if (boost::source(e, g) == boost::target(e, g))
       throw InputError(origin, where, "a link between two different nodes");
   }
@@ -146,7 +156,19 @@ void validate(const Topology& topo, const std::string& origin) {
                            std::to_string(n.server));
     if (n.kind == NodeKind::nic && !(n.port_GBps <= kMaxLinkGBps))
       throw InputError(origin, "/nodes (" + n.id + ")/port_GBps",
-                       "a line rate of at most 1e9 GB/s, got " + std::to_string(n.port_GBps));
+                       "a line rate of at most 1e9 GB/s, got " + short_number(n.port_GBps));
+  }
+  // Every server the file counts holds a device: a count beyond the servers described would be
+  // taken for servers nobody can route to.
+  {
+    std::vector<bool> described(std::max(topo.servers, 0), false);
+    for (Vertex v : boost::make_iterator_range(boost::vertices(g)))
+      if (g[v].server >= 0) described[g[v].server] = true;
+    for (int server = 0; server < topo.servers; ++server)
+      if (!described[server])
+        throw InputError(origin, "/servers",
+                         "as many servers as the nodes describe (server " + std::to_string(server) +
+                             " has none), got " + std::to_string(topo.servers));
   }
   // Every GPU must reach some other GPU: a breadth-first search from each GPU in turn would be
   // quadratic on a cluster, so label connected components once and count GPUs in each.
