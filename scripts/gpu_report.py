@@ -109,6 +109,22 @@ def fenced(text):
     return ["```", text.rstrip(), "```"] if text else ["(none came back)"]
 
 
+def profile_table(summary):
+    """basin profile's measurements, from the JSON block gpu_session.sh puts in summary.md."""
+    block = re.search(r"The device profile basin profile measured:\s*```json\n(.*?)\n```", summary, re.S)
+    if not block:
+        return ["(the profile phase did not run or wrote no profile)"]
+    try:
+        measured = [m for m in json.loads(block.group(1))["measured"] if m.get("source") == "basin"]
+    except (ValueError, KeyError, TypeError) as e:
+        return [f"(summary.md's profile is not a device profile: {e})"]
+    rows = ["| network | precision | batch | images/s | backprop (s) |", "|---|---|---|---|---|"]
+    for m in measured:
+        rows.append(f"| {m['model']} | {m['precision']} | {m['batch_per_gpu']} | {m['images_per_s']:.0f} |"
+                    f" {m.get('backward_s', 0):.4f} |")
+    return rows
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
@@ -143,6 +159,8 @@ def main():
         out += ["", "Device memory in use before a configuration's backend, at least (the CUDA context, the"
                 f" driver and any other process; not in the planner's budget): {min(contexts):.2f} GiB."]
     out += [""] + [f"Note: {n}" for n in notes] if notes else []
+    out += ["", "## basin's own step as a device profile (basin profile; the JSON is in the machine section)", ""]
+    out += profile_table(summary)
     out += ["", "## End to end from JPEG files (e2e.log)", ""] + fenced(read(folder, "e2e.log"))
     out += ["", "## NCCL per-bucket allreduce beside the simulator (nccl.log)", ""] + fenced(read(folder, "nccl.log"))
     directory = os.path.dirname(os.path.abspath(target))

@@ -32,7 +32,7 @@ deadline=$(( $(date +%s) + ${BASIN_CALL_BUDGET_S:-570} ))
 # Each phase's own cap, in seconds: about twice what it is expected to take on the device's 16
 # cores (the build took 250 s on 2 cores here), so a hang loses that much, not the whole call.
 # The build's cap is the whole budget's share it may take: nothing runs without it.
-declare -A default_cap=([build]=420 [test]=200 [bench]=240 [nccl]=60 [e2e]=150 [compile]=240)
+declare -A default_cap=([build]=420 [test]=200 [bench]=240 [nccl]=60 [e2e]=150 [compile]=240 [profile]=150)
 
 phase_build() {
   local archs=${BASIN_CUDA_ARCHS:-}
@@ -103,6 +103,15 @@ EOF
   done
 }
 
+# basin's own step measured into a device profile (basin profile): fp32 (TF32), bf16 and fp16 at
+# 32 and 256 images, what the simulator calibrates basin train's predictions by. Last, as the
+# least needed; its log stays on the machine and the profile goes into summary.md (8 files).
+phase_profile() {
+  have_gpu || { echo "skipped: no GPU"; return 77; }
+  rm -f "$build/basin-profile.json"
+  "$build/basin" profile --out "$build/basin-profile.json" --steps 10 --warmup 3
+}
+
 phase_nccl() {
   have_gpu || { echo "skipped: no GPU"; return 77; }
   local gpus
@@ -125,7 +134,7 @@ phase_nccl() {
 
 phases=("$@")
 [ ${#phases[@]} -eq 0 ] && { sed -n '2,20p' "$0"; exit 2; }
-[ "${phases[0]}" = all ] && phases=(build test bench nccl e2e compile)
+[ "${phases[0]}" = all ] && phases=(build test bench nccl e2e compile profile)
 summary="$out/summary.md"
 {
   echo "# basin on $(hostname), $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -146,7 +155,7 @@ summary="$out/summary.md"
 status=0
 build_tail=
 for p in "${phases[@]}"; do
-  declare -F "phase_$p" >/dev/null || { echo "unknown phase: $p (build test bench nccl e2e compile all)" >&2; exit 2; }
+  declare -F "phase_$p" >/dev/null || { echo "unknown phase: $p (build test bench nccl e2e compile profile all)" >&2; exit 2; }
   start=$(date +%s)
   left=$(( deadline - start ))
   cap_name="BASIN_CAP_$p"
@@ -157,6 +166,7 @@ for p in "${phases[@]}"; do
   # also when `ninja -k 0` built some targets and those phases wrote their JSON.
   log="$out/$p.log"
   [ "$p" = build ] && log="$build/build.log" && mkdir -p "$build"
+  [ "$p" = profile ] && log="$build/profile.log" && mkdir -p "$build"
   if [ "$left" -lt 15 ]; then
     echo "phase $p: not started, the call's budget is spent" | tee "$out/$p.log"
     log="$out/$p.log"
@@ -175,11 +185,16 @@ for p in "${phases[@]}"; do
   fi
   shown=${log#"$out/"}
   [ "$p" = build ] && shown="kept on the machine; its end is below"
+  [ "$p" = profile ] && shown="kept on the machine; the profile is below"
   echo "| $p | $rc | $(( $(date +%s) - start )) | $shown |" >>"$summary"
   [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && status=1
 done
 if [ -n "${build_tail:-}" ]; then
   { echo; echo "The build log's last lines:"; echo; printf '%s\n' "$build_tail" | sed 's/^/    /'; } >>"$summary"
+fi
+if [ -s "$build/basin-profile.json" ] && [[ " ${phases[*]} " == *" profile "* ]]; then
+  { echo; echo "The device profile basin profile measured:"; echo; echo '```json';
+    cat "$build/basin-profile.json"; echo '```'; } >>"$summary"
 fi
 cat "$summary"
 exit $status

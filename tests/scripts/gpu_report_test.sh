@@ -14,6 +14,15 @@ cat >"$work/ok/summary.md" <<'MD'
 # basin on gpu-host, 2026-12-07 10:00 UTC
 
 - GPU: NVIDIA H100 80GB HBM3, 580.95.05, 81559 MiB
+
+The device profile basin profile measured:
+
+```json
+{"format": "basin.device_profile/1", "measured": [
+ {"model": "resnet50", "precision": "fp16", "batch_per_gpu": 256, "images_per_s": 4911, "source": "pytorch"},
+ {"model": "resnet50", "precision": "bf16", "batch_per_gpu": 256, "images_per_s": 4123.4, "source": "basin", "backward_s": 0.0412}
+]}
+```
 MD
 # basin 4100 (plain BN) and 4400 (persistent) against eager 4000 and compiled 5500 images/s.
 cat >"$work/ok/exec-gpu-bench.json" <<'JSON'
@@ -47,6 +56,8 @@ grep -q '^## Machine: basin on gpu-host' "$report" || fail "machine section"
 grep -q 'Note: BM_BasinGpuResNet50Step/256/2/1/.* failed: gpu_batchnorm.cc:200: cudnnBatchNormalizationBackwardEx failed' "$report" || fail "a failed configuration is not noted"
 grep -q "not in the planner's budget): 0.52 GiB" "$report" || fail "context memory line"
 grep -q 'test cases: 56 | 55 passed | 1 failed' "$report" || fail "test summary line"
+grep -q '^| resnet50 | bf16 | 256 | 4123 | 0.0412 |$' "$report" || fail "basin profile's row"
+grep -q '^| resnet50 | fp16 | 256 | 4911' "$report" && fail "the base profile's PyTorch row shown as basin's"
 grep -q -- '- tests/gpu/net_gpu_test.cc:120: FAILED:' "$report" || fail "failed test not listed"
 [ "$(grep -c '(none came back)' "$report")" -eq 2 ] || fail "missing e2e.log and nccl.log not said"
 
