@@ -31,6 +31,41 @@ double memory_needed_GB(const model::Network& net, int batch_per_gpu, Precision 
          1e9;
 }
 
+namespace {
+
+// The CPUs of the machine a GPU's loader runs on: the CPU it hangs off (over PCIe or NVLink-C2C,
+// through PCIe switches) and every CPU joined to that one by CPU interconnects (the sockets of
+// one host). A DGX's two sockets are one host; a GB200 NVL72 rack, one NVLink domain and so one
+// server here, is 18 hosts of two Grace CPUs, and a loader cannot decode on another tray's
+// cores. Empty where no CPU is reachable that way.
+std::vector<topo::Vertex> host_cpus(const topo::Topology& cluster, topo::Vertex gpu) {
+  const auto& g = cluster.graph;
+  std::vector<bool> seen(boost::num_vertices(g), false);
+  std::vector<topo::Vertex> frontier{gpu}, host;
+  seen[gpu] = true;
+  // Up from the GPU through PCIe switches and C2C to the first CPU.
+  for (size_t i = 0; i < frontier.size() && host.empty(); ++i)
+    for (auto e : boost::make_iterator_range(boost::out_edges(frontier[i], g))) {
+      const topo::Vertex next = boost::target(e, g);
+      const auto kind = g[e].kind;
+      if (seen[next] || (kind != topo::LinkKind::pcie && kind != topo::LinkKind::c2c)) continue;
+      seen[next] = true;
+      if (g[next].kind == topo::NodeKind::cpu) host.push_back(next);
+      else if (g[next].kind == topo::NodeKind::pcie_switch) frontier.push_back(next);
+    }
+  // Across the CPU interconnects of that host.
+  for (size_t i = 0; i < host.size(); ++i)
+    for (auto e : boost::make_iterator_range(boost::out_edges(host[i], g)))
+      if (const topo::Vertex next = boost::target(e, g);
+          g[e].kind == topo::LinkKind::cpu_interconnect && g[next].kind == topo::NodeKind::cpu && !seen[next]) {
+        seen[next] = true;
+        host.push_back(next);
+      }
+  return host;
+}
+
+}  // namespace
+
 IterationResult simulate_iteration(const topo::Topology& cluster, const DeviceProfile& profile,
                                    const TrainingConfig& cfg) {
   const auto all = topo::gpus(cluster);
@@ -168,14 +203,27 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   } else {
     const auto& g = cluster.graph;
     int server_cores = 0, server_gpus = 0;
-    for (auto v : topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server))
-      server_cores += g[v].cores;
-    // The GPUs this run uses there: a one-GPU run has the whole server's cores to decode for it.
-    for (auto v : gpus) server_gpus += g[v].server == g[gpus[0]].server;
+    // The host of the first GPU, where found; else its whole server.
+    std::vector<topo::Vertex> host = host_cpus(cluster, gpus[0]);
+    const bool whole_server = host.empty();
+    if (whole_server) host = topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server);
+    for (auto v : host) server_cores += g[v].cores;
+    // The GPUs this run uses there: a one-GPU run has the whole host's cores to decode for it.
+    for (auto v : gpus) {
+      if (g[v].server != g[gpus[0]].server) continue;
+      if (whole_server) {
+        ++server_gpus;
+      } else {
+        const auto own = host_cpus(cluster, v);
+        server_gpus += !own.empty() && std::find(host.begin(), host.end(), own.front()) != host.end();
+      }
+    }
     cores = static_cast<double>(server_cores) / std::max(1, server_gpus);
+    const int hosts = static_cast<int>(topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server).size()) /
+                      std::max<int>(1, static_cast<int>(host.size()));
     if (server_cores > 0)
-      std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the server's %d cores shared by the %d GPUs used there",
-                    cores, server_cores, server_gpus);
+      std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the %s's %d cores shared by the %d GPUs used there",
+                    cores, !whole_server && hosts > 1 ? "host" : "server", server_cores, server_gpus);
     else
       std::snprintf(basis, sizeof basis,
                     "not modelled: the topology states no CPU cores for the server (--cores-per-gpu gives them)");

@@ -216,3 +216,24 @@ TEST_CASE("A step's device memory is about what PyTorch measured for the same st
       .network = net, .gpus = 8, .batch_per_gpu = 256, .precision = Precision::fp32};
   CHECK_THROWS_AS(simulate_iteration(t, profile_for(t), fp32), topo::InputError);
 }
+
+TEST_CASE("a GPU's loader decodes on its own host's cores: a GB200 NVL72 tray's, a DGX's two sockets", "[sim]") {
+  // NVIDIA's GB200 NVL72: 18 compute trays, each two Grace CPUs of 72 cores and four B200s, each
+  // tray its own host, in one NVLink domain (one server here). A run on one GPU has its tray's
+  // 144 cores, not the rack's 2,592; four GPUs of a tray share them, 36 each.
+  const topo::Topology rack = topo::load_any("gb200-nvl72");
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256,
+                     .precision = Precision::bf16, .decode_images_per_s_per_core = 1};
+  const DeviceProfile b200 = profile_for(rack);
+  IterationResult one = simulate_iteration(rack, b200, cfg);
+  REQUIRE_THAT(one.input_basis, HasText("the host's 144 cores shared by the 1 GPUs used there"));
+  REQUIRE_THAT(one.iteration_s, WithinRel(256.0 / 144, 1e-12));  // 256 images at 144 images/s
+  cfg.gpus = 4;
+  REQUIRE_THAT(simulate_iteration(rack, b200, cfg).iteration_s, WithinRel(256.0 / 36, 1e-12));
+  // A DGX H100's two 56-core sockets are one host: a one-GPU run decodes on all 112.
+  const topo::Topology dgx = topo::load_any("dgx-h100");
+  cfg.gpus = 1;
+  IterationResult h100 = simulate_iteration(dgx, profile_for(dgx), cfg);
+  REQUIRE_THAT(h100.iteration_s, WithinRel(256.0 / 112, 1e-12));
+  REQUIRE_THAT(h100.input_basis, HasText("the server's 112 cores"));
+}
