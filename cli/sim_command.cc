@@ -90,6 +90,8 @@ int run(const SimOptions& o) {
     so.json = o.json;
     if (!o.trace.empty())
       throw topo::InputError("--trace", "", "one configuration; --scaling predicts several");
+    // Before the points are worked out and printed: an unwritable plot is refused with nothing done.
+    if (!so.plot.empty()) topo::require_writable(so.plot);
     return run_scaling(cluster, profile, cfg, so, model);
   }
   if (!o.scaling_options.plot.empty() || !o.scaling_options.measured.empty())

@@ -255,6 +255,15 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
         row.library = library_of(choice, cluster, gpus);
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
+        // A step of more images than the dataset holds would make every epoch one partly filled step.
+        if (row.global_batch > o.dataset_images) {
+          if (&choice == &*first) {
+            row.rejected = "global batch " + std::to_string(row.global_batch) + " is more than the dataset's " +
+                           std::to_string(o.dataset_images) + " images";
+            result.rejected.push_back(row);
+          }
+          continue;
+        }
         if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
             (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {
           if (&choice == &*first) {
@@ -317,7 +326,8 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
             if (o.deadline_h > 0 && done.time_to_train_h > o.deadline_h)
               done.rejected = "misses the deadline: " + format("%.3g", done.time_to_train_h) + " h";
             else if (o.budget > 0 && done.cost > o.budget)
-              done.rejected = "over budget: " + format("%.6g", done.cost);
+              done.rejected = "over budget: " + format("%.6g", done.cost) +
+                              (result.cost_in_gpu_hours ? " GPU-hours" : " (in --price-per-gpu-hour's currency)");
             (done.rejected.empty() ? result.rows : result.rejected).push_back(done);
           }
         }
@@ -340,10 +350,21 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
                            "more on a fabric that sums), "
                            "got none");
   if (result.rows.empty()) {
+    // One example of each reason, the nearest miss: the fastest plan past the deadline, the
+    // cheapest over the budget, which say what deadline or budget would do.
+    std::map<std::string, const PlanRow*> nearest;
+    std::vector<std::string> order;
+    for (const auto& r : result.rejected) {
+      const std::string kind = r.rejected.substr(0, r.rejected.find(':'));
+      auto [it, added] = nearest.emplace(kind, &r);
+      if (added) order.push_back(kind);
+      else if (kind == "misses the deadline" ? r.time_to_train_h < it->second->time_to_train_h
+               : kind == "over budget"       ? r.cost < it->second->cost
+                                             : false)
+        it->second = &r;
+    }
     std::string reasons;
-    std::set<std::string> seen;
-    for (const auto& r : result.rejected)
-      if (seen.insert(r.rejected.substr(0, 24)).second && seen.size() <= 4) reasons += "\n  " + r.rejected;
+    for (size_t i = 0; i < order.size() && i < 4; ++i) reasons += "\n  " + nearest[order[i]]->rejected;
     throw topo::InputError("basin plan", "", "at least one configuration that fits, but every one "
                                              "of the " + std::to_string(result.rejected.size()) +
                                              " was rejected, e.g.:" + reasons);

@@ -299,8 +299,15 @@ const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
   }
   if (!(it->second.bandwidth_GBps > 0)) {
     const auto& g = topo_->graph;
+    // Servers on no fabric (fabric=none) reach each other by no route: say so, and what runs.
+    const bool apart = g[a].server != g[b].server && g[a].server >= 0 && g[b].server >= 0;
+    const auto per_server = topo::nodes_of_kind(*topo_, topo::NodeKind::gpu, g[a].server).size();
     throw topo::InputError(topo_->name, "",
-                           "a route from " + g[a].id + " to " + g[b].id + ", but there is none");
+                           "a route from " + g[a].id + " to " + g[b].id + ", but there is none" +
+                               (apart && topo_->fabric.empty()
+                                    ? " (its servers are joined by no fabric, as fabric=none makes them: use the GPUs of one "
+                                      "server, --gpus " + std::to_string(per_server) + " or fewer)"
+                                    : std::string()));
   }
   return it->second;
 }

@@ -254,3 +254,22 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
                       {"--gpus", "on the --compare cluster, dgx-a100:2"});
   REQUIRE_FALSE(fs::exists(dir / "p.json"));
 }
+
+TEST_CASE("what cannot run is named before the work: unjoined servers, a step past the dataset, an unwritable plot",
+          "[cli][input]") {
+  basin::test::TempDir dir{"cli-before-work"};
+  // fabric=none: servers that no route joins, and how many GPUs do run.
+  require_input_error(run("sim --cluster dgx-h100:4,fabric=none --precision bf16"),
+                      {"joined by no fabric", "--gpus 8 or fewer"});
+  // A global batch past the dataset is rejected; 64 images take at most 4 GPUs of 16.
+  Result r = run("plan --cluster dgx1:1 --batches 16 --dataset-images 64 --json --out " + (dir / "p.json"));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const auto best = nlohmann::json::parse(read_file(dir / "p.json"));
+  REQUIRE(best["global_batch"].get<int>() <= 64);
+  REQUIRE_THAT(r.out, HasText("\"rejected\": "));
+  // The scaling table is not printed when its plot cannot be written.
+  r = run("sim --scaling --plot " + (dir.path / "no-such-dir" / "s.svg").string());
+  require_input_error(r, {"no-such-dir", "writable"});
+  REQUIRE_THAT(r.out, !HasText("GPUs"));
+}

@@ -144,7 +144,7 @@ TEST_CASE("a plan's value out of range is named by the plan's field, a flag's by
   REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 4 --val-per-class 2 "
               "--size 32 --quiet").exit_code == 0);
   REQUIRE(run("plan --cluster dgx1:1 --model resnet18 --gpus 1 --batches 16 --buckets-mb 0 --precisions fp32 "
-              "--epochs 1 --dataset-images 8 --out " + (dir / "plan.json")).exit_code == 0);
+              "--epochs 1 --dataset-images 16 --out " + (dir / "plan.json")).exit_code == 0);
   nlohmann::json plan = nlohmann::json::parse(read_file(dir / "plan.json"));
   plan["lr_schedule"]["base_lr"] = -1;
   plan["lr_schedule"]["lr"] = -1.0 * plan["global_batch"].get<double>() / plan["lr_schedule"]["base_batch"].get<double>();
