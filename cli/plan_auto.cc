@@ -143,7 +143,7 @@ AutoPlan make_auto_plan(const AutoPlanRequest& r) {
   d.use_nvml = r.use_nvml;
   const topo::DiscoverReport found = topo::discover(d);
   std::filesystem::create_directories(r.out);
-  const std::string topology_path = (r.out / "topology.json").string();
+  const std::string topology_path = std::filesystem::absolute(r.out / "topology.json").string();
   topo::save_topology_file(found.topo, topology_path);
   AutoPlan p = topo::gpus(found.topo).empty() ? cpu_plan(r, found.topo, topology_path)
                                               : gpu_plan(r, found.topo, topology_path);

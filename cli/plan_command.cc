@@ -9,6 +9,7 @@
 #include <cmath>
 #include <map>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -188,7 +189,9 @@ topo::Topology load_compare(const std::string& spec) {
 int run(PlanCliOptions o) {
   if (o.top < 0) throw topo::InputError("--top", "", "0 or more rows, got " + std::to_string(o.top));
   topo::Topology cluster = topo::load_any(o.cluster);
-  o.plan.cluster_spec = o.cluster;
+  // A topology file is written as an absolute path, so that the plan finds it from anywhere.
+  o.plan.cluster_spec = std::filesystem::is_regular_file(o.cluster) ? std::filesystem::absolute(o.cluster).string()
+                                                                    : o.cluster;
   for (const auto& a : o.algorithms) o.plan.algorithms.push_back(plan::choice_from_string(a));
   for (const auto& p : o.precisions) o.plan.precisions.push_back(parse_precision(p));
   o.plan.objective = plan::objective_from_string(o.objective);

@@ -168,7 +168,7 @@ int run(SelectCliOptions o) {
   if (by_library.count("none")) groups.push_back("one rank: nothing to reduce");
   std::printf("\nruns as timed:");
   for (size_t i = 0; i < groups.size(); ++i) std::printf("%s %s", i ? ";" : "", groups[i].c_str());
-  std::printf("\ncrossovers:\n");
+  std::printf("\ncrossovers:%s\n", s.crossovers.empty() ? " none (one algorithm is fastest at every size)" : "");
   for (const auto& c : s.crossovers)
     std::printf("  from %s: %s -> %s\n", human_bytes(c.bytes).c_str(), c.from.c_str(), c.to.c_str());
   return 0;

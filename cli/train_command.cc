@@ -139,6 +139,16 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   if (given("--warmup-start-lr") && !(c.schedule.warmup_start_lr >= 0))
     throw topo::InputError("--warmup-start-lr", "", "a rate of 0 or more (leave it out to start from --lr), got " +
                                                         std::to_string(c.schedule.warmup_start_lr));
+  // Flags only the GPU backend reads would be dropped on the CPU without a word.
+  if (o.device != "gpu")
+    for (const char* flag : {"--gpu", "--tf32", "--deterministic", "--persistent-batchnorm"})
+      if (given(flag))
+        throw topo::InputError(flag, "", std::string("--device gpu with ") + flag + " (the CPU backend has no such " +
+                                             "setting), got --device " + o.device);
+  if (given("--image-size") && c.shape.image_size < 1)
+    throw topo::InputError("--image-size", "", "1 or more pixels, got " + std::to_string(c.shape.image_size));
+  if (given("--width") && c.shape.width < 1)
+    throw topo::InputError("--width", "", "1 or more channels, got " + std::to_string(c.shape.width));
   if (given("--stop-after") && c.stop_after < 1)
     throw topo::InputError("--stop-after", "", "1 or more steps (counted from the run's start), got " +
                                                    std::to_string(c.stop_after));

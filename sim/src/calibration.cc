@@ -273,7 +273,10 @@ Calibration calibrate_afresh(const model::Network& n, Precision prec, const Devi
   Calibration c = estimate_share(n, prec, p);
   // An estimate carries this device's fixed cost of a step for this network, as a measurement does.
   const StepOverhead o = step_overhead(n, p);
-  if (c.step_overhead_s == 0 && o.seconds > 0) c.basis += "; " + o.basis;
+  // (Said once: an estimate borrowed from another device's measurement already names that
+  // device's fixed cost, which is the one taken.)
+  if (c.step_overhead_s == 0 && o.seconds > 0 && c.basis.find(o.basis) == std::string::npos)
+    c.basis += "; " + o.basis;
   c.step_overhead_s = o.seconds;
   return c;
 }

@@ -435,3 +435,26 @@ TEST_CASE("basin sim says how compute jitter moves a run against the GPUs its me
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, HasText("compute x0.701 for jitter 0.3: the slowest of 1 GPUs against the slowest of the 8"));
 }
+
+TEST_CASE("basin select and plan say plainly what they found", "[cli]") {
+  // One algorithm fastest at every size: no crossover, said.
+  auto r = basin::test::run("select");  // 32 Big Basins: hierarchical wins at every size
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("crossovers: none"));
+  // A device borrowing another's measurement names that device's fixed step cost once.
+  r = basin::test::run("sim --cluster gb200-nvl72 --precision bf16 --batch-per-gpu 256 --algorithm nccl --json");
+  REQUIRE(r.exit_code == 0);
+  const std::string basis = nlohmann::json::parse(r.out)["compute_basis"];
+  REQUIRE(basis.find("a fixed") != std::string::npos);
+  REQUIRE(basis.find("a fixed") == basis.rfind("a fixed"));
+  // A plan made for a topology file names it by an absolute path, found from any directory.
+  const fs::path dir = fs::temp_directory_path() / "basin-cli-plan-abs";
+  fs::create_directories(dir);
+  REQUIRE(basin::test::run("topo --cluster pcie8 --format json > " + (dir / "box.json").string()).exit_code == 0);
+  r = basin::test::run("plan --cluster " + (dir / "box.json").string() + " --out " + (dir / "p.json").string());
+  REQUIRE(r.exit_code == 0);
+  const auto plan = nlohmann::json::parse(std::ifstream(dir / "p.json"));
+  REQUIRE(fs::path(plan["cluster"].get<std::string>()).is_absolute());
+  REQUIRE(fs::exists(plan["cluster"].get<std::string>()));
+  fs::remove_all(dir);
+}

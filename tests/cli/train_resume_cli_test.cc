@@ -155,6 +155,16 @@ TEST_CASE("basin train refuses a negative warmup start and --stop-after 0, and -
   r = run(args + " --stop-after 0");
   REQUIRE(r.exit_code == 2);
   REQUIRE_THAT(r.out, HasText("--stop-after: expected 1 or more steps"));
+  // What only the GPU backend reads is refused on the CPU; a zero size names its flag.
+  for (const char* flag : {" --tf32", " --deterministic", " --persistent-batchnorm", " --gpu 1"}) {
+    r = run(args + flag);
+    REQUIRE(r.exit_code == 2);
+    REQUIRE_THAT(r.out, HasText("expected --device gpu with"));
+  }
+  r = run("train --data " + (dir / "data") + " --blocks 1,1 --width 0 --image-size 24 --batch 8 --out " +
+          (dir / "run"));
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--width: expected 1 or more channels"));
   REQUIRE_FALSE(fs::exists(dir / "run"));
   // A training-only tree: refused when validating, trained when not.
   fs::remove_all(dir.path / "data" / "val");
