@@ -200,9 +200,13 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
   REQUIRE(second.finished);
   REQUIRE(second.steps == 62);
   // The second epoch straddles the stop (steps 31..39 before it): its mean loss is over all 31
-  // of its steps, the uninterrupted run's to the bit, and the seconds count both sessions.
-  REQUIRE(second.epochs.size() == 1);
+  // of its steps, the uninterrupted run's to the bit, and the seconds count both sessions. The
+  // first epoch, run before the stop, is the summary's too, as the log recorded it.
+  REQUIRE(second.epochs.size() == 2);
   REQUIRE(second.epochs.back().train_loss == uninterrupted.epochs.back().train_loss);
+  REQUIRE(second.epochs.front().epoch == 0);
+  REQUIRE(second.epochs.front().top1 == uninterrupted.epochs.front().top1);
+  REQUIRE_THAT(second.epochs.front().train_loss, WithinRel(uninterrupted.epochs.front().train_loss, 1e-12));
   REQUIRE(second.seconds > first.seconds);
 
   Net a(network_for(whole, 10), cpu(), whole.batch), b(network_for(whole, 10), cpu(), whole.batch);

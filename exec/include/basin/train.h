@@ -180,7 +180,7 @@ struct TrainConfig {
 
 struct EpochSummary {
   long long epoch = 0;  // 0-based
-  double train_loss = 0;   // mean over the epoch's steps run in this process
+  double train_loss = 0;   // mean over the epoch's steps with a finite loss
   double val_loss = 0, top1 = 0, top5 = 0;  // fractions; NaN when not validated
   double images_per_s = 0;
 };
@@ -188,7 +188,7 @@ struct EpochSummary {
 struct TrainSummary {
   long long steps = 0, total_steps = 0;
   bool finished = false;      // all epochs done (false: stopped by stop_after)
-  std::vector<EpochSummary> epochs;
+  std::vector<EpochSummary> epochs;  // every epoch of the run: a resumed one's earlier from log.jsonl
   std::int64_t skipped_files = 0;
   long long skipped_steps = 0;  // by dynamic loss scaling, over the whole run (resumes included)
   double seconds = 0;
