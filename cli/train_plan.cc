@@ -227,6 +227,13 @@ void apply_plan(const std::string& path, TrainOptions& o,
                                              algorithm == "nvls-tree" || algorithm == "collnet-chain")
                            ? algorithm
                            : "auto";
+  // A plan made for GPUs runs on CPU ranks as well (the recipe and the allreduce carry over),
+  // but its prediction was for the GPUs: said, so its figures are not taken for this run's.
+  if (o.device == "cpu" && !o.quiet && !std::getenv("RANK") && plan.contains("device") && plan["device"].is_string() &&
+      plan["device"] != "cpu")
+    std::cerr << "basin: note: " << path << " was planned for " << plan["device"].get<std::string>()
+              << " GPUs; these CPU ranks run its recipe and its allreduce through Gloo ("
+              << o.algorithm << "), and its prediction is not theirs\n";
   if (o.device == "gpu" && !given("--gpu-collective")) {
     if (library == "simulated-only")
       throw topo::InputError(path, "/allreduce/library",

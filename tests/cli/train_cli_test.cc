@@ -51,6 +51,10 @@ TEST_CASE("basin train runs a basin plan file on one process and resumes it", "[
   REQUIRE(first.exit_code == 0);
   REQUIRE(first.out.find("\"steps\": 2") != std::string::npos);
   REQUIRE(first.out.find("resnet50") != std::string::npos);
+  // Planned for Big Basin's P100s, run on the CPU: said, once.
+  const std::string note = "plan.json was planned for Tesla P100-SXM2-16GB GPUs; these CPU ranks run its recipe";
+  REQUIRE(first.out.find(note) != std::string::npos);
+  REQUIRE(first.out.find(note) == first.out.rfind(note));
   // The plan's 0.1 warmup start is above this run's peak 0.1 x 2 / 256: warmup only climbs, so
   // the first step already runs at the peak (it ran at 0.1, 128 times the peak, before).
   REQUIRE(first.out.find("no warmup") != std::string::npos);
