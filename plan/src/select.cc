@@ -94,35 +94,7 @@ Choice choice_from_string(const std::string& text, const std::string& origin) {
 }
 
 std::vector<topo::Vertex> pick_gpus(const topo::Topology& topo, int ranks, int per_server) {
-  const auto all = topo::gpus(topo);
-  if (all.empty()) throw topo::InputError(topo.name, "", "a topology with GPUs");
-  std::map<int, int> on_server;
-  for (topo::Vertex v : all) ++on_server[topo.graph[v].server];
-  int most = 0;
-  for (const auto& [server, n] : on_server) most = std::max(most, n);
-  if (per_server > most)
-    throw topo::InputError("--per-server", "", "at most the " + std::to_string(most) + " GPUs of a server of " +
-                                                   topo.name + ", got " + std::to_string(per_server));
-  // No count: every GPU the per-server limit allows.
-  const bool every = ranks <= 0;
-  if (every) ranks = static_cast<int>(all.size());
-  std::vector<topo::Vertex> out;
-  std::map<int, int> taken;
-  for (topo::Vertex v : all) {
-    if (static_cast<int>(out.size()) == ranks) break;
-    int& n = taken[topo.graph[v].server];
-    if (per_server > 0 && n >= per_server) continue;
-    ++n;
-    out.push_back(v);
-  }
-  if (!every && static_cast<int>(out.size()) < ranks)
-    throw topo::InputError("--ranks", "",
-                           "at most " + std::to_string(out.size()) + " ranks on " + topo.name +
-                               (per_server > 0 ? " with " + std::to_string(per_server) +
-                                                     " per server"
-                                               : std::string()) +
-                               ", got " + std::to_string(ranks));
-  return out;
+  return sim::gpus_in_use(topo, ranks, per_server, "--ranks");
 }
 
 double algbw_GBps(double bytes, double time_s) { return time_s > 0 ? bytes / time_s / 1e9 : 0; }

@@ -73,7 +73,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     throw topo::InputError("--gpus", "", "between 1 and the cluster's " +
                                              std::to_string(all.size()) + " GPUs, got " +
                                              std::to_string(cfg.gpus));
-  const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
+  const std::vector<topo::Vertex> gpus = gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server);
   Network network(cluster, cfg.network_params);
   return simulate_iteration(cluster, profile, cfg,
                             allreduce_cost(network, gpus, cfg.algorithm, cfg.inter,
@@ -104,7 +104,7 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   if (!(cfg.cores_per_gpu >= 0) || !std::isfinite(cfg.cores_per_gpu))
     throw topo::InputError("--cores-per-gpu", "", "0 (the server's share) or more cores, got " +
                                                       std::to_string(cfg.cores_per_gpu));
-  const std::vector<topo::Vertex> gpus(all.begin(), all.begin() + cfg.gpus);
+  const std::vector<topo::Vertex> gpus = gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server);
   const model::Network& net = cfg.network;
   const Precision prec = cfg.precision;
 
@@ -258,17 +258,19 @@ Prediction predict(const topo::Topology& cluster, const DeviceProfile& profile,
   if (cfg.gpus < 1 || cfg.gpus > static_cast<int>(all.size()))
     return p.result = simulate_iteration(cluster, profile, cfg), p;  // throws the input error
   Network network(cluster, cfg.network_params);
-  const CollectiveCost cost = model(network, {all.begin(), all.begin() + cfg.gpus});
+  const CollectiveCost cost = model(network, gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server));
   p.result = simulate_iteration(cluster, profile, cfg, cost);
   for (auto& [name, term] : p.result.comm_terms)
     term.iteration_s_without =
         simulate_iteration(cluster, profile, cfg, cost.without(name)).iteration_s;
+  // One server's share of the run: its GPUs, or as many as the run puts on each.
   int per_server = 0;
   for (auto v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;
+  if (cfg.gpus_per_server > 0) per_server = std::min(per_server, cfg.gpus_per_server);
   TrainingConfig one = cfg;
   one.gpus = std::min(cfg.gpus, per_server);
   p.one_server =
-      simulate_iteration(cluster, profile, one, model(network, {all.begin(), all.begin() + one.gpus}));
+      simulate_iteration(cluster, profile, one, model(network, gpus_in_use(cluster, one.gpus, cfg.gpus_per_server)));
   p.scaling_efficiency = p.result.images_per_s /
                          (p.one_server.images_per_s * cfg.gpus / static_cast<double>(one.gpus));
   TrainingConfig single = cfg;

@@ -69,9 +69,19 @@ std::string default_profiles_dir();  // $BASIN_PROFILES, else the source tree's 
 // H100's measurements but has its own memory), recorded in `memory_of`.
 DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu);
 
+// The GPUs a run of `count` uses (placement.cc): each server's in turn, all of them (per_server
+// 0) or at most `per_server` on each; count 0: every GPU that allows. Throws topo::InputError
+// naming `count_flag` when the cluster has too few.
+std::vector<topo::Vertex> gpus_in_use(const topo::Topology& cluster, int count, int per_server,
+                                      const std::string& count_flag = "--gpus");
+int gpus_on_a_server(const topo::Topology& cluster);  // the most GPUs any server has
+
 struct TrainingConfig {
   model::Network network;
   int gpus = 8;
+  // GPUs used on each server: 0, all of each server's in turn; fewer spreads the run over more
+  // servers, each GPU with more of its host's CPU cores (gpus_in_use).
+  int gpus_per_server = 0;
   int batch_per_gpu = 32;
   Algorithm algorithm = Algorithm::hierarchical;
   Algorithm inter = Algorithm::halving_doubling;  // for hierarchical
