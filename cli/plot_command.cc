@@ -42,11 +42,13 @@ std::vector<std::string> plot_training_log(const fs::path& log, const fs::path& 
     // A misspelt or foreign type would otherwise drop the record from the plot without a word.
     if (record.contains("type") && !(record["type"].is_string() &&
                                      (record["type"] == "step" || record["type"] == "val" ||
-                                      record["type"] == "diverged")))
+                                      record["type"] == "epoch" || record["type"] == "diverged")))
       throw topo::InputError(log.string(), where + "/type",
-                             "\"val\", \"diverged\" or none (a step), got " + record["type"].dump());
+                             "\"val\", \"epoch\", \"diverged\" or none (a step), got " + record["type"].dump());
     const std::string type = record.value("type", "step");
-    if (type == "diverged") continue;  // its loss is the string "nan" or "inf"
+    // A divergence's loss is the string "nan" or "inf"; an epoch record without validation has no
+    // point to draw.
+    if (type == "diverged" || type == "epoch") continue;
     auto number_at = [&](const char* key) {
       if (!record.contains(key) || !record[key].is_number())
         throw topo::InputError(log.string(), where + "/" + key, "a number");

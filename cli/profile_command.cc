@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -211,6 +212,9 @@ int run_profile(const ProfileOptions& o) {
   if (o.device == "cpu" && o.base.empty())
     throw topo::InputError("--base", "", "the device profile the CPU's measurements stand in for, with --device cpu");
   const auto precisions = precisions_of(o);
+  std::vector<int> batches;  // each once: a batch named twice would write two rows of one figure
+  for (int b : o.batches)
+    if (std::find(batches.begin(), batches.end(), b) == batches.end()) batches.push_back(b);
   topo::require_writable(o.out);
   try {
     model::network_by_name(o.model);  // an unknown name fails before anything runs
@@ -227,7 +231,7 @@ int run_profile(const ProfileOptions& o) {
 
   std::vector<Measurement> done;
   for (sim::Precision p : precisions)
-    for (int batch : o.batches) {
+    for (int batch : batches) {
       std::fprintf(stderr, "basin profile: %s %s batch %d ...", o.model.c_str(), sim::to_string(p), batch);
       std::fflush(stderr);
       try {
@@ -245,7 +249,7 @@ int run_profile(const ProfileOptions& o) {
   sim::load_device_profile(o.out);  // what was written reads back as a profile
   std::cout << "wrote " << o.out << ": " << done.size() << " measurement(s) of " << device
             << "; use it with basin sim/plan --profile " << o.out << "\n";
-  return done.size() == precisions.size() * o.batches.size() ? 0 : 1;
+  return done.size() == precisions.size() * batches.size() ? 0 : 1;
 }
 
 }  // namespace

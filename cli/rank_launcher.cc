@@ -127,7 +127,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     // Checked first: a Ctrl-C reaches the ranks too, whose deaths are then the interrupt's.
     if (stop_signal != 0 && !stopping) {
       stopping = true;
-      first_failure = 128 + stop_signal;
+      if (first_failure == 0) first_failure = 128 + stop_signal;  // a rank's failure stays the first
       std::cerr << "basin: " << strsignal(stop_signal) << ": stopping the ranks; the run resumes from its last "
                 << "checkpoint with --resume\n";
       for (int q = 0; q < nproc; ++q)

@@ -183,8 +183,10 @@ void apply_plan(const std::string& path, TrainOptions& o,
   if (!given("--warmup-start-lr")) {
     const double start = number("/lr_schedule/warmup_start_lr");
     if (!(start >= 0)) throw topo::InputError(path, "/lr_schedule/warmup_start_lr", "a rate of 0 or more, got " + format_number(start));
-    const double rule = std::min(number("/lr_schedule/base_lr"), number("/lr_schedule/lr"));
-    const bool derived = std::abs(start - rule) <= 1e-9 * std::max(std::abs(rule), 1e-12);
+    // A plan without its lr (the field is derived; older plans may lack it) keeps its start.
+    const bool has_lr = plan.contains("/lr_schedule/lr"_json_pointer) && plan["/lr_schedule/lr"_json_pointer].is_number();
+    const double rule = has_lr ? std::min(number("/lr_schedule/base_lr"), number("/lr_schedule/lr")) : NAN;
+    const bool derived = has_lr && std::abs(start - rule) <= 1e-9 * std::max(std::abs(rule), 1e-12);
     const bool peak_moved = given("--lr") || given("--base-batch") || given("--batch") || given("--world-size") ||
                             given("--micro-batches");
     if (!(derived && peak_moved)) s.warmup_start_lr = start;
@@ -293,13 +295,18 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
     } catch (const nlohmann::json::exception& e) {
       throw topo::InputError(o.plan, "", std::string("JSON: ") + e.what());
     }
-    if (!given("--nproc") && made.value("/world_size"_json_pointer, 0) > 0)
-      o.nproc = made["world_size"].get<int>();
-    if (!given("--threads") && made.contains("threads_per_rank") && made["threads_per_rank"].is_number_integer()) {
-      o.threads = made["threads_per_rank"].get<int>();
+    if (!made.is_object()) throw topo::InputError(o.plan, "", "a JSON object (basin.plan/1), got " + made.dump());
+    auto whole_at = [&](const char* key) {
+      return made.contains(key) && made[key].is_number_integer() && made[key].get<long long>() > 0
+                 ? static_cast<int>(std::min<long long>(made[key].get<long long>(), 1 << 20))
+                 : 0;
+    };
+    if (!given("--nproc") && whole_at("world_size") > 0) o.nproc = whole_at("world_size");
+    if (!given("--threads") && whole_at("threads_per_rank") > 0) {
+      o.threads = whole_at("threads_per_rank");
       args.insert(args.end(), {"--threads", std::to_string(o.threads)});
     }
-    if (!given("--device") && made.value("device", "cpu") != "cpu") {
+    if (!given("--device") && made.contains("device") && made["device"].is_string() && made["device"] != "cpu") {
       o.device = "gpu";
       args.insert(args.end(), {"--device", "gpu"});
     }

@@ -108,7 +108,6 @@ EOF
 # least needed; its log stays on the machine and the profile goes into summary.md (8 files).
 phase_profile() {
   have_gpu || { echo "skipped: no GPU"; return 77; }
-  rm -f "$build/basin-profile.json"
   "$build/basin" profile --out "$build/basin-profile.json" --steps 10 --warmup 3
 }
 
@@ -154,6 +153,8 @@ summary="$out/summary.md"
 } >"$summary"
 status=0
 build_tail=
+# A profile from an earlier call on a warm machine is not this call's.
+rm -f "$build/basin-profile.json"
 for p in "${phases[@]}"; do
   declare -F "phase_$p" >/dev/null || { echo "unknown phase: $p (build test bench nccl e2e compile profile all)" >&2; exit 2; }
   start=$(date +%s)

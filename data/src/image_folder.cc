@@ -75,7 +75,7 @@ ImageNetLayout open_imagenet(const fs::path& root, bool with_val) {
   }
   ImageNetLayout layout{root, scan_image_folder(root / "train"),
                         fs::exists(root / "val", ec) ? scan_image_folder(root / "val") : ImageFolder{}};
-  if (fs::exists(root / "val", ec) && layout.val.classes != layout.train.classes) {
+  if (with_val && layout.val.classes != layout.train.classes) {
     std::set<std::string> train(layout.train.classes.begin(), layout.train.classes.end());
     std::set<std::string> val(layout.val.classes.begin(), layout.val.classes.end());
     std::string detail;

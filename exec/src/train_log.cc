@@ -31,7 +31,8 @@ std::string measured_trace(const std::vector<MeasuredSpan>& spans, const nlohman
          "\n";
 }
 
-JsonlLog::JsonlLog(const std::filesystem::path& path, long long keep_steps_below) : path_(path) {
+JsonlLog::JsonlLog(const std::filesystem::path& path, long long keep_steps_below, bool keep_epoch_record_at_step)
+    : path_(path) {
   if (keep_steps_below >= 0 && std::filesystem::exists(path)) {
     std::ifstream in(path);
     std::string line, kept;
@@ -40,10 +41,12 @@ JsonlLog::JsonlLog(const std::filesystem::path& path, long long keep_steps_below
       auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       // A torn last line (the run was killed mid-write) is dropped with the redone steps.
       if (record.is_discarded() || !record.contains("step")) continue;
-      const bool validation = record.value("type", "") == "val";
-      const long long step = record["step"].get<long long>();
-      if (step > keep_steps_below || (step == keep_steps_below && !validation)) continue;
-      if (validation) earlier_validations_.push_back(record);
+      const std::string type = record.value("type", "");
+      const bool epoch_record = type == "val" || type == "epoch";
+      const long long step = record["step"].is_number_integer() ? record["step"].get<long long>() : keep_steps_below + 1;
+      if (step > keep_steps_below || (step == keep_steps_below && !(epoch_record && keep_epoch_record_at_step)))
+        continue;
+      if (epoch_record) earlier_epochs_.push_back(record);
       kept += line + "\n";
     }
     topo::write_file_atomically(path.string(), kept);

@@ -29,21 +29,23 @@ std::string measured_trace(const std::vector<MeasuredSpan>& spans, const nlohman
 class JsonlLog {
  public:
   // Opens `path` for appending. With keep_steps_below >= 0, first rewrites the file without the
-  // lines whose "step" is at or after it (the steps a resumed run will redo), keeping a
-  // validation record at that step: it counts the steps done, and the epoch-end checkpoint the
-  // run resumes from was written after it.
-  JsonlLog(const std::filesystem::path& path, long long keep_steps_below);
+  // lines whose "step" is at or after it (the steps a resumed run will redo). An epoch's record
+  // ("val", or "epoch" without validation) at that step is kept where `keep_epoch_record_at_step`
+  // says the step ends a whole epoch: it counts the steps done, and the checkpoint the run resumes
+  // from was written after it (at a partial last epoch's end the epoch goes on, and is recorded
+  // again when whole).
+  JsonlLog(const std::filesystem::path& path, long long keep_steps_below, bool keep_epoch_record_at_step = true);
   ~JsonlLog();
   JsonlLog(const JsonlLog&) = delete;
   JsonlLog& operator=(const JsonlLog&) = delete;
   void write(const nlohmann::json& record);
-  // The validation records kept from the sessions before this one, in order.
-  const std::vector<nlohmann::json>& earlier_validations() const { return earlier_validations_; }
+  // The epochs' records ("val" or "epoch") kept from the sessions before this one, in order.
+  const std::vector<nlohmann::json>& earlier_epochs() const { return earlier_epochs_; }
 
  private:
   std::filesystem::path path_;
   std::FILE* file_ = nullptr;
-  std::vector<nlohmann::json> earlier_validations_;
+  std::vector<nlohmann::json> earlier_epochs_;
 };
 
 // "1:02:03", "4:05", "0:07".

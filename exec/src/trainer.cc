@@ -181,19 +181,43 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     throw std::invalid_argument("epochs: at least the " + std::to_string(state.step) + " steps the checkpoint has run (" +
                                 std::to_string(total) + " steps make this run's epochs)");
 
+  // A finished run resumed: nothing to train, and its files stand as they are (its summary counts
+  // what this session, which runs no step, would not: the files its loaders skipped).
+  if (config.resume && state.step == total) {
+    say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
+        std::to_string(total) + "); nothing to do");
+    try {
+      const auto done = nlohmann::json::parse(topo::read_text_file((config.out / "summary.json").string(), "summary"));
+      TrainSummary s{.steps = state.step, .total_steps = total, .finished = true};
+      s.skipped_files = done.at("skipped_files").get<std::int64_t>();
+      s.skipped_steps = done.at("skipped_steps").get<std::int64_t>();
+      s.seconds = done.at("seconds").get<double>();
+      for (const auto& e : done.at("epochs")) {
+        auto number = [&](const char* key) { return e.at(key).is_number() ? e.at(key).get<double>() : NAN; };
+        s.epochs.push_back({.epoch = e.at("epoch").get<long long>() - 1, .train_loss = number("train_loss"),
+                            .val_loss = number("val_loss"), .top1 = number("top1"), .top5 = number("top5"),
+                            .images_per_s = number("images_per_s")});
+      }
+      return s;
+    } catch (const std::exception&) {
+      // No readable summary (a run killed after its last checkpoint): written again below.
+    }
+  }
   // The run directory is made only now, when every check that can refuse the run has passed:
   // a refused run leaves nothing behind.
   if (lead) std::filesystem::create_directories(config.out);
   std::optional<detail::JsonlLog> log;
-  if (lead) log.emplace(config.out / "log.jsonl", config.resume ? state.step : -1);
+  if (lead)
+    log.emplace(config.out / "log.jsonl", config.resume ? state.step : -1,
+                /*keep_epoch_record_at_step=*/state.step % per_epoch == 0);
   auto write_log = [&](const nlohmann::json& record) {
     if (log) log->write(record);
   };
   TrainSummary summary{.steps = state.step, .total_steps = total};
-  // The epochs of the sessions before a resume, from their validation records, so that the
-  // summary describes the whole run.
+  // The epochs of the sessions before a resume, from their epoch records ("val", or "epoch"
+  // without validation), so that the summary describes the whole run.
   if (log)
-    for (const nlohmann::json& v : log->earlier_validations()) {
+    for (const nlohmann::json& v : log->earlier_epochs()) {
       auto number = [&](const char* key) {
         return v.contains(key) && v[key].is_number() ? v[key].get<double>() : NAN;
       };
@@ -202,9 +226,6 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                                 .top1 = number("top1"), .top5 = number("top5"),
                                 .images_per_s = number("images_per_s")});
     }
-  if (config.resume && state.step == total)
-    say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) +
-        " of " + std::to_string(total) + "); nothing to do");
   if (state.step == 0)
     say("training " + net.network().name + " (" + std::to_string(net.params().size()) +
         " parameters) on " + std::to_string(images) + " images of " +
@@ -247,6 +268,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   auto validate = [&](long long epoch, double train_loss, double images_per_s) {
     EpochSummary e{.epoch = epoch, .train_loss = train_loss, .val_loss = NAN, .top1 = NAN,
                    .top5 = NAN, .images_per_s = images_per_s};
+    if (!config.validate)  // the epoch's record all the same, for a resumed run's summary
+      write_log({{"type", "epoch"}, {"step", state.step}, {"epoch", epoch + 1},
+                 {"train_loss", loss_for_log(train_loss)}, {"images_per_s", images_per_s}});
     if (config.validate) {
       const detail::Accuracy a = detail::evaluate(net, layout.val.samples, val_t,
                                                   config.loader_threads, config.seed, sync, raw_input);
@@ -410,7 +434,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     }
     if (epoch_end) {
       validate((state.step - 1) / per_epoch, epoch_loss / epoch_steps, epoch_images / epoch_seconds);
-      epoch_loss = epoch_images = epoch_seconds = 0, epoch_steps = 0;
+      // A run that ends inside an epoch (--epochs 2.5) keeps that epoch's sums in its checkpoint:
+      // given more epochs, it goes on through the same epoch, which is then whole.
+      if (state.step % per_epoch == 0) epoch_loss = epoch_images = epoch_seconds = 0, epoch_steps = 0;
       checkpoint();
     } else if ((config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0) ||
                state.step == stop) {

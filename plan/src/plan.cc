@@ -258,7 +258,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
         // A step of more images than the dataset holds would make every epoch one partly filled step.
         if (row.global_batch > o.dataset_images) {
           if (&choice == &*first) {
-            row.rejected = "global batch " + std::to_string(row.global_batch) + " is more than the dataset's " +
+            row.rejected = "more than the dataset: global batch " + std::to_string(row.global_batch) + " of " +
                            std::to_string(o.dataset_images) + " images";
             result.rejected.push_back(row);
           }

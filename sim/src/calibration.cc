@@ -303,7 +303,7 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
     for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return name.find("pcie") != std::string::npos;
   };
-  if (!p.gpu_model.empty() && pcie(p.gpu_model) != pcie(p.device))
+  if (!p.gpu_model.empty() && pcie(p.gpu_model) && !pcie(p.device))
     c.basis = "by the " + p.device + "'s profile (" + p.gpu_model + " matched its name; a PCIe card runs at lower " +
               "power and clocks than an SXM part): " + c.basis;
   std::lock_guard lock(mutex);

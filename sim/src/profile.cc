@@ -190,14 +190,15 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
     if (e.path().extension() == ".json") files.push_back(e.path());
   std::sort(files.begin(), files.end());
   // The longest matching substring wins, so "GB200" finds its own profile before "B200"'s. A
-  // match is a whole word of the model name: "A100" names "NVIDIA A100-SXM4-80GB", not the
-  // workstation "NVIDIA A1000".
+  // match starts a word of the model name and no digit follows it: "A100" names "NVIDIA
+  // A100-SXM4-80GB" and the "A100X", not the workstation "NVIDIA A1000"; "V100" the "V100S".
   auto names = [&](const std::string& m) {
-    auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    auto digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
     for (size_t at = gpu_model.find(m); at != std::string::npos; at = gpu_model.find(m, at + 1)) {
       const size_t end = at + m.size();
-      if ((at == 0 || !word(gpu_model[at - 1]) || !word(m.front())) &&
-          (end == gpu_model.size() || !word(gpu_model[end]) || !word(m.back())))
+      if ((at == 0 || !alnum(gpu_model[at - 1]) || !alnum(m.front())) &&
+          (end == gpu_model.size() || !digit(gpu_model[end]) || !digit(m.back())))
         return true;
     }
     return false;

@@ -65,9 +65,10 @@ TEST_CASE("basin profile measures a step the simulator then reproduces", "[cli][
   REQUIRE_THAT(predicted["images_per_s"].get<double>(), WithinRel(images_per_s, 1e-6));
   REQUIRE_THAT(predicted["compute_basis"].get<std::string>(), HasText("(basin)"));
 
-  // Measured again into the same file: the new figure takes the old one's place.
+  // Measured again into the same file: the new figure takes the old one's place (a batch named
+  // twice is measured once).
   r = run("profile --device cpu --threads 1 --base " + out +
-          " --model resnet18 --batches 2 --steps 1 --warmup 0 --out " + out);
+          " --model resnet18 --batches 2,2 --steps 1 --warmup 0 --out " + out);
   REQUIRE(r.exit_code == 0);
   REQUIRE(json::parse(read_file(out))["measured"].size() == base["measured"].size() + 1);
 }

@@ -115,6 +115,13 @@ TEST_CASE("a plan's warmup start follows the run's peak when flags move it", "[c
   r = run("train --plan " + (dir / "own.json") + args.substr(args.find(" --data")) + (dir / "run2") + " --lr 3.2");
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, HasText("warmup from 0.001"));
+  // A plan without its (derived) lr runs, keeping its start.
+  json bare = plan;
+  bare["lr_schedule"].erase("lr");
+  std::ofstream(dir / "bare.json") << bare.dump();
+  r = run("train --plan " + (dir / "bare.json") + args.substr(args.find(" --data")) + (dir / "run3") + " --lr 3.2");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("peak lr 0.2"));
 }
 
 TEST_CASE("basin train --plan auto leaves a run's plan alone when it refuses, and resumes by it", "[cli][train]") {
@@ -196,4 +203,44 @@ TEST_CASE("an interrupted --nproc run stops its ranks, says how to resume, and r
   REQUIRE_THAT(said, HasText("stopping the ranks; the run resumes from its last checkpoint with --resume"));
   for (const auto& e : fs::directory_iterator(dir.path / "run"))
     REQUIRE_FALSE(e.path().filename().string().starts_with(".rendezvous"));
+}
+
+TEST_CASE("a resumed run's summary holds every epoch without validation, across a partial last epoch, and "
+          "a finished run's counts",
+          "[cli][train]") {
+  basin::test::TempDir dir{"train-resume-epochs"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 4 --train-per-class 8 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  std::ofstream(dir.path / "data" / "train" / fs::directory_iterator(dir.path / "data" / "train")->path().filename() /
+                "broken.jpg")
+      << "not a JPEG";
+  const std::string args = "train --data " + (dir / "data") + tiny +
+                           " --batch 8 --lr 0.1 --base-batch 16 --warmup-epochs 1 --milestones 2 --out ";
+  auto epochs_of = [&](const std::string& run_dir) {
+    std::vector<std::pair<int, double>> out;
+    const json summary = json::parse(read_file(dir / (run_dir + "/summary.json")));
+    for (const auto& e : summary["epochs"])
+      out.emplace_back(e["epoch"].get<int>(), e["train_loss"].get<double>());
+    return out;
+  };
+  // Without validation, stopped and resumed twice (the second time finished): epochs 1 to 3.
+  Result r = run(args + (dir / "nv") + " --epochs 3 --no-validate --stop-after 4");
+  if (skipped_without_onednn(r)) return;
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(run(args + (dir / "nv") + " --epochs 3 --no-validate --resume").exit_code == 0);
+  const json finished = json::parse(read_file(dir / "nv/summary.json"));
+  REQUIRE(finished["skipped_files"] == 1);
+  REQUIRE(run(args + (dir / "nv") + " --epochs 3 --no-validate --resume").exit_code == 0);
+  REQUIRE(epochs_of("nv").size() == 3);
+  REQUIRE(json::parse(read_file(dir / "nv/summary.json"))["skipped_files"] == 1);
+  // 2.5 epochs, then given 3: the third epoch's loss is over all its steps, as in one run of 3.
+  REQUIRE(run(args + (dir / "part") + " --epochs 2.5").exit_code == 0);
+  REQUIRE(run(args + (dir / "part") + " --epochs 3 --resume").exit_code == 0);
+  REQUIRE(run(args + (dir / "whole") + " --epochs 3").exit_code == 0);
+  const auto part = epochs_of("part"), whole = epochs_of("whole");
+  REQUIRE(part.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    REQUIRE(part[i].first == whole[i].first);
+    REQUIRE_THAT(part[i].second, WithinRel(whole[i].second, 1e-12));
+  }
 }

@@ -365,9 +365,12 @@ TEST_CASE("a network measured at two batches fits its own fixed cost beside anot
 
 TEST_CASE("a profile names a GPU by a whole word of its model, and a PCIe card by an SXM profile is said",
           "[sim][profile]") {
-  // "A100" is not the workstation "NVIDIA A1000", nor "V100" the "Tesla V100S-PCIE-32GB".
-  for (const char* other : {"NVIDIA A1000", "NVIDIA RTX A1000 6GB", "Tesla V100S-PCIE-32GB"})
+  // "A100" is not the workstation "NVIDIA A1000"; a letter after it is a variant of the part.
+  for (const char* other : {"NVIDIA A1000", "NVIDIA RTX A1000 6GB", "NVIDIA A10"})
     REQUIRE_THROWS_AS(find_device_profile(default_profiles_dir(), other), topo::InputError);
+  REQUIRE(find_device_profile(default_profiles_dir(), "Tesla V100S-PCIE-32GB").device == "Tesla V100-SXM2-32GB");
+  REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA A100X").device == "NVIDIA A100-SXM4-80GB");
+  REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA GH200 480GB").device == "NVIDIA H100 80GB HBM3");
   REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA A100-SXM4-40GB").device == "NVIDIA A100-SXM4-80GB");
   REQUIRE(find_device_profile(default_profiles_dir(), "NVIDIA GB200").device == "NVIDIA GB200");
   // An A100 PCIe card runs on the A100 SXM4's measurements, which its basis says.
