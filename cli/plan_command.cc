@@ -58,15 +58,16 @@ sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path)
 
 void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   const char* cost_unit = r.cost_in_gpu_hours ? "GPU-h" : "cost";
-  std::printf("%4s %5s %5s %6s  %-31s %6s %-16s %6s %8s %7s %8s %5s %7s %9s %5s  %s\n", "rank",
-              "GPUs", "b/GPU", "global", "allreduce", "bucket", "precision", "mem GB", "iter s",
+  std::printf("%4s %5s %7s %5s %6s  %-31s %6s %-16s %6s %8s %7s %8s %5s %7s %9s %5s  %s\n", "rank",
+              "GPUs", "servers", "b/GPU", "global", "allreduce", "bucket", "precision", "mem GB", "iter s",
               "epoch s", "img/s", "eff", "train h", cost_unit, "+top1", "why not first");
   for (size_t i = 0; i < r.rows.size() && static_cast<int>(i) < o.top; ++i) {
     const auto& x = r.rows[i];
     const std::string why = i == 0 ? "best; bound by " + x.bottleneck() : x.lost;
     std::printf(
-        "%4zu %5d %5d %6lld  %-31s %6.3g %-16s %6.1f %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
-        i + 1, x.gpus, x.batch_per_gpu, x.global_batch,
+        "%4zu %5d %7s %5d %6lld  %-31s %6.3g %-16s %6.1f %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
+        i + 1, x.gpus, (std::to_string(x.servers) + "x" + std::to_string(x.gpus_per_server)).c_str(),
+        x.batch_per_gpu, x.global_batch,
         x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
         (x.precision.name() + (x.compute_estimated ? " *" : "")).c_str(),
         x.memory_GB, x.iteration_s, x.epoch_s, x.images_per_s, 100 * x.scaling_efficiency,
@@ -95,9 +96,13 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   std::printf("\nPareto front (time to train against %s):\n", cost_unit);
   for (int i : r.pareto) {
     const auto& x = r.rows[i];
-    std::printf("  %7.2f h  %9.1f %s  %4d GPUs x %d, %s, %s\n", x.time_to_train_h, x.cost, cost_unit,
-                x.gpus, x.batch_per_gpu, x.gpus == 1 ? "-" : x.algorithm.name().c_str(),
-                x.precision.name().c_str());
+    std::printf("  %7.2f h  %9.1f %s  %4d GPUs x %d%s, %s, %s\n", x.time_to_train_h, x.cost, cost_unit,
+                x.gpus, x.batch_per_gpu,
+                x.gpus_per_server < r.gpus_on_a_server && x.servers > 1
+                    ? (" (" + std::to_string(x.gpus_per_server) + " on each of " + std::to_string(x.servers) +
+                       " servers)").c_str()
+                    : "",
+                x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.precision.name().c_str());
   }
   if (r.pareto.size() == 1)
     std::printf("  (one point: no slower plan costs more than 0.5%% less, so time costs nothing here)\n");
@@ -288,6 +293,10 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_option("--dataset-images", o->plan.dataset_images, "Training images per epoch")->capture_default_str();
   cmd->add_option("--epochs", o->plan.epochs, "Epochs to train")->capture_default_str();
   // Lists as several values or comma-separated ("--gpus 8 16" or "--gpus 8,16").
+  cmd->add_option("--per-server", o->plan.gpus_per_server,
+                  "GPUs a run takes on each server, 0 for all of each (default: 0, and half, a quarter, ... of a "
+                  "server's spread over more servers)")
+      ->delimiter(',');
   cmd->add_option("--gpus", o->plan.gpu_counts, "GPU counts to try (default: 1, 2, 4, whole servers doubling, all)")
       ->delimiter(',');
   cmd->add_option("--batches", o->plan.batches_per_gpu, "Per-GPU batches to try")->capture_default_str()->delimiter(',');

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <set>
+#include <string>
 
 namespace basin::cli {
 namespace {
@@ -19,6 +21,7 @@ namespace {
 struct SimOptions {
   std::string cluster = "bigbasin:32";
   int gpus = 0;  // 0: all of the cluster's
+  int per_server = 0;  // GPUs on each server; 0: all of each in turn
   std::string model = "resnet50";
   int batch_per_gpu = 32;
   std::string algorithm = "hierarchical";
@@ -58,7 +61,8 @@ int run(const SimOptions& o) {
   }
   // 0 is the documented "all"; a negative count is a mistake, not another way to say it.
   if (o.gpus < 0) throw topo::InputError("--gpus", "", "0 (all) or a GPU count, got " + std::to_string(o.gpus));
-  cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(topo::gpus(cluster).size());
+  cfg.gpus_per_server = o.per_server;
+  cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(sim::gpus_in_use(cluster, 0, o.per_server).size());
   cfg.batch_per_gpu = o.batch_per_gpu;
   // NCCL's algorithms ("nccl-ring/Simple") are timed by NCCL's model (plan::nccl_model); basin's
   // own by the engine alone.
@@ -101,7 +105,7 @@ int run(const SimOptions& o) {
   // without a switch that sums) is priced as asked, as NCCL_PROTO/NCCL_ALGO would force it, and
   // said: basin plan leaves it out of its search for the same reason.
   if (nccl && cfg.gpus > 1) {
-    const std::vector<topo::Vertex> used(all.begin(), all.begin() + std::min<size_t>(cfg.gpus, all.size()));
+    const std::vector<topo::Vertex> used = sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server);
     if (!plan::nccl_runs(choice, cluster, used))
       std::cerr << "basin sim: note: NCCL does not run " << choice.name() << " on these " << cfg.gpus
                 << " GPUs by default (" << (choice.protocol == plan::Protocol::ll128
@@ -118,7 +122,10 @@ int run(const SimOptions& o) {
   const bool in_switch = cfg.algorithm == sim::Algorithm::nvls || cfg.algorithm == sim::Algorithm::nvls_tree ||
                          cfg.algorithm == sim::Algorithm::collnet_chain;
   const bool staged = !nccl && !in_switch && sim::stages_through_host(cluster, cfg.host_staging) &&
-                      g[all[0]].server != g[all[cfg.gpus - 1]].server;
+                      [&] {
+                        const auto used = sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server);
+                        return g[used.front()].server != g[used.back()].server;
+                      }();
   if (!o.trace.empty()) {
     topo::write_file_atomically(o.trace, sim::chrome_trace(r));
     std::cerr << "basin sim: wrote " << o.trace << " (open in https://ui.perfetto.dev)\n";
@@ -163,8 +170,15 @@ int run(const SimOptions& o) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::printf("%s on %d GPUs of %s, %d images/GPU (global batch %d), %s, %s",
-              o.model.c_str(), cfg.gpus, cluster.name.c_str(), cfg.batch_per_gpu,
+  std::string placed;  // where a run spread over more servers sits
+  if (cfg.gpus_per_server > 0) {
+    std::set<int> servers;
+    for (auto v : sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server)) servers.insert(cluster.graph[v].server);
+    placed = " (at most " + std::to_string(cfg.gpus_per_server) + " on each of " + std::to_string(servers.size()) +
+             " servers)";
+  }
+  std::printf("%s on %d GPUs%s of %s, %d images/GPU (global batch %d), %s, %s",
+              o.model.c_str(), cfg.gpus, placed.c_str(), cluster.name.c_str(), cfg.batch_per_gpu,
               cfg.batch_per_gpu * cfg.gpus, o.precision.c_str(), o.algorithm.c_str());
   if (cfg.algorithm == sim::Algorithm::hierarchical) std::printf(" (inter: %s)", o.inter.c_str());
   if (cfg.wire_precision && *cfg.wire_precision != cfg.precision)
@@ -219,6 +233,9 @@ std::function<int()> add_sim_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("sim", "Predict iteration and epoch time of data-parallel training");
   cmd->add_option("--cluster", o->cluster, "Cluster spec or topology/cluster JSON")->capture_default_str();
   cmd->add_option("--gpus", o->gpus, "GPUs to use, in rank order (default: all)");
+  cmd->add_option("--per-server", o->per_server,
+                  "GPUs used on each server, the run spread over more servers (default: 0, all of each)")
+      ->capture_default_str();
   cmd->add_option("--model", o->model, "Network: resnet18, resnet34, resnet50, resnet101, resnet152")
       ->capture_default_str();
   cmd->add_option("--batch-per-gpu", o->batch_per_gpu, "Images per GPU per iteration")->capture_default_str();

@@ -45,7 +45,8 @@ void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
   require_known_fields(plan,
                        {"format", "cluster", "model", "device", "world_size", "batch_per_device",
                         "global_batch", "allreduce", "precision", "lr_schedule", "epochs",
-                        "dataset_images", "prediction", "basis", "threads_per_rank"},
+                        "dataset_images", "prediction", "basis", "threads_per_rank", "servers",
+                        "gpus_per_server"},
                        path, "");
   if (plan.contains("allreduce"))
     require_known_fields(plan["allreduce"], {"algorithm", "inter", "protocol", "library", "bucket_MB"}, path,

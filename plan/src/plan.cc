@@ -225,8 +225,38 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
   const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
   std::map<std::string, std::vector<int>> not_run;  // named choices -> GPU counts above one they skipped
-  for (int count : counts) {
-    const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, 0);
+  const int on_a_server = sim::gpus_on_a_server(cluster);
+  result.gpus_on_a_server = on_a_server;
+  const int server_count = static_cast<int>(
+      std::set<int>([&] {
+        std::set<int> ids;
+        for (topo::Vertex v : every_gpu) ids.insert(cluster.graph[v].server);
+        return ids;
+      }()).size());
+  // How a count's GPUs sit on the servers: all of each server's in turn (0), and, unless named,
+  // also half, a quarter, ... of each server's on more servers, where the cluster has them: where
+  // the input pipeline binds, each GPU then has more CPU cores, and a run can be as fast at a
+  // fraction of the GPU-hours.
+  auto layouts_for = [&](int count) {
+    std::vector<int> out;
+    if (!o.gpus_per_server.empty()) {
+      for (int p : o.gpus_per_server)
+        if (p == 0 || (p <= on_a_server && (count + p - 1) / p <= server_count)) out.push_back(p);
+      return out;
+    }
+    out.push_back(0);
+    for (int p = on_a_server / 2; p >= 1; p /= 2)
+      if (count > p && count % p == 0 && count / p <= server_count &&
+          count / p > (count + on_a_server - 1) / on_a_server)
+        out.push_back(p);
+    return out;
+  };
+  for (int count : counts)
+  for (int layout : layouts_for(count)) {
+    // The rows a layout cannot change (accuracy, dataset, memory) and what does not run are
+    // recorded on the first layout only.
+    const bool first_layout = layout == layouts_for(count).front();
+    const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, layout);
     std::set<int> servers;
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
@@ -240,7 +270,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
-    if (named && count > 1)
+    if (named && count > 1 && first_layout)
       for (const Choice& c : algorithms)
         if (!runs(c)) not_run[c.name()].push_back(count);
     const auto first = std::find_if(algorithms.begin(), algorithms.end(), runs);
@@ -254,10 +284,12 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
         row.library = library_of(choice, cluster, gpus);
+        row.servers = static_cast<int>(servers.size());
+        row.gpus_per_server = (count + row.servers - 1) / row.servers;
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
         // A step of more images than the dataset holds would make every epoch one partly filled step.
         if (row.global_batch > o.dataset_images) {
-          if (&choice == &*first) {
+          if (&choice == &*first && first_layout) {
             row.rejected = "more than the dataset: global batch " + std::to_string(row.global_batch) + " of " +
                            std::to_string(o.dataset_images) + " images";
             result.rejected.push_back(row);
@@ -266,7 +298,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
         }
         if (std::isnan(row.accuracy_penalty) || row.accuracy_penalty > o.tolerated_loss_points ||
             (o.max_global_batch > 0 && row.global_batch > o.max_global_batch)) {
-          if (&choice == &*first) {
+          if (&choice == &*first && first_layout) {
             row.rejected = "global batch " + std::to_string(row.global_batch) +
                            (std::isnan(row.accuracy_penalty)
                                 ? " is beyond the published accuracy data (64k)"
@@ -285,7 +317,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
           const double need = sim::memory_needed_GB(net, batch, p.compute);
           row.memory_GB = need;
           if (need > profile.memory_GB) {
-            if (&choice == &*first) {
+            if (&choice == &*first && first_layout) {
               char why[160];
               std::snprintf(why, sizeof why, "batch %d in %s needs about %.1f GB of the %s's %.0f GB",
                             batch, p.name().c_str(), need,
@@ -303,6 +335,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
           for (double bucket : o.buckets_MB) {
             if (count == 1 && bucket != o.buckets_MB.front()) break;
             sim::TrainingConfig cfg = base_config(count, batch, p);
+            cfg.gpus_per_server = layout;
             cfg.algorithm = choice.algorithm;
             cfg.inter = choice.inter;
             cfg.bucket_MB = bucket;

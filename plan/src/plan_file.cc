@@ -41,6 +41,8 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
       {"model", result.model},
       {"device", result.device},
       {"world_size", row.gpus},
+      {"servers", row.servers},
+      {"gpus_per_server", row.gpus_per_server},
       {"batch_per_device", row.batch_per_gpu},
       {"global_batch", row.global_batch},
       {"allreduce", allreduce},

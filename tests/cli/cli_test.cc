@@ -260,12 +260,19 @@ TEST_CASE("basin plan says when its best plan waits for the input pipeline, and 
   // DGX H100: 2 Xeon Platinum 8480C of 56 cores for 8 GPUs (NVIDIA's DGX H100 datasheet), so 14
   // cores per GPU at the default 150 images/s per core decode 2100 images/s per GPU, far below
   // what an H100 trains ResNet-50 at.
-  Result fed_by_cpu = run("plan --cluster dgx-h100:2 --top 1 --out ''");
+  Result fed_by_cpu = run("plan --cluster dgx-h100:2 --per-server 0 --top 1 --out ''");
   CAPTURE(fed_by_cpu.out);
   REQUIRE(fed_by_cpu.exit_code == 0);
   REQUIRE_THAT(fed_by_cpu.out, HasText("best; bound by input pipeline"));
   REQUIRE_THAT(fed_by_cpu.out, HasText("each GPU is fed about 2100 images/s (14 CPU cores per GPU"));
   REQUIRE_THAT(fed_by_cpu.out, HasText("--decode-rate 150 per core"));
+  // Searched as well by default: half of each server's GPUs, each with 28 cores (4200 images/s),
+  // as fast at half the GPU-hours (8 GPUs x 4200 = 16 x 2100 images/s).
+  Result spread = run("plan --cluster dgx-h100:2 --top 1 --out ''");
+  CAPTURE(spread.out);
+  REQUIRE(spread.exit_code == 0);
+  REQUIRE_THAT(spread.out, HasText("each GPU is fed about 4200 images/s (28 CPU cores per GPU"));
+  REQUIRE_THAT(spread.out, HasText("(4 on each of 2 servers)"));
   // Decoding fast enough: nothing waits, and nothing is said.
   Result fast = run("plan --cluster dgx-h100:2 --top 1 --out '' --decode-rate 100000");
   CAPTURE(fast.out);
@@ -457,4 +464,15 @@ TEST_CASE("basin select and plan say plainly what they found", "[cli]") {
   REQUIRE(fs::path(plan["cluster"].get<std::string>()).is_absolute());
   REQUIRE(fs::exists(plan["cluster"].get<std::string>()));
   fs::remove_all(dir);
+}
+
+TEST_CASE("basin sim spreads a run over more servers with --per-server", "[cli]") {
+  // Four GPUs on each of two DGX H100: each has its server's 112 cores over 4, 28.
+  auto r = basin::test::run("sim --cluster dgx-h100:2 --gpus 8 --per-server 4 --precision fp16 --algorithm nccl");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("8 GPUs (at most 4 on each of 2 servers)"));
+  REQUIRE_THAT(r.out, HasText("28 CPU cores per GPU: the server's 112 cores shared by the 4 GPUs used there"));
+  r = basin::test::run("sim --cluster dgx-h100:2 --gpus 8 --per-server 9");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, HasText("--per-server"));
 }

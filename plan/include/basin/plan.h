@@ -181,6 +181,9 @@ struct PlanOptions {
   long long dataset_images = 1281167;  // ImageNet-1k train
   int epochs = 90;
   std::vector<int> gpu_counts;        // empty: 1, 2, 4, then whole servers doubling, and all
+  // GPUs a run takes on each server (0: all of each server's in turn); empty: 0, and half, a
+  // quarter, ... of a server's on more servers where the cluster has them.
+  std::vector<int> gpus_per_server;
   std::vector<int> batches_per_gpu = {16, 32, 64, 128};
   // empty: what basin train runs on GPUs as priced (default_algorithms in plan.cc): NCCL's, and
   // basin's ring and halving-doubling where Gloo stages them through host memory (servers joined
@@ -224,11 +227,13 @@ struct PlanRow {
   std::string compute_basis;       // the measurement or estimate that set the compute speed
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
+  int servers = 1, gpus_per_server = 1;  // where the GPUs sit: servers used, and GPUs on each
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
 };
 
 struct PlanResult {
   std::string cluster, model, device;
+  int gpus_on_a_server = 0;       // the cluster's servers' GPUs (the most on any)
   std::vector<PlanRow> rows;      // usable, best first (by the objective)
   std::vector<PlanRow> rejected;  // with the reason
   std::vector<int> pareto;        // indices into rows: time against cost, fastest first
