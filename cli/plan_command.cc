@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <map>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -106,8 +107,14 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   }
   if (r.pareto.size() == 1)
     std::printf("  (one point: no slower plan costs more than 0.5%% less, so time costs nothing here)\n");
-  std::printf("\n%zu configurations (%d simulated in %.2f s): %zu usable, %zu rejected",
-              r.rows.size() + r.rejected.size(), r.evaluated, r.search_s, r.rows.size(), r.rejected.size());
+  // Rejected before simulation: a GPU count, batch (and precision) that no allreduce, bucket or
+  // layout can save, counted once; after: a simulated configuration past the deadline or budget.
+  const auto before = std::count_if(r.rejected.begin(), r.rejected.end(),
+                                    [](const plan::PlanRow& x) { return x.iteration_s == 0; });
+  std::printf("\n%d configurations simulated in %.2f s: %zu usable, %zu past the deadline or budget", r.evaluated,
+              r.search_s, r.rows.size(), r.rejected.size() - before);
+  if (before > 0)
+    std::printf("; %td GPU count and batch choices rejected before simulation", before);
   if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
   std::printf("\n");
 }
@@ -273,7 +280,7 @@ int run(PlanCliOptions o) {
                 o.cluster.c_str());
   if (!o.out.empty())
     std::printf("\nbest plan written to %s; run it with:\n  %s\n", o.out.c_str(),
-                plan::train_command(o.out).c_str());
+                plan::train_command(o.out, best).c_str());
   if (other) {
     std::printf("\n--- what if: %s ---\n", other_name.c_str());
     print_table(*other, o);

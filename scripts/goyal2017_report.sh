@@ -143,7 +143,7 @@ echo
 echo '`basin plan --cluster bigbasin:32 --precisions fp32 --top 5 --out ""`:'
 echo
 echo '```'
-"$basin" plan --cluster bigbasin:32 --precisions fp32 --top 5 --out "" | sed -e 's/ in [0-9.]* s\([;)]\)/\1/'
+"$basin" plan --cluster bigbasin:32 --precisions fp32 --top 5 --out "" | sed -e 's/ in [0-9.]* s\([;):]\)/\1/'
 echo '```'
 echo
 echo "The search holds to what \`basin train\` runs on GPUs as priced, NCCL's algorithms included, which"

@@ -70,8 +70,15 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
         {"bottleneck", row.bottleneck()}}}};
 }
 
-std::string train_command(const std::string& plan_path) {
-  return "basin train --plan " + plan_path + " --data <imagenet-root>";
+std::string train_command(const std::string& plan_path, const PlanRow& row) {
+  const std::string command = "basin train --plan " + plan_path + " --data <imagenet-root>";
+  if (row.gpus <= 1) return command;
+  if (row.servers <= 1) return command + " --device gpu --nproc " + std::to_string(row.gpus);
+  // Across servers the ranks are started there, as torchrun starts them (comm/README.md).
+  return command + " --device gpu, as " + std::to_string(row.gpus_per_server) + " ranks on each of " +
+         std::to_string(row.servers) + " servers (RANK, WORLD_SIZE=" + std::to_string(row.gpus) +
+         ", LOCAL_RANK, LOCAL_WORLD_SIZE=" + std::to_string(row.gpus_per_server) +
+         " and a shared store, as torchrun sets them: comm/README.md)";
 }
 
 std::string explain_difference(const PlanRow& a, const std::string& a_name, const PlanRow& b,

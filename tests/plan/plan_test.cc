@@ -186,7 +186,15 @@ TEST_CASE("the plan file carries the linear scaling rule and the prediction", "[
                WithinRel(0.1 * 64 / 256, 1e-12));
   REQUIRE_THAT(doc.at("prediction").at("time_to_train_h").get<double>(),
                WithinRel(best.time_to_train_h, 1e-12));
-  REQUIRE(train_command("p.json").find("basin train --plan p.json") == 0);
+  // The command says how the plan's ranks start: on one server --nproc, across servers as
+  // torchrun starts them, that many on each.
+  REQUIRE(train_command("p.json", best).find("basin train --plan p.json") == 0);
+  REQUIRE(best.servers == 4);
+  REQUIRE_THAT(train_command("p.json", best),
+               HasText("LOCAL_WORLD_SIZE=" + std::to_string(best.gpus_per_server)));
+  PlanRow one_server = best;
+  one_server.servers = 1, one_server.gpus = 8;
+  REQUIRE_THAT(train_command("p.json", one_server), HasText("--nproc 8"));
 }
 
 TEST_CASE("plan inputs that cannot work are input errors", "[plan]") {

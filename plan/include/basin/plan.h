@@ -253,7 +253,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
 
 // The best row as a `basin.plan/1` document (docs/plan-format.md) and the command that runs it.
 nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const PlanOptions& o);
-std::string train_command(const std::string& plan_path);
+std::string train_command(const std::string& plan_path, const PlanRow& row);
 
 // Why plan `a` beats or loses to plan `b`, resource by resource (compute, exposed
 // communication, input pipeline per iteration), for the what-if comparison.
