@@ -275,6 +275,20 @@ void apply_plan(const std::string& path, TrainOptions& o,
                                "global batch)");
 }
 
+namespace {
+// The command line with `--plan auto` replaced by the plan file, for the ranks --nproc starts.
+std::vector<std::string> with_plan_file(int argc, char** argv, const std::string& plan) {
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--plan=auto") args.push_back("--plan=" + plan);
+    else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(plan);
+    else args.push_back(a);
+  }
+  return args;
+}
+}  // namespace
+
 std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::function<bool(const char*)>& given,
                                                int argc, char** argv) {
   // A run directory with a run in it: resuming takes the plan it was made with; anything else is
@@ -282,13 +296,7 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
   const std::filesystem::path earlier = std::filesystem::path(o.out) / "plan.json";
   if (o.config.resume && std::filesystem::exists(earlier)) {
     o.plan = earlier.string();
-    std::vector<std::string> args;
-    for (int i = 0; i < argc; ++i) {
-      const std::string a = argv[i];
-      if (a == "--plan=auto") args.push_back("--plan=" + o.plan);
-      else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(o.plan);
-      else args.push_back(a);
-    }
+    std::vector<std::string> args = with_plan_file(argc, argv, o.plan);
     // What the launcher took from the plan when it was made: ranks, threads and the device.
     nlohmann::json made;
     try {
@@ -336,13 +344,7 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const std::funct
   o.plan = p.plan_path;
   if (!given("--nproc")) o.nproc = p.ranks;
   if (!given("--threads")) o.threads = p.threads_per_rank;
-  std::vector<std::string> args;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--plan=auto") args.push_back("--plan=" + p.plan_path);
-    else if (a == "auto" && i > 0 && std::string(argv[i - 1]) == "--plan") args.push_back(p.plan_path);
-    else args.push_back(a);
-  }
+  std::vector<std::string> args = with_plan_file(argc, argv, p.plan_path);
   if (!given("--threads")) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
   if (p.needs_gpus && !given("--device")) args.insert(args.end(), {"--device", "gpu"});
   return args;

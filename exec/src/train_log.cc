@@ -66,6 +66,45 @@ void JsonlLog::write(const nlohmann::json& record) {
     throw std::runtime_error(path_.string() + ": cannot write the log: " + std::strerror(errno));
 }
 
+void write_summary(const std::filesystem::path& path, const TrainSummary& summary, const nlohmann::json& recipe) {
+  auto number_or_null = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); };
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const EpochSummary& e : summary.epochs)
+    epochs.push_back({{"epoch", e.epoch + 1}, {"train_loss", number_or_null(e.train_loss)},
+                      {"val_loss", number_or_null(e.val_loss)}, {"top1", number_or_null(e.top1)},
+                      {"top5", number_or_null(e.top5)}, {"images_per_s", number_or_null(e.images_per_s)}});
+  topo::write_file_atomically(
+      path.string(), nlohmann::json{{"format", "basin.train-summary/1"}, {"steps", summary.steps},
+                                    {"total_steps", summary.total_steps}, {"finished", summary.finished},
+                                    {"skipped_files", summary.skipped_files},
+                                    {"skipped_steps", summary.skipped_steps}, {"seconds", summary.seconds},
+                                    {"epochs", epochs}, {"recipe", recipe}}
+                         .dump(1) +
+                         "\n");
+}
+
+std::optional<TrainSummary> read_summary(const std::filesystem::path& path) {
+  try {
+    const auto done = nlohmann::json::parse(topo::read_text_file(path.string(), "a run's summary.json"));
+    TrainSummary s;
+    s.steps = done.at("steps").get<long long>();
+    s.total_steps = done.at("total_steps").get<long long>();
+    s.finished = done.at("finished").get<bool>();
+    s.skipped_files = done.at("skipped_files").get<std::int64_t>();
+    s.skipped_steps = done.at("skipped_steps").get<long long>();
+    s.seconds = done.at("seconds").get<double>();
+    for (const auto& e : done.at("epochs")) {
+      auto number = [&](const char* key) { return e.at(key).is_number() ? e.at(key).get<double>() : NAN; };
+      s.epochs.push_back({.epoch = e.at("epoch").get<long long>() - 1, .train_loss = number("train_loss"),
+                          .val_loss = number("val_loss"), .top1 = number("top1"), .top5 = number("top5"),
+                          .images_per_s = number("images_per_s")});
+    }
+    return s;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::string clock_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const long long s = std::llround(seconds);

@@ -2,9 +2,12 @@
 // the Chrome trace of one measured step, and the progress line. Internal to exec.
 #pragma once
 
+#include <basin/train.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,5 +53,10 @@ class JsonlLog {
 
 // "1:02:03", "4:05", "0:07".
 std::string clock_text(double seconds);
+
+// summary.json (basin.train-summary/1): the run's counts, every epoch and the recipe; written
+// atomically. read_summary gives it back, or nothing where the file is missing or not one.
+void write_summary(const std::filesystem::path& path, const TrainSummary& summary, const nlohmann::json& recipe);
+std::optional<TrainSummary> read_summary(const std::filesystem::path& path);
 
 }  // namespace basin::exec::detail

@@ -186,22 +186,11 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   if (config.resume && state.step == total) {
     say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
         std::to_string(total) + "); nothing to do");
-    try {
-      const auto done = nlohmann::json::parse(topo::read_text_file((config.out / "summary.json").string(), "summary"));
-      TrainSummary s{.steps = state.step, .total_steps = total, .finished = true};
-      s.skipped_files = done.at("skipped_files").get<std::int64_t>();
-      s.skipped_steps = done.at("skipped_steps").get<std::int64_t>();
-      s.seconds = done.at("seconds").get<double>();
-      for (const auto& e : done.at("epochs")) {
-        auto number = [&](const char* key) { return e.at(key).is_number() ? e.at(key).get<double>() : NAN; };
-        s.epochs.push_back({.epoch = e.at("epoch").get<long long>() - 1, .train_loss = number("train_loss"),
-                            .val_loss = number("val_loss"), .top1 = number("top1"), .top5 = number("top5"),
-                            .images_per_s = number("images_per_s")});
-      }
-      return s;
-    } catch (const std::exception&) {
-      // No readable summary (a run killed after its last checkpoint): written again below.
-    }
+    // Only rank 0 writes the run's files; the others have nothing to do. Without a readable
+    // summary (a run killed after its last checkpoint) rank 0 writes it again below, with no
+    // step to run and so no collective the others would miss.
+    if (!lead) return TrainSummary{.steps = state.step, .total_steps = total, .finished = true};
+    if (auto done = detail::read_summary(config.out / "summary.json")) return *done;
   }
   // The run directory is made only now, when every check that can refuse the run has passed:
   // a refused run leaves nothing behind.
@@ -452,21 +441,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   if (!lead) return summary;
   if (summary.finished) save_state(net, config.out / "weights");
 
-  nlohmann::json epochs = nlohmann::json::array();
-  for (const EpochSummary& e : summary.epochs)
-    epochs.push_back({{"epoch", e.epoch + 1}, {"train_loss", e.train_loss},
-                      {"val_loss", std::isfinite(e.val_loss) ? nlohmann::json(e.val_loss) : nlohmann::json()},
-                      {"top1", std::isfinite(e.top1) ? nlohmann::json(e.top1) : nlohmann::json()},
-                      {"top5", std::isfinite(e.top5) ? nlohmann::json(e.top5) : nlohmann::json()},
-                      {"images_per_s", e.images_per_s}});
-  topo::write_file_atomically(
-      (config.out / "summary.json").string(),
-      nlohmann::json{{"format", "basin.train-summary/1"}, {"steps", summary.steps},
-                     {"total_steps", total}, {"finished", summary.finished},
-                     {"skipped_files", summary.skipped_files},
-                     {"skipped_steps", summary.skipped_steps}, {"seconds", summary.seconds},
-                     {"epochs", epochs}, {"recipe", recipe}}
-              .dump(1) + "\n");
+  detail::write_summary(config.out / "summary.json", summary, recipe);
   return summary;
 }
 
