@@ -67,7 +67,7 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
     const std::string why = i == 0 ? "best; bound by " + x.bottleneck() : x.lost;
     std::printf(
         "%4zu %5d %7s %5d %6lld  %-31s %6.3g %-16s %6.1f %8.4f %7.1f %8.0f %4.0f%% %7.2f %9.1f %5.1f  %s\n",
-        i + 1, x.gpus, (std::to_string(x.servers) + "x" + std::to_string(x.gpus_per_server)).c_str(),
+        i + 1, x.gpus, x.placement().c_str(),
         x.batch_per_gpu, x.global_batch,
         x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.bucket_MB,
         (x.precision.name() + (x.compute_estimated ? " *" : "")).c_str(),
@@ -99,9 +99,10 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
     const auto& x = r.rows[i];
     std::printf("  %7.2f h  %9.1f %s  %4d GPUs x %d%s, %s, %s\n", x.time_to_train_h, x.cost, cost_unit,
                 x.gpus, x.batch_per_gpu,
-                x.gpus_per_server < r.gpus_on_a_server && x.servers > 1
-                    ? (" (" + std::to_string(x.gpus_per_server) + " on each of " + std::to_string(x.servers) +
-                       " servers)").c_str()
+                x.servers() > 1 && (!x.even() || x.ranks_per_server.front() < r.gpus_on_a_server)
+                    ? (" (" + (x.even() ? std::to_string(x.ranks_per_server.front()) + " on each of "
+                                        : x.placement() + " on ") +
+                       std::to_string(x.servers()) + " servers)").c_str()
                     : "",
                 x.gpus == 1 ? "-" : x.algorithm.name().c_str(), x.precision.name().c_str());
   }

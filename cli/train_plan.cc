@@ -263,6 +263,16 @@ void apply_plan(const std::string& path, TrainOptions& o,
     c.sgd.decay_bn_and_bias = boolean("/lr_schedule/weight_decay_on_bn_and_bias");
   if (!given("--no-zero-init-residual"))
     o.no_zero_init = !boolean("/lr_schedule/zero_init_last_bn_gamma");
+  // Where the ranks sit, as basin plan wrote it: read by whoever starts them, checked here.
+  if (plan.contains("servers") && !(plan["servers"].is_number_integer() && plan["servers"].get<long long>() >= 1))
+    throw topo::InputError(path, "/servers", "a whole number of servers, 1 or more, got " + plan["servers"].dump());
+  if (plan.contains("gpus_per_server")) {
+    const auto& g = plan["gpus_per_server"];
+    auto whole_gpus = [](const nlohmann::json& x) { return x.is_number_integer() && x.get<long long>() >= 1; };
+    if (!(whole_gpus(g) || (g.is_array() && !g.empty() && std::all_of(g.begin(), g.end(), whole_gpus))))
+      throw topo::InputError(path, "/gpus_per_server",
+                             "GPUs on each server, 1 or more, or a list of them per server, got " + g.dump());
+  }
   check_derived_fields(plan, path);  // after the fields' own types and values are checked
   const int ranks = std::max(o.nproc, ranks_from_env());
   if (c.world_size != ranks)

@@ -20,18 +20,6 @@ namespace {
 std::string format(const char* spec, double x) { return detail::number_text(spec, x); }
 std::string percent(double x) { return format("%+.0f%%", 100 * x); }
 
-std::vector<int> default_gpu_counts(const topo::Topology& t) {
-  const auto all = topo::gpus(t);
-  std::map<int, int> per_server;
-  for (auto v : all) ++per_server[t.graph[v].server];
-  const int first = per_server.begin()->second, total = static_cast<int>(all.size());
-  std::set<int> counts;
-  for (int n = 1; n < first; n *= 2) counts.insert(n);
-  for (int n = first; n < total; n *= 2) counts.insert(n);
-  counts.insert(total);
-  return {counts.begin(), counts.end()};
-}
-
 // The choices searched when none are named: what basin train runs on GPUs, as the simulator
 // prices it. NCCL's ring and tree with the protocol NCCL's tuner picks per bucket (the trainer
 // sets only NCCL's algorithm), and NVLS, NVLS-tree and CollNet's chain where they run; basin's
@@ -225,38 +213,16 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
   const bool nvls_here = topo::nvlink_sharp_switch(cluster, first_server).has_value();
   std::map<std::string, std::vector<int>> not_run;  // named choices -> GPU counts above one they skipped
-  const int on_a_server = sim::gpus_on_a_server(cluster);
-  result.gpus_on_a_server = on_a_server;
-  const int server_count = static_cast<int>(
-      std::set<int>([&] {
-        std::set<int> ids;
-        for (topo::Vertex v : every_gpu) ids.insert(cluster.graph[v].server);
-        return ids;
-      }()).size());
-  // How a count's GPUs sit on the servers: all of each server's in turn (0), and, unless named,
-  // also half, a quarter, ... of each server's on more servers, where the cluster has them: where
-  // the input pipeline binds, each GPU then has more CPU cores, and a run can be as fast at a
-  // fraction of the GPU-hours.
-  auto layouts_for = [&](int count) {
-    std::vector<int> out;
-    if (!o.gpus_per_server.empty()) {
-      for (int p : o.gpus_per_server)
-        if (p == 0 || (p <= on_a_server && (count + p - 1) / p <= server_count)) out.push_back(p);
-      return out;
-    }
-    out.push_back(0);
-    for (int p = on_a_server / 2; p >= 1; p /= 2)
-      if (count > p && count % p == 0 && count / p <= server_count &&
-          count / p > (count + on_a_server - 1) / on_a_server)
-        out.push_back(p);
-    return out;
-  };
-  for (int count : counts)
-  for (int layout : layouts_for(count)) {
-    // The rows a layout cannot change (accuracy, dataset, memory) and what does not run are
-    // recorded on the first layout only.
-    const bool first_layout = layout == layouts_for(count).front();
-    const std::vector<topo::Vertex> gpus = pick_gpus(cluster, count, layout);
+  result.gpus_on_a_server = sim::gpus_on_a_server(cluster);
+  bool placed_any = false;  // some count fits some layout named with --per-server
+  for (int count : counts) {
+  // Named choices that run on some placement of this count; the rows a placement cannot change
+  // (accuracy, dataset, memory) are recorded once, on the first placement where anything runs.
+  std::set<std::string> ran;
+  bool recorded = false;
+  for (const Placement& placed : placements(cluster, count, o.gpus_per_server)) {
+    placed_any = true;
+    const std::vector<topo::Vertex>& gpus = placed.gpus;
     std::set<int> servers;
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
     // The choices that run on these GPUs; the first of them also records the rejected rows.
@@ -270,11 +236,12 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (c.algorithm == sim::Algorithm::hierarchical && servers.size() < 2) return false;
       return !c.is_nccl() || nccl_runs(c, cluster, gpus);
     };
-    if (named && count > 1 && first_layout)
-      for (const Choice& c : algorithms)
-        if (!runs(c)) not_run[c.name()].push_back(count);
+    for (const Choice& c : algorithms)
+      if (runs(c)) ran.insert(c.name());
     const auto first = std::find_if(algorithms.begin(), algorithms.end(), runs);
-    if (first == algorithms.end()) continue;  // none of the choices runs on this many GPUs
+    if (first == algorithms.end()) continue;  // none of the choices runs on these GPUs
+    const bool first_layout = !recorded;
+    recorded = true;
     for (const Choice& choice : algorithms) {
       if (count == 1 && &choice != &*first) continue;  // nothing to reduce: one row
       if (!runs(choice)) continue;
@@ -284,8 +251,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       for (int batch : o.batches_per_gpu) {
         PlanRow row{count, batch, static_cast<long long>(count) * batch, choice};
         row.library = library_of(choice, cluster, gpus);
-        row.servers = static_cast<int>(servers.size());
-        row.gpus_per_server = (count + row.servers - 1) / row.servers;
+        row.ranks_per_server = placed.ranks_per_server;
         row.accuracy_penalty = accuracy_penalty_points(row.global_batch);
         // A step of more images than the dataset holds would make every epoch one partly filled step.
         if (row.global_batch > o.dataset_images) {
@@ -335,7 +301,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
           for (double bucket : o.buckets_MB) {
             if (count == 1 && bucket != o.buckets_MB.front()) break;
             sim::TrainingConfig cfg = base_config(count, batch, p);
-            cfg.gpus_per_server = layout;
+            cfg.gpus_per_server = placed.layout;
             cfg.algorithm = choice.algorithm;
             cfg.inter = choice.inter;
             cfg.bucket_MB = bucket;
@@ -367,6 +333,21 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       }
     }
   }
+  // A named choice is reported not run at a count only where no placement of it ran it.
+  if (named && count > 1)
+    for (const Choice& c : algorithms)
+      if (!ran.count(c.name())) not_run[c.name()].push_back(count);
+  }
+  if (!o.gpus_per_server.empty() && !placed_any)
+    throw topo::InputError("--per-server", "",
+                           "a layout that fits a GPU count searched (N GPUs at most P on each server take N/P "
+                           "servers, rounded up, and a server as many GPUs), on the cluster's " +
+                               std::to_string(std::set<int>([&] {
+                                 std::set<int> ids;
+                                 for (topo::Vertex v : every_gpu) ids.insert(cluster.graph[v].server);
+                                 return ids;
+                               }()).size()) +
+                               " servers of at most " + std::to_string(result.gpus_on_a_server) + " GPUs");
   result.unmeasured = std::move(unmeasured);
   for (const Choice& c : algorithms)
     if (auto it = not_run.find(c.name()); it != not_run.end()) {

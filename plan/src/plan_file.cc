@@ -41,8 +41,8 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
       {"model", result.model},
       {"device", result.device},
       {"world_size", row.gpus},
-      {"servers", row.servers},
-      {"gpus_per_server", row.gpus_per_server},
+      {"servers", row.servers()},
+      {"gpus_per_server", row.even() ? nlohmann::json(row.ranks_per_server.front()) : nlohmann::json(row.ranks_per_server)},
       {"batch_per_device", row.batch_per_gpu},
       {"global_batch", row.global_batch},
       {"allreduce", allreduce},
@@ -71,14 +71,16 @@ nlohmann::json plan_document(const PlanResult& result, const PlanRow& row, const
 }
 
 std::string train_command(const std::string& plan_path, const PlanRow& row) {
-  const std::string command = "basin train --plan " + plan_path + " --data <imagenet-root>";
+  const std::string command = "basin train --plan " + plan_path + " --data <imagenet-root> --device gpu";
   if (row.gpus <= 1) return command;
-  if (row.servers <= 1) return command + " --device gpu --nproc " + std::to_string(row.gpus);
+  if (row.servers() <= 1) return command + " --nproc " + std::to_string(row.gpus);
   // Across servers the ranks are started there, as torchrun starts them (comm/README.md).
-  return command + " --device gpu, as " + std::to_string(row.gpus_per_server) + " ranks on each of " +
-         std::to_string(row.servers) + " servers (RANK, WORLD_SIZE=" + std::to_string(row.gpus) +
-         ", LOCAL_RANK, LOCAL_WORLD_SIZE=" + std::to_string(row.gpus_per_server) +
-         " and a shared store, as torchrun sets them: comm/README.md)";
+  const std::string each = row.even() ? std::to_string(row.ranks_per_server.front()) + " ranks on each of " +
+                                            std::to_string(row.servers()) + " servers"
+                                      : "ranks " + row.placement() + " on " + std::to_string(row.servers()) + " servers";
+  return command + ", as " + each + " (RANK, WORLD_SIZE=" + std::to_string(row.gpus) +
+         ", LOCAL_RANK, LOCAL_WORLD_SIZE = that server's ranks, and a shared store, as torchrun sets them: "
+         "comm/README.md)";
 }
 
 std::string explain_difference(const PlanRow& a, const std::string& a_name, const PlanRow& b,

@@ -35,6 +35,18 @@ const char* to_string(Protocol p) {
   return "?";
 }
 
+bool PlanRow::even() const {
+  return std::all_of(ranks_per_server.begin(), ranks_per_server.end(),
+                     [&](int n) { return n == ranks_per_server.front(); });
+}
+
+std::string PlanRow::placement() const {
+  if (even()) return std::to_string(servers()) + "x" + std::to_string(ranks_per_server.front());
+  std::string out;
+  for (int n : ranks_per_server) out += (out.empty() ? "" : "+") + std::to_string(n);
+  return out;
+}
+
 std::string Choice::name() const {
   if (nccl_picks_algorithm) return "nccl";
   if (algorithm == sim::Algorithm::hierarchical)

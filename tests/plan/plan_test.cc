@@ -189,11 +189,11 @@ TEST_CASE("the plan file carries the linear scaling rule and the prediction", "[
   // The command says how the plan's ranks start: on one server --nproc, across servers as
   // torchrun starts them, that many on each.
   REQUIRE(train_command("p.json", best).find("basin train --plan p.json") == 0);
-  REQUIRE(best.servers == 4);
+  REQUIRE(best.servers() == 4);
   REQUIRE_THAT(train_command("p.json", best),
-               HasText("LOCAL_WORLD_SIZE=" + std::to_string(best.gpus_per_server)));
+               HasText(std::to_string(best.ranks_per_server.front()) + " ranks on each of 4 servers"));
   PlanRow one_server = best;
-  one_server.servers = 1, one_server.gpus = 8;
+  one_server.ranks_per_server = {8}, one_server.gpus = 8;
   REQUIRE_THAT(train_command("p.json", one_server), HasText("--nproc 8"));
 }
 
@@ -253,7 +253,7 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
         // flat ones between servers joined by Ethernet, never inside one server, never over
         // InfiniBand, never hierarchical's three phases.
         REQUIRE(ethernet);
-        REQUIRE(row.servers > 1);
+        REQUIRE(row.servers() > 1);
         REQUIRE((row.algorithm.algorithm == Algorithm::ring || row.algorithm.algorithm == Algorithm::halving_doubling));
         REQUIRE(row.library == "gloo");
       }
@@ -296,10 +296,19 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     topo::Topology t = topo::load_any("bigbasin:2");
     o.algorithms = {{Algorithm::hierarchical}, {Algorithm::ring, Protocol::automatic}};
     o.gpu_counts = {1, 2, 8, 16};
+    o.gpus_per_server = {0};  // packed: 2 and 8 GPUs are one server's
     const PlanResult r = make_plan(t, profile_for(t), o);
     REQUIRE(r.not_run.size() == 1);
     REQUIRE(r.not_run[0].first == "hierarchical(halving-doubling)");
     REQUIRE(r.not_run[0].second == std::vector<int>{2, 8});
+    // Spread as well, 2 and 8 GPUs also sit on both servers (1 + 1, 4 + 4), where it runs.
+    o.gpus_per_server = {};
+    const PlanResult spread = make_plan(t, profile_for(t), o);
+    REQUIRE(spread.not_run.empty());
+    REQUIRE(std::any_of(spread.rows.begin(), spread.rows.end(), [](const PlanRow& row) {
+      return row.gpus == 8 && row.algorithm.algorithm == Algorithm::hierarchical && row.placement() == "2x4";
+    }));
+    o.gpus_per_server = {0};
     // One GPU only: nothing to skip.
     o.gpu_counts = {1};
     REQUIRE(make_plan(t, profile_for(t), o).not_run.empty());
@@ -407,8 +416,7 @@ TEST_CASE("where the input pipeline binds, fewer GPUs on each of more servers tr
   const PlanRow& best = searched.rows.front();
   REQUIRE(fill.gpus == 16);
   REQUIRE(best.gpus == 8);
-  REQUIRE(best.servers == 2);
-  REQUIRE(best.gpus_per_server == 4);
+  REQUIRE(best.ranks_per_server == std::vector<int>{4, 4});
   REQUIRE_THAT(best.images_per_s, WithinRel(8 * 28 * 150.0, 1e-3));
   REQUIRE_THAT(fill.images_per_s, WithinRel(16 * 14 * 150.0, 1e-3));
   REQUIRE_THAT(best.gpu_hours, WithinRel(fill.gpu_hours / 2, 1e-2));
@@ -418,6 +426,7 @@ TEST_CASE("where the input pipeline binds, fewer GPUs on each of more servers tr
   o.precisions = {{Precision::fp32, Precision::fp32}};
   o.gpu_counts = {16};
   const PlanResult p100 = make_plan(bb, profile_for(bb), o);
-  REQUIRE(p100.rows.front().gpus_per_server == 8);
-  REQUIRE(std::any_of(p100.rows.begin(), p100.rows.end(), [](const PlanRow& r) { return r.gpus_per_server < 8; }));
+  REQUIRE(p100.rows.front().ranks_per_server == std::vector<int>{8, 8});
+  REQUIRE(std::any_of(p100.rows.begin(), p100.rows.end(),
+                      [](const PlanRow& r) { return r.ranks_per_server.front() < 8; }));
 }

@@ -227,9 +227,26 @@ struct PlanRow {
   std::string compute_basis;       // the measurement or estimate that set the compute speed
   std::string rejected;         // why it cannot be used; empty when it can
   std::string lost;             // for usable rows other than the best: why not chosen
-  int servers = 1, gpus_per_server = 1;  // where the GPUs sit: servers used, and GPUs on each
+  std::vector<int> ranks_per_server = {1};  // where the GPUs sit: the GPUs used on each server used
+  int servers() const { return static_cast<int>(ranks_per_server.size()); }
+  bool even() const;  // the same count on every server used
+  std::string placement() const;  // "8x4" (servers x GPUs), or "8+4" where uneven
   std::string bottleneck() const;  // "compute", "communication" or "input pipeline"
 };
+
+// The GPUs a run of `count` takes (placements.cc): `layout` GPUs at most on each server (0: all
+// of each in turn), and the ranks each server used gets, in server order.
+struct Placement {
+  int layout = 0;
+  std::vector<topo::Vertex> gpus;
+  std::vector<int> ranks_per_server;
+};
+// The distinct placements of `count` GPUs: those `layouts` name where they fit, or, for none,
+// all of each server's in turn and half, a quarter, ... of each server's on more servers (the
+// count divided evenly, every server having that many).
+std::vector<Placement> placements(const topo::Topology& cluster, int count, const std::vector<int>& layouts);
+// The GPU counts searched by default: 1, 2, 4, ... below a server, whole servers doubling, all.
+std::vector<int> default_gpu_counts(const topo::Topology& cluster);
 
 struct PlanResult {
   std::string cluster, model, device;
