@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -37,14 +36,10 @@ void basin_step(benchmark::State& state, int depth, int image) {
   auto backend = exec::make_cpu_backend(threads);
   exec::Net net(model::network_by_name("resnet" + std::to_string(depth), image, 1000), *backend, batch);
   net.init({.seed = 1});
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal;
-  std::vector<float> images(1LL * batch * 3 * image * image);
-  for (auto& x : images) x = normal(rng);
-  std::vector<int> labels(batch);
-  for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % 1000);
+  const exec::SyntheticBatch input = exec::synthetic_batch(batch, image, 1000);
+  const std::vector<int>& labels = input.labels;
   auto step = [&] {
-    net.forward(images.data(), exec::Mode::training);
+    net.forward(input.images.data(), exec::Mode::training);
     benchmark::DoNotOptimize(net.loss(labels.data(), batch));
     net.backward();
   };

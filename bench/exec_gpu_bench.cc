@@ -27,7 +27,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <random>
 #include <string>
 #include <tuple>
 
@@ -63,13 +62,9 @@ void basin_step(benchmark::State& state) {
     net.init({.seed = 1});
     auto velocity = backend->alloc_flat(static_cast<long long>(net.params().size()));
     std::span<float> v(velocity.get(), net.params().size());
-    std::mt19937 rng(1);
-    std::normal_distribution<float> normal;
-    std::vector<float> images(1LL * batch * 3 * 224 * 224);
-    for (auto& x : images) x = normal(rng);
-    std::vector<int> labels(batch);
-    for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % 1000);
-    net.forward(images.data(), exec::Mode::training);  // stages the images on the device once
+    const exec::SyntheticBatch input = exec::synthetic_batch(batch, 224, 1000);
+    const std::vector<int>& labels = input.labels;
+    net.forward(input.images.data(), exec::Mode::training);  // stages the images on the device once
     const exec::SgdConfig sgd;
     // fp16 trains with a loss scale; a fixed power of two costs what a dynamic one does.
     const double scale = precision == Precision::fp16 ? 1024 : 1;

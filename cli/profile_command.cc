@@ -28,7 +28,6 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <random>
 #include <stdexcept>
 
 namespace basin::cli {
@@ -95,13 +94,9 @@ Measurement measure(const ProfileOptions& o, sim::Precision precision, int batch
   net.init({.seed = 1});
   auto velocity = backend->alloc_flat(static_cast<long long>(net.params().size()));
   std::span<float> v(velocity.get(), net.params().size());
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal;
-  std::vector<float> images(1LL * batch * 3 * 224 * 224);
-  for (auto& x : images) x = normal(rng);
-  std::vector<int> labels(batch);
-  for (int i = 0; i < batch; ++i) labels[i] = static_cast<int>(rng() % net.network().classes);
-  net.forward(images.data(), exec::Mode::training);  // stages the images in the backend's memory
+  const exec::SyntheticBatch input = exec::synthetic_batch(batch, 224, net.network().classes);
+  const std::vector<int>& labels = input.labels;
+  net.forward(input.images.data(), exec::Mode::training);  // stages the images in the backend's memory
   const double scale = precision == sim::Precision::fp16 ? 1024 : 1;
   using clock = std::chrono::steady_clock;
   auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };

@@ -55,6 +55,14 @@ struct InitOptions {
   bool zero_init_residual = true;
 };
 
+// Random images (standard normal, batch x 3 x image_size x image_size, NCHW) and labels below
+// `classes`, the same for a seed: the input benchmarks and `basin profile` time a step on.
+struct SyntheticBatch {
+  std::vector<float> images;
+  std::vector<int> labels;
+};
+SyntheticBatch synthetic_batch(int batch, int image_size, int classes, std::uint32_t seed = 1);
+
 class Net {
  public:
   // Activations for `batch` images are allocated here, once; parameters start as zeros
