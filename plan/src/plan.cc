@@ -342,11 +342,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     throw topo::InputError("--per-server", "",
                            "a layout that fits a GPU count searched (N GPUs at most P on each server take N/P "
                            "servers, rounded up, and a server as many GPUs), on the cluster's " +
-                               std::to_string(std::set<int>([&] {
-                                 std::set<int> ids;
-                                 for (topo::Vertex v : every_gpu) ids.insert(cluster.graph[v].server);
-                                 return ids;
-                               }()).size()) +
+                               std::to_string(cluster.servers) +
                                " servers of at most " + std::to_string(result.gpus_on_a_server) + " GPUs");
   result.unmeasured = std::move(unmeasured);
   for (const Choice& c : algorithms)

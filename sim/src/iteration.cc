@@ -203,10 +203,12 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
   } else {
     const auto& g = cluster.graph;
     int server_cores = 0, server_gpus = 0;
-    // The host of the first GPU, where found; else its whole server.
+    // The host of the first GPU, where found; else its whole server. Where the host is the whole
+    // server (a DGX's two sockets), every GPU used there shares it, with no search per GPU.
+    const std::vector<topo::Vertex> server_cpus = topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server);
     std::vector<topo::Vertex> host = host_cpus(cluster, gpus[0]);
-    const bool whole_server = host.empty();
-    if (whole_server) host = topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server);
+    const bool whole_server = host.empty() || host.size() >= server_cpus.size();
+    if (whole_server) host = server_cpus;
     for (auto v : host) server_cores += g[v].cores;
     // The GPUs this run uses there: a one-GPU run has the whole host's cores to decode for it.
     for (auto v : gpus) {
@@ -219,11 +221,9 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
       }
     }
     cores = static_cast<double>(server_cores) / std::max(1, server_gpus);
-    const int hosts = static_cast<int>(topo::nodes_of_kind(cluster, topo::NodeKind::cpu, g[gpus[0]].server).size()) /
-                      std::max<int>(1, static_cast<int>(host.size()));
     if (server_cores > 0)
       std::snprintf(basis, sizeof basis, "%.3g CPU cores per GPU: the %s's %d cores shared by the %d GPUs used there",
-                    cores, !whole_server && hosts > 1 ? "host" : "server", server_cores, server_gpus);
+                    cores, whole_server ? "server" : "host", server_cores, server_gpus);
     else
       std::snprintf(basis, sizeof basis,
                     "not modelled: the topology states no CPU cores for the server (--cores-per-gpu gives them)");
