@@ -135,12 +135,15 @@ std::string runs_with(const plan::PlanRow& best) {
                 ? std::string(", as priced)")
                 : ", where the plan priced " + std::string(plan::to_string(best.algorithm.protocol)) + " throughout)");
   if (best.library == "gloo") return name + " runs on Gloo, every bucket staged through host memory, as priced";
+  if (best.library == "nccl+gloo")
+    return name + " runs as priced: NCCL's reduce and broadcast in each server, Gloo between the servers on one "
+                  "host copy each (basin train --gpu-collective nccl+gloo)";
   if (best.library == "simulated-only" && best.algorithm.algorithm == sim::Algorithm::hierarchical)
     return name +
-           " is priced as Goyal et al.'s three phases (NCCL's reduce in each server, Gloo between, NCCL's "
-           "broadcast): a design to compare. basin train runs the three phases on GPUs only with --gpu-collective "
-           "gloo (every rank's buckets copied to host memory, each server's reduce and broadcast over loopback TCP, "
-           "slower than predicted), or runs NCCL's choice with --gpu-collective nccl";
+           " is priced with its servers' first GPUs moving GPU memory directly (or with an algorithm between "
+           "servers Gloo has not): a design to compare. basin train runs the three phases with Gloo's ring or "
+           "halving-doubling between servers through host memory (--gpu-collective nccl+gloo), or NCCL's choice "
+           "with --gpu-collective nccl";
   if (best.library == "simulated-only")
     return name + " is basin's own schedule, priced moving GPU memory directly, which neither NCCL nor Gloo does" +
            ": a design to compare, which basin train runs only with --gpu-collective nccl (NCCL's choice) or "

@@ -163,6 +163,8 @@ int run(SelectCliOptions o) {
   std::vector<std::string> groups;
   if (by_library.count("nccl")) groups.push_back("on NCCL" + by_library["nccl"]);
   if (by_library.count("gloo")) groups.push_back("on Gloo, staged through host memory" + by_library["gloo"]);
+  if (by_library.count("nccl+gloo"))
+    groups.push_back("on NCCL in each server and Gloo between, one host copy per server" + by_library["nccl+gloo"]);
   if (by_library.count("simulated-only"))
     groups.push_back("simulated only (no library basin trains with runs them as timed)" + by_library["simulated-only"]);
   if (by_library.count("none")) groups.push_back("one rank: nothing to reduce");

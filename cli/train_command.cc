@@ -99,10 +99,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                                                 ", got " + std::to_string(o.servers));
   if (o.servers > 1 && o.nproc == 1)
     throw topo::InputError("--servers", "", "--nproc with --servers (it splits the ranks --nproc starts)");
-  // A GPU rank picks its GPU by LOCAL_RANK, which restarts at 0 on every emulated server.
-  if (o.servers > 1 && o.device == "gpu")
-    throw topo::InputError("--servers", "", "--device cpu with --servers (GPU ranks pick their GPU by LOCAL_RANK, "
-                                            "which --servers restarts on every emulated server), got --device gpu");
+  // A GPU rank picks its GPU by LOCAL_RANK, which restarts at 0 on every emulated server: the
+  // servers share this machine's GPUs, which only NCCL inside each server with Gloo between them
+  // (a communicator per server) allows.
+  if (o.servers > 1 && o.device == "gpu" && o.gpu_collective != "nccl+gloo")
+    throw topo::InputError("--servers", "", "--device cpu, or --gpu-collective nccl+gloo, with --servers (GPU ranks "
+                                            "pick their GPU by LOCAL_RANK, which --servers restarts on every emulated "
+                                            "server), got --device gpu");
   if (o.nproc > 1 && std::getenv("WORLD_SIZE"))
     throw topo::InputError("--nproc", "", "no WORLD_SIZE in the environment (this process is "
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
@@ -200,6 +203,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                              "runs one rank per GPU and this machine has " + std::to_string(gpu_count()) +
                              "), got " + std::to_string(o.nproc) +
                              "; --gpu-collective gloo lets ranks share GPUs");
+    if (o.device == "gpu" && c.gpu_collective == exec::TrainConfig::GpuCollective::nccl_gloo &&
+        o.nproc / o.servers > gpu_count())
+      throw topo::InputError("--nproc", "",
+                             "at most " + std::to_string(gpu_count()) + " ranks per server with --gpu-collective "
+                             "nccl+gloo (NCCL runs one rank per GPU inside a server and this machine has " +
+                             std::to_string(gpu_count()) + "), got " + std::to_string(o.nproc / o.servers) +
+                             "; --servers splits them");
     if (!given("--world-size") && o.plan.empty()) c.world_size = o.nproc;
     if (c.world_size != o.nproc)
       throw topo::InputError("--world-size", "", std::to_string(o.nproc) + " (--nproc), got " +
@@ -335,8 +345,9 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                                   "with gloo, ranks beyond the GPU count share GPUs round-robin)");
   cmd->add_option("--gpu-collective", o->gpu_collective,
                   "with --device gpu: nccl (allreduce on the GPUs, one rank per GPU; the default when built "
-                  "with NCCL) or gloo (buckets staged through host memory; ranks may share a GPU); with --plan, "
-                  "the plan's /allreduce/library");
+                  "with NCCL), gloo (buckets staged through host memory; ranks may share a GPU) or nccl+gloo "
+                  "(Goyal et al.'s three phases: NCCL's reduce and broadcast in each server, --inter through "
+                  "Gloo between servers on one host copy each); with --plan, the plan's /allreduce/library");
   cmd->add_option("--nccl-algorithm", o->nccl_algorithm,
                   "with --gpu-collective nccl: ring, tree, nvls (the NVSwitch sums; H100 or B200 NVSwitch servers; "
                   "across servers with InfiniBand SHARP), nvls-tree (NVLS in each such server, NCCL's tree between "

@@ -77,8 +77,9 @@ void choose_gpu_collective(TrainOptions& o, const GivenFlag& given) {
   const bool gpu = o.device == "gpu";
   std::string collective = o.gpu_collective;
   if (collective.empty()) collective = gpu && BASIN_HAVE_NCCL ? "nccl" : "gloo";
-  if (collective != "nccl" && collective != "gloo")
-    throw topo::InputError("--gpu-collective", "", "nccl or gloo, got '" + collective + "'");
+  if (collective != "nccl" && collective != "gloo" && collective != "nccl+gloo")
+    throw topo::InputError("--gpu-collective", "", "nccl, gloo or nccl+gloo, got '" + collective + "'");
+  const bool hybrid = collective == "nccl+gloo";
   if (o.nccl_algorithm != "auto" && o.nccl_algorithm != "ring" && o.nccl_algorithm != "tree" &&
       o.nccl_algorithm != "nvls" && o.nccl_algorithm != "nvls-tree" && o.nccl_algorithm != "collnet-chain")
     throw topo::InputError("--nccl-algorithm", "", "auto, ring, tree, nvls, nvls-tree or collnet-chain, got '" +
@@ -100,28 +101,43 @@ void choose_gpu_collective(TrainOptions& o, const GivenFlag& given) {
                              "between servers, and --nproc starts every rank on this one (NCCL's CollNet needs two)");
     o.nccl_algorithm = "tree";
   }
-  if (collective == "nccl" && !gpu)
-    throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device +
-                           " (nccl sums GPU memory: pass --device gpu)");
-  if (collective == "nccl" && !BASIN_HAVE_NCCL)
+  if ((collective == "nccl" || hybrid) && !gpu)
+    throw topo::InputError("--gpu-collective", "", "gloo with --device " + o.device + " (" + collective +
+                           " sums GPU memory: pass --device gpu)");
+  if ((collective == "nccl" || hybrid) && !BASIN_HAVE_NCCL)
     throw topo::InputError("--gpu-collective", "", "gloo: this basin was built without NCCL (nccl.h and "
-                           "libnccl next to the CUDA toolkit)");
-  if (collective == "gloo" && given("--nccl-algorithm"))
-    throw topo::InputError("--nccl-algorithm", "", "no NCCL algorithm with --gpu-collective gloo" +
-                           std::string(gpu ? "" : " or --device cpu") + " (Gloo's is --algorithm)");
+                           "libnccl next to the CUDA toolkit), got " + collective);
+  if (collective != "nccl" && given("--nccl-algorithm"))
+    throw topo::InputError("--nccl-algorithm", "", "no NCCL algorithm with --gpu-collective " + collective +
+                           std::string(gpu ? "" : " or --device cpu") +
+                           (hybrid ? " (NCCL's reduce and broadcast inside a server are its ring; Gloo's algorithm "
+                                     "between servers is --inter)"
+                                   : " (Gloo's is --algorithm)"));
+  // NCCL inside each server, Gloo between: Goyal et al.'s three phases, nothing else.
+  if (hybrid && c.allreduce.algorithm != comm::Algorithm::hierarchical) {
+    if (given("--algorithm"))
+      throw topo::InputError("--algorithm", "", "hierarchical (or none) with --gpu-collective nccl+gloo, which runs "
+                             "the three phases, got " + o.algorithm);
+    o.algorithm = "hierarchical";
+    c.allreduce.algorithm = comm::Algorithm::hierarchical;
+  }
   if (collective == "nccl" && given("--inter"))
     throw topo::InputError("--inter", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is --nccl-algorithm)");
   if (collective == "nccl" && given("--algorithm"))
     throw topo::InputError("--algorithm", "", "no Gloo algorithm with --gpu-collective nccl (NCCL's is "
                            "--nccl-algorithm ring, tree, nvls, nvls-tree, collnet-chain or auto)");
-  // One --gpu for every local rank puts them all on that GPU, which NCCL refuses at init.
+  // One --gpu for every local rank puts them all on that GPU, which NCCL refuses at init (with
+  // nccl+gloo, where they share a server: emulated servers of one rank each may share it).
   const char* local_ranks = std::getenv("LOCAL_WORLD_SIZE");
-  if (collective == "nccl" && o.gpu >= 0 && (o.nproc > 1 || (local_ranks && std::atoi(local_ranks) > 1)))
-    throw topo::InputError("--gpu", "", "none with several local ranks and --gpu-collective nccl (each rank takes "
-                           "GPU LOCAL_RANK), got " + std::to_string(o.gpu) + " for every rank: NCCL runs one rank "
-                           "per GPU; --gpu-collective gloo lets ranks share one");
-  c.gpu_collective = collective == "nccl" ? exec::TrainConfig::GpuCollective::nccl
-                                          : exec::TrainConfig::GpuCollective::gloo;
+  const int per_server = hybrid ? o.nproc / std::max(1, o.servers) : o.nproc;
+  if ((collective == "nccl" || hybrid) && o.gpu >= 0 && (per_server > 1 || (local_ranks && std::atoi(local_ranks) > 1)))
+    throw topo::InputError("--gpu", "", "none with several local ranks and --gpu-collective " + collective +
+                           " (each rank takes GPU LOCAL_RANK), got " + std::to_string(o.gpu) + " for every rank: "
+                           "NCCL runs one rank per GPU" + (hybrid ? " of a server" : "") +
+                           "; --gpu-collective gloo lets ranks share one");
+  c.gpu_collective = collective == "nccl"   ? exec::TrainConfig::GpuCollective::nccl
+                     : hybrid               ? exec::TrainConfig::GpuCollective::nccl_gloo
+                                            : exec::TrainConfig::GpuCollective::gloo;
   using Nccl = exec::TrainConfig::NcclAlgorithm;
   c.nccl_algorithm = o.nccl_algorithm == "ring"        ? Nccl::ring
                      : o.nccl_algorithm == "tree"      ? Nccl::tree

@@ -222,9 +222,10 @@ void apply_plan(const std::string& path, TrainOptions& o,
                               : plan.contains("/allreduce/protocol"_json_pointer) ? "nccl"
                                                                                   : "";
   const bool stated = plan.contains("/allreduce/library"_json_pointer);
-  if (library != "nccl" && library != "gloo" && library != "simulated-only" && library != "none" &&
-      (stated || !library.empty()))
-    throw topo::InputError(path, "/allreduce/library", "nccl, gloo, simulated-only or none, got \"" + library + "\"");
+  if (library != "nccl" && library != "gloo" && library != "nccl+gloo" && library != "simulated-only" &&
+      library != "none" && (stated || !library.empty()))
+    throw topo::InputError(path, "/allreduce/library",
+                           "nccl, gloo, nccl+gloo, simulated-only or none, got \"" + library + "\"");
   if (!given("--nccl-algorithm"))
     o.nccl_algorithm = library == "nccl" && (algorithm == "ring" || algorithm == "tree" || algorithm == "nvls" ||
                                              algorithm == "nvls-tree" || algorithm == "collnet-chain")
@@ -242,20 +243,20 @@ void apply_plan(const std::string& path, TrainOptions& o,
       throw topo::InputError(path, "/allreduce/library",
                              "nccl or gloo for a run on GPUs: the plan's " + algorithm +
                                  (algorithm == "hierarchical"
-                                      ? " was priced as three phases (NCCL's reduce in each server, Gloo between, "
-                                        "NCCL's broadcast); basin train runs the three phases on GPUs only through "
-                                        "Gloo, every rank's buckets copied to host memory and each server's reduce "
-                                        "and broadcast over loopback TCP."
+                                      ? " was priced with its leaders moving GPU memory directly between servers "
+                                        "(or with an algorithm between them that Gloo has not); basin train runs the "
+                                        "three phases with Gloo's ring or halving-doubling between servers, through "
+                                        "host memory (--gpu-collective nccl+gloo)."
                                       : " is basin's own schedule, priced moving GPU memory directly, which neither "
                                         "NCCL nor Gloo does.") +
-                                 " Pass --gpu-collective nccl (NCCL chooses its algorithm) or gloo (every rank's "
-                                 "buckets staged through host memory, slower than the plan predicts), or plan "
-                                 "without --algorithms, which searches what runs");
-    if (library == "nccl" && !BASIN_HAVE_NCCL)
+                                 " Pass --gpu-collective nccl (NCCL chooses its algorithm), nccl+gloo or gloo "
+                                 "(through host memory, slower than the plan predicts), or plan without "
+                                 "--algorithms, which searches what runs");
+    if ((library == "nccl" || library == "nccl+gloo") && !BASIN_HAVE_NCCL)
       throw topo::InputError(path, "/allreduce/library",
-                             "gloo in a basin built without NCCL (nccl.h and libnccl next to the CUDA toolkit), got "
-                             "nccl; pass --gpu-collective gloo to run the plan through Gloo instead");
-    if (library == "nccl" || library == "gloo") o.gpu_collective = library;
+                             "gloo in a basin built without NCCL (nccl.h and libnccl next to the CUDA toolkit), got " +
+                                 library + "; pass --gpu-collective gloo to run the plan through Gloo instead");
+    if (library == "nccl" || library == "gloo" || library == "nccl+gloo") o.gpu_collective = library;
   }
   if (!given("--bucket-mb")) c.bucket_mb = number("/allreduce/bucket_MB");
   if (!given("--wire")) o.wire = text("/precision/wire");

@@ -135,6 +135,7 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
   if (const auto why = unsupported_reason(options.algorithm, world, options.bcube_base); !why.empty()) refuse(why);
   if (hierarchical)
     if (const auto why = hierarchy_reason(m.config, options.inter); !why.empty()) refuse(why);
+  if (options.leaders_only && !hierarchical) refuse("leaders_only is a phase of the hierarchical allreduce");
   if (!std::isfinite(options.scale)) refuse("scale " + std::to_string(options.scale) + ": expected a finite number");
   // Gloo's AllreduceRing keeps count * sizeof(T) in an int.
   if (data.size() > static_cast<std::size_t>(INT_MAX) / sizeof(float))
@@ -148,11 +149,12 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
     return;
   }
 
-  if (hierarchical && !m.hierarchy)
-    BASIN_GLOO_CALL(m, "connecting the meshes of " + operation, m.connect_hierarchy());
+  if (hierarchical && options.leaders_only && m.config.local_rank != 0) return;  // the leader sums for us
+  if (hierarchical && (!m.hierarchy || (!options.leaders_only && !m.hierarchy->server)))
+    BASIN_GLOO_CALL(m, "connecting the meshes of " + operation, m.connect_hierarchy(!options.leaders_only));
   const CacheKey key{data.data(), data.size(), static_cast<int>(options.algorithm), static_cast<int>(options.precision),
                      options.algorithm == Algorithm::bcube ? options.bcube_base : 0,
-                     hierarchical ? static_cast<int>(options.inter) : -1};
+                     hierarchical ? static_cast<int>(options.inter) : -1, options.leaders_only};
   auto it = m.cache.find(key);
   if (it == m.cache.end()) {
     if (m.cache.size() >= max_cached) m.cache.clear();

@@ -45,11 +45,12 @@ struct RollCall {
 };
 
 using CacheKey = std::tuple<const float*, std::size_t, int /*algorithm*/, int /*precision*/, int /*base*/,
-                            int /*inter*/>;
+                            int /*inter*/, bool /*leaders_only*/>;
 
 // The hierarchical allreduce's two extra meshes, connected at its first use (hierarchical.cc).
 struct Hierarchy {
-  std::shared_ptr<gloo::rendezvous::Context> server;   // this server's ranks, by local rank
+  std::shared_ptr<gloo::rendezvous::Context> server;   // this server's ranks, by local rank; null
+                                                       // while only the leaders' phase has run
   std::shared_ptr<gloo::rendezvous::Context> leaders;  // every server's local rank 0; null elsewhere
   std::uint32_t calls = 0;  // tags each call's reduce and broadcast, in step on every rank
 };
@@ -90,8 +91,10 @@ struct Communicator::Impl {
   // for the other ranks to do the same. The ranks that never answer are the ones that hung,
   // stopped or died; the ones that answer failed because of them.
   RollCall roll_call(const std::string& operation);
-  // Connects `hierarchy`: every rank of the world calls it at the same collective (rendezvous.cc).
-  void connect_hierarchy();
+  // Connects `hierarchy`: every rank of the world calls it at the same collective (rendezvous.cc),
+  // or, for the leaders' phase alone (with_server false), every leader; the server's mesh then
+  // waits for the first full call.
+  void connect_hierarchy(bool with_server);
   // The three phases on `wire` (data itself for fp32, else the entry's 16-bit staging), with the
   // leaders' allreduce cached in `entry` (hierarchical.cc).
   void hierarchical_allreduce(void* wire, std::size_t count, const AllreduceOptions& options,

@@ -9,7 +9,9 @@
 // Each phase is Gloo's own collective: the reduce is gloo::reduce (a ring reduce-scatter and a
 // gather to the root), the leaders' allreduce the cached flat algorithm (allreduce.cc), the
 // broadcast gloo::broadcast (a binomial tree). The two extra meshes are connected at the first
-// call, through the store the world met in, so runs that never use them pay nothing.
+// call, through the store the world met in, so runs that never use them pay nothing. With
+// leaders_only (exec's GPU ranks, whose server phases are NCCL's) only the leaders' phase runs,
+// and only the leaders connect.
 #include "gloo_impl.h"
 
 #include <gloo/broadcast.h>
@@ -21,15 +23,16 @@ namespace basin::comm {
 void Communicator::Impl::hierarchical_allreduce(void* wire, std::size_t count, const AllreduceOptions& options,
                                                 CachedAllreduce& entry, const std::string& operation) {
   Hierarchy& h = *hierarchy;
-  // Every rank of a server runs the same sequence of calls, so a per-call tag keeps one call's
-  // messages from ever matching another's slots.
-  const std::uint32_t tag = h.calls++;
+  const bool inside = !options.leaders_only && h.server->size > 1;
+  // Every rank of a server runs the same sequence of full calls (the leaders' phase alone is not
+  // one), so a per-call tag keeps one call's messages from ever matching another's slots.
+  const std::uint32_t tag = inside ? h.calls++ : 0;
   const bool fp32 = options.precision == WirePrecision::fp32;
   auto set_buffer = [&](auto& opts) {
     if (fp32) opts.template setOutput<float>(static_cast<float*>(wire), count);
     else opts.template setOutput<gloo::float16>(static_cast<gloo::float16*>(wire), count);
   };
-  if (h.server->size > 1) {
+  if (inside) {
     gloo::ReduceOptions reduce(h.server);
     set_buffer(reduce);
     reduce.setRoot(0);
@@ -38,7 +41,7 @@ void Communicator::Impl::hierarchical_allreduce(void* wire, std::size_t count, c
     BASIN_GLOO_CALL(*this, operation + ", reducing onto the server's first rank", gloo::reduce(reduce));
   }
   if (entry.algorithm) BASIN_GLOO_CALL(*this, operation + ", among the servers' first ranks", entry.algorithm->run());
-  if (h.server->size > 1) {
+  if (inside) {
     gloo::BroadcastOptions broadcast(h.server);
     set_buffer(broadcast);
     broadcast.setRoot(0);
@@ -47,10 +50,11 @@ void Communicator::Impl::hierarchical_allreduce(void* wire, std::size_t count, c
   }
 }
 
-void Communicator::Impl::connect_hierarchy() {
+void Communicator::Impl::connect_hierarchy(bool with_server) {
   const RendezvousConfig& c = config;
   const int k = c.local_world_size, server = c.rank / k, servers = c.world_size / k;
-  auto h = std::make_unique<Hierarchy>();
+  if (!hierarchy) hierarchy = std::make_unique<Hierarchy>();
+  Hierarchy* h = hierarchy.get();
   // A group that is the whole world reuses its mesh: Gloo's reduce and broadcast take slots of
   // their own (gloo/types.h: kReduceSlotPrefix and kBroadcastSlotPrefix in the top byte), apart
   // from the small slot numbers the algorithm classes take with Context::nextSlot.
@@ -64,9 +68,8 @@ void Communicator::Impl::connect_hierarchy() {
     }
     return group;
   };
-  h->server = mesh("server-" + std::to_string(server), c.local_rank, k);
-  if (c.local_rank == 0) h->leaders = mesh("leaders", server, servers);
-  hierarchy = std::move(h);
+  if (with_server && !h->server) h->server = mesh("server-" + std::to_string(server), c.local_rank, k);
+  if (c.local_rank == 0 && !h->leaders) h->leaders = mesh("leaders", server, servers);
 }
 
 }  // namespace basin::comm

@@ -23,7 +23,7 @@ struct BucketReducer::State {
   std::condition_variable work, finished;
   struct Job {
     BucketTiming timing;
-    std::function<void()> before;
+    std::function<void()> before, after;
   };
   std::deque<Job> queue;
   std::vector<BucketTiming> done;
@@ -56,6 +56,7 @@ struct BucketReducer::State {
           failed = CommError(describe(bucket) + e.what(), comm.rank());
         }
         bucket.end = std::chrono::steady_clock::now();
+        if (!failed && job.after) job.after();
         lock.lock();
         if (failed && !error) error = std::move(failed);
         if (!failed) done.push_back(bucket);
@@ -88,7 +89,8 @@ BucketReducer::~BucketReducer() {
   if (state_->thread.joinable()) state_->thread.join();
 }
 
-void BucketReducer::submit(long long offset, long long count, std::function<void()> before) {
+void BucketReducer::submit(long long offset, long long count, std::function<void()> before,
+                           std::function<void()> after) {
   State& s = *state_;
   const long long size = static_cast<long long>(s.gradients.size());
   if (offset < 0 || count < 0 || offset > size || count > size - offset)
@@ -102,7 +104,7 @@ void BucketReducer::submit(long long offset, long long count, std::function<void
                         s.error->what(),
                     s.error->rank, s.error->peer, s.error->timed_out);
   State::Job job{.timing = {.offset = offset, .count = count, .submitted = std::chrono::steady_clock::now()},
-                 .before = std::move(before)};
+                 .before = std::move(before), .after = std::move(after)};
   s.queue.push_back(std::move(job));
   ++s.in_flight;
   s.work.notify_one();

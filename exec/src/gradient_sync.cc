@@ -32,9 +32,10 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   Backend& backend = net.backend();
   const bool device = backend.on_device();
   const bool nccl = config.gpu_collective == TrainConfig::GpuCollective::nccl;
-  if (nccl && !device)
+  const bool nccl_gloo = config.gpu_collective == TrainConfig::GpuCollective::nccl_gloo;
+  if ((nccl || nccl_gloo) && !device)
     throw std::invalid_argument("gpu_collective: gloo for the " + backend.name() +
-                                " backend (nccl sums device memory: it needs a GPU backend)");
+                                " backend (NCCL sums device memory: it needs a GPU backend)");
   bucket_floats_ = static_cast<long long>(std::llround(config.bucket_mb * 1e6 / sizeof(float)));
   const auto total = static_cast<long long>(net.grads().size());
   if (config.micro_batches > 1) accumulated_ = backend.alloc_flat(total);
@@ -49,6 +50,9 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
           : std::string("Gloo's ") + comm::name(a.algorithm);
   const std::string wire = std::string(", ") + comm::name(a.precision) + " on the wire";
   if (!device) path_ = gloo + wire;
+  else if (nccl_gloo)
+    path_ = "NCCL's reduce in each of " + count(ranks / per_server, "server") + " of " + count(per_server, "rank") +
+            ", Gloo's " + comm::name(a.inter) + " between their first ranks through host memory, NCCL's broadcast" + wire;
   else if (!nccl) path_ = gloo + wire + ", every bucket staged through host memory";
   else {
     const char* algorithm = nccl_algo_name(config.nccl_algorithm);
@@ -56,6 +60,13 @@ GradientSync::GradientSync(Net& net, const TrainConfig& config) : net_(net), con
   }
   if (!device) {
     transport_ = make_host_transport(*config.comm, net.grads(), config.allreduce);
+  } else if (nccl_gloo) {
+#if BASIN_HAVE_NCCL
+    transport_ = make_hierarchical_nccl_transport(backend, *config.comm, net.grads(), config.allreduce);
+#else
+    throw std::invalid_argument("gpu_collective: gloo (this basin was built without NCCL, which runs the phases "
+                                "inside each server: nccl.h and libnccl were not found next to the CUDA toolkit)");
+#endif
   } else if (!nccl) {
     transport_ = make_staged_transport(backend, *config.comm, net.grads(), config.allreduce);
   } else {

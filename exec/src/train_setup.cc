@@ -56,7 +56,11 @@ void check_config(const TrainConfig& c) {
   if (c.out.empty()) bad("out", "a run directory");
   if (c.loss_scale.enabled) check_loss_scale(c.loss_scale);
   // Gloo's algorithm and layout matter only where Gloo sums the gradients.
-  if (c.comm && c.gpu_collective == TrainConfig::GpuCollective::gloo) {
+  if (c.comm && c.gpu_collective == TrainConfig::GpuCollective::nccl_gloo &&
+      c.allreduce.algorithm != comm::Algorithm::hierarchical)
+    bad("algorithm", std::string("hierarchical with gpu_collective nccl_gloo (NCCL inside each server, Gloo "
+                                 "between them), got ") + comm::name(c.allreduce.algorithm));
+  if (c.comm && c.gpu_collective != TrainConfig::GpuCollective::nccl) {
     const std::string why = comm::unsupported_reason(c.allreduce.algorithm, ranks, c.allreduce.bcube_base);
     if (!why.empty()) bad("algorithm", why);
     // Gloo's AllreduceRing adds each rank's arriving values into its own buffer, so rank r holds

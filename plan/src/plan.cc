@@ -23,11 +23,13 @@ std::string percent(double x) { return format("%+.0f%%", 100 * x); }
 // The choices searched when none are named: what basin train runs on GPUs, as the simulator
 // prices it. NCCL's ring and tree with the protocol NCCL's tuner picks per bucket (the trainer
 // sets only NCCL's algorithm), and NVLS, NVLS-tree and CollNet's chain where they run; basin's
-// ring and halving-doubling where Gloo runs them as priced (see library_of).
+// ring and halving-doubling, and Goyal et al.'s three phases with halving-doubling between the
+// servers, where Gloo runs them as priced (see library_of).
 std::vector<Choice> default_algorithms() {
   using A = sim::Algorithm;
   std::vector<Choice> out;
   for (A a : {A::ring, A::halving_doubling}) out.push_back({a});
+  out.push_back({A::hierarchical, Protocol::none, A::halving_doubling});  // Goyal et al.'s
   for (A a : {A::ring, A::tree}) out.push_back({a, Protocol::automatic});
   for (A a : {A::nvls, A::nvls_tree, A::collnet_chain}) out.push_back({a, Protocol::simple});
   return out;
@@ -52,11 +54,10 @@ double objective_value(const PlanRow& r, Objective o) {
 GlooRun gloo_run(const std::string& algorithm, const std::string& inter) {
   if (algorithm == "hierarchical") {
     // Between leaders comm runs ring, ring_chunked or halving_doubling; for anything else (bcube,
-    // hierarchical itself) halving-doubling stands in. The three phases are comm's, but on GPUs the trainer stages every rank where
-    // the simulator prices NCCL's reduce in each server: not the same shape there.
+    // hierarchical itself) halving-doubling stands in. The same shape where the leaders' schedule is.
     const GlooRun between = gloo_run(inter.empty() ? "halving-doubling" : inter);
     const bool flat = between.algorithm == "ring_chunked" || between.algorithm == "halving_doubling";
-    return {"hierarchical", flat ? between.algorithm : "halving_doubling", false};
+    return {"hierarchical", flat ? between.algorithm : "halving_doubling", flat && between.same_shape};
   }
   if (algorithm == "ring") return {"ring_chunked", "", true};
   if (algorithm == "halving-doubling") return {"halving_doubling", "", true};
@@ -71,7 +72,13 @@ std::string library_of(const Choice& choice, const topo::Topology& cluster, cons
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(cluster.graph[v].server);
   const bool staged = servers.size() > 1 && sim::stages_through_host(cluster, {});
+  if (choice.algorithm == sim::Algorithm::hierarchical)
+    return staged && gloo_run("hierarchical", sim::to_string(choice.inter)).same_shape ? "nccl+gloo" : "simulated-only";
   return staged && gloo_run(sim::to_string(choice.algorithm)).same_shape ? "gloo" : "simulated-only";
+}
+
+bool runs_as_priced(const std::string& library) {
+  return library == "nccl" || library == "gloo" || library == "nccl+gloo";
 }
 
 double accuracy_penalty_points(long long global_batch) {
@@ -229,7 +236,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     auto runs = [&](const Choice& c) {
       // Unnamed, basin's own schedules only where Gloo runs them as priced (not on one GPU either,
       // where NCCL's choice stands for the plan that reduces nothing).
-      if (!named && !c.is_nccl() && library_of(c, cluster, gpus) != "gloo") return false;
+      if (!named && !c.is_nccl() && !runs_as_priced(library_of(c, cluster, gpus))) return false;
       if (count == 1)  // nothing to reduce; NVLS-tree never stands for one GPU
         return c.algorithm != sim::Algorithm::nvls_tree && c.algorithm != sim::Algorithm::collnet_chain &&
                (c.algorithm != sim::Algorithm::nvls || nvls_here);

@@ -288,8 +288,10 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   REQUIRE(r.out.find("8 GB") != std::string::npos);
   REQUIRE(r.out.find("crossovers:") != std::string::npos);
   // Which candidates a run can use as timed: between Big Basin's servers (50 GbE) Gloo stages
-  // basin's ring [0] and halving-doubling [1]; the rest are designs.
-  REQUIRE(r.out.find("runs as timed: on Gloo, staged through host memory [0] [1]; simulated only") != std::string::npos);
+  // basin's ring [0] and halving-doubling [1], and the three phases [6] run with NCCL inside each
+  // server; the rest are designs.
+  REQUIRE(r.out.find("runs as timed: on Gloo, staged through host memory [0] [1]; on NCCL in each server and Gloo "
+                     "between, one host copy per server [6]; simulated only") != std::string::npos);
   Result h100 = run("select --cluster dgx-h100:2 --nccl");
   REQUIRE(h100.exit_code == 0);
   REQUIRE(h100.out.find("runs as timed: on NCCL [7]") != std::string::npos);

@@ -161,6 +161,16 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
     const std::string flag = flags.substr(flags.rfind("--"), flags.rfind(' ') - flags.rfind("--"));
     CHECK((r.out.find(flag) != std::string::npos || r.out.find("without NCCL") != std::string::npos));
   }
+  // NCCL inside each server, Gloo between: GPU ranks and the three phases only.
+  refused("--gpu-collective nccl+gloo", "--device gpu");
+  if (BASIN_HAVE_NCCL) {
+    refused("--device gpu --gpu-collective nccl+gloo --algorithm ring",
+            "--algorithm: expected hierarchical (or none) with --gpu-collective nccl+gloo");
+    refused("--device gpu --gpu-collective nccl+gloo --nccl-algorithm tree",
+            "no NCCL algorithm with --gpu-collective nccl+gloo");
+    // Two ranks of one server on one GPU: NCCL refuses that; servers of one rank may share it.
+    refused("--device gpu --gpu-collective nccl+gloo --nproc 2 --gpu 0", "--gpu: expected none with several local ranks");
+  }
   // More NCCL ranks than GPUs (or no GPU at all) is refused before any rank starts.
   const Result many = run("train --device gpu --gpu-collective nccl --nproc 64" + data);
   INFO(many.out);
@@ -331,7 +341,7 @@ TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce ove
   CHECK(bcube.out.find("rank") == std::string::npos);  // no rank ran to say it
   Result gpu = run(args + w.path("gpu") + " --servers 2 --device gpu --gpu-collective gloo");
   CHECK(gpu.exit_code == 2);
-  CHECK(gpu.out.find("--device cpu with --servers") != std::string::npos);
+  CHECK(gpu.out.find("--device cpu, or --gpu-collective nccl+gloo, with --servers") != std::string::npos);
   REQUIRE_FALSE(fs::exists(w.path("uneven") + "/log.jsonl"));
   REQUIRE_FALSE(fs::exists(w.path("stray") + "/log.jsonl"));
 }

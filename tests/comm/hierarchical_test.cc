@@ -2,8 +2,9 @@
 // among the servers' first ranks, and Gloo's broadcast) on meshes of threads laid out as servers:
 // exact sums against the closed form for every layout from one server to one rank per server,
 // 16-bit wires within p * u of the sum, every rank the same bits, reuse of the leaders' cached
-// algorithm, flat and hierarchical calls interleaved on one mesh, and the layouts and inner
-// algorithms it refuses, named before anything is sent.
+// algorithm, flat and hierarchical calls interleaved on one mesh, the leaders' phase alone (what
+// GPU ranks run between NCCL's phases), and the layouts and inner algorithms it refuses, named
+// before anything is sent.
 #include "comm_test_util.h"
 
 
@@ -150,6 +151,45 @@ TEST_CASE("comm hierarchical: repeated buckets reuse the leaders' algorithm; fla
     CHECK(join_errors(mismatches) == "");
     for (std::size_t c : cached) CHECK(c == 2);  // one cache entry per (buffer, options), however often run
   }
+}
+
+TEST_CASE("comm hierarchical: the leaders' phase alone sums the leaders and leaves the other ranks alone",
+          "[comm]") {
+  // exec's GPU ranks sum each server with NCCL and broadcast with NCCL: comm runs only the phase
+  // among the servers' first ranks, which alone connect. 6 ranks as 3 servers of 2: each leader
+  // ends with the sum of the leaders' vectors (ranks 0, 2, 4), the other ranks' vectors stay as
+  // they were. Run twice, then one full hierarchical call on the same mesh (its server meshes
+  // connect then) gives the sum of all six.
+  const int world = 6, per_server = 2;
+  auto comms = connect_threads(world, milliseconds(10000), per_server);
+  std::vector<std::string> mismatches(world);
+  const auto errors = on_threads(world, [&](int r) {
+    Communicator& comm = *comms[static_cast<std::size_t>(r)];
+    std::string& bad = mismatches[static_cast<std::size_t>(r)];
+    for (int round = 0; round < 2; ++round) {
+      std::vector<float> data = rank_vector(r, 4099);
+      AllreduceOptions leaders = hierarchical(Algorithm::halving_doubling);
+      leaders.leaders_only = true;
+      comm.allreduce(data, leaders);
+      for (std::size_t i = 0; i < data.size() && bad.empty(); ++i) {
+        const auto n = static_cast<long long>(i);
+        // rank_value is (r + 1) * (i % 7 + 1): the leaders 0, 2, 4 sum to (1 + 3 + 5) * (i % 7 + 1).
+        const float want = r % per_server == 0 ? 9.0f * static_cast<float>(n % 7 + 1) : rank_value(r, n);
+        if (data[i] != want)
+          bad = "leaders' phase, round " + std::to_string(round) + ", element " + std::to_string(i) + ": " +
+                std::to_string(data[i]) + ", expected " + std::to_string(want);
+      }
+    }
+    std::vector<float> all = rank_vector(r, 1000);
+    comm.allreduce(all, hierarchical(Algorithm::halving_doubling));
+    if (bad.empty()) bad = check_sum(all, world, "the full call after the leaders' phase");
+  });
+  REQUIRE(join_errors(errors) == "");
+  CHECK(join_errors(mismatches) == "");
+
+  std::vector<float> data(10, 1.0f);
+  CHECK_THROWS_WITH(comms[0]->allreduce(data, {.algorithm = Algorithm::ring_chunked, .leaders_only = true}),
+                    Catch::Matchers::Contains("leaders_only is a phase of the hierarchical allreduce"));
 }
 
 TEST_CASE("comm hierarchical: layouts and inner algorithms it cannot run are refused before sending", "[comm]") {

@@ -2,7 +2,7 @@
 // test thread goes on "computing" (writing the next bucket's gradients), reduced in FIFO order on
 // the reducer's thread; results, per-bucket timings, reuse of Gloo's objects across iterations,
 // that submit() does not wait for the network, a bucket's wait for its data (run on the reducer's
-// thread before its allreduce), and bad buckets.
+// thread before its allreduce), its signal once summed (after it), and bad buckets.
 #include "comm_test_util.h"
 
 #include <stdexcept>
@@ -140,14 +140,48 @@ TEST_CASE("comm reducer: a bucket's wait for its data runs on the reducer thread
     CHECK(off_thread[static_cast<std::size_t>(r)] == static_cast<long long>(buckets.size()));
   }
 
-  // A wait that fails fails its bucket, named, at wait(); later buckets are dropped.
+  // A wait that fails fails its bucket, named, at wait(); later buckets are dropped, and no
+  // `after` runs for them.
   auto alone = connect_threads(1);
   std::vector<float> g(100, 1.0f);
   BucketReducer reducer(*alone[0], g);
-  reducer.submit(0, 50, [] { throw std::runtime_error("copy to host failed"); });
-  reducer.submit(50, 50);
+  int afters = 0;
+  reducer.submit(0, 50, [] { throw std::runtime_error("copy to host failed"); }, [&] { ++afters; });
+  reducer.submit(50, 50, {}, [&] { ++afters; });
   using Catch::Matchers::Contains;
   CHECK_THROWS_WITH(reducer.wait(), Contains("copy to host failed") && Contains("offset 0, count 50"));
+  CHECK(afters == 0);
+}
+
+TEST_CASE("comm reducer: a bucket's `after` runs on the reducer thread once its sum is in place", "[comm]") {
+  // What exec's GPU ranks wait on before copying a bucket back: each `after` must see its own
+  // bucket summed, run once per bucket in submission order, off the caller's thread.
+  const int world = 2;
+  auto comms = connect_threads(world);
+  std::vector<std::vector<float>> grads(world);
+  std::vector<std::string> wrong(world);
+  std::vector<std::vector<long long>> order(world);
+  const auto errors = on_threads(world, [&](int r) {
+    auto& g = grads[static_cast<std::size_t>(r)];
+    g = rank_vector(r, total);
+    BucketReducer reducer(*comms[static_cast<std::size_t>(r)], g);
+    const auto caller = std::this_thread::get_id();
+    for (const Bucket& b : buckets)
+      reducer.submit(b.offset, b.count, {}, [&, b] {
+        order[static_cast<std::size_t>(r)].push_back(b.offset);
+        std::string& bad = wrong[static_cast<std::size_t>(r)];
+        if (std::this_thread::get_id() == caller && bad.empty()) bad = "after ran on the caller's thread";
+        for (long long i = b.offset; i < b.offset + b.count && bad.empty(); ++i)
+          if (g[static_cast<std::size_t>(i)] != expected_sum(world, i))
+            bad = "bucket at " + std::to_string(b.offset) + " not summed when its after ran";
+      });
+    reducer.wait();
+  });
+  REQUIRE(join_errors(errors) == "");
+  CHECK(join_errors(wrong) == "");
+  std::vector<long long> submitted;
+  for (const Bucket& b : buckets) submitted.push_back(b.offset);
+  for (const auto& o : order) CHECK(o == submitted);
 }
 
 #endif

@@ -52,15 +52,17 @@ TEST_CASE("Goyal's setting plans 8k with hierarchical halving-doubling in about 
   REQUIRE(paper.global_batch == 8192);
   REQUIRE(paper.algorithm.algorithm == Algorithm::hierarchical);
   REQUIRE(paper.algorithm.inter == Algorithm::halving_doubling);
-  // Priced as the paper's three phases (NCCL in the servers, Gloo between), which basin train's
-  // Gloo path does not run; ring and halving-doubling between 50 GbE servers it runs as priced
-  // (Gloo's ring_chunked and halving_doubling), the others have no Gloo schedule of their shape.
-  REQUIRE(paper.library == "simulated-only");
+  // Priced as the paper's three phases (NCCL in the servers, Gloo between), which basin train
+  // runs as --gpu-collective nccl+gloo; ring and halving-doubling between 50 GbE servers it runs
+  // as priced (Gloo's ring_chunked and halving_doubling), the others have no Gloo schedule of
+  // their shape.
+  REQUIRE(paper.library == "nccl+gloo");
   for (const auto& row : gloo.rows) {
     if (row.gpus <= 8) continue;
     const bool as_gloo = row.algorithm.algorithm == Algorithm::ring ||
                          row.algorithm.algorithm == Algorithm::halving_doubling;
-    REQUIRE(row.library == (as_gloo ? "gloo" : "simulated-only"));
+    const bool three_phases = row.algorithm.algorithm == Algorithm::hierarchical;
+    REQUIRE(row.library == (as_gloo ? "gloo" : three_phases ? "nccl+gloo" : "simulated-only"));
   }
   REQUIRE(paper.time_to_train_h > 0.75);
   REQUIRE(paper.time_to_train_h < 1.25);
@@ -220,8 +222,12 @@ TEST_CASE("gloo_run maps every algorithm name to what Gloo runs, its shape only 
     const GlooRun g = gloo_run(name);
     CAPTURE(name, g.algorithm);
     CHECK(comm_names.count(g.algorithm) == 1);
-    CHECK(g.same_shape == (name == "ring" || name == "halving-doubling"));
+    CHECK(g.same_shape == (name == "ring" || name == "halving-doubling" || name == "hierarchical"));
   }
+  // The three phases are Gloo's shape where the leaders' schedule is.
+  CHECK(gloo_run("hierarchical", "ring").same_shape);
+  CHECK_FALSE(gloo_run("hierarchical", "bcube").same_shape);
+  CHECK_FALSE(gloo_run("hierarchical", "tree").same_shape);
   CHECK(gloo_run("ring").algorithm == "ring_chunked");
   CHECK(gloo_run("tree").algorithm == "ring_chunked");
   CHECK(gloo_run("auto").algorithm == "halving_doubling");  // NCCL's own choice, run on CPU ranks
@@ -250,12 +256,17 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
         REQUIRE(row.library == "nccl");
       } else {
         // basin's own schedules only where Gloo stages them through host memory as priced:
-        // flat ones between servers joined by Ethernet, never inside one server, never over
-        // InfiniBand, never hierarchical's three phases.
+        // flat ones between servers joined by Ethernet, and the three phases there with NCCL
+        // inside each server; never inside one server, never over InfiniBand.
         REQUIRE(ethernet);
         REQUIRE(row.servers() > 1);
-        REQUIRE((row.algorithm.algorithm == Algorithm::ring || row.algorithm.algorithm == Algorithm::halving_doubling));
-        REQUIRE(row.library == "gloo");
+        if (row.algorithm.algorithm == Algorithm::hierarchical) {
+          REQUIRE(row.algorithm.inter == Algorithm::halving_doubling);
+          REQUIRE(row.library == "nccl+gloo");
+        } else {
+          REQUIRE((row.algorithm.algorithm == Algorithm::ring || row.algorithm.algorithm == Algorithm::halving_doubling));
+          REQUIRE(row.library == "gloo");
+        }
       }
     }
   };

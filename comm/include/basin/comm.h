@@ -85,6 +85,11 @@ struct AllreduceOptions {
   int bcube_base = 2;  // bcube's group size: the world size must be a power of it
   // hierarchical's algorithm among the servers' leaders: ring, ring_chunked or halving_doubling.
   Algorithm inter = Algorithm::halving_doubling;
+  // hierarchical only: the phase among the leaders alone. The caller has summed each server onto
+  // its first rank and broadcasts the result itself (exec's GPU ranks, where NCCL runs both
+  // phases inside a server); the other ranks return at once, and only the leaders' mesh is
+  // connected, so only the leaders call it.
+  bool leaders_only = false;
 };
 
 const char* name(Algorithm algorithm);
@@ -183,8 +188,10 @@ class BucketReducer {
 
   // `before`, when given, runs on the reducer's thread just before this bucket's allreduce: a
   // wait for the bucket's data to arrive (exec's device-to-host copy). Its exception fails the
-  // bucket like a failed allreduce.
-  void submit(long long offset, long long count, std::function<void()> before = {});
+  // bucket like a failed allreduce. `after` runs there once the bucket is summed (not after a
+  // failure): a signal for whoever takes the sum on (exec's copy back to the GPU).
+  void submit(long long offset, long long count, std::function<void()> before = {},
+              std::function<void()> after = {});
   std::vector<BucketTiming> wait();
 
  private:

@@ -142,8 +142,12 @@ struct TrainConfig {
   // Ranks on a GPU backend: what sums the gradients. gloo stages each bucket through host memory
   // to `comm`'s Gloo allreduce (what Goyal et al. ran; ranks may share a GPU); nccl runs NCCL's
   // allreduce on the GPUs (one rank per GPU, fp32 wire; the NCCL unique id travels through
-  // `comm`'s rendezvous store, and `comm` still sums the loss and validation counts).
-  enum class GpuCollective { gloo, nccl } gpu_collective = GpuCollective::gloo;
+  // `comm`'s rendezvous store, and `comm` still sums the loss and validation counts);
+  // nccl_gloo runs Goyal et al.'s three phases as Gloo's CUDA allreduce ran them for the paper:
+  // NCCL's reduce onto each server's first rank (servers of comm->local_world_size() ranks, one
+  // GPU each), allreduce.inter through Gloo among those ranks on one host copy per server, NCCL's
+  // broadcast back (allreduce.algorithm must be hierarchical).
+  enum class GpuCollective { gloo, nccl, nccl_gloo } gpu_collective = GpuCollective::gloo;
   // NCCL's algorithm for this run's communicator (NCCL_ALGO while it is created); automatic
   // leaves the choice per message size to NCCL's tuner. nvls: the NVSwitch sums (NVLink SHARP;
   // every rank's GPU on one third-generation NVSwitch or later, else NCCL refuses the allreduce);

@@ -27,7 +27,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <typeinfo>
+#include <utility>
 
+#include "bucket_events.h"
 #include "gpu_backend.h"
 #include "nccl_check.h"
 #include "nccl_comm.h"
@@ -35,13 +37,8 @@
 namespace basin::exec::detail {
 namespace {
 
+using gpu::BucketEvents;
 using gpu::Event;
-
-struct BucketEvents {
-  Event ready, start, end;
-  long long offset = 0, count = 0;
-  std::chrono::steady_clock::time_point submitted;
-};
 
 class NcclTransport final : public GradientTransport {
  public:
@@ -51,13 +48,7 @@ class NcclTransport final : public GradientTransport {
         finished_(gpu::make_event(cudaEventDefault)) {
     if (wire_ != comm::WirePrecision::fp32)
       narrow_ = gpu::DeviceMemory(sizeof(std::uint16_t) * std::max<size_t>(grads_.size(), 1));
-    cudaStream_t s = nullptr;
-    int least = 0, greatest = 0;
-    CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    // The highest priority: a bucket's allreduce kernels are scheduled ahead of the backward
-    // kernels queued behind them, so communication starts as soon as its input is ready.
-    CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
-    stream_.reset(s);
+    stream_ = gpu::make_communication_stream();
   }
   // The communicator goes first (finalized, or aborted after a failure), so no collective of
   // it can still be reading the 16-bit copy or running on the stream when they are freed.
@@ -68,10 +59,7 @@ class NcclTransport final : public GradientTransport {
       throw std::invalid_argument("NCCL bucket [" + std::to_string(offset) + ", " +
                                   std::to_string(offset + count) + ") outside the " +
                                   std::to_string(grads_.size()) + " gradients");
-    if (used_ == buckets_.size())
-      buckets_.push_back({gpu::make_event(cudaEventDisableTiming), gpu::make_event(cudaEventDefault),
-                          gpu::make_event(cudaEventDefault)});
-    BucketEvents& b = buckets_[used_++];
+    BucketEvents& b = gpu::next_bucket(buckets_, used_);
     b.offset = offset, b.count = count, b.submitted = std::chrono::steady_clock::now();
     CUDA_CHECK(cudaEventRecord(b.ready.get(), compute_));
     CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), b.ready.get(), 0));
@@ -100,25 +88,12 @@ class NcclTransport final : public GradientTransport {
   }
 
   std::vector<comm::BucketTiming> wait() override {
-    std::vector<comm::BucketTiming> timings;
-    if (used_ == 0) return timings;
+    if (used_ == 0) return {};
     CUDA_CHECK(cudaEventRecord(finished_.get(), stream_.get()));
     comm_->wait_for(finished_.get(), "waiting for " + std::to_string(used_) + " gradient buckets");
     const auto seen = std::chrono::steady_clock::now();
     CUDA_CHECK(cudaStreamWaitEvent(compute_, finished_.get(), 0));
-    auto before_seen = [&](cudaEvent_t e) {
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, e, finished_.get()));
-      return seen - std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                        std::chrono::duration<double, std::milli>(ms));
-    };
-    for (size_t i = 0; i < used_; ++i) {
-      const BucketEvents& b = buckets_[i];
-      timings.push_back({.offset = b.offset, .count = b.count, .submitted = b.submitted,
-                         .start = before_seen(b.start.get()), .end = before_seen(b.end.get())});
-    }
-    used_ = 0;
-    return timings;
+    return gpu::bucket_timings(buckets_, std::exchange(used_, 0), finished_.get(), seen);
   }
 
  private:
@@ -140,14 +115,12 @@ class NcclTransport final : public GradientTransport {
 
 }  // namespace
 
-namespace {
 gpu::CudnnBackend& gpu_backend_of(Backend& backend) {
   auto* gpu_backend = dynamic_cast<gpu::CudnnBackend*>(&backend);
   if (!gpu_backend)
-    throw std::invalid_argument("gpu_collective: nccl needs basin's GPU backend, not " + backend.name());
+    throw std::invalid_argument("gpu_collective: NCCL needs basin's GPU backend, not " + backend.name());
   return *gpu_backend;
 }
-}  // namespace
 
 std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
                                                        std::unique_ptr<gpu::NcclComm> comm,

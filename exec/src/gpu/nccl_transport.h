@@ -1,6 +1,7 @@
 // NCCL for GPU gradients: the communicator (its unique id through the ranks' rendezvous store,
-// the algorithm set per communicator, a timeout) and the gradient transport that allreduces
-// buckets on a communication stream ordered after the GPU backend's compute stream.
+// the algorithm set per communicator, a timeout) and the gradient transports that allreduce
+// buckets on a communication stream ordered after the GPU backend's compute stream: NCCL's own
+// allreduce, or NCCL inside each server with Gloo between them.
 // This header names no CUDA or NCCL type, so gradient_sync.cc includes it whenever
 // BASIN_HAVE_NCCL is set; the rest is in nccl_comm.h (GPU code and GPU tests only).
 #pragma once
@@ -10,6 +11,7 @@
 #include "../gradient_transport.h"
 
 namespace basin::exec::gpu {
+class CudnnBackend;
 class NcclComm;
 }
 
@@ -32,5 +34,17 @@ std::unique_ptr<GradientTransport> make_nccl_transport(Backend& backend,
                                                        std::unique_ptr<gpu::NcclComm> comm,
                                                        std::span<float> grads,
                                                        comm::WirePrecision wire);
+
+// Goyal et al.'s three phases (nccl_hierarchical.cc): NCCL's reduce onto each server's first
+// rank, Gloo's options.inter among those ranks through one copy in host memory per server (the
+// leaders' phase of comm's hierarchical allreduce), NCCL's broadcast back. Servers are
+// `world`'s torchrun numbering (local_world_size ranks each); one NCCL communicator per server,
+// its unique id made by world rank 0 and shared through `world`'s rendezvous store.
+std::unique_ptr<GradientTransport> make_hierarchical_nccl_transport(Backend& backend, comm::Communicator& world,
+                                                                    std::span<float> grads,
+                                                                    const comm::AllreduceOptions& options);
+
+// `backend` as basin's GPU backend; any other is refused, naming it.
+gpu::CudnnBackend& gpu_backend_of(Backend& backend);
 
 }  // namespace basin::exec::detail

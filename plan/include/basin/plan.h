@@ -112,13 +112,17 @@ bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 // What runs `choice` on these GPUs as the simulator prices it (PlanRow::library, a plan file's
 // /allreduce/library): "nccl" for NCCL's algorithms; "gloo" for basin's ring and halving-doubling
 // on GPUs of two servers or more joined by TCP, priced staged through host memory as basin
-// train's Gloo path runs them (Gloo's ring_chunked and halving_doubling); "simulated-only" for
-// basin's other schedules, and for those two elsewhere, where they are priced moving GPU memory
-// directly, which neither NCCL nor Gloo does (basin train runs tree and 2d-torus as ring_chunked,
-// recursive doubling as halving-doubling; Gloo's bcube has base 2 where basin's has 4;
-// hierarchical is priced as Goyal et al.'s three phases, NCCL's reduce in each server, Gloo
-// between, NCCL's broadcast, where the trainer stages every rank); "none" for one GPU.
+// train's Gloo path runs them (Gloo's ring_chunked and halving_doubling); "nccl+gloo" for
+// hierarchical there, with ring or halving-doubling between the servers: Goyal et al.'s three
+// phases, NCCL's reduce in each server, Gloo between on one host copy per server, NCCL's
+// broadcast, as the simulator prices them and basin train's --gpu-collective nccl+gloo runs them;
+// "simulated-only" for basin's other schedules, and for those elsewhere, where they are priced
+// moving GPU memory directly, which neither NCCL nor Gloo does (basin train runs tree and
+// 2d-torus as ring_chunked, recursive doubling as halving-doubling; Gloo's bcube has base 2 where
+// basin's has 4); "none" for one GPU.
 std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus);
+// Whether basin train runs a library_of answer as it was priced: nccl, gloo or nccl+gloo.
+bool runs_as_priced(const std::string& library);
 
 // How basin train runs one of basin's allreduce names (a plan file's /allreduce/algorithm and
 // /allreduce/inter) through Gloo, in the comm layer's names: its own shape where Gloo has it
@@ -218,9 +222,9 @@ struct PlanRow {
   double memory_GB = 0;         // device memory a GPU needs (sim::memory_needed_GB)
   // What runs the allreduce on GPUs as it was priced (plan_document's /allreduce/library):
   // "nccl"; "gloo", staged through host memory (basin's ring and halving-doubling between
-  // servers joined by TCP, where the simulator prices the staging); "simulated-only", basin's own schedule as
-  // basin train does not run it (moving GPU memory directly, or hierarchical's three phases with
-  // NCCL's reduce and broadcast, where basin train's Gloo path stages every rank); "none" on one GPU.
+  // servers joined by TCP, where the simulator prices the staging); "nccl+gloo", Goyal et al.'s
+  // three phases there; "simulated-only", basin's own schedule as basin train does not run it
+  // (moving GPU memory directly); "none" on one GPU (library_of).
   std::string library;
   std::string input_basis;      // the simulator's: the CPU cores decoding for a GPU, or why none
   bool compute_estimated = false;  // the simulator's: no measurement of this device, network and precision
