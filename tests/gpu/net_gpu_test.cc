@@ -60,11 +60,11 @@ StepResult one_step(Net& net, const std::vector<float>& images, const std::vecto
 }
 
 #if BASIN_HAVE_DNNL
-// Runs one step on the CPU and on the GPU from identical weights; returns the worst per-tensor
-// gradient error (max-relative, or norm-relative when `norm`) and checks everything against
-// `bound`.
+// Runs one step on the CPU and on the GPU from identical weights; checks outputs, statistics and
+// (with `norm`, norm-relative) the whole gradient against `bound`, and each gradient tensor
+// (max-relative, or norm-relative when `norm`) against `tensor_bound`.
 void compare_networks(const model::Network& network, int batch, bool zero_init_residual,
-                      double bound, bool norm) {
+                      double bound, bool norm, double tensor_bound) {
   auto cpu = make_cpu_backend(0);
   Net on_cpu(network, *cpu, batch), on_gpu(network, gpu(), batch);
   for (Net* net : {&on_cpu, &on_gpu}) {
@@ -94,10 +94,13 @@ void compare_networks(const model::Network& network, int batch, bool zero_init_r
     const auto cg = std::span(c.grads).subspan(p.offset, p.count);
     const double e = norm ? relative_norm_error(gg, cg) : relative_max_error(gg, cg);
     worst = std::max(worst, e);
-    CHECK(e <= bound);
+    CHECK(e <= tensor_bound);
   }
+  const double whole = relative_norm_error(g.grads, c.grads);
+  if (norm) CHECK(whole <= bound);
   WARN(network.name << " on " << gpu().name() << ": worst gradient tensor against the CPU ("
-                    << (norm ? "norm" : "max") << "-relative) " << worst);
+                    << (norm ? "norm" : "max") << "-relative) " << worst << "; the whole gradient "
+                    << whole << " norm-relative");
 }
 #endif
 
@@ -112,7 +115,7 @@ TEST_CASE("Small ResNets forward and backward on the GPU match the CPU backend",
                                       .image_size = 32, .classes = 10});
   // Bound 1e-3 max-relative on every output, statistic and gradient tensor: a few layers deep,
   // fp32 on both sides, sums in different orders.
-  compare_networks(network, 3, false, 1e-3, false);
+  compare_networks(network, 3, false, 1e-3, false, 1e-3);
 }
 
 TEST_CASE("ResNet-50 forward and backward on the GPU match the CPU backend within 1e-3",
@@ -129,7 +132,11 @@ TEST_CASE("ResNet-50 forward and backward on the GPU match the CPU backend withi
   // does (oneDNN's AVX-512 against ONEDNN_MAX_CPU_ISA=AVX2, 2026-12-07), differed by at most
   // 3.6e-5 norm-relative per gradient tensor. With perturbed gammas, as the small ResNets' test
   // has, ResNet-50 differed by 4.7e-2 (ties), the small ResNets by 1.2e-5 max-relative.
-  compare_networks(model::network_by_name("resnet50", 224, 1000), 2, true, 1e-3, true);
+  // Left are about 3M downsampling-block ReLUs and 0.4M stem max-pool windows: with the backends
+  // ~1e-7 to 5e-7 apart, about one may still go the other way, moving its block's gradient
+  // tensors by ~1/sqrt(their size), ~1.1e-3. So 1e-3 holds for the whole gradient (and every
+  // output), 5e-3 for each tensor: one flip passes, a wrong layer does not.
+  compare_networks(model::network_by_name("resnet50", 224, 1000), 2, true, 1e-3, true, 5e-3);
 }
 #endif
 

@@ -278,9 +278,29 @@ void CudnnBackend::shrink_workspace() {
   searched_ = false;
 }
 
+// cuDNN's transform for fp32; basin's relayout kernel for 16-bit data, where the legacy
+// cudnnTransformTensor's support is not assured (bf16 above all) and a plain copy is all it takes.
 void CudnnBackend::transform(const TensorDescriptor& from_desc, const void* from,
                              const TensorDescriptor& to_desc, void* to) {
-  CUDNN_CHECK(cudnnTransformTensor(cudnn_, &kOne, from_desc, from, &kZero, to_desc, to));
+  cudnnDataType_t type{}, to_type{};
+  int dims[4], strides[4], to_dims[4], to_strides[4];
+  CUDNN_CHECK(cudnnGetTensor4dDescriptor(from_desc, &type, &dims[0], &dims[1], &dims[2], &dims[3], &strides[0],
+                                         &strides[1], &strides[2], &strides[3]));
+  CUDNN_CHECK(cudnnGetTensor4dDescriptor(to_desc, &to_type, &to_dims[0], &to_dims[1], &to_dims[2], &to_dims[3],
+                                         &to_strides[0], &to_strides[1], &to_strides[2], &to_strides[3]));
+  if (type == CUDNN_DATA_FLOAT || type != to_type) {
+    CUDNN_CHECK(cudnnTransformTensor(cudnn_, &kOne, from_desc, from, &kZero, to_desc, to));
+    return;
+  }
+  kernels::Layout4d layout;
+  for (int d = 0; d < 4; ++d) {
+    if (dims[d] != to_dims[d])
+      throw std::logic_error("CudnnBackend::transform: descriptors of different shapes");
+    layout.dims[d] = dims[d];
+    layout.src_strides[d] = strides[d];
+    layout.dst_strides[d] = to_strides[d];
+  }
+  kernels::relayout_gpu(from, to, 2, layout, stream_);
 }
 
 void CudnnBackend::write_nchw(const float* src, Tensor& dst) {
@@ -332,22 +352,13 @@ void CudnnBackend::copy(const Tensor& src, Tensor& dst) {
 
 // ----- Elementwise layers and the loss ------------------------------------------------------------
 
+// basin's kernel in every precision: one pass, y may be a or b (a gradient summed into another).
+// cudnnAddTensor would need y to start as an input (an extra copy when it is neither), and on
+// NHWC descriptors it has been much slower than a flat pass.
 void CudnnBackend::add(const Tensor& a, const Tensor& b, Tensor& y) {
   const Precision p = sum_precision(a, b, y);
-  if (p != Precision::fp32) {
-    kernels::add_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()),
-                     kernel_precision(p), stream_);
-    return;
-  }
-  // cudnnAddTensor accumulates into its output (C = A + C), so y starts as one of the inputs.
-  const TensorDescriptor t = nhwc_descriptor(y.desc);
-  const Tensor* other = &b;
-  if (y.ptr() == b.ptr()) {
-    other = &a;
-  } else if (y.ptr() != a.ptr()) {
-    copy(a, y);
-  }
-  CUDNN_CHECK(cudnnAddTensor(cudnn_, &kOne, t, other->ptr(), &kOne, t, y.ptr()));
+  kernels::add_gpu(a.ptr(), b.ptr(), y.ptr(), static_cast<size_t>(y.desc.elements()), kernel_precision(p),
+                   stream_);
 }
 
 // One pass of basin's kernel in every precision (the fp32 path too: its arithmetic is one IEEE

@@ -43,6 +43,19 @@ void cast_cpu(const void* src, Precision from, void* dst, Precision to, size_t n
 // how floats from the host become a GPU's activations in one pass.
 void nchw_to_nhwc_cpu(const float* src, void* dst, Precision to, int n, int c, int hw);
 
+// A 4-d tensor's elements between two layouts of the same dims: element [a][b][c][d] is at
+// a*strides[0] + b*strides[1] + c*strides[2] + d*strides[3] elements from the start (NCHW and
+// NHWC, OIHW and OHWI are four such stride sets over the same dims).
+struct Layout4d {
+  int dims[4] = {0, 0, 0, 0};
+  long long src_strides[4] = {0, 0, 0, 0}, dst_strides[4] = {0, 0, 0, 0};
+};
+// Throws std::invalid_argument for elements other than 2 or 4 bytes, or negative dims or strides.
+void check_layout(const Layout4d& layout, size_t element_bytes);
+// Copies every element of `src` at the source strides to `dst` at the destination strides,
+// bytes unchanged (no conversion: exact in any precision). src and dst must not overlap.
+void relayout_cpu(const void* src, void* dst, size_t element_bytes, const Layout4d& layout);
+
 // ---------------------------------------------------------------------------------------------
 // SGD
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +202,8 @@ void cast_gpu(const void* src, Precision from, void* dst, Precision to, size_t n
               void* stream = nullptr);
 void nchw_to_nhwc_gpu(const float* src, void* dst, Precision to, int n, int c, int hw,
                       void* stream = nullptr);
+void relayout_gpu(const void* src, void* dst, size_t element_bytes, const Layout4d& layout,
+                  void* stream = nullptr);
 
 void sgd_momentum_step_gpu(float* weights, float* velocity, const float* grads, size_t n,
                            const SgdParams& p, void* stream = nullptr);
