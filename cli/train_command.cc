@@ -33,13 +33,6 @@ namespace {
 // with the field's JSON path: "plan.json: /lr_schedule/base_lr: expected ...".
 std::string naming_the_flag(const std::string& message, const std::string& plan,
                             const std::function<bool(const char*)>& given) {
-  static const std::pair<const char*, const char*> in_plan[] = {
-      {"batch", "/batch_per_device"}, {"world_size", "/world_size"}, {"epochs", "/epochs"},
-      {"base_lr", "/lr_schedule/base_lr"}, {"base_batch", "/lr_schedule/base_batch"},
-      {"warmup_epochs", "/lr_schedule/warmup_epochs"}, {"warmup_start_lr", "/lr_schedule/warmup_start_lr"},
-      {"gamma", "/lr_schedule/gamma"}, {"milestones", "/lr_schedule/milestones"},
-      {"momentum", "/lr_schedule/momentum"}, {"weight_decay", "/lr_schedule/weight_decay"},
-      {"bucket_mb", "/allreduce/bucket_MB"}, {"algorithm", "/allreduce/algorithm"}, {"inter", "/allreduce/inter"}};
   static const std::pair<const char*, const char*> flags[] = {
       {"batch", "--batch"}, {"micro_batches", "--micro-batches"}, {"world_size", "--world-size"},
       {"epochs", "--epochs"}, {"base_lr", "--lr"}, {"base_batch", "--base-batch"},
@@ -54,9 +47,8 @@ std::string naming_the_flag(const std::string& message, const std::string& plan,
       {"out", "--out"}};
   for (const auto& [field, flag] : flags) {
     if (!message.starts_with(std::string(field) + ": ")) continue;
-    if (!plan.empty() && !given(flag))
-      for (const auto& [plan_field, pointer] : in_plan)
-        if (std::string_view(plan_field) == field) return plan + ": " + pointer + message.substr(std::strlen(field));
+    if (const std::string pointer = plan_field_of(field); !plan.empty() && !given(flag) && !pointer.empty())
+      return plan + ": " + pointer + message.substr(std::strlen(field));
     return std::string(flag) + " (" + field + ")" + message.substr(std::strlen(field));
   }
   return message;

@@ -40,6 +40,9 @@ int ranks_from_env();
 // Fills the options from a plan file; flags the user gave win over the plan. Throws
 // topo::InputError naming the file and the field.
 void apply_plan(const std::string& path, TrainOptions& o, const GivenFlag& given);
+// The plan file's JSON pointer for a TrainConfig field the trainer names in its refusals
+// ("base_lr" -> "/lr_schedule/base_lr"); empty for a field no plan sets.
+std::string plan_field_of(const std::string& trainer_field);
 // `--plan auto`: plans for this machine, then runs that plan file as if it had been given; ranks
 // started by --nproc get the file's path (and the plan's thread count) instead of "auto", so they
 // all run the one plan the launcher wrote. Returns the arguments the ranks get.

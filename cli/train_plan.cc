@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <optional>
 
 namespace basin::cli {
@@ -37,29 +38,58 @@ int ranks_from_env() {
 
 namespace {
 
-// basin.plan/1's fields (docs/plan-format.md). A misspelt optional one ("intr" for the
-// hierarchical plan's "inter") would otherwise be read as absent and the run would silently use
-// a default instead of the plan; "prediction" is the planner's record and is not read here.
+// basin.plan/1's fields (docs/plan-format.md), each with the TrainConfig field it sets where the
+// trainer names one in its refusals: the one list both the check below and the error naming
+// (plan_field_of) read. A misspelt optional field ("intr" for the hierarchical plan's "inter")
+// would otherwise be read as absent and the run would silently use a default instead of the
+// plan; "prediction" is the planner's record and is not read here.
+struct PlanField {
+  const char* pointer;
+  const char* trainer_field;  // "" where the trainer names none
+};
+constexpr PlanField kPlanFields[] = {
+    {"/format", ""}, {"/cluster", ""}, {"/model", ""}, {"/device", ""}, {"/world_size", "world_size"},
+    {"/batch_per_device", "batch"}, {"/global_batch", ""}, {"/epochs", "epochs"}, {"/dataset_images", ""},
+    {"/prediction", ""}, {"/basis", ""}, {"/threads_per_rank", ""}, {"/servers", ""}, {"/gpus_per_server", ""},
+    {"/allreduce/algorithm", "algorithm"}, {"/allreduce/inter", "inter"}, {"/allreduce/protocol", ""},
+    {"/allreduce/library", ""}, {"/allreduce/bucket_MB", "bucket_mb"},
+    {"/precision/compute", ""}, {"/precision/wire", ""},
+    {"/lr_schedule/base_lr", "base_lr"}, {"/lr_schedule/base_batch", "base_batch"}, {"/lr_schedule/lr", ""},
+    {"/lr_schedule/warmup_epochs", "warmup_epochs"}, {"/lr_schedule/warmup_start_lr", "warmup_start_lr"},
+    {"/lr_schedule/decay", ""}, {"/lr_schedule/milestones", "milestones"}, {"/lr_schedule/gamma", "gamma"},
+    {"/lr_schedule/momentum", "momentum"}, {"/lr_schedule/nesterov", ""},
+    {"/lr_schedule/weight_decay", "weight_decay"}, {"/lr_schedule/weight_decay_on_bn_and_bias", ""},
+    {"/lr_schedule/zero_init_last_bn_gamma", ""}};
+
 void check_plan_fields(const nlohmann::json& plan, const std::string& path) {
-  using topo::require_known_fields;
-  require_known_fields(plan,
-                       {"format", "cluster", "model", "device", "world_size", "batch_per_device",
-                        "global_batch", "allreduce", "precision", "lr_schedule", "epochs",
-                        "dataset_images", "prediction", "basis", "threads_per_rank", "servers",
-                        "gpus_per_server"},
-                       path, "");
-  if (plan.contains("allreduce"))
-    require_known_fields(plan["allreduce"], {"algorithm", "inter", "protocol", "library", "bucket_MB"}, path,
-                         "/allreduce");
-  if (plan.contains("precision"))
-    require_known_fields(plan["precision"], {"compute", "wire"}, path, "/precision");
-  if (plan.contains("lr_schedule"))
-    require_known_fields(plan["lr_schedule"],
-                         {"base_lr", "base_batch", "lr", "warmup_epochs", "warmup_start_lr", "decay",
-                          "milestones", "gamma", "momentum", "nesterov", "weight_decay",
-                          "weight_decay_on_bn_and_bias", "zero_init_last_bn_gamma"},
-                         path, "/lr_schedule");
+  // The known names at the top and under each object, read off the pointers.
+  std::map<std::string, std::vector<std::string>> known;  // "" for the top level, else "/allreduce", ...
+  for (const PlanField& f : kPlanFields) {
+    const std::string pointer = f.pointer;
+    const size_t slash = pointer.rfind('/');
+    const std::string parent = pointer.substr(0, slash);
+    auto add = [&](const std::string& at, const std::string& name) {
+      auto& names = known[at];
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    };
+    add(parent, pointer.substr(slash + 1));
+    if (!parent.empty()) add("", parent.substr(1));
+  }
+  for (const auto& [parent, names] : known) {
+    const nlohmann::json::json_pointer at(parent);
+    if (plan.contains(at) && plan[at].is_object()) topo::require_known_fields(plan[at], names, path, parent);
+  }
 }
+
+}  // namespace
+
+std::string plan_field_of(const std::string& trainer_field) {
+  for (const PlanField& f : kPlanFields)
+    if (trainer_field == f.trainer_field) return f.pointer;
+  return "";
+}
+
+namespace {
 
 std::string format_number(double x) {
   char text[32];
