@@ -119,7 +119,7 @@ int Communicator::world_size() const { return impl_->config.world_size; }
 int Communicator::local_rank() const { return impl_->config.local_rank; }
 int Communicator::local_world_size() const { return impl_->config.local_world_size; }
 std::chrono::milliseconds Communicator::timeout() const { return impl_->config.timeout; }
-std::size_t Communicator::cached_algorithms() const { return impl_->cache.size(); }
+std::size_t Communicator::cached_algorithms() const { return impl_->cache.size() + impl_->leaders_cache.size(); }
 
 void Communicator::allreduce(std::span<float> data, const AllreduceOptions& options) {
   Impl& m = *impl_;
@@ -155,9 +155,10 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
   const CacheKey key{data.data(), data.size(), static_cast<int>(options.algorithm), static_cast<int>(options.precision),
                      options.algorithm == Algorithm::bcube ? options.bcube_base : 0,
                      hierarchical ? static_cast<int>(options.inter) : -1, options.leaders_only};
-  auto it = m.cache.find(key);
-  if (it == m.cache.end()) {
-    if (m.cache.size() >= max_cached) m.cache.clear();
+  auto& cache = options.leaders_only ? m.leaders_cache : m.cache;
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    if (cache.size() >= max_cached) cache.clear();
     CachedAllreduce entry;
     const int count = static_cast<int>(data.size());
     // The flat algorithm's ranks: the whole mesh, or for hierarchical the leaders (none elsewhere).
@@ -172,7 +173,7 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
                                             ? make_allreduce(flat, ranks, data.data(), count)
                                             : make_allreduce(flat, ranks, entry.staging.data(), count, options.precision));
     }
-    it = m.cache.emplace(key, std::move(entry)).first;
+    it = cache.emplace(key, std::move(entry)).first;
   }
 
   CachedAllreduce& entry = it->second;
@@ -184,13 +185,13 @@ void Communicator::allreduce(std::span<float> data, const AllreduceOptions& opti
   // receive buffer this rank is still reducing from (intermittently wrong sums in our tests).
   // A fresh object takes fresh slots, so bcube is rebuilt for every call instead of cached.
   struct DropBcube {
-    Impl& m;
+    std::map<CacheKey, CachedAllreduce>& cache;
     decltype(it) at;
     bool drop;
     ~DropBcube() {
-      if (drop) m.cache.erase(at);
+      if (drop) cache.erase(at);
     }
-  } drop_bcube{m, it, options.algorithm == Algorithm::bcube};
+  } drop_bcube{cache, it, options.algorithm == Algorithm::bcube};
   if (options.precision != WirePrecision::fp32) {
     // Scale before rounding to 16 bits, so a mean (scale 1/p) keeps large sums inside half's range.
     const auto narrow = options.precision == WirePrecision::fp16 ? kn::float_to_fp16_bits : kn::float_to_bf16_bits;
@@ -220,6 +221,7 @@ Communicator::Impl::~Impl() {
   try {
     farewell.reset();
     cache.clear();
+    leaders_cache.clear();
     hierarchy.reset();
   } catch (...) {
     // gloo::Algorithm's destructor is noexcept(false); a failing teardown must not terminate.
@@ -227,6 +229,7 @@ Communicator::Impl::~Impl() {
 }
 
 void Communicator::Impl::ensure_usable() const {
+  const std::lock_guard lock(failure_mutex);
   if (!broken.empty())
     throw CommError("rank " + std::to_string(config.rank) +
                         ": the communicator is unusable after an earlier failure: " + broken,
@@ -249,6 +252,7 @@ int peer_in_message(const std::vector<std::string>& peer_addresses, const std::s
 
 CommError Communicator::Impl::failure(const char* file, int line, const std::string& operation,
                                        const std::string& gloo_message) {
+  const std::lock_guard lock(failure_mutex);
   const bool first = broken.empty();
   const RollCall call = first ? roll_call(operation) : RollCall{};
   int peer = call.silent.size() == 1 ? call.silent.front() : -1;

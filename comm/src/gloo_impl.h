@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -73,8 +74,15 @@ struct Communicator::Impl {
   std::vector<std::string> peer_addresses;  // by rank, as Gloo prints them ("[127.0.0.1]:41234")
   RendezvousStore store;                    // empty for a world of one
   std::map<CacheKey, CachedAllreduce> cache;
+  // The leaders' phase alone (AllreduceOptions::leaders_only) runs on the leaders only, so its
+  // algorithms are cached apart: `cache` is cleared on every rank at the same call, which this
+  // one's entries (leaders only) would put out of step.
+  std::map<CacheKey, CachedAllreduce> leaders_cache;
   std::unique_ptr<Hierarchy> hierarchy;  // after the first hierarchical allreduce
   std::string broken;                      // the first Gloo failure; the mesh is unusable after it
+  // Guards `broken` and the roll call: a GPU rank's NCCL failure (main thread) and its Gloo
+  // reducer's failure (reducer thread) may both reach for them; the second then finds it done.
+  mutable std::mutex failure_mutex;
   std::vector<float> barrier_value = std::vector<float>(1);
   // The destructor's barrier, built at connect before any collective so that its slots are its own:
   // data a peer sent for a collective this rank never ran cannot land in it.

@@ -82,6 +82,7 @@ RollCall Communicator::Impl::roll_call(const std::string& operation) {
 }
 
 std::string Communicator::roll_call(const std::string& operation, std::vector<int>* silent) {
+  const std::lock_guard lock(impl_->failure_mutex);
   if (!impl_->broken.empty()) return "";
   const RollCall call = impl_->roll_call(operation);
   impl_->broken = "rank " + std::to_string(impl_->config.rank) + ": " + operation + " failed outside Gloo" + call.text;

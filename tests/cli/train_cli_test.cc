@@ -170,6 +170,18 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
             "no NCCL algorithm with --gpu-collective nccl+gloo");
     // Two ranks of one server on one GPU: NCCL refuses that; servers of one rank may share it.
     refused("--device gpu --gpu-collective nccl+gloo --nproc 2 --gpu 0", "--gpu: expected none with several local ranks");
+    // Emulated servers on GPUs pass the --servers rule with nccl+gloo (a communicator per
+    // server): here they stop only at the missing GPU.
+    const Result servers = run("train --device gpu --gpu-collective nccl+gloo --nproc 2 --servers 2" + data);
+    INFO(servers.out);
+    CHECK(servers.exit_code != 0);
+    CHECK(servers.out.find("--servers: expected") == std::string::npos);
+#if BASIN_HAVE_CUDA
+    const int gpus = basin::kernels::cuda_device_count();
+#else
+    const int gpus = 0;
+#endif
+    if (gpus == 0) CHECK(servers.out.find("none found") != std::string::npos);
   }
   // More NCCL ranks than GPUs (or no GPU at all) is refused before any rank starts.
   const Result many = run("train --device gpu --gpu-collective nccl --nproc 64" + data);

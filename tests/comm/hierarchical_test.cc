@@ -192,6 +192,52 @@ TEST_CASE("comm hierarchical: the leaders' phase alone sums the leaders and leav
                     Catch::Matchers::Contains("leaders_only is a phase of the hierarchical allreduce"));
 }
 
+TEST_CASE("comm hierarchical: the leaders' phase alone in 16 bits, after a full call, and past the cache's size",
+          "[comm]") {
+  // 4 ranks as 2 servers of 2. (1) A full hierarchical call first (the server meshes connect),
+  // then the leaders' phase alone in fp16 and bf16: the leaders' vectors (ranks 0 and 2: 1 + 3
+  // times i % 7 + 1, exact in 16 bits) summed, the others untouched. (2) More leaders-only
+  // buffers than comm caches (1,024) between two flat calls on one buffer: the flat algorithm
+  // cached on every rank must still match on every rank, which it would not if the leaders alone
+  // had cleared the cache.
+  const int world = 4, per_server = 2;
+  auto comms = connect_threads(world, milliseconds(10000), per_server);
+  std::vector<std::string> mismatches(world);
+  const auto errors = on_threads(world, [&](int r) {
+    Communicator& comm = *comms[static_cast<std::size_t>(r)];
+    std::string& bad = mismatches[static_cast<std::size_t>(r)];
+    std::vector<float> all = rank_vector(r, 700);
+    comm.allreduce(all, hierarchical(Algorithm::halving_doubling));
+    bad = check_sum(all, world, "the full call");
+    for (WirePrecision wire : {WirePrecision::fp16, WirePrecision::bf16}) {
+      std::vector<float> data = rank_vector(r, 1001);
+      AllreduceOptions leaders = hierarchical(Algorithm::ring_chunked, wire);
+      leaders.leaders_only = true;
+      comm.allreduce(data, leaders);
+      for (std::size_t i = 0; i < data.size() && bad.empty(); ++i) {
+        const auto n = static_cast<long long>(i);
+        const float want = r % per_server == 0 ? 4.0f * static_cast<float>(n % 7 + 1) : rank_value(r, n);
+        if (data[i] != want)
+          bad = std::string(name(wire)) + " leaders' phase, element " + std::to_string(i) + ": " +
+                std::to_string(data[i]) + ", expected " + std::to_string(want);
+      }
+    }
+    std::vector<float> flat = rank_vector(r, 300);
+    comm.allreduce(flat, {.algorithm = Algorithm::ring_chunked});
+    if (bad.empty()) bad = check_sum(flat, world, "the flat call before the leaders' buffers");
+    std::vector<std::vector<float>> buffers(1030, std::vector<float>(1, 1.0f));
+    AllreduceOptions leaders = hierarchical(Algorithm::halving_doubling);
+    leaders.leaders_only = true;
+    for (auto& b : buffers) comm.allreduce(b, leaders);
+    const std::vector<float> fresh = rank_vector(r, 300);
+    flat.assign(fresh.begin(), fresh.end());  // the same buffer: its cached algorithm runs again
+    comm.allreduce(flat, {.algorithm = Algorithm::ring_chunked});
+    if (bad.empty()) bad = check_sum(flat, world, "the flat call after 1,030 leaders' buffers");
+  });
+  REQUIRE(join_errors(errors) == "");
+  CHECK(join_errors(mismatches) == "");
+}
+
 TEST_CASE("comm hierarchical: layouts and inner algorithms it cannot run are refused before sending", "[comm]") {
   SECTION("the rules, without a network") {
     RendezvousConfig c;

@@ -112,7 +112,9 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   // one (NCCL refuses two ranks of one communicator on one GPU; one-rank communicators share it),
   // so the GPU is copied to host, summed by Gloo's halving-doubling and copied back, against one
   // rank summing 2 micro-batches; in fp32 and with bf16 on the wire below. With 2 GPUs, 4 ranks
-  // as 2 servers of 2 (NCCL's reduce and broadcast between the GPUs of each).
+  // as 2 servers of 2 (NCCL's reduce and broadcast between the GPUs of each). The ranks are
+  // threads of one process: each leader's stream waits for its counter on the GPU, not in a
+  // host function, so no rank's wait holds CUDA's callback thread from another's copy.
   if (BASIN_HAVE_NCCL) {
     TrainConfig g = run.c;
     g.out = run.dir.path / "nccl-gloo";

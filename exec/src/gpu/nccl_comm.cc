@@ -134,6 +134,12 @@ NcclComm::~NcclComm() {
   ncclCommAbort(comm_);
 }
 
+void NcclComm::abort() {
+  if (!comm_) return;
+  ncclCommAbort(comm_);
+  comm_ = nullptr;
+}
+
 std::string NcclComm::where() const {
   return "rank " + std::to_string(options_.rank) + " of " + std::to_string(options_.ranks) +
          " on GPU " + std::to_string(options_.device);

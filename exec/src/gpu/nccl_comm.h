@@ -73,6 +73,9 @@ class NcclComm {
   // Waits until `done` (recorded after this communicator's work on its stream) has completed,
   // polling NCCL's asynchronous error; aborts and throws as settle does.
   void wait_for(cudaEvent_t done, const std::string& what);
+  // Aborts the communicator (its kernels and threads stop; a peer's collective then waits until
+  // its own timeout), after another part of the transport failed. Later calls throw CommError.
+  void abort();
 
  private:
   // `deadline`: when this wait would have timed out. After an early error the roll call waits

@@ -7,24 +7,31 @@
 // Ordering, per bucket, on one communication stream (the same on every rank of a server, as NCCL
 // requires of one communicator: reduce i, broadcast i, reduce i + 1, ...):
 //   wait for backward's event -> [narrow to 16 bits] -> ncclReduce to local rank 0
-//   leader only: [widen] -> copy to pinned host memory (event `copied`) -> a host function that
-//     blocks the stream until the Gloo reducer thread has summed the bucket -> copy back [narrow]
+//   leader only: [widen] -> copy to pinned host memory (event `copied`) -> a wait, on the
+//     stream, for a counter in pinned host memory to reach the bucket's number -> copy back
+//     [narrow]
 //   -> ncclBroadcast from local rank 0 -> [widen]
-// The Gloo reducer thread waits for `copied` before sending and signals when the sum is in place;
-// the host function is what lets the host go on queueing backward's kernels while the stream
-// waits for the network. Buckets follow one another, as the simulator's overlap model has them.
+// The Gloo reducer thread waits for `copied` before sending and raises the counter when the sum
+// is in place. The stream's wait (cuStreamWaitValue32, the GPU's front end polling host memory)
+// is what lets the host go on queueing backward's kernels while the stream waits for the network;
+// a host function blocking the stream instead would hold CUDA's callback thread, which ranks
+// sharing a process (the tests) share. Buckets follow one another, as the simulator's overlap
+// model has them.
 //
 // Servers are torchrun's numbering (comm::RendezvousConfig::local_world_size), each with its own
 // NCCL communicator; world rank 0 makes every server's unique id and shares them through the
-// rendezvous store. After a failure the host functions are released (abandon()), so that the
-// stream drains and NCCL's finalize or abort can end the communicator.
+// rendezvous store. After any failure the counter is raised past every wait (abandon()) and the
+// server's communicator aborted, so that the stream drains, no rank of the server takes an
+// unsummed bucket for a sum, and teardown does not wait out another timeout.
 #include <basin/cuda_check.h>
 #include <basin/kernels.h>
 
-#include <condition_variable>
+#include <cuda.h>  // the driver API's types only: its functions are found through the runtime
+
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -39,25 +46,66 @@ namespace {
 
 using gpu::BucketEvents;
 
-// How far the leaders' Gloo phase has got, shared with the host functions on the stream.
+// A counter in pinned host memory that a stream can wait on: the host raises it, the GPU's front
+// end polls it (cuStreamWaitValue32, taken through cudaGetDriverEntryPointByVersion so that basin
+// does not link the driver library, which machines without a GPU lack). Waits compare
+// cyclically, (int32_t)(counter - value) >= 0, so the count may wrap.
+class HostSignal {
+ public:
+  HostSignal() {
+    cudaDriverEntryPointQueryResult found{};
+    void* fn = driver_function("cuStreamWaitValue32", found);
+    CUDA_CHECK(found == cudaDriverEntryPointSuccess ? cudaSuccess : cudaErrorSymbolNotFound);
+    wait_ = reinterpret_cast<WaitValue>(fn);
+    if (void* text = driver_function("cuGetErrorString", found); found == cudaDriverEntryPointSuccess)
+      error_string_ = reinterpret_cast<ErrorString>(text);
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_), sizeof(std::uint32_t), cudaHostAllocMapped));
+    __atomic_store_n(host_, 0u, __ATOMIC_RELEASE);
+    void* device = nullptr;
+    CUDA_CHECK(cudaHostGetDevicePointer(&device, host_, 0));
+    device_ = reinterpret_cast<CUdeviceptr>(device);
+  }
+  ~HostSignal() { cudaFreeHost(host_); }  // after the streams waiting on it are done (the owner's)
+  HostSignal(const HostSignal&) = delete;
+  HostSignal& operator=(const HostSignal&) = delete;
+
+  // Work queued on `stream` after this runs once the counter has reached `value`.
+  void wait_on(cudaStream_t stream, std::uint32_t value) const {
+    const CUresult r = wait_(reinterpret_cast<CUstream>(stream), device_, value, CU_STREAM_WAIT_VALUE_GEQ);
+    if (r == CUDA_SUCCESS) return;
+    const char* text = nullptr;
+    if (error_string_) error_string_(r, &text);
+    throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) +
+                             ": cuStreamWaitValue32 failed: " + (text ? text : "CUresult " + std::to_string(r)));
+  }
+  // Raises the counter by `by`, after every write this thread made before (the summed bucket).
+  void raise(std::uint32_t by) { __atomic_add_fetch(host_, by, __ATOMIC_RELEASE); }
+
+ private:
+  // The driver's function of CUDA 12's signature (cuStreamWaitValue32 is its _v2 there).
+  static void* driver_function(const char* name, cudaDriverEntryPointQueryResult& found) {
+    void* fn = nullptr;
+#if CUDART_VERSION >= 12050
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &found));
+#else
+    CUDA_CHECK(cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &found));
+#endif
+    if (!fn) found = cudaDriverEntryPointSymbolNotFound;
+    return fn;
+  }
+  using WaitValue = CUresult (*)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
+  using ErrorString = CUresult (*)(CUresult, const char**);
+  WaitValue wait_ = nullptr;
+  ErrorString error_string_ = nullptr;
+  std::uint32_t* host_ = nullptr;
+  CUdeviceptr device_ = 0;
+};
+
+// What the Gloo reducer thread shares with the transport.
 struct LeadersProgress {
-  std::mutex mutex;
-  std::condition_variable changed;
-  long long summed = 0;    // buckets whose Gloo sum is in host memory, since the transport began
-  bool abandoned = false;  // after a failure or at teardown: every host function returns
+  HostSignal summed;                   // buckets whose Gloo sum is in host memory
+  std::atomic<bool> abandoned{false};  // after a failure or at teardown
 };
-
-struct Ticket {
-  std::shared_ptr<LeadersProgress> progress;
-  long long bucket;  // its number among all the leader's buckets
-};
-
-void CUDART_CB wait_for_leaders(void* data) {
-  const std::unique_ptr<Ticket> ticket(static_cast<Ticket*>(data));
-  LeadersProgress& p = *ticket->progress;
-  std::unique_lock lock(p.mutex);
-  p.changed.wait(lock, [&] { return p.summed > ticket->bucket || p.abandoned; });
-}
 
 class HierarchicalTransport final : public GradientTransport {
  public:
@@ -65,7 +113,7 @@ class HierarchicalTransport final : public GradientTransport {
                         std::unique_ptr<gpu::NcclComm> server, std::span<float> grads,
                         const comm::AllreduceOptions& options)
       : compute_(backend.stream()), device_(backend.device()), server_(std::move(server)), grads_(grads),
-        wire_(options.precision), leader_(world.local_rank() == 0),
+        wire_(options.precision), world_rank_(world.rank()), leader_(world.local_rank() == 0),
         between_servers_(world.world_size() > world.local_world_size()),
         timeout_(world.timeout()), stream_(gpu::make_communication_stream()),
         finished_(gpu::make_event(cudaEventDefault)), progress_(std::make_shared<LeadersProgress>()) {
@@ -81,18 +129,37 @@ class HierarchicalTransport final : public GradientTransport {
     }
   }
 
-  // Host functions released first, then the Gloo thread stopped, then the communicator finalized
-  // (or aborted) while the stream, the copies and the host memory are still there.
+  // Waits released first, then the Gloo thread stopped, then the communicator finalized (or
+  // aborted), and the stream drained before the counter and the host memory it reads go.
   ~HierarchicalTransport() override {
     abandon();
     reducer_.reset();
     server_.reset();
+    cudaStreamSynchronize(stream_.get());  // a destructor's CUDA error is moot
   }
 
   void submit(long long offset, long long count) override {
     if (offset < 0 || count < 0 || offset + count > static_cast<long long>(grads_.size()))
       throw std::invalid_argument("bucket [" + std::to_string(offset) + ", " + std::to_string(offset + count) +
                                   ") outside the " + std::to_string(grads_.size()) + " gradients");
+    on_failure_abandon([&] { enqueue(offset, count); });
+  }
+
+  std::vector<comm::BucketTiming> wait() override {
+    if (used_ == 0) return {};
+    return on_failure_abandon([&] {
+      // The Gloo phase's own timings are left out: the events time all three phases.
+      if (reducer_) reducer_->wait();
+      CUDA_CHECK(cudaEventRecord(finished_.get(), stream_.get()));
+      server_->wait_for(finished_.get(), "waiting for " + std::to_string(used_) + " gradient buckets' three phases");
+      const auto seen = std::chrono::steady_clock::now();
+      CUDA_CHECK(cudaStreamWaitEvent(compute_, finished_.get(), 0));
+      return gpu::bucket_timings(buckets_, std::exchange(used_, 0), finished_.get(), seen);
+    });
+  }
+
+ private:
+  void enqueue(long long offset, long long count) {
     BucketEvents& b = gpu::next_bucket(buckets_, used_);
     b.offset = offset, b.count = count, b.submitted = std::chrono::steady_clock::now();
     cudaStream_t s = stream_.get();
@@ -120,16 +187,8 @@ class HierarchicalTransport final : public GradientTransport {
       if (narrow) kernels::cast_gpu(wire, format, data, kernels::Precision::fp32, n, s);
       CUDA_CHECK(cudaMemcpyAsync(host_.data() + offset, data, n * sizeof(float), cudaMemcpyDeviceToHost, s));
       CUDA_CHECK(cudaEventRecord(b.copied.get(), s));
-      try {
-        reducer_->submit(offset, count, copied_wait(b.copied.get()), [p = progress_] {
-          { const std::lock_guard lock(p->mutex); ++p->summed; }
-          p->changed.notify_all();
-        });
-      } catch (...) {
-        abandon();
-        throw;
-      }
-      CUDA_CHECK(cudaLaunchHostFunc(s, wait_for_leaders, new Ticket{progress_, tickets_++}));
+      reducer_->submit(offset, count, copied_wait(b.copied.get()), [p = progress_] { p->summed.raise(1); });
+      progress_->summed.wait_on(s, static_cast<std::uint32_t>(++tickets_));
       CUDA_CHECK(cudaMemcpyAsync(data, host_.data() + offset, n * sizeof(float), cudaMemcpyHostToDevice, s));
       if (narrow) kernels::cast_gpu(data, kernels::Precision::fp32, wire, format, n, s);
     }
@@ -139,55 +198,48 @@ class HierarchicalTransport final : public GradientTransport {
     CUDA_CHECK(cudaEventRecord(b.end.get(), s));
   }
 
-  std::vector<comm::BucketTiming> wait() override {
-    if (used_ == 0) return {};
-    if (reducer_) {
-      try {
-        reducer_->wait();  // its own timings are the Gloo phase's; the events time all three
-      } catch (...) {
-        abandon();
-        throw;
-      }
+  // Runs `f`; should it throw, the stream's waits are released and the server's communicator
+  // aborted (its other ranks then fail at their own wait instead of taking the leader's unsummed
+  // bucket for a sum) before the error goes on.
+  template <class F>
+  auto on_failure_abandon(F&& f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (...) {
+      abandon();
+      if (server_) server_->abort();
+      throw;
     }
-    CUDA_CHECK(cudaEventRecord(finished_.get(), stream_.get()));
-    server_->wait_for(finished_.get(), "waiting for " + std::to_string(used_) + " gradient buckets' three phases");
-    const auto seen = std::chrono::steady_clock::now();
-    CUDA_CHECK(cudaStreamWaitEvent(compute_, finished_.get(), 0));
-    return gpu::bucket_timings(buckets_, std::exchange(used_, 0), finished_.get(), seen);
   }
 
- private:
   // Runs on the Gloo reducer's thread before the bucket is sent: the copy to host waits for this
   // server's reduce, so for its other ranks, and a dead one would leave it waiting; polled, and
-  // given up after the run's timeout.
+  // given up within the run's timeout, leaving the roll call its window.
   std::function<void()> copied_wait(cudaEvent_t copied) const {
-    return [copied, device = device_, timeout = timeout_, p = progress_] {
+    const auto limit = timeout_ - comm::roll_call_window(timeout_);
+    return [copied, device = device_, limit, rank = world_rank_, p = progress_] {
       CUDA_CHECK(cudaSetDevice(device));  // else this thread's first call makes a context on GPU 0
-      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      const auto deadline = std::chrono::steady_clock::now() + limit;
       while (true) {
         const cudaError_t q = cudaEventQuery(copied);
         if (q == cudaSuccess) return;
         if (q != cudaErrorNotReady) CUDA_CHECK(q);
-        {
-          const std::lock_guard lock(p->mutex);
-          if (p->abandoned) throw comm::CommError("the transport was torn down before the copy to host finished");
-        }
+        if (p->abandoned) throw comm::CommError("the transport was torn down before the copy to host finished", rank);
         if (std::chrono::steady_clock::now() >= deadline)
           throw comm::CommError("NCCL's reduce inside this server did not finish within " +
-                                    std::to_string(timeout.count()) + " ms (a rank of this server is dead, hung or "
+                                    std::to_string(limit.count()) + " ms (a rank of this server is dead, hung or "
                                     "stopped calling the collective)",
-                                -1, -1, true);
+                                rank, -1, true);
         std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
     };
   }
 
+  // Every wait on the stream passes from now on (the counter jumps 2^30 ahead of the buckets
+  // queued), and the Gloo thread's waits give up.
   void abandon() {
-    {
-      const std::lock_guard lock(progress_->mutex);
-      progress_->abandoned = true;
-    }
-    progress_->changed.notify_all();
+    if (progress_->abandoned.exchange(true)) return;
+    progress_->summed.raise(1u << 30);
   }
 
   std::string text(const BucketEvents& b, const char* phase) const {
@@ -200,6 +252,7 @@ class HierarchicalTransport final : public GradientTransport {
   std::unique_ptr<gpu::NcclComm> server_;  // this server's ranks, by local rank
   std::span<float> grads_;
   comm::WirePrecision wire_;
+  int world_rank_;
   bool leader_, between_servers_;
   std::chrono::milliseconds timeout_;
   gpu::DeviceMemory narrow_;          // the 16-bit wire's copy of the gradients; empty for fp32
@@ -211,7 +264,7 @@ class HierarchicalTransport final : public GradientTransport {
   std::unique_ptr<comm::BucketReducer> reducer_;  // the leaders' Gloo phase; null elsewhere
   std::vector<BucketEvents> buckets_;
   size_t used_ = 0;
-  long long tickets_ = 0;
+  long long tickets_ = 0;  // the leader's buckets so far: the counter's value each one waits for
 };
 
 // World rank 0 makes one NCCL unique id per server (its host runs NCCL's bootstrap root for
@@ -249,8 +302,15 @@ std::unique_ptr<GradientTransport> make_hierarchical_nccl_transport(Backend& bac
   if (const std::string why = comm::hierarchy_reason(layout, options.inter); !why.empty())
     throw comm::CommError("rank " + std::to_string(world.rank()) + ": NCCL inside servers, Gloo between: " + why,
                           world.rank());
-  const int k = layout.local_world_size, server = world.rank() / k;
-  const ncclUniqueId id = server_unique_id(world, world.world_size() / k, server);
+  const int k = layout.local_world_size, server = world.rank() / k, servers = world.world_size() / k;
+  // With NCCL_COMM_ID set, every unique id NCCL makes is that one address: every server's
+  // communicator would meet in one bootstrap.
+  if (const char* fixed = std::getenv("NCCL_COMM_ID"); fixed && *fixed && servers > 1)
+    throw comm::CommError("rank " + std::to_string(world.rank()) + ": NCCL inside servers, Gloo between: NCCL_COMM_ID "
+                              "is set (" + fixed + "), which gives every server's NCCL communicator the same "
+                              "bootstrap; unset it (basin shares each server's id through its rendezvous store)",
+                          world.rank());
+  const ncclUniqueId id = server_unique_id(world, servers, server);
   auto server_comm = std::make_unique<gpu::NcclComm>(
       id, gpu::NcclCommOptions{.rank = world.local_rank(), .ranks = k, .device = gpu_backend.device(),
                                .timeout = world.timeout(),
