@@ -134,10 +134,18 @@ std::string runs_with(const plan::PlanRow& best) {
                     (best.algorithm.algorithm != sim::Algorithm::ring && best.algorithm.algorithm != sim::Algorithm::tree)
                 ? std::string(", as priced)")
                 : ", where the plan priced " + std::string(plan::to_string(best.algorithm.protocol)) + " throughout)");
-  if (best.library == "gloo") return name + " runs on Gloo, every bucket staged through host memory, as priced";
+  // basin's Gloo paths copy fp32 to host memory and narrow there; the simulator prices the
+  // copies at the wire's width.
+  const std::string wide_copies =
+      best.precision.wire == sim::Precision::fp32
+          ? ""
+          : std::string(", except that the copies between GPU and host carry fp32, twice the ") +
+                sim::to_string(best.precision.wire) + " wire's bytes priced";
+  if (best.library == "gloo")
+    return name + " runs on Gloo, every bucket staged through host memory, as priced" + wide_copies;
   if (best.library == "nccl+gloo")
     return name + " runs as priced: NCCL's reduce and broadcast in each server, Gloo between the servers on one "
-                  "host copy each (basin train --gpu-collective nccl+gloo)";
+                  "host copy each (basin train --gpu-collective nccl+gloo)" + wide_copies;
   if (best.library == "simulated-only" && best.algorithm.algorithm == sim::Algorithm::hierarchical)
     return name +
            " is priced with its servers' first GPUs moving GPU memory directly (or with an algorithm between "

@@ -253,6 +253,17 @@ TEST_CASE("basin plan writes the best plan and no file when nothing fits", "[cli
   REQUIRE(what_if.exit_code == 0);
   REQUIRE(what_if.out.find("what if") != std::string::npos);
   REQUIRE(what_if.out.find("bound by") != std::string::npos);
+  // The paper's three phases between 50 GbE servers run as priced (NCCL inside, Gloo between),
+  // but a 16-bit wire's host copies carry fp32, which the plan says.
+  Result paper = run("plan --cluster bigbasin:2 --algorithms hierarchical --precisions fp32 --out ''");
+  CAPTURE(paper.out);
+  REQUIRE(paper.exit_code == 0);
+  CHECK(paper.out.find("runs as priced: NCCL's reduce and broadcast in each server") != std::string::npos);
+  CHECK(paper.out.find("twice the") == std::string::npos);
+  Result narrow = run("plan --cluster bigbasin:2 --algorithms hierarchical --precisions fp32/wire-fp16 --out ''");
+  CAPTURE(narrow.out);
+  REQUIRE(narrow.exit_code == 0);
+  CHECK(narrow.out.find("carry fp32, twice the fp16 wire's bytes priced") != std::string::npos);
   fs::remove_all(dir);
 }
 
