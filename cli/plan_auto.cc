@@ -68,7 +68,7 @@ AutoPlan gpu_plan(const AutoPlanRequest& r, const topo::Topology& machine, const
   o.dataset_images = r.dataset_images;
   o.epochs = static_cast<int>(std::max(1.0, r.epochs));
   const sim::DeviceProfile profile =
-      sim::device_profile_for(sim::default_profiles_dir(), machine.graph[topo::gpus(machine).front()]);
+      sim::device_profile_for(sim::default_profiles_dir(), machine, topo::gpus(machine));
   hold_to_the_gpu_trainer(o, profile, r.ranks, static_cast<int>(topo::gpus(machine).size()));
   const plan::PlanResult result = plan::make_plan(machine, profile, o);
   const plan::PlanRow& best = result.rows.front();

@@ -54,7 +54,7 @@ plan::PrecisionChoice parse_precision(const std::string& text) {
 sim::DeviceProfile profile_for(const topo::Topology& t, const std::string& path) {
   const auto gpus = gpus_of_cluster(t);
   if (!path.empty()) return sim::load_device_profile(path);
-  return sim::device_profile_for(sim::default_profiles_dir(), t.graph[gpus[0]]);
+  return sim::device_profile_for(sim::default_profiles_dir(), t, gpus);
 }
 
 void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {

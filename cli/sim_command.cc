@@ -82,7 +82,7 @@ int run(const SimOptions& o) {
   const auto all = gpus_of_cluster(cluster);
   sim::DeviceProfile profile =
       o.profile.empty()
-          ? sim::device_profile_for(sim::default_profiles_dir(), cluster.graph[all[0]])
+          ? sim::device_profile_for(sim::default_profiles_dir(), cluster, all)
           : sim::load_device_profile(o.profile);
   const sim::AllreduceModel model =
       nccl ? plan::nccl_model(cluster, choice, cfg.network_params, "--algorithm")

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 
 namespace basin::sim {
@@ -176,6 +177,42 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu) 
   if (gpu.memory_GB > 0 && gpu.memory_GB != p.memory_GB) {
     p.memory_GB = gpu.memory_GB;
     p.memory_of = gpu.model.empty() ? gpu.id : gpu.model;
+  }
+  return p;
+}
+
+DeviceProfile device_profile_for(const std::string& dir, const topo::Topology& t,
+                                 const std::vector<topo::Vertex>& gpus) {
+  if (gpus.empty()) throw std::invalid_argument("device_profile_for: no GPUs");
+  const std::string origin = t.source.empty() ? t.name : t.source;
+  auto for_gpu = [&](const topo::Node& gpu) {
+    try {
+      return device_profile_for(dir, gpu);
+    } catch (const topo::InputError& e) {
+      if (e.origin.rfind("the topology's GPU ", 0) != 0 || origin.empty()) throw;
+      throw topo::InputError(origin, "", "a device profile for GPU " + gpu.id + "'s model '" + gpu.model + "': " +
+                                             e.expected);
+    }
+  };
+  const topo::Node& first = t.graph[gpus.front()];
+  DeviceProfile p = for_gpu(first);
+  std::map<std::string, DeviceProfile> by_model{{first.model, p}};
+  for (topo::Vertex v : gpus) {
+    const topo::Node& gpu = t.graph[v];
+    auto it = by_model.find(gpu.model);
+    if (it == by_model.end()) it = by_model.emplace(gpu.model, for_gpu(gpu)).first;
+    const DeviceProfile& own = it->second;
+    if (own.file != p.file)
+      throw topo::InputError(origin, "",
+                             "GPUs of one kind in a run, whose step basin times by one device profile, but " +
+                                 first.id + " is '" + first.model + "' (" + p.device + "'s profile) and " + gpu.id +
+                                 " is '" + gpu.model + "' (" + own.device + "'s): describe the servers of one "
+                                 "kind in a topology of their own");
+    const double memory = gpu.memory_GB > 0 ? gpu.memory_GB : own.memory_GB;
+    if (memory < p.memory_GB) {
+      p.memory_GB = memory;
+      p.memory_of = (gpu.model.empty() ? gpu.id : gpu.model) + " (" + gpu.id + ")";
+    }
   }
   return p;
 }

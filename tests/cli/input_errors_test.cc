@@ -248,7 +248,23 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
     if (node["kind"] == "gpu") node["model"] = "NVIDIA L4";
   std::ofstream(dir / "l4.json") << l4.dump();
   require_input_error(run("sim --cluster " + (dir / "l4.json")),
-                      {"the topology's GPU", "model 'NVIDIA L4'", "have: ", "--profile FILE"});
+                      {"l4.json", "GPU gpu0's model 'NVIDIA L4'", "have: ", "--profile FILE"});
+  // Two kinds of GPU in one run: one profile times every GPU's step, so it is refused, naming
+  // both; one GPU with less memory than the rest bounds the batch of all.
+  Result dumped = run("topo --cluster dgx-a100:2 --format json");
+  REQUIRE(dumped.exit_code == 0);
+  nlohmann::json mixed = nlohmann::json::parse(dumped.out), small = mixed;
+  for (auto& node : mixed["nodes"])
+    if (node["id"] == "s1/gpu3") node["model"] = "Tesla V100-SXM2-32GB";
+  std::ofstream(dir / "mixed.json") << mixed.dump();
+  for (const std::string command : {"sim", "plan --out ''"})
+    require_input_error(run(command + " --cluster " + (dir / "mixed.json")),
+                        {"mixed.json", "GPUs of one kind", "s0/gpu0", "s1/gpu3", "V100"});
+  for (auto& node : small["nodes"])
+    if (node["id"] == "s1/gpu3") node["memory_GB"] = 2;
+  std::ofstream(dir / "small.json") << small.dump();
+  require_input_error(run("sim --cluster " + (dir / "small.json") + " --batch-per-gpu 128"),
+                      {"--batch-per-gpu", "the 2 GB of a A100-SXM4-40GB (s1/gpu3)"});
   // A flag that fits --cluster but not --compare is the --compare cluster's.
   require_input_error(run("plan --cluster bigbasin:32 --gpus 256 --compare dgx-a100:2 --out " + (dir / "p.json")),
                       {"--gpus", "on the --compare cluster, dgx-a100:2"});

@@ -125,7 +125,11 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   n.index = r.integer("index", false, 0, 0);
   n.numa = r.integer("numa", false, -1, -1);
   n.memory_GB = r.number("memory_GB", false, 0, 0, true);  // absent when unknown, never 0
-  n.cores = r.integer("cores", false, 0, 0);
+  if (r.has("memory_GB") && n.kind != NodeKind::gpu) r.fail("/memory_GB", "memory_GB only on nodes of kind gpu");
+  // Absent when unknown (the input pipeline is then left out of a prediction, and said so);
+  // 0 would read as that silently.
+  n.cores = r.integer("cores", false, 0, 1);
+  if (r.has("cores") && n.kind != NodeKind::cpu) r.fail("/cores", "cores only on nodes of kind cpu");
   n.pci_bus = r.str("pci_bus", false);
   if (n.kind == NodeKind::nic) {
     n.port_GBps = r.number("port_GBps", true, 0, 0, true);
@@ -134,7 +138,7 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
       r.fail("/port_kind", "ethernet or infiniband (the cable a fabric attaches), got '" +
                                std::string(to_string(n.port_kind)) + "'");
   } else if (r.has("port_GBps") || r.has("port_kind")) {
-    r.fail("/port_GBps", "port_GBps and port_kind only on nodes of kind nic");
+    r.fail(r.has("port_GBps") ? "/port_GBps" : "/port_kind", "port_GBps and port_kind only on nodes of kind nic");
   }
   n.sharp = r.boolean("sharp", false);
   if (n.sharp && n.kind != NodeKind::net_switch)
@@ -357,8 +361,10 @@ void save_topology_file(const Topology& topo, const std::string& path) {
 }
 
 Topology load_any(const std::string& spec_or_file) {
-  if (spec_or_file.ends_with(".json")) return load_topology_file(spec_or_file);
-  return build_cluster(parse_cluster_spec(spec_or_file));
+  Topology t = spec_or_file.ends_with(".json") ? load_topology_file(spec_or_file)
+                                               : build_cluster(parse_cluster_spec(spec_or_file));
+  t.source = spec_or_file;
+  return t;
 }
 
 void require_known_fields(const json& obj, const std::vector<std::string>& known,

@@ -68,6 +68,11 @@ std::string default_profiles_dir();  // $BASIN_PROFILES, else the source tree's 
 // where the topology states it (the topology describes the hardware; a 141 GB H200 runs on the
 // H100's measurements but has its own memory), recorded in `memory_of`.
 DeviceProfile device_profile_for(const std::string& dir, const topo::Node& gpu);
+// The profile for a run on `gpus` of `t`: one device profile times every GPU's step, so GPUs
+// whose models find different profiles are refused, naming two of them and `t.source`; the
+// memory is the smallest any of them has (the topology's memory_GB, else its profile's).
+DeviceProfile device_profile_for(const std::string& dir, const topo::Topology& t,
+                                 const std::vector<topo::Vertex>& gpus);
 
 // The GPUs a run of `count` uses (placement.cc): each server's in turn, all of them (per_server
 // 0) or at most `per_server` on each; count 0: every GPU that allows. Throws topo::InputError

@@ -84,6 +84,7 @@ using Edge = Graph::edge_descriptor;
 
 struct Topology {
   std::string name;
+  std::string source;         // the file or cluster spec it was loaded from (load_any), for errors
   Graph graph;
   int servers = 1;            // number of servers it describes
   std::string fabric;         // how servers are connected ("switch", "fat-tree:2", ...), or ""
