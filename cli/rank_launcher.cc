@@ -90,7 +90,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     for (char** e = environ; *e; ++e) {
       const std::string kv = *e;
       if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
-          kv.starts_with("LOCAL_WORLD_SIZE=") ||
+          kv.starts_with("LOCAL_WORLD_SIZE=") || kv.starts_with("BASIN_RANKS_HERE=") ||
           kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
         continue;
       env.push_back(kv);
@@ -99,6 +99,9 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     env.push_back("LOCAL_RANK=" + std::to_string(r % per_server));
     env.push_back("WORLD_SIZE=" + std::to_string(nproc));
     env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(per_server));  // as torchrun says on `servers` machines
+    // Every rank is on this machine, whatever --servers numbers: their default compute threads
+    // share its cores (train_gpu.cc, make_backend).
+    env.push_back("BASIN_RANKS_HERE=" + std::to_string(nproc));
     env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
     env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
     std::vector<char*> cargs, cenv;

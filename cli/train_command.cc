@@ -82,7 +82,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   if (!o.plan.empty()) apply_plan(o.plan, o, given);
   auto& c = o.config;
   if (o.threads < 0)
-    throw topo::InputError("--threads", "", "0 (one per core) or more threads, got " + std::to_string(o.threads));
+    throw topo::InputError("--threads", "", "0 (this machine's cores shared by its ranks) or more threads, got " + std::to_string(o.threads));
   if (!(o.comm_timeout_s > 0) || !std::isfinite(o.comm_timeout_s))
     throw topo::InputError("--comm-timeout-s", "", "seconds above 0, got " + std::to_string(o.comm_timeout_s));
   if (o.nproc < 1) throw topo::InputError("--nproc", "", "1 or more ranks, got " + std::to_string(o.nproc));
@@ -331,7 +331,8 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--seed", c.seed, "initialization, data order and augmentation")
       ->check(whole_number())
       ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "compute threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "compute threads (0: this machine's cores shared by its ranks)")
+      ->capture_default_str();
   cmd->add_option("--device", o->device, "cpu (oneDNN, fp32) or gpu (cuDNN + cuBLAS, --precision)")->capture_default_str();
   cmd->add_option("--gpu", o->gpu, "with --device gpu: the GPU's index (default: LOCAL_RANK, else 0; "
                                   "with gloo, ranks beyond the GPU count share GPUs round-robin)");

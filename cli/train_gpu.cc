@@ -7,12 +7,28 @@
 #include <basin/topology.h>
 #include <basin/train.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace basin::cli {
+
+int default_cpu_threads() {
+  // Ranks sharing this machine share its cores: --nproc's (BASIN_RANKS_HERE, all of them even
+  // when --servers numbers them as several machines') or torchrun's local ones. Each taking every
+  // core made 4 ranks on 2 cores 4-10x slower than one thread each.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int here = 1;
+  for (const char* name : {"BASIN_RANKS_HERE", "LOCAL_WORLD_SIZE"})
+    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) {
+      here = std::atoi(v);
+      break;
+    }
+  return std::max(1, cores / here);
+}
 
 std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
   if (o.device == "gpu") {
@@ -45,7 +61,7 @@ std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o) {
   }
   if (o.device != "cpu") throw topo::InputError("--device", "", "cpu or gpu, got '" + o.device + "'");
 #if BASIN_HAVE_DNNL
-  return exec::make_cpu_backend(o.threads);
+  return exec::make_cpu_backend(o.threads > 0 ? o.threads : default_cpu_threads());
 #else
   throw std::runtime_error("this basin was built without oneDNN (libdnnl-dev): no CPU backend to train on");
 #endif

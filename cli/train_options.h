@@ -52,6 +52,9 @@ std::vector<std::string> plan_for_this_machine(TrainOptions& o, const GivenFlag&
 // The backend `--device` names: oneDNN on the CPU, or cuDNN + cuBLAS on GPU `--gpu` (LOCAL_RANK
 // when not given, so local ranks take one GPU each). train_gpu.cc, as the three below.
 std::unique_ptr<exec::Backend> make_backend(const TrainOptions& o);
+// --threads 0 on the CPU: this machine's cores over the ranks on it (--nproc's, or torchrun's
+// LOCAL_WORLD_SIZE), at least 1.
+int default_cpu_threads();
 // CUDA devices this basin can use (0 when built without cuDNN).
 int gpu_count();
 // --gpu-collective and --nccl-algorithm onto the config, refusing what cannot run together.

@@ -222,7 +222,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         " steps of " + std::to_string(batch_all) + " images (" + std::to_string(ranks) +
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
         "), " + describe_warmup(config.schedule, batch_all) +
-        (raw_input ? ", input stage in the backend" : ", input stage in the loader"));
+        (raw_input ? ", input stage in the backend" : ", input stage in the loader") + "; each rank on " +
+        backend.name());
 
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());

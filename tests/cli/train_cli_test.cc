@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 
 
+#include <cstring>
+#include <thread>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -264,6 +267,18 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   Result bad = run(args + w.path("bad") + " --algorithm tree");
   REQUIRE(bad.exit_code == 2);
   REQUIRE(bad.out.find("--algorithm") != std::string::npos);
+
+  // Without --threads, ranks on one machine share its cores (each taking all of them ran 4 ranks
+  // on 2 cores 4-10x slower): a quarter step is enough to see the header.
+  std::string shared = args;
+  shared.replace(shared.find("--threads 1 "), std::strlen("--threads 1 "), "");
+  shared.replace(shared.find("--epochs 1 "), std::strlen("--epochs 1 "), "--epochs 0.25 ");
+  Result cores = run(shared + w.path("cores"));
+  INFO(cores.out);
+  REQUIRE(cores.exit_code == 0);
+  const unsigned machine = std::max(1u, std::thread::hardware_concurrency());
+  CHECK(cores.out.find("each rank on oneDNN") != std::string::npos);
+  CHECK(cores.out.find(", " + std::to_string(std::max(1u, machine / 2)) + " threads)") != std::string::npos);
 
   // Stopped mid-epoch and resumed, two ranks validate as the uninterrupted run did: rank 1's
   // batch-norm running statistics, its own, come back from beside the checkpoint.
