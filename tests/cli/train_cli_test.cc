@@ -341,14 +341,15 @@ TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce ove
   const std::string planned = "train --plan " + w.path("h4.json") + " --data " + w.path("data") +
                               " --blocks 1,1,1 --width 8 --image-size 48 --epochs 1 --threads 1 --loader-threads 1 "
                               "--comm-timeout-s 60 --nproc 4 --out ";
-  Result from_plan = run(planned + w.path("planned") + " --servers 2");
+  // The plan's 2 servers number --nproc's ranks (as --servers 2 would).
+  Result from_plan = run(planned + w.path("planned"));
   INFO(from_plan.out);
   REQUIRE(from_plan.exit_code == 0);
   CHECK(from_plan.out.find("gradients: Gloo's hierarchical allreduce (2 servers of 2 ranks, ring_chunked between)") !=
         std::string::npos);
-  // --algorithm hierarchical of the user's keeps the plan's algorithm between servers; without
-  // --servers the four ranks are one machine's, and the line says so.
-  Result one_server = run(planned + w.path("one") + " --algorithm hierarchical");
+  // --algorithm hierarchical of the user's keeps the plan's algorithm between servers; with
+  // --servers 1 the four ranks are one machine's, and the line says so.
+  Result one_server = run(planned + w.path("one") + " --algorithm hierarchical --servers 1");
   INFO(one_server.out);
   REQUIRE(one_server.exit_code == 0);
   CHECK(one_server.out.find("gradients: Gloo's hierarchical allreduce (1 server of 4 ranks, ring_chunked between)") !=
