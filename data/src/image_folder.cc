@@ -50,10 +50,19 @@ ImageFolder scan_image_folder(const fs::path& dir) {
     std::vector<std::string> files;
     fs::directory_iterator files_it(class_dir, ec);
     if (ec) throw InputError(class_dir.string(), "", "a readable directory: " + ec.message());
+    long long others = 0;
     for (const fs::directory_entry& e : files_it) {
       std::string name = e.path().filename().string();
       if (is_jpeg_name(name) && !e.is_directory(ec)) files.push_back(e.path().string());
+      else ++others;
     }
+    // As torchvision's ImageFolder refuses it: a class with nothing to learn from would still
+    // be one of the model's outputs, and its validation images all wrong.
+    if (files.empty())
+      throw InputError(class_dir.string(), "",
+                       "JPEG images (.JPEG, .jpg, .jpeg) in every class directory, found none" +
+                           (others ? " (" + std::to_string(others) + " other entr" + (others == 1 ? "y" : "ies") + ")"
+                                   : std::string()));
     std::sort(files.begin(), files.end());
     for (std::string& f : files) folder.samples.push_back({std::move(f), static_cast<int>(label)});
   }

@@ -91,4 +91,19 @@ TEST_CASE("a broken layout names the folder and what was expected", "[data]") {
     std::filesystem::create_directories(dir.path / "val" / "a");
     REQUIRE(error_of(dir.path).find("image") != std::string::npos);
   }
+  SECTION("one class with nothing to learn from, among classes with images") {
+    // As torchvision's ImageFolder: a class without images would still be one of the outputs.
+    for (const char* cls : {"a", "b", "c"}) touch(dir.path / "val" / cls / "1.JPEG");
+    touch(dir.path / "train" / "a" / "1.JPEG");
+    touch(dir.path / "train" / "b" / "1.png");
+    touch(dir.path / "train" / "b" / "2.png");
+    touch(dir.path / "train" / "c" / "1.JPEG");
+    std::string e = error_of(dir.path);
+    REQUIRE(e.find((dir.path / "train" / "b").string()) != std::string::npos);
+    REQUIRE(e.find("in every class directory, found none (2 other entries)") != std::string::npos);
+    // And in val/: a class none of whose images can be checked.
+    touch(dir.path / "train" / "b" / "3.jpg");
+    std::filesystem::remove(dir.path / "val" / "c" / "1.JPEG");
+    REQUIRE(error_of(dir.path).find((dir.path / "val" / "c").string()) != std::string::npos);
+  }
 }

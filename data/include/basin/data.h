@@ -65,7 +65,8 @@ struct ImageNetLayout {
 
 // .JPEG, .jpg, .jpeg in any letter case.
 bool is_jpeg_name(std::string_view filename);
-// Scans one split. Throws InputError for a missing directory or one without class directories.
+// Scans one split. Throws InputError for a missing directory, one without class directories, or
+// a class directory without JPEG images (as torchvision's ImageFolder refuses it).
 ImageFolder scan_image_folder(const std::filesystem::path& dir);
 // Scans root/train and root/val and checks that val has exactly train's classes.
 // `with_val` false: a root without val/ is accepted (a run that does not validate), its val empty.
