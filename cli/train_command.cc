@@ -25,6 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 namespace basin::cli {
 namespace {
 
@@ -54,6 +56,30 @@ std::string naming_the_flag(const std::string& message, const std::string& plan,
   return message;
 }
 
+
+// --out before anything runs: the first existing directory on its path must be a writable
+// directory, and what the run writes inside it (weights/, summary.json, ...) of the right kind.
+void check_run_directory(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path at = fs::absolute(out, ec);
+  while (!at.empty() && !fs::exists(at, ec) && at != at.parent_path()) at = at.parent_path();
+  if (!fs::is_directory(at, ec))
+    throw topo::InputError("--out", "", "a run directory, but " + at.string() + " is a file" +
+                                            (at == fs::absolute(out, ec) ? "" : " (on the path to " + out + ")"));
+  if (::access(at.c_str(), W_OK | X_OK) != 0)
+    throw topo::InputError("--out", "", "a run directory this user can write, but " + at.string() +
+                                            " is not writable (" + std::strerror(errno) + ")");
+  if (!fs::exists(out, ec)) return;
+  for (const char* dir : {"weights"})
+    if (fs::exists(fs::path(out) / dir, ec) && !fs::is_directory(fs::path(out) / dir, ec))
+      throw topo::InputError("--out", "", "a run directory where the run can write its " + std::string(dir) +
+                                              "/ directory, but " + (fs::path(out) / dir).string() + " is a file");
+  for (const char* file : {"summary.json", "log.jsonl", "checkpoint.basin", "trace.json", "loss.svg", "accuracy.svg"})
+    if (fs::is_directory(fs::path(out) / file, ec))
+      throw topo::InputError("--out", "", "a run directory where the run can write its " + std::string(file) +
+                                              ", but " + (fs::path(out) / file).string() + " is a directory");
+}
 
 // A flag whose value is one list, given twice: CLI11 joins the lists, so `--blocks 1,1 --blocks
 // 2,2` would train four stages. (A scalar flag given twice is CLI11's own error.)
@@ -103,9 +129,9 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
   c.data = o.data;
   c.out = o.out;
-  // The trainer creates --out; a file in its place failed there as "filesystem error" (exit 1).
-  if (std::error_code ec; std::filesystem::exists(c.out, ec) && !std::filesystem::is_directory(c.out, ec))
-    throw topo::InputError("--out", "", "a run directory, but " + o.out + " is a file");
+  // The trainer creates --out; a file in its place (or above it) failed there as "filesystem
+  // error" (exit 1), and a file or directory where the run writes the other kind only at the end.
+  check_run_directory(o.out);
   {
     // The plan's /precision/compute unless --precision overrides it; bf16 and fp16 are the GPU
     // backend's (oneDNN 2.6 on the build machines' AVX2 CPUs has no fast bf16 path to offer).

@@ -60,6 +60,21 @@ TEST_CASE("basin train refuses a file as its run directory", "[cli][train][input
   REQUIRE_THAT(r.out, HasText("--out"));
   REQUIRE_THAT(r.out, HasText("notes.txt"));
   REQUIRE(read_file(dir / "notes.txt") == "mine\n");
+  // A file above it, and a file where the run writes its weights/ directory, are named before
+  // the run starts (they failed as a filesystem error, exit 1, or only after the last step).
+  const Result below = run("train --data " + (dir / "nowhere") + " --out " + (dir / "notes.txt/run") +
+                           " --blocks 1,1,1 --width 8 --image-size 32");
+  INFO(below.out);
+  REQUIRE(below.exit_code == 2);
+  REQUIRE_THAT(below.out, HasText("notes.txt is a file (on the path to"));
+  fs::create_directories(dir.path / "old");
+  std::ofstream(dir / "old/weights") << "not a directory\n";
+  const Result weights = run("train --data " + (dir / "nowhere") + " --out " + (dir / "old") +
+                             " --blocks 1,1,1 --width 8 --image-size 32");
+  INFO(weights.out);
+  REQUIRE(weights.exit_code == 2);
+  REQUIRE_THAT(weights.out, HasText("weights/ directory, but"));
+  REQUIRE(read_file(dir / "old/weights") == "not a directory\n");
 }
 
 TEST_CASE("basin train refused after the dataset is read leaves no run directory", "[cli][train][input]") {
