@@ -182,15 +182,27 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                                 std::to_string(total) + " steps make this run's epochs)");
 
   // A finished run resumed: nothing to train, and its files stand as they are (its summary counts
-  // what this session, which runs no step, would not: the files its loaders skipped).
+  // what this session, which runs no step, would not: the files its loaders skipped). A run
+  // stopped inside an epoch and resumed with exactly the steps it had run (fewer epochs than it
+  // first had: its summary, which every rank reads from the shared directory, says unfinished)
+  // has no step left either, but its end was never validated nor its weights written: that is
+  // done below, after the loop that runs no step.
+  bool end_unvalidated = false;
   if (config.resume && state.step == total) {
-    say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
-        std::to_string(total) + "); nothing to do");
-    // Only rank 0 writes the run's files; the others have nothing to do. Without a readable
-    // summary (a run killed after its last checkpoint) rank 0 writes it again below, with no
-    // step to run and so no collective the others would miss.
-    if (!lead) return TrainSummary{.steps = state.step, .total_steps = total, .finished = true};
-    if (auto done = detail::read_summary(config.out / "summary.json")) return *done;
+    const auto before = detail::read_summary(config.out / "summary.json");
+    end_unvalidated = before && !before->finished;
+    if (!end_unvalidated) {
+      say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
+          std::to_string(total) + "); nothing to do");
+      // Only rank 0 writes the run's files; the others have nothing to do. Without a readable
+      // summary (a run killed after its last checkpoint) rank 0 writes it again below, with no
+      // step to run and so no collective the others would miss.
+      if (!lead) return TrainSummary{.steps = state.step, .total_steps = total, .finished = true};
+      if (before) return *before;
+    } else {
+      say("the run in " + config.out.string() + " stopped at step " + std::to_string(total) + ", which now ends it: " +
+          "validating and writing its weights");
+    }
   }
   // The run directory is made only now, when every check that can refuse the run has passed:
   // a refused run leaves nothing behind.
@@ -432,6 +444,11 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                state.step == stop) {
       checkpoint();
     }
+  }
+  if (end_unvalidated) {
+    validate((state.step - 1) / per_epoch, epoch_loss / std::max(1LL, epoch_steps),
+             epoch_seconds > 0 ? epoch_images / epoch_seconds : 0.0);
+    checkpoint();
   }
   summary.steps = state.step;
   summary.finished = state.step >= total;

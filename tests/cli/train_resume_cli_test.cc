@@ -1,5 +1,6 @@
 // `basin train --resume` keeps what the sessions before it measured: the validation of the epoch
-// whose end it resumes from, every epoch in summary.json, and a finished run's results; a plan's
+// whose end it resumes from, every epoch in summary.json, and a finished run's results, and ends
+// a run cut to the steps it had run; a plan's
 // warmup start follows the run's own peak when flags move it; `--plan auto` leaves a run
 // directory's plan alone when it refuses to start.
 #include "../catch.h"
@@ -87,6 +88,25 @@ TEST_CASE("a resume from an epoch's end keeps that epoch's validation and summar
   REQUIRE(shorter.exit_code == 2);
   REQUIRE_THAT(shorter.out, HasText("--epochs (epochs): at least the 12 steps"));
   REQUIRE(records(dir / "stopped/log.jsonl", "val").size() == 3);
+
+  // Stopped inside epoch 2 (step 6) and resumed with exactly those steps (1.5 epochs): no step
+  // is left, but the run's end is validated and its weights written, and it is then finished.
+  Result inside = run(args + (dir / "inside") + " --stop-after 6");
+  REQUIRE(inside.exit_code == 0);
+  REQUIRE_FALSE(fs::exists(dir / "inside/weights"));
+  std::string exactly = args;
+  exactly.replace(exactly.find("--epochs 3"), 10, "--epochs 1.5");
+  Result ended = run(exactly + (dir / "inside") + " --resume");
+  INFO(ended.out);
+  REQUIRE(ended.exit_code == 0);
+  REQUIRE(fs::is_directory(dir / "inside/weights"));
+  const json inside_summary = json::parse(read_file(dir / "inside/summary.json"));
+  REQUIRE(inside_summary["finished"] == true);
+  REQUIRE(inside_summary["total_steps"] == 6);
+  REQUIRE(steps_of(records(dir / "inside/log.jsonl", "val")) == std::vector<int>{4, 6});
+  // And resumed once more, it is a finished run.
+  REQUIRE(run(exactly + (dir / "inside") + " --resume").exit_code == 0);
+  REQUIRE(records(dir / "inside/log.jsonl", "val").size() == 2);
 }
 
 TEST_CASE("a plan's warmup start follows the run's peak when flags move it", "[cli][train]") {
