@@ -155,6 +155,9 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   else if (o.decay == "cosine") c.schedule.decay = exec::LrSchedule::Decay::cosine;
   else throw topo::InputError(o.plan.empty() ? "--decay" : o.plan, o.plan.empty() ? "" : "/lr_schedule/decay",
                               "step or cosine, got '" + o.decay + "'");
+  if (given("--blocks") && given("--model") && c.model != "resnet-custom")
+    throw topo::InputError("--model", "", "resnet-custom (or no --model) with --blocks, which describes a custom "
+                                          "ResNet, got " + c.model);
   if (given("--blocks")) c.model = "resnet-custom";
   // The library takes a negative start as "the base lr"; typed, it is a mistake.
   if (given("--warmup-start-lr") && !(c.schedule.warmup_start_lr >= 0))

@@ -32,6 +32,25 @@ nlohmann::json loss_for_log(double loss) {
 
 // The schedule's first line, e.g. "peak lr 3.2 after 5 epochs of warmup from 0.1", or, where
 // the peak is at or below the start, "peak lr 0.0125 from the first step (no warmup: ...)".
+// What the schedule does within `epochs` that its numbers alone hide: a warmup longer than the
+// run never reaches the peak, and step decay whose milestones all lie past the run never decays.
+std::string schedule_caveats(const LrSchedule& s, double epochs) {
+  char text[200];
+  std::string out;
+  if (s.warmup_epochs > epochs) {
+    std::snprintf(text, sizeof text, "; warmup (%g epochs) outlasts the run (%g): the peak is never reached",
+                  s.warmup_epochs, epochs);
+    out += text;
+  }
+  if (s.decay == LrSchedule::Decay::step && !s.milestones.empty() &&
+      std::all_of(s.milestones.begin(), s.milestones.end(), [&](double m) { return m >= epochs; })) {
+    std::snprintf(text, sizeof text, "; no decay milestone falls inside the run's %g epochs (first: %g)", epochs,
+                  *std::min_element(s.milestones.begin(), s.milestones.end()));
+    out += text;
+  }
+  return out;
+}
+
 std::string describe_warmup(const LrSchedule& s, long long global_batch) {
   char text[200];
   const double peak = scaled_lr(s, global_batch), start = warmup_start(s, global_batch);
@@ -204,6 +223,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
           "validating and writing its weights");
     }
   }
+  if (config.resume && stop <= state.step && state.step < total)
+    say("--stop-after " + std::to_string(config.stop_after) + ": the checkpoint is at step " +
+        std::to_string(state.step) + " already; no step to run");
   // The run directory is made only now, when every check that can refuse the run has passed:
   // a refused run leaves nothing behind.
   if (lead) std::filesystem::create_directories(config.out);
@@ -235,7 +257,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
         "), " + describe_warmup(config.schedule, batch_all) +
         (raw_input ? ", input stage in the backend" : ", input stage in the loader") + "; each rank on " +
-        backend.name());
+        backend.name() + schedule_caveats(config.schedule, config.epochs));
 
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());

@@ -151,6 +151,7 @@ TEST_CASE("basin train refuses GPU collectives that cannot run", "[cli][train]")
   refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm nvls-tree", "--nproc");
   refused("--device gpu --gpu-collective nccl --nproc 2 --nccl-algorithm collnet-chain", "--nproc");
   refused("--wire fp8", "fp32, fp16 or bf16, got 'fp8'");
+  refused("--model resnet50 --blocks 1,1,1", "--model: expected resnet-custom (or no --model) with --blocks");
   // A list flag given twice would be joined by CLI11 (four stages here).
   refused("--blocks 1,1 --blocks 2,2", "--blocks: expected once");
   refused("--milestones=1 --milestones 2", "--milestones: expected once");
@@ -279,6 +280,9 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   const unsigned machine = std::max(1u, std::thread::hardware_concurrency());
   CHECK(cores.out.find("each rank on oneDNN") != std::string::npos);
   CHECK(cores.out.find(", " + std::to_string(std::max(1u, machine / 2)) + " threads)") != std::string::npos);
+  // The default recipe's 5 warmup epochs and milestones from epoch 30 on, in a quarter epoch.
+  CHECK(cores.out.find("warmup (5 epochs) outlasts the run (0.25): the peak is never reached") != std::string::npos);
+  CHECK(cores.out.find("no decay milestone falls inside the run's 0.25 epochs (first: 30)") != std::string::npos);
 
   // Stopped mid-epoch and resumed, two ranks validate as the uninterrupted run did: rank 1's
   // batch-norm running statistics, its own, come back from beside the checkpoint.
