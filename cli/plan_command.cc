@@ -213,9 +213,16 @@ topo::Topology load_compare(const std::string& spec) {
 int run(PlanCliOptions o) {
   if (o.top < 0) throw topo::InputError("--top", "", "0 or more rows, got " + std::to_string(o.top));
   topo::Topology cluster = topo::load_any(o.cluster);
-  // A topology file is written as an absolute path, so that the plan finds it from anywhere.
-  o.plan.cluster_spec = std::filesystem::is_regular_file(o.cluster) ? std::filesystem::absolute(o.cluster).string()
-                                                                    : o.cluster;
+  // A topology file is written as an absolute path, so that the plan finds it from anywhere: a
+  // whole file, or the server file of a spec ("box.json:4,fabric=switch").
+  o.plan.cluster_spec = o.cluster;
+  if (std::filesystem::is_regular_file(o.cluster)) {
+    o.plan.cluster_spec = std::filesystem::absolute(o.cluster).lexically_normal().string();
+  } else if (topo::ClusterSpec spec = topo::parse_cluster_spec(o.cluster);
+             spec.server.ends_with(".json") && std::filesystem::is_regular_file(spec.server)) {
+    spec.server = std::filesystem::absolute(spec.server).lexically_normal().string();
+    o.plan.cluster_spec = topo::to_string(spec);
+  }
   for (const auto& a : o.algorithms) o.plan.algorithms.push_back(plan::choice_from_string(a));
   for (const auto& p : o.precisions) o.plan.precisions.push_back(parse_precision(p));
   o.plan.objective = plan::objective_from_string(o.objective);

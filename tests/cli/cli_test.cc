@@ -264,6 +264,12 @@ TEST_CASE("basin plan writes the best plan and no file when nothing fits", "[cli
   CAPTURE(narrow.out);
   REQUIRE(narrow.exit_code == 0);
   CHECK(narrow.out.find("carry fp32, twice the fp16 wire's bytes priced") != std::string::npos);
+  // A spec whose server is a file names it by its absolute path in the plan, as a whole file is.
+  REQUIRE(run("topo --cluster pcie8 --dump " + (dir / "box.json").string()).exit_code == 0);
+  const std::string relative = fs::relative(dir / "box.json").string();
+  REQUIRE(run("plan --cluster " + relative + ":2,fabric=switch --top 1 --out " + plan.string()).exit_code == 0);
+  const auto planned = nlohmann::json::parse(std::ifstream(plan));
+  CHECK(planned["cluster"] == fs::absolute(dir / "box.json").string() + ":2");
   fs::remove_all(dir);
 }
 
