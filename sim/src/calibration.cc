@@ -306,6 +306,11 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
   if (!p.gpu_model.empty() && pcie(p.gpu_model) && !pcie(p.device))
     c.basis = "by the " + p.device + "'s profile (" + p.gpu_model + " matched its name; a PCIe card runs at lower " +
               "power and clocks than an SXM part): " + c.basis;
+  // Another part found by a name the profile lists for it (an H200 or GH200 by the H100's): its
+  // step is timed by that part's measurements, which is said.
+  else if (!p.gpu_model.empty() && !p.matched_by.empty() && p.device.find(p.matched_by) == std::string::npos)
+    c.basis = "by the " + p.device + "'s profile (" + p.gpu_model + " matched its name " + p.matched_by +
+              ", which the profile lists for a part it did not measure): " + c.basis;
   std::lock_guard lock(mutex);
   return done.emplace(key, std::move(c)).first->second;
 }

@@ -229,13 +229,20 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
   // The longest matching substring wins, so "GB200" finds its own profile before "B200"'s. A
   // match starts a word of the model name and no digit follows it: "A100" names "NVIDIA
   // A100-SXM4-80GB" and the "A100X", not the workstation "NVIDIA A1000"; "V100" the "V100S".
-  auto names = [&](const std::string& m) {
+  // In any letter case: discovery reports "NVIDIA A100-SXM4-40GB", a user may write "a100-sxm4-40gb".
+  auto upper = [](std::string text) {
+    for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return text;
+  };
+  const std::string model = upper(gpu_model);
+  auto names = [&](const std::string& match) {
+    const std::string m = upper(match);
     auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
     auto digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
-    for (size_t at = gpu_model.find(m); at != std::string::npos; at = gpu_model.find(m, at + 1)) {
+    for (size_t at = model.find(m); at != std::string::npos; at = model.find(m, at + 1)) {
       const size_t end = at + m.size();
-      if ((at == 0 || !alnum(gpu_model[at - 1]) || !alnum(m.front())) &&
-          (end == gpu_model.size() || !digit(gpu_model[end]) || !digit(m.back())))
+      if ((at == 0 || !alnum(model[at - 1]) || !alnum(m.front())) &&
+          (end == model.size() || !digit(model[end]) || !digit(m.back())))
         return true;
     }
     return false;
@@ -249,6 +256,7 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
       if (names(m) && m.size() > best_length) {
         best_length = m.size();
         best = p;
+        best->matched_by = m;
       }
   }
   if (best) return std::move(*best);

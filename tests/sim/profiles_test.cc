@@ -363,7 +363,7 @@ TEST_CASE("a network measured at two batches fits its own fixed cost beside anot
   REQUIRE_THAT(rate("resnet50", 256).images_per_s, WithinRel(2520, 1e-6));
 }
 
-TEST_CASE("a profile names a GPU by a whole word of its model, and a PCIe card by an SXM profile is said",
+TEST_CASE("a profile names a GPU by a word of its model in any case; a PCIe card or unmeasured part is said",
           "[sim][profile]") {
   // "A100" is not the workstation "NVIDIA A1000"; a letter after it is a variant of the part.
   for (const char* other : {"NVIDIA A1000", "NVIDIA RTX A1000 6GB", "NVIDIA A10"})
@@ -383,5 +383,13 @@ TEST_CASE("a profile names a GPU by a whole word of its model, and a PCIe card b
   REQUIRE_THAT(simulate_iteration(t, p, cfg).compute_basis, HasText("a PCIe card runs at lower power"));
   card.model = "NVIDIA A100-SXM4-40GB";
   REQUIRE_THAT(simulate_iteration(t, device_profile_for(default_profiles_dir(), card), cfg).compute_basis,
-               !HasText("PCIe"));
+               !HasText("PCIe") && !HasText("did not measure"));
+  // In any letter case, as a user may type the model.
+  REQUIRE(find_device_profile(default_profiles_dir(), "a100-sxm4-40gb").device == "NVIDIA A100-SXM4-80GB");
+  REQUIRE_THROWS_AS(find_device_profile(default_profiles_dir(), "nvidia a1000"), topo::InputError);
+  // A part the profile lists but did not measure (an H200 by the H100's) is said too.
+  card.model = "NVIDIA H200";
+  const topo::Topology h100 = topo::load_any("dgx-h100:1");
+  REQUIRE_THAT(simulate_iteration(h100, device_profile_for(default_profiles_dir(), card), cfg).compute_basis,
+               HasText("by the NVIDIA H100 80GB HBM3's profile (NVIDIA H200 matched its name H200"));
 }

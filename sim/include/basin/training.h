@@ -48,6 +48,7 @@ struct DeviceProfile {
   double memory_GB = 0;
   std::string memory_of;  // the GPU whose memory_GB this is, where the topology stated it
   std::string gpu_model;  // the topology's GPU model this profile was found for (device_profile_for)
+  std::string matched_by;  // the `match` string that found it (find_device_profile)
   double memory_GBps = 0;
   double peak_TFLOPS_fp32 = 0, peak_TFLOPS_fp16 = 0, peak_TFLOPS_bf16 = 0;
   std::vector<MeasuredThroughput> measured;
