@@ -170,6 +170,18 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
          d["nodes"].push_back({{"id", "gpu2"}, {"kind", "gpu"}, {"server", 0}, {"index", 2}});
        },
        "/nodes/2", "gpu2"},
+      {"a GPU others can send to but not receive from",
+       [](json& d) { d["links"][0]["duplex"] = false; }, "/nodes/0", "one way only"},
+      {"cores on a GPU", [](json& d) { d["nodes"][0]["cores"] = 8; }, "/nodes/0/cores", "only on nodes of kind cpu"},
+      {"memory on something other than a GPU",
+       [](json& d) {
+         d["nodes"].push_back({{"id", "cpu0"}, {"kind", "cpu"}, {"server", 0}, {"memory_GB", 512}});
+       },
+       "/nodes/2/memory_GB", "only on nodes of kind gpu"},
+      {"no cores", [](json& d) {
+         d["nodes"].push_back({{"id", "cpu0"}, {"kind", "cpu"}, {"server", 0}, {"cores", 0}});
+       },
+       "/nodes/2/cores", "at least 1"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);

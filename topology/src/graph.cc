@@ -2,6 +2,8 @@
 // topology must pass whatever it was loaded from.
 #include <basin/topology.h>
 
+#include <boost/graph/strong_components.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -203,6 +205,18 @@ void validate(const Topology& topo, const std::string& origin) {
       throw InputError(origin, "/nodes/" + std::to_string(v),
                        "every GPU to reach at least one other GPU over links, but " + g[v].id +
                            " reaches none");
+  // And both ways: every collective sends and receives, so a GPU that one-way links (duplex
+  // false) leave only sending or only receiving would fail later, as a route that is not there.
+  std::vector<int> both_ways(boost::num_vertices(g), -1);
+  const int strong = boost::strong_components(
+      g, boost::make_iterator_property_map(both_ways.begin(), boost::get(boost::vertex_index, g)));
+  std::vector<int> gpus_both_ways(strong, 0);
+  for (Vertex v : all_gpus) ++gpus_both_ways[both_ways[v]];
+  for (Vertex v : all_gpus)
+    if (gpus_both_ways[both_ways[v]] < 2)
+      throw InputError(origin, "/nodes/" + std::to_string(v),
+                       "every GPU to reach another GPU and be reached from it, but " + g[v].id +
+                           " has links to or from the others one way only (\"duplex\": false)");
 }
 
 }  // namespace basin::topo
