@@ -112,6 +112,18 @@ TEST_CASE("a minimal hand-written file loads with its numbers", "[topology]") {
   REQUIRE(gpus(t).size() == 2);
   REQUIRE(num_links(t) == 2);  // duplex by default
   REQUIRE_THAT(route(t, gpus(t)[0], gpus(t)[1]).bandwidth_GBps, WithinRel(50.0, 1e-12));
+  // The tree view shows the file's rate (50 GB/s over 2 links), not its generation's standard.
+  REQUIRE_THAT(render_tree(t), HasText("NVLink 1 bond, 25 GB/s per link per direction"));
+  json faster = small_doc();
+  faster["links"][0]["bandwidth_GBps"] = 500;
+  faster["nodes"].push_back({{"id", "gpu2"}, {"kind", "gpu"}, {"server", 0}, {"index", 2}});
+  faster["links"].push_back({{"from", "gpu1"}, {"to", "gpu2"}, {"kind", "nvlink"}, {"generation", 2}, {"count", 1},
+                             {"bandwidth_GBps", 25}, {"latency_us", 0.6}});
+  const std::string tree = render_tree(from_json(faster, "mem"));
+  CAPTURE(tree);
+  REQUIRE_THAT(tree, HasText("NVLink 2 bonds (GB/s per direction after each)"));
+  REQUIRE_THAT(tree, HasText("gpu0-gpu1 x2 500"));
+  REQUIRE_THAT(tree, HasText("gpu1-gpu2 x1 25"));
 }
 
 TEST_CASE("bad topology files name the file and the field and what was expected", "[topology]") {

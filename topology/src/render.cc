@@ -80,27 +80,31 @@ void render_server(const Graph& g, int server, const std::string& indent, std::o
     walk(c, 1);
   }
   std::vector<std::string> nvlinks, others;
+  std::vector<double> bond_GBps, link_GBps;  // each bond's, and per link of it: the topology's numbers
   for (Edge e : boost::make_iterator_range(boost::edges(g))) {
     Vertex a = boost::source(e, g), b = boost::target(e, g);
     if (g[a].server != server || g[b].server != server || g[a].id > g[b].id) continue;
-    if (g[e].kind == LinkKind::nvlink)
+    if (g[e].kind == LinkKind::nvlink) {
       nvlinks.push_back(g[a].id.substr(g[a].id.rfind('/') + 1) + "-" +
                         g[b].id.substr(g[b].id.rfind('/') + 1) + " x" +
                         std::to_string(g[e].count));
-    else if (g[e].kind == LinkKind::cpu_interconnect)
+      bond_GBps.push_back(g[e].bandwidth_GBps);
+      link_GBps.push_back(g[e].bandwidth_GBps / std::max(1, g[e].count));
+    } else if (g[e].kind == LinkKind::cpu_interconnect)
       others.push_back(g[a].id + " <-> " + g[b].id + "  " + describe_link(g[e]));
   }
   for (Vertex v : boost::make_iterator_range(boost::vertices(g)))
     if (g[v].server == server && !shown.count(v)) out << indent << describe_node(g[v]) << "\n";
   for (const auto& s : others) out << indent << s << "\n";
   if (!nvlinks.empty()) {
-    Edge any{};
-    for (Edge e : boost::make_iterator_range(boost::edges(g)))
-      if (g[e].kind == LinkKind::nvlink && g[boost::source(e, g)].server == server) any = e;
-    out << indent << "NVLink " << nvlinks.size() << " bonds, " << fmt("%.4g", nvlink_GBps_per_link(g[any].generation))
-        << " GB/s per link per direction:";
+    // One rate a link when the bonds agree (the usual server); else each bond's own.
+    const bool one_rate = std::all_of(link_GBps.begin(), link_GBps.end(), [&](double x) { return x == link_GBps[0]; });
+    out << indent << "NVLink " << nvlinks.size() << (nvlinks.size() == 1 ? " bond" : " bonds")
+        << (one_rate ? ", " + fmt("%.4g", link_GBps[0]) + " GB/s per link per direction:"
+                     : " (GB/s per direction after each):");
     for (size_t i = 0; i < nvlinks.size(); ++i)
-      out << (i % 8 == 0 ? "\n" + indent + "  " : "  ") << nvlinks[i];
+      out << (i % 8 == 0 ? "\n" + indent + "  " : "  ") << nvlinks[i]
+          << (one_rate ? std::string() : " " + fmt("%.4g", bond_GBps[i]));
     out << "\n";
   }
 }
