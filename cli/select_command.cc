@@ -28,8 +28,10 @@ struct SelectCliOptions {
   std::string measured;        // "BYTES:BUSBW,..." drawn beside the prediction
 };
 
+// Sizes as nccl-tests steps them, powers of two: in binary units, so "8 GiB" is 8 x 2^30 bytes
+// (bandwidths stay decimal GB/s, as nccl-tests prints them).
 std::string human_bytes(double b) {
-  const char* units[] = {"B", "KB", "MB", "GB"};
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
   int u = 0;
   while (b >= 1024 && u < 3) b /= 1024, ++u;
   char buf[32];

@@ -302,7 +302,7 @@ TEST_CASE("basin select prints a row per nccl-tests size and the crossovers", "[
   Result r = run("select --cluster bigbasin:4 --ranks 4 --per-server 1");
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.out.find("8 B") != std::string::npos);
-  REQUIRE(r.out.find("8 GB") != std::string::npos);
+  REQUIRE(r.out.find("8 GiB") != std::string::npos);  // 2^33 bytes, as nccl-tests' largest
   REQUIRE(r.out.find("crossovers:") != std::string::npos);
   // Which candidates a run can use as timed: between Big Basin's servers (50 GbE) Gloo stages
   // basin's ring [0] and halving-doubling [1], and the three phases [6] run with NCCL inside each
