@@ -185,6 +185,10 @@ Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data
       }
       const std::vector<float> logits = net.logits();
       for (int i = 0; i < batch.size; ++i) {
+        // A slot whose file was unreadable holds a later image of the shard (the loader fills
+        // every slot): a duplicate, counted where it is its own. Unshuffled, slot k of this rank
+        // is sample rank + k * ranks.
+        if (batch.samples[static_cast<size_t>(i)] != rank + (batch.first_sample + i) * ranks) continue;
         const float* row = logits.data() + static_cast<size_t>(i) * classes;
         const int label = batch.labels[i];
         const float top = *std::max_element(row, row + classes);
@@ -203,7 +207,7 @@ Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data
   }
   sync.sum(totals, "summing the validation results");
   if (totals[3] == 0) return {};
-  return {totals[0] / totals[3], totals[1] / totals[3], totals[2] / totals[3]};
+  return {totals[0] / totals[3], totals[1] / totals[3], totals[2] / totals[3], std::llround(totals[3])};
 }
 
 }  // namespace basin::exec::detail

@@ -24,6 +24,7 @@ void check_same_recipe(const std::string& saved, const nlohmann::json& wanted,
 
 struct Accuracy {
   double loss = 0, top1 = 0, top5 = 0;
+  long long images = 0;  // validated, over every rank: readable files, each once
 };
 
 // From backward to the optimizer: sums micro-batch gradients in one process (with the backend's

@@ -300,8 +300,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
                                                   config.loader_threads, config.seed, sync, raw_input);
       e.val_loss = a.loss, e.top1 = a.top1, e.top5 = a.top5;
       write_log({{"type", "val"}, {"step", state.step}, {"epoch", epoch + 1}, {"loss", a.loss},
-                 {"top1", a.top1}, {"top5", a.top5}, {"train_loss", loss_for_log(train_loss)},
-                 {"images_per_s", images_per_s}});
+                 {"top1", a.top1}, {"top5", a.top5}, {"val_images", a.images},
+                 {"train_loss", loss_for_log(train_loss)}, {"images_per_s", images_per_s}});
       char buf[160];
       std::snprintf(buf, sizeof buf, "epoch %lld/%lld: train loss %.4f, val loss %.4f, top-1 %.2f%%, top-5 %.2f%%",
                     epoch + 1, whole_epochs, train_loss, a.loss, 100 * a.top1, 100 * a.top5);
