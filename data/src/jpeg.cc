@@ -63,7 +63,8 @@ FullHeader header_of(std::span<const std::uint8_t> jpeg) {
   if (jpeg.empty()) throw DecodeError("not a JPEG: the file is empty");
   if (tjDecompressHeader3(decompressor(), jpeg.data(), static_cast<unsigned long>(jpeg.size()),
                           &h.width, &h.height, &h.subsampling, &h.colorspace) != 0)
-    fail("not a JPEG: ");
+    fail(std::string(tjGetErrorStr2(decompressor())).find("Premature end") != std::string::npos ? "truncated JPEG: "
+                                                                                                : "not a JPEG: ");
   if (h.width <= 0 || h.height <= 0) throw DecodeError("not a JPEG: zero-sized image");
   return h;
 }

@@ -92,7 +92,10 @@ void decode_region_into(std::span<const std::uint8_t> jpeg, bool fast,
         jpeg_mem_src(cinfo, jpeg.data(), static_cast<unsigned long>(jpeg.size()));
         jpeg_read_header(cinfo, TRUE);
       }))
-    throw DecodeError(std::string("not a JPEG: ") + d.err.message);
+    // A header cut short is a JPEG that was truncated, not another kind of file.
+    throw DecodeError(std::string(d.err.message.find("Premature end") != std::string::npos ? "truncated JPEG: "
+                                                                                             : "not a JPEG: ") +
+                      d.err.message);
   if (!has_end_marker(jpeg)) throw DecodeError("corrupt JPEG: Premature end of JPEG file (no end-of-image marker)");
 
   RegionRequest r = choose(JpegHeader{static_cast<int>(cinfo->image_width), static_cast<int>(cinfo->image_height)});

@@ -141,6 +141,8 @@ TEST_CASE("region decoding refuses what is not a whole JPEG and recovers after i
     REQUIRE_THROWS_AS(load(std::span(good).first(cut)), DecodeError);
     REQUIRE(load(good).width == 96);
   }
+  // Cut inside its header, a JPEG is named a truncated one, not another kind of file.
+  REQUIRE_THROWS_WITH(load(std::span(good).first(40)), Catch::Matchers::StartsWith("truncated JPEG: "));
   // A file cut short whose bytes still hold an end marker (here in an APP15 segment, as in an
   // EXIF thumbnail): libjpeg itself runs out of data inside the region and says so.
   std::vector<std::uint8_t> marked{0xFF, 0xD8, 0xFF, 0xEF, 0x00, 0x04, 0xFF, 0xD9};
