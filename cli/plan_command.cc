@@ -236,7 +236,11 @@ int run(PlanCliOptions o) {
   if (!o.plot.empty()) topo::require_writable(o.plot);
   if (!std::isfinite(o.compare_nic_GBps) || o.compare_nic_GBps < 0)
     throw topo::InputError("--compare-nic-GBps", "", "0 (none) or a port rate in GB/s, got " +
-                                                         std::to_string(o.compare_nic_GBps));
+                                                         [&] {
+                                                           char text[32];
+                                                           std::snprintf(text, sizeof text, "%g", o.compare_nic_GBps);
+                                                           return std::string(text);
+                                                         }());
 
   std::optional<plan::PlanResult> other;
   std::string other_name;

@@ -146,6 +146,8 @@ int run(const TopoOptions& o, const CLI::App& cmd) {
                                                " (a query prints its answer), got " + o.format);
   std::optional<std::pair<topo::Vertex, topo::Vertex>> ends;
   if (o.route.size() == 2) ends = std::pair{require_node(t, o.route[0]), require_node(t, o.route[1])};
+  if (ends && ends->first == ends->second)
+    throw topo::InputError("--route", "", "two different devices, got " + o.route[0] + " twice");
   if (o.server < 0 || o.server >= t.servers)
     throw topo::InputError("--server", "", "a server index in [0, " + std::to_string(t.servers) +
                                                "), but got " + std::to_string(o.server));

@@ -93,8 +93,9 @@ void decode_region_into(std::span<const std::uint8_t> jpeg, bool fast,
         jpeg_read_header(cinfo, TRUE);
       }))
     // A header cut short is a JPEG that was truncated, not another kind of file.
-    throw DecodeError(std::string(d.err.message.find("Premature end") != std::string::npos ? "truncated JPEG: "
-                                                                                             : "not a JPEG: ") +
+    throw DecodeError(std::string(std::string(d.err.message).find("Premature end") != std::string::npos
+                                      ? "truncated JPEG: "
+                                      : "not a JPEG: ") +
                       d.err.message);
   if (!has_end_marker(jpeg)) throw DecodeError("corrupt JPEG: Premature end of JPEG file (no end-of-image marker)");
 

@@ -364,6 +364,8 @@ Topology load_any(const std::string& spec_or_file) {
   Topology t = spec_or_file.ends_with(".json") ? load_topology_file(spec_or_file)
                                                : build_cluster(parse_cluster_spec(spec_or_file));
   t.source = spec_or_file;
+  // A file without a name is called by its file name in what basin prints ("box", not "").
+  if (t.name.empty()) t.name = std::filesystem::path(spec_or_file).stem().string();
   return t;
 }
 

@@ -120,13 +120,17 @@ std::string render_summary(const Topology& topo) {
     if (g[v].kind == NodeKind::gpu) gpu_models.insert(g[v].model);
   }
   std::ostringstream out;
-  out << (topo.name.empty() ? "topology" : topo.name) << ": " << topo.servers << " server"
-      << (topo.servers == 1 ? "" : "s") << ", " << count[NodeKind::gpu] << " GPUs";
+  auto counted = [](long long n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  out << (topo.name.empty() ? "topology" : topo.name) << ": " << counted(topo.servers, "server", "servers") << ", "
+      << counted(count[NodeKind::gpu], "GPU", "GPUs");
   for (const auto& m : gpu_models) out << " (" << m << ")";
-  out << ", " << count[NodeKind::cpu] << " CPUs, " << count[NodeKind::nic] << " NICs, "
-      << count[NodeKind::pcie_switch] << " PCIe switches, " << count[NodeKind::nvswitch]
-      << " NVSwitch crossbars, " << count[NodeKind::net_switch] << " network switches, "
-      << num_links(topo) << " directed links\n";
+  out << ", " << counted(count[NodeKind::cpu], "CPU", "CPUs") << ", " << counted(count[NodeKind::nic], "NIC", "NICs")
+      << ", " << counted(count[NodeKind::pcie_switch], "PCIe switch", "PCIe switches") << ", "
+      << counted(count[NodeKind::nvswitch], "NVSwitch crossbar", "NVSwitch crossbars") << ", "
+      << counted(count[NodeKind::net_switch], "network switch", "network switches") << ", "
+      << counted(static_cast<long long>(num_links(topo)), "directed link", "directed links") << "\n";
   if (!topo.fabric.empty()) out << "fabric: " << topo.fabric << "\n";
   if (count[NodeKind::gpu] >= 2)
     out << "bisection bandwidth: " << fmt("%.4g", bisection_bandwidth_GBps(topo))
