@@ -363,7 +363,9 @@ std::function<int()> add_plan_command(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->add_option("--plot", o->plot, "Write the Pareto front of time against cost as SVG");
   cmd->add_option("--compare", o->compare, "What if: the same search on this cluster, side by side");
-  cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps, "What if: every network port at this rate (GB/s; 0: no comparison)");
+  cmd->add_option("--compare-nic-GBps", o->compare_nic_GBps,
+                  "What if: every network port at this rate (GB/s; 0: no comparison); with --compare, the "
+                  "compared cluster's ports are the ones changed");
   cmd->add_option("--compare-profile", o->compare_profile, "What if: another GPU profile");
   return [o] { return run(*o); };
 }
