@@ -131,7 +131,13 @@ std::string render_summary(const Topology& topo) {
       << counted(count[NodeKind::nvswitch], "NVSwitch crossbar", "NVSwitch crossbars") << ", "
       << counted(count[NodeKind::net_switch], "network switch", "network switches") << ", "
       << counted(static_cast<long long>(num_links(topo)), "directed link", "directed links") << "\n";
-  if (!topo.fabric.empty()) out << "fabric: " << topo.fabric << "\n";
+  if (!topo.fabric.empty())
+    out << "fabric: " << topo.fabric
+        << (topo.fabric.starts_with("fat-tree") && count[NodeKind::net_switch] == 1
+                ? " (one leaf switch holds every server: no spine, so no oversubscription; leaf-servers=N sets "
+                  "how many a leaf holds)"
+                : "")
+        << "\n";
   if (count[NodeKind::gpu] >= 2)
     out << "bisection bandwidth: " << fmt("%.4g", bisection_bandwidth_GBps(topo))
         << " GB/s per direction\n";
