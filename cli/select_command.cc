@@ -141,7 +141,8 @@ int run(SelectCliOptions o) {
               << "\n";
     return 0;
   }
-  std::printf("allreduce on %d ranks over %d servers of %s\n\n", s.ranks, s.servers, s.cluster.c_str());
+  std::printf("allreduce on %d rank%s over %d server%s of %s\n\n", s.ranks, s.ranks == 1 ? "" : "s", s.servers,
+              s.servers == 1 ? "" : "s", s.cluster.c_str());
   std::printf("%10s  %-32s %11s %9s %9s   time of every candidate (us):", "size", "best", "time (us)",
               "algbw", "busbw");
   std::printf("\n%10s  %-32s %11s %9s %9s  ", "", "", "", "GB/s", "GB/s");

@@ -79,10 +79,11 @@ int run(const SimOptions& o) {
   cfg.cores_per_gpu = o.cores_per_gpu;
   cfg.host_staging.mode = host_staging_mode(o.host_staging);
   cfg.compute_jitter_cv = o.compute_jitter;
-  const auto all = gpus_of_cluster(cluster);
+  gpus_of_cluster(cluster);  // refuses a cluster without GPUs, naming it
   sim::DeviceProfile profile =
       o.profile.empty()
-          ? sim::device_profile_for(sim::default_profiles_dir(), cluster, all)
+          ? sim::device_profile_for(sim::default_profiles_dir(), cluster,
+                                    sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server))
           : sim::load_device_profile(o.profile);
   const sim::AllreduceModel model =
       nccl ? plan::nccl_model(cluster, choice, cfg.network_params, "--algorithm")

@@ -98,6 +98,9 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
               char** argv) {
   std::vector<std::string> auto_args;
   std::vector<char*> auto_argv;
+  // The launcher's (or a lone run's) check, before --plan auto writes into --out: a rank on
+  // another host may find rank 0's directory absent or read-only, and only warns later.
+  if (const char* rank = std::getenv("RANK"); !rank || std::string(rank) == "0") check_run_directory(o.out);
   if (o.plan == "auto") {
     auto_args = plan_for_this_machine(o, given, argc, argv);
     for (auto& a : auto_args) auto_argv.push_back(a.data());
@@ -129,9 +132,6 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
                            "already a rank of " + std::string(std::getenv("WORLD_SIZE")) + ")");
   c.data = o.data;
   c.out = o.out;
-  // The trainer creates --out; a file in its place (or above it) failed there as "filesystem
-  // error" (exit 1), and a file or directory where the run writes the other kind only at the end.
-  check_run_directory(o.out);
   {
     // The plan's /precision/compute unless --precision overrides it; bf16 and fp16 are the GPU
     // backend's (oneDNN 2.6 on the build machines' AVX2 CPUs has no fast bf16 path to offer).

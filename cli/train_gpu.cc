@@ -14,13 +14,19 @@
 #include <string>
 #include <thread>
 
+#include <sched.h>
+
 namespace basin::cli {
 
 int default_cpu_threads() {
   // Ranks sharing this machine share its cores: --nproc's (BASIN_RANKS_HERE, all of them even
   // when --servers numbers them as several machines') or torchrun's local ones. Each taking every
-  // core made 4 ranks on 2 cores 4-10x slower than one thread each.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // core made 4 ranks on 2 cores 4-10x slower than one thread each. OMP_NUM_THREADS, where set
+  // (torchrun sets 1), is the user's word: 0 leaves it to OpenMP. The cores are those this
+  // process may run on (a cpuset, taskset), not every online one.
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && *omp) return 0;
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cpu_set_t allowed; sched_getaffinity(0, sizeof allowed, &allowed) == 0) cores = std::max(1, CPU_COUNT(&allowed));
   int here = 1;
   for (const char* name : {"BASIN_RANKS_HERE", "LOCAL_WORLD_SIZE"})
     if (const char* v = std::getenv(name); v && std::atoi(v) > 0) {

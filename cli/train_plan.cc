@@ -304,14 +304,14 @@ void apply_plan(const std::string& path, TrainOptions& o,
       throw topo::InputError(path, "/gpus_per_server",
                              "GPUs on each server, 1 or more, or a list of them per server, got " + g.dump());
   }
-  // --nproc on one machine numbers its ranks as the plan's servers would be (--servers), so that
-  // a hierarchical plan runs its phase between servers; on GPUs only where each server has a
-  // communicator of its own (nccl+gloo), and only where the servers are even.
-  if (plan.contains("servers") && !given("--servers") && o.nproc > 1) {
+  // --nproc on one machine numbers CPU ranks as the plan's servers would be (--servers), so that
+  // a hierarchical plan runs its phase between servers, where the servers are even. Not GPU
+  // ranks: LOCAL_RANK restarts on each emulated server, which would put two ranks on each of
+  // half the GPUs.
+  if (plan.contains("servers") && !given("--servers") && o.nproc > 1 && o.device == "cpu") {
     const long long servers = plan["servers"].get<long long>();
     const bool even = !plan.contains("gpus_per_server") || plan["gpus_per_server"].is_number_integer();
-    if (servers > 1 && even && o.nproc % servers == 0 && (o.device == "cpu" || o.gpu_collective == "nccl+gloo"))
-      o.servers = static_cast<int>(servers);
+    if (servers > 1 && even && o.nproc % servers == 0) o.servers = static_cast<int>(servers);
   }
   check_derived_fields(plan, path);  // after the fields' own types and values are checked
   const int ranks = std::max(o.nproc, ranks_from_env());

@@ -83,7 +83,7 @@ ImageNetLayout open_imagenet(const fs::path& root, bool with_val) {
                        "a " + std::string(split) + "/ directory of class folders, found none");
   }
   ImageNetLayout layout{root, scan_image_folder(root / "train"),
-                        fs::exists(root / "val", ec) ? scan_image_folder(root / "val") : ImageFolder{}};
+                        with_val ? scan_image_folder(root / "val") : ImageFolder{}};
   if (with_val && layout.val.classes != layout.train.classes) {
     std::set<std::string> train(layout.train.classes.begin(), layout.train.classes.end());
     std::set<std::string> val(layout.val.classes.begin(), layout.val.classes.end());

@@ -34,10 +34,10 @@ nlohmann::json loss_for_log(double loss) {
 // the peak is at or below the start, "peak lr 0.0125 from the first step (no warmup: ...)".
 // What the schedule does within `epochs` that its numbers alone hide: a warmup longer than the
 // run never reaches the peak, and step decay whose milestones all lie past the run never decays.
-std::string schedule_caveats(const LrSchedule& s, double epochs) {
+std::string schedule_caveats(const LrSchedule& s, long long global_batch, double epochs) {
   char text[200];
   std::string out;
-  if (s.warmup_epochs > epochs) {
+  if (s.warmup_epochs > epochs && warmup_start(s, global_batch) < scaled_lr(s, global_batch)) {
     std::snprintf(text, sizeof text, "; warmup (%g epochs) outlasts the run (%g): the peak is never reached",
                   s.warmup_epochs, epochs);
     out += text;
@@ -202,15 +202,20 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
 
   // A finished run resumed: nothing to train, and its files stand as they are (its summary counts
   // what this session, which runs no step, would not: the files its loaders skipped). A run
-  // stopped inside an epoch and resumed with exactly the steps it had run (fewer epochs than it
-  // first had: its summary, which every rank reads from the shared directory, says unfinished)
-  // has no step left either, but its end was never validated nor its weights written: that is
-  // done below, after the loop that runs no step.
+  // stopped short (--stop-after) and resumed with exactly the steps it had run (fewer epochs than
+  // it first had) has no step left either, but was never finished: its weights and summary are
+  // written below, after the loop that runs no step, and its end validated unless it fell on an
+  // epoch's end, where the loop validated it already. Rank 0 decides from its summary (the other
+  // ranks' hosts need not share the directory) and tells the others through the store.
   bool end_unvalidated = false;
   if (config.resume && state.step == total) {
-    const auto before = detail::read_summary(config.out / "summary.json");
-    end_unvalidated = before && !before->finished;
-    if (!end_unvalidated) {
+    const auto before = lead ? detail::read_summary(config.out / "summary.json") : std::nullopt;
+    // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch.
+    char ends_now = before && !before->finished && before->steps == state.step ? (state.step % per_epoch ? 2 : 1) : 0;
+    if (config.comm && config.comm->world_size() > 1)
+      ends_now = config.comm->share("resume-ends-at-" + std::to_string(state.step), {ends_now}).at(0);
+    end_unvalidated = ends_now == 2;
+    if (ends_now == 0) {
       say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
           std::to_string(total) + "); nothing to do");
       // Only rank 0 writes the run's files; the others have nothing to do. Without a readable
@@ -220,7 +225,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       if (before) return *before;
     } else {
       say("the run in " + config.out.string() + " stopped at step " + std::to_string(total) + ", which now ends it: " +
-          "validating and writing its weights");
+          (end_unvalidated ? "validating and writing its weights" : "writing its weights"));
     }
   }
   if (config.resume && stop <= state.step && state.step < total)
@@ -257,7 +262,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
         "), " + describe_warmup(config.schedule, batch_all) +
         (raw_input ? ", input stage in the backend" : ", input stage in the loader") + "; each rank on " +
-        backend.name() + schedule_caveats(config.schedule, config.epochs));
+        backend.name() + schedule_caveats(config.schedule, batch_all, config.epochs));
 
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());

@@ -37,7 +37,7 @@ std::string number(double v) {
 // A tick's label: the number, or on a bytes axis the size in binary units (nccl-tests' sizes).
 std::string tick_label(const Axis& axis, double v) {
   if (!axis.bytes) return number(v);
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
   while (std::abs(v) >= 1024 && u < 4) v /= 1024, ++u;
   return number(v) + " " + units[u];

@@ -299,6 +299,10 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
   // A PCIe card found by an SXM part's profile (its name matched: an H100 PCIe the H100 SXM's, a
   // V100 PCIe the V100 SXM2's) runs on that part's measurements: said, since the card's power
   // and clocks are lower. Other differences in the name (memory size, spelling) are not.
+  auto upper = [](std::string text) {
+    for (char& ch : text) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return text;
+  };
   auto pcie = [](std::string name) {
     for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return name.find("pcie") != std::string::npos;
@@ -308,7 +312,7 @@ Calibration calibrate(const model::Network& n, Precision prec, const DeviceProfi
               "power and clocks than an SXM part): " + c.basis;
   // Another part found by a name the profile lists for it (an H200 or GH200 by the H100's): its
   // step is timed by that part's measurements, which is said.
-  else if (!p.gpu_model.empty() && !p.matched_by.empty() && p.device.find(p.matched_by) == std::string::npos)
+  else if (!p.gpu_model.empty() && !p.matched_by.empty() && upper(p.device).find(upper(p.matched_by)) == std::string::npos)
     c.basis = "by the " + p.device + "'s profile (" + p.gpu_model + " matched its name " + p.matched_by +
               ", which the profile lists for a part it did not measure): " + c.basis;
   std::lock_guard lock(mutex);

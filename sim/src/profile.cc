@@ -190,8 +190,7 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Topology& t
       return device_profile_for(dir, gpu);
     } catch (const topo::InputError& e) {
       if (e.origin.rfind("the topology's GPU ", 0) != 0 || origin.empty()) throw;
-      throw topo::InputError(origin, "", "a device profile for GPU " + gpu.id + "'s model '" + gpu.model + "': " +
-                                             e.expected);
+      throw topo::InputError(origin, "", e.expected + " (for GPU " + gpu.id + ")");
     }
   };
   const topo::Node& first = t.graph[gpus.front()];

@@ -408,7 +408,7 @@ TEST_CASE("basin select --nccl on one H100 server adds NVLS, and basin plan can 
   REQUIRE(s.rfind("<svg", 0) == 0);
   for (const char* label : {"nccl-nvls/Simple", "NCCL's fastest choice", "measured"})
     REQUIRE(s.find(std::string("data-label=\"") + label) != std::string::npos);
-  REQUIRE(s.find(">2 GB<") != std::string::npos);  // sizes on the axis, not byte counts
+  REQUIRE(s.find(">2 GiB<") != std::string::npos);  // sizes on the axis, not byte counts
   // Two such servers: NVLS-tree, which a plan names for the GPU trainer to set.
   Result two = run("select --cluster dgx-h100:2 --nccl --min-bytes 1e9");
   CAPTURE(two.out);

@@ -248,7 +248,7 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
     if (node["kind"] == "gpu") node["model"] = "NVIDIA L4";
   std::ofstream(dir / "l4.json") << l4.dump();
   require_input_error(run("sim --cluster " + (dir / "l4.json")),
-                      {"l4.json", "GPU gpu0's model 'NVIDIA L4'", "have: ", "--profile FILE"});
+                      {"l4.json", "GPU 'NVIDIA L4'", "have: ", "--profile FILE", "(for GPU gpu0)"});
   // Two kinds of GPU in one run: one profile times every GPU's step, so it is refused, naming
   // both; one GPU with less memory than the rest bounds the batch of all.
   Result dumped = run("topo --cluster dgx-a100:2 --format json");

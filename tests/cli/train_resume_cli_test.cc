@@ -107,6 +107,19 @@ TEST_CASE("a resume from an epoch's end keeps that epoch's validation and summar
   // And resumed once more, it is a finished run.
   REQUIRE(run(exactly + (dir / "inside") + " --resume").exit_code == 0);
   REQUIRE(records(dir / "inside/log.jsonl", "val").size() == 2);
+  // Stopped at an epoch's end (step 4, validated there) and resumed as a one-epoch run: its
+  // weights and summary are written, and epoch 1 is not validated a second time.
+  REQUIRE(run(args + (dir / "boundary") + " --stop-after 4").exit_code == 0);
+  std::string one = args;
+  one.replace(one.find("--epochs 3"), 10, "--epochs 1");
+  Result at_end = run(one + (dir / "boundary") + " --resume");
+  INFO(at_end.out);
+  REQUIRE(at_end.exit_code == 0);
+  REQUIRE(fs::is_directory(dir / "boundary/weights"));
+  REQUIRE(steps_of(records(dir / "boundary/log.jsonl", "val")) == std::vector<int>{4});
+  const json boundary = json::parse(read_file(dir / "boundary/summary.json"));
+  REQUIRE(boundary["finished"] == true);
+  REQUIRE(boundary["epochs"].size() == 1);
 }
 
 TEST_CASE("a plan's warmup start follows the run's peak when flags move it", "[cli][train]") {

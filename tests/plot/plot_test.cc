@@ -74,7 +74,7 @@ TEST_CASE("a bytes axis labels its ticks as sizes in binary units", "[plot]") {
   for (double b = 8; b <= 8.0 * (1ull << 30); b *= 2) x.push_back(b), y.push_back(1);
   Chart c{.title = "allreduce", .x = {"message", true, true}, .y = {"busbw"}, .series = {{"s", x, y}}};
   const std::string svg = to_svg(c);
-  for (const char* label : {">8 B<", ">128 B<", ">2 KB<", ">32 KB<", ">512 KB<", ">8 MB<", ">128 MB<", ">2 GB<"})
+  for (const char* label : {">8 B<", ">128 B<", ">2 KiB<", ">32 KiB<", ">512 KiB<", ">8 MiB<", ">128 MiB<", ">2 GiB<"})
     REQUIRE(count(svg, label) == 1);
   REQUIRE(count(svg, ">1024<") == 0);
   REQUIRE(count(svg, ">2048 B<") == 0);
