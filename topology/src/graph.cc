@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <optional>
 #include <queue>
 #include <utility>
 
@@ -197,26 +198,27 @@ void validate(const Topology& topo, const std::string& origin) {
     }
     ++components;
   }
-  std::vector<int> gpus_in(components, 0);
-  for (Vertex v : all_gpus) ++gpus_in[component[v]];
-  for (Vertex v : all_gpus)
-    if (gpus_in[component[v]] < 2)
-      // Vertices are numbered in the order of the file's "nodes" array.
-      throw InputError(origin, "/nodes/" + std::to_string(v),
-                       "every GPU to reach at least one other GPU over links, but " + g[v].id +
-                           " reaches none");
+  // The first GPU whose component holds no other GPU, if any.
+  auto alone = [&](const std::vector<int>& of, int count) -> std::optional<Vertex> {
+    std::vector<int> gpus_in(count, 0);
+    for (Vertex v : all_gpus) ++gpus_in[of[v]];
+    for (Vertex v : all_gpus)
+      if (gpus_in[of[v]] < 2) return v;
+    return std::nullopt;
+  };
+  // Vertices are numbered in the order of the file's "nodes" array.
+  if (const auto v = alone(component, components))
+    throw InputError(origin, "/nodes/" + std::to_string(*v),
+                     "every GPU to reach at least one other GPU over links, but " + g[*v].id + " reaches none");
   // And both ways: every collective sends and receives, so a GPU that one-way links (duplex
   // false) leave only sending or only receiving would fail later, as a route that is not there.
   std::vector<int> both_ways(boost::num_vertices(g), -1);
   const int strong = boost::strong_components(
       g, boost::make_iterator_property_map(both_ways.begin(), boost::get(boost::vertex_index, g)));
-  std::vector<int> gpus_both_ways(strong, 0);
-  for (Vertex v : all_gpus) ++gpus_both_ways[both_ways[v]];
-  for (Vertex v : all_gpus)
-    if (gpus_both_ways[both_ways[v]] < 2)
-      throw InputError(origin, "/nodes/" + std::to_string(v),
-                       "every GPU to reach another GPU and be reached from it, but " + g[v].id +
-                           " has links to or from the others one way only (\"duplex\": false)");
+  if (const auto v = alone(both_ways, strong))
+    throw InputError(origin, "/nodes/" + std::to_string(*v),
+                     "every GPU to reach another GPU and be reached from it, but " + g[*v].id +
+                         " has links to or from the others one way only (\"duplex\": false)");
 }
 
 }  // namespace basin::topo
