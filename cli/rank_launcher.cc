@@ -76,6 +76,8 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
   const int per_server = nproc / servers;
   const std::string rendezvous = out + "/.rendezvous-" + std::to_string(::getpid());
   const std::filesystem::path made = first_missing(out);
+  // A launcher of the same pid before (a container's, killed) may have left its store here.
+  std::filesystem::remove_all(rendezvous);
   std::filesystem::create_directories(rendezvous);
   std::vector<std::string> args;
   for (int i = 0; i < argc; ++i) {

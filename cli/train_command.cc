@@ -59,9 +59,16 @@ std::string naming_the_flag(const std::string& message, const std::string& plan,
 
 // --out before anything runs: the first existing directory on its path must be a writable
 // directory, and what the run writes inside it (weights/, summary.json, ...) of the right kind.
-void check_run_directory(const std::string& out) {
+void check_run_directory(const std::string& out, bool writes_there) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (!writes_there) {
+    // A rank that writes nothing there still refuses at once what no rank could use (else it
+    // waits in the rendezvous for rank 0, which refused), without asking its own host for more.
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+      throw topo::InputError("--out", "", "a run directory, but " + out + " is a file");
+    return;
+  }
   fs::path at = fs::absolute(out, ec);
   while (!at.empty() && !fs::exists(at, ec) && at != at.parent_path()) at = at.parent_path();
   if (!fs::is_directory(at, ec))
@@ -100,7 +107,8 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   std::vector<char*> auto_argv;
   // The launcher's (or a lone run's) check, before --plan auto writes into --out: a rank on
   // another host may find rank 0's directory absent or read-only, and only warns later.
-  if (const char* rank = std::getenv("RANK"); !rank || std::string(rank) == "0") check_run_directory(o.out);
+  const char* rank = std::getenv("RANK");
+  check_run_directory(o.out, /*writes_there=*/!rank || std::string(rank) == "0");
   if (o.plan == "auto") {
     auto_args = plan_for_this_machine(o, given, argc, argv);
     for (auto& a : auto_args) auto_argv.push_back(a.data());

@@ -24,9 +24,15 @@ int default_cpu_threads() {
   // core made 4 ranks on 2 cores 4-10x slower than one thread each. OMP_NUM_THREADS, where set
   // (torchrun sets 1), is the user's word: 0 leaves it to OpenMP. The cores are those this
   // process may run on (a cpuset, taskset), not every online one.
-  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && *omp) return 0;
+  // Only a positive count (its first item, as OpenMP reads a list) is taken: OpenMP runs "0" or
+  // garbage on every core, the slowdown this default exists to avoid.
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) return 0;
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (cpu_set_t allowed; sched_getaffinity(0, sizeof allowed, &allowed) == 0) cores = std::max(1, CPU_COUNT(&allowed));
+  // With OMP_PROC_BIND or OMP_PLACES, OpenMP has already pinned this thread to one place when
+  // basin asks, so the mask says nothing about the process's cores.
+  if (cpu_set_t allowed; !std::getenv("OMP_PROC_BIND") && !std::getenv("OMP_PLACES") &&
+                         sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    cores = std::max(1, CPU_COUNT(&allowed));
   int here = 1;
   for (const char* name : {"BASIN_RANKS_HERE", "LOCAL_WORLD_SIZE"})
     if (const char* v = std::getenv(name); v && std::atoi(v) > 0) {

@@ -211,7 +211,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   if (config.resume && state.step == total) {
     const auto before = lead ? detail::read_summary(config.out / "summary.json") : std::nullopt;
     // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch.
-    char ends_now = before && !before->finished && before->steps == state.step ? (state.step % per_epoch ? 2 : 1) : 0;
+    char ends_now = before && !before->finished ? (state.step % per_epoch ? 2 : 1) : 0;
     if (config.comm && config.comm->world_size() > 1)
       ends_now = config.comm->share("resume-ends-at-" + std::to_string(state.step), {ends_now}).at(0);
     end_unvalidated = ends_now == 2;
@@ -225,7 +225,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       if (before) return *before;
     } else {
       say("the run in " + config.out.string() + " stopped at step " + std::to_string(total) + ", which now ends it: " +
-          (end_unvalidated ? "validating and writing its weights" : "writing its weights"));
+          (end_unvalidated && config.validate ? "validating and writing its weights" : "writing its weights"));
     }
   }
   if (config.resume && stop <= state.step && state.step < total)

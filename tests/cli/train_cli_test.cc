@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace fs = std::filesystem;
 using basin::test::Result;
@@ -284,7 +285,9 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   cpu_set_t allowed;
   REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
   const char* omp = std::getenv("OMP_NUM_THREADS");
-  const int threads = omp && *omp ? std::atoi(omp) : std::max(1, CPU_COUNT(&allowed) / 2);
+  const bool bound = std::getenv("OMP_PROC_BIND") || std::getenv("OMP_PLACES");
+  const int cpus = bound ? static_cast<int>(std::thread::hardware_concurrency()) : CPU_COUNT(&allowed);
+  const int threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : std::max(1, cpus / 2);
   CHECK(cores.out.find("each rank on oneDNN") != std::string::npos);
   CHECK(cores.out.find(", " + std::to_string(threads) + " threads)") != std::string::npos);
   // The default recipe's 5 warmup epochs and milestones from epoch 30 on, in a quarter epoch.
