@@ -260,6 +260,10 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
   for (const std::string command : {"sim", "plan --out ''"})
     require_input_error(run(command + " --cluster " + (dir / "mixed.json")),
                         {"mixed.json", "GPUs of one kind", "s0/gpu0", "s1/gpu3", "V100"});
+  // A run on the first server's 8 GPUs alone never meets the V100: it is simulated.
+  Result first_server = run("sim --cluster " + (dir / "mixed.json") + " --gpus 8");
+  INFO(first_server.out);
+  CHECK(first_server.exit_code == 0);
   for (auto& node : small["nodes"])
     if (node["id"] == "s1/gpu3") node["memory_GB"] = 2;
   std::ofstream(dir / "small.json") << small.dump();

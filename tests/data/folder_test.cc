@@ -68,6 +68,10 @@ TEST_CASE("a broken layout names the folder and what was expected", "[data]") {
   SECTION("no val directory") {
     touch(dir.path / "train" / "a" / "1.JPEG");
     REQUIRE(error_of(dir.path).find("val/") != std::string::npos);
+    // A run that does not validate reads nothing of val/: absent, a file, or with empty classes.
+    REQUIRE(open_imagenet(dir.path, false).val.samples.empty());
+    touch(dir.path / "val");
+    REQUIRE(open_imagenet(dir.path, false).train.samples.size() == 1);
   }
   SECTION("no classes") {
     std::filesystem::create_directories(dir.path / "train");
