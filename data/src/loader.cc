@@ -151,27 +151,34 @@ struct Loader::State {
     b.height = b.width = size;
     b.labels.resize(b.size);
     b.samples.resize(b.size);
+    b.stand_in.assign(static_cast<size_t>(b.size), 0);
     const Transform& t = config.transform;
     if (config.output == LoaderOutput::raw) {
       b.raw.resize(b.size);
       // Regions are about the output's size to twice it each way; one reallocation at most.
       b.rgb.reserve(static_cast<size_t>(b.size) * size * size * 3 * 2);
-      for (int i = 0; i < b.size; ++i)
+      for (int i = 0; i < b.size; ++i) {
+        const int before = b.substituted;
         fill_slot(
             *order, s.epoch, s.first + i,
             [&](std::span<const std::uint8_t> jpeg, Rng& rng) { decode_sample(jpeg, t, rng, b.rgb, b.raw[i]); },
             b.labels[i], b.samples[i], b.substituted);
+        b.stand_in[static_cast<size_t>(i)] = b.substituted != before;
+      }
       return b;
     }
     const size_t per_image = static_cast<size_t>(3) * size * size;
     b.pixels.resize(per_image * b.size);
-    for (int i = 0; i < b.size; ++i)
+    for (int i = 0; i < b.size; ++i) {
+      const int before = b.substituted;
       fill_slot(
           *order, s.epoch, s.first + i,
           [&](std::span<const std::uint8_t> jpeg, Rng& rng) {
             load_sample(jpeg, t, rng, b.pixels.data() + per_image * i);
           },
           b.labels[i], b.samples[i], b.substituted);
+      b.stand_in[static_cast<size_t>(i)] = b.substituted != before;
+    }
     return b;
   }
 

@@ -186,9 +186,8 @@ Accuracy evaluate(Net& net, const std::vector<data::Sample>& samples, const data
       const std::vector<float> logits = net.logits();
       for (int i = 0; i < batch.size; ++i) {
         // A slot whose file was unreadable holds a later image of the shard (the loader fills
-        // every slot): a duplicate, counted where it is its own. Unshuffled, slot k of this rank
-        // is sample rank + k * ranks.
-        if (batch.samples[static_cast<size_t>(i)] != rank + (batch.first_sample + i) * ranks) continue;
+        // every slot): a duplicate, counted where it is its own.
+        if (batch.stand_in[static_cast<size_t>(i)]) continue;
         const float* row = logits.data() + static_cast<size_t>(i) * classes;
         const int label = batch.labels[i];
         const float top = *std::max_element(row, row + classes);

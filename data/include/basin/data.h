@@ -269,6 +269,7 @@ struct Batch {
   std::vector<int> labels;
   std::vector<std::int64_t> samples;    // index into the sample list, per image
   int substituted = 0;                  // slots filled from a later sample (unreadable files)
+  std::vector<std::uint8_t> stand_in;   // per image: 1 where it fills an unreadable file's slot
 };
 
 struct LoaderStats {

@@ -8,6 +8,8 @@
 #include <basin/cuda_check.h>
 
 #include <chrono>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "nccl_comm.h"
@@ -41,6 +43,19 @@ inline BucketEvents& next_bucket(std::vector<BucketEvents>& buckets, size_t& use
   return buckets[used++];
 }
 
+// This step's next bucket, begun: its events made on first use, the communication stream made
+// to wait for what the compute stream has queued so far (backward up to the bucket's last
+// gradient), and its start timed there.
+inline BucketEvents& begin_bucket(std::vector<BucketEvents>& buckets, size_t& used, long long offset,
+                                  long long count, cudaStream_t compute, cudaStream_t comm_stream) {
+  BucketEvents& b = next_bucket(buckets, used);
+  b.offset = offset, b.count = count, b.submitted = std::chrono::steady_clock::now();
+  CUDA_CHECK(cudaEventRecord(b.ready.get(), compute));
+  CUDA_CHECK(cudaStreamWaitEvent(comm_stream, b.ready.get(), 0));
+  CUDA_CHECK(cudaEventRecord(b.start.get(), comm_stream));
+  return b;
+}
+
 // The first `used` buckets' timings: each event placed on the steady clock by its distance from
 // `finished` (recorded after them on the same stream), which the host saw complete at `seen`.
 inline std::vector<comm::BucketTiming> bucket_timings(const std::vector<BucketEvents>& buckets, size_t used,
@@ -59,6 +74,19 @@ inline std::vector<comm::BucketTiming> bucket_timings(const std::vector<BucketEv
                        .start = before_seen(b.start.get()), .end = before_seen(b.end.get())});
   }
   return timings;
+}
+
+// The step's buckets, done: `finished` recorded after them, waited for on the host (with the
+// communicator's error and timeout), the compute stream ordered after it, and their timings.
+inline std::vector<comm::BucketTiming> finish_buckets(const std::vector<BucketEvents>& buckets, size_t& used,
+                                                      cudaEvent_t finished, cudaStream_t comm_stream,
+                                                      cudaStream_t compute, NcclComm& comm,
+                                                      const std::string& what) {
+  CUDA_CHECK(cudaEventRecord(finished, comm_stream));
+  comm.wait_for(finished, what);
+  const auto seen = std::chrono::steady_clock::now();
+  CUDA_CHECK(cudaStreamWaitEvent(compute, finished, 0));
+  return bucket_timings(buckets, std::exchange(used, 0), finished, seen);
 }
 
 }  // namespace basin::exec::gpu

@@ -150,22 +150,15 @@ class HierarchicalTransport final : public GradientTransport {
     return on_failure_abandon([&] {
       // The Gloo phase's own timings are left out: the events time all three phases.
       if (reducer_) reducer_->wait();
-      CUDA_CHECK(cudaEventRecord(finished_.get(), stream_.get()));
-      server_->wait_for(finished_.get(), "waiting for " + std::to_string(used_) + " gradient buckets' three phases");
-      const auto seen = std::chrono::steady_clock::now();
-      CUDA_CHECK(cudaStreamWaitEvent(compute_, finished_.get(), 0));
-      return gpu::bucket_timings(buckets_, std::exchange(used_, 0), finished_.get(), seen);
+      return gpu::finish_buckets(buckets_, used_, finished_.get(), stream_.get(), compute_, *server_,
+                                 "waiting for " + std::to_string(used_) + " gradient buckets' three phases");
     });
   }
 
  private:
   void enqueue(long long offset, long long count) {
-    BucketEvents& b = gpu::next_bucket(buckets_, used_);
-    b.offset = offset, b.count = count, b.submitted = std::chrono::steady_clock::now();
     cudaStream_t s = stream_.get();
-    CUDA_CHECK(cudaEventRecord(b.ready.get(), compute_));
-    CUDA_CHECK(cudaStreamWaitEvent(s, b.ready.get(), 0));
-    CUDA_CHECK(cudaEventRecord(b.start.get(), s));
+    BucketEvents& b = gpu::begin_bucket(buckets_, used_, offset, count, compute_, s);
     float* data = grads_.data() + offset;
     const auto n = static_cast<size_t>(count);
     const bool narrow = wire_ != comm::WirePrecision::fp32;
@@ -194,7 +187,9 @@ class HierarchicalTransport final : public GradientTransport {
     }
     NCCL_CHECK_RANK(rank, ncclBroadcast(wire, wire, n, type, 0, server_->get(), s));
     server_->settle(text(b, "NCCL's broadcast from the server's first rank"));
-    if (narrow) kernels::cast_gpu(wire, format, data, kernels::Precision::fp32, n, s);
+    // The leader between servers already holds the sum in fp32 (copied back from the host,
+    // exactly what its 16-bit copy widens to): only the others widen.
+    if (narrow && !(leader_ && between_servers_)) kernels::cast_gpu(wire, format, data, kernels::Precision::fp32, n, s);
     CUDA_CHECK(cudaEventRecord(b.end.get(), s));
   }
 

@@ -59,11 +59,7 @@ class NcclTransport final : public GradientTransport {
       throw std::invalid_argument("NCCL bucket [" + std::to_string(offset) + ", " +
                                   std::to_string(offset + count) + ") outside the " +
                                   std::to_string(grads_.size()) + " gradients");
-    BucketEvents& b = gpu::next_bucket(buckets_, used_);
-    b.offset = offset, b.count = count, b.submitted = std::chrono::steady_clock::now();
-    CUDA_CHECK(cudaEventRecord(b.ready.get(), compute_));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), b.ready.get(), 0));
-    CUDA_CHECK(cudaEventRecord(b.start.get(), stream_.get()));
+    BucketEvents& b = gpu::begin_bucket(buckets_, used_, offset, count, compute_, stream_.get());
     float* data = grads_.data() + offset;
     const auto n = static_cast<size_t>(count);
     // The communicator is non-blocking: ncclAllReduce may return before NCCL has put its kernel
@@ -89,11 +85,8 @@ class NcclTransport final : public GradientTransport {
 
   std::vector<comm::BucketTiming> wait() override {
     if (used_ == 0) return {};
-    CUDA_CHECK(cudaEventRecord(finished_.get(), stream_.get()));
-    comm_->wait_for(finished_.get(), "waiting for " + std::to_string(used_) + " gradient buckets");
-    const auto seen = std::chrono::steady_clock::now();
-    CUDA_CHECK(cudaStreamWaitEvent(compute_, finished_.get(), 0));
-    return gpu::bucket_timings(buckets_, std::exchange(used_, 0), finished_.get(), seen);
+    return gpu::finish_buckets(buckets_, used_, finished_.get(), stream_.get(), compute_, *comm_,
+                               "waiting for " + std::to_string(used_) + " gradient buckets");
   }
 
  private:
