@@ -4,6 +4,7 @@
 // diverged (NaN or infinite loss). Errors go to
 // stderr with the file, the field and what was expected.
 #include "commands.h"
+#include "rank_launcher.h"
 
 #include <basin/data.h>
 #include <basin/topology.h>
@@ -77,13 +78,13 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plot")) return run_plot();
     if (app.got_subcommand("profile")) return run_profile();
   } catch (const basin::topo::InputError& e) {
-    std::cerr << "basin: error: " << e.what() << "\n";
+    basin::cli::print_failure(std::string("basin: error: ") + e.what());
     return 2;
   } catch (const basin::data::InputError& e) {
-    std::cerr << "basin: error: " << e.what() << "\n";
+    basin::cli::print_failure(std::string("basin: error: ") + e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "basin: failed: " << e.what() << "\n";
+    basin::cli::print_failure(std::string("basin: failed: ") + e.what());
     return 1;
   }
   return 0;

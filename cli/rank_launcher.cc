@@ -2,7 +2,7 @@
 // watches them. Kept apart from the train verb because it is process management, not training:
 // environment for each rank, the file-store rendezvous under the run directory, and what to do
 // when one rank fails (name it and how it ended, say which others were stopped or stuck, stop
-// them, and return the first failure's exit code).
+// them, and return the first failure's exit code), printing each distinct failure once.
 #include "rank_launcher.h"
 
 #include <spawn.h>
@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -43,6 +45,13 @@ std::string process_state(pid_t pid) {
   }
 }
 
+// Where a launched rank leaves its failure line for the launcher (print_failure).
+constexpr const char* kFailuresVariable = "BASIN_LAUNCHER_FAILURES";
+
+std::filesystem::path failure_file(const std::string& directory, const std::string& rank) {
+  return std::filesystem::path(directory) / ("rank" + rank + ".failure");
+}
+
 // `out` absolute and normal, without the trailing separator that would make parent_path() itself.
 std::filesystem::path without_trailing_slash(const std::filesystem::path& out) {
   std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
@@ -67,6 +76,16 @@ volatile std::sig_atomic_t stop_signal = 0;
 extern "C" void note_stop_signal(int signal) { stop_signal = signal; }
 
 }  // namespace
+
+void print_failure(const std::string& line) {
+  const char* directory = std::getenv(kFailuresVariable);
+  const char* rank = std::getenv("RANK");
+  if (directory && *directory && rank && *rank) {
+    std::ofstream file(failure_file(directory, rank));
+    if (file << line << "\n" && file.flush()) return;
+  }
+  std::cerr << line << "\n";  // not launched here, or the launcher's directory is gone
+}
 
 // `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run
 // directory (as torchrun starts ranks). Waits for all; if one fails, the others are stopped
@@ -93,7 +112,8 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
       const std::string kv = *e;
       if (kv.starts_with("RANK=") || kv.starts_with("WORLD_SIZE=") || kv.starts_with("LOCAL_RANK=") ||
           kv.starts_with("LOCAL_WORLD_SIZE=") || kv.starts_with("BASIN_RANKS_HERE=") ||
-          kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID="))
+          kv.starts_with("BASIN_RENDEZVOUS_DIR=") || kv.starts_with("BASIN_RUN_ID=") ||
+          kv.starts_with(std::string(kFailuresVariable) + "="))
         continue;
       env.push_back(kv);
     }
@@ -106,6 +126,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     env.push_back("BASIN_RANKS_HERE=" + std::to_string(nproc));
     env.push_back("BASIN_RENDEZVOUS_DIR=" + rendezvous);
     env.push_back("BASIN_RUN_ID=" + std::to_string(::getpid()));
+    env.push_back(std::string(kFailuresVariable) + "=" + rendezvous);
     std::vector<char*> cargs, cenv;
     for (auto& a : args) cargs.push_back(a.data());
     cargs.push_back(nullptr);
@@ -125,6 +146,19 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
   int first_failure = 0;
   bool stopping = false;
   std::vector<int> codes(nproc, -1);
+  // Each distinct failure line once, as the rank printed it; a rank's line that differs from
+  // those already printed is printed with its rank.
+  std::set<std::string> printed;
+  auto print_rank_failure = [&](int r) {
+    std::ifstream file(failure_file(rendezvous, std::to_string(r)));
+    std::stringstream text;
+    text << file.rdbuf();
+    std::string line = text.str();
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    if (line.empty() || !printed.insert(line).second) return;
+    if (printed.size() == 1) std::cerr << line << "\n";
+    else std::cerr << "basin: rank " << r << ": " << (line.starts_with("basin: ") ? line.substr(7) : line) << "\n";
+  };
   // After the first failure the others get SIGTERM (and SIGCONT, which a stopped rank needs to
   // act on it); whatever is left after the grace period is killed.
   auto kill_at = std::chrono::steady_clock::time_point::max();
@@ -156,6 +190,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     --left;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     codes[r] = code;
+    if (code != 0) print_rank_failure(r);
     if (code != 0 && first_failure == 0 && !stopping) {
       first_failure = code;
       std::cerr << "basin: rank " << r << " "

@@ -11,4 +11,9 @@ namespace basin::cli {
 // first rank that failed.
 int launch_ranks(int nproc, int servers, const std::string& out, int argc, char** argv);
 
+// Prints a failure's one line to stderr, or, in a rank that launch_ranks started, hands it to the
+// launcher, which prints each distinct line once: every rank finds the same bad flag or diverged
+// loss, and N copies of it bury the one line that differs.
+void print_failure(const std::string& line);
+
 }  // namespace basin::cli

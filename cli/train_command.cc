@@ -280,16 +280,16 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     }
     return 0;
   } catch (const exec::Diverged& e) {
-    std::cerr << "basin: training diverged: " << e.what() << "\n";
+    print_failure(std::string("basin: training diverged: ") + e.what());
     return 3;
   } catch (const exec::CheckpointError& e) {
-    std::cerr << "basin: error: " << e.what() << "\n";
+    print_failure(std::string("basin: error: ") + e.what());
     return 2;
   } catch (const std::invalid_argument& e) {
-    std::cerr << "basin: error: " << naming_the_flag(e.what(), o.plan, given) << "\n";
+    print_failure("basin: error: " + naming_the_flag(e.what(), o.plan, given));
     return 2;
   } catch (const comm::CommError& e) {
-    std::cerr << "basin: communication failed: " << e.what() << "\n";
+    print_failure(std::string("basin: communication failed: ") + e.what());
     return 1;
   }
 }

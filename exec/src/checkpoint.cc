@@ -66,6 +66,7 @@ void write_checkpoint(const std::filesystem::path& path, const Net& net,
                             {"images", state.epoch.images},
                             {"seconds", state.epoch.seconds}};
   header["seconds"] = state.seconds;
+  if (state.validation_pending) header["validation_pending"] = true;  // absent: false
   if (state.loss_scale)
     header["loss_scale"] = {{"scale", state.loss_scale->scale},
                             {"good_steps", state.loss_scale->good_steps},
@@ -143,6 +144,7 @@ RunState read_checkpoint(const std::filesystem::path& path, Net& net, std::span<
                      .seconds = e.at("seconds").get<double>()};
     }
     if (h.contains("seconds")) state.seconds = h.at("seconds").get<double>();
+    state.validation_pending = h.contains("validation_pending") && h.at("validation_pending").get<bool>();
     if (h.contains("loss_scale")) {
       const auto& l = h.at("loss_scale");
       state.loss_scale = LossScaleState{.scale = l.at("scale").get<double>(),

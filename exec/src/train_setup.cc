@@ -111,7 +111,8 @@ nlohmann::json recipe_of(const TrainConfig& c, const model::Network& net, size_t
       {"base_lr", s.base_lr},
       {"base_batch", s.base_batch},
       {"warmup_epochs", s.warmup_epochs},
-      {"warmup_start_lr", s.warmup_start_lr},
+      // The start the run states (base_lr for "unset"), so a summary reads as the run went.
+      {"warmup_start_lr", stated_warmup_start(s)},
       {"decay", s.decay == LrSchedule::Decay::step ? "step" : "cosine"},
       {"milestones", s.milestones},
       {"gamma", s.gamma},
@@ -132,7 +133,11 @@ nlohmann::json recipe_of(const TrainConfig& c, const model::Network& net, size_t
 
 void check_same_recipe(const std::string& saved_text, const nlohmann::json& wanted,
                        const std::filesystem::path& checkpoint) {
-  const auto saved = nlohmann::json::parse(saved_text);
+  auto saved = nlohmann::json::parse(saved_text);
+  // Checkpoints before 2026-12-08 wrote -1 for a warmup starting at base_lr.
+  if (saved.contains("warmup_start_lr") && saved["warmup_start_lr"].is_number() &&
+      saved["warmup_start_lr"].get<double>() < 0 && saved.contains("base_lr"))
+    saved["warmup_start_lr"] = saved["base_lr"];
   for (const auto& [key, value] : wanted.items()) {
     const auto it = saved.find(key);
     const std::string had = it == saved.end() ? "nothing" : it->dump();

@@ -127,6 +127,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     state.position = saved.position;
     state.epoch = saved.epoch;
     state.seconds = saved.seconds;
+    state.validation_pending = saved.validation_pending;
     // A checkpoint of a run without scaling (or of an older basin) starts at the initial scale.
     if (scaling.enabled && saved.loss_scale) scaler = *saved.loss_scale;
     say("resumed from " + checkpoint_path.string() + " at step " + std::to_string(state.step));
@@ -207,14 +208,19 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   // written below, after the loop that runs no step, and its end validated unless it fell on an
   // epoch's end, where the loop validated it already. Rank 0 decides from its summary (the other
   // ranks' hosts need not share the directory) and tells the others through the store.
+  // A checkpoint written before its epoch's validation (interrupted there) is validated first,
+  // unless the run goes on through that epoch (an end inside one, extended), where the
+  // uninterrupted run drops that validation too.
+  const bool validate_first = state.validation_pending && (state.step % per_epoch == 0 || state.step == total);
   bool end_unvalidated = false;
   if (config.resume && state.step == total) {
     const auto before = lead ? detail::read_summary(config.out / "summary.json") : std::nullopt;
-    // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch.
-    char ends_now = before && !before->finished ? (state.step % per_epoch ? 2 : 1) : 0;
+    // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch. A run
+    // interrupted in its last validation never wrote its summary, so it ends now too.
+    char ends_now = (before && !before->finished) || validate_first ? (state.step % per_epoch ? 2 : 1) : 0;
     if (config.comm && config.comm->world_size() > 1)
       ends_now = config.comm->share("resume-ends-at-" + std::to_string(state.step), {ends_now}).at(0);
-    end_unvalidated = ends_now == 2;
+    end_unvalidated = ends_now == 2 && !validate_first;
     if (ends_now == 0) {
       say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
           std::to_string(total) + "); nothing to do");
@@ -225,7 +231,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       if (before) return *before;
     } else {
       say("the run in " + config.out.string() + " stopped at step " + std::to_string(total) + ", which now ends it: " +
-          (end_unvalidated && config.validate ? "validating and writing its weights" : "writing its weights"));
+          ((end_unvalidated || validate_first) && config.validate ? "validating and writing its weights"
+                                                                   : "writing its weights"));
     }
   }
   if (config.resume && stop <= state.step && state.step < total)
@@ -237,7 +244,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   std::optional<detail::JsonlLog> log;
   if (lead)
     log.emplace(config.out / "log.jsonl", config.resume ? state.step : -1,
-                /*keep_epoch_record_at_step=*/state.step % per_epoch == 0);
+                /*keep_epoch_record_at_step=*/state.step % per_epoch == 0 && !state.validation_pending);
   auto write_log = [&](const nlohmann::json& record) {
     if (log) log->write(record);
   };
@@ -328,6 +335,23 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   const auto buffer_count = static_cast<long long>(net.buffers().size());
   const std::shared_ptr<float> saved_buffers =
       scaling.enabled ? backend.alloc_flat(buffer_count) : nullptr;
+  // Validates (or records) the epoch that ends at this step, from its sums so far; an epoch's
+  // sums start over after its end, but not after a run's end inside an epoch, which a longer
+  // resumed run goes on through.
+  auto end_epoch = [&] {
+    validate((state.step - 1) / per_epoch, epoch_steps > 0 ? epoch_loss / epoch_steps : NAN,
+             epoch_seconds > 0 ? epoch_images / epoch_seconds : 0.0);
+    if (state.step % per_epoch == 0) epoch_loss = epoch_images = epoch_seconds = 0, epoch_steps = 0;
+  };
+  if (validate_first) {
+    say("the checkpoint at step " + std::to_string(state.step) +
+        " was written before its epoch's validation, which was interrupted: validating now");
+    end_epoch();
+    state.validation_pending = false;
+    checkpoint();
+  } else {
+    state.validation_pending = false;  // an end inside an epoch that this run goes on through
+  }
   double run_seconds = 0;
   long long run_steps = 0;
   auto last_say = Clock::now();
@@ -462,10 +486,14 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       say(buf);
     }
     if (epoch_end) {
-      validate((state.step - 1) / per_epoch, epoch_loss / epoch_steps, epoch_images / epoch_seconds);
-      // A run that ends inside an epoch (--epochs 2.5) keeps that epoch's sums in its checkpoint:
-      // given more epochs, it goes on through the same epoch, which is then whole.
-      if (state.step % per_epoch == 0) epoch_loss = epoch_images = epoch_seconds = 0, epoch_steps = 0;
+      // Written before the validation too, which on CPU ranks can outlast many steps, so an
+      // interrupt during it costs no training: a resume from it validates first.
+      if (config.validate) {
+        state.validation_pending = true;
+        checkpoint();
+        state.validation_pending = false;
+      }
+      end_epoch();
       checkpoint();
     } else if ((config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0) ||
                state.step == stop) {
@@ -473,8 +501,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     }
   }
   if (end_unvalidated) {
-    validate((state.step - 1) / per_epoch, epoch_loss / std::max(1LL, epoch_steps),
-             epoch_seconds > 0 ? epoch_images / epoch_seconds : 0.0);
+    end_epoch();
     checkpoint();
   }
   summary.steps = state.step;

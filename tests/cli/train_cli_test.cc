@@ -271,6 +271,12 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
   Result bad = run(args + w.path("bad") + " --algorithm tree");
   REQUIRE(bad.exit_code == 2);
   REQUIRE(bad.out.find("--algorithm") != std::string::npos);
+  // Both ranks refuse a resume with nothing to resume; the launcher prints the refusal once.
+  Result nothing = run(args + w.path("nothing") + " --algorithm halving_doubling --resume");
+  INFO(nothing.out);
+  REQUIRE(nothing.exit_code == 2);
+  REQUIRE(nothing.out.find("--resume: no checkpoint") != std::string::npos);
+  REQUIRE(nothing.out.find("--resume: no checkpoint") == nothing.out.rfind("--resume: no checkpoint"));
 
   // Without --threads, ranks on one machine share its cores (each taking all of them ran 4 ranks
   // on 2 cores 4-10x slower): a quarter step is enough to see the header.

@@ -223,6 +223,58 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
     if (!r.contains("type")) REQUIRE(r.at("step") == next++);
   REQUIRE(next == 62);
 
+  // The recipe states warmup's start, and a checkpoint that wrote -1 for base_lr resumes.
+  {
+    const auto summary = nlohmann::json::parse(slurp(part.out / "summary.json"));
+    REQUIRE(whole.schedule.warmup_start_lr < 0);  // unset: the run starts warmup at base_lr
+    REQUIRE(summary.at("recipe").at("warmup_start_lr") == whole.schedule.base_lr);
+    // Rewrite the checkpoint as basin wrote it before the recipe stated the start.
+    const fs::path checkpoint = part.out / "checkpoint.basin";
+    Net net(network_for(part, 10), cpu(), part.batch);
+    std::vector<float> velocity(net.params().size());
+    RunState state = read_checkpoint(checkpoint, net, velocity);
+    auto recipe = nlohmann::json::parse(state.recipe);
+    recipe["warmup_start_lr"] = -1;
+    state.recipe = recipe.dump();
+    write_checkpoint(checkpoint, net, velocity, state);
+    TrainConfig again = part;
+    REQUIRE(train(again, cpu()).finished);  // finished already: it only compares the recipes
+    again.schedule.warmup_start_lr = whole.schedule.base_lr / 2;
+    REQUIRE_THROWS_WITH(train(again, cpu()), HasText("warmup_start_lr"));
+  }
+
+  // Interrupted in the first epoch's validation, just after its log record: the checkpoint
+  // written before the validation resumes it, and the run ends as the uninterrupted one did,
+  // with one record per epoch.
+  {
+    TrainConfig cut = whole;
+    cut.out = dir.path / "cut";
+    struct Interrupt {};
+    REQUIRE_THROWS_AS(train(cut, cpu(), [](const std::string& line) {
+                        if (line.find("top-1") != std::string::npos) throw Interrupt{};
+                      }),
+                      Interrupt);
+    cut.resume = true;
+    std::vector<std::string> said;
+    const TrainSummary resumed = train(cut, cpu(), [&](const std::string& l) { said.push_back(l); });
+    REQUIRE(resumed.finished);
+    bool told = false;
+    for (const auto& l : said) told |= l.find("before its epoch's validation") != std::string::npos;
+    CHECK(told);
+    REQUIRE(resumed.epochs.size() == 2);
+    CHECK(resumed.epochs.front().top1 == uninterrupted.epochs.front().top1);
+    CHECK(resumed.epochs.front().train_loss == uninterrupted.epochs.front().train_loss);
+    CHECK(resumed.epochs.back().top1 == uninterrupted.epochs.back().top1);
+    int vals = 0;
+    for (const auto& r : read_log(cut.out / "log.jsonl")) vals += r.value("type", "") == "val";
+    CHECK(vals == 2);
+    Net c(network_for(whole, 10), cpu(), whole.batch);
+    load_state(c, cut.out / "weights");
+    size_t cut_differ = 0;
+    for (size_t i = 0; i < a.params().size(); ++i) cut_differ += a.params()[i] != c.params()[i];
+    CHECK(cut_differ == 0);
+  }
+
   SECTION("a run refuses to overwrite a checkpoint and to resume with other settings") {
     TrainConfig fresh = whole;
     REQUIRE_THROWS_WITH(train(fresh, cpu()), HasText("--resume"));
@@ -243,7 +295,8 @@ TEST_CASE("Checkpoints round-trip and refuse damage", "[exec][train]") {
   const fs::path path = dir.path / "c.basin";
   write_checkpoint(path, net, velocity,
                    {.step = 17, .position = {2, 64}, .recipe = "{}",
-                    .epoch = {.loss_sum = 12.5, .finite_steps = 5, .images = 160, .seconds = 0.75}, .seconds = 9.5});
+                    .epoch = {.loss_sum = 12.5, .finite_steps = 5, .images = 160, .seconds = 0.75}, .seconds = 9.5,
+                    .validation_pending = true});
 
   Net other(model::resnet(shape), cpu(), 2);
   std::vector<float> v2(velocity.size());
@@ -254,6 +307,7 @@ TEST_CASE("Checkpoints round-trip and refuse damage", "[exec][train]") {
   REQUIRE(st.epoch.images == 160);
   REQUIRE(st.epoch.seconds == 0.75);
   REQUIRE(st.seconds == 9.5);
+  REQUIRE(st.validation_pending);
   REQUIRE(st.position == data::Position{2, 64});
   REQUIRE(std::equal(net.params().begin(), net.params().end(), other.params().begin()));
   REQUIRE(std::equal(net.buffers().begin(), net.buffers().end(), other.buffers().begin()));

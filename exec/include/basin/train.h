@@ -91,6 +91,9 @@ struct RunState {
     double images = 0, seconds = 0;
   } epoch;
   double seconds = 0;
+  // Written at an epoch's end before its validation (which on CPU ranks can outlast many steps,
+  // and which an interrupt would otherwise cost the epoch): a resume validates it first.
+  bool validation_pending = false;
 };
 
 // One file: a magic line, a JSON header (format basin.checkpoint/2, the state, tensor sizes), then
