@@ -97,6 +97,8 @@ int run(const SimOptions& o) {
       throw topo::InputError("--trace", "", "one configuration; --scaling predicts several");
     // Before the points are worked out and printed: an unwritable plot is refused with nothing done.
     if (!so.plot.empty()) topo::require_writable(so.plot);
+    if (so.plot.empty() && !so.measured.empty())
+      throw topo::InputError("--measured", "", "--plot, which draws the points beside the curve");
     return run_scaling(cluster, profile, cfg, so, model);
   }
   if (!o.scaling_options.plot.empty() || !o.scaling_options.measured.empty())

@@ -4,6 +4,7 @@
 #include "plan_auto.h"
 #include "train_options.h"
 
+#include <basin/model.h>
 #include <basin/plan.h>
 #include <basin/sim.h>
 #include <basin/topology.h>
@@ -200,6 +201,14 @@ void apply_plan(const std::string& path, TrainOptions& o,
                            "a network name; resnet-custom (a --blocks network, whose blocks, width and image size "
                            "a plan does not record) runs only with the --blocks, --width and --image-size it was "
                            "planned with");
+  if (!given("--model") && c.model != "resnet-custom") {
+    const auto names = model::network_names();
+    if (std::find(names.begin(), names.end(), c.model) == names.end()) {
+      std::string known;
+      for (const auto& n : names) known += n + ", ";
+      throw topo::InputError(path, "/model", "one of " + known + "or resnet-custom, got \"" + c.model + "\"");
+    }
+  }
   if (!given("--batch")) c.batch = whole("/batch_per_device");
   if (!given("--world-size")) c.world_size = whole("/world_size");
   if (!given("--epochs")) c.epochs = number("/epochs");
@@ -223,8 +232,11 @@ void apply_plan(const std::string& path, TrainOptions& o,
     if (!(derived && peak_moved)) s.warmup_start_lr = start;
   }
   if (!given("--decay")) o.decay = text("/lr_schedule/decay");
-  if (!given("--gamma")) s.gamma = number("/lr_schedule/gamma");
-  if (!given("--milestones")) {
+  // Step decay's factor and epochs; a cosine plan need not state them (basin plan writes them).
+  const bool cosine = o.decay == "cosine";
+  if (!given("--gamma") && !(cosine && !plan.contains("/lr_schedule/gamma"_json_pointer)))
+    s.gamma = number("/lr_schedule/gamma");
+  if (!given("--milestones") && !(cosine && !plan.contains("/lr_schedule/milestones"_json_pointer))) {
     const auto& m = field("/lr_schedule/milestones");
     if (!m.is_array()) throw topo::InputError(path, "/lr_schedule/milestones", "an array of epochs");
     s.milestones.clear();

@@ -3,6 +3,7 @@
 // still validate a plan's algorithm choice and tests can check the rules without a network.
 #include <basin/comm.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace basin::comm {
@@ -34,11 +35,13 @@ WirePrecision parse_wire_precision(const std::string& text) {
 }
 
 Algorithm parse_algorithm(const std::string& text) {
+  // basin sim and plan spell them with hyphens (halving-doubling): the same names here.
+  std::string spelled = text;
+  std::replace(spelled.begin(), spelled.end(), '-', '_');
   for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube,
                  Algorithm::hierarchical})
-    if (text == name(a)) return a;
-  throw CommError("allreduce algorithm \"" + text +
-                  "\": expected ring, ring_chunked, halving_doubling, bcube or hierarchical");
+    if (spelled == name(a)) return a;
+  throw CommError("expected ring, ring_chunked, halving_doubling, bcube or hierarchical, got \"" + text + "\"");
 }
 
 std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base) {

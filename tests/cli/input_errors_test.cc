@@ -218,6 +218,7 @@ TEST_CASE("basin select's measured points need a plot and a size and a busbw eac
   basin::test::TempDir dir{"cli-select-plot"};
   const std::string svg = dir / "s.svg";
   require_input_error(run("select --measured 1024:3"), {"--measured", "--plot"});
+  require_input_error(run("sim --cluster bigbasin:2 --scaling --measured 16:0.9"), {"--measured", "--plot"});
   require_input_error(run("select --plot " + svg + " --measured 1024:3,"), {"--measured", "BYTES:BUSBW", "''"});
   require_input_error(run("select --plot " + svg + " --measured 1024:-3"), {"--measured", "'1024:-3'"});
   require_input_error(run("select --plot " + svg + " --measured 1KB:3"), {"--measured", "'1KB:3'"});

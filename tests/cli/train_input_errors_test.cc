@@ -142,6 +142,7 @@ TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[c
       {[](nlohmann::json& d) { d["allreduce"]["protocol"] = "bogus"; }, "/allreduce/protocol"},
       {[](nlohmann::json& d) { d["global_batch"] = d["global_batch"].get<int>() * 2; }, "/global_batch"},
       {[](nlohmann::json& d) { d["lr_schedule"]["lr"] = 0.5; }, "/lr_schedule/lr"},
+      {[](nlohmann::json& d) { d["model"] = "resnet51"; }, "/model"},
   };
   for (const auto& [edit, pointer] : edits) {
     nlohmann::json bad = good;
@@ -151,6 +152,15 @@ TEST_CASE("basin train names a misspelt or fractional field of a plan file", "[c
     REQUIRE(r.exit_code == 2);
     REQUIRE_THAT(r.out, HasText(std::string("edited.json: ") + pointer));
   }
+  // Step decay's gamma and milestones are not asked of a cosine plan: it reads on to the data.
+  nlohmann::json cosine = good;
+  cosine["lr_schedule"]["decay"] = "cosine";
+  cosine["lr_schedule"].erase("gamma");
+  cosine["lr_schedule"].erase("milestones");
+  r = train_with(cosine);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.out, !HasText("/lr_schedule/") && HasText("nowhere"));
   REQUIRE_FALSE(fs::exists(dir / "run"));
 }
 

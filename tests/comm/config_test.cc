@@ -113,6 +113,8 @@ TEST_CASE("comm algorithms: which world sizes Gloo's algorithms accept", "[comm]
   CHECK(!unsupported_reason(Algorithm::bcube, 4, 1).empty());
   CHECK(!unsupported_reason(Algorithm::ring, 0).empty());
   CHECK(parse_algorithm("halving_doubling") == Algorithm::halving_doubling);
+  CHECK(parse_algorithm("halving-doubling") == Algorithm::halving_doubling);  // sim's spelling
+  CHECK_THROWS_WITH(parse_algorithm("halving-doubled"), Catch::Matchers::EndsWith("got \"halving-doubled\""));
   CHECK_THROWS_WITH(parse_algorithm("tree"), Catch::Matchers::Contains("expected ring, ring_chunked"));
 }
 

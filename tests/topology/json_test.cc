@@ -194,6 +194,10 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
          d["nodes"].push_back({{"id", "cpu0"}, {"kind", "cpu"}, {"server", 0}, {"cores", 0}});
        },
        "/nodes/2/cores", "at least 1"},
+      {"a NIC port of a kind no fabric cables", [](json& d) {
+         d["nodes"].push_back({{"id", "nic0"}, {"kind", "nic"}, {"server", 0}, {"port_GBps", 25}, {"port_kind", "ib"}});
+       },
+       "/nodes/2/port_kind", "ethernet or infiniband (the cable a fabric attaches), got 'ib'"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);

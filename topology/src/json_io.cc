@@ -133,10 +133,11 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   n.pci_bus = r.str("pci_bus", false);
   if (n.kind == NodeKind::nic) {
     n.port_GBps = r.number("port_GBps", true, 0, 0, true);
-    n.port_kind = read_link_kind(r, "port_kind");
-    if (n.port_kind != LinkKind::ethernet && n.port_kind != LinkKind::infiniband)
-      r.fail("/port_kind", "ethernet or infiniband (the cable a fabric attaches), got '" +
-                               std::string(to_string(n.port_kind)) + "'");
+    const std::string port = r.str("port_kind");
+    const auto kind = link_kind_from_string(port);
+    if (!kind || (*kind != LinkKind::ethernet && *kind != LinkKind::infiniband))
+      r.fail("/port_kind", "ethernet or infiniband (the cable a fabric attaches), got '" + port + "'");
+    n.port_kind = *kind;
   } else if (r.has("port_GBps") || r.has("port_kind")) {
     r.fail(r.has("port_GBps") ? "/port_GBps" : "/port_kind", "port_GBps and port_kind only on nodes of kind nic");
   }
