@@ -82,8 +82,9 @@ then summed at 3.7 GB/s or copied at 5.6 GB/s on one core: 2.67 ms and 12.7 ms, 
 hand), because ring_chunked overlaps each sum with the next transfer, which halving-doubling
 cannot; so the network and host terms are not too small.
 
-On 256 GPUs the model explains about a third of the ~10 points of efficiency the paper lost:
-~0.02 s of the 0.26 s has no mechanism with an independent source. Candidates without a source
+On 256 GPUs the model explains about half of the ~10 points of efficiency the paper lost
+(PCIe copies at their payload share of line rate, 13.3 of Gen3 x16's 15.75 GB/s, as published
+pinned copies measure): ~0.018 s of the 0.26 s has no mechanism with an independent source. Candidates without a source
 for their size: per-iteration compute jitter across 256 GPUs (a synchronous step waits for the
 slowest), backprop slowed by NCCL kernels and PCIe copies sharing the GPU, CPU reductions slower
 than one core's DRAM copy rate while the same CPUs decode JPEGs for 8 GPUs; and one that would

@@ -134,7 +134,7 @@ nlohmann::json recipe_of(const TrainConfig& c, const model::Network& net, size_t
 void check_same_recipe(const std::string& saved_text, const nlohmann::json& wanted,
                        const std::filesystem::path& checkpoint) {
   auto saved = nlohmann::json::parse(saved_text);
-  // Checkpoints before 2026-12-08 wrote -1 for a warmup starting at base_lr.
+  // Checkpoints of earlier basins wrote -1 for a warmup starting at base_lr.
   if (saved.contains("warmup_start_lr") && saved["warmup_start_lr"].is_number() &&
       saved["warmup_start_lr"].get<double>() < 0 && saved.contains("base_lr"))
     saved["warmup_start_lr"] = saved["base_lr"];

@@ -16,7 +16,23 @@
 
 namespace basin::sim {
 
+double pcie_payload_share(int generation) {
+  // Every transaction-layer packet carries at most the Max Payload Size of data and, besides it,
+  // a 16-byte header (4 DW, 64-bit addresses: PCIe Base Specification, 2.2) and, through Gen5,
+  // a 4-byte framing token and a 4-byte LCRC (4.2.2.3; Gen1/2: STP and END symbols, 2-byte
+  // sequence number, the same 24 bytes). At 128-byte payloads: 128/152 = 0.842 of line rate,
+  // 13.3 GB/s on Gen3 x16, 26.5 on Gen4 and 53.1 on Gen5, where published pinned copies
+  // (bandwidthTest, nvbandwidth) measure 12.2-13.2 (P100), 25-26.3 (A100) and 51-57 (H100,
+  // H200): docs/decisions.md. Gen6's flits carry their own CRC and FEC, which its line coding
+  // counts (link_specs.cc), leaving the header: 128/144, not yet measured.
+  constexpr double payload = 128;
+  if (generation >= 1 && generation <= 5) return payload / (payload + 24);
+  if (generation == 6) return payload / (payload + 16);
+  return 1.0;  // an unknown generation: line rate, as nothing says otherwise
+}
+
 double achievable_share(const topo::Link& link) {
+  if (link.kind == topo::LinkKind::pcie) return pcie_payload_share(link.generation);
   if (link.kind != topo::LinkKind::nvlink) return 1.0;
   static const std::map<int, double> nccl_GBps = {{1, 18.0}, {2, 20.0}, {3, 20.0}, {4, 20.6}, {5, 40.1}};
   const auto it = nccl_GBps.find(link.generation);

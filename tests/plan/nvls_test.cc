@@ -109,9 +109,11 @@ TEST_CASE("NCCL's ring and NVLS on 8 H100s reach what NCCL's maintainers quote",
   REQUIRE(candidate(a100, "nccl-ring/Simple") >= 0);
 }
 
-TEST_CASE("the engine's view of a topology has NCCL's own NVLink rates and nothing else changed", "[plan][nvls]") {
+TEST_CASE("the engine's view of a topology has NCCL's own NVLink rates, PCIe's payload, and nothing else changed",
+          "[plan][nvls]") {
   // NCCL src/graph/topo.h: 18.0 GB/s per NVLink on P100 (of 20), 20.0 on V100 and A100 (of 25),
-  // 20.6 on H100 (of 25), 40.1 on B200 (of 50).
+  // 20.6 on H100 (of 25), 40.1 on B200 (of 50). PCIe Gen1-5 (every built-in server's): 128-byte
+  // payloads in packets of 24 bytes more (4-byte framing token, 16-byte header, 4-byte LCRC).
   const std::pair<const char*, double> cases[] = {{"bigbasin:1", 18.0 / 20}, {"dgx1:1", 20.0 / 25},
                                                   {"dgx-a100:1", 20.0 / 25}, {"dgx-h100:1", 20.6 / 25},
                                                   {"dgx-b200:1", 40.1 / 50}};
@@ -124,7 +126,9 @@ TEST_CASE("the engine's view of a topology has NCCL's own NVLink rates and nothi
       const topo::Link& line = t.graph[*e];
       const auto [ev, found] = boost::edge(boost::source(*e, t.graph), boost::target(*e, t.graph), v.graph);
       REQUIRE(found);
-      const double expected = line.kind == topo::LinkKind::nvlink ? share : 1.0;
+      const double expected = line.kind == topo::LinkKind::nvlink ? share
+                              : line.kind == topo::LinkKind::pcie   ? 128.0 / (128 + 24)
+                                                                    : 1.0;
       nvlinks += line.kind == topo::LinkKind::nvlink;
       REQUIRE_THAT(v.graph[ev].bandwidth_GBps, WithinRel(line.bandwidth_GBps * expected, 1e-12));
     }

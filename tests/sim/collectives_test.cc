@@ -291,10 +291,11 @@ TEST_CASE("host-staged hierarchical allreduce on Big Basin adds the PCIe copies 
   // Gloo over TCP, 256 KiB and more: NVLink chain reduce and broadcast (n at 18 GB/s each, as
   // above), a
   // device-to-host and a host-to-device copy of n between GPU 0 and socket 0 over PCIe Gen3 x16
-  // (8 GT/s x 128/130 x 16 lanes / 8 = 15.754 GB/s), halving-doubling between the 4 hosts over
+  // (8 GT/s x 128/130 x 16 lanes / 8 = 15.754 GB/s of line rate, of which 128-byte payloads in
+  // packets of 24 bytes more carry 128/152), halving-doubling between the 4 hosts over
   // 50 Gb/s (2 (4-1)/4 n / 6.25 GB/s), and on one core the sums of the reduce-scatter (n/2 + n/4
   // at 2/3 of the copy rate) and the copies of the allgather (n/4 + n/2 at the copy rate).
-  const double pcie = 8.0 * 128 / 130 * 16 / 8 * 1e9, copy = 6e9, sum = 4e9;
+  const double pcie = 8.0 * 128 / 130 * 16 / 8 * 1e9 * 128 / 152, copy = 6e9, sum = 4e9;
   topo::Topology t = topo::load_any("bigbasin:4");
   Network net(t);
   HostStaging staging{.mode = HostStaging::Mode::on, .core_copy_GBps = 6};

@@ -164,9 +164,13 @@ struct NetworkParams {
 // the GPU generation that brought that NVLink generation (NCCL 2.28 src/graph/topo.h,
 // SMxx_NVLINK_BW: P100 18 of 20, V100 and A100 20 of 25, H100 20.6 of 25, B200 40.1 of 50),
 // which is what NCCL's ring measures (about 370 GB/s over an H100's 18 links, NVIDIA/nccl-tests#212)
-// and what any copy over those links gets at best. Other links: 1 (their line rate; NICs are
-// known to run 6-8% below it, docs/decisions.md).
+// and what any copy over those links gets at best. PCIe: the share of its bytes that are
+// payload (pcie_payload_share). Other links: 1 (their line rate; NICs are known to run 6-8%
+// below it, docs/decisions.md).
 double achievable_share(const topo::Link& link);
+// PCIe of a generation: 128-byte payloads in packets of 24 bytes more (Gen1-5; 16 on Gen6),
+// 0.842 of line rate, which published host-device copies reach to within a few percent.
+double pcie_payload_share(int generation);
 // The topology with every link at line rate x achievable_share: what Network times.
 topo::Topology achievable_view(const topo::Topology& topo);
 
