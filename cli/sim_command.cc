@@ -129,6 +129,11 @@ int run(const SimOptions& o) {
                         const auto used = sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server);
                         return g[used.front()].server != g[used.back()].server;
                       }();
+  // What would run the allreduce as priced (plan::library_of): the default, Goyal et al.'s
+  // hierarchical, is basin's own schedule on an RDMA fabric, which nothing runs.
+  const plan::Choice priced = nccl ? choice : plan::Choice{.algorithm = cfg.algorithm, .inter = cfg.inter};
+  const std::string library =
+      plan::library_of(priced, cluster, sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server));
   if (!o.trace.empty()) {
     topo::write_file_atomically(o.trace, sim::chrome_trace(r));
     std::cerr << "basin sim: wrote " << o.trace << " (open in https://ui.perfetto.dev)\n";
@@ -153,6 +158,7 @@ int run(const SimOptions& o) {
           {"decode_images_per_s_per_core", o.decode_rate}, {"gpu_decode_images_per_s", o.gpu_decode_rate}, {"host_staging", o.host_staging},
           {"compute_jitter_cv", o.compute_jitter}}},
         {"staged_through_host", staged},
+        {"library", library},
         {"iteration_s", r.iteration_s},
         {"epoch_s", r.epoch_s},
         {"images_per_s", r.images_per_s},
@@ -192,6 +198,11 @@ int run(const SimOptions& o) {
     std::printf(", buckets: one per layer\n");
   std::printf("host staging: %s (%s)\n", o.host_staging.c_str(),
               staged ? "copies through host memory, sums on one CPU core" : "none");
+  if (plan::runs_as_priced(library))
+    std::printf("runs as: %s (basin train --device gpu --gpu-collective %s)\n", library.c_str(), library.c_str());
+  else if (library != "none")
+    std::printf("runs as: %s: basin's own schedule, priced moving GPU memory directly, which neither NCCL nor "
+                "Gloo does here; --algorithm nccl prices what NCCL runs\n", library.c_str());
   std::printf("compute: %s%s\n", r.compute_estimated ? "ESTIMATE, " : "", r.compute_basis.c_str());
   std::printf("  iteration        %8.4f s\n", r.iteration_s);
   std::printf("    compute        %8.4f s\n", r.compute_s);

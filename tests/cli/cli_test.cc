@@ -215,6 +215,15 @@ TEST_CASE("basin sim says the switch's sums stage nothing, even over Ethernet NI
   const Result ring = run("sim --cluster " + file + " --algorithm ring");
   CAPTURE(ring.out);
   REQUIRE(ring.out.find("host staging: auto (copies through host memory") != std::string::npos);
+  // Gloo's ring_chunked runs that ring, staged as priced (docs/plan-format.md, library gloo).
+  REQUIRE(ring.out.find("runs as: gloo") != std::string::npos);
+  // On the InfiniBand original the default (Goyal et al.'s three phases) moves GPU memory
+  // between servers directly, which neither NCCL nor Gloo does; NCCL's own runs as priced.
+  const Result ib = run("sim --cluster dgx-h100:2");
+  CAPTURE(ib.out);
+  REQUIRE(ib.out.find("runs as: simulated-only") != std::string::npos);
+  REQUIRE(run("sim --cluster dgx-h100:2 --algorithm nccl").out.find("runs as: nccl (") != std::string::npos);
+  REQUIRE(run("sim --cluster bigbasin:2").out.find("runs as: nccl+gloo") != std::string::npos);
   const Result tree = run("sim --cluster " + file + " --algorithm nvls-tree");
   CAPTURE(tree.out);
   REQUIRE(tree.exit_code == 0);
