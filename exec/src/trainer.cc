@@ -213,6 +213,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   // uninterrupted run drops that validation too.
   const bool validate_first = state.validation_pending && (state.step % per_epoch == 0 || state.step == total);
   bool end_unvalidated = false;
+  bool rewriting_summary = false;  // rank 0 alone: the other ranks have returned
   if (config.resume && state.step == total) {
     const auto before = lead ? detail::read_summary(config.out / "summary.json") : std::nullopt;
     // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch. A run
@@ -225,10 +226,11 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       say("the run in " + config.out.string() + " had already finished (step " + std::to_string(total) + " of " +
           std::to_string(total) + "); nothing to do");
       // Only rank 0 writes the run's files; the others have nothing to do. Without a readable
-      // summary (a run killed after its last checkpoint) rank 0 writes it again below, with no
-      // step to run and so no collective the others would miss.
+      // summary (a run killed after its last checkpoint) rank 0 writes it again below, before
+      // the gradient communicator, whose setup (NCCL's) the others would not join.
       if (!lead) return TrainSummary{.steps = state.step, .total_steps = total, .finished = true};
       if (before) return *before;
+      rewriting_summary = true;
     } else {
       say("the run in " + config.out.string() + " stopped at step " + std::to_string(total) + ", which now ends it: " +
           ((end_unvalidated || validate_first) && config.validate ? "validating and writing its weights"
@@ -271,9 +273,24 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         (raw_input ? ", input stage in the backend" : ", input stage in the loader") + "; each rank on " +
         backend.name() + schedule_caveats(config.schedule, batch_all, config.epochs));
 
+  const double earlier_seconds = state.seconds;  // of the sessions before this one
+  // The run's end: its counts, and rank 0's weights (of a finished run) and summary.
+  auto finish = [&] {
+    summary.steps = state.step;
+    summary.finished = state.step >= total;
+    summary.skipped_steps = scaler.skipped_steps;
+    for (const auto& l : loaders)
+      summary.skipped_files += static_cast<std::int64_t>(l->stats().skipped_files.size());
+    summary.seconds = earlier_seconds + seconds_between(started, Clock::now());
+    if (!lead) return summary;
+    if (summary.finished) save_state(net, config.out / "weights");
+    detail::write_summary(config.out / "summary.json", summary, recipe);
+    return summary;
+  };
+  if (rewriting_summary) return finish();
+
   detail::GradientSync sync(net, config);
   if (state.step == 0 && !sync.describe().empty()) say("gradients: " + sync.describe());
-  const double earlier_seconds = state.seconds;  // of the sessions before this one
   // The last two steps whose statistics this rank wrote: the older goes only once a newer
   // checkpoint follows the newer, so rank 0's checkpoint, written at about the same time, always
   // finds its step's file (a failed or killed write leaves the one before).
@@ -504,17 +521,7 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     end_epoch();
     checkpoint();
   }
-  summary.steps = state.step;
-  summary.finished = state.step >= total;
-  summary.skipped_steps = scaler.skipped_steps;
-  for (const auto& l : loaders)
-    summary.skipped_files += static_cast<std::int64_t>(l->stats().skipped_files.size());
-  summary.seconds = earlier_seconds + seconds_between(started, Clock::now());
-  if (!lead) return summary;
-  if (summary.finished) save_state(net, config.out / "weights");
-
-  detail::write_summary(config.out / "summary.json", summary, recipe);
-  return summary;
+  return finish();
 }
 
 }  // namespace basin::exec

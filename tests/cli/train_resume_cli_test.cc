@@ -81,6 +81,15 @@ TEST_CASE("a resume from an epoch's end keeps that epoch's validation and summar
   const json after = json::parse(read_file(dir / "stopped/summary.json"));
   REQUIRE(after["epochs"] == json::parse(before)["epochs"]);
   REQUIRE(records(dir / "stopped/log.jsonl", "val").size() == 3);
+  // Its summary lost (killed after the last checkpoint): written again from the log, nothing run.
+  fs::remove(dir / "stopped/summary.json");
+  Result rewritten = run(args + (dir / "stopped") + " --resume");
+  INFO(rewritten.out);
+  REQUIRE(rewritten.exit_code == 0);
+  const json restored = json::parse(read_file(dir / "stopped/summary.json"));
+  REQUIRE(restored["epochs"] == json::parse(before)["epochs"]);
+  REQUIRE(restored["finished"] == true);
+  REQUIRE(records(dir / "stopped/log.jsonl", "val").size() == 3);
   // Fewer epochs than the checkpoint has run: refused, naming --epochs, the run left as it was.
   std::string fewer = args;
   fewer.replace(fewer.find("--epochs 3"), 10, "--epochs 1");
