@@ -8,6 +8,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace basin::exec {
 namespace {
@@ -27,15 +28,10 @@ long long product(const std::vector<long long>& shape) {
   return n;
 }
 
-}  // namespace
-
-void write_npy(const std::filesystem::path& path, std::span<const float> data,
-               const std::vector<long long>& shape) {
-  if (product(shape) != static_cast<long long>(data.size()))
-    throw std::invalid_argument(path.string() + ": shape " + shape_text(shape) + " does not hold " +
-                                std::to_string(data.size()) + " values");
-  std::string header =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
+// One .npy file of `bytes` of little-endian `descr` values (NumPy's type string) in `shape`.
+void write_npy_bytes(const std::filesystem::path& path, const char* descr, const std::string& shape,
+                     std::span<const char> bytes) {
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // The header, with magic and lengths, is padded with spaces to a multiple of 64 bytes and
   // ends in a newline (NEP 1).
   const size_t unpadded = 6 + 2 + 2 + header.size() + 1;
@@ -52,11 +48,21 @@ void write_npy(const std::filesystem::path& path, std::span<const float> data,
     const char len_le[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
     out.write(len_le, 2);
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    out.write(reinterpret_cast<const char*>(data.data()),
-              static_cast<std::streamsize>(data.size_bytes()));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) throw std::runtime_error(tmp.string() + ": write failed");
   }
   std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+void write_npy(const std::filesystem::path& path, std::span<const float> data,
+               const std::vector<long long>& shape) {
+  if (product(shape) != static_cast<long long>(data.size()))
+    throw std::invalid_argument(path.string() + ": shape " + shape_text(shape) + " does not hold " +
+                                std::to_string(data.size()) + " values");
+  write_npy_bytes(path, "<f4", shape_text(shape),
+                  std::span(reinterpret_cast<const char*>(data.data()), data.size_bytes()));
 }
 
 std::vector<float> read_npy(const std::filesystem::path& path, std::vector<long long>* shape) {
@@ -115,14 +121,22 @@ std::vector<long long> tensor_shape(const model::Network& network, const ParamIn
   return {p.count};
 }
 
-void save_state(const Net& net, const std::filesystem::path& dir) {
+void save_state(const Net& net, const std::filesystem::path& dir, long long batches_tracked) {
   std::filesystem::create_directories(dir);
   const std::vector<float> params = net.to_host(net.params()), buffers = net.to_host(net.buffers());
   for (const ParamInfo& p : net.param_info())
     write_npy(dir / (p.name + ".npy"), std::span(params).subspan(p.offset, p.count),
               tensor_shape(net.network(), p));
-  for (const BufferInfo& b : net.buffer_info())
+  constexpr std::string_view kVariance = ".running_var";
+  const std::int64_t count = batches_tracked;  // NumPy's '<i8': little-endian, as static_assert'ed in checkpoints
+  for (const BufferInfo& b : net.buffer_info()) {
     write_npy(dir / (b.name + ".npy"), std::span(buffers).subspan(b.offset, b.count), {b.count});
+    // torch's batch norm counts its training forwards in a 0-d int64 buffer beside its
+    // statistics; written, torchvision loads these files strictly.
+    if (b.name.ends_with(kVariance))
+      write_npy_bytes(dir / (b.name.substr(0, b.name.size() - kVariance.size()) + ".num_batches_tracked.npy"),
+                      "<i8", "()", std::span(reinterpret_cast<const char*>(&count), sizeof count));
+  }
 }
 
 void load_state(Net& net, const std::filesystem::path& dir) {

@@ -283,7 +283,8 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
       summary.skipped_files += static_cast<std::int64_t>(l->stats().skipped_files.size());
     summary.seconds = earlier_seconds + seconds_between(started, Clock::now());
     if (!lead) return summary;
-    if (summary.finished) save_state(net, config.out / "weights");
+    // Every micro-batch is one training forward of every batch norm, as torch counts them.
+    if (summary.finished) save_state(net, config.out / "weights", state.step * micros);
     detail::write_summary(config.out / "summary.json", summary, recipe);
     return summary;
   };

@@ -1,6 +1,9 @@
 // Parameter and buffer files (.npy, one per state_dict key): bytes NumPy's format description
 // (NEP 1) prescribes, a round trip through a second network, and errors that name the file.
 #include <basin/exec.h>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
 
 #include <filesystem>
 #include <fstream>
@@ -74,6 +77,23 @@ TEST_CASE("Saved state loads into another network and bad files are named", "[ex
   save_state(a, dir);
   CHECK(std::filesystem::exists(dir / "layer1.0.conv1.weight.npy"));
   CHECK(std::filesystem::exists(dir / "bn1.running_var.npy"));
+  {
+    // torch's 0-d int64 counter beside every batch norm (NumPy format 1.0: magic, version,
+    // header length, a header padded to 64 bytes, then the one little-endian value).
+    save_state(a, dir, 42);
+    std::ifstream in(dir / "layer1.0.bn2.num_batches_tracked.npy", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(bytes.size() > 10);
+    const size_t header = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+    CHECK(bytes.substr(0, 6) == "\x93NUMPY");
+    CHECK((10 + header) % 64 == 0);
+    CHECK(bytes.find("'descr': '<i8'") != std::string::npos);
+    CHECK(bytes.find("'shape': ()") != std::string::npos);
+    REQUIRE(bytes.size() == 10 + header + 8);
+    std::int64_t value = 0;
+    std::memcpy(&value, bytes.data() + 10 + header, 8);
+    CHECK(value == 42);
+  }
   load_state(b, dir);
   CHECK(std::equal(a.params().begin(), a.params().end(), b.params().begin()));
   CHECK(std::equal(a.buffers().begin(), a.buffers().end(), b.buffers().begin()));

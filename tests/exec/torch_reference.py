@@ -69,10 +69,9 @@ def main():
     exact = getattr(torchvision.models, a.arch)(num_classes=a.classes)
     state = {}
     for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = value
-            continue
         arr = np.load(os.path.join(a.dir, "state", key + ".npy"))
+        if key.endswith("num_batches_tracked") and arr.dtype != np.int64:
+            sys.exit(f"{key}: basin wrote {arr.dtype}, torchvision has int64")
         if tuple(arr.shape) != tuple(value.shape):
             sys.exit(f"{key}: basin wrote shape {arr.shape}, torchvision has {tuple(value.shape)}")
         state[key] = torch.from_numpy(arr)

@@ -8,6 +8,8 @@
 
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <memory>
 
@@ -175,6 +177,14 @@ TEST_CASE("A small ResNet learns the synthesized dataset to high validation accu
   const auto summary = nlohmann::json::parse(slurp(c.out / "summary.json"));
   CHECK(summary.at("finished") == true);
   CHECK(fs::exists(c.out / "weights" / "fc.weight.npy"));
+  {
+    // torch's counter of training forwards: one per step here (one micro-batch), its last 8 bytes.
+    const std::string counter = slurp(c.out / "weights" / "bn1.num_batches_tracked.npy");
+    REQUIRE(counter.size() > 8);
+    std::int64_t forwards = 0;
+    std::memcpy(&forwards, counter.data() + counter.size() - 8, 8);
+    CHECK(forwards == s.steps * c.micro_batches);
+  }
   CHECK(fs::exists(c.out / "checkpoint.basin"));
   bool progress = false;
   for (const auto& l : lines) progress |= l.find("top-1") != std::string::npos;

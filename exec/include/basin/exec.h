@@ -155,8 +155,10 @@ class Net {
 
 // Parameters and buffers as one NumPy .npy file per tensor, named by its state_dict key
 // ("layer1.0.conv1.weight.npy"), shaped as torchvision's tensors: the format torch and NumPy
-// read without basin. Each file is written to a temporary name and renamed.
-void save_state(const Net& net, const std::filesystem::path& dir);
+// read without basin. Each file is written to a temporary name and renamed. Beside each batch
+// norm's statistics, its `num_batches_tracked` (torch's count of its training forwards, which
+// it uses only when momentum is None) as a 0-d int64 array: `batches_tracked`.
+void save_state(const Net& net, const std::filesystem::path& dir, long long batches_tracked = 0);
 // Reads the files save_state writes (or a torch state_dict saved the same way) into the net;
 // throws std::runtime_error naming the file and what was expected when one is missing or
 // has the wrong shape.
