@@ -309,3 +309,28 @@ TEST_CASE("a cluster of one server is still a cluster: another cluster file cann
   const nlohmann::json nested = {{"format", kClusterFormat}, {"server", inner}, {"count", 2}};
   REQUIRE_THROWS_AS(from_json(nested, "nested.json"), InputError);
 }
+
+TEST_CASE("a cluster whose server reaches no NIC is refused at load, naming a GPU cut off", "[topology]") {
+  TempDir dir;
+  // Two Big Basin servers on one switch; server 1's NIC cabled to nothing.
+  json doc = to_json(load_any("bigbasin:2"));
+  std::string cut_nic;
+  for (const auto& n : doc["nodes"])
+    if (n["kind"] == "nic" && n["server"] == 1) cut_nic = n["id"];
+  REQUIRE_FALSE(cut_nic.empty());
+  json kept = json::array();
+  for (const auto& l : doc["links"]) {
+    const bool to_fabric = (l["from"] == cut_nic || l["to"] == cut_nic) &&
+                           (l["kind"] == "ethernet" || l["kind"] == "infiniband");
+    if (!to_fabric) kept.push_back(l);
+  }
+  REQUIRE(kept.size() < doc["links"].size());
+  doc["links"] = kept;
+  InputError e = load_error(dir, doc.dump());
+  CAPTURE(e.what());
+  REQUIRE(e.path.rfind("/nodes/", 0) == 0);
+  REQUIRE(e.expected.find("(server 1)") != std::string::npos);
+  REQUIRE(e.expected.find("reach no NIC") != std::string::npos);
+  // Servers joined by no fabric need only their own GPUs joined.
+  REQUIRE_NOTHROW(load_any("bigbasin:2,fabric=none"));
+}

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <queue>
 #include <utility>
@@ -219,6 +220,23 @@ void validate(const Topology& topo, const std::string& origin) {
     throw InputError(origin, "/nodes/" + std::to_string(*v),
                      "every GPU to reach another GPU and be reached from it, but " + g[*v].id +
                          " has links to or from the others one way only (\"duplex\": false)");
+  // And all of them together: a collective over the cluster needs every GPU to reach every other,
+  // so a server whose GPUs reach no NIC, or a fabric in pieces, is refused here, naming a GPU cut
+  // off from the first, rather than at the first route that needs it. Servers joined by no
+  // fabric (fabric=none: no switch outside them) need it only among each server's own GPUs.
+  bool fabric = false;
+  for (Vertex v : boost::make_iterator_range(boost::vertices(g))) fabric |= g[v].server < 0;
+  std::map<int, Vertex> first;  // per server, or one for the whole cluster (key -1)
+  for (Vertex v : all_gpus) {
+    const Vertex other = first.emplace(fabric ? -1 : g[v].server, v).first->second;
+    if (both_ways[v] != both_ways[other])
+      throw InputError(origin, "/nodes/" + std::to_string(v),
+                       "every GPU to reach every other " + std::string(fabric ? "" : "of its server ") +
+                           "both ways, but " + g[v].id + " (server " + std::to_string(g[v].server) + ") and " +
+                           g[other].id + " (server " + std::to_string(g[other].server) +
+                           ") have no route between them (" +
+                           (fabric ? "a server whose GPUs reach no NIC, or a fabric in pieces)" : "GPUs in pieces)"));
+  }
 }
 
 }  // namespace basin::topo
