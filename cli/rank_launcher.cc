@@ -81,8 +81,17 @@ void print_failure(const std::string& line) {
   const char* directory = std::getenv(kFailuresVariable);
   const char* rank = std::getenv("RANK");
   if (directory && *directory && rank && *rank) {
-    std::ofstream file(failure_file(directory, rank));
-    if (file << line << "\n" && file.flush()) return;
+    // Whole or not at all: the launcher may read it while this rank is still on its way out.
+    const std::filesystem::path path = failure_file(directory, rank), part = path.string() + ".part";
+    bool written = false;
+    {
+      std::ofstream file(part);
+      written = static_cast<bool>(file << line << "\n") && static_cast<bool>(file.flush());
+    }
+    std::error_code ec;
+    if (written) std::filesystem::rename(part, path, ec);
+    if (written && !ec) return;
+    std::filesystem::remove(part, ec);
   }
   std::cerr << line << "\n";  // not launched here, or the launcher's directory is gone
 }
@@ -146,19 +155,22 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
   int first_failure = 0;
   bool stopping = false;
   std::vector<int> codes(nproc, -1);
-  // Each distinct failure line once, as the rank printed it; a rank's line that differs from
-  // those already printed is printed with its rank.
+  // Each distinct failure line once: the first failed rank's as it wrote it, any other with its
+  // rank. Read when a rank exits, and while ranks run (a rank can hang on its way out, in NCCL's
+  // teardown or its loaders', while the others wait on it).
   std::set<std::string> printed;
-  auto print_rank_failure = [&](int r) {
+  auto print_rank_failure = [&](int r, bool as_written) {
     std::ifstream file(failure_file(rendezvous, std::to_string(r)));
+    if (!file) return;
     std::stringstream text;
     text << file.rdbuf();
     std::string line = text.str();
     while (!line.empty() && line.back() == '\n') line.pop_back();
     if (line.empty() || !printed.insert(line).second) return;
-    if (printed.size() == 1) std::cerr << line << "\n";
+    if (as_written) std::cerr << line << "\n";
     else std::cerr << "basin: rank " << r << ": " << (line.starts_with("basin: ") ? line.substr(7) : line) << "\n";
   };
+  int polls = 0;
   // After the first failure the others get SIGTERM (and SIGCONT, which a stopped rank needs to
   // act on it); whatever is left after the grace period is killed.
   auto kill_at = std::chrono::steady_clock::time_point::max();
@@ -177,6 +189,9 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid < 0) break;
     if (pid == 0) {
+      if (++polls % 25 == 0)  // about every half second
+        for (int q = 0; q < nproc; ++q)
+          if (codes[q] < 0) print_rank_failure(q, false);
       if (std::chrono::steady_clock::now() >= kill_at) {
         for (int q = 0; q < nproc; ++q)
           if (codes[q] < 0) ::kill(pids[q], SIGKILL);
@@ -190,7 +205,7 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
     --left;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     codes[r] = code;
-    if (code != 0) print_rank_failure(r);
+    if (code != 0) print_rank_failure(r, first_failure == 0 && !stopping);
     if (code != 0 && first_failure == 0 && !stopping) {
       first_failure = code;
       std::cerr << "basin: rank " << r << " "

@@ -197,7 +197,7 @@ std::function<int()> add_select_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--min-bytes", o->select.min_bytes, "Smallest message")->capture_default_str();
   // Whole bytes in the help: CLI11 prints the double as 8.58993e+09, which taken back stops at 4 GiB.
-  cmd->add_option("--max-bytes", o->select.max_bytes, "Largest message (8 GiB)")
+  cmd->add_option("--max-bytes", o->select.max_bytes, "Largest message")
       ->default_str(std::to_string(static_cast<long long>(o->select.max_bytes)));
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->add_option("--selection", o->selection_file,

@@ -133,7 +133,7 @@ int run(const SimOptions& o) {
   // hierarchical, is basin's own schedule on an RDMA fabric, which nothing runs.
   const plan::Choice priced = nccl ? choice : plan::Choice{.algorithm = cfg.algorithm, .inter = cfg.inter};
   const std::string library =
-      plan::library_of(priced, cluster, sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server));
+      plan::library_of(priced, cluster, sim::gpus_in_use(cluster, cfg.gpus, cfg.gpus_per_server), cfg.host_staging);
   if (!o.trace.empty()) {
     topo::write_file_atomically(o.trace, sim::chrome_trace(r));
     std::cerr << "basin sim: wrote " << o.trace << " (open in https://ui.perfetto.dev)\n";
@@ -201,8 +201,9 @@ int run(const SimOptions& o) {
   if (plan::runs_as_priced(library))
     std::printf("runs as: %s (basin train --device gpu --gpu-collective %s)\n", library.c_str(), library.c_str());
   else if (library != "none")
-    std::printf("runs as: %s: basin's own schedule, priced moving GPU memory directly, which neither NCCL nor "
-                "Gloo does here; --algorithm nccl prices what NCCL runs\n", library.c_str());
+    std::printf("runs as: %s: basin's own schedule, priced %s, which neither NCCL nor Gloo runs here; "
+                "--algorithm nccl prices what NCCL runs\n",
+                library.c_str(), staged ? "through host memory in a shape Gloo has not" : "moving GPU memory directly");
   std::printf("compute: %s%s\n", r.compute_estimated ? "ESTIMATE, " : "", r.compute_basis.c_str());
   std::printf("  iteration        %8.4f s\n", r.iteration_s);
   std::printf("    compute        %8.4f s\n", r.compute_s);

@@ -41,7 +41,8 @@ Algorithm parse_algorithm(const std::string& text) {
   for (auto a : {Algorithm::ring, Algorithm::ring_chunked, Algorithm::halving_doubling, Algorithm::bcube,
                  Algorithm::hierarchical})
     if (spelled == name(a)) return a;
-  throw CommError("expected ring, ring_chunked, halving_doubling, bcube or hierarchical, got \"" + text + "\"");
+  // What was expected, as the callers' "--algorithm: expected ..." goes on.
+  throw CommError("ring, ring_chunked, halving_doubling, bcube or hierarchical, got \"" + text + "\"");
 }
 
 std::string unsupported_reason(Algorithm algorithm, int world_size, int bcube_base) {

@@ -34,9 +34,9 @@ class JsonlLog {
   // Opens `path` for appending. With keep_steps_below >= 0, first rewrites the file without the
   // lines whose "step" is at or after it (the steps a resumed run will redo). An epoch's record
   // ("val", or "epoch" without validation) at that step is kept where `keep_epoch_record_at_step`
-  // says the step ends a whole epoch: it counts the steps done, and the checkpoint the run resumes
-  // from was written after it (at a partial last epoch's end the epoch goes on, and is recorded
-  // again when whole).
+  // says that epoch is done: the caller passes false for a checkpoint written before its
+  // validation (validated again on resume) and at a partial last epoch's end that the run goes
+  // on through (recorded again when whole).
   JsonlLog(const std::filesystem::path& path, long long keep_steps_below, bool keep_epoch_record_at_step = true);
   ~JsonlLog();
   JsonlLog(const JsonlLog&) = delete;

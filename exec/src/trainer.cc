@@ -216,9 +216,13 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   bool rewriting_summary = false;  // rank 0 alone: the other ranks have returned
   if (config.resume && state.step == total) {
     const auto before = lead ? detail::read_summary(config.out / "summary.json") : std::nullopt;
+    // A summary of this run's end, not of a shorter run this one extended (killed after its
+    // last checkpoint, it left the shorter run's summary standing).
+    const bool stale = before && (before->total_steps != total || before->steps != state.step);
     // 0: finished before; 1: ends now at an epoch's end; 2: ends now inside an epoch. A run
     // interrupted in its last validation never wrote its summary, so it ends now too.
-    char ends_now = (before && !before->finished) || validate_first ? (state.step % per_epoch ? 2 : 1) : 0;
+    char ends_now =
+        (before && (!before->finished || stale)) || validate_first ? (state.step % per_epoch ? 2 : 1) : 0;
     if (config.comm && config.comm->world_size() > 1)
       ends_now = config.comm->share("resume-ends-at-" + std::to_string(state.step), {ends_now}).at(0);
     end_unvalidated = ends_now == 2 && !validate_first;
@@ -245,8 +249,13 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
   if (lead) std::filesystem::create_directories(config.out);
   std::optional<detail::JsonlLog> log;
   if (lead)
+    // The record at the checkpoint's step stays where that epoch is done: at an epoch's end
+    // validated before the checkpoint, and at a finished run's end, which nothing redoes. A
+    // pending validation writes its record again; a run extended through its partial last
+    // epoch records that epoch again when whole.
     log.emplace(config.out / "log.jsonl", config.resume ? state.step : -1,
-                /*keep_epoch_record_at_step=*/state.step % per_epoch == 0 && !state.validation_pending);
+                /*keep_epoch_record_at_step=*/(state.step % per_epoch == 0 && !state.validation_pending) ||
+                    rewriting_summary);
   auto write_log = [&](const nlohmann::json& record) {
     if (log) log->write(record);
   };
@@ -368,7 +377,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
     state.validation_pending = false;
     checkpoint();
   } else {
-    state.validation_pending = false;  // an end inside an epoch that this run goes on through
+    // Nothing pending, or an end inside an epoch that this run goes on through (uninterrupted,
+    // it drops that validation too).
+    state.validation_pending = false;
   }
   double run_seconds = 0;
   long long run_steps = 0;

@@ -66,12 +66,13 @@ GlooRun gloo_run(const std::string& algorithm, const std::string& inter) {
   return {"halving_doubling", "", false};
 }
 
-std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus) {
+std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus,
+                       const sim::HostStaging& staging) {
   if (gpus.size() < 2) return "none";
   if (choice.is_nccl()) return "nccl";
   std::set<int> servers;
   for (topo::Vertex v : gpus) servers.insert(cluster.graph[v].server);
-  const bool staged = servers.size() > 1 && sim::stages_through_host(cluster, {});
+  const bool staged = servers.size() > 1 && sim::stages_through_host(cluster, staging);
   if (choice.algorithm == sim::Algorithm::hierarchical)
     return staged && gloo_run("hierarchical", sim::to_string(choice.inter)).same_shape ? "nccl+gloo" : "simulated-only";
   return staged && gloo_run(sim::to_string(choice.algorithm)).same_shape ? "gloo" : "simulated-only";

@@ -224,6 +224,8 @@ TEST_CASE("basin sim says the switch's sums stage nothing, even over Ethernet NI
   REQUIRE(ib.out.find("runs as: simulated-only") != std::string::npos);
   REQUIRE(run("sim --cluster dgx-h100:2 --algorithm nccl").out.find("runs as: nccl (") != std::string::npos);
   REQUIRE(run("sim --cluster bigbasin:2").out.find("runs as: nccl+gloo") != std::string::npos);
+  // Priced as if the NICs read GPU memory, the three phases are basin's own again.
+  REQUIRE(run("sim --cluster bigbasin:2 --host-staging off").out.find("runs as: simulated-only") != std::string::npos);
   const Result tree = run("sim --cluster " + file + " --algorithm nvls-tree");
   CAPTURE(tree.out);
   REQUIRE(tree.exit_code == 0);

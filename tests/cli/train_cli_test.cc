@@ -270,7 +270,8 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
 
   Result bad = run(args + w.path("bad") + " --algorithm tree");
   REQUIRE(bad.exit_code == 2);
-  REQUIRE(bad.out.find("--algorithm") != std::string::npos);
+  REQUIRE(bad.out.find("--algorithm: expected ring, ring_chunked, halving_doubling, bcube or hierarchical, "
+                       "got \"tree\"") != std::string::npos);
   // Both ranks refuse a resume with nothing to resume; the launcher prints the refusal once.
   Result nothing = run(args + w.path("nothing") + " --algorithm halving_doubling --resume");
   INFO(nothing.out);

@@ -115,7 +115,7 @@ TEST_CASE("comm algorithms: which world sizes Gloo's algorithms accept", "[comm]
   CHECK(parse_algorithm("halving_doubling") == Algorithm::halving_doubling);
   CHECK(parse_algorithm("halving-doubling") == Algorithm::halving_doubling);  // sim's spelling
   CHECK_THROWS_WITH(parse_algorithm("halving-doubled"), Catch::Matchers::EndsWith("got \"halving-doubled\""));
-  CHECK_THROWS_WITH(parse_algorithm("tree"), Catch::Matchers::Contains("expected ring, ring_chunked"));
+  CHECK_THROWS_WITH(parse_algorithm("tree"), Catch::Matchers::StartsWith("ring, ring_chunked"));
 }
 
 TEST_CASE("comm wire precisions: names and parsing", "[comm]") {

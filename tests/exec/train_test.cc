@@ -253,18 +253,22 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
     REQUIRE_THROWS_WITH(train(again, cpu()), HasText("warmup_start_lr"));
   }
 
-  // Interrupted in the first epoch's validation, just after its log record: the checkpoint
-  // written before the validation resumes it, and the run ends as the uninterrupted one did,
-  // with one record per epoch.
+  // Interrupted in each epoch's validation, just after its log record: the checkpoint written
+  // before the validation resumes it (the second time at the run's end, which then writes the
+  // weights and summary), and the run ends as the uninterrupted one did, one record per epoch.
   {
     TrainConfig cut = whole;
     cut.out = dir.path / "cut";
     struct Interrupt {};
-    REQUIRE_THROWS_AS(train(cut, cpu(), [](const std::string& line) {
-                        if (line.find("top-1") != std::string::npos) throw Interrupt{};
-                      }),
-                      Interrupt);
+    auto interrupt_at = [](std::string start) {
+      return [start](const std::string& line) {
+        if (line.starts_with(start)) throw Interrupt{};
+      };
+    };
+    REQUIRE_THROWS_AS(train(cut, cpu(), interrupt_at("epoch 1/2: train loss")), Interrupt);
     cut.resume = true;
+    REQUIRE_THROWS_AS(train(cut, cpu(), interrupt_at("epoch 2/2: train loss")), Interrupt);
+    REQUIRE_FALSE(fs::exists(cut.out / "summary.json"));
     std::vector<std::string> said;
     const TrainSummary resumed = train(cut, cpu(), [&](const std::string& l) { said.push_back(l); });
     REQUIRE(resumed.finished);
@@ -275,6 +279,7 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
     CHECK(resumed.epochs.front().top1 == uninterrupted.epochs.front().top1);
     CHECK(resumed.epochs.front().train_loss == uninterrupted.epochs.front().train_loss);
     CHECK(resumed.epochs.back().top1 == uninterrupted.epochs.back().top1);
+    CHECK(resumed.epochs.back().train_loss == uninterrupted.epochs.back().train_loss);
     int vals = 0;
     for (const auto& r : read_log(cut.out / "log.jsonl")) vals += r.value("type", "") == "val";
     CHECK(vals == 2);
@@ -282,7 +287,38 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
     load_state(c, cut.out / "weights");
     size_t cut_differ = 0;
     for (size_t i = 0; i < a.params().size(); ++i) cut_differ += a.params()[i] != c.params()[i];
+    for (size_t i = 0; i < a.buffers().size(); ++i) cut_differ += a.buffers()[i] != c.buffers()[i];
     CHECK(cut_differ == 0);
+  }
+
+  // A run ending inside an epoch whose summary was lost: written again with that partial epoch,
+  // whose log record stays.
+  {
+    TrainConfig partial = whole;
+    partial.out = dir.path / "partial";
+    partial.epochs = 1.5;
+    const TrainSummary first_time = train(partial, cpu());
+    REQUIRE(first_time.epochs.size() == 2);
+    fs::remove(partial.out / "summary.json");
+    partial.resume = true;
+    const TrainSummary again = train(partial, cpu());
+    REQUIRE(again.epochs.size() == 2);
+    CHECK(again.epochs.back().top1 == first_time.epochs.back().top1);
+    const auto rewritten = nlohmann::json::parse(slurp(partial.out / "summary.json"));
+    CHECK(rewritten.at("epochs").size() == 2);
+    int vals = 0;
+    for (const auto& r : read_log(partial.out / "log.jsonl")) vals += r.value("type", "") == "val";
+    CHECK(vals == 2);
+
+    // Extended to 2 epochs and killed before its summary: the 1.5 epochs' summary left standing
+    // is not taken for the longer run's, which writes its own.
+    const std::string shorter = slurp(partial.out / "summary.json");
+    partial.epochs = 2;
+    REQUIRE(train(partial, cpu()).steps == 62);
+    std::ofstream(partial.out / "summary.json") << shorter;
+    const TrainSummary extended = train(partial, cpu());
+    CHECK(extended.steps == 62);
+    CHECK(nlohmann::json::parse(slurp(partial.out / "summary.json")).at("steps") == 62);
   }
 
   SECTION("a run refuses to overwrite a checkpoint and to resume with other settings") {

@@ -95,7 +95,9 @@ struct AllreduceOptions {
 const char* name(Algorithm algorithm);
 const char* name(WirePrecision precision);
 WirePrecision parse_wire_precision(const std::string& text);  // "fp32", "fp16", "bf16"; throws CommError
-Algorithm parse_algorithm(const std::string& text);  // "ring", "ring_chunked", ...; throws CommError
+// "ring", "ring_chunked", ... (or "ring-chunked"); throws CommError saying what was expected:
+// "ring, ring_chunked, ..., got \"x\"".
+Algorithm parse_algorithm(const std::string& text);
 
 // Empty when Gloo's `algorithm` can run on `world_size` ranks, else why not and what to use.
 // For hierarchical this checks only the world size; hierarchy_reason checks the servers.

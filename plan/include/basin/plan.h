@@ -119,8 +119,10 @@ bool ll128_enabled(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 // "simulated-only" for basin's other schedules, and for those elsewhere, where they are priced
 // moving GPU memory directly, which neither NCCL nor Gloo does (basin train runs tree and
 // 2d-torus as ring_chunked, recursive doubling as halving-doubling; Gloo's bcube has base 2 where
-// basin's has 4); "none" for one GPU.
-std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus);
+// basin's has 4); "none" for one GPU. `staging` is the pricing's (`basin sim --host-staging`;
+// automatic by default, as the planner prices).
+std::string library_of(const Choice& choice, const topo::Topology& cluster, const std::vector<topo::Vertex>& gpus,
+                       const sim::HostStaging& staging = {});
 // Whether basin train runs a library_of answer as it was priced: nccl, gloo or nccl+gloo.
 bool runs_as_priced(const std::string& library);
 
