@@ -127,16 +127,16 @@ std::string today() {
   return text;
 }
 
-// The measured device's name: the discovered GPU's model, or the CPU's.
+// The measured device's name: CUDA's for the GPU measured (discovery lists GPUs in PCI order,
+// which CUDA's default numbering need not follow), or the CPU's.
 std::string device_name(const ProfileOptions& o) {
-  const topo::Topology t = topo::discover({}).topo;
-  const auto gpus = topo::gpus(t);
   if (o.device == "gpu") {
-    if (o.gpu >= static_cast<int>(gpus.size()) || t.graph[gpus[o.gpu]].model.empty())
-      throw topo::InputError("--gpu", "", "a GPU whose model name discovery reads (NVML), but GPU " +
-                                              std::to_string(o.gpu) + " has none");
-    return t.graph[gpus[o.gpu]].model;
+#if BASIN_HAVE_CUDNN
+    if (std::string name = kernels::cuda_device_name(o.gpu); !name.empty()) return name;
+#endif
+    throw topo::InputError("--gpu", "", "a GPU CUDA names, but GPU " + std::to_string(o.gpu) + " has no name");
   }
+  const topo::Topology t = topo::discover({}).topo;
   for (topo::Vertex v : topo::nodes_of_kind(t, topo::NodeKind::cpu))
     if (!t.graph[v].model.empty()) return t.graph[v].model;
   return "this machine's CPU";

@@ -15,4 +15,13 @@ int cuda_device_count() {
   return count;
 }
 
+std::string cuda_device_name(int device) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  return prop.name;
+}
+
 }  // namespace basin::kernels

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace basin::kernels {
 
@@ -197,6 +198,9 @@ void input_stage_cpu(const std::uint8_t* pixels, const SourceImage* images, int 
 
 // Number of CUDA devices usable by this process; 0 when there is no driver or no device.
 int cuda_device_count();
+// CUDA's name of device `device` ("NVIDIA H100 80GB HBM3"), in CUDA's numbering (the one
+// --gpu and the GPU backend use); empty where there is no such device.
+std::string cuda_device_name(int device);
 
 void cast_gpu(const void* src, Precision from, void* dst, Precision to, size_t n,
               void* stream = nullptr);
