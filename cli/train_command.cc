@@ -280,15 +280,19 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     }
     return 0;
   } catch (const exec::Diverged& e) {
+    if (mesh) mesh->leave_on_failure();
     print_failure(std::string("basin: training diverged: ") + e.what());
     return 3;
   } catch (const exec::CheckpointError& e) {
+    if (mesh) mesh->leave_on_failure();
     print_failure(std::string("basin: error: ") + e.what());
     return 2;
   } catch (const std::invalid_argument& e) {
+    if (mesh) mesh->leave_on_failure();
     print_failure("basin: error: " + naming_the_flag(e.what(), o.plan, given));
     return 2;
   } catch (const comm::CommError& e) {
+    if (mesh) mesh->leave_on_failure();
     print_failure(std::string("basin: communication failed: ") + e.what());
     return 1;
   }

@@ -15,6 +15,7 @@
 #include <basin/kernels.h>
 
 #include <climits>
+#include <exception>
 #include <cmath>
 #include <cstring>
 
@@ -107,12 +108,15 @@ Communicator::Communicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 // Gloo wait is bounded by the timeout, a dead peer fails it at once, and any failure is swallowed:
 // the work is done and a destructor must not throw.
 Communicator::~Communicator() {
-  if (!impl_ || !impl_->farewell || !impl_->broken.empty()) return;
+  if (!impl_ || !impl_->farewell || !impl_->broken.empty() || std::uncaught_exceptions() > 0) return;
   try {
     if (impl_->farewell) impl_->farewell->run();
   } catch (...) {
     // A peer that left first or died: nothing of ours is lost, so teardown goes on.
   }
+}
+void Communicator::leave_on_failure() {
+  if (impl_) impl_->farewell.reset();
 }
 int Communicator::rank() const { return impl_->config.rank; }
 int Communicator::world_size() const { return impl_->config.world_size; }

@@ -205,4 +205,42 @@ TEST_CASE("comm faults: a failure outside Gloo names the silent rank through the
   CHECK(roll_call_window(milliseconds(60000)) == milliseconds(5000));
 }
 
+TEST_CASE("comm faults: a failing rank leaves without the teardown barrier, so its failure is not delayed",
+          "[comm]") {
+  // Rank 0 is inside a gradient allreduce that rank 1, failing, never joins. Rank 1's
+  // communicator goes while its exception unwinds (and, in the second round, after
+  // leave_on_failure): the barrier would pair with nothing and wait out the 10 s timeout.
+  for (const bool unwinding : {true, false}) {
+    CAPTURE(unwinding);
+    auto comms = connect_threads(2, milliseconds(10000));
+    double leave_s = -1;
+    const auto errors = on_threads(2, [&](int r) {
+      if (r == 0) {
+        std::vector<float> data(1 << 16, 1.0f);
+        try {
+          comms[0]->allreduce(data, {.algorithm = Algorithm::ring_chunked});
+        } catch (const CommError&) {  // rank 1 left: expected
+        }
+        return;
+      }
+      std::this_thread::sleep_for(milliseconds(200));  // rank 0 is waiting in its allreduce
+      const auto start = std::chrono::steady_clock::now();
+      struct Failure {};
+      try {
+        std::unique_ptr<Communicator> failing = std::move(comms[1]);
+        if (!unwinding) {
+          failing->leave_on_failure();
+          failing.reset();
+        }
+        throw Failure{};
+      } catch (const Failure&) {
+      }
+      leave_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+    CHECK(join_errors(errors) == "");
+    CHECK(leave_s >= 0);
+    CHECK(leave_s < 2.0);
+  }
+}
+
 #endif

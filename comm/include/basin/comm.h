@@ -119,7 +119,13 @@ void add_into(float* x, const float* y, std::size_t n);
 // BucketReducer's thread while it has work) may run collectives on it.
 class Communicator {
  public:
+  // On a clean exit, waits at a last barrier until every rank has finished its collectives;
+  // not while an exception unwinds, nor after leave_on_failure(): this rank failed, its peers
+  // may be inside a collective it will never join, and waiting out the timeout would only
+  // delay the failure's report.
   ~Communicator();
+  // This rank is failing: its destructor goes without the barrier.
+  void leave_on_failure();
   int rank() const;
   int world_size() const;
   int local_rank() const;
