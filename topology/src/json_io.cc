@@ -134,10 +134,10 @@ Node node_from_json(const json& j, const std::string& path, const std::string& o
   if (n.kind == NodeKind::nic) {
     n.port_GBps = r.number("port_GBps", true, 0, 0, true);
     const std::string port = r.str("port_kind");
-    const auto kind = link_kind_from_string(port);
-    if (!kind || (*kind != LinkKind::ethernet && *kind != LinkKind::infiniband))
+    const auto cable = link_kind_from_string(port);
+    if (!cable || (*cable != LinkKind::ethernet && *cable != LinkKind::infiniband))
       r.fail("/port_kind", "ethernet or infiniband (the cable a fabric attaches), got '" + port + "'");
-    n.port_kind = *kind;
+    n.port_kind = *cable;
   } else if (r.has("port_GBps") || r.has("port_kind")) {
     r.fail(r.has("port_GBps") ? "/port_GBps" : "/port_kind", "port_GBps and port_kind only on nodes of kind nic");
   }
