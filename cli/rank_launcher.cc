@@ -6,6 +6,7 @@
 #include "rank_launcher.h"
 
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,6 +95,14 @@ void print_failure(const std::string& line) {
     std::filesystem::remove(part, ec);
   }
   std::cerr << line << "\n";  // not launched here, or the launcher's directory is gone
+}
+
+void follow_launcher() {
+  const char* launcher = std::getenv("BASIN_RUN_ID");  // launch_ranks' pid, as it set it
+  if (!launcher || !std::getenv(kFailuresVariable)) return;
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // A launcher that died before the line above left this rank to another parent.
+  if (std::to_string(::getppid()) != launcher) ::raise(SIGTERM);
 }
 
 // `--nproc N`: this program again, N times, as ranks 0..N-1 meeting in a file store under the run

@@ -16,4 +16,9 @@ int launch_ranks(int nproc, int servers, const std::string& out, int argc, char*
 // loss, and N copies of it bury the one line that differs.
 void print_failure(const std::string& line);
 
+// In a rank launch_ranks started: this process gets SIGTERM when the launcher dies, so a
+// launcher killed by SIGKILL, which it cannot pass on, leaves no ranks training on by themselves
+// (into the directory a later --resume would write too). Does nothing in other processes.
+void follow_launcher();
+
 }  // namespace basin::cli

@@ -246,6 +246,7 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     return launch_ranks(o.nproc, o.servers, o.out, argc, argv);
   }
   // A rank started by --nproc, torchrun or a batch system: meet the others.
+  follow_launcher();
   std::unique_ptr<comm::Communicator> mesh;
   const int env_ranks = ranks_from_env();
   if (std::getenv("RANK") || env_ranks > 1) {

@@ -15,7 +15,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
+#include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -245,6 +248,43 @@ TEST_CASE("an interrupted --nproc run stops its ranks, says how to resume, and r
   REQUIRE_THAT(said, HasText("stopping the ranks; the run resumes from its last checkpoint with --resume"));
   for (const auto& e : fs::directory_iterator(dir.path / "run"))
     REQUIRE_FALSE(e.path().filename().string().starts_with(".rendezvous"));
+}
+
+TEST_CASE("a --nproc launcher killed outright takes its ranks with it", "[cli][train]") {
+  basin::test::TempDir dir{"train-launcher-killed"};
+  REQUIRE(run("data synth --out " + (dir / "data") + " --classes 2 --train-per-class 64 --val-per-class 2 "
+              "--size 32 --quiet").exit_code == 0);
+  const std::string out = dir / "run";
+  const std::string args = std::string(BASIN_EXE) + " train --data " + (dir / "data") + tiny +
+                           " --batch 4 --epochs 400 --nproc 2 --comm-timeout-s 20 --out " + out;  // ~90 s
+  // The launcher in the background; its pid, then SIGKILL once both ranks have met (the log).
+  REQUIRE(std::system(("sh -c '" + args + " > " + (dir / "out.txt") + " 2>&1 & echo $! > " + (dir / "pid") + "'")
+                          .c_str()) == 0);
+  const std::string launcher = read_file(dir / "pid");
+  auto ranks_running = [&](bool stop_them = false) {
+    int found = 0;
+    for (const auto& p : fs::directory_iterator("/proc")) {
+      const std::string name = p.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos || name + "\n" == launcher) continue;
+      std::ifstream in(p.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (cmdline.find(out) == std::string::npos || cmdline.find("train") == std::string::npos) continue;
+      ++found;
+      if (stop_them) ::kill(std::stoi(name), SIGKILL);
+    }
+    return found;
+  };
+  for (int i = 0; i < 300 && !fs::exists(out + "/log.jsonl"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string said = read_file(dir / "out.txt");
+  INFO(said);
+  if (said.find("built without oneDNN") != std::string::npos) return;
+  REQUIRE(fs::exists(out + "/log.jsonl"));
+  REQUIRE(ranks_running() == 2);
+  REQUIRE(std::system(("kill -9 " + launcher).c_str()) == 0);
+  int left = 2;
+  for (int i = 0; i < 100 && (left = ranks_running()) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(left == 0);
+  ranks_running(/*stop_them=*/true);  // none, unless the check above failed
 }
 
 TEST_CASE("a resumed run's summary holds every epoch without validation, across a partial last epoch, and "
