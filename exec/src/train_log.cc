@@ -66,6 +66,11 @@ void JsonlLog::write(const nlohmann::json& record) {
     throw std::runtime_error(path_.string() + ": cannot write the log: " + std::strerror(errno));
 }
 
+nlohmann::json loss_for_log(double loss) {
+  if (std::isfinite(loss)) return loss;
+  return std::isnan(loss) ? "nan" : "inf";
+}
+
 void write_summary(const std::filesystem::path& path, const TrainSummary& summary, const nlohmann::json& recipe) {
   auto number_or_null = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); };
   nlohmann::json epochs = nlohmann::json::array();

@@ -54,6 +54,9 @@ class JsonlLog {
 // "1:02:03", "4:05", "0:07".
 std::string clock_text(double seconds);
 
+// A loss for log.jsonl: JSON has no NaN or Inf, so a non-finite one is written "nan" or "inf".
+nlohmann::json loss_for_log(double loss);
+
 // summary.json (basin.train-summary/1): the run's counts, every epoch and the recipe; written
 // atomically. read_summary gives it back, or nothing where the file is missing or not one.
 void write_summary(const std::filesystem::path& path, const TrainSummary& summary, const nlohmann::json& recipe);

@@ -18,6 +18,12 @@ namespace basin::exec::detail {
 void check_config(const TrainConfig& config);
 // What defines the sequence of steps; a resumed run must agree on all of it.
 nlohmann::json recipe_of(const TrainConfig& config, const model::Network& net, size_t train_images);
+// What the schedule does within `epochs` that its numbers alone hide: a warmup longer than the
+// run never reaches the peak, and step decay whose milestones all lie past the run never decays.
+std::string schedule_caveats(const LrSchedule& s, long long global_batch, double epochs);
+// The schedule's first line, e.g. "peak lr 3.2 after 5 epochs of warmup from 0.1", or, where
+// the peak is at or below the start, "peak lr 0.0125 from the first step (no warmup: ...)".
+std::string describe_warmup(const LrSchedule& s, long long global_batch);
 // Throws std::invalid_argument naming the first field that differs.
 void check_same_recipe(const std::string& saved, const nlohmann::json& wanted,
                        const std::filesystem::path& checkpoint);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace basin::exec {
 namespace detail {
@@ -147,6 +148,40 @@ void check_same_recipe(const std::string& saved_text, const nlohmann::json& want
           "; this run asks for " + value.dump() +
           ". Resume with the same settings, or start a new run in another directory");
   }
+}
+
+std::string schedule_caveats(const LrSchedule& s, long long global_batch, double epochs) {
+  char text[200];
+  std::string out;
+  if (s.warmup_epochs > epochs && warmup_start(s, global_batch) < scaled_lr(s, global_batch)) {
+    std::snprintf(text, sizeof text, "; warmup (%g epochs) outlasts the run (%g): the peak is never reached",
+                  s.warmup_epochs, epochs);
+    out += text;
+  }
+  if (s.decay == LrSchedule::Decay::step && !s.milestones.empty() &&
+      std::all_of(s.milestones.begin(), s.milestones.end(), [&](double m) { return m >= epochs; })) {
+    std::snprintf(text, sizeof text, "; no decay milestone falls inside the run's %g epochs (first: %g)", epochs,
+                  *std::min_element(s.milestones.begin(), s.milestones.end()));
+    out += text;
+  }
+  return out;
+}
+
+std::string describe_warmup(const LrSchedule& s, long long global_batch) {
+  char text[200];
+  const double peak = scaled_lr(s, global_batch), start = warmup_start(s, global_batch);
+  if (s.warmup_epochs > 0 && start < peak)
+    std::snprintf(text, sizeof text, "peak lr %g after %g epochs of warmup from %g", peak,
+                  s.warmup_epochs, start);
+  else if (s.warmup_epochs > 0 && stated_warmup_start(s) > peak)
+    std::snprintf(text, sizeof text,
+                  "peak lr %g from the first step (no warmup: the peak is below its start %g, and warmup only climbs)",
+                  peak, stated_warmup_start(s));
+  else if (s.warmup_epochs > 0)
+    std::snprintf(text, sizeof text, "peak lr %g from the first step (no warmup: it starts at the peak)", peak);
+  else
+    std::snprintf(text, sizeof text, "peak lr %g from the first step", peak);
+  return text;
 }
 
 }  // namespace detail

@@ -21,53 +21,8 @@
 namespace basin::exec {
 
 using detail::Clock;
+using detail::loss_for_log;
 using detail::seconds_between;
-
-namespace {
-// A loss for log.jsonl: JSON has no NaN or Inf, so a non-finite one is written "nan" or "inf".
-nlohmann::json loss_for_log(double loss) {
-  if (std::isfinite(loss)) return loss;
-  return std::isnan(loss) ? "nan" : "inf";
-}
-
-// The schedule's first line, e.g. "peak lr 3.2 after 5 epochs of warmup from 0.1", or, where
-// the peak is at or below the start, "peak lr 0.0125 from the first step (no warmup: ...)".
-// What the schedule does within `epochs` that its numbers alone hide: a warmup longer than the
-// run never reaches the peak, and step decay whose milestones all lie past the run never decays.
-std::string schedule_caveats(const LrSchedule& s, long long global_batch, double epochs) {
-  char text[200];
-  std::string out;
-  if (s.warmup_epochs > epochs && warmup_start(s, global_batch) < scaled_lr(s, global_batch)) {
-    std::snprintf(text, sizeof text, "; warmup (%g epochs) outlasts the run (%g): the peak is never reached",
-                  s.warmup_epochs, epochs);
-    out += text;
-  }
-  if (s.decay == LrSchedule::Decay::step && !s.milestones.empty() &&
-      std::all_of(s.milestones.begin(), s.milestones.end(), [&](double m) { return m >= epochs; })) {
-    std::snprintf(text, sizeof text, "; no decay milestone falls inside the run's %g epochs (first: %g)", epochs,
-                  *std::min_element(s.milestones.begin(), s.milestones.end()));
-    out += text;
-  }
-  return out;
-}
-
-std::string describe_warmup(const LrSchedule& s, long long global_batch) {
-  char text[200];
-  const double peak = scaled_lr(s, global_batch), start = warmup_start(s, global_batch);
-  if (s.warmup_epochs > 0 && start < peak)
-    std::snprintf(text, sizeof text, "peak lr %g after %g epochs of warmup from %g", peak,
-                  s.warmup_epochs, start);
-  else if (s.warmup_epochs > 0 && stated_warmup_start(s) > peak)
-    std::snprintf(text, sizeof text,
-                  "peak lr %g from the first step (no warmup: the peak is below its start %g, and warmup only climbs)",
-                  peak, stated_warmup_start(s));
-  else if (s.warmup_epochs > 0)
-    std::snprintf(text, sizeof text, "peak lr %g from the first step (no warmup: it starts at the peak)", peak);
-  else
-    std::snprintf(text, sizeof text, "peak lr %g from the first step", peak);
-  return text;
-}
-}  // namespace
 
 TrainSummary train(const TrainConfig& config, Backend& backend,
                    const std::function<void(const std::string&)>& progress_out) {
@@ -278,9 +233,9 @@ TrainSummary train(const TrainConfig& config, Backend& backend,
         std::to_string(layout.train.classes.size()) + " classes: " + std::to_string(total) +
         " steps of " + std::to_string(batch_all) + " images (" + std::to_string(ranks) +
         " ranks x " + std::to_string(micros) + " micro-batches x " + std::to_string(config.batch) +
-        "), " + describe_warmup(config.schedule, batch_all) +
+        "), " + detail::describe_warmup(config.schedule, batch_all) +
         (raw_input ? ", input stage in the backend" : ", input stage in the loader") + "; each rank on " +
-        backend.name() + schedule_caveats(config.schedule, batch_all, config.epochs));
+        backend.name() + detail::schedule_caveats(config.schedule, batch_all, config.epochs));
 
   const double earlier_seconds = state.seconds;  // of the sessions before this one
   // The run's end: its counts, and rank 0's weights (of a finished run) and summary.
