@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -63,12 +64,14 @@ int server_tree_height(int nodes) {
 
 }  // namespace
 
-Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
+Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers, int channels) {
   const int p = count_ranks(servers);
   const size_t per_server = servers.front().size();
   Schedule s{"channel-rings", p, {}};
   if (p < 2) return s;
-  const int channels = servers.size() > 1 ? static_cast<int>(per_server) : 1;
+  if (channels < 0) throw std::invalid_argument("channel rings: 0 channels (one per rank of a server) or more");
+  if (servers.size() < 2) channels = 1;
+  else if (channels == 0) channels = static_cast<int>(per_server);
   std::vector<std::vector<int>> rings(channels);
   for (int c = 0; c < channels; ++c)
     for (const auto& ranks : servers)
@@ -77,12 +80,14 @@ Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers) {
   return s;
 }
 
-Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers) {
+Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers, int channels) {
   const int p = count_ranks(servers);
   const size_t per_server = servers.front().size();
   Schedule s{"channel-trees", p, {}};
   if (p < 2) return s;
-  const int channels = static_cast<int>(per_server), nodes = static_cast<int>(servers.size());
+  if (channels < 0) throw std::invalid_argument("channel trees: 0 channels (one per rank of a server) or more");
+  if (channels == 0) channels = static_cast<int>(per_server);
+  const int nodes = static_cast<int>(servers.size());
   const double share = 1.0 / channels;
   // One pipelined step, like the flat tree: every chain hop and tree edge streams at once.
   Step step;
@@ -176,10 +181,69 @@ static std::optional<Schedule> through_rail_proxies(Network& net, Schedule s, co
   return s;
 }
 
+namespace {
+
+// Whether some GPU of `order` has more than one NIC as close as its closest.
+bool any_nic_choice(Network& net, const std::vector<topo::Vertex>& order) {
+  return std::any_of(order.begin(), order.end(), [&](topo::Vertex v) { return net.closest_nics(v).size() > 1; });
+}
+
+// NCCL's channel count between servers: a channel per rank of a server, and, where a server's
+// GPUs have more NICs closest to them than it has ranks (one GPU beside two NICs), a channel per
+// such NIC, so that every one carries a channel (ncclTopoCompute searches a ring per NIC).
+int channel_count(Network& net, const std::vector<std::vector<int>>& servers, const std::vector<topo::Vertex>& order) {
+  size_t channels = servers.front().size();
+  if (servers.size() < 2 || !any_nic_choice(net, order)) return static_cast<int>(channels);
+  for (const auto& ranks : servers) {
+    std::set<int> closest;
+    for (int r : ranks)
+      for (int nic : net.closest_nics(order[r])) closest.insert(nic);
+    channels = std::max(channels, closest.size());
+  }
+  return static_cast<int>(channels);
+}
+
+// Puts each transfer between servers on NICs as NCCL puts a channel's: out by one of the NICs
+// closest to the sending GPU (ncclTopoSelectNets: those at its best path type and bandwidth),
+// the channels taking them in turn, so here the least loaded in this step (the GPU's own first
+// among equals); in by the least loaded of the receiving GPU's closest, the NIC at the sender's
+// place first among equals (a channel's NIC in and out is one, rails aligned: nccl#820), then
+// the receiver's own. Where every GPU has one closest NIC the routes choose, as before (widest,
+// then least latency, then own NICs: Network::route).
+void place_on_nics(Network& net, Schedule& s, const std::vector<topo::Vertex>& order) {
+  if (!any_nic_choice(net, order)) return;
+  const auto& g = net.topology().graph;
+  auto least_loaded = [](const std::vector<int>& closest, std::map<int, double>& load) {
+    int best = closest.front();
+    for (int nic : closest)
+      if (load[nic] < load[best]) best = nic;
+    return best;
+  };
+  for (Step& step : s.steps) {
+    std::map<int, std::map<int, double>> out_load, in_load;  // server -> NIC position -> fraction
+    for (Transfer& t : step.transfers) {
+      const int from = g[order[t.src]].server, to = g[order[t.dst]].server;
+      if (from == to) continue;
+      const std::vector<int>& out = net.closest_nics(order[t.src]);
+      const std::vector<int>& in = net.closest_nics(order[t.dst]);
+      if (out.empty() || in.empty()) continue;  // the route says what is missing
+      t.exit_nic = least_loaded(out, out_load[from]);
+      std::vector<int> entries = in;
+      if (std::find(in.begin(), in.end(), t.exit_nic) != in.end()) entries.insert(entries.begin(), t.exit_nic);
+      t.entry_nic = least_loaded(entries, in_load[to]);
+      out_load[from][t.exit_nic] += t.fraction;
+      in_load[to][t.entry_nic] += t.fraction;
+    }
+  }
+}
+
+}  // namespace
+
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
   std::vector<topo::Vertex> order;
   const auto servers = chain_ranks(net, gpus, order);
-  const Schedule rings = channel_rings_allreduce(servers);
+  Schedule rings = channel_rings_allreduce(servers, channel_count(net, servers, order));
+  place_on_nics(net, rings, order);
   CollectiveCost direct = net.cost(rings, order);
   const std::optional<Schedule> pxn = through_rail_proxies(net, rings, servers, order);
   if (!pxn) return direct;
@@ -190,7 +254,9 @@ CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>&
 CollectiveCost channel_trees_cost(Network& net, const std::vector<topo::Vertex>& gpus) {
   std::vector<topo::Vertex> order;
   const auto servers = chain_ranks(net, gpus, order);
-  return net.cost(channel_trees_allreduce(servers), order);
+  Schedule trees = channel_trees_allreduce(servers, channel_count(net, servers, order));
+  place_on_nics(net, trees, order);
+  return net.cost(trees, order);
 }
 
 std::map<int, std::vector<topo::Vertex>> by_server(const topo::Topology& t, const std::vector<topo::Vertex>& gpus) {

@@ -165,7 +165,11 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
                                 std::to_string(gpus.size()) + " GPUs");
   std::vector<std::pair<topo::Vertex, topo::Vertex>> all_pairs;
   for (const Step& step : s.steps)
-    for (const Transfer& t : step.transfers) all_pairs.emplace_back(gpus[t.src], gpus[t.dst]);
+    for (const Transfer& t : step.transfers) {
+      if ((t.exit_nic < 0) != (t.entry_nic < 0))
+        throw std::invalid_argument("a transfer names both the NIC it leaves by and the one it enters by, or neither");
+      if (t.exit_nic < 0) all_pairs.emplace_back(gpus[t.src], gpus[t.dst]);
+    }
   find_routes(all_pairs);
   CollectiveCost total;
   for (const Step& step : s.steps) {
@@ -185,7 +189,8 @@ CollectiveCost Network::cost(const Schedule& s, const std::vector<topo::Vertex>&
       // through the host's stack.
       const int from = g[gpus[t.src]].server, to = g[gpus[t.dst]].server;
       if (from >= 0 && to >= 0 && from != to) queued = std::max(queued, ++leaving[from]);
-      routes.push_back(&route(gpus[t.src], gpus[t.dst]));
+      routes.push_back(t.exit_nic < 0 ? &route(gpus[t.src], gpus[t.dst])
+                                      : &route_through(gpus[t.src], gpus[t.dst], t.exit_nic, t.entry_nic));
       fractions.push_back(t.fraction);
       latency = std::max(latency, routes.back()->latency_s);
       if (t.reduce) reduced[t.dst] += t.fraction;

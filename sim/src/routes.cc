@@ -164,21 +164,79 @@ void Network::compose_across(topo::Vertex a, topo::Vertex b) {
   }
   RouteInfo info;
   if (best.width > 0) {
-    const Attachment &up = sw.attach.at(best.x), &down = sw.attach.at(best.y);
-    const RouteInfo &ax = routes_.at(key(a, best.x)), &yb = routes_.at(key(best.y, b));
+    const RouteInfo &ax = routes_.at(key(a, best.x)), &xy = across_fabric(best.x, best.y),
+                    &yb = routes_.at(key(best.y, b));
     info.links = ax.links;
-    info.links.push_back(up.up_id);
-    if (up.sw != down.sw) {
-      const double piece = std::min({up.up_GBps, sw.widest[up.sw][down.sw], down.down_GBps});
-      topo::Route middle = sw.trees.at({up.sw, piece}).route_to(sw.view.topo.graph, down.sw);
-      for (topo::Edge e : middle.links) info.links.push_back(sw.view.topo.graph[e].id);
-    }
-    info.links.push_back(down.down_id);
+    info.links.insert(info.links.end(), xy.links.begin(), xy.links.end());
     info.links.insert(info.links.end(), yb.links.begin(), yb.links.end());
     info.latency_s = best.latency_us * 1e-6;
     info.bandwidth_GBps = best.width;
   }
   routes_.emplace(key(a, b), std::move(info));
+}
+
+const Network::RouteInfo& Network::across_fabric(topo::Vertex x, topo::Vertex y) {
+  if (auto it = routes_.find(key(x, y)); it != routes_.end()) return it->second;
+  Switches& sw = switches();
+  if (sw.attach.empty()) {
+    find_in_view(fabric(), x, {y});
+    return routes_.at(key(x, y));
+  }
+  // x's link up to its switch, the widest-then-least-latency way between the switches, and the
+  // link down to y (as compose_across composes them).
+  const Attachment &up = sw.attach.at(x), &down = sw.attach.at(y);
+  RouteInfo info{{up.up_id}, (up.up_us + down.down_us) * 1e-6, std::min(up.up_GBps, down.down_GBps)};
+  if (up.sw != down.sw) {
+    auto& widest = sw.widest[up.sw];
+    if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
+    const double piece = std::min({up.up_GBps, widest[down.sw], down.down_GBps});
+    auto it = sw.trees.find({up.sw, piece});
+    if (it == sw.trees.end())
+      it = sw.trees.emplace(std::pair(up.sw, piece), topo::least_latency_from(sw.view.topo, up.sw, piece)).first;
+    const topo::Route middle = it->second.route_to(sw.view.topo.graph, down.sw);
+    for (topo::Edge e : middle.links) info.links.push_back(sw.view.topo.graph[e].id);
+    info.latency_s += it->second.latency_us[down.sw] * 1e-6;
+    info.bandwidth_GBps = piece;
+  }
+  info.links.push_back(down.down_id);
+  if (!(info.bandwidth_GBps > 0)) info = RouteInfo{};  // the switches do not reach each other
+  return routes_.emplace(key(x, y), std::move(info)).first->second;
+}
+
+const Network::RouteInfo& Network::route_through(topo::Vertex a, topo::Vertex b, int exit, int entry) {
+  const auto at = std::tuple(a, b, exit, entry);
+  auto it = routes_through_.find(at);
+  const auto& g = topo_->graph;
+  if (it == routes_through_.end()) {
+    const int sa = g[a].server, sb = g[b].server;
+    if (sa < 0 || sb < 0 || sa == sb)
+      throw std::logic_error("route_through: " + g[a].id + " and " + g[b].id + " are not on two servers");
+    View& from = server(sa);
+    View& to = server(sb);
+    if (exit < 0 || exit >= static_cast<int>(from.boundary.size()) || entry < 0 ||
+        entry >= static_cast<int>(to.boundary.size()))
+      throw std::logic_error("route_through: no NIC " + std::to_string(exit) + " on " + g[a].id + "'s server or " +
+                             std::to_string(entry) + " on " + g[b].id + "'s");
+    const topo::Vertex x = from.boundary[exit], y = to.boundary[entry];
+    find_in_view(from, a, {x});
+    find_in_view(to, y, {b});
+    const RouteInfo* parts[3] = {&routes_.at(key(a, x)), &across_fabric(x, y), &routes_.at(key(y, b))};
+    RouteInfo info;
+    info.bandwidth_GBps = std::min({parts[0]->bandwidth_GBps, parts[1]->bandwidth_GBps, parts[2]->bandwidth_GBps});
+    if (info.bandwidth_GBps > 0)
+      for (const RouteInfo* part : parts) {
+        info.links.insert(info.links.end(), part->links.begin(), part->links.end());
+        info.latency_s += part->latency_s;
+      }
+    else
+      info.bandwidth_GBps = 0;
+    it = routes_through_.emplace(at, std::move(info)).first;
+  }
+  if (!(it->second.bandwidth_GBps > 0))
+    throw topo::InputError(topo_->name, "", "a route from " + g[a].id + " to " + g[b].id + " through " +
+                                                g[server(g[a].server).boundary[exit]].id + " and " +
+                                                g[server(g[b].server).boundary[entry]].id + ", but there is none");
+  return it->second;
 }
 
 void Network::find_routes(const std::vector<std::pair<topo::Vertex, topo::Vertex>>& pairs) {
@@ -313,6 +371,31 @@ const Network::RouteInfo& Network::route(topo::Vertex a, topo::Vertex b) {
 }
 
 double Network::route_GBps(topo::Vertex a, topo::Vertex b) { return route(a, b).bandwidth_GBps; }
+
+const std::vector<topo::Vertex>& Network::nics(int index) { return server(index).boundary; }
+
+const std::vector<int>& Network::closest_nics(topo::Vertex gpu) {
+  if (auto it = closest_nics_.find(gpu); it != closest_nics_.end()) return it->second;
+  const auto& g = topo_->graph;
+  if (g[gpu].server < 0 || g[gpu].kind != topo::NodeKind::gpu)
+    throw std::logic_error("closest_nics: " + g[gpu].id + " is not a server's GPU");
+  View& v = server(g[gpu].server);
+  find_in_view(v, gpu, v.boundary);
+  double width = 0, latency = std::numeric_limits<double>::infinity();
+  for (topo::Vertex x : v.boundary) {
+    const RouteInfo& r = routes_.at(key(gpu, x));
+    if (r.bandwidth_GBps > width || (r.bandwidth_GBps == width && r.latency_s < latency))
+      width = r.bandwidth_GBps, latency = r.latency_s;
+  }
+  std::vector<int> closest;
+  for (size_t i = 0; width > 0 && i < v.boundary.size(); ++i) {
+    const RouteInfo& r = routes_.at(key(gpu, v.boundary[i]));
+    // Latencies are sums of the same links' figures in another order: equal within rounding.
+    if (r.bandwidth_GBps == width && r.latency_s <= latency * (1 + 1e-9)) closest.push_back(static_cast<int>(i));
+  }
+  std::stable_partition(closest.begin(), closest.end(), [&](int i) { return own_nic(v, gpu, v.boundary[i]); });
+  return closest_nics_.emplace(gpu, std::move(closest)).first->second;
+}
 
 topo::Vertex Network::own_nic_of(topo::Vertex gpu) {
   const auto& g = topo_->graph;

@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,11 @@ struct Transfer {
   int dst = 0;
   double fraction = 0;
   bool reduce = false;
+  // For a transfer between servers, the NICs it leaves and enters by, as positions in each
+  // server's NIC list (Network::nics); -1 (both) leaves the choice to the route (Network::route).
+  // Set by the schedules that place NCCL's channels on NICs (nccl_channels.cc).
+  int exit_nic = -1;
+  int entry_nic = -1;
 };
 
 // Transfers that run at the same time; the step ends when the last one ends. A step that a
@@ -114,13 +120,14 @@ int torus_2d_default_width(int p);
 // parent[r] in NCCL's binary tree over p ranks (-1 for the root), tree 0 or 1 of the pair.
 std::vector<int> binary_tree_parents(int p, int which);
 Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d uses the default width
-// NCCL's ring across servers (nccl_channels.cc): one ring per channel, as many channels as each
-// server has ranks, each carrying 1/channels of the vector. `servers` lists each server's ranks
-// in their ring order inside it (the same count on each); channel c visits every server's list
-// rotated to start at its c-th rank, so it enters a server there and leaves from the rank before:
-// the channels cross between servers on different GPUs, and so through different NICs, as
-// NCCL's per-channel rings do (src/graph/search.cc). One server: the plain ring, one channel.
-Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers);
+// NCCL's ring across servers (nccl_channels.cc): one ring per channel, `channels` of them (0: as
+// many as each server has ranks), each carrying 1/channels of the vector. `servers` lists each
+// server's ranks in their ring order inside it (the same count on each); channel c visits every
+// server's list rotated to start at its (c mod ranks)-th rank, so it enters a server there and
+// leaves from the rank before: the channels cross between servers on different GPUs, and so
+// through different NICs, as NCCL's per-channel rings do (src/graph/search.cc); channel_rings_cost
+// also places them on NICs. One server: the plain ring, one channel.
+Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers, int channels = 0);
 // Ring allreduce over several rings at once, each with 1/rings of the vector; each ring is a rank
 // order, a permutation of 0..p-1 (throws std::invalid_argument otherwise).
 Schedule rings_allreduce(const std::vector<std::vector<int>>& rings);
@@ -130,12 +137,13 @@ Schedule rings_allreduce(const std::vector<std::vector<int>>& rings);
 // per link), as rank orders (positions in `gpus`). Empty where there is none: GPUs on an NVSwitch
 // or on PCIe only, or direct NVLinks that close no cycle through all of `gpus`.
 std::vector<std::vector<int>> nvlink_rings(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
-// NCCL's tree across servers (same file, same `servers`): per channel (one per rank of a server,
-// each 1/channels of the vector), a chain through each server's ranks ending at its c-th rank,
-// which joins NCCL's double binary tree between the servers (binary_tree_parents over servers,
-// half the channel's share on each tree). One pipelined step: 2 (ranks per server - 1 + tree
-// height) hops of latency, every chain hop and tree edge streaming at once.
-Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers);
+// NCCL's tree across servers (same file, same `servers`): per channel (`channels`, 0: one per rank
+// of a server; each 1/channels of the vector), a chain through each server's ranks ending at its
+// (c mod ranks)-th rank, which joins NCCL's double binary tree between the servers
+// (binary_tree_parents over servers, half the channel's share on each tree). One pipelined step:
+// 2 (ranks per server - 1 + tree height) hops of latency, every chain hop and tree edge
+// streaming at once.
+Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers, int channels = 0);
 // The part of NCCL's NVLS-tree between servers (same file, same `servers`): per channel (one per
 // rank of a server, each 1/channels of the vector) the double binary tree between the servers'
 // c-th ranks, with no chain inside a server (there the switch sums: nvls_tree_parts).
@@ -265,6 +273,18 @@ class Network {
   // The NIC a GPU's own traffic leaves its server by (see own_nic); throws topo::InputError when
   // its server has none.
   topo::Vertex own_nic_of(topo::Vertex gpu);
+  // A server's NICs (the devices its routes leave by), in the order Transfer::exit_nic and
+  // entry_nic count them.
+  const std::vector<topo::Vertex>& nics(int server);
+  // Positions in nics() of the NICs as close to `gpu` as its closest: routes to them equally
+  // wide and of equal latency (the same links' kinds and hops, as NICs beside a GPU on one PCIe
+  // switch are), the GPU's own NIC (own_nic) first if it is one of them. NCCL spreads a GPU's
+  // channels over these (src/graph/search.cc, ncclTopoSelectNets). Empty when the server has
+  // no NIC the GPU reaches.
+  const std::vector<int>& closest_nics(topo::Vertex gpu);
+  // The route from a to b (GPUs of different servers) through the NIC at position `exit` of a's
+  // server and `entry` of b's; throws topo::InputError when there is none.
+  const RouteInfo& route_through(topo::Vertex a, topo::Vertex b, int exit, int entry);
   const topo::Topology& topology() const { return *topo_; }
 
  private:
@@ -308,6 +328,8 @@ class Network {
   };
   Switches& switches();
   void compose_across(topo::Vertex a, topo::Vertex b);  // needs switches().attach
+  // The fabric's route between boundary devices x and y of different servers (cached).
+  const RouteInfo& across_fabric(topo::Vertex x, topo::Vertex y);
   std::unordered_set<topo::Vertex> exits_done_, entries_done_;  // inside pieces already found
   // Routes from a to each of `to`, all found on one view (a server's or the fabric's).
   void find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to);
@@ -320,6 +342,8 @@ class Network {
   NetworkParams params_;
   std::vector<double> capacity_Bps_;  // by link id
   std::unordered_map<std::uint64_t, RouteInfo> routes_;
+  std::map<std::tuple<topo::Vertex, topo::Vertex, int, int>, RouteInfo> routes_through_;
+  std::unordered_map<topo::Vertex, std::vector<int>> closest_nics_;  // by GPU
   std::map<int, View> views_;             // by server; the fabric under -1
   std::vector<topo::Vertex> in_view_;     // cluster vertex -> its vertex in its server's view
   std::vector<topo::Vertex> in_fabric_;   // cluster vertex -> its vertex in the fabric view
@@ -368,7 +392,10 @@ CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Ve
 CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                                 const Schedule& s, const HostStaging& staging);
 // channel_rings_allreduce / channel_trees_allreduce on `gpus` (the same number on every server),
-// each server's GPUs in the order whose narrowest hop is widest (the hierarchical allreduce's chain).
+// each server's GPUs in the order whose narrowest hop is widest (the hierarchical allreduce's
+// chain), with a channel per NIC where a server's GPUs have more NICs closest to them than it has
+// GPUs, and each channel's crossing placed on one of its GPU's closest NICs, the channels spread
+// over them (Network::closest_nics), as NCCL spreads them.
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // The ring allreduce NCCL runs on one server: over nvlink_rings, or where there are none the ring
 // in rank order.
