@@ -93,24 +93,33 @@ void cube_mesh(ServerBuilder& b, const std::vector<Vertex>& g, int generation, c
     if (int count = n(x, y); count > 0) b.nvlink(g[x], g[y], generation, count);
 }
 
-// Eight GPUs on four PCIe switches, two per switch; switches 0-1 under CPU 0, 2-3 under CPU 1.
-std::vector<Vertex> gpus_on_four_switches(ServerBuilder& b, Vertex cpu0, Vertex cpu1,
-                                          const std::string& switch_model, int pcie_generation,
-                                          const std::string& gpu_model, double memory_GB,
-                                          std::vector<Vertex>* switches) {
+// Eight GPUs on `count` PCIe switches (4 or 8), the first half of the switches under CPU 0, the
+// rest under CPU 1.
+std::vector<Vertex> gpus_on_switches(ServerBuilder& b, Vertex cpu0, Vertex cpu1, int count,
+                                     const std::string& switch_model, int pcie_generation,
+                                     const std::string& gpu_model, double memory_GB,
+                                     std::vector<Vertex>* switches) {
   std::vector<Vertex> g;
-  for (int s = 0; s < 4; ++s) {
-    int numa = s < 2 ? 0 : 1;
+  const int per_switch = 8 / count;
+  for (int s = 0; s < count; ++s) {
+    int numa = s < count / 2 ? 0 : 1;
     Vertex sw = b.pcie_switch(s, numa, switch_model);
     b.pcie(numa == 0 ? cpu0 : cpu1, sw, pcie_generation, 16);
-    for (int k = 0; k < 2; ++k) {
-      Vertex v = b.gpu(2 * s + k, numa, gpu_model, memory_GB);
+    for (int k = 0; k < per_switch; ++k) {
+      Vertex v = b.gpu(per_switch * s + k, numa, gpu_model, memory_GB);
       b.pcie(sw, v, pcie_generation, 16);
       g.push_back(v);
     }
     if (switches) switches->push_back(sw);
   }
   return g;
+}
+
+std::vector<Vertex> gpus_on_four_switches(ServerBuilder& b, Vertex cpu0, Vertex cpu1,
+                                          const std::string& switch_model, int pcie_generation,
+                                          const std::string& gpu_model, double memory_GB,
+                                          std::vector<Vertex>* switches) {
+  return gpus_on_switches(b, cpu0, cpu1, 4, switch_model, pcie_generation, gpu_model, memory_GB, switches);
 }
 
 Topology big_basin() {
@@ -162,13 +171,15 @@ Topology dgx1() {
   return std::move(b.topo);
 }
 
-// DGX A100 and DGX H100 share a shape: an NVSwitch crossbar, four PCIe switches each holding two
-// GPUs and two compute NICs, two CPU sockets.
+// DGX A100, H100 and B200 share a shape: an NVSwitch crossbar, PCIe switches holding the GPUs
+// and the eight compute NICs (DGX A100: four, each with two GPUs and two NICs; DGX H100: eight,
+// each GPU beside its own NIC), two CPU sockets.
 struct NvSwitchServer {
   std::string name, cpu_model, switch_model, gpu_model, nvswitch_model, nic_model;
   int cores, pcie_generation, nvlink_generation, nvlinks_per_gpu;
   double memory_GB, cpu_link_GBps, nic_gbit;
   int cpu_links;
+  int pcie_switches = 4;  // 4: two GPUs and two NICs on each; 8: each GPU with its own NIC
 };
 
 Topology nvswitch_server(const NvSwitchServer& m) {
@@ -178,8 +189,8 @@ Topology nvswitch_server(const NvSwitchServer& m) {
   Vertex cpu1 = b.cpu(1, m.cpu_model, m.cores);
   b.cpu_interconnect(cpu0, cpu1, m.cpu_links, m.cpu_link_GBps);
   std::vector<Vertex> sw;
-  auto g = gpus_on_four_switches(b, cpu0, cpu1, m.switch_model, m.pcie_generation, m.gpu_model,
-                                 m.memory_GB, &sw);
+  auto g = gpus_on_switches(b, cpu0, cpu1, m.pcie_switches, m.switch_model, m.pcie_generation, m.gpu_model,
+                            m.memory_GB, &sw);
   // Every GPU spreads its links over all NVSwitch chips, so any pair of GPUs sees all of them:
   // one crossbar node keeps `nvidia-smi topo -m` (NV12 / NV18) and the pair bandwidth right.
   Vertex nvs = b.nvswitch(m.nvswitch_model);
@@ -187,7 +198,7 @@ Topology nvswitch_server(const NvSwitchServer& m) {
   for (int k = 0; k < 8; ++k) {
     Vertex nic = b.nic(k, k < 4 ? 0 : 1, m.nic_model, "mlx5_" + std::to_string(k), gbit(m.nic_gbit),
                        LinkKind::infiniband);
-    b.pcie(sw[k / 2], nic, m.pcie_generation, 16);
+    b.pcie(sw[k * m.pcie_switches / 8], nic, m.pcie_generation, 16);
   }
   return std::move(b.topo);
 }
@@ -217,7 +228,9 @@ Topology dgx_h100() {
   // NVIDIA DGX H100 user guide and H100 whitepaper (2022): 8 H100 SXM5 80 GB, 4 NVSwitch gen3
   // chips, 18 NVLink 4.0 links per GPU (900 GB/s bidirectional); 8 ConnectX-7 400 Gb/s compute
   // NICs on PCIe Gen5 switches; 2 Xeon Platinum 8480C (56 cores; Intel ARK: 4 UPI links at
-  // 16 GT/s, 32 GB/s each way each).
+  // 16 GT/s, 32 GB/s each way each). Each NIC serves one GPU (the user guide's table of OSFP
+  // ports, ConnectX devices and their GPUs), which nvidia-smi shows as the one NIC beside each
+  // GPU: eight switches of one GPU and one NIC here.
   return nvswitch_server({.name = "dgx-h100",
                           .cpu_model = "Xeon Platinum 8480C",
                           .switch_model = "PCIe Gen5 switch",
@@ -231,15 +244,16 @@ Topology dgx_h100() {
                           .memory_GB = 80,
                           .cpu_link_GBps = 32,
                           .nic_gbit = 400,
-                          .cpu_links = 4});
+                          .cpu_links = 4,
+                          .pcie_switches = 8});
 }
 
 Topology dgx_b200() {
   // NVIDIA DGX B200 datasheet and user guide (2024): 8 B200 GPUs with 1,440 GB of GPU memory in
   // all (180 GB each), 2 NVLink 5 switch chips, 18 NVLink 5.0 links per GPU (1.8 TB/s
   // bidirectional); 8 single-port ConnectX-7 400 Gb/s compute NICs on PCIe Gen5 switches; 2 Xeon
-  // Platinum 8570 (56 cores; Intel ARK: 4 UPI links at 20 GT/s, 40 GB/s each way each). That the
-  // GPUs and NICs pair up on four switches as on DGX H100 is an assumption.
+  // Platinum 8570 (56 cores; Intel ARK: 4 UPI links at 20 GT/s, 40 GB/s each way each). That each
+  // GPU has its own NIC on its own switch, as on DGX H100, is an assumption.
   return nvswitch_server({.name = "dgx-b200",
                           .cpu_model = "Xeon Platinum 8570",
                           .switch_model = "PCIe Gen5 switch",
@@ -253,7 +267,8 @@ Topology dgx_b200() {
                           .memory_GB = 180,
                           .cpu_link_GBps = 40,
                           .nic_gbit = 400,
-                          .cpu_links = 4});
+                          .cpu_links = 4,
+                          .pcie_switches = 8});
 }
 
 Topology gb200_nvl72() {
