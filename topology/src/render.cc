@@ -134,8 +134,8 @@ std::string render_summary(const Topology& topo) {
   if (!topo.fabric.empty())
     out << "fabric: " << topo.fabric
         << (topo.fabric.starts_with("fat-tree") && count[NodeKind::net_switch] == 1
-                ? " (one leaf switch holds every server: no spine, so no oversubscription; leaf-servers=N sets "
-                  "how many a leaf holds)"
+                ? " (one leaf switch holds every server: no spine, so no oversubscription; a spec's "
+                  "leaf-servers=N, a cluster file's fabric.leaf_servers, sets how many a leaf holds)"
                 : "")
         << "\n";
   if (count[NodeKind::gpu] >= 2)
