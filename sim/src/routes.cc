@@ -100,7 +100,41 @@ Network::Switches& Network::switches() {
     if (ups != 1 || downs != 1) return sw.attach.clear(), sw;
     sw.attach.emplace(v, at);
   }
+  std::map<topo::Vertex, int> on_switch;  // devices counted so far on each switch, in vertex order
+  for (topo::Vertex v : f.view.to_cluster)
+    if (auto it = sw.attach.find(v); it != sw.attach.end()) sw.place[v] = on_switch[it->second.sw]++;
   return sw;
+}
+
+std::vector<int> Network::between_switches(topo::Vertex from, topo::Vertex to, double level, int place) {
+  Switches& sw = *switches_;
+  auto it = sw.trees.find({from, level});
+  if (it == sw.trees.end())
+    it = sw.trees.emplace(std::pair(from, level), topo::least_latency_from(sw.view.topo, from, level)).first;
+  const topo::LatencyTree& tree = it->second;
+  const topo::Graph& g = sw.view.topo.graph;
+  // Back from `to`: every link into a switch that lies on some least-latency way to it is a
+  // candidate; destination-based routing picks one by the destination's place (d-mod-k), so the
+  // devices under one leaf spread over the spines, as InfiniBand's fat-tree routing and ECMP
+  // spread them, instead of every way taking the first spine.
+  std::vector<int> links;
+  unsigned key = static_cast<unsigned>(place);
+  for (topo::Vertex v = to; v != from;) {
+    std::vector<topo::Edge> ways;
+    for (topo::Edge e : boost::make_iterator_range(boost::in_edges(v, g))) {
+      const topo::Vertex u = boost::source(e, g);
+      if (!(g[e].bandwidth_GBps >= level) || !tree.reaches(u)) continue;
+      const double through = (u == from ? 0.0 : tree.latency_us[u]) + g[e].latency_us;
+      if (through <= tree.latency_us[v] * (1 + 1e-12) + 1e-12) ways.push_back(e);
+    }
+    if (ways.empty()) ways.push_back(tree.via[v]);  // rounding: the tree's own way
+    const topo::Edge e = ways[key % ways.size()];
+    key /= static_cast<unsigned>(ways.size());
+    links.push_back(g[e].id);
+    v = boost::source(e, g);
+  }
+  std::reverse(links.begin(), links.end());
+  return links;
 }
 
 // Source -> boundary x -> x's switch ~> y's switch -> boundary y -> destination, over every
@@ -190,12 +224,11 @@ const Network::RouteInfo& Network::across_fabric(topo::Vertex x, topo::Vertex y)
     auto& widest = sw.widest[up.sw];
     if (widest.empty()) widest = topo::widest_from(sw.view.topo, up.sw);
     const double piece = std::min({up.up_GBps, widest[down.sw], down.down_GBps});
-    auto it = sw.trees.find({up.sw, piece});
-    if (it == sw.trees.end())
-      it = sw.trees.emplace(std::pair(up.sw, piece), topo::least_latency_from(sw.view.topo, up.sw, piece)).first;
-    const topo::Route middle = it->second.route_to(sw.view.topo.graph, down.sw);
-    for (topo::Edge e : middle.links) info.links.push_back(sw.view.topo.graph[e].id);
-    info.latency_s += it->second.latency_us[down.sw] * 1e-6;
+    if (piece > 0) {
+      const std::vector<int> middle = between_switches(up.sw, down.sw, piece, sw.place.at(y));
+      info.links.insert(info.links.end(), middle.begin(), middle.end());
+      info.latency_s += sw.trees.at({up.sw, piece}).latency_us[down.sw] * 1e-6;
+    }
     info.bandwidth_GBps = piece;
   }
   info.links.push_back(down.down_id);

@@ -325,7 +325,12 @@ class Network {
     std::unordered_map<topo::Vertex, Attachment> attach;  // by cluster vertex of a boundary device
     std::map<topo::Vertex, std::vector<double>> widest;   // by source switch (view vertex)
     std::map<std::pair<topo::Vertex, double>, topo::LatencyTree> trees;  // (source, level)
+    std::unordered_map<topo::Vertex, int> place;  // boundary device -> its place among its switch's
   };
+  // The links from switch `from` to switch `to` (switch-view vertices) over links at least
+  // `level` wide, of least latency; among equally short ways, the one destination-based
+  // routing takes to a device at `place` on `to` (InfiniBand's fat-tree routing, d-mod-k).
+  std::vector<int> between_switches(topo::Vertex from, topo::Vertex to, double level, int place);
   Switches& switches();
   void compose_across(topo::Vertex a, topo::Vertex b);  // needs switches().attach
   // The fabric's route between boundary devices x and y of different servers (cached).
