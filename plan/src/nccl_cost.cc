@@ -346,12 +346,8 @@ sim::CollectiveCost nccl_cost(sim::Network& net, const std::vector<topo::Vertex>
     latency_us += 2 * ((ppn - 1) * intra + std::floor(std::log2(nodes)) * inter);
   }
   // NCCL's ring and tree between servers run per channel, the channels crossing through
-  // different NICs; that needs the same number of ranks on every server.
-  std::map<int, int> per_server;
-  for (topo::Vertex v : gpus) ++per_server[g[v].server];
-  const bool even = std::all_of(per_server.begin(), per_server.end(),
-                                [&](const auto& kv) { return kv.second == ppn; });
-  const bool channels = nodes > 1 && even;
+  // different NICs, also where servers hold unequal numbers of ranks.
+  const bool channels = nodes > 1;
   // On one server NCCL's rings, and its trees' chains, follow NVLinks wherever GPUs are wired to
   // each other directly.
   sim::CollectiveCost c = nodes == 1 && algorithm == sim::Algorithm::ring ? sim::server_rings_cost(net, gpus)

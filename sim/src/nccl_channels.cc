@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -23,14 +24,24 @@ namespace basin::sim {
 
 namespace {
 
-// All ranks of `servers`, which must hold the same number of ranks each, at least one.
-int count_ranks(const std::vector<std::vector<int>>& servers) {
-  if (servers.empty() || servers.front().empty())
-    throw std::invalid_argument("channel schedules need at least one server with ranks");
-  for (const auto& ranks : servers)
-    if (ranks.size() != servers.front().size())
-      throw std::invalid_argument("channel schedules need the same number of ranks on every server");
-  return static_cast<int>(servers.size() * servers.front().size());
+// All ranks of `servers`, at least one on each; with `same_count`, the same number on each.
+int count_ranks(const std::vector<std::vector<int>>& servers, bool same_count) {
+  if (servers.empty()) throw std::invalid_argument("channel schedules need at least one server with ranks");
+  size_t p = 0;
+  for (const auto& ranks : servers) {
+    if (ranks.empty()) throw std::invalid_argument("channel schedules need at least one rank on every server");
+    if (same_count && ranks.size() != servers.front().size())
+      throw std::invalid_argument("this channel schedule needs the same number of ranks on every server");
+    p += ranks.size();
+  }
+  return static_cast<int>(p);
+}
+
+// The most ranks on one server.
+size_t most_ranks(const std::vector<std::vector<int>>& servers) {
+  size_t most = 0;
+  for (const auto& ranks : servers) most = std::max(most, ranks.size());
+  return most;
 }
 
 // NCCL's double binary tree between servers for one channel: the channel's `share` of the vector
@@ -65,50 +76,49 @@ int server_tree_height(int nodes) {
 }  // namespace
 
 Schedule channel_rings_allreduce(const std::vector<std::vector<int>>& servers, int channels) {
-  const int p = count_ranks(servers);
-  const size_t per_server = servers.front().size();
+  const int p = count_ranks(servers, false);
   Schedule s{"channel-rings", p, {}};
   if (p < 2) return s;
   if (channels < 0) throw std::invalid_argument("channel rings: 0 channels (one per rank of a server) or more");
   if (servers.size() < 2) channels = 1;
-  else if (channels == 0) channels = static_cast<int>(per_server);
+  else if (channels == 0) channels = static_cast<int>(most_ranks(servers));
   std::vector<std::vector<int>> rings(channels);
   for (int c = 0; c < channels; ++c)
     for (const auto& ranks : servers)
-      for (size_t i = 0; i < per_server; ++i) rings[c].push_back(ranks[(c + i) % per_server]);
+      for (size_t i = 0; i < ranks.size(); ++i) rings[c].push_back(ranks[(c + i) % ranks.size()]);
   s.steps = rings_allreduce(rings).steps;
   return s;
 }
 
 Schedule channel_trees_allreduce(const std::vector<std::vector<int>>& servers, int channels) {
-  const int p = count_ranks(servers);
-  const size_t per_server = servers.front().size();
+  const int p = count_ranks(servers, false);
+  const size_t most = most_ranks(servers);
   Schedule s{"channel-trees", p, {}};
   if (p < 2) return s;
   if (channels < 0) throw std::invalid_argument("channel trees: 0 channels (one per rank of a server) or more");
-  if (channels == 0) channels = static_cast<int>(per_server);
+  if (channels == 0) channels = static_cast<int>(most);
   const int nodes = static_cast<int>(servers.size());
   const double share = 1.0 / channels;
   // One pipelined step, like the flat tree: every chain hop and tree edge streams at once.
   Step step;
   for (int c = 0; c < channels; ++c) {
     // The chain of each server ends at its c-th rank, which talks to the other servers.
-    auto chain_at = [&](int node, size_t i) { return servers[node][(c + i) % per_server]; };
+    auto chain_at = [&](int node, size_t i) { return servers[node][(c + i) % servers[node].size()]; };
     for (int node = 0; node < nodes; ++node)
-      for (size_t i = 1; i < per_server; ++i) {
+      for (size_t i = 1; i < servers[node].size(); ++i) {
         step.transfers.push_back({chain_at(node, i), chain_at(node, i - 1), share, true});
         step.transfers.push_back({chain_at(node, i - 1), chain_at(node, i), share, false});
       }
     add_server_trees(step, nodes, share, [&](int node) { return chain_at(node, 0); });
   }
-  // The first chunk climbs a chain and the taller tree and comes back down.
-  step.latency_hops = 2 * (static_cast<int>(per_server) - 1 + server_tree_height(nodes));
+  // The first chunk climbs the longest chain and the taller tree and comes back down.
+  step.latency_hops = 2 * (static_cast<int>(most) - 1 + server_tree_height(nodes));
   s.steps.push_back(step);
   return s;
 }
 
 Schedule head_trees_allreduce(const std::vector<std::vector<int>>& servers) {
-  const int p = count_ranks(servers);
+  const int p = count_ranks(servers, true);
   const size_t per_server = servers.front().size();
   const int nodes = static_cast<int>(servers.size());
   Schedule s{"head-trees", p, {}};
@@ -162,6 +172,8 @@ static std::optional<Schedule> through_rail_proxies(Network& net, Schedule s, co
   for (const Step& step : s.steps)
     for (const Transfer& t : step.transfers) {
       if (server_of[t.src] == server_of[t.dst]) continue;
+      // Servers of unequal counts: a destination's place may have no GPU on the sender's server.
+      if (place[t.dst] >= static_cast<int>(servers[server_of[t.src]].size())) return std::nullopt;
       const int proxy = on_rail_of(t.src, t.dst);
       if (proxy != t.src &&
           topo::path_class(net.topology(), order[t.src], order[proxy]).cls != topo::PathClass::nvlink)
@@ -188,19 +200,29 @@ bool any_nic_choice(Network& net, const std::vector<topo::Vertex>& order) {
   return std::any_of(order.begin(), order.end(), [&](topo::Vertex v) { return net.closest_nics(v).size() > 1; });
 }
 
-// NCCL's channel count between servers: a channel per rank of a server, and, where a server's
-// GPUs have more NICs closest to them than it has ranks (one GPU beside two NICs), a channel per
-// such NIC, so that every one carries a channel (ncclTopoCompute searches a ring per NIC).
+// NCCL's channel count between servers: a whole number of channels for every server's ranks
+// and, where a GPU has several NICs closest to it, for every server's NICs closest to its GPUs
+// (ncclTopoCompute searches a ring per NIC and duplicates the rings it finds), so that each GPU
+// and each such NIC carries as many channels as the next: the least common multiple, or where
+// that passes NCCL's 64 channels, the largest count (one GPU beside two NICs: two; three GPUs
+// beside two NICs: six; one server of eight GPUs and one of four: eight).
 int channel_count(Network& net, const std::vector<std::vector<int>>& servers, const std::vector<topo::Vertex>& order) {
-  size_t channels = servers.front().size();
-  if (servers.size() < 2 || !any_nic_choice(net, order)) return static_cast<int>(channels);
-  for (const auto& ranks : servers) {
-    std::set<int> closest;
-    for (int r : ranks)
-      for (int nic : net.closest_nics(order[r])) closest.insert(nic);
-    channels = std::max(channels, closest.size());
+  constexpr size_t kMostChannels = 64;
+  std::vector<size_t> counts;
+  for (const auto& ranks : servers) counts.push_back(ranks.size());
+  if (servers.size() > 1 && any_nic_choice(net, order))
+    for (const auto& ranks : servers) {
+      std::set<int> closest;
+      for (int r : ranks)
+        for (int nic : net.closest_nics(order[r])) closest.insert(nic);
+      if (!closest.empty()) counts.push_back(closest.size());
+    }
+  size_t lcm = 1, most = 1;
+  for (size_t n : counts) {
+    most = std::max(most, n);
+    if (lcm <= kMostChannels) lcm = std::lcm(lcm, n);
   }
-  return static_cast<int>(channels);
+  return static_cast<int>(lcm <= kMostChannels ? lcm : most);
 }
 
 // Puts each transfer between servers on NICs as NCCL puts a channel's: out by one of the NICs

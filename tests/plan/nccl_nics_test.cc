@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 #include <string>
 
@@ -110,4 +111,23 @@ TEST_CASE("NCCL's ring and tree from one or two GPUs a server use both NICs besi
   // both NICs, n / 25 GB/s.
   const sim::CollectiveCost trees = sim::channel_trees_cost(net, plan::pick_gpus(t, 2, 1));
   REQUIRE_THAT(trees.seconds_per_byte, WithinRel(1.0 / (2 * kNicBps), 1e-6));
+}
+
+TEST_CASE("NCCL's ring on three GPUs a server, or four and two, still fills both NICs", "[plan][nics]") {
+  // Six ranks in both layouts: 2(p-1)/p = 5/3 of the vector leaves each server, over two NICs
+  // of 12.5 GB/s, 5/3 / 25 GB/s (each GPU sends 1/6 a step over its 26.5 GB/s of PCIe payload,
+  // less than a NIC's half of the server's 1/6 at 12.5). A channel per GPU would load one NIC
+  // with two of three channels (3+3: 18.75 GB/s busbw); one ring, as before for unequal
+  // servers, one NIC (12.5).
+  const topo::Topology t = topo::build_cluster(two_nic_box(), 2, topo::FabricSpec{});
+  sim::Network net(t, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  for (int per_server : {3, 4}) {
+    CAPTURE(per_server);
+    const auto gpus = plan::pick_gpus(t, 6, per_server);
+    std::map<int, int> on_server;
+    for (topo::Vertex v : gpus) ++on_server[t.graph[v].server];
+    REQUIRE(on_server.size() == 2);
+    REQUIRE(on_server.begin()->second == per_server);
+    REQUIRE_THAT(sim::channel_rings_cost(net, gpus).seconds_per_byte, WithinRel(5.0 / 3 / (2 * kNicBps), 1e-6));
+  }
 }

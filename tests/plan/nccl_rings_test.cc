@@ -51,7 +51,14 @@ TEST_CASE("each channel's ring visits every rank once and crosses servers at its
   }
   // One server: the plain ring.
   REQUIRE(sim::channel_rings_allreduce({{0, 1, 2}}).steps[0].transfers.size() == 3);
-  REQUIRE_THROWS(sim::channel_rings_allreduce({{0, 1}, {2}}));
+  // Servers of unequal counts: each channel rotates each server's own list, so the rings stay
+  // permutations and a one-rank server is crossed by every channel through its one rank.
+  const sim::Schedule uneven = sim::channel_rings_allreduce({{0, 1}, {2}});
+  REQUIRE(uneven.ranks == 3);
+  std::map<int, double> sent;
+  for (const sim::Transfer& t : uneven.steps[0].transfers) sent[t.src] += t.fraction;
+  for (int r = 0; r < 3; ++r) REQUIRE_THAT(sent[r], WithinRel(1.0 / 3, 1e-12));
+  REQUIRE_THROWS(sim::channel_rings_allreduce({{0, 1}, {}}));
 }
 
 TEST_CASE("NCCL's ring between DGX H100s gets all eight NICs, one ring gets one", "[plan][rings]") {

@@ -121,9 +121,9 @@ int torus_2d_default_width(int p);
 std::vector<int> binary_tree_parents(int p, int which);
 Schedule allreduce_schedule(Algorithm a, int p);  // flat algorithms; torus_2d uses the default width
 // NCCL's ring across servers (nccl_channels.cc): one ring per channel, `channels` of them (0: as
-// many as each server has ranks), each carrying 1/channels of the vector. `servers` lists each
-// server's ranks in their ring order inside it (the same count on each); channel c visits every
-// server's list rotated to start at its (c mod ranks)-th rank, so it enters a server there and
+// many as the most ranks on a server), each carrying 1/channels of the vector. `servers` lists
+// each server's ranks in their ring order inside it (at least one on each, counts may differ);
+// channel c visits every server's list rotated to start at its (c mod its ranks)-th rank, so it enters a server there and
 // leaves from the rank before: the channels cross between servers on different GPUs, and so
 // through different NICs, as NCCL's per-channel rings do (src/graph/search.cc); channel_rings_cost
 // also places them on NICs. One server: the plain ring, one channel.
@@ -137,9 +137,9 @@ Schedule rings_allreduce(const std::vector<std::vector<int>>& rings);
 // per link), as rank orders (positions in `gpus`). Empty where there is none: GPUs on an NVSwitch
 // or on PCIe only, or direct NVLinks that close no cycle through all of `gpus`.
 std::vector<std::vector<int>> nvlink_rings(const topo::Topology& topo, const std::vector<topo::Vertex>& gpus);
-// NCCL's tree across servers (same file, same `servers`): per channel (`channels`, 0: one per rank
-// of a server; each 1/channels of the vector), a chain through each server's ranks ending at its
-// (c mod ranks)-th rank, which joins NCCL's double binary tree between the servers
+// NCCL's tree across servers (same file, same `servers`): per channel (`channels`, 0: as many as
+// the most ranks on a server; each 1/channels of the vector), a chain through each server's ranks
+// ending at its (c mod its ranks)-th rank, which joins NCCL's double binary tree between the servers
 // (binary_tree_parents over servers, half the channel's share on each tree). One pipelined step:
 // 2 (ranks per server - 1 + tree height) hops of latency, every chain hop and tree edge
 // streaming at once.
@@ -396,11 +396,11 @@ CollectiveCost staged_hierarchical_cost(Network& net, const std::vector<topo::Ve
 // and NIC links), its sums and copies on the CPU, and the copies back.
 CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& gpus,
                                 const Schedule& s, const HostStaging& staging);
-// channel_rings_allreduce / channel_trees_allreduce on `gpus` (the same number on every server),
-// each server's GPUs in the order whose narrowest hop is widest (the hierarchical allreduce's
-// chain), with a channel per NIC where a server's GPUs have more NICs closest to them than it has
-// GPUs, and each channel's crossing placed on one of its GPU's closest NICs, the channels spread
-// over them (Network::closest_nics), as NCCL spreads them.
+// channel_rings_allreduce / channel_trees_allreduce on `gpus`, each server's GPUs in the order
+// whose narrowest hop is widest (the hierarchical allreduce's chain), with a whole number of
+// channels for every server's GPUs and for the NICs closest to them (their least common
+// multiple, up to NCCL's 64), and each channel's crossing placed on one of its GPU's closest
+// NICs, the channels spread over them (Network::closest_nics), as NCCL spreads them.
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // The ring allreduce NCCL runs on one server: over nvlink_rings, or where there are none the ring
 // in rank order.
