@@ -192,7 +192,7 @@ std::function<int()> add_topo_command(CLI::App& app) {
                   "Discover from an hwloc XML export (lstopo file.xml) instead of this machine");
   cmd->add_flag("--no-nvml", options->no_nvml, "Do not load NVML during discovery");
   cmd->add_option("--format", options->format,
-                  "Output: tree, matrix, json, dot or summary; with --route or --bisection, json or none")
+                  "Output: tree, matrix, json, dot or summary; with --route or --bisection, json or left out (text)")
       ->check(CLI::IsMember({"tree", "matrix", "json", "dot", "summary"}))
       ->capture_default_str();
   cmd->add_option("--server", options->server, "Server whose GPU matrix --format matrix prints")

@@ -198,6 +198,12 @@ TEST_CASE("bad topology files name the file and the field and what was expected"
          d["nodes"].push_back({{"id", "nic0"}, {"kind", "nic"}, {"server", 0}, {"port_GBps", 25}, {"port_kind", "ib"}});
        },
        "/nodes/2/port_kind", "ethernet or infiniband (the cable a fabric attaches), got 'ib'"},
+      {"a cable faster than the NIC's port", [](json& d) {
+         d["nodes"].push_back({{"id", "nic0"}, {"kind", "nic"}, {"server", 0}, {"port_GBps", 25}, {"port_kind", "infiniband"}});
+         d["nodes"].push_back({{"id", "ib0"}, {"kind", "net_switch"}, {"server", -1}});
+         d["links"].push_back({{"from", "nic0"}, {"to", "ib0"}, {"kind", "infiniband"}, {"bandwidth_GBps", 100}, {"latency_us", 1}});
+       },
+       "/links/1/bandwidth_GBps", "at most the port_GBps of 'nic0' (25.0)"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);

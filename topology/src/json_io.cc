@@ -320,6 +320,13 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);
     link.latency_us = l.number("latency_us", true, 0, 0, false);
     const bool duplex = l.boolean("duplex", true);
+    // A network cable carries no more than the NIC's port at either end sends or takes.
+    if (link.kind == LinkKind::ethernet || link.kind == LinkKind::infiniband)
+      for (Vertex end : {a, b})
+        if (const Node& nic = t.graph[end]; nic.kind == NodeKind::nic && link.bandwidth_GBps > nic.port_GBps)
+          l.fail("/bandwidth_GBps", "at most the port_GBps of '" + nic.id + "' (" + json(nic.port_GBps).dump() +
+                                        "), which the " + to_string(link.kind) + " cable attaches to, got " +
+                                        json(link.bandwidth_GBps).dump());
     // One entry per pair and direction: a second would be routed past, not added to (an NVLink
     // bond is one entry with its count and total bandwidth).
     for (auto pair : {std::pair(a, b), std::pair(b, a)}) {
