@@ -260,14 +260,23 @@ int run(PlanCliOptions o) {
     if (!o.compare_profile.empty()) other_name += " with " + o.compare_profile;
     plan::PlanOptions p2 = o.plan;
     p2.cluster_spec = o.compare.empty() ? o.cluster : o.compare;
+    // The compared cluster's GPUs take --compare-profile, or, being the same GPU model as this
+    // cluster's (the same box, more of them), the --profile given for it.
+    const auto model_of = [](const topo::Topology& t) { return t.graph[topo::gpus(t).front()].model; };
+    const std::string second_profile = !o.compare_profile.empty()                           ? o.compare_profile
+                                       : o.compare.empty() || model_of(second) == model_of(cluster) ? o.profile
+                                                                                                  : "";
     try {
-      other = plan::make_plan(second, profile_for(second, o.compare_profile.empty() && o.compare.empty()
-                                                              ? o.profile : o.compare_profile),
-                              p2);
+      other = plan::make_plan(second, profile_for(second, second_profile), p2);
     } catch (const topo::InputError& e) {
-      // A flag both sides share (--gpus 256 on a 16-GPU --compare) is the second cluster's fault here.
-      if (!e.origin.starts_with("--")) throw;
-      throw topo::InputError(e.origin, e.path, e.expected + " (on the --compare cluster, " + other_name + ")");
+      // A flag both sides share (--gpus 256 on a 16-GPU --compare) is the second cluster's fault
+      // here; so is a GPU no shipped profile matches, which --compare-profile gives.
+      std::string expected = e.expected;
+      const size_t at = second_profile.empty() ? expected.find("--profile FILE") : std::string::npos;
+      if (at != std::string::npos) expected.replace(at, 14, "--compare-profile FILE");
+      if (!e.origin.starts_with("--") && at == std::string::npos) throw;
+      throw topo::InputError(e.origin == "--profile" ? "--compare-profile" : e.origin, e.path,
+                             expected + " (on the --compare cluster, " + other_name + ")");
     }
   }
 

@@ -240,8 +240,9 @@ std::optional<Calibration> same_peak_sibling(const model::Network& n, Precision 
 }
 
 // Measured figures first, then estimates from the nearest evidence: this device on this network
-// in the other 16-bit format at the same peak; the device it borrows from on this network; this
-// device on another network; the device it borrows from on another network; half of peak.
+// in the other 16-bit format at the same peak; the device it borrows from on this network, at
+// this precision or (both devices' 16-bit peaks the same) the other 16-bit format; this device
+// on another network; the device it borrows from on another network; half of peak.
 Calibration estimate_share(const model::Network& n, Precision prec, const DeviceProfile& p) {
   if (auto c = same_peak_sibling(n, prec, p)) return *c;
   Calibration c;
@@ -251,6 +252,16 @@ Calibration estimate_share(const model::Network& n, Precision prec, const Device
       c.measured_gpus = borrowed->measured_gpus;
       c.basis = "roofline estimate at the share of peak " + p.efficiency_of->device + " reached (" +
                 borrowed->basis + "); no measurement of this device";
+      return c;
+    }
+    // bf16 and fp16 at one rate here and there: the borrowed device's other 16-bit share, as
+    // fp16 would take it (otherwise bf16 fell to half of peak while fp16 took a measured share).
+    if (const auto sibling = same_peak_sibling(n, prec, *p.efficiency_of);
+        sibling && prec != Precision::fp32 &&
+        peak_TFLOPS(p, Precision::fp16) == peak_TFLOPS(p, Precision::bf16)) {
+      c.efficiency = sibling->efficiency;
+      c.measured_gpus = sibling->measured_gpus;
+      c.basis = sibling->basis + " on " + p.efficiency_of->device + "; no measurement of this device";
       return c;
     }
   }

@@ -261,7 +261,7 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
   if (best) return std::move(*best);
   throw topo::InputError("--profile", "",
                          "a device profile for GPU '" + gpu_model + "' in " + dir +
-                             " (have: " + known + "); give one with --profile FILE");
+                             " (have: " + known + "); give one with --profile FILE (docs/device-profile-format.md)");
 }
 
 }  // namespace basin::sim

@@ -250,6 +250,27 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
   std::ofstream(dir / "l4.json") << l4.dump();
   require_input_error(run("sim --cluster " + (dir / "l4.json")),
                       {"l4.json", "GPU 'NVIDIA L4'", "have: ", "--profile FILE", "(for GPU gpu0)"});
+  // Given one (docs/device-profile-format.md), a --compare cluster of the same GPU takes it too;
+  // one of another unmatched GPU is told to take --compare-profile.
+  std::ifstream a100(std::string(BASIN_FIXTURES) + "/../../../profiles/devices/a100.json");
+  std::ofstream(dir / "a100.json") << a100.rdbuf();
+  const nlohmann::json l4_profile = {
+      {"format", "basin.device_profile/1"}, {"context", nlohmann::json::object()}, {"device", "NVIDIA L4"},
+      {"match", {"L4"}}, {"memory_GB", 24}, {"memory_GBps", 300},
+      {"peak_TFLOPS", {{"fp32", 30.3}, {"fp16", 121}, {"bf16", 121}}}, {"measured", nlohmann::json::array()},
+      {"efficiency_of", "a100.json"}};
+  std::ofstream(dir / "l4p.json") << l4_profile.dump();
+  const std::string with_profile = "plan --cluster " + (dir / "l4.json") + ":2 --profile " + (dir / "l4p.json") +
+                                   " --top 1 --out ''";
+  Result same_gpu = run(with_profile + " --compare " + (dir / "l4.json") + ":1");
+  INFO(same_gpu.out);
+  REQUIRE(same_gpu.exit_code == 0);
+  nlohmann::json l40 = l4;
+  for (auto& node : l40["nodes"])
+    if (node["kind"] == "gpu") node["model"] = "NVIDIA L40";
+  std::ofstream(dir / "l40.json") << l40.dump();
+  require_input_error(run(with_profile + " --compare " + (dir / "l40.json")),
+                      {"GPU 'NVIDIA L40'", "--compare-profile FILE", "on the --compare cluster"});
   // Two kinds of GPU in one run: one profile times every GPU's step, so it is refused, naming
   // both; one GPU with less memory than the rest bounds the batch of all.
   Result dumped = run("topo --cluster dgx-a100:2 --format json");

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <iterator>
 
 using namespace basin;
 using namespace basin::sim;
@@ -107,6 +108,36 @@ TEST_CASE("a borrowed share of the roofline scales with the device's own peaks",
                          1e-12));
   REQUIRE_THAT(nearest.compute_basis, HasText("resnet50"));
   REQUIRE_THAT(nearest.compute_basis, HasText("no measurement of this device"));
+}
+
+TEST_CASE("a device borrowing a share takes bf16 at the fp16 share where both run at one peak", "[sim][profile]") {
+  // The A100 measured fp16 (DeepLearningExamples' AMP run), not bf16, and its two 16-bit peaks
+  // are one (312 TFLOPS). A device borrowing the A100's shares, with one 16-bit peak of its own,
+  // runs bf16 as it runs fp16: at the A100's fp16 share of the same roofline, so the same step.
+  // Before, fp16 took that share and bf16 half of peak, and the planner ranked bf16 14% faster.
+  test::TempDir dir("profiles");
+  json a100 = read_json(shipped("a100.json"));
+  REQUIRE(a100["peak_TFLOPS"]["fp16"] == a100["peak_TFLOPS"]["bf16"]);
+  for (const auto& m : a100["measured"]) REQUIRE(m["precision"] != "bf16");
+  write_json(dir / "a100.json", a100);
+  json copy = a100;
+  copy["device"] = "A2";
+  copy["match"] = {"A2"};
+  copy["measured"] = json::array();
+  copy["efficiency_of"] = "a100.json";
+  copy["peak_TFLOPS"] = {{"fp32", 91.6}, {"fp16", 362}, {"bf16", 362}};
+  write_json(dir / "a2.json", copy);
+  const DeviceProfile a2 = find_device_profile(dir.path.string(), "A2");
+  const topo::Topology t = topo::load_any("dgx-a100:1");
+  auto run = [&](Precision prec) {
+    return simulate_iteration(t, a2, TrainingConfig{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 128,
+                                                    .precision = prec});
+  };
+  const IterationResult fp16 = run(Precision::fp16), bf16 = run(Precision::bf16);
+  REQUIRE(bf16.compute_estimated);
+  REQUIRE_THAT(bf16.compute_s, WithinRel(fp16.compute_s, 1e-9));
+  REQUIRE_THAT(bf16.compute_basis, HasText("fp16"));
+  REQUIRE_THAT(bf16.compute_basis, HasText(a100["device"].get<std::string>()));
 }
 
 TEST_CASE("a profile that borrows from nothing usable is an error naming its field", "[sim][profile]") {
@@ -392,4 +423,24 @@ TEST_CASE("a profile names a GPU by a word of its model in any case; a PCIe card
   const topo::Topology h100 = topo::load_any("dgx-h100:1");
   REQUIRE_THAT(simulate_iteration(h100, device_profile_for(default_profiles_dir(), card), cfg).compute_basis,
                HasText("by the NVIDIA H100 80GB HBM3's profile (NVIDIA H200 matched its name H200"));
+}
+
+TEST_CASE("the device-profile format's example loads and borrows the A100's shares", "[sim][profile]") {
+  // docs/device-profile-format.md's example, as a user would save it beside a copy of a100.json.
+  std::ifstream doc(std::string(BASIN_FIXTURES) + "/../../../docs/device-profile-format.md");
+  REQUIRE(doc);
+  const std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());
+  const size_t start = text.find("```json\n"), end = text.find("```", start + 7);
+  REQUIRE(start != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  test::TempDir dir("profiles");
+  write_json(dir / "a100.json", read_json(shipped("a100.json")));
+  write_json(dir / "l40s.json", json::parse(text.substr(start + 8, end - start - 8)));
+  const DeviceProfile l40s = load_device_profile(dir / "l40s.json");
+  REQUIRE(l40s.efficiency_of);
+  const topo::Topology t = topo::load_any("pcie8:1");
+  const IterationResult r = simulate_iteration(
+      t, l40s, TrainingConfig{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 64, .precision = Precision::bf16});
+  REQUIRE(r.compute_estimated);
+  REQUIRE_THAT(r.compute_basis, HasText(l40s.efficiency_of->device));
 }
