@@ -11,15 +11,22 @@
 
 namespace basin::plan {
 
-std::vector<int> default_gpu_counts(const topo::Topology& t) {
+std::vector<int> default_gpu_counts(const topo::Topology& t, const std::vector<int>& layouts) {
   const auto all = topo::gpus(t);
   std::map<int, int> per_server;
   for (auto v : all) ++per_server[t.graph[v].server];
   const int first = per_server.begin()->second, total = static_cast<int>(all.size());
+  const int servers = static_cast<int>(per_server.size());
   std::set<int> counts;
   for (int n = 1; n < first; n *= 2) counts.insert(n);
   for (int n = first; n < total; n *= 2) counts.insert(n);
   counts.insert(total);
+  for (int p : layouts) {
+    if (p <= 0) continue;
+    for (int s = 1; s < servers; s *= 2) counts.insert(p * s);
+    counts.insert(p * servers);
+  }
+  std::erase_if(counts, [&](int n) { return n > total; });
   return {counts.begin(), counts.end()};
 }
 

@@ -159,7 +159,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   } catch (const std::invalid_argument& e) {
     throw topo::InputError("--model", "", e.what());
   }
-  const std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster) : o.gpu_counts;
+  const std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster, o.gpus_per_server) : o.gpu_counts;
   const bool named = !o.algorithms.empty();
   const std::vector<Choice> algorithms = named ? o.algorithms : default_algorithms();
   std::vector<PrecisionChoice> precisions = o.precisions;

@@ -334,6 +334,22 @@ TEST_CASE("the default search holds to what basin train runs on GPUs", "[plan]")
     o.gpu_counts = {1};
     REQUIRE(make_plan(t, profile_for(t), o).not_run.empty());
   }
+  SECTION("GPUs a server named: that many on 1, 2, 4, ... servers and on every one") {
+    // Four DGX-1s, three GPUs a server: 3, 6 and 12 GPUs are searched (3 x 1, 2, 4 servers),
+    // beside the doubling counts; none above the cluster's 32.
+    topo::Topology t = topo::load_any("dgx1:4");
+    const std::vector<int> counts = default_gpu_counts(t, {3});
+    for (int n : {1, 2, 3, 4, 6, 8, 12, 16, 32}) REQUIRE(std::count(counts.begin(), counts.end(), n) == 1);
+    REQUIRE(counts.size() == 9);
+    REQUIRE(default_gpu_counts(t) == std::vector<int>{1, 2, 4, 8, 16, 32});
+    o.algorithms = {{Algorithm::ring, Protocol::automatic}};
+    o.gpus_per_server = {3};
+    const PlanResult r = make_plan(t, profile_for(t), o);
+    REQUIRE(std::any_of(r.rows.begin(), r.rows.end(), [](const PlanRow& row) {
+      return row.gpus == 12 && row.ranks_per_server == std::vector<int>{3, 3, 3, 3};
+    }));
+    o.gpus_per_server = {};
+  }
   SECTION("NCCL's own choice of algorithm is a plan that leaves NCCL_ALGO unset") {
     topo::Topology t = topo::load_any("dgx-h100:2");
     o.algorithms = {choice_from_string("nccl")};

@@ -251,8 +251,10 @@ struct Placement {
 // all of each server's in turn and half, a quarter, ... of each server's on more servers (the
 // count divided evenly, every server having that many).
 std::vector<Placement> placements(const topo::Topology& cluster, int count, const std::vector<int>& layouts);
-// The GPU counts searched by default: 1, 2, 4, ... below a server, whole servers doubling, all.
-std::vector<int> default_gpu_counts(const topo::Topology& cluster);
+// The GPU counts searched by default: 1, 2, 4, ... below a server, whole servers doubling, all;
+// and for each of `layouts` (GPUs a server, 0 for all) that many on 1, 2, 4, ... servers and on
+// every server, so that `--per-server 3` tries 3 on each rather than only 3+1 and 3+3+2.
+std::vector<int> default_gpu_counts(const topo::Topology& cluster, const std::vector<int>& layouts = {});
 
 struct PlanResult {
   std::string cluster, model, device;
