@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <iterator>
 
@@ -26,18 +28,27 @@ void write_json(const std::string& path, const json& j) { std::ofstream(path) <<
 
 std::string shipped(const std::string& name) { return default_profiles_dir() + "/" + name; }
 
-// The H100 profile beside a copy of it renamed "H2", with `edit` applied to the copy.
+// A shipped profile (`base`.json) beside a copy of it renamed `name`, measuring nothing and
+// borrowing the shipped one's shares, with `edit` applied to the copy.
+template <class Edit>
+void shipped_and_copy(const test::TempDir& dir, const std::string& base, const std::string& name, Edit edit) {
+  json shipped_profile = read_json(shipped(base + ".json"));
+  write_json(dir / (base + ".json"), shipped_profile);
+  json copy = shipped_profile;
+  copy["device"] = name;
+  copy["match"] = {name};
+  copy["measured"] = json::array();
+  copy["efficiency_of"] = base + ".json";
+  edit(copy);
+  std::string file = name;
+  std::transform(file.begin(), file.end(), file.begin(), [](unsigned char c) { return std::tolower(c); });
+  write_json(dir / (file + ".json"), copy);
+}
+
+// The H100 profile beside a copy of it renamed "H2" (h2.json).
 template <class Edit>
 void h100_and_copy(const test::TempDir& dir, Edit edit) {
-  json h100 = read_json(shipped("h100.json"));
-  write_json(dir / "h100.json", h100);
-  json copy = h100;
-  copy["device"] = "H2";
-  copy["match"] = {"H2"};
-  copy["measured"] = json::array();
-  copy["efficiency_of"] = "h100.json";
-  edit(copy);
-  write_json(dir / "h2.json", copy);
+  shipped_and_copy(dir, "h100", "H2", edit);
 }
 
 }  // namespace
@@ -116,17 +127,11 @@ TEST_CASE("a device borrowing a share takes bf16 at the fp16 share where both ru
   // runs bf16 as it runs fp16: at the A100's fp16 share of the same roofline, so the same step.
   // Before, fp16 took that share and bf16 half of peak, and the planner ranked bf16 14% faster.
   test::TempDir dir("profiles");
-  json a100 = read_json(shipped("a100.json"));
+  const json a100 = read_json(shipped("a100.json"));
   REQUIRE(a100["peak_TFLOPS"]["fp16"] == a100["peak_TFLOPS"]["bf16"]);
   for (const auto& m : a100["measured"]) REQUIRE(m["precision"] != "bf16");
-  write_json(dir / "a100.json", a100);
-  json copy = a100;
-  copy["device"] = "A2";
-  copy["match"] = {"A2"};
-  copy["measured"] = json::array();
-  copy["efficiency_of"] = "a100.json";
-  copy["peak_TFLOPS"] = {{"fp32", 91.6}, {"fp16", 362}, {"bf16", 362}};
-  write_json(dir / "a2.json", copy);
+  shipped_and_copy(dir, "a100", "A2",
+                   [](json& p) { p["peak_TFLOPS"] = {{"fp32", 91.6}, {"fp16", 362}, {"bf16", 362}}; });
   const DeviceProfile a2 = find_device_profile(dir.path.string(), "A2");
   const topo::Topology t = topo::load_any("dgx-a100:1");
   auto run = [&](Precision prec) {
