@@ -262,7 +262,10 @@ int run(PlanCliOptions o) {
     p2.cluster_spec = o.compare.empty() ? o.cluster : o.compare;
     // The compared cluster's GPUs take --compare-profile, or, being the same GPU model as this
     // cluster's (the same box, more of them), the --profile given for it.
-    const auto model_of = [](const topo::Topology& t) { return t.graph[topo::gpus(t).front()].model; };
+    const auto model_of = [](const topo::Topology& t) {
+      const auto gpus = topo::gpus(t);  // none: profile_for below says so
+      return gpus.empty() ? std::string() : t.graph[gpus.front()].model;
+    };
     const std::string second_profile = !o.compare_profile.empty()                           ? o.compare_profile
                                        : o.compare.empty() || model_of(second) == model_of(cluster) ? o.profile
                                                                                                   : "";

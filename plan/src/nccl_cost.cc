@@ -140,7 +140,9 @@ bool before_ampere(const topo::Topology& topo, const std::vector<topo::Vertex>& 
 // only to choose: the tree's bandwidth at medium sizes (tree_corrected), the same for NVLS-tree on
 // Blackwell GPUs with x86 CPUs, and the ring's "plateau effect" across servers, its Simple latency
 // x1.4 (x1.9 before Ampere) once a message gives each channel and rank 64 bytes or more. The
-// channels are this model's, one per GPU of a server; NCCL often runs more, which moves that
+// channels taken here are one per GPU of a server (the ranks over the servers, fractional where
+// their counts differ), not channel_rings_cost's count (more where a GPU has several NICs beside
+// it); NCCL often runs more, which moves that
 // threshold up (on 2 DGX H100 from 8 KB to 32 KB with 32 channels). Prices stay basin's lines:
 // the plateau factor taken as a price put 3 A100 servers' ring at 90 GB/s busbw at 128 MB where
 // 96 was measured (tests/plan/nccl_rings_test.cc).

@@ -1,8 +1,8 @@
 // NCCL's ring and tree allreduce between servers, as NCCL runs them: per channel, each channel
 // carrying its share of the vector and crossing between servers on its own GPUs. A single ring
 // crosses each server boundary once, so it gets one NIC of a server with eight; NCCL's channels
-// (one per GPU of a server here) enter at a different GPU each and so leave through a different
-// NIC each, and together get all of a server's NICs. Likewise NCCL's tree is not a tree over all
+// (a whole number for every GPU of a server and every NIC beside them, here) enter at a different
+// GPU each and leave through a different NIC each, and together get all of a server's NICs. Likewise NCCL's tree is not a tree over all
 // ranks but, per channel, a chain through each server's GPUs up to that channel's GPU and a
 // double binary tree between servers (src/graph/connect.cc, trees.cc). NVLS-tree's parts live
 // here too: its trees between servers are the same per-channel trees, with the switch summing
@@ -235,12 +235,6 @@ int channel_count(Network& net, const std::vector<std::vector<int>>& servers, co
 void place_on_nics(Network& net, Schedule& s, const std::vector<topo::Vertex>& order) {
   if (!any_nic_choice(net, order)) return;
   const auto& g = net.topology().graph;
-  auto least_loaded = [](const std::vector<int>& closest, std::map<int, double>& load) {
-    int best = closest.front();
-    for (int nic : closest)
-      if (load[nic] < load[best]) best = nic;
-    return best;
-  };
   for (Step& step : s.steps) {
     std::map<int, std::map<int, double>> out_load, in_load;  // server -> NIC position -> fraction
     for (Transfer& t : step.transfers) {
@@ -249,12 +243,25 @@ void place_on_nics(Network& net, Schedule& s, const std::vector<topo::Vertex>& o
       const std::vector<int>& out = net.closest_nics(order[t.src]);
       const std::vector<int>& in = net.closest_nics(order[t.dst]);
       if (out.empty() || in.empty()) continue;  // the route says what is missing
-      t.exit_nic = least_loaded(out, out_load[from]);
-      std::vector<int> entries = in;
-      if (std::find(in.begin(), in.end(), t.exit_nic) != in.end()) entries.insert(entries.begin(), t.exit_nic);
-      t.entry_nic = least_loaded(entries, in_load[to]);
-      out_load[from][t.exit_nic] += t.fraction;
-      in_load[to][t.entry_nic] += t.fraction;
+      // The least loaded pair whose way is as wide as the route's own; none (a NIC on another
+      // network, a slower cable): the route chooses.
+      const double widest = net.route_GBps(order[t.src], order[t.dst]);
+      std::vector<int> exits = out;
+      std::stable_sort(exits.begin(), exits.end(), [&](int x, int y) { return out_load[from][x] < out_load[from][y]; });
+      for (int exit : exits) {
+        std::vector<int> entries = in;
+        if (std::find(in.begin(), in.end(), exit) != in.end()) entries.insert(entries.begin(), exit);
+        std::stable_sort(entries.begin(), entries.end(),
+                         [&](int x, int y) { return in_load[to][x] < in_load[to][y]; });
+        const auto entry = std::find_if(entries.begin(), entries.end(), [&](int y) {
+          return net.route_through_GBps(order[t.src], order[t.dst], exit, y) >= widest * (1 - 1e-12);
+        });
+        if (entry == entries.end()) continue;
+        t.exit_nic = exit, t.entry_nic = *entry;
+        out_load[from][exit] += t.fraction;
+        in_load[to][*entry] += t.fraction;
+        break;
+      }
     }
   }
 }

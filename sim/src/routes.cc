@@ -117,15 +117,23 @@ std::vector<int> Network::between_switches(topo::Vertex from, topo::Vertex to, d
   // candidate; destination-based routing picks one by the destination's place (d-mod-k), so the
   // devices under one leaf spread over the spines, as InfiniBand's fat-tree routing and ECMP
   // spread them, instead of every way taking the first spine.
+  // Hops from `from` along the tree: each step back must come nearer in hops too, so that links
+  // of no latency (a hand-written fabric) cannot send the walk round in a loop.
+  auto hops = [&](topo::Vertex v) {
+    int n = 0;
+    for (; v != from; v = boost::source(tree.via[v], g)) ++n;
+    return n;
+  };
   std::vector<int> links;
   unsigned key = static_cast<unsigned>(place);
   for (topo::Vertex v = to; v != from;) {
     std::vector<topo::Edge> ways;
+    const int depth = hops(v);
     for (topo::Edge e : boost::make_iterator_range(boost::in_edges(v, g))) {
       const topo::Vertex u = boost::source(e, g);
       if (!(g[e].bandwidth_GBps >= level) || !tree.reaches(u)) continue;
       const double through = (u == from ? 0.0 : tree.latency_us[u]) + g[e].latency_us;
-      if (through <= tree.latency_us[v] * (1 + 1e-12) + 1e-12) ways.push_back(e);
+      if (through <= tree.latency_us[v] * (1 + 1e-12) + 1e-12 && hops(u) < depth) ways.push_back(e);
     }
     if (ways.empty()) ways.push_back(tree.via[v]);  // rounding: the tree's own way
     const topo::Edge e = ways[key % ways.size()];
@@ -236,7 +244,22 @@ const Network::RouteInfo& Network::across_fabric(topo::Vertex x, topo::Vertex y)
   return routes_.emplace(key(x, y), std::move(info)).first->second;
 }
 
+double Network::route_through_GBps(topo::Vertex a, topo::Vertex b, int exit, int entry) {
+  return through(a, b, exit, entry).bandwidth_GBps;
+}
+
 const Network::RouteInfo& Network::route_through(topo::Vertex a, topo::Vertex b, int exit, int entry) {
+  const RouteInfo& r = through(a, b, exit, entry);
+  if (!(r.bandwidth_GBps > 0)) {
+    const auto& g = topo_->graph;
+    throw topo::InputError(topo_->name, "", "a route from " + g[a].id + " to " + g[b].id + " through " +
+                                                g[server(g[a].server).boundary[exit]].id + " and " +
+                                                g[server(g[b].server).boundary[entry]].id + ", but there is none");
+  }
+  return r;
+}
+
+const Network::RouteInfo& Network::through(topo::Vertex a, topo::Vertex b, int exit, int entry) {
   const auto at = std::tuple(a, b, exit, entry);
   auto it = routes_through_.find(at);
   const auto& g = topo_->graph;
@@ -265,10 +288,6 @@ const Network::RouteInfo& Network::route_through(topo::Vertex a, topo::Vertex b,
       info.bandwidth_GBps = 0;
     it = routes_through_.emplace(at, std::move(info)).first;
   }
-  if (!(it->second.bandwidth_GBps > 0))
-    throw topo::InputError(topo_->name, "", "a route from " + g[a].id + " to " + g[b].id + " through " +
-                                                g[server(g[a].server).boundary[exit]].id + " and " +
-                                                g[server(g[b].server).boundary[entry]].id + ", but there is none");
   return it->second;
 }
 
@@ -414,17 +433,22 @@ const std::vector<int>& Network::closest_nics(topo::Vertex gpu) {
     throw std::logic_error("closest_nics: " + g[gpu].id + " is not a server's GPU");
   View& v = server(g[gpu].server);
   find_in_view(v, gpu, v.boundary);
+  // A NIC's width is its route's from the GPU and its own port's (a slow NIC beside a fast one is
+  // not as close: ncclTopoSelectNets weighs the NIC's speed too).
+  auto width_to = [&](topo::Vertex x) {
+    const double route = routes_.at(key(gpu, x)).bandwidth_GBps;
+    return g[x].kind == topo::NodeKind::nic ? std::min(route, g[x].port_GBps) : route;
+  };
   double width = 0, latency = std::numeric_limits<double>::infinity();
   for (topo::Vertex x : v.boundary) {
-    const RouteInfo& r = routes_.at(key(gpu, x));
-    if (r.bandwidth_GBps > width || (r.bandwidth_GBps == width && r.latency_s < latency))
-      width = r.bandwidth_GBps, latency = r.latency_s;
+    const double w = width_to(x), l = routes_.at(key(gpu, x)).latency_s;
+    if (w > width || (w == width && l < latency)) width = w, latency = l;
   }
   std::vector<int> closest;
   for (size_t i = 0; width > 0 && i < v.boundary.size(); ++i) {
-    const RouteInfo& r = routes_.at(key(gpu, v.boundary[i]));
     // Latencies are sums of the same links' figures in another order: equal within rounding.
-    if (r.bandwidth_GBps == width && r.latency_s <= latency * (1 + 1e-9)) closest.push_back(static_cast<int>(i));
+    if (width_to(v.boundary[i]) == width && routes_.at(key(gpu, v.boundary[i])).latency_s <= latency * (1 + 1e-9))
+      closest.push_back(static_cast<int>(i));
   }
   std::stable_partition(closest.begin(), closest.end(), [&](int i) { return own_nic(v, gpu, v.boundary[i]); });
   return closest_nics_.emplace(gpu, std::move(closest)).first->second;

@@ -131,3 +131,35 @@ TEST_CASE("NCCL's ring on three GPUs a server, or four and two, still fills both
     REQUIRE_THAT(sim::channel_rings_cost(net, gpus).seconds_per_byte, WithinRel(5.0 / 3 / (2 * kNicBps), 1e-6));
   }
 }
+
+TEST_CASE("a NIC slower than its neighbour, or on another network, carries no channel", "[plan][nics]") {
+  // One GPU a server. (a) The second NIC's port at 3.125 GB/s beside a 50 GB/s first: only the
+  // first is closest, and the ring runs at the GPU's PCIe payload, 31.5 x 128/152 GB/s. (b) Each
+  // server's second NIC cabled to a switch of its own (a front-end network): the channels keep to
+  // the NIC that reaches the other server, 12.5 GB/s, where naming the second failed the run.
+  const topo::Topology box = two_nic_box();
+  nlohmann::json uneven = topo::to_json(box);
+  for (auto& n : uneven["nodes"])
+    if (n["id"] == "nic0") n["port_GBps"] = 50;
+    else if (n["id"] == "nic1") n["port_GBps"] = 3.125;
+  const topo::Topology slow = topo::build_cluster(topo::from_json(uneven, "uneven NICs"), 2, topo::FabricSpec{});
+  sim::Network slow_net(slow, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  const auto one_each = plan::pick_gpus(slow, 2, 1);
+  REQUIRE(slow_net.closest_nics(one_each[0]) == std::vector<int>{0});
+  REQUIRE_THAT(sim::channel_rings_cost(slow_net, one_each).seconds_per_byte,
+               WithinRel(1.0 / (31.5e9 * 128 / 152), 1e-6));
+
+  nlohmann::json split = topo::to_json(topo::build_cluster(box, 2, topo::FabricSpec{}));
+  for (int s = 0; s < 2; ++s) {
+    const std::string own = "fabric/front" + std::to_string(s), nic = "s" + std::to_string(s) + "/nic1";
+    split["nodes"].push_back({{"id", own}, {"kind", "net_switch"}, {"server", -1}});
+    for (auto& l : split["links"]) {
+      if (l["from"] == nic && l["kind"] == "ethernet") l["to"] = own;
+      if (l["to"] == nic && l["kind"] == "ethernet") l["from"] = own;
+    }
+  }
+  const topo::Topology front = topo::from_json(split, "front-end NICs");
+  sim::Network front_net(front, {.per_message_overhead_us = 0, .reduce_GBps = 0});
+  REQUIRE_THAT(sim::channel_rings_cost(front_net, plan::pick_gpus(front, 2, 1)).seconds_per_byte,
+               WithinRel(1.0 / kNicBps, 1e-6));
+}

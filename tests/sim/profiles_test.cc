@@ -131,7 +131,7 @@ TEST_CASE("a device borrowing a share takes bf16 at the fp16 share where both ru
   REQUIRE(a100["peak_TFLOPS"]["fp16"] == a100["peak_TFLOPS"]["bf16"]);
   for (const auto& m : a100["measured"]) REQUIRE(m["precision"] != "bf16");
   shipped_and_copy(dir, "a100", "A2",
-                   [](json& p) { p["peak_TFLOPS"] = {{"fp32", 91.6}, {"fp16", 362}, {"bf16", 362}}; });
+                   [](json& p) { p["peak_TFLOPS"] = {{"fp32", 183}, {"fp16", 362}, {"bf16", 362}}; });
   const DeviceProfile a2 = find_device_profile(dir.path.string(), "A2");
   const topo::Topology t = topo::load_any("dgx-a100:1");
   auto run = [&](Precision prec) {

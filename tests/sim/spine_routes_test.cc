@@ -7,6 +7,8 @@
 #include <basin/plan.h>
 #include <basin/sim.h>
 
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <set>
 #include <string>
@@ -66,4 +68,27 @@ TEST_CASE("NCCL's ring over an oversubscribed fat tree runs at the leaves' uplin
     const sim::CollectiveCost rings = sim::channel_rings_cost(net, plan::pick_gpus(t, 128, 8));
     REQUIRE_THAT(rings.seconds_per_byte, WithinRel(moved / 400e9, 1e-6));
   }
+}
+
+TEST_CASE("a fabric whose switch links take no time still routes, over every spine", "[sim][fabric]") {
+  // Hand-written fabrics may give leaf-spine links latency 0: every switch is then equally near,
+  // and the walk back from the destination must still come nearer in hops at each step.
+  nlohmann::json doc = topo::to_json(topo::load_any("dgx-h100:8,fabric=fat-tree:2,leaf-servers=4,spines=2"));
+  int zeroed = 0;
+  for (auto& l : doc["links"])
+    if (l["from"].get<std::string>().starts_with("fabric/") && l["to"].get<std::string>().starts_with("fabric/"))
+      l["latency_us"] = 0, ++zeroed;
+  REQUIRE(zeroed == 4);  // 2 leaves x 2 spines, each a duplex entry
+  const topo::Topology t = topo::from_json(doc, "zero-latency fabric");
+  sim::Network net(t);
+  const auto gpus = plan::pick_gpus(t, 64, 8);
+  const std::set<int> uplinks = leaf_uplinks(t);
+  std::set<int> used;
+  for (int i = 0; i < 32; ++i) {
+    const auto& r = net.route(gpus[32 + i], gpus[i]);
+    REQUIRE(r.links.size() == 8);  // GPU-switch-NIC, NIC-leaf-spine-leaf-NIC, NIC-switch-GPU
+    for (int link : r.links)
+      if (uplinks.count(link)) used.insert(link);
+  }
+  REQUIRE(used.size() == 2);  // the second leaf's two uplinks
 }

@@ -320,11 +320,14 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);
     link.latency_us = l.number("latency_us", true, 0, 0, false);
     const bool duplex = l.boolean("duplex", true);
-    // A network cable carries no more than the NIC's port at either end sends or takes.
+    // A network cable carries no more than the NIC's port at either end sends or takes (times
+    // `count`, parallel cables from as many ports).
     if (link.kind == LinkKind::ethernet || link.kind == LinkKind::infiniband)
       for (Vertex end : {a, b})
-        if (const Node& nic = t.graph[end]; nic.kind == NodeKind::nic && link.bandwidth_GBps > nic.port_GBps)
+        if (const Node& nic = t.graph[end];
+            nic.kind == NodeKind::nic && link.bandwidth_GBps > nic.port_GBps * link.count)
           l.fail("/bandwidth_GBps", "at most the port_GBps of '" + nic.id + "' (" + json(nic.port_GBps).dump() +
+                                        (link.count > 1 ? " x count " + std::to_string(link.count) : "") +
                                         "), which the " + to_string(link.kind) + " cable attaches to, got " +
                                         json(link.bandwidth_GBps).dump());
     // One entry per pair and direction: a second would be routed past, not added to (an NVLink

@@ -277,14 +277,16 @@ class Network {
   // entry_nic count them.
   const std::vector<topo::Vertex>& nics(int server);
   // Positions in nics() of the NICs as close to `gpu` as its closest: routes to them equally
-  // wide and of equal latency (the same links' kinds and hops, as NICs beside a GPU on one PCIe
-  // switch are), the GPU's own NIC (own_nic) first if it is one of them. NCCL spreads a GPU's
+  // wide (the NIC's port counted) and of equal latency (the same links' kinds and hops, as NICs
+  // beside a GPU on one PCIe switch are), the GPU's own NIC (own_nic) first if it is one of them. NCCL spreads a GPU's
   // channels over these (src/graph/search.cc, ncclTopoSelectNets). Empty when the server has
   // no NIC the GPU reaches.
   const std::vector<int>& closest_nics(topo::Vertex gpu);
   // The route from a to b (GPUs of different servers) through the NIC at position `exit` of a's
   // server and `entry` of b's; throws topo::InputError when there is none.
   const RouteInfo& route_through(topo::Vertex a, topo::Vertex b, int exit, int entry);
+  // Its bottleneck in GB/s, 0 where there is none (no throw).
+  double route_through_GBps(topo::Vertex a, topo::Vertex b, int exit, int entry);
   const topo::Topology& topology() const { return *topo_; }
 
  private:
@@ -335,6 +337,8 @@ class Network {
   void compose_across(topo::Vertex a, topo::Vertex b);  // needs switches().attach
   // The fabric's route between boundary devices x and y of different servers (cached).
   const RouteInfo& across_fabric(topo::Vertex x, topo::Vertex y);
+  // route_through's route, width 0 where there is none.
+  const RouteInfo& through(topo::Vertex a, topo::Vertex b, int exit, int entry);
   std::unordered_set<topo::Vertex> exits_done_, entries_done_;  // inside pieces already found
   // Routes from a to each of `to`, all found on one view (a server's or the fabric's).
   void find_in_view(View& v, topo::Vertex a, const std::vector<topo::Vertex>& to);
@@ -399,8 +403,9 @@ CollectiveCost staged_flat_cost(Network& net, const std::vector<topo::Vertex>& g
 // channel_rings_allreduce / channel_trees_allreduce on `gpus`, each server's GPUs in the order
 // whose narrowest hop is widest (the hierarchical allreduce's chain), with a whole number of
 // channels for every server's GPUs and for the NICs closest to them (their least common
-// multiple, up to NCCL's 64), and each channel's crossing placed on one of its GPU's closest
-// NICs, the channels spread over them (Network::closest_nics), as NCCL spreads them.
+// multiple where that is 64 or fewer, else the largest count), and each channel's crossing
+// placed on one of its GPU's closest NICs, the channels spread over them
+// (Network::closest_nics), as NCCL spreads them, where that way is as wide as the route's own.
 CollectiveCost channel_rings_cost(Network& net, const std::vector<topo::Vertex>& gpus);
 // The ring allreduce NCCL runs on one server: over nvlink_rings, or where there are none the ring
 // in rank order.
