@@ -261,6 +261,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
   auto say = [&](const std::string& line) {
     if (!o.quiet) std::cerr << line << "\n";
   };
+  // A rank that fails leaves without the communicator's last barrier (its peers may be inside
+  // a collective it will never join), hands its line to the launcher and exits with `code`.
+  auto fail = [&](const std::string& line, int code) {
+    if (mesh) mesh->leave_on_failure();
+    print_failure(line);
+    return code;
+  };
   try {
     const exec::TrainSummary s = exec::train(c, *backend, say);
     nlohmann::json out = {{"steps", s.steps}, {"total_steps", s.total_steps},
@@ -281,21 +288,13 @@ int run_train(TrainOptions& o, const std::function<bool(const char*)>& given, in
     }
     return 0;
   } catch (const exec::Diverged& e) {
-    if (mesh) mesh->leave_on_failure();
-    print_failure(std::string("basin: training diverged: ") + e.what());
-    return 3;
+    return fail(std::string("basin: training diverged: ") + e.what(), 3);
   } catch (const exec::CheckpointError& e) {
-    if (mesh) mesh->leave_on_failure();
-    print_failure(std::string("basin: error: ") + e.what());
-    return 2;
+    return fail(std::string("basin: error: ") + e.what(), 2);
   } catch (const std::invalid_argument& e) {
-    if (mesh) mesh->leave_on_failure();
-    print_failure("basin: error: " + naming_the_flag(e.what(), o.plan, given));
-    return 2;
+    return fail("basin: error: " + naming_the_flag(e.what(), o.plan, given), 2);
   } catch (const comm::CommError& e) {
-    if (mesh) mesh->leave_on_failure();
-    print_failure(std::string("basin: communication failed: ") + e.what());
-    return 1;
+    return fail(std::string("basin: communication failed: ") + e.what(), 1);
   }
 }
 

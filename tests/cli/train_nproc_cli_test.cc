@@ -29,15 +29,21 @@ struct Workspace {
   std::string path(const std::string& name) const { return dir / name; }
 };
 
+// Synthesises 4 classes of 16 training and 4 validation images into `w`'s data/ and returns a
+// small ResNet's `basin train` arguments on `nproc` ranks of `batch` images, up to `--out `.
+std::string small_nproc_train(const Workspace& w, int batch, int nproc) {
+  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
+              "--val-per-class 4 --size 64 --quiet").exit_code == 0);
+  return "train --data " + w.path("data") + " --blocks 1,1,1 --width 8 --image-size 48 --batch " +
+         std::to_string(batch) + " --epochs 1 --threads 1 --loader-threads 1 --comm-timeout-s 60 --nproc " +
+         std::to_string(nproc) + " --out ";
+}
+
 }  // namespace
 
 TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm", "[cli][train]") {
   Workspace w;
-  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
-              "--val-per-class 4 --size 64 --quiet").exit_code == 0);
-  const std::string args = "train --data " + w.path("data") + " --blocks 1,1,1 --width 8 "
-                           "--image-size 48 --batch 8 --epochs 1 --threads 1 --loader-threads 1 "
-                           "--comm-timeout-s 60 --nproc 2 --out ";
+  const std::string args = small_nproc_train(w, 8, 2);
   Result two = run(args + w.path("run") + " --algorithm halving_doubling --bucket-mb 0.01");
   if (two.out.find("built without oneDNN") != std::string::npos) {
     WARN("skipped: " << two.out);
@@ -117,11 +123,7 @@ TEST_CASE("basin train --nproc 2 trains as two ranks and names a bad algorithm",
 
 TEST_CASE("basin train --nproc 4 --servers 2 runs the hierarchical allreduce over emulated servers", "[cli][train]") {
   Workspace w;
-  REQUIRE(run("data synth --out " + w.path("data") + " --classes 4 --train-per-class 16 "
-              "--val-per-class 4 --size 64 --quiet").exit_code == 0);
-  const std::string args = "train --data " + w.path("data") + " --blocks 1,1,1 --width 8 "
-                           "--image-size 48 --batch 4 --epochs 1 --threads 1 --loader-threads 1 "
-                           "--comm-timeout-s 60 --nproc 4 --out ";
+  const std::string args = small_nproc_train(w, 4, 4);
   Result four = run(args + w.path("run") + " --servers 2 --algorithm hierarchical --inter ring_chunked --bucket-mb 0.01");
   if (four.out.find("built without oneDNN") != std::string::npos) {
     WARN("skipped: " << four.out);
