@@ -118,6 +118,10 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
     std::printf("; %td GPU count and batch choices rejected before simulation", before);
   if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
   std::printf("\n");
+  if (r.one_server_only > 0)
+    std::printf("Searched one server's %d GPUs: no route joins %s's servers; a fabric joining them "
+                "(fabric=switch, fat-tree or rail) lets plan search more.\n",
+                r.one_server_only, r.cluster.c_str());
 }
 
 // What `basin train` runs the best plan's allreduce with, so that a schedule no library runs is
@@ -290,6 +294,7 @@ int run(PlanCliOptions o) {
                           {"evaluated", result.evaluated}, {"search_s", result.search_s},
                           {"usable", result.rows.size()}, {"rejected", result.rejected.size()},
                           {"not_run", not_run_json(result)}};
+    if (result.one_server_only > 0) out["one_server_only"] = result.one_server_only;
     // Precisions left out of the default search, and the estimate each would have rested on.
     out["unmeasured"] = nlohmann::json::object();
     for (const auto& [precision, basis] : result.unmeasured) out["unmeasured"][precision] = basis;

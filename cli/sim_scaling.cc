@@ -7,9 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 namespace basin::cli {
 
@@ -31,23 +33,41 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
                                                      .limits = "GPUs >= 1, efficiency in (0, 1]",
                                                      .min_x = 1,
                                                      .max_y = 1});
+  // The sweep starts at one server's share: its GPUs, or --per-server's N of them.
   const auto all = topo::gpus(cluster);
   int per_server = 0;
   for (topo::Vertex v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;
+  if (config.gpus_per_server > 0) per_server = std::min(per_server, config.gpus_per_server);
   const std::vector<int> counts = scaling_counts(per_server, config.gpus);
+  // Where each count's GPUs are: "4 x 8" (servers x GPUs), or "8+8+4" where they are uneven.
+  auto layout_of = [&](int count) {
+    std::map<int, int> on_server;
+    for (topo::Vertex v : sim::gpus_in_use(cluster, count, config.gpus_per_server)) ++on_server[cluster.graph[v].server];
+    std::vector<int> ranks;
+    for (const auto& [server, n] : on_server) ranks.push_back(n);
+    return ranks;
+  };
+  auto layout_text = [](const std::vector<int>& ranks) {
+    if (std::all_of(ranks.begin(), ranks.end(), [&](int n) { return n == ranks.front(); }))
+      return std::to_string(ranks.size()) + " x " + std::to_string(ranks.front());
+    std::string text;
+    for (int n : ranks) text += (text.empty() ? "" : "+") + std::to_string(n);
+    return text;
+  };
 
   nlohmann::json points = nlohmann::json::array();
   plot::Series curve{"basin sim", {}, {}, plot::Series::Style::line_and_points};
   if (!o.json)
-    std::printf("%6s %12s %10s %10s %10s %12s %10s %12s\n", "GPUs", "iteration s", "exposed s", "stall s",
-                "images/s", "epoch s", "efficiency", "vs one GPU");
+    std::printf("%6s %-14s %12s %10s %10s %10s %12s %10s %12s\n", "GPUs", "servers x GPUs", "iteration s",
+                "exposed s", "stall s", "images/s", "epoch s", "efficiency", "vs one GPU");
   std::string input_basis;  // the largest count's
   for (size_t i = 0; i < counts.size(); ++i) {
     config.gpus = counts[i];
     const sim::Prediction p = sim::predict(cluster, profile, config, model);
     const sim::IterationResult& r = p.result;
     input_basis = r.input_basis;
-    points.push_back({{"gpus", counts[i]}, {"iteration_s", r.iteration_s},
+    const std::vector<int> ranks = layout_of(counts[i]);
+    points.push_back({{"gpus", counts[i]}, {"ranks_per_server", ranks}, {"iteration_s", r.iteration_s},
                       {"exposed_comm_s", r.exposed_comm_s}, {"data_stall_s", r.data_stall_s},
                       {"images_per_s", r.images_per_s},
                       {"epoch_s", r.epoch_s}, {"scaling_efficiency_vs_one_server", p.scaling_efficiency},
@@ -55,7 +75,8 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
     curve.x.push_back(counts[i]);
     curve.y.push_back(p.scaling_efficiency);
     if (!o.json)
-      std::printf("%6d %12.4f %10.4f %10.4f %10.0f %12.1f %9.1f%% %11.1f%%\n", counts[i], r.iteration_s,
+      std::printf("%6d %-14s %12.4f %10.4f %10.4f %10.0f %12.1f %9.1f%% %11.1f%%\n", counts[i],
+                  layout_text(ranks).c_str(), r.iteration_s,
                   r.exposed_comm_s, r.data_stall_s, r.images_per_s, r.epoch_s, 100 * p.scaling_efficiency,
                   100 * p.scaling_efficiency_vs_one_gpu);
     else

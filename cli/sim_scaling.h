@@ -17,8 +17,8 @@ struct ScalingOptions {
   std::string measured;  // "GPUS:EFFICIENCY,..." drawn beside the prediction
 };
 
-// GPU counts of a sweep up to `gpus`: one server's GPUs (or 1, 2, 4, ... inside a server),
-// doubling, and `gpus` itself.
+// GPU counts of a sweep up to `gpus`: one server's share (its GPUs, or --per-server's N; or 1,
+// 2, 4, ... inside a server), doubling, and `gpus` itself.
 std::vector<int> scaling_counts(int gpus_per_server, int gpus);
 
 // `model` times the allreduces (sim::predict's AllreduceModel).

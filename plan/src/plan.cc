@@ -159,7 +159,28 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   } catch (const std::invalid_argument& e) {
     throw topo::InputError("--model", "", e.what());
   }
-  const std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster, o.gpus_per_server) : o.gpu_counts;
+  // Servers that no route joins (fabric=none) train only on one server's GPUs: the search keeps
+  // to the first server's, and a count beyond it is refused by name, not at the first route.
+  const std::vector<topo::Vertex> every_gpu = topo::gpus(cluster);
+  const std::vector<double> reach = topo::widest_from(cluster, every_gpu.front());
+  const bool joined = std::all_of(every_gpu.begin(), every_gpu.end(),
+                                  [&](topo::Vertex v) { return v == every_gpu.front() || reach[v] > 0; });
+  const int home = cluster.graph[every_gpu.front()].server;
+  const int reachable = joined ? static_cast<int>(every_gpu.size())
+                               : static_cast<int>(std::count_if(every_gpu.begin(), every_gpu.end(), [&](topo::Vertex v) {
+                                   return cluster.graph[v].server == home;
+                                 }));
+  std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster, o.gpus_per_server) : o.gpu_counts;
+  if (!joined) {
+    result.one_server_only = reachable;
+    if (o.gpu_counts.empty()) std::erase_if(counts, [&](int n) { return n > reachable; });
+    for (int n : counts)
+      if (n > reachable)
+        throw topo::InputError("--gpus", "",
+                               "GPU counts of at most " + std::to_string(reachable) + ", one server's, got " +
+                                   std::to_string(n) + ": no route joins the servers of " + cluster.name +
+                                   (cluster.fabric.empty() ? " (fabric=none)" : ""));
+  }
   const bool named = !o.algorithms.empty();
   const std::vector<Choice> algorithms = named ? o.algorithms : default_algorithms();
   std::vector<PrecisionChoice> precisions = o.precisions;
@@ -215,7 +236,6 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   };
 
   // NVLS on one GPU stands for NVLS on the server's GPUs: only where the first server has it.
-  const std::vector<topo::Vertex> every_gpu = topo::gpus(cluster);
   std::vector<topo::Vertex> first_server;
   for (topo::Vertex v : every_gpu)
     if (cluster.graph[v].server == cluster.graph[every_gpu.front()].server) first_server.push_back(v);
@@ -229,10 +249,11 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   std::set<std::string> ran;
   bool recorded = false;
   for (const Placement& placed : placements(cluster, count, o.gpus_per_server)) {
-    placed_any = true;
     const std::vector<topo::Vertex>& gpus = placed.gpus;
     std::set<int> servers;
     for (auto v : gpus) servers.insert(cluster.graph[v].server);
+    if (!joined && servers.size() > 1) continue;  // spread over servers no route joins
+    placed_any = true;
     // The choices that run on these GPUs; the first of them also records the rejected rows.
     auto runs = [&](const Choice& c) {
       // Unnamed, basin's own schedules only where Gloo runs them as priced (not on one GPU either,

@@ -39,6 +39,32 @@ TEST_CASE("basin sim --scaling predicts each count as basin sim --gpus does", "[
   }
 }
 
+TEST_CASE("basin sim --scaling --per-server N starts at N GPUs on one server and names each layout", "[cli]") {
+  auto r = run("sim --cluster dgx-h100:4 --per-server 4 --scaling --json");
+  REQUIRE(r.exit_code == 0);
+  const auto j = json_of(r.out);
+  // 4 GPUs on each of 1, 2 and 4 servers.
+  std::vector<int> counts;
+  std::vector<std::vector<int>> layouts;
+  for (const auto& p : j["points"]) {
+    counts.push_back(p["gpus"]);
+    layouts.push_back(p["ranks_per_server"].get<std::vector<int>>());
+  }
+  REQUIRE(counts == std::vector<int>{4, 8, 16});
+  REQUIRE(layouts == std::vector<std::vector<int>>{{4}, {4, 4}, {4, 4, 4, 4}});
+  REQUIRE_THAT(j["points"][0]["scaling_efficiency_vs_one_server"].get<double>(), WithinRel(1.0, 1e-12));
+  auto one = run("sim --cluster dgx-h100:4 --per-server 4 --gpus 8 --json");
+  REQUIRE(one.exit_code == 0);
+  REQUIRE_THAT(j["points"][1]["iteration_s"].get<double>(),
+               WithinRel(json_of(one.out)["iteration_s"].get<double>(), 1e-12));
+  // The table says it too; uneven servers are spelled out.
+  r = run("sim --cluster dgx-h100:3 --per-server 3 --gpus 8 --scaling");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("1 x 3"));
+  REQUIRE_THAT(r.out, HasText("2 x 3"));
+  REQUIRE_THAT(r.out, HasText("3+3+2"));
+}
+
 TEST_CASE("basin sim --scaling shows the input pipeline's stall and says when it sets the pace", "[cli]") {
   // 14 cores per H100 at 150 images/s each feed 2,100 images/s; one H100 computes 3,976 in bf16
   // (profiles/devices/h100.json): every GPU waits, alike at every count.

@@ -223,6 +223,32 @@ TEST_CASE("plan inputs that cannot work are input errors", "[plan]") {
   REQUIRE_THROWS_AS(objective_from_string("speed"), topo::InputError);
 }
 
+TEST_CASE("servers no route joins (fabric=none) are planned one server at a time", "[plan]") {
+  const topo::Topology t = topo::load_any("dgx-h100:4,fabric=none");
+  PlanOptions o;
+  o.batches_per_gpu = {64, 128};
+  const PlanResult r = make_plan(t, profile_for(t), o);
+  // A DGX H100 has 8 GPUs: counts 1, 2, 4 and 8, all on the first server.
+  REQUIRE(r.one_server_only == 8);
+  std::set<int> counts;
+  for (const PlanRow& row : r.rows) {
+    REQUIRE(row.servers() == 1);
+    counts.insert(row.gpus);
+  }
+  REQUIRE(counts == std::set<int>{1, 2, 4, 8});
+  // The same servers on a fabric search past one server, and say nothing of it.
+  REQUIRE(make_plan(topo::load_any("dgx-h100:4"), profile_for(t), o).one_server_only == 0);
+  // More GPUs than one server's is refused by name.
+  o.gpu_counts = {16};
+  try {
+    make_plan(t, profile_for(t), o);
+    FAIL("16 GPUs on servers no route joins were planned");
+  } catch (const topo::InputError& e) {
+    REQUIRE(e.origin == "--gpus");
+    REQUIRE_THAT(e.expected, HasText("at most 8"));
+  }
+}
+
 TEST_CASE("gloo_run maps every algorithm name to what Gloo runs, its shape only where it is Gloo's", "[plan]") {
   // Gloo's own classes (comm/README.md): AllreduceRingChunked is reduce-scatter + allgather, the
   // ring basin's simulator prices; AllreduceHalvingDoubling is Goyal et al.'s; bcube's base is 2

@@ -259,6 +259,8 @@ std::vector<int> default_gpu_counts(const topo::Topology& cluster, const std::ve
 struct PlanResult {
   std::string cluster, model, device;
   int gpus_on_a_server = 0;       // the cluster's servers' GPUs (the most on any)
+  // Where no route joins the servers (fabric=none): the GPUs of the one server searched; else 0.
+  int one_server_only = 0;
   std::vector<PlanRow> rows;      // usable, best first (by the objective)
   std::vector<PlanRow> rejected;  // with the reason
   std::vector<int> pareto;        // indices into rows: time against cost, fastest first
