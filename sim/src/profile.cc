@@ -259,6 +259,11 @@ DeviceProfile find_device_profile(const std::string& dir, const std::string& gpu
       }
   }
   if (best) return std::move(*best);
+  if (gpu_model.empty())
+    throw topo::InputError("--profile", "",
+                           "a GPU model to find a device profile by, but the topology's GPU names none (its "
+                           "'model' is empty): name it there, or give a profile with --profile FILE "
+                           "(docs/device-profile-format.md)");
   throw topo::InputError("--profile", "",
                          "a device profile for GPU '" + gpu_model + "' in " + dir +
                              " (have: " + known + "); give one with --profile FILE (docs/device-profile-format.md)");

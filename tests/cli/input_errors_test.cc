@@ -250,6 +250,13 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
   std::ofstream(dir / "l4.json") << l4.dump();
   require_input_error(run("sim --cluster " + (dir / "l4.json")),
                       {"l4.json", "GPU 'NVIDIA L4'", "have: ", "--profile FILE", "(for GPU gpu0)"});
+  // A GPU of no model is told so, not sought under the model ''.
+  nlohmann::json nameless = box;
+  for (auto& node : nameless["nodes"])
+    if (node["kind"] == "gpu") node.erase("model");
+  std::ofstream(dir / "nameless.json") << nameless.dump();
+  require_input_error(run("sim --cluster " + (dir / "nameless.json")),
+                      {"nameless.json", "names none (its 'model' is empty)", "--profile FILE", "(for GPU gpu0)"});
   // Given one (docs/device-profile-format.md), a --compare cluster of the same GPU takes it too;
   // one of another unmatched GPU is told to take --compare-profile.
   std::ifstream a100(std::string(BASIN_FIXTURES) + "/../../../profiles/devices/a100.json");

@@ -299,8 +299,10 @@ TEST_CASE("hand-written files: devices on a server described, bounded numbers, n
     from_json(nested, "nested.json");
     FAIL("accepted");
   } catch (const InputError& e) {
-    REQUIRE(e.origin.find("nested.json") != std::string::npos);
-    REQUIRE(e.expected.find("2 server(s) with fabric switches") != std::string::npos);
+    // Said of the server the file holds: its /servers.
+    REQUIRE(e.origin == "nested.json (/server)");
+    REQUIRE(e.path == "/servers");
+    REQUIRE(e.expected.find("describes 2 servers (a cluster cannot nest another)") != std::string::npos);
   }
   // A fabric field the kind has no use for is an error, not ignored.
   const nlohmann::json unused = {{"format", kClusterFormat}, {"server", "dgx-h100"}, {"count", 2},

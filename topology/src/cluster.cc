@@ -161,11 +161,39 @@ std::string to_string(const ClusterSpec& spec) {
   return s;
 }
 
+namespace {
+// A fabric joins servers at their NICs, so each GPU must reach one both ways inside its server;
+// checked on the server's own file, so that the error points into it and not into the cluster
+// made of its copies. Vertices are numbered in the order of the file's "nodes".
+void require_gpus_reach_nics(const Topology& server, const std::string& origin, int count) {
+  const std::vector<Vertex> nics = nodes_of_kind(server, NodeKind::nic);
+  std::vector<std::vector<double>> from_nic;
+  for (Vertex n : nics) from_nic.push_back(widest_from(server, n));
+  for (Vertex gpu : gpus(server)) {
+    const std::vector<double> from_gpu = widest_from(server, gpu);
+    bool reaches = false;
+    for (size_t i = 0; i < nics.size() && !reaches; ++i) reaches = from_gpu[nics[i]] > 0 && from_nic[i][gpu] > 0;
+    if (!reaches)
+      throw InputError(origin, "/nodes/" + std::to_string(gpu),
+                       "every GPU to reach a NIC and be reached from it over links, to join " +
+                           std::to_string(count) + " servers on a fabric, but " + server.graph[gpu].id +
+                           " reaches none both ways");
+  }
+}
+}  // namespace
+
 Topology build_cluster(const Topology& server, int count, const FabricSpec& fabric) {
-  if (server.servers != 1 || !nodes_of_kind(server, NodeKind::net_switch).empty())
-    throw InputError("--cluster", "", "a server model or a one-server topology to copy, but " + server.name +
-                                          " describes " + std::to_string(server.servers) +
-                                          " server(s) with fabric switches (a cluster cannot nest another)");
+  // What is wrong with the server is said of its file where it has one.
+  const std::string origin = server.source.empty() ? "--cluster" : server.source;
+  if (server.servers != 1)
+    throw InputError(origin, server.source.empty() ? "" : "/servers",
+                     "a server model or a one-server topology to copy, but " + server.name + " describes " +
+                         std::to_string(server.servers) + " servers (a cluster cannot nest another)");
+  if (const auto switches = nodes_of_kind(server, NodeKind::net_switch); !switches.empty())
+    throw InputError(origin, server.source.empty() ? "" : "/nodes/" + std::to_string(switches.front()),
+                     "a server model or a one-server topology to copy, but " + server.name +
+                         " holds the fabric switch '" + server.graph[switches.front()].id +
+                         "' (a cluster cannot nest another: the fabric comes from fabric=...)");
   Topology t;
   t.servers = count;
   const Graph& sg = server.graph;
@@ -187,8 +215,10 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
   char ratio[32];
   std::snprintf(ratio, sizeof ratio, "%g", fabric.oversubscription);
   if (fabric.kind != FabricKind::none && per_server == 0)
-    throw InputError("--cluster", "", "a server model with at least one NIC to join " +
-                                          std::to_string(count) + " servers on a fabric");
+    throw InputError(origin, server.source.empty() ? "" : "/nodes",
+                     "a server with at least one NIC (a node of kind nic) to join " + std::to_string(count) +
+                         " servers on a fabric, but " + server.name + " has none (fabric=none needs none)");
+  if (fabric.kind != FabricKind::none) require_gpus_reach_nics(server, origin, count);
   if (fabric.sharp) {
     if (fabric.kind == FabricKind::none)
       throw InputError("--cluster", "", "sharp=on with a fabric whose switches could sum, not fabric=none");
@@ -252,9 +282,9 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
 }
 
 Topology build_cluster(const ClusterSpec& spec) {
-  Topology server = spec.server.size() > 5 && spec.server.ends_with(".json")
-                        ? load_topology_file(spec.server)
-                        : server_model(spec.server);
+  const bool file = spec.server.size() > 5 && spec.server.ends_with(".json");
+  Topology server = file ? load_topology_file(spec.server) : server_model(spec.server);
+  if (file) server.source = spec.server;
   if (spec.fabric.kind == FabricKind::none && spec.count == 1) return server;
   Topology t = build_cluster(server, spec.count, spec.fabric);
   validate(t, to_string(spec));

@@ -152,14 +152,14 @@ void validate(const Topology& topo, const std::string& origin) {
     const Node& n = g[v];
     const int lowest = n.kind == NodeKind::net_switch ? -1 : 0;
     if (n.server < lowest || n.server >= topo.servers)
-      throw InputError(origin, "/nodes (" + n.id + ")/server",
+      throw InputError(origin, "/nodes/" + std::to_string(v) + "/server",
                        std::string("a server from ") + std::to_string(lowest) + " to " +
                            std::to_string(topo.servers - 1) + " (the file describes " +
                            std::to_string(topo.servers) + " server(s); -1, outside every server, is for "
                            "net_switch nodes only; an NVLink domain across trays is one server), got " +
                            std::to_string(n.server));
     if (n.kind == NodeKind::nic && !(n.port_GBps <= kMaxLinkGBps))
-      throw InputError(origin, "/nodes (" + n.id + ")/port_GBps",
+      throw InputError(origin, "/nodes/" + std::to_string(v) + "/port_GBps",
                        "a line rate of at most 1e9 GB/s, got " + short_number(n.port_GBps));
   }
   // Every server the file counts holds a device: a count beyond the servers described would be

@@ -4,6 +4,8 @@
 // file_io.cc.
 #include <basin/topology.h>
 
+#include "link_rules.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <limits>
@@ -186,6 +188,7 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
       std::filesystem::path p(name);
       if (p.is_relative()) p = std::filesystem::path(origin).parent_path() / p;
       server = load_topology_file(p.string());
+      server.source = p.string();
     } else {
       try {
         server = server_model(name);
@@ -195,6 +198,7 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
     }
   } else {
     server = from_json(s, origin + " (/server)");
+    server.source = origin + " (/server)";
   }
   if (r.has("fabric")) {
     ObjectReader f(r.at("fabric"), "/fabric", origin,
@@ -217,14 +221,12 @@ Topology cluster_from_json(const json& doc, const std::string& origin) {
       f.fail(f.has("spines") ? "/spines" : "/oversubscription",
              "oversubscription and spines only with kind fat-tree or rail, got kind " + kind);
   }
-  if (server.servers != 1 || !nodes_of_kind(server, NodeKind::net_switch).empty())
-    r.fail("/server", "a server model or a one-server topology, but it describes " +
-                          std::to_string(server.servers) +
-                          " server(s) with fabric switches (a cluster file cannot nest another)");
   Topology t;
   try {
     t = build_cluster(server, spec.count, spec.fabric);
-  } catch (const InputError& e) {  // what the fabric asks of the server: this file's /fabric
+  } catch (const InputError& e) {
+    // What is wrong with the server file is said of it; what the fabric asks, of this file's /fabric.
+    if (!server.source.empty() && e.origin == server.source) throw;
     throw InputError(origin, e.path.empty() ? "/fabric" : e.path, e.expected);
   }
   if (r.has("name")) t.name = r.str("name");
@@ -320,6 +322,7 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     link.bandwidth_GBps = l.number("bandwidth_GBps", true, 0, 0, true);
     link.latency_us = l.number("latency_us", true, 0, 0, false);
     const bool duplex = l.boolean("duplex", true);
+    if (const auto fault = link_end_fault(link.kind, t.graph[a], t.graph[b])) l.fail("/kind", *fault);
     // A network cable carries no more than the NIC's port at either end sends or takes (times
     // `count`, parallel cables from as many ports).
     if (link.kind == LinkKind::ethernet || link.kind == LinkKind::infiniband)
@@ -341,6 +344,8 @@ Topology from_json(const nlohmann::json& doc, const std::string& origin) {
     }
     add_link(t, a, b, link, duplex);
   }
+  if (const auto fault = mixed_network_switch(t))
+    throw InputError(origin, "/nodes/" + std::to_string(fault->node), fault->expected);
   validate(t, origin);
   return t;
 }
