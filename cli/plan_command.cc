@@ -238,13 +238,14 @@ int run(PlanCliOptions o) {
   // and both outputs can be written, so bad input leaves no plan.json behind.
   if (!o.out.empty()) topo::require_writable(o.out);
   if (!o.plot.empty()) topo::require_writable(o.plot);
+  // The rate as the user wrote it (100, not 100.000000), in the refusal and the compared name.
+  const std::string nic_rate = [&] {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", o.compare_nic_GBps);
+    return std::string(text);
+  }();
   if (!std::isfinite(o.compare_nic_GBps) || o.compare_nic_GBps < 0)
-    throw topo::InputError("--compare-nic-GBps", "", "0 (none) or a port rate in GB/s, got " +
-                                                         [&] {
-                                                           char text[32];
-                                                           std::snprintf(text, sizeof text, "%g", o.compare_nic_GBps);
-                                                           return std::string(text);
-                                                         }());
+    throw topo::InputError("--compare-nic-GBps", "", "0 (none) or a port rate in GB/s, got " + nic_rate);
 
   std::optional<plan::PlanResult> other;
   std::string other_name;
@@ -252,14 +253,8 @@ int run(PlanCliOptions o) {
     other_name = o.compare.empty() ? o.cluster : o.compare;
     topo::Topology second = o.compare.empty() ? topo::load_any(other_name) : load_compare(other_name);
     if (o.compare_nic_GBps > 0) {
-      for (auto e : boost::make_iterator_range(boost::edges(second.graph))) {
-        auto& link = second.graph[e];
-        if (link.kind == topo::LinkKind::ethernet || link.kind == topo::LinkKind::infiniband)
-          link.bandwidth_GBps = o.compare_nic_GBps * link.count;
-      }
-      char rate[32];
-      std::snprintf(rate, sizeof rate, "%g", o.compare_nic_GBps);
-      other_name += std::string(" with ") + rate + " GB/s network ports";
+      topo::set_nic_port_rate(second, o.compare_nic_GBps, "--compare-nic-GBps");
+      other_name += " with " + nic_rate + " GB/s network ports";
     }
     if (!o.compare_profile.empty()) other_name += " with " + o.compare_profile;
     plan::PlanOptions p2 = o.plan;

@@ -89,3 +89,30 @@ TEST_CASE("rail fabric: NIC r of every server on rail switch r", "[topology]") {
   // Half the servers (2) x 8 NICs x 200 Gb/s cross the cut on the rails themselves.
   REQUIRE_THAT(bisection_bandwidth_GBps(t), WithinRel(2 * 8 * gbit_to_GBps(200), 1e-9));
 }
+
+TEST_CASE("a what-if NIC rate scales the cables and the spines alike, keeping the oversubscription", "[topology]") {
+  Topology t = load_any("dgx-h100:16,fabric=fat-tree:2");
+  set_nic_port_rate(t, gbit_to_GBps(800), "--compare-nic-GBps");
+  // As if the servers had 800 Gb/s NICs: each leaf 4 x 8 x 800 Gb/s down, half up, over 2 spines.
+  auto [up, found] = boost::edge(at(t, "fabric/leaf0"), at(t, "fabric/spine1"), t.graph);
+  REQUIRE(found);
+  REQUIRE_THAT(t.graph[up].bandwidth_GBps, WithinRel(4 * 8 * gbit_to_GBps(800) / 2 / 2, 1e-12));
+  auto [cable, cabled] = boost::edge(at(t, "s3/nic5"), at(t, "fabric/leaf0"), t.graph);
+  REQUIRE(cabled);
+  REQUIRE_THAT(t.graph[cable].bandwidth_GBps, WithinRel(gbit_to_GBps(800), 1e-12));
+  REQUIRE(t.graph[at(t, "s3/nic5")].port_GBps == gbit_to_GBps(800));
+  // Inside the server nothing moves: the NIC's PCIe link is what it was.
+  const Topology original = load_any("dgx-h100:16,fabric=fat-tree:2");
+  REQUIRE(route(t, at(t, "s0/gpu0"), at(t, "s0/nic0")).bandwidth_GBps ==
+          route(original, at(original, "s0/gpu0"), at(original, "s0/nic0")).bandwidth_GBps);
+  // NICs of two rates give no one ratio: refused, by the flag.
+  Topology mixed = load_any("dgx-h100:2");
+  mixed.graph[at(mixed, "s1/nic2")].port_GBps = 25;
+  try {
+    set_nic_port_rate(mixed, 100, "--compare-nic-GBps");
+    FAIL("scaled NICs of two rates");
+  } catch (const InputError& e) {
+    REQUIRE(e.origin == "--compare-nic-GBps");
+    REQUIRE_THAT(e.expected, HasText("share one port rate"));
+  }
+}

@@ -281,6 +281,25 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
   return t;
 }
 
+void set_nic_port_rate(Topology& cluster, double port_GBps, const std::string& origin) {
+  Graph& g = cluster.graph;
+  const std::vector<Vertex> nics = nodes_of_kind(cluster, NodeKind::nic);
+  if (nics.empty()) throw InputError(origin, "", "a cluster with NICs to set the rate of, but " + cluster.name + " has none");
+  const double old_GBps = g[nics.front()].port_GBps;
+  for (Vertex n : nics)
+    if (g[n].port_GBps != old_GBps) {
+      char rates[96];
+      std::snprintf(rates, sizeof rates, "%g and %g GB/s", old_GBps, g[n].port_GBps);
+      throw InputError(origin, "",
+                       "a cluster whose NICs share one port rate, to scale its fabric by, but " + cluster.name +
+                           " has ports of " + rates + " (" + g[nics.front()].id + ", " + g[n].id + ")");
+    }
+  const double scale = port_GBps / old_GBps;
+  for (Vertex n : nics) g[n].port_GBps = port_GBps;
+  for (Edge e : boost::make_iterator_range(boost::edges(g)))
+    if (g[e].kind == LinkKind::ethernet || g[e].kind == LinkKind::infiniband) g[e].bandwidth_GBps *= scale;
+}
+
 Topology build_cluster(const ClusterSpec& spec) {
   const bool file = spec.server.size() > 5 && spec.server.ends_with(".json");
   Topology server = file ? load_topology_file(spec.server) : server_model(spec.server);

@@ -159,6 +159,11 @@ ClusterSpec parse_cluster_spec(std::string_view spec, const std::string& origin 
 std::string to_string(const ClusterSpec& spec);
 Topology build_cluster(const ClusterSpec& spec);
 Topology build_cluster(const Topology& server, int count, const FabricSpec& fabric);
+// The same cluster with every NIC's port at `port_GBps` (a what-if): each Ethernet or InfiniBand
+// link, cables and the switches' uplinks alike, scaled by the new rate over the old, so that an
+// oversubscription stays what it was. The NICs must share one port rate (InputError naming
+// `origin` otherwise, or where there are none).
+void set_nic_port_rate(Topology& cluster, double port_GBps, const std::string& origin);
 
 // A spec or a file: "bigbasin:32", "dgx1", or a path ending in .json (basin.topology/1 or
 // basin.cluster/1).
