@@ -29,6 +29,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -142,28 +143,49 @@ void torch_step(benchmark::State& state, const char* mode) {
 void BM_PyTorchGpuResNet50Step(benchmark::State& state) { torch_step(state, "eager"); }
 void BM_PyTorchCompiledGpuResNet50Step(benchmark::State& state) { torch_step(state, "compile"); }
 
-// basin's lines run first, then PyTorch's eager and compiled lines, each with its ratio to
-// basin's lines of the same batch and precision, all in one process on one machine: batch 256 in
-// bf16 (the comparison), fp16 and fp32, and Goyal et al.'s 32 per GPU in fp32. basin
-// runs the batch-256 bf16 and fp16 steps with cuDNN's plain and persistent batch norm (third
-// argument 0 or 1), which is how GpuOptions::persistent_batchnorm's default is chosen.
+// Configuration by configuration, basin's lines then PyTorch's eager line, with its ratio to
+// basin's of the same batch and precision, all in one process on one machine: batch 256 in bf16
+// (the comparison), fp16 and fp32, and Goyal et al.'s 32 per GPU in fp32; the compiled
+// lines last. A run stopped early thus keeps whole pairs. basin runs the batch-256 bf16 and fp16
+// steps with cuDNN's plain and persistent batch norm (third argument 0 or 1), which is how
+// GpuOptions::persistent_batchnorm's default is chosen.
 const std::pair<int, Precision> kConfigurations[] = {
     {256, Precision::bf16}, {256, Precision::fp16}, {256, Precision::fp32}, {32, Precision::fp32}};
 
-void basin_configurations(benchmark::internal::Benchmark* b) {
-  for (auto [batch, p] : kConfigurations)
+void register_benchmarks() {
+  auto timed = [](benchmark::internal::Benchmark* b) {
+    b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
+  };
+  for (auto [batch, p] : kConfigurations) {
     for (const long long persistent : {0, 1})
       if (persistent == 0 || (batch == 256 && p != Precision::fp32))
-        b->Args({batch, static_cast<long long>(p), persistent});
-  b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
+        timed(benchmark::RegisterBenchmark("BM_BasinGpuResNet50Step", BM_BasinGpuResNet50Step)
+                  ->Args({batch, static_cast<long long>(p), persistent}));
+    timed(benchmark::RegisterBenchmark("BM_PyTorchGpuResNet50Step", BM_PyTorchGpuResNet50Step)
+              ->Args({batch, static_cast<long long>(p)}));
+  }
+  for (auto [batch, p] : kConfigurations)
+    timed(benchmark::RegisterBenchmark("BM_PyTorchCompiledGpuResNet50Step", BM_PyTorchCompiledGpuResNet50Step)
+              ->Args({batch, static_cast<long long>(p)}));
 }
-void torch_configurations(benchmark::internal::Benchmark* b) {
-  for (auto [batch, p] : kConfigurations) b->Args({batch, static_cast<long long>(p)});
-  b->Iterations(20)->UseManualTime()->Unit(benchmark::kMillisecond);
-}
-BENCHMARK(BM_BasinGpuResNet50Step)->Apply(basin_configurations);
-BENCHMARK(BM_PyTorchGpuResNet50Step)->Apply(torch_configurations);
-BENCHMARK(BM_PyTorchCompiledGpuResNet50Step)->Apply(torch_configurations);
+
+// Google Benchmark's reporters write through buffered streams and flush only at the end: a phase
+// stopped by its cap (SIGTERM) would lose every line and the whole JSON. These flush each run.
+class FlushingJson : public benchmark::JSONReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    JSONReporter::ReportRuns(runs);
+    GetOutputStream().flush();
+  }
+};
+class FlushingConsole : public benchmark::ConsoleReporter {
+ public:
+  FlushingConsole() : ConsoleReporter(OO_Tabular) {}
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    GetOutputStream().flush();
+  }
+};
 
 }  // namespace
 
@@ -172,8 +194,14 @@ int main(int argc, char** argv) {
     std::printf("skipped: no GPU\n");
     return 77;
   }
+  // A file reporter without --benchmark_out is refused by Google Benchmark: only with one.
+  bool to_file = false;
+  for (int i = 1; i < argc; ++i) to_file |= std::string(argv[i]).rfind("--benchmark_out=", 0) == 0;
   benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
+  register_benchmarks();
+  FlushingConsole console;
+  FlushingJson json;
+  benchmark::RunSpecifiedBenchmarks(&console, to_file ? &json : nullptr);
   benchmark::Shutdown();
   return 0;
 }

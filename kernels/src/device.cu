@@ -15,6 +15,15 @@ int cuda_device_count() {
   return count;
 }
 
+std::string cuda_device_error() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err == cudaSuccess && count > 0) return "";
+  cudaGetLastError();
+  if (err == cudaSuccess) return "CUDA reports 0 devices";
+  return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+}
+
 std::string cuda_device_name(int device) {
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {

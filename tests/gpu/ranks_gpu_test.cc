@@ -63,11 +63,12 @@ struct Run : fixture::SmallRun {
 // `ranks` threads of train(), rank r on GPU device_of(r); returns the weights rank 0
 // checkpointed.
 template <class DeviceOf>
-std::vector<float> run_ranks(const TrainConfig& c, int ranks, int micro, DeviceOf device_of, int per_server = 1) {
+std::vector<float> run_ranks(const TrainConfig& c, int ranks, int micro, DeviceOf device_of, int per_server = 1,
+                             std::chrono::seconds timeout = std::chrono::seconds(60)) {
   // Deterministic convolutions: the shards' gradients must not depend on atomics' order.
   fixture::train_ranks(c, ranks, micro, [&](int r) {
     return make_gpu_backend({.device = device_of(r), .deterministic = true});
-  }, std::chrono::seconds(60), per_server);
+  }, timeout, per_server);
   auto backend = make_gpu_backend();
   return fixture::checkpoint_weights(c, *backend);
 }
@@ -107,33 +108,6 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   INFO("four ranks on one GPU, hierarchical through Gloo: " << dh);
   CHECK(dh < 1e-5);
 
-  // Goyal et al.'s three phases as priced (NCCL's reduce and broadcast in each server, Gloo
-  // between the servers' first ranks on one host copy each): on one GPU, 2 ranks as 2 servers of
-  // one (NCCL refuses two ranks of one communicator on one GPU; one-rank communicators share it),
-  // so the GPU is copied to host, summed by Gloo's halving-doubling and copied back, against one
-  // rank summing 2 micro-batches; in fp32 and with bf16 on the wire below. With 2 GPUs, 4 ranks
-  // as 2 servers of 2 (NCCL's reduce and broadcast between the GPUs of each). The ranks are
-  // threads of one process: each leader's stream waits for its counter on the GPU, not in a
-  // host function, so no rank's wait holds CUDA's callback thread from another's copy.
-  if (BASIN_HAVE_NCCL) {
-    TrainConfig g = run.c;
-    g.out = run.dir.path / "nccl-gloo";
-    g.gpu_collective = TrainConfig::GpuCollective::nccl_gloo;
-    g.allreduce.algorithm = comm::Algorithm::hierarchical;
-    const double dg = fixture::weight_difference(one, run_ranks(g, 2, 1, [](int) { return 0; }, 1));
-    INFO("two servers of one rank on one GPU, NCCL inside and Gloo between: " << dg);
-    CHECK(dg < 1e-5);
-    int gpus = 0;
-    if (cudaGetDeviceCount(&gpus) == cudaSuccess && gpus >= 2) {
-      g.out = run.dir.path / "nccl-gloo-2x2";
-      const double d4 = fixture::weight_difference(four, run_ranks(g, 4, 1, [](int r) { return r % 2; }, 2));
-      INFO("two servers of two GPUs, NCCL inside and Gloo between: " << d4);
-      CHECK(d4 < 1e-5);
-    } else {
-      WARN("skipped: 2 servers of 2 GPUs through NCCL and Gloo need 2 GPUs; this machine has " << gpus);
-    }
-  }
-
   // bf16 on the wire: the weights move from fp32's by about the rounding, within the bound of
   // tests/exec/data_parallel_test.cc (4 u of how far the steps moved them, u = 2^-8).
   auto backend = make_gpu_backend();
@@ -148,15 +122,64 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   INFO("bf16 wire: weights off by " << off << " of their rms; the steps moved them by " << moved);
   CHECK(off > 0);
   CHECK(off < 4 * 0x1p-8 * moved);
-  if (BASIN_HAVE_NCCL) {
-    c.out = run.dir.path / "nccl-gloo-bf16";
-    c.gpu_collective = TrainConfig::GpuCollective::nccl_gloo;
-    c.allreduce.algorithm = comm::Algorithm::hierarchical;
-    const double off3 = fixture::weight_difference(one, run_ranks(c, 2, 1, [](int) { return 0; }, 1));
-    INFO("three phases, bf16 wire: weights off by " << off3 << "; the steps moved them by " << moved);
-    CHECK(off3 > 0);
-    CHECK(off3 < 4 * 0x1p-8 * moved);
+}
+
+// Goyal et al.'s three phases as priced (NCCL's reduce and broadcast in each server, Gloo between
+// the servers' first ranks on one host copy each): on one GPU, 2 ranks as 2 servers of one (NCCL
+// refuses two ranks of one communicator on one GPU; one-rank communicators share it), so the GPU
+// is copied to host, summed by Gloo's halving-doubling and copied back, against one rank summing
+// 2 micro-batches; in fp32 and with bf16 on the wire. With 2 GPUs, 4 ranks as 2 servers of 2.
+//
+// Tagged [shared-context] and run last (scripts/gpu_session.sh): the ranks are threads of one
+// process, so they share one CUDA context, and a leader's stream parks on the GPU until the other
+// server's Gloo sum arrives. A call that synchronises the whole context on the other rank's
+// thread (cudaFree during its first step's algorithm search) then waits on that parked stream,
+// which waits for that very rank: a hang until the run's timeout, which only ranks sharing a
+// process can meet (one process per GPU, as basin train runs them, has a context each). The
+// timeout is short so that a hang costs seconds, and says so.
+TEST_CASE("Servers of one rank through NCCL inside and Gloo between reach one rank's weights",
+          "[exec][gpu][train][comm][shared-context]") {
+  if (!BASIN_HAVE_NCCL) {
+    WARN("skipped: built without NCCL");
+    return;
   }
+  Run run;
+  TrainConfig c = run.c;
+  c.out = run.dir.path / "one";
+  const std::vector<float> one = run_ranks(c, 1, 2, [](int) { return 0; });
+  TrainConfig h = run.c;
+  h.out = run.dir.path / "one-of-four";
+  const std::vector<float> four = run_ranks(h, 1, 4, [](int) { return 0; });
+  const auto timeout = std::chrono::seconds(20);
+  TrainConfig g = run.c;
+  g.out = run.dir.path / "nccl-gloo";
+  g.gpu_collective = TrainConfig::GpuCollective::nccl_gloo;
+  g.allreduce.algorithm = comm::Algorithm::hierarchical;
+  const double dg = fixture::weight_difference(one, run_ranks(g, 2, 1, [](int) { return 0; }, 1, timeout));
+  INFO("two servers of one rank on one GPU, NCCL inside and Gloo between: " << dg);
+  CHECK(dg < 1e-5);
+  int gpus = 0;
+  if (cudaGetDeviceCount(&gpus) == cudaSuccess && gpus >= 2) {
+    g.out = run.dir.path / "nccl-gloo-2x2";
+    const double d4 = fixture::weight_difference(four, run_ranks(g, 4, 1, [](int r) { return r % 2; }, 2, timeout));
+    INFO("two servers of two GPUs, NCCL inside and Gloo between: " << d4);
+    CHECK(d4 < 1e-5);
+  } else {
+    WARN("skipped: 2 servers of 2 GPUs through NCCL and Gloo need 2 GPUs; this machine has " << gpus);
+  }
+  // bf16 on the wire, bounded as the Gloo path's (4 u of how far the steps moved the weights).
+  auto backend = make_gpu_backend();
+  Net initial(network_for(c, 10), *backend, c.batch);
+  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
+  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  g.out = run.dir.path / "nccl-gloo-bf16";
+  g.bucket_mb = run.c.bucket_mb;
+  g.overlap = true;
+  g.allreduce.precision = comm::WirePrecision::bf16;
+  const double off = fixture::weight_difference(one, run_ranks(g, 2, 1, [](int) { return 0; }, 1, timeout));
+  INFO("three phases, bf16 wire: weights off by " << off << "; the steps moved them by " << moved);
+  CHECK(off > 0);
+  CHECK(off < 4 * 0x1p-8 * moved);
 }
 
 TEST_CASE("Two ranks on two GPUs through NCCL reach one rank's weights", "[exec][gpu][train][nccl]") {

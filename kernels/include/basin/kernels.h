@@ -198,6 +198,9 @@ void input_stage_cpu(const std::uint8_t* pixels, const SourceImage* images, int 
 
 // Number of CUDA devices usable by this process; 0 when there is no driver or no device.
 int cuda_device_count();
+// Why cuda_device_count() is 0: CUDA's error name and string ("cudaErrorNoDevice: no
+// CUDA-capable device is detected"); empty where CUDA found devices.
+std::string cuda_device_error();
 // CUDA's name of device `device` ("NVIDIA H100 80GB HBM3"), in CUDA's numbering (the one
 // --gpu and the GPU backend use); empty where there is no such device.
 std::string cuda_device_name(int device);
