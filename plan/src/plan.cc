@@ -309,6 +309,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
         }
         for (const PrecisionChoice& p : precisions) {
           row.precision = p;
+          row.rejected.clear();  // an earlier precision's refusal is not this one's
           const double need = sim::memory_needed_GB(net, batch, p.compute);
           row.memory_GB = need;
           if (need > profile.memory_GB) {

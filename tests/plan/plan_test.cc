@@ -249,6 +249,27 @@ TEST_CASE("servers no route joins (fabric=none) are planned one server at a time
   }
 }
 
+TEST_CASE("a precision that does not fit leaves the other precisions' plans as they are", "[plan]") {
+  // Batch 256 in fp32 needs more than a 16 GB V100 has; in fp16 it fits. Searching both must give
+  // the fp16 plans the fp16 search alone gives: none of them turned away, none as over a budget.
+  const topo::Topology t = topo::load_any("dgx1:1");
+  const sim::DeviceProfile v100_16 = sim::device_profile_for(sim::default_profiles_dir(), t, topo::gpus(t));
+  REQUIRE(v100_16.memory_GB == 16);  // the DGX-1's GPUs, not the profile's 32 GB part
+  PlanOptions o;
+  o.batches_per_gpu = {256};
+  o.precisions = {{Precision::fp16, Precision::fp16}};
+  const PlanResult alone = make_plan(t, v100_16, o);
+  o.precisions = {{Precision::fp32, Precision::fp32}, {Precision::fp16, Precision::fp16}};
+  const PlanResult both = make_plan(t, v100_16, o);
+  REQUIRE(alone.rows.size() > 0);
+  REQUIRE(both.rows.size() == alone.rows.size());
+  for (const PlanRow& r : both.rejected) {
+    CAPTURE(r.rejected);
+    REQUIRE(r.precision.compute == Precision::fp32);
+    REQUIRE_THAT(r.rejected, HasText("needs about"));
+  }
+}
+
 TEST_CASE("gloo_run maps every algorithm name to what Gloo runs, its shape only where it is Gloo's", "[plan]") {
   // Gloo's own classes (comm/README.md): AllreduceRingChunked is reduce-scatter + allgather, the
   // ring basin's simulator prices; AllreduceHalvingDoubling is Goyal et al.'s; bcube's base is 2
