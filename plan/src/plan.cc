@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -110,10 +111,21 @@ std::string PrecisionChoice::name() const {
   return n;
 }
 
-// Plans whose figures differ by under 0.5% count as equal (the model is not that precise): the
-// band a figure falls in, on a log scale of 0.5% steps.
+// Plans whose figures differ by under 0.5% count as equal (the model is not that precise).
+// Orders `items` by `value`, then takes as equal every item within 0.5% of the first of its group
+// (the best, then the best of the rest, ...), and orders each group by `before`. A fixed grid of
+// 0.5% bands split plans 0.01% apart where a band's edge fell between them.
 namespace {
-double equality_band(double value) { return std::floor(std::log(value) / std::log(1.005)); }
+template <class T, class Value, class Before>
+void sort_with_ties(std::vector<T>& items, Value value, Before before) {
+  std::stable_sort(items.begin(), items.end(), [&](const T& a, const T& b) { return value(a) < value(b); });
+  for (auto group = items.begin(); group != items.end();) {
+    const double limit = value(*group) * 1.005;
+    auto end = std::find_if(group, items.end(), [&](const T& x) { return value(x) > limit; });
+    std::stable_sort(group, end, before);
+    group = end;
+  }
+}
 }  // namespace
 
 std::string PlanRow::bottleneck() const {
@@ -414,13 +426,11 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   // the most headroom: the shortest iteration without its data stall, which stays ahead when the
   // input pipeline gets faster (more cores, decoding on the GPU). Many plans tie when the input
   // pipeline sets the pace.
-  auto band = [&](const PlanRow& r) { return equality_band(objective_value(r, o.objective)); };
   auto fed_seconds_per_image = [](const PlanRow& r) {
     return (r.iteration_s - r.data_stall_s) / static_cast<double>(r.global_batch);
   };
-  std::stable_sort(result.rows.begin(), result.rows.end(), [&](const PlanRow& a, const PlanRow& b) {
-    double x = band(a), y = band(b);
-    if (x != y) return x < y;
+  auto objective = [&](const PlanRow& r) { return objective_value(r, o.objective); };
+  sort_with_ties(result.rows, objective, [&](const PlanRow& a, const PlanRow& b) {
     const double first_a = o.objective == Objective::time ? a.cost : a.time_to_train_h;
     const double first_b = o.objective == Objective::time ? b.cost : b.time_to_train_h;
     if (std::abs(first_a - first_b) > 1e-3 * std::max(first_a, first_b)) return first_a < first_b;
@@ -445,12 +455,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   // put a plan 0.04% cheaper but with less headroom there, beside a different "best".
   std::vector<int> order(result.rows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
-  auto time_band = [](const PlanRow& r) { return equality_band(r.time_to_train_h); };
-  std::sort(order.begin(), order.end(), [&](int a, int b) {
-    const auto &x = result.rows[a], &y = result.rows[b];
-    if (time_band(x) != time_band(y)) return time_band(x) < time_band(y);
-    return a < b;
-  });
+  sort_with_ties(order, [&](int i) { return result.rows[i].time_to_train_h; }, std::less<int>());
   // Each next point costs less by more than the 0.5% the model can tell apart: a slower plan
   // that saves 0.04% offers no trade.
   double cheapest = std::numeric_limits<double>::infinity();
