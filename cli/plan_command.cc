@@ -349,7 +349,7 @@ std::function<int()> add_plan_command(CLI::App& app) {
                   "as priced: NCCL's, and basin's ring and halving-doubling between servers joined by Ethernet, staged by "
                   "Gloo)")
       ->delimiter(',');
-  cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB (0: one per layer)")
+  cmd->add_option("--buckets-mb", o->plan.buckets_MB, "Bucket sizes to try, MB of fp32 gradients, as basin train fills them (0: one per layer)")
       ->capture_default_str()
       ->delimiter(',');
   cmd->add_option("--precisions", o->precisions,

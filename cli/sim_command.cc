@@ -265,7 +265,7 @@ std::function<int()> add_sim_command(CLI::App& app) {
                   "nccl-nvls/Simple, nccl-nvls-tree/Simple, nccl-collnet-chain/Simple")
       ->capture_default_str();
   cmd->add_option("--inter", o->inter, "Inter-server algorithm of hierarchical")->capture_default_str();
-  cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size in MB (0: one per layer)")
+  cmd->add_option("--bucket-mb", o->bucket_MB, "Gradient bucket size, MB of fp32 gradients as basin train fills them; a 16-bit --wire sends half (0: one per layer)")
       ->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32, fp16 or bf16")->capture_default_str();
   cmd->add_option("--wire", o->wire,

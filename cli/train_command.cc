@@ -336,7 +336,7 @@ std::function<int()> add_train_command(CLI::App& app, int argc, char** argv) {
                   "Gloo allreduce between servers for --algorithm hierarchical: halving_doubling, ring_chunked, "
                   "ring (2 servers at most)")
       ->capture_default_str();
-  cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size (0: one per layer)")->capture_default_str();
+  cmd->add_option("--bucket-mb", c.bucket_mb, "gradient bucket size, MB of fp32 gradients; a 16-bit --wire sends half (0: one per layer)")->capture_default_str();
   cmd->add_option("--wire", o->wire, "gradients on the wire: fp32, fp16 or bf16 (NCCL or Gloo)")->capture_default_str();
   cmd->add_flag("--no-overlap", o->no_overlap, "allreduce after backward instead of during it");
   cmd->add_option("--comm-timeout-s", o->comm_timeout_s, "a rank silent this long is an error")

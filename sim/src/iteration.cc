@@ -156,8 +156,10 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     r.spans.push_back({l.name, "compute", t, t + d});
     t += d;
   }
+  // A bucket holds bucket_MB of fp32 gradients, as basin train fills them (and PyTorch DDP's
+  // bucket_cap_mb, in the parameters' own type); a 16-bit wire then sends half that.
   const double bucket_bytes = cfg.bucket_MB * 1e6;
-  double pending = 0, comm_free = t;
+  double pending = 0, pending_fp32 = 0, comm_free = t;
   auto flush = [&](double ready) {
     if (pending <= 0) return;
     double start = std::max(ready, comm_free), d = allreduce.time_s(pending);
@@ -183,7 +185,11 @@ IterationResult simulate_iteration(const topo::Topology& cluster, const DevicePr
     t += d;
     if (it->params == 0) continue;
     pending += static_cast<double>(it->params) * bytes_per_value(cfg.wire_precision.value_or(prec));
-    if (pending >= bucket_bytes) flush(t);
+    pending_fp32 += static_cast<double>(it->params) * sizeof(float);
+    if (pending_fp32 >= bucket_bytes) {
+      flush(t);
+      pending_fp32 = 0;
+    }
   }
   flush(t);
   const double backward_end = t;
