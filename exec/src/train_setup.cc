@@ -139,7 +139,20 @@ void check_same_recipe(const std::string& saved_text, const nlohmann::json& want
   if (saved.contains("warmup_start_lr") && saved["warmup_start_lr"].is_number() &&
       saved["warmup_start_lr"].get<double>() < 0 && saved.contains("base_lr"))
     saved["warmup_start_lr"] = saved["base_lr"];
-  for (const auto& [key, value] : wanted.items()) {
+  // Warmup starts at min(stated start, peak): a start above the peak is the peak, so two
+  // recipes stating 0.1 and the peak 0.003125 (a --plan auto run and its own plan file) run
+  // alike and compare alike.
+  auto effective_start = [](nlohmann::json& r) {
+    for (const char* key : {"warmup_start_lr", "base_lr", "base_batch", "batch", "micro_batches", "world_size"})
+      if (!r.contains(key) || !r[key].is_number()) return;
+    const double peak = r["base_lr"].get<double>() * r["batch"].get<double>() * r["micro_batches"].get<double>() *
+                        r["world_size"].get<double>() / r["base_batch"].get<double>();
+    r["warmup_start_lr"] = std::min(r["warmup_start_lr"].get<double>(), peak);
+  };
+  nlohmann::json want = wanted;
+  effective_start(saved);
+  effective_start(want);
+  for (const auto& [key, value] : want.items()) {
     const auto it = saved.find(key);
     const std::string had = it == saved.end() ? "nothing" : it->dump();
     if (it == saved.end() || *it != value)

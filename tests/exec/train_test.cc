@@ -249,6 +249,11 @@ TEST_CASE("A resumed run ends with the uninterrupted run's weights", "[exec][tra
     write_checkpoint(checkpoint, net, velocity, state);
     TrainConfig again = part;
     REQUIRE(train(again, cpu()).finished);  // finished already: it only compares the recipes
+    // A start stated above the peak (global batch 32 of base batch 32: the peak is base_lr) is
+    // the peak, where the saved run started too: the same recipe (a --plan auto run states
+    // base_lr, its plan file the peak).
+    again.schedule.warmup_start_lr = whole.schedule.base_lr * 4;
+    REQUIRE(train(again, cpu()).finished);
     again.schedule.warmup_start_lr = whole.schedule.base_lr / 2;
     REQUIRE_THROWS_WITH(train(again, cpu()), HasText("warmup_start_lr"));
   }
