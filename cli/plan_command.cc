@@ -112,11 +112,16 @@ void print_table(const plan::PlanResult& r, const PlanCliOptions& o) {
   // layout can save, counted once; after: a simulated configuration past the deadline or budget.
   const auto before = std::count_if(r.rejected.begin(), r.rejected.end(),
                                     [](const plan::PlanRow& x) { return x.iteration_s == 0; });
-  std::printf("\n%d configurations simulated in %.2f s: %zu usable, %zu past the deadline or budget", r.evaluated,
-              r.search_s, r.rows.size(), r.rejected.size() - before);
+  // Each count with an example of its own kind.
+  auto example = [&](bool simulated) {
+    const auto it = std::find_if(r.rejected.begin(), r.rejected.end(),
+                                 [&](const plan::PlanRow& x) { return (x.iteration_s != 0) == simulated; });
+    return it == r.rejected.end() ? std::string() : " (e.g. \"" + it->rejected + "\")";
+  };
+  std::printf("\n%d configurations simulated in %.2f s: %zu usable, %zu past the deadline or budget%s", r.evaluated,
+              r.search_s, r.rows.size(), r.rejected.size() - before, example(true).c_str());
   if (before > 0)
-    std::printf("; %td GPU count and batch choices rejected before simulation", before);
-  if (!r.rejected.empty()) std::printf(", e.g. \"%s\"", r.rejected.front().rejected.c_str());
+    std::printf("; %td GPU count and batch choices rejected before simulation%s", before, example(false).c_str());
   std::printf("\n");
   if (r.one_server_only > 0)
     std::printf("Searched one server's %d GPUs: no route joins %s's servers; a fabric joining them "
@@ -302,9 +307,10 @@ int run(PlanCliOptions o) {
     std::cout << out.dump(1) << "\n";
     return 0;
   }
+  // The GPU the cluster has (a DGX-1's 16 GB V100, which the 32 GB part's profile times with its
+  // own memory kept), as sim names it; the plan file's `device` is the profile's.
   std::printf("%s on %s (%s), %d epochs of %lld images, objective: %s\n\n", o.plan.model.c_str(),
-              o.cluster.c_str(), result.device.c_str(), o.plan.epochs, o.plan.dataset_images,
-              o.objective.c_str());
+              o.cluster.c_str(), result.gpu.c_str(), o.plan.epochs, o.plan.dataset_images, o.objective.c_str());
   print_table(result, o);
   if (const std::string how = runs_with(best); !how.empty()) std::printf("\nThe best plan's allreduce: %s.\n", how.c_str());
   print_not_run(result);

@@ -93,6 +93,11 @@ int run(const SimOptions& o) {
   if (o.scaling) {
     ScalingOptions so = o.scaling_options;
     so.json = o.json;
+    char bucket[32];
+    std::snprintf(bucket, sizeof bucket, "%g", o.bucket_MB);
+    so.configuration = o.model + " on " + cluster.name + ": " + std::to_string(cfg.batch_per_gpu) + " images/GPU, " + o.precision + ", " +
+                       o.algorithm + (cfg.algorithm == sim::Algorithm::hierarchical ? " (inter: " + o.inter + ")" : "") +
+                       (o.bucket_MB > 0 ? ", buckets of " + std::string(bucket) + " MB" : ", a bucket per layer");
     if (!o.trace.empty())
       throw topo::InputError("--trace", "", "one configuration; --scaling predicts several");
     // Before the points are worked out and printed: an unwritable plot is refused with nothing done.

@@ -57,6 +57,15 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
 
   nlohmann::json points = nlohmann::json::array();
   plot::Series curve{"basin sim", {}, {}, plot::Series::Style::line_and_points};
+  // What is swept, and what its compute rests on (one device, so every count's basis is one).
+  const sim::IterationResult first = sim::predict(cluster, profile, [&] {
+    sim::TrainingConfig one = config;
+    one.gpus = counts.front();
+    return one;
+  }(), model).result;
+  if (!o.json)
+    std::printf("%s\ncompute: %s%s\n\n", o.configuration.c_str(), first.compute_estimated ? "ESTIMATE, " : "",
+                first.compute_basis.c_str());
   if (!o.json)
     std::printf("%6s %-14s %12s %10s %10s %10s %12s %10s %12s\n", "GPUs", "servers x GPUs", "iteration s",
                 "exposed s", "stall s", "images/s", "epoch s", "efficiency", "vs one GPU");
@@ -92,6 +101,9 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
   if (o.json)
     std::cout << nlohmann::json{{"format", "basin.sim_scaling/1"},
                                 {"cluster", cluster.name},
+                                {"configuration", o.configuration},
+                                {"compute_estimated", first.compute_estimated},
+                                {"compute_basis", first.compute_basis},
                                 {"baseline", "one server's GPUs, the same configuration"},
                                 {"points", points}}
                      .dump(2)

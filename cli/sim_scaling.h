@@ -15,6 +15,7 @@ struct ScalingOptions {
   bool json = false;
   std::string plot;      // SVG path; empty: none
   std::string measured;  // "GPUS:EFFICIENCY,..." drawn beside the prediction
+  std::string configuration;  // what is swept, said above the table ("resnet50 on bigbasin:32: ...")
 };
 
 // GPU counts of a sweep up to `gpus`: one server's share (its GPUs, or --per-server's N; or 1,

@@ -143,6 +143,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   result.cluster = cluster.name;
   result.model = o.model;
   result.device = profile.device;
+  result.gpu = profile.gpu_model.empty() ? profile.device : profile.gpu_model;
   result.cost_in_gpu_hours = !(o.price_per_gpu_hour > 0);
   if (o.epochs < 1) throw topo::InputError("--epochs", "", "at least 1 epoch");
   if (o.dataset_images < 1) throw topo::InputError("--dataset-images", "", "at least 1 image");

@@ -361,6 +361,16 @@ TEST_CASE("basin select and plan say plainly what they found", "[cli]") {
   const std::string basis = nlohmann::json::parse(r.out)["compute_basis"];
   REQUIRE(basis.find("a fixed") != std::string::npos);
   REQUIRE(basis.find("a fixed") == basis.rfind("a fixed"));
+  // Each count of rejected plans has an example of its own kind: a deadline's miss for those
+  // simulated, an accuracy limit for those turned away before; and the header names the GPU the
+  // cluster has (a DGX-1's 16 GB V100), not the profile's part.
+  r = basin::test::run("plan --cluster bigbasin:32 --deadline-h 2 --out ''");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("past the deadline or budget (e.g. \"misses the deadline"));
+  REQUIRE_THAT(r.out, HasText("rejected before simulation (e.g. \"global batch"));
+  r = basin::test::run("plan --cluster dgx1:1 --out ''");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("on dgx1:1 (Tesla V100-SXM2-16GB)"));
   // A plan made for a topology file names it by an absolute path, found from any directory.
   const fs::path dir = fs::temp_directory_path() / "basin-cli-plan-abs";
   fs::create_directories(dir);

@@ -250,6 +250,13 @@ TEST_CASE("a topology's server count, huge numbers and unmatched GPU models are 
   std::ofstream(dir / "l4.json") << l4.dump();
   require_input_error(run("sim --cluster " + (dir / "l4.json")),
                       {"l4.json", "GPU 'NVIDIA L4'", "have: ", "--profile FILE", "(for GPU gpu0)"});
+  // A topology without GPUs is named by its file, in sim and select as in plan.
+  nlohmann::json cpus_only = {{"format", "basin.topology/1"}, {"name", "vm"},
+                              {"nodes", {{{"id", "cpu0"}, {"kind", "cpu"}}}}, {"links", nlohmann::json::array()}};
+  std::ofstream(dir / "vm.json") << cpus_only.dump();
+  for (const char* command : {"sim", "select"})
+    require_input_error(run(std::string(command) + " --cluster " + (dir / "vm.json")),
+                        {"vm.json: expected a topology with GPUs", "'vm' with none"});
   // A GPU of no model is told so, not sought under the model ''.
   nlohmann::json nameless = box;
   for (auto& node : nameless["nodes"])

@@ -65,6 +65,21 @@ TEST_CASE("basin sim --scaling --per-server N starts at N GPUs on one server and
   REQUIRE_THAT(r.out, HasText("3+3+2"));
 }
 
+TEST_CASE("basin sim --scaling names what it sweeps and says where compute is an estimate", "[cli]") {
+  // No B200 has been measured: its speed is the H100's share of peak (profiles/devices).
+  auto r = run("sim --cluster dgx-b200:2 --precision bf16 --scaling");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("resnet50 on dgx-b200:2,switch: 32 images/GPU, bf16, hierarchical"));
+  REQUIRE_THAT(r.out, HasText("compute: ESTIMATE"));
+  auto j = json_of(run("sim --cluster dgx-b200:2 --precision bf16 --scaling --json").out);
+  REQUIRE(j["compute_estimated"] == true);
+  // The P100 was measured.
+  r = run("sim --cluster bigbasin:2 --scaling");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("compute: measured"));
+  REQUIRE_THAT(r.out, !HasText("ESTIMATE"));
+}
+
 TEST_CASE("basin sim --scaling shows the input pipeline's stall and says when it sets the pace", "[cli]") {
   // 14 cores per H100 at 150 images/s each feed 2,100 images/s; one H100 computes 3,976 in bf16
   // (profiles/devices/h100.json): every GPU waits, alike at every count.

@@ -258,6 +258,7 @@ std::vector<int> default_gpu_counts(const topo::Topology& cluster, const std::ve
 
 struct PlanResult {
   std::string cluster, model, device;
+  std::string gpu;  // the topology's GPU model (the profile's device may be another of its kind)
   int gpus_on_a_server = 0;       // the cluster's servers' GPUs (the most on any)
   // Where no route joins the servers (fabric=none): the GPUs of the one server searched; else 0.
   int one_server_only = 0;
