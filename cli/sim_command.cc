@@ -36,6 +36,8 @@ struct SimOptions {
   double cores_per_gpu = 0;
   std::string host_staging = "auto";
   double compute_jitter = 0;
+  int epochs = 90;
+  long long dataset_images = sim::TrainingConfig{}.epoch_images;
   bool json = false;
   std::string trace;
   bool scaling = false;
@@ -64,6 +66,11 @@ int run(const SimOptions& o) {
   cfg.gpus_per_server = o.per_server;
   cfg.gpus = o.gpus > 0 ? o.gpus : static_cast<int>(sim::gpus_in_use(cluster, 0, o.per_server).size());
   cfg.batch_per_gpu = o.batch_per_gpu;
+  // As plan takes them, so that a plan made for another dataset or length can be checked here.
+  if (o.epochs < 1) throw topo::InputError("--epochs", "", "at least 1 epoch, got " + std::to_string(o.epochs));
+  if (o.dataset_images < 1)
+    throw topo::InputError("--dataset-images", "", "at least 1 image, got " + std::to_string(o.dataset_images));
+  cfg.epoch_images = o.dataset_images;
   // NCCL's algorithms ("nccl-ring/Simple") are timed by NCCL's model (plan::nccl_model); basin's
   // own by the engine alone.
   const bool nccl = o.algorithm.rfind("nccl", 0) == 0;
@@ -166,6 +173,8 @@ int run(const SimOptions& o) {
         {"library", library},
         {"iteration_s", r.iteration_s},
         {"epoch_s", r.epoch_s},
+        {"epochs", o.epochs},
+        {"time_to_train_h", o.epochs * r.epoch_s / 3600},
         {"images_per_s", r.images_per_s},
         {"scaling_efficiency_vs_one_server", p.scaling_efficiency},
         {"scaling_efficiency_vs_one_gpu", p.scaling_efficiency_vs_one_gpu},
@@ -228,9 +237,9 @@ int run(const SimOptions& o) {
   // images over images/s.
   const double images_a_step = static_cast<double>(cfg.gpus) * cfg.batch_per_gpu;
   const bool partly = std::fmod(static_cast<double>(cfg.epoch_images), images_a_step) != 0;
-  std::printf("  epoch            %8.1f s  (%.0f iterations%s; 90 epochs: %.2f h)\n", r.epoch_s,
+  std::printf("  epoch            %8.1f s  (%.0f iterations%s; %d epochs: %.2f h)\n", r.epoch_s,
               std::ceil(static_cast<double>(cfg.epoch_images) / images_a_step),
-              partly ? ", the last one partly filled" : "", 90 * r.epoch_s / 3600);
+              partly ? ", the last one partly filled" : "", o.epochs, o.epochs * r.epoch_s / 3600);
   std::printf("  scaling efficiency vs one server: %.1f%%, vs one GPU: %.1f%%\n", 100 * p.scaling_efficiency,
               100 * p.scaling_efficiency_vs_one_gpu);
   // Time is not the whole answer past 8k images (Goyal et al. 2017, fig. 1): say what accuracy
@@ -280,6 +289,9 @@ std::function<int()> add_sim_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--decode-rate", o->decode_rate,
                   "JPEG decode+augment images/s per CPU core (assumed default)")
+      ->capture_default_str();
+  cmd->add_option("--epochs", o->epochs, "Epochs to train, for the time to train")->capture_default_str();
+  cmd->add_option("--dataset-images", o->dataset_images, "Training images per epoch (default: ImageNet-1k's)")
       ->capture_default_str();
   cmd->add_option("--cores-per-gpu", o->cores_per_gpu, "CPU cores feeding each GPU, a share such as 3.5 (default: the server's cores over its GPUs in use)");
   cmd->add_option("--gpu-decode-rate", o->gpu_decode_rate,

@@ -87,6 +87,21 @@ TEST_CASE("basin sim --host-staging off is no slower than on and has no host ter
   REQUIRE(off["comm_terms"]["network"]["total_s"].get<double>() > 0);
 }
 
+TEST_CASE("basin sim takes plan's dataset size and epochs", "[cli]") {
+  // 8 GPUs x 32 = 256 images a step: ImageNet's 1,281,167 take 5,005 steps (the last partly
+  // filled), 100,000 take 391; the time to train is the epochs' sum.
+  const auto full = nlohmann::json::parse(run("sim --cluster dgx1:1 --json").out);
+  Result r = run("sim --cluster dgx1:1 --json --dataset-images 100000 --epochs 10");
+  REQUIRE(r.exit_code == 0);
+  const auto small = nlohmann::json::parse(r.out);
+  REQUIRE_THAT(small["epoch_s"].get<double>(), WithinRel(full["epoch_s"].get<double>() * 391 / 5005, 1e-9));
+  REQUIRE(small["epochs"] == 10);
+  REQUIRE_THAT(small["time_to_train_h"].get<double>(), WithinRel(10 * small["epoch_s"].get<double>() / 3600, 1e-12));
+  REQUIRE_THAT(run("sim --cluster dgx1:1 --epochs 10").out, HasText("10 epochs: "));
+  REQUIRE(run("sim --cluster dgx1:1 --epochs 0").exit_code == 2);
+  REQUIRE(run("sim --cluster dgx1:1 --dataset-images 0").exit_code == 2);
+}
+
 TEST_CASE("basin sim shows the allreduce terms in its text output", "[cli]") {
   Result r = run("sim --cluster bigbasin:32 --gpus 256 --host-staging on");
   CAPTURE(r.out);
