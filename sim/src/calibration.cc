@@ -113,13 +113,17 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
 
 // The first pair of `network`'s own measurements that fits one, else the first of any network's
 // (a profile measured by basin profile beside a framework's figures fits each network on its own).
-StepOverhead fit_step_overhead(const DeviceProfile& p, const std::string& network) {
+// Where `source` is given, only a pair measured by it: a fixed cost is the stepping framework's
+// (a CPU standing in for a V100 in basin's step fits 556 ms, which NVIDIA's PyTorch rows of the
+// same profile do not have).
+StepOverhead fit_step_overhead(const DeviceProfile& p, const std::string& network, const std::string& source = "") {
   for (const bool own : {true, false})
     for (const auto& small : p.measured)
       for (const auto& large : p.measured) {
         if (small.model != large.model || small.precision != large.precision || small.gpus != large.gpus ||
             !(small.batch_per_gpu < large.batch_per_gpu) || (own && small.model != network))
           continue;
+        if (!source.empty() && (small.source != source || large.source != source)) continue;
         model::Network net;
         try {
           net = model::network_by_name(small.model);
@@ -166,10 +170,11 @@ std::string profile_key(const DeviceProfile& p) {
   return key;
 }
 
-// The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from.
-StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p) {
-  StepOverhead o = fit_step_overhead(p, n.name);
-  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of, n.name);
+// The fixed cost of a step of `n` on `p`: fitted on `p`, else on the device it borrows from;
+// for a row of `source`, that source's (empty: any).
+StepOverhead step_overhead(const model::Network& n, const DeviceProfile& p, const std::string& source = "") {
+  StepOverhead o = fit_step_overhead(p, n.name, source);
+  if (o.seconds == 0 && p.efficiency_of) o = fit_step_overhead(*p.efficiency_of, n.name, source);
   if (o.seconds > 0 && o.layers != n.layers.size()) {
     char text[96];
     std::snprintf(text, sizeof text, " x %zu/%zu layers", n.layers.size(), o.layers);
@@ -186,7 +191,7 @@ std::optional<Calibration> measured(const model::Network& n, Precision prec, con
   for (const auto& m : p.measured)
     if (m.model == n.name && m.precision == prec && (!best || m.batch_per_gpu > best->batch_per_gpu)) best = &m;
   if (!best) return std::nullopt;
-  const StepOverhead o = step_overhead(n, p);
+  const StepOverhead o = step_overhead(n, p, best->source);
   Calibration c = from_measurement(n, prec, p, *best, o.seconds);
   if (o.seconds > 0) c.basis += "; " + o.basis;
   return c;
@@ -211,7 +216,7 @@ std::optional<Calibration> other_network(const model::Network& n, Precision prec
     if (!nearest || gap < nearest_gap) nearest = &m, nearest_gap = gap, nearest_net = std::move(other);
   }
   if (!nearest) return std::nullopt;
-  const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest, step_overhead(nearest_net, p).seconds);
+  const Calibration theirs = from_measurement(nearest_net, prec, p, *nearest, step_overhead(nearest_net, p, nearest->source).seconds);
   Calibration c;
   c.efficiency = theirs.efficiency;
   c.measured_gpus = theirs.measured_gpus;  // the share already waited for that run's slowest GPU

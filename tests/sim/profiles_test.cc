@@ -399,6 +399,34 @@ TEST_CASE("a network measured at two batches fits its own fixed cost beside anot
   REQUIRE_THAT(rate("resnet50", 256).images_per_s, WithinRel(2520, 1e-6));
 }
 
+TEST_CASE("a fixed cost fitted on one source's rows is not put on another's", "[sim][profile]") {
+  // A slow stand-in (a CPU measured by basin profile) beside NVIDIA's one-batch V100 rows: basin's
+  // ResNet-18 pair fits a fixed cost of a step far above what NVIDIA's ResNet-50 fp16 step at 256
+  // (213 ms) holds. Taken for NVIDIA's rows it left them no time and refused the profile; those
+  // rows have no pair of their own, so no fixed cost, and reproduce their measurement.
+  test::TempDir dir("profiles-source-fit");
+  json v100 = read_json(shipped("v100.json"));
+  v100["measured"].push_back(
+      {{"model", "resnet18"}, {"precision", "fp32"}, {"batch_per_gpu", 2}, {"images_per_s", 8.65}, {"source", "basin"}});
+  v100["measured"].push_back(
+      {{"model", "resnet18"}, {"precision", "fp32"}, {"batch_per_gpu", 4}, {"images_per_s", 16.35}, {"source", "basin"}});
+  write_json(dir / "v100.json", v100);
+  const DeviceProfile p = load_device_profile(dir / "v100.json");
+  const topo::Topology t = topo::load_any("dgx1:1");
+  double fp16_rate = 0;
+  for (const auto& m : v100["measured"])
+    if (m["model"] == "resnet50" && m["precision"] == "fp16") fp16_rate = m["images_per_s"];
+  REQUIRE(fp16_rate > 0);
+  TrainingConfig cfg{.network = model::resnet(50), .gpus = 1, .batch_per_gpu = 256, .precision = Precision::fp16};
+  cfg.decode_images_per_s_per_core = 1e9;
+  const IterationResult r50 = simulate_iteration(t, p, cfg);
+  REQUIRE(r50.step_overhead_s == 0);
+  REQUIRE_THAT(r50.images_per_s, WithinRel(fp16_rate, 1e-6));
+  // ResNet-18 in fp16, nobody's measurement, is an estimate; it no longer refuses the profile.
+  cfg.network = model::resnet(18);
+  REQUIRE(simulate_iteration(t, p, cfg).compute_estimated);
+}
+
 TEST_CASE("a profile names a GPU by a word of its model in any case; a PCIe card or unmeasured part is said",
           "[sim][profile]") {
   // "A100" is not the workstation "NVIDIA A1000"; a letter after it is a variant of the part.
