@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 namespace basin::cli {
@@ -298,6 +299,27 @@ int run(PlanCliOptions o) {
     // Precisions left out of the default search, and the estimate each would have rested on.
     out["unmeasured"] = nlohmann::json::object();
     for (const auto& [precision, basis] : result.unmeasured) out["unmeasured"][precision] = basis;
+    // The ranked rows the table shows (--top of them), each with why it is not first, and one
+    // example of each kind of rejection.
+    auto row_json = [](const plan::PlanRow& x) {
+      return nlohmann::json{{"gpus", x.gpus}, {"ranks_per_server", x.ranks_per_server},
+                            {"batch_per_gpu", x.batch_per_gpu}, {"global_batch", x.global_batch},
+                            {"algorithm", x.algorithm.name()}, {"library", x.library}, {"bucket_MB", x.bucket_MB},
+                            {"precision", x.precision.name()}, {"memory_GB", x.memory_GB},
+                            {"iteration_s", x.iteration_s}, {"epoch_s", x.epoch_s}, {"images_per_s", x.images_per_s},
+                            {"scaling_efficiency", x.scaling_efficiency}, {"time_to_train_h", x.time_to_train_h},
+                            {"gpu_hours", x.gpu_hours}, {"cost", x.cost}, {"accuracy_penalty_points", x.accuracy_penalty},
+                            {"compute_estimated", x.compute_estimated}, {"bottleneck", x.bottleneck()},
+                            {"why_not_first", x.lost.empty() ? "best" : x.lost}};
+    };
+    out["rows"] = nlohmann::json::array();
+    for (size_t i = 0; i < result.rows.size() && static_cast<int>(i) < o.top; ++i)
+      out["rows"].push_back(row_json(result.rows[i]));
+    out["rejected_examples"] = nlohmann::json::array();
+    std::set<std::string> kinds;
+    for (const plan::PlanRow& x : result.rejected)
+      if (kinds.insert(x.rejected.substr(0, x.rejected.find_first_of(":0123456789"))).second)
+        out["rejected_examples"].push_back(x.rejected);
     nlohmann::json pareto = nlohmann::json::array();
     for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
     out["pareto"] = pareto;

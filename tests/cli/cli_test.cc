@@ -371,6 +371,15 @@ TEST_CASE("basin select and plan say plainly what they found", "[cli]") {
   r = basin::test::run("plan --cluster dgx1:1 --out ''");
   REQUIRE(r.exit_code == 0);
   REQUIRE_THAT(r.out, HasText("on dgx1:1 (Tesla V100-SXM2-16GB)"));
+  // --json holds what the table shows: --top rows, the first the best plan, and the rejections.
+  r = basin::test::run("plan --cluster bigbasin:32 --deadline-h 2 --json --top 3 --out ''");
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  REQUIRE(j["rows"].size() == 3);
+  REQUIRE(j["rows"][0]["why_not_first"] == "best");
+  REQUIRE(j["rows"][0]["gpus"] == j["best"]["world_size"]);
+  REQUIRE(j["rows"][1]["time_to_train_h"].get<double>() <= 2);
+  REQUIRE(j["rejected_examples"].size() == 2);
   // A plan made for a topology file names it by an absolute path, found from any directory.
   const fs::path dir = fs::temp_directory_path() / "basin-cli-plan-abs";
   fs::create_directories(dir);
