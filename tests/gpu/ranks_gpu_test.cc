@@ -73,13 +73,19 @@ std::vector<float> run_ranks(const TrainConfig& c, int ranks, int micro, DeviceO
   return fixture::checkpoint_weights(c, *backend);
 }
 
+// What the ranks must reach: one rank summing `micro` micro-batches, written under `name`.
+std::vector<float> one_rank(const Run& run, const char* name, int micro) {
+  TrainConfig c = run.c;
+  c.out = run.dir.path / name;
+  return run_ranks(c, 1, micro, [](int) { return 0; });
+}
+
 }  // namespace
 
 TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[exec][gpu][train][comm]") {
   Run run;
   TrainConfig c = run.c;
-  c.out = run.dir.path / "one";
-  const std::vector<float> one = run_ranks(c, 1, 2, [](int) { return 0; });
+  const std::vector<float> one = one_rank(run, "one", 2);
   // Each rank computes its shard's gradient with the same kernels the micro-batch does, and a
   // sum of two is the same in either order, so only run-to-run nondeterminism (batch norm's
   // reductions) separates them; data_parallel_test.cc's 1e-5 of the weights' scale covers the
@@ -98,9 +104,8 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
   // Goyal et al.'s three phases on the staged path: 4 ranks on the one GPU as 2 servers of 2
   // (reduce in each, halving-doubling between the first ranks, broadcast), against one rank
   // summing 4 micro-batches.
+  const std::vector<float> four = one_rank(run, "one-of-four", 4);
   TrainConfig h = run.c;
-  h.out = run.dir.path / "one-of-four";
-  const std::vector<float> four = run_ranks(h, 1, 4, [](int) { return 0; });
   h.out = run.dir.path / "hierarchical";
   h.gpu_collective = TrainConfig::GpuCollective::gloo;
   h.allreduce.algorithm = comm::Algorithm::hierarchical;
@@ -144,12 +149,9 @@ TEST_CASE("Servers of one rank through NCCL inside and Gloo between reach one ra
     return;
   }
   Run run;
-  TrainConfig c = run.c;
-  c.out = run.dir.path / "one";
-  const std::vector<float> one = run_ranks(c, 1, 2, [](int) { return 0; });
-  TrainConfig h = run.c;
-  h.out = run.dir.path / "one-of-four";
-  const std::vector<float> four = run_ranks(h, 1, 4, [](int) { return 0; });
+  const TrainConfig c = run.c;
+  const std::vector<float> one = one_rank(run, "one", 2);
+  const std::vector<float> four = one_rank(run, "one-of-four", 4);
   const auto timeout = std::chrono::seconds(20);
   TrainConfig g = run.c;
   g.out = run.dir.path / "nccl-gloo";
@@ -193,9 +195,8 @@ TEST_CASE("Two ranks on two GPUs through NCCL reach one rank's weights", "[exec]
     return;
   }
   Run run;
-  TrainConfig c = run.c;
-  c.out = run.dir.path / "one";
-  const std::vector<float> one = run_ranks(c, 1, 2, [](int) { return 0; });
+  const TrainConfig c = run.c;
+  const std::vector<float> one = one_rank(run, "one", 2);
   for (auto algorithm : {TrainConfig::NcclAlgorithm::ring, TrainConfig::NcclAlgorithm::tree}) {
     TrainConfig n = c;
     n.out = run.dir.path / (algorithm == TrainConfig::NcclAlgorithm::ring ? "ring" : "tree");
