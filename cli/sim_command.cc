@@ -157,6 +157,10 @@ int run(const SimOptions& o) {
     terms[name] = {{"total_s", t.total_s},
                    {"iteration_s_without", t.iteration_s_without},
                    {"contribution_s", r.iteration_s - t.iteration_s_without}};
+  // A last, partly filled batch takes a whole iteration: the epoch is its iterations, not the
+  // images over images/s.
+  const double images_a_step = static_cast<double>(cfg.gpus) * cfg.batch_per_gpu;
+  const double iterations = std::ceil(static_cast<double>(cfg.epoch_images) / images_a_step);
   if (o.json) {
     nlohmann::json j = {
         {"format", "basin.sim_result/1"},
@@ -173,6 +177,7 @@ int run(const SimOptions& o) {
         {"library", library},
         {"iteration_s", r.iteration_s},
         {"epoch_s", r.epoch_s},
+        {"iterations_per_epoch", static_cast<long long>(iterations)},
         {"epochs", o.epochs},
         {"time_to_train_h", o.epochs * r.epoch_s / 3600},
         {"images_per_s", r.images_per_s},
@@ -186,6 +191,7 @@ int run(const SimOptions& o) {
         {"gradient_MB", r.gradient_MB},
         {"memory_GB", r.memory_GB},
         {"device_memory_GB", profile.memory_GB},
+        {"device", sim::memory_owner(profile)},
         {"compute_estimated", r.compute_estimated},
         {"compute_basis", r.compute_basis},
         {"step_overhead_s", r.step_overhead_s},
@@ -233,12 +239,8 @@ int run(const SimOptions& o) {
   std::printf("  images/s         %8.0f\n", r.images_per_s);
   std::printf("  device memory    %8.1f GB of the %.0f GB of a %s\n", r.memory_GB,
               profile.memory_GB, sim::memory_owner(profile).c_str());
-  // A last, partly filled batch takes a whole iteration: the epoch is its iterations, not the
-  // images over images/s.
-  const double images_a_step = static_cast<double>(cfg.gpus) * cfg.batch_per_gpu;
   const bool partly = std::fmod(static_cast<double>(cfg.epoch_images), images_a_step) != 0;
-  std::printf("  epoch            %8.1f s  (%.0f iterations%s; %d epochs: %.2f h)\n", r.epoch_s,
-              std::ceil(static_cast<double>(cfg.epoch_images) / images_a_step),
+  std::printf("  epoch            %8.1f s  (%.0f iterations%s; %d epochs: %.2f h)\n", r.epoch_s, iterations,
               partly ? ", the last one partly filled" : "", o.epochs, o.epochs * r.epoch_s / 3600);
   std::printf("  scaling efficiency vs one server: %.1f%%, vs one GPU: %.1f%%\n", 100 * p.scaling_efficiency,
               100 * p.scaling_efficiency_vs_one_gpu);

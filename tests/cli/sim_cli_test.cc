@@ -96,6 +96,9 @@ TEST_CASE("basin sim takes plan's dataset size and epochs", "[cli]") {
   const auto small = nlohmann::json::parse(r.out);
   REQUIRE_THAT(small["epoch_s"].get<double>(), WithinRel(full["epoch_s"].get<double>() * 391 / 5005, 1e-9));
   REQUIRE(small["epochs"] == 10);
+  REQUIRE(small["iterations_per_epoch"] == 391);
+  REQUIRE(full["iterations_per_epoch"] == 5005);
+  REQUIRE(full["device"] == "Tesla V100-SXM2-16GB");  // the DGX-1's own part
   REQUIRE_THAT(small["time_to_train_h"].get<double>(), WithinRel(10 * small["epoch_s"].get<double>() / 3600, 1e-12));
   REQUIRE_THAT(run("sim --cluster dgx1:1 --epochs 10").out, HasText("10 epochs: "));
   REQUIRE(run("sim --cluster dgx1:1 --epochs 0").exit_code == 2);
