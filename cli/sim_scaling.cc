@@ -38,6 +38,9 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
   int per_server = 0;
   for (topo::Vertex v : all) per_server += cluster.graph[v].server == cluster.graph[all[0]].server;
   if (config.gpus_per_server > 0) per_server = std::min(per_server, config.gpus_per_server);
+  // Servers no route joins (fabric=none): the sweep stops at one server's share, and says so.
+  const bool unjoined = sim::unjoined_server_gpus(cluster) > 0 && config.gpus > per_server;
+  if (unjoined) config.gpus = per_server;
   const std::vector<int> counts = scaling_counts(per_server, config.gpus);
   // Where each count's GPUs are: "4 x 8" (servers x GPUs), or "8+8+4" where they are uneven.
   auto layout_of = [&](int count) {
@@ -92,6 +95,10 @@ int run_scaling(const topo::Topology& cluster, const sim::DeviceProfile& profile
       std::cerr << "basin sim: " << i + 1 << "/" << counts.size() << " (" << counts[i]
                 << " GPUs)\n";
   }
+  if (unjoined && !o.json)
+    std::printf("No route joins %s's servers: the sweep stops at one server's %d GPUs (a fabric, fabric=switch, "
+                "fat-tree or rail, joins them).\n",
+                cluster.name.c_str(), per_server);
   // Efficiency against one server hides a pipeline that starves every GPU alike: say so.
   if (!o.json && !points.empty() && points.back()["data_stall_s"].get<double>() > 1e-3 * points.back()["iteration_s"].get<double>())
     std::printf("The input pipeline stalls every GPU (%s); efficiency vs one server leaves that out, "

@@ -172,17 +172,15 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   } catch (const std::invalid_argument& e) {
     throw topo::InputError("--model", "", e.what());
   }
-  // Servers that no route joins (fabric=none) train only on one server's GPUs: the search keeps
-  // to the first server's, and a count beyond it is refused by name, not at the first route.
+  // Servers that no route joins (fabric=none) train only on one server's GPUs (at most the
+  // largest --per-server of them): the search keeps to the first server's, and a count beyond
+  // it is refused by name, not at the first route.
   const std::vector<topo::Vertex> every_gpu = topo::gpus(cluster);
-  const std::vector<double> reach = topo::widest_from(cluster, every_gpu.front());
-  const bool joined = std::all_of(every_gpu.begin(), every_gpu.end(),
-                                  [&](topo::Vertex v) { return v == every_gpu.front() || reach[v] > 0; });
-  const int home = cluster.graph[every_gpu.front()].server;
-  const int reachable = joined ? static_cast<int>(every_gpu.size())
-                               : static_cast<int>(std::count_if(every_gpu.begin(), every_gpu.end(), [&](topo::Vertex v) {
-                                   return cluster.graph[v].server == home;
-                                 }));
+  const bool joined = sim::unjoined_server_gpus(cluster) == 0;
+  int reachable = joined ? static_cast<int>(every_gpu.size()) : sim::unjoined_server_gpus(cluster);
+  if (!joined && !o.gpus_per_server.empty() &&
+      std::find(o.gpus_per_server.begin(), o.gpus_per_server.end(), 0) == o.gpus_per_server.end())
+    reachable = std::min(reachable, *std::max_element(o.gpus_per_server.begin(), o.gpus_per_server.end()));
   std::vector<int> counts = o.gpu_counts.empty() ? default_gpu_counts(cluster, o.gpus_per_server) : o.gpu_counts;
   if (!joined) {
     result.one_server_only = reachable;
@@ -190,7 +188,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     for (int n : counts)
       if (n > reachable)
         throw topo::InputError("--gpus", "",
-                               "GPU counts of at most " + std::to_string(reachable) + ", one server's, got " +
+                               "GPU counts of at most " + std::to_string(reachable) + " (one server's" +
+                                   (reachable < sim::unjoined_server_gpus(cluster) ? ", as --per-server allows" : "") +
+                                   "), got " +
                                    std::to_string(n) + ": no route joins the servers of " + cluster.name +
                                    (cluster.fabric.empty() ? " (fabric=none)" : ""));
   }

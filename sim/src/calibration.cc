@@ -70,6 +70,7 @@ Calibration from_measurement(const model::Network& n, Precision prec, const Devi
   const double target = m.batch_per_gpu / m.images_per_s - overhead;
   Calibration c{.efficiency = 1.0, .estimated = false};
   c.measured_gpus = m.gpus;
+  c.source = m.source;
   c.step_overhead_s = overhead;
   // Without a fixed cost a measurement faster than the roofline at full peak keeps the peak, as
   // before; with one, the fit has left this row no time, and the profile is at fault.
@@ -220,6 +221,7 @@ std::optional<Calibration> other_network(const model::Network& n, Precision prec
   Calibration c;
   c.efficiency = theirs.efficiency;
   c.measured_gpus = theirs.measured_gpus;  // the share already waited for that run's slowest GPU
+  c.source = theirs.source;
   c.basis = "roofline estimate at the share of peak " + nearest->model + " reached (" + theirs.basis + "); no " +
             n.name + " measurement";
   return c;
@@ -255,6 +257,7 @@ Calibration estimate_share(const model::Network& n, Precision prec, const Device
     if (auto borrowed = measured(n, prec, *p.efficiency_of)) {
       c.efficiency = borrowed->efficiency;
       c.measured_gpus = borrowed->measured_gpus;
+      c.source = borrowed->source;
       c.basis = "roofline estimate at the share of peak " + p.efficiency_of->device + " reached (" +
                 borrowed->basis + "); no measurement of this device";
       return c;
@@ -266,6 +269,7 @@ Calibration estimate_share(const model::Network& n, Precision prec, const Device
         peak_TFLOPS(p, Precision::fp16) == peak_TFLOPS(p, Precision::bf16)) {
       c.efficiency = sibling->efficiency;
       c.measured_gpus = sibling->measured_gpus;
+      c.source = sibling->source;
       c.basis = sibling->basis + " on " + p.efficiency_of->device + "; no measurement of this device";
       return c;
     }
@@ -287,8 +291,9 @@ Calibration estimate_share(const model::Network& n, Precision prec, const Device
 Calibration calibrate_afresh(const model::Network& n, Precision prec, const DeviceProfile& p) {
   if (auto c = measured(n, prec, p)) return *c;
   Calibration c = estimate_share(n, prec, p);
-  // An estimate carries this device's fixed cost of a step for this network, as a measurement does.
-  const StepOverhead o = step_overhead(n, p);
+  // An estimate carries this device's fixed cost of a step for this network, as a measurement
+  // does: that of the source whose share it took (any, for a share of the datasheet peak).
+  const StepOverhead o = step_overhead(n, p, c.source);
   // (Said once: an estimate borrowed from another device's measurement already names that
   // device's fixed cost, which is the one taken.)
   if (c.step_overhead_s == 0 && o.seconds > 0 && c.basis.find(o.basis) == std::string::npos)

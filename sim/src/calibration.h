@@ -39,6 +39,9 @@ struct Calibration {
   // A fixed cost of every step whatever its batch (kernel launches, the framework's host work),
   // spread evenly over the layers' forward and backward passes (step_overhead).
   double step_overhead_s = 0;
+  // The source of the measurement the share rests on ("pytorch", "basin"; empty for none): its
+  // fixed cost is that source's.
+  std::string source;
 };
 
 // Measured figures first, then estimates from the nearest evidence (see calibration.cc), each

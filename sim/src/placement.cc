@@ -4,6 +4,7 @@
 // simulator prices the run on the GPUs so placed.
 #include <basin/training.h>
 
+#include <algorithm>
 #include <map>
 
 namespace basin::sim {
@@ -14,6 +15,16 @@ int gpus_on_a_server(const topo::Topology& cluster) {
   int most = 0;
   for (const auto& [server, n] : on_server) most = std::max(most, n);
   return most;
+}
+
+int unjoined_server_gpus(const topo::Topology& cluster) {
+  const std::vector<topo::Vertex> all = topo::gpus(cluster);
+  if (all.empty()) return 0;
+  const std::vector<double> reach = topo::widest_from(cluster, all.front());
+  if (std::all_of(all.begin() + 1, all.end(), [&](topo::Vertex v) { return reach[v] > 0; })) return 0;
+  const int home = cluster.graph[all.front()].server;
+  return static_cast<int>(
+      std::count_if(all.begin(), all.end(), [&](topo::Vertex v) { return cluster.graph[v].server == home; }));
 }
 
 std::vector<topo::Vertex> gpus_in_use(const topo::Topology& cluster, int count, int per_server,

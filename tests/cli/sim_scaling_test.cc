@@ -57,6 +57,10 @@ TEST_CASE("basin sim --scaling --per-server N starts at N GPUs on one server and
   REQUIRE(one.exit_code == 0);
   REQUIRE_THAT(j["points"][1]["iteration_s"].get<double>(),
                WithinRel(json_of(one.out)["iteration_s"].get<double>(), 1e-12));
+  // Servers no route joins: the sweep stops at one server, and says why.
+  r = run("sim --cluster dgx-h100:4,fabric=none --scaling");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, HasText("the sweep stops at one server's 8 GPUs"));
   // The table says it too; uneven servers are spelled out.
   r = run("sim --cluster dgx-h100:3 --per-server 3 --gpus 8 --scaling");
   REQUIRE(r.exit_code == 0);

@@ -33,6 +33,14 @@ TEST_CASE("servers no route joins (fabric=none) are planned one server at a time
   REQUIRE(counts == std::set<int>{1, 2, 4, 8});
   // The same servers on a fabric search past one server, and say nothing of it.
   REQUIRE(make_plan(topo::load_any("dgx-h100:4"), profile_for(t), o).one_server_only == 0);
+  // At most 2 a server: 1 and 2 GPUs, and a count of 4 is refused as more than that allows.
+  PlanOptions two = o;
+  two.gpus_per_server = {2};
+  const PlanResult r2 = make_plan(t, profile_for(t), two);
+  REQUIRE(r2.one_server_only == 2);
+  for (const PlanRow& row : r2.rows) REQUIRE(row.gpus <= 2);
+  two.gpu_counts = {4};
+  REQUIRE_THROWS_AS(make_plan(t, profile_for(t), two), topo::InputError);
   // More GPUs than one server's is refused by name.
   o.gpu_counts = {16};
   try {

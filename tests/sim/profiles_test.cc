@@ -425,6 +425,15 @@ TEST_CASE("a fixed cost fitted on one source's rows is not put on another's", "[
   // ResNet-18 in fp16, nobody's measurement, is an estimate; it no longer refuses the profile.
   cfg.network = model::resnet(18);
   REQUIRE(simulate_iteration(t, p, cfg).compute_estimated);
+  // A ResNet-101 in fp32 is estimated from NVIDIA's ResNet-50 row, the nearest network: its fixed
+  // cost is NVIDIA's (none), not basin's stand-in's, so it runs as with the shipped profile.
+  cfg.network = model::resnet(101);
+  cfg.precision = Precision::fp32;
+  cfg.batch_per_gpu = 64;
+  const IterationResult mixed = simulate_iteration(t, p, cfg);
+  REQUIRE(mixed.step_overhead_s == 0);
+  REQUIRE_THAT(mixed.images_per_s,
+               WithinRel(simulate_iteration(t, load_device_profile(shipped("v100.json")), cfg).images_per_s, 1e-9));
 }
 
 TEST_CASE("a profile names a GPU by a word of its model in any case; a PCIe card or unmeasured part is said",
