@@ -145,20 +145,24 @@ void check_same_recipe(const std::string& saved_text, const nlohmann::json& want
   auto effective_start = [](nlohmann::json& r) {
     for (const char* key : {"warmup_start_lr", "base_lr", "base_batch", "batch", "micro_batches", "world_size"})
       if (!r.contains(key) || !r[key].is_number()) return;
-    const double peak = r["base_lr"].get<double>() * r["batch"].get<double>() * r["micro_batches"].get<double>() *
-                        r["world_size"].get<double>() / r["base_batch"].get<double>();
-    r["warmup_start_lr"] = std::min(r["warmup_start_lr"].get<double>(), peak);
+    LrSchedule s;  // scaled_lr's own arithmetic, so that the peak rounds as the run's does
+    s.base_lr = r["base_lr"].get<double>();
+    s.base_batch = r["base_batch"].get<int>();
+    const long long global =
+        r["batch"].get<long long>() * r["micro_batches"].get<long long>() * r["world_size"].get<long long>();
+    r["warmup_start_lr"] = std::min(r["warmup_start_lr"].get<double>(), scaled_lr(s, global));
   };
+  const nlohmann::json stated = saved;  // what each run said, for the refusal
   nlohmann::json want = wanted;
   effective_start(saved);
   effective_start(want);
   for (const auto& [key, value] : want.items()) {
     const auto it = saved.find(key);
-    const std::string had = it == saved.end() ? "nothing" : it->dump();
+    const std::string had = it == saved.end() ? "nothing" : stated.at(key).dump();
     if (it == saved.end() || *it != value)
       throw std::invalid_argument(
           "--resume: " + checkpoint.string() + " was written by a run with " + key + " = " + had +
-          "; this run asks for " + value.dump() +
+          "; this run asks for " + wanted.at(key).dump() +
           ". Resume with the same settings, or start a new run in another directory");
   }
 }

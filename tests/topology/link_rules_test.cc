@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -18,8 +19,12 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Dir {
-  fs::path path = fs::temp_directory_path() / "basin-link-rules-test";
-  Dir() { fs::create_directories(path); }
+  fs::path path;
+  Dir() {
+    // A directory of its own: ctest runs each case as its own test, in parallel.
+    char name[] = "/tmp/basin-link-rules-XXXXXX";
+    path = mkdtemp(name);
+  }
   ~Dir() { fs::remove_all(path); }
   std::string write(const std::string& name, const json& doc) const {
     const std::string file = (path / name).string();
@@ -78,6 +83,12 @@ TEST_CASE("a link joins only what its kind joins in hardware", "[topology][json]
     REQUIRE(e.path == "/links/" + std::to_string(doc["links"].size() - 1) + "/kind");
     REQUIRE_THAT(e.expected, HasText(o.expected));
   }
+  // Only network cables join servers: PCIe or NVLink between two servers' GPUs is refused.
+  json two = to_json(load_any("dgx1:2"));
+  two["links"].push_back(link("s0/gpu0", "s1/gpu0", "pcie"));
+  InputError across = refusal(dir.write("across.json", two));
+  REQUIRE(across.path == "/links/" + std::to_string(two["links"].size() - 1) + "/kind");
+  REQUIRE_THAT(across.expected, HasText("a pcie link inside one server"));
   // A cable of another kind than the NIC's port: the DGX-1's NICs are InfiniBand.
   json doc = dgx1();
   doc["nodes"].push_back({{"id", "sw"}, {"kind", "net_switch"}, {"server", -1}});
@@ -123,6 +134,13 @@ TEST_CASE("a server copied into a cluster is blamed in its own file", "[topology
   REQUIRE(e.origin == (dir.path / "inline.json").string() + " (/server)");
   REQUIRE(e.path == "/nodes/" + std::to_string(index_of(cut, "gpu0")));
 
+  // NICs of two kinds cannot share one fabric's switches: refused at the odd NIC's port_kind.
+  json mixed = dgx1();
+  mixed["nodes"][index_of(mixed, "nic1")]["port_kind"] = "ethernet";
+  e = refusal(dir.write("mixed-nics.json", mixed) + ":2");
+  REQUIRE(e.path == "/nodes/" + std::to_string(index_of(mixed, "nic1")) + "/port_kind");
+  REQUIRE_THAT(e.expected, HasText("NICs of one port kind"));
+  REQUIRE_NOTHROW(load_any(dir.write("mixed-nics.json", mixed) + ":2,fabric=none"));
   // No NIC at all, and a fabric switch inside the server.
   json bare = dgx1();
   json nodes = json::array();

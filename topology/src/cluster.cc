@@ -219,6 +219,17 @@ Topology build_cluster(const Topology& server, int count, const FabricSpec& fabr
                      "a server with at least one NIC (a node of kind nic) to join " + std::to_string(count) +
                          " servers on a fabric, but " + server.name + " has none (fabric=none needs none)");
   if (fabric.kind != FabricKind::none) require_gpus_reach_nics(server, origin, count);
+  // A fabric is one network: NICs of two port kinds would hang off one switch of both.
+  if (fabric.kind != FabricKind::none) {
+    const std::vector<Vertex> own = nodes_of_kind(server, NodeKind::nic);
+    const Node& first = server.graph[own.front()];
+    for (Vertex n : own)
+      if (server.graph[n].port_kind != first.port_kind)
+        throw InputError(origin, server.source.empty() ? "" : "/nodes/" + std::to_string(n) + "/port_kind",
+                         "NICs of one port kind to join " + std::to_string(count) + " servers on one fabric, but " +
+                             server.graph[n].id + " is " + to_string(server.graph[n].port_kind) + " where " +
+                             first.id + " is " + to_string(first.port_kind));
+  }
   if (fabric.sharp) {
     if (fabric.kind == FabricKind::none)
       throw InputError("--cluster", "", "sharp=on with a fabric whose switches could sum, not fabric=none");

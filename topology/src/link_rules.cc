@@ -20,6 +20,12 @@ std::optional<std::string> link_end_fault(LinkKind kind, const Node& a, const No
   auto both = [&](std::initializer_list<K> kinds) { return is_one_of(a.kind, kinds) && is_one_of(b.kind, kinds); };
   const std::string ends = std::string(" (") + a.id + " is a " + to_string(a.kind) + ", " + b.id + " a " +
                            to_string(b.kind) + ")";
+  // Only the network's cables join servers (a node on none is the fabric's, with rules of its own).
+  if (kind != LinkKind::ethernet && kind != LinkKind::infiniband && a.server >= 0 && b.server >= 0 &&
+      a.server != b.server)
+    return std::string("a ") + to_string(kind) + " link inside one server, but " + a.id + " is on server " +
+           std::to_string(a.server) + " and " + b.id + " on server " + std::to_string(b.server) +
+           " (servers are joined by ethernet or infiniband cables through NICs)";
   switch (kind) {
     case LinkKind::nvlink:
       if (!both({K::gpu, K::nvswitch, K::cpu}))

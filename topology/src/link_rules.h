@@ -13,7 +13,7 @@ namespace basin::topo {
 // Why a link of `kind` cannot join `a` and `b` (the expectation an error states), or nothing
 // where it can: NVLink joins GPUs, NVSwitches and CPUs; C2C a CPU and a GPU; CPU interconnects
 // CPUs; a network cable NICs and network switches, of the NIC's own port kind; PCIe anything but
-// a network switch.
+// a network switch. Only network cables join two servers.
 std::optional<std::string> link_end_fault(LinkKind kind, const Node& a, const Node& b);
 
 // A network switch is of one network: the first switch whose cables are both Ethernet and
