@@ -180,7 +180,7 @@ class FlushingJson : public benchmark::JSONReporter {
 };
 class FlushingConsole : public benchmark::ConsoleReporter {
  public:
-  FlushingConsole() : ConsoleReporter(OO_Tabular) {}
+  FlushingConsole() : ConsoleReporter(OO_None) {}  // the library's default into a pipe: no colour, not tabular
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     GetOutputStream().flush();

@@ -12,19 +12,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <cctype>
 #include <set>
 #include <sstream>
 
 namespace basin::cli {
 
-std::vector<topo::Vertex> gpus_of_cluster(const topo::Topology& t) {
-  auto gpus = topo::gpus(t);
-  if (gpus.empty())
-    throw topo::InputError("--cluster", "", "a topology with GPUs, got '" + t.name +
-                                                "' with none (discovery finds GPUs only through a CUDA driver; "
-                                                "without one, load a model such as dgx-h100)");
-  return gpus;
-}
+std::vector<topo::Vertex> gpus_of_cluster(const topo::Topology& t) { return sim::require_gpus(t); }
 
 namespace {
 
@@ -317,9 +311,11 @@ int run(PlanCliOptions o) {
       out["rows"].push_back(row_json(result.rows[i]));
     out["rejected_examples"] = nlohmann::json::array();
     std::set<std::string> kinds;
-    for (const plan::PlanRow& x : result.rejected)
-      if (kinds.insert(x.rejected.substr(0, x.rejected.find_first_of(":0123456789"))).second)
-        out["rejected_examples"].push_back(x.rejected);
+    for (const plan::PlanRow& x : result.rejected) {
+      std::string kind = x.rejected;  // the reason with its numbers left out
+      std::erase_if(kind, [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) || ch == '.'; });
+      if (kinds.insert(kind).second) out["rejected_examples"].push_back(x.rejected);
+    }
     nlohmann::json pareto = nlohmann::json::array();
     for (int i : result.pareto) pareto.push_back(plan::plan_document(result, result.rows[i], o.plan));
     out["pareto"] = pareto;

@@ -195,9 +195,6 @@ for p in "${phases[@]}"; do
     # The phase runs in a child bash, so that timeout can stop it with everything it started.
     export -f "phase_$p" have_gpu
     export build out
-    # Streams parked on a host counter (the nccl+gloo path) must not share a hardware queue
-    # with the streams that raise it: more connections than the default 8.
-    export CUDA_DEVICE_MAX_CONNECTIONS=32
     # -k: a phase that ignores the TERM is killed 10 s later, inside the call's last 30 s.
     timeout -k 10 "$left" bash -c "phase_$p" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}

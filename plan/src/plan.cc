@@ -438,16 +438,28 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
     return fed_seconds_per_image(a) < fed_seconds_per_image(b);
   });
   const PlanRow& best = result.rows.front();
+  double lowest = objective(best);
+  for (const PlanRow& r : result.rows) lowest = std::min(lowest, objective(r));
+  const char* objective_name = o.objective == Objective::time   ? "time to train"
+                               : o.objective == Objective::cost ? "cost"
+                                                                : "cost per image";
   for (size_t i = 1; i < result.rows.size(); ++i) {
     PlanRow& r = result.rows[i];
-    const double delta = o.objective == Objective::time ? r.time_to_train_h / best.time_to_train_h - 1
-                         : o.objective == Objective::cost
-                             ? r.cost / best.cost - 1
-                             : objective_value(r, o.objective) / objective_value(best, o.objective) - 1;
-    r.lost = percent(delta) + (o.objective == Objective::time ? " time to train"
-                               : o.objective == Objective::cost ? " cost"
-                                                                : " cost per image") +
-             "; bound by " + r.bottleneck();
+    // In the best's group the objective ties (a row may even be a little ahead on it): what it
+    // loses is the tie-break's, cost under time, time under the others, else headroom.
+    if (objective(r) <= lowest * 1.005) {
+      const bool by_time = o.objective == Objective::time;
+      const double second = by_time ? r.cost / best.cost - 1 : r.time_to_train_h / best.time_to_train_h - 1;
+      r.lost = std::string("ties on ") + objective_name + "; " +
+               (std::abs(second) > 1e-3
+                    ? (std::abs(second) < 0.1 ? format("%+.1f%%", 100 * second) : percent(second)) +
+                          (by_time ? " cost" : " time to train")
+                    : "less headroom") +
+               "; bound by " + r.bottleneck();
+      continue;
+    }
+    const double delta = objective(r) / objective(best) - 1;
+    r.lost = percent(delta) + " " + objective_name + "; bound by " + r.bottleneck();
   }
   // Pareto front of time against cost: fastest first, each next one strictly cheaper. Times
   // within 0.5% count as equal here too, and among equals the ranking's order decides (which

@@ -17,6 +17,16 @@ int gpus_on_a_server(const topo::Topology& cluster) {
   return most;
 }
 
+std::vector<topo::Vertex> require_gpus(const topo::Topology& cluster) {
+  auto all = topo::gpus(cluster);
+  if (all.empty())
+    throw topo::InputError(cluster.source.empty() ? "--cluster" : cluster.source, "",
+                           "a topology with GPUs, got '" + cluster.name +
+                               "' with none (discovery finds GPUs only through a CUDA driver; without one, load a "
+                               "model such as dgx-h100)");
+  return all;
+}
+
 int unjoined_server_gpus(const topo::Topology& cluster) {
   const std::vector<topo::Vertex> all = topo::gpus(cluster);
   if (all.empty()) return 0;
@@ -29,12 +39,7 @@ int unjoined_server_gpus(const topo::Topology& cluster) {
 
 std::vector<topo::Vertex> gpus_in_use(const topo::Topology& cluster, int count, int per_server,
                                       const std::string& count_flag) {
-  const auto all = topo::gpus(cluster);
-  if (all.empty())
-    throw topo::InputError(cluster.source.empty() ? cluster.name : cluster.source, "",
-                           "a topology with GPUs, got '" + cluster.name +
-                               "' with none (discovery finds GPUs only through a CUDA driver; without one, load a "
-                               "model such as dgx-h100)");
+  const auto all = require_gpus(cluster);
   const int most = gpus_on_a_server(cluster);
   if (per_server < 0 || per_server > most)
     throw topo::InputError("--per-server", "", "0 (all of each server's GPUs) to the " + std::to_string(most) +

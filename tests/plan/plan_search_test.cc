@@ -85,6 +85,10 @@ TEST_CASE("plans within 0.5% of the best tie wherever they fall, and the cheaper
   for (const PlanRow& row : r.rows)
     if (row.time_to_train_h <= fastest * 1.005) REQUIRE(row.cost >= r.rows.front().cost * (1 - 1e-3));
   REQUIRE(r.rows.front().time_to_train_h <= fastest * 1.005);
+  // A row of the best's group says it ties, and what it loses instead (never a "-0%").
+  for (size_t i = 1; i < r.rows.size(); ++i)
+    if (r.rows[i].time_to_train_h <= fastest * 1.005) REQUIRE_THAT(r.rows[i].lost, HasText("ties on time to train; "));
+    else REQUIRE_THAT(r.rows[i].lost, HasText("% time to train"));
   // Cost per image (throughput per dollar) ranks as cost does: among plans within 0.5% of the
   // cheapest, the fastest first, under either objective.
   const topo::Topology pcie = topo::load_any("pcie8:2");

@@ -81,6 +81,8 @@ DeviceProfile device_profile_for(const std::string& dir, const topo::Topology& t
 std::vector<topo::Vertex> gpus_in_use(const topo::Topology& cluster, int count, int per_server,
                                       const std::string& count_flag = "--gpus");
 int gpus_on_a_server(const topo::Topology& cluster);  // the most GPUs any server has
+// Every GPU of the cluster; an InputError naming its file (or --cluster) where it has none.
+std::vector<topo::Vertex> require_gpus(const topo::Topology& cluster);
 // Where no route joins the servers (fabric=none, or a file whose servers share no switch), the
 // GPUs a run can use: the first server's; else 0 (every GPU).
 int unjoined_server_gpus(const topo::Topology& cluster);
