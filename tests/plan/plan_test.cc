@@ -162,8 +162,8 @@ TEST_CASE("the Pareto front of time against cost is a true front", "[plan]") {
   o.objective = Objective::time;
   // (The first row is the cheapest of those within 0.5% of the fastest, not the fastest.)
   const PlanResult timed = make_plan(t, profile_for(t), o);
-  const double fastest = std::min_element(timed.rows.begin(), timed.rows.end(), [](const auto& a, const auto& b) {
-                           return a.time_to_train_h < b.time_to_train_h;
+  const double fastest = std::min_element(timed.rows.begin(), timed.rows.end(), [](const auto& x, const auto& y) {
+                           return x.time_to_train_h < y.time_to_train_h;
                          })->time_to_train_h;
   o.deadline_h = 0.01;
   try {
