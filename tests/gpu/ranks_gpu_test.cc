@@ -80,6 +80,15 @@ std::vector<float> one_rank(const Run& run, const char* name, int micro) {
   return run_ranks(c, 1, micro, [](int) { return 0; });
 }
 
+// How far training moved the weights from their start: the scale a 16-bit wire's rounding is
+// bounded by.
+double moved_by_training(const Run& run, const std::vector<float>& trained) {
+  auto backend = make_gpu_backend();
+  Net initial(network_for(run.c, 10), *backend, run.c.batch);
+  initial.init({.seed = run.c.seed, .zero_init_residual = run.c.zero_init_residual});
+  return fixture::weight_difference(trained, initial.to_host(initial.params()));
+}
+
 }  // namespace
 
 TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[exec][gpu][train][comm]") {
@@ -115,10 +124,7 @@ TEST_CASE("Two ranks sharing one GPU through Gloo reach one rank's weights", "[e
 
   // bf16 on the wire: the weights move from fp32's by about the rounding, within the bound of
   // tests/exec/data_parallel_test.cc (4 u of how far the steps moved them, u = 2^-8).
-  auto backend = make_gpu_backend();
-  Net initial(network_for(c, 10), *backend, c.batch);
-  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
-  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  const double moved = moved_by_training(run, one);
   c.out = run.dir.path / "two-gloo-bf16";
   c.bucket_mb = run.c.bucket_mb;
   c.overlap = true;
@@ -170,10 +176,7 @@ TEST_CASE("Servers of one rank through NCCL inside and Gloo between reach one ra
     WARN("skipped: 2 servers of 2 GPUs through NCCL and Gloo need 2 GPUs; this machine has " << gpus);
   }
   // bf16 on the wire, bounded as the Gloo path's (4 u of how far the steps moved the weights).
-  auto backend = make_gpu_backend();
-  Net initial(network_for(c, 10), *backend, c.batch);
-  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
-  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  const double moved = moved_by_training(run, one);
   g.out = run.dir.path / "nccl-gloo-bf16";
   g.bucket_mb = run.c.bucket_mb;
   g.overlap = true;
@@ -211,10 +214,7 @@ TEST_CASE("Two ranks on two GPUs through NCCL reach one rank's weights", "[exec]
   // off from fp32's by about the rounding, within 4 u of how far the steps moved the weights
   // (u = 2^-11 fp16, 2^-8 bf16), as the Gloo wire above. A widen that ran before NCCL's sum
   // would leave each rank its own half of the gradient, far outside this.
-  auto backend = make_gpu_backend();
-  Net initial(network_for(c, 10), *backend, c.batch);
-  initial.init({.seed = c.seed, .zero_init_residual = c.zero_init_residual});
-  const double moved = fixture::weight_difference(one, initial.to_host(initial.params()));
+  const double moved = moved_by_training(run, one);
   for (auto wire : {comm::WirePrecision::fp16, comm::WirePrecision::bf16}) {
     TrainConfig n = c;
     n.out = run.dir.path / (std::string("nccl-") + comm::name(wire));
