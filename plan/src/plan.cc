@@ -176,8 +176,9 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
   // largest --per-server of them): the search keeps to the first server's, and a count beyond
   // it is refused by name, not at the first route.
   const std::vector<topo::Vertex> every_gpu = topo::gpus(cluster);
-  const bool joined = sim::unjoined_server_gpus(cluster) == 0;
-  int reachable = joined ? static_cast<int>(every_gpu.size()) : sim::unjoined_server_gpus(cluster);
+  const int unjoined = sim::unjoined_server_gpus(cluster);  // one search of the graph, used thrice
+  const bool joined = unjoined == 0;
+  int reachable = joined ? static_cast<int>(every_gpu.size()) : unjoined;
   if (!joined && !o.gpus_per_server.empty() &&
       std::find(o.gpus_per_server.begin(), o.gpus_per_server.end(), 0) == o.gpus_per_server.end())
     reachable = std::min(reachable, *std::max_element(o.gpus_per_server.begin(), o.gpus_per_server.end()));
@@ -189,7 +190,7 @@ PlanResult make_plan(const topo::Topology& cluster, const sim::DeviceProfile& pr
       if (n > reachable)
         throw topo::InputError("--gpus", "",
                                "GPU counts of at most " + std::to_string(reachable) + " (one server's" +
-                                   (reachable < sim::unjoined_server_gpus(cluster) ? ", as --per-server allows" : "") +
+                                   (reachable < unjoined ? ", as --per-server allows" : "") +
                                    "), got " +
                                    std::to_string(n) + ": no route joins the servers of " + cluster.name +
                                    (cluster.fabric.empty() ? " (fabric=none)" : ""));
